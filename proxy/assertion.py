@@ -1,0 +1,187 @@
+"""Signing keys, the "valid patron" assertion's claims, and the JWKS that publishes the keys.
+
+Keys are Ed25519 (EdDSA) in PEM files in the key directory, one per key, mode 0600. A key becomes
+the signing key once its activation time has passed (rotation publishes a new key in the JWKS at
+once and signs with it only later, so vendors' key caches catch up first). `kid` is the RFC 7638
+JWK thumbprint.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+ASSERTION_LIFETIME_S = 300
+# Re-sign when less than this is left, so a vendor never receives an assertion about to expire.
+REFRESH_MARGIN_S = 60
+_CACHE_MAX = 50_000
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def public_jwk(public_key: Ed25519PublicKey) -> dict[str, str]:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)}
+
+
+def thumbprint(jwk: dict[str, str]) -> str:
+    """RFC 7638: SHA-256 over the required members, sorted, no whitespace."""
+    required = {k: jwk[k] for k in ("crv", "kty", "x")}
+    canonical = json.dumps(required, sort_keys=True, separators=(",", ":")).encode()
+    return _b64url(hashlib.sha256(canonical).digest())
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private: Ed25519PrivateKey
+    not_before: float  # signing starts at this time (epoch seconds)
+    path: Path
+
+    @property
+    def jwk(self) -> dict[str, str]:
+        return {
+            **public_jwk(self.private.public_key()),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def create_key(key_dir: Path, *, not_before: float) -> SigningKey:
+    """Generate a key into `key_dir` (0600), active from `not_before`."""
+    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private = Ed25519PrivateKey.generate()
+    kid = thumbprint(public_jwk(private.public_key()))
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path = key_dir / f"{kid}.pem"
+    _write_private(path, pem)
+    (key_dir / f"{kid}.json").write_text(json.dumps({"not_before": not_before}))
+    return SigningKey(kid=kid, private=private, not_before=not_before, path=path)
+
+
+def load_keys(key_dir: Path) -> list[SigningKey]:
+    """Every key in the directory, oldest activation first."""
+    keys: list[SigningKey] = []
+    if not key_dir.is_dir():
+        return keys
+    for pem in sorted(key_dir.glob("*.pem")):
+        private = serialization.load_pem_private_key(pem.read_bytes(), password=None)
+        if not isinstance(private, Ed25519PrivateKey):
+            raise ValueError(f"{pem}: not an Ed25519 key")
+        meta_path = pem.with_suffix(".json")
+        meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        kid = thumbprint(public_jwk(private.public_key()))
+        keys.append(SigningKey(kid, private, float(meta.get("not_before", 0.0)), pem))
+    keys.sort(key=lambda k: (k.not_before, k.kid))
+    return keys
+
+
+def ensure_keys(key_dir: Path) -> list[SigningKey]:
+    """Load the keys, generating a first one (active at once) when there is none."""
+    keys = load_keys(key_dir)
+    if not keys:
+        try:
+            keys = [create_key(key_dir, not_before=0.0)]
+        except FileExistsError:  # another worker created it first
+            keys = load_keys(key_dir)
+    return keys
+
+
+def pairwise_id(secret: bytes, vendor_id: str, patron_key: str, scope: str) -> str:
+    """Stable per (patron, vendor), different per vendor, underivable without the secret."""
+    mac = hmac.new(
+        secret, f"pairwise:{vendor_id}\x00{patron_key}".encode(), hashlib.sha256
+    ).digest()
+    return base64.b32encode(mac).decode().rstrip("=").lower() + "@" + scope
+
+
+class Signer:
+    """Signs assertions with the active key and caches them per session and vendor."""
+
+    def __init__(
+        self, keys: list[SigningKey], *, issuer: str, scope: str, pairwise_secret: bytes
+    ) -> None:
+        if not keys:
+            raise ValueError("no signing keys")
+        self.keys = keys
+        self.issuer = issuer
+        self.scope = scope
+        self._pairwise_secret = pairwise_secret
+        self._cache: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def active_key(self, now: float | None = None) -> SigningKey:
+        now = time.time() if now is None else now
+        active = [k for k in self.keys if k.not_before <= now]
+        # Before any key is active (only after a bad clock), sign with the oldest rather than fail.
+        return active[-1] if active else self.keys[0]
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [k.jwk for k in self.keys]}
+
+    def claims(
+        self, *, audience: str, patron_key: str, vendor_id: str, pseudonymous: bool, now: int
+    ) -> dict[str, Any]:
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": audience,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME_S,
+            "jti": secrets.token_urlsafe(16),
+            "affiliation": f"member@{self.scope}",
+        }
+        if pseudonymous:
+            claims["sub"] = pairwise_id(self._pairwise_secret, vendor_id, patron_key, self.scope)
+        return claims
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        key = self.active_key(float(claims["iat"]))
+        return jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid})
+
+    def assertion(
+        self, *, cache_key: str, audience: str, patron_key: str, vendor_id: str, pseudonymous: bool
+    ) -> str:
+        """A signed assertion for this session and vendor, reused until shortly before it expires."""
+        now = time.time()
+        hit = self._cache.get((cache_key, vendor_id))
+        if hit is not None and hit[1] - now > REFRESH_MARGIN_S:
+            return hit[0]
+        claims = self.claims(
+            audience=audience,
+            patron_key=patron_key,
+            vendor_id=vendor_id,
+            pseudonymous=pseudonymous,
+            now=int(now),
+        )
+        token = self.sign(claims)
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache = {k: v for k, v in self._cache.items() if v[1] - now > REFRESH_MARGIN_S}
+        self._cache[(cache_key, vendor_id)] = (token, float(claims["exp"]))
+        return token
+
+    def forget(self, cache_key: str) -> None:
+        """Drop cached assertions of an ended session."""
+        for k in [k for k in self._cache if k[0] == cache_key]:
+            del self._cache[k]

@@ -1,0 +1,192 @@
+"""Patron authentication: the `Directory` protocol, the LDAP and file directories, eligibility.
+
+Nothing that identifies a patron leaves this module. A successful login yields a `Patron` holding
+only an opaque key (an HMAC of a stable directory attribute under the server secret) and the set of
+database ids the patron may use; the card number, PIN, DN, name and e-mail stay here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import tomllib
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import argon2
+
+from proxy.config import Config, VendorConfig
+from proxy.errors import BadCredentials, DirectoryUnavailable, NotEligible
+
+MAX_USERNAME = 64
+MAX_PASSWORD = 256
+
+
+@dataclass(frozen=True)
+class Patron:
+    """What the proxy knows about a logged-in patron: an opaque key and their databases."""
+
+    key: str  # hex HMAC; never the card number or any directory value
+    databases: frozenset[str]  # vendor ids this patron may use
+
+
+class Directory(Protocol):
+    """Authenticates patrons. Raises BadCredentials, NotEligible or DirectoryUnavailable."""
+
+    async def authenticate(self, username: str, password: str) -> Patron: ...
+
+    async def ping(self) -> None:
+        """Raise DirectoryUnavailable when the directory cannot answer."""
+
+    async def close(self) -> None: ...
+
+
+def patron_key(secret: bytes, namespace: str, stable_value: str) -> str:
+    """Opaque patron key: HMAC-SHA256 of a stable directory value under the server secret."""
+    return hmac.new(
+        secret, f"patron:{namespace}:{stable_value}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def databases_for(
+    groups: frozenset[str],
+    vendors: tuple[VendorConfig, ...],
+    matched_filters: frozenset[str] = frozenset(),
+) -> frozenset[str]:
+    """Vendor ids whose eligibility the patron meets (groups, or an LDAP filter that matched)."""
+    allowed: set[str] = set()
+    for v in vendors:
+        e = v.eligibility
+        if (
+            (not e.groups and not e.ldap_filter)
+            or (e.groups and groups & set(e.groups))
+            or (e.ldap_filter and v.id in matched_filters)
+        ):
+            allowed.add(v.id)
+    return frozenset(allowed)
+
+
+def check_credentials_shape(username: str, password: str) -> None:
+    """Refuse input no directory should see: empty PIN (unauthenticated bind), control chars, huge."""
+    if not username or not password:
+        raise BadCredentials
+    if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
+        raise BadCredentials
+    if any(ord(c) < 32 or ord(c) == 127 for c in username + password):
+        raise BadCredentials
+
+
+# --------------------------------------------------------------------------- file directory
+
+
+@dataclass(frozen=True)
+class _FilePatron:
+    card: str
+    hash: str
+    expires: dt.date | None
+    groups: frozenset[str]
+    blocked: bool
+
+
+class FileDirectory:
+    """Patrons from a local TOML file (card number, argon2/bcrypt hash, optional expiry and groups).
+
+    The embedded default for the demo, and for small sites or staff test accounts.
+    Hash checks run in a thread so the event loop never waits on argon2.
+    """
+
+    def __init__(
+        self, path: Path, *, secret: bytes, vendors: tuple[VendorConfig, ...], workers: int = 2
+    ) -> None:
+        self._patrons = self._load(path)
+        self._secret = secret
+        self._vendors = vendors
+        self._hasher = argon2.PasswordHasher()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="file-directory")
+        # Verified against for unknown cards, so an unknown card costs the same time as a known one.
+        self._dummy_hash = self._hasher.hash("not-a-real-pin")
+
+    @staticmethod
+    def _load(path: Path) -> Mapping[str, _FilePatron]:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        out: dict[str, _FilePatron] = {}
+        for entry in data.get("patron", []):
+            card = str(entry["card"])
+            out[card] = _FilePatron(
+                card=card,
+                hash=str(entry["hash"]),
+                expires=entry.get("expires"),
+                groups=frozenset(entry.get("groups", [])),
+                blocked=bool(entry.get("blocked", False)),
+            )
+        return out
+
+    def _verify(self, hashed: str, password: str) -> bool:
+        if hashed.startswith("$2"):
+            import bcrypt  # optional: only sites that bring bcrypt hashes need it
+
+            return bool(bcrypt.checkpw(password.encode(), hashed.encode()))
+        try:
+            return bool(self._hasher.verify(hashed, password))
+        except argon2.exceptions.VerificationError:
+            return False
+        except argon2.exceptions.InvalidHashError:
+            return False
+
+    async def authenticate(self, username: str, password: str) -> Patron:
+        check_credentials_shape(username, password)
+        entry = self._patrons.get(username.strip())
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(
+            self._pool, self._verify, entry.hash if entry else self._dummy_hash, password
+        )
+        if entry is None or not ok:
+            raise BadCredentials
+        if entry.blocked or (entry.expires is not None and entry.expires < dt.date.today()):
+            raise NotEligible
+        return Patron(
+            key=patron_key(self._secret, "file", entry.card),
+            databases=databases_for(entry.groups, self._vendors),
+        )
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash for the patrons file (`weston-proxy hash-password`)."""
+    return argon2.PasswordHasher().hash(password)
+
+
+def make_directory(config: Config, *, secret: bytes) -> Directory:
+    """Build the configured directory; raises ValueError on an unknown kind."""
+    d = config.directory
+    if d.kind == "file":
+        return FileDirectory(config.resolve(d.patrons_file), secret=secret, vendors=config.vendors)
+    if d.kind == "ldap":
+        from proxy.ldap_directory import LdapDirectory
+
+        return LdapDirectory(config, secret=secret)
+    raise ValueError(f"unknown directory kind {d.kind!r}")
+
+
+__all__ = [
+    "BadCredentials",
+    "Directory",
+    "DirectoryUnavailable",
+    "FileDirectory",
+    "NotEligible",
+    "Patron",
+    "databases_for",
+    "hash_password",
+    "make_directory",
+    "patron_key",
+]

@@ -1,0 +1,327 @@
+"""The `weston-proxy` command line (also `python -m proxy`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from aiohttp import web
+
+from proxy.config import Config, load_config
+from proxy.errors import ConfigError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def config_checks() -> tuple[object, ...]:
+    """Validation owned by feature modules (stats, compliance …), run by the loader."""
+    checks: list[object] = []
+    for mod, name in (
+        ("proxy.stats", "check_stats"),
+        ("proxy.compliance", "check_compliance_settings"),
+    ):
+        try:
+            module = __import__(mod, fromlist=[name])
+        except ImportError:
+            continue
+        fn = getattr(module, name, None)
+        if fn is not None:
+            checks.append(fn)
+    return tuple(checks)
+
+
+def load(path: str, err: TextIO) -> Config | None:
+    try:
+        return load_config(path, extra_checks=config_checks())  # type: ignore[arg-type]
+    except ConfigError as exc:
+        print(f"configuration has {len(exc.problems)} problem(s):", file=err)
+        for p in exc.problems:
+            print(f"  {p}", file=err)
+        return None
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _demo_ctx(config: Config):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        from proxy.app import SERVICES
+        from proxy.demo_vendor import create_demo_vendor_app
+
+        svc = app[SERVICES]
+        demo = next((v for v in config.vendors if v.id == "demo"), None)
+        host, _, port = config.demo.vendor_listen.rpartition(":")
+        runner = web.AppRunner(
+            create_demo_vendor_app(
+                origin=demo.origin if demo else "http://demo.vendor.test",
+                audience=demo.aud if demo else "demo",
+                jwks=svc.signer.jwks,
+            ),
+            access_log=None,
+        )
+        await runner.setup()
+        await web.TCPSite(runner, host, int(port)).start()
+        yield
+        await runner.cleanup()
+
+    return ctx
+
+
+def _banner(config: Config, out: TextIO) -> None:
+    print(f"Weston patron proxy listening on {config.server.listen}", file=out)
+    print(f"Open {config.server.public_url.rstrip('/')}/login", file=out)
+    if config.directory.kind == "file":
+        demo_card = config.resolve(config.directory.patrons_file).with_suffix(".README")
+        if demo_card.exists():
+            print(demo_card.read_text(encoding="utf-8").strip(), file=out)
+    out.flush()
+
+
+def build_serving_app(config: Config) -> web.Application:
+    from proxy.app import create_app
+
+    app = create_app(config)
+    if config.demo.vendor_listen:
+        app.cleanup_ctx.append(_demo_ctx(config))
+    return app
+
+
+def _serve_one(config: Config, *, reuse_port: bool) -> None:
+    from proxy.logs import configure_logging
+
+    configure_logging(config.logging.level, config.logging.format)
+    _install_uvloop()
+    host, port = config.listen_addr
+    web.run_app(
+        build_serving_app(config),
+        host=host,
+        port=port,
+        access_log=None,
+        reuse_port=reuse_port,
+        shutdown_timeout=config.server.shutdown_grace_s,
+        print=None,
+        handle_signals=True,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = load(args.config, sys.stderr)
+    if config is None:
+        return EXIT_USAGE
+    workers = args.workers or config.server.workers
+    _banner(config, sys.stdout)
+    if workers <= 1:
+        _serve_one(config, reuse_port=False)
+        return EXIT_OK
+    return _serve_workers(config, workers)
+
+
+def _serve_workers(config: Config, workers: int) -> int:
+    """N processes on one port (SO_REUSEPORT); the parent forwards SIGTERM/SIGINT and waits."""
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=_serve_one, args=(config,), kwargs={"reuse_port": True})
+        for _ in range(workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, frame: object) -> None:
+        for p in procs:
+            if p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return EXIT_OK if all(p.exitcode == 0 for p in procs) else EXIT_FAIL
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load(args.config, sys.stdout)
+    if config is None:
+        return EXIT_FAIL
+    print(f"{args.config}: OK ({len(config.vendors)} vendor(s))")
+    return EXIT_OK
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from proxy.auth import hash_password
+
+    password = (
+        sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("PIN/password: ")
+    )
+    if not password:
+        print("an empty password cannot be hashed", file=sys.stderr)
+        return EXIT_USAGE
+    print(hash_password(password))
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from proxy.assertion import ASSERTION_LIFETIME_S, create_key, load_keys
+
+    config = load(args.config, sys.stderr)
+    if config is None:
+        return EXIT_USAGE
+    key_dir = config.resolve(config.keys.dir)
+    if args.keys_command == "list":
+        now = time.time()
+        for k in load_keys(key_dir):
+            state = (
+                "signing-eligible"
+                if k.not_before <= now
+                else f"published, signs from {time.ctime(k.not_before)}"
+            )
+            print(f"{k.kid}  {state}")
+        return EXIT_OK
+    if args.keys_command == "rotate":
+        delay = config.keys.activate_after_s if args.delay is None else args.delay
+        key = create_key(key_dir, not_before=time.time() + delay)
+        print(
+            f"added {key.kid}; published now, used for signing after {delay} s. Reload or restart the proxy."
+        )
+        return EXIT_OK
+    if args.keys_command == "retire":
+        keys = load_keys(key_dir)
+        match = [k for k in keys if k.kid == args.kid]
+        if not match:
+            print(f"no key {args.kid} in {key_dir}", file=sys.stderr)
+            return EXIT_FAIL
+        now = time.time()
+        active = [k for k in keys if k.not_before <= now]
+        newest_active = active[-1] if active else None
+        if newest_active is not None and newest_active.kid == args.kid:
+            print("refusing to retire the key that currently signs; rotate first", file=sys.stderr)
+            return EXIT_FAIL
+        # The newest key took over at its not_before; the retired key's last assertion expires
+        # ASSERTION_LIFETIME_S after that.
+        successor = min(
+            (k for k in keys if k.not_before > match[0].not_before),
+            key=lambda k: k.not_before,
+            default=None,
+        )
+        if (
+            successor is not None
+            and successor.not_before + ASSERTION_LIFETIME_S > now
+            and not args.force
+        ):
+            wait = int(successor.not_before + ASSERTION_LIFETIME_S - now)
+            print(
+                f"assertions signed by {args.kid} may still be valid for {wait} s; retry later or --force",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
+        match[0].path.unlink()
+        match[0].path.with_suffix(".json").unlink(missing_ok=True)
+        print(f"retired {args.kid}. Reload or restart the proxy.")
+        return EXIT_OK
+    return EXIT_USAGE
+
+
+def cmd_vendors(args: argparse.Namespace) -> int:
+    config = load(args.config, sys.stderr)
+    if config is None:
+        return EXIT_USAGE
+    if args.vendors_command == "list":
+        rows = [
+            {
+                "id": v.id,
+                "title": v.title,
+                "hosts": list(v.hosts),
+                "auth": v.auth,
+                "release": v.release,
+                "contract_expires": v.contract.expires.isoformat() if v.contract.expires else None,
+            }
+            for v in config.vendors
+        ]
+        if args.format == "json":
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                print(
+                    f"{r['id']:<20} {r['title'][:40]:<40} {r['auth']:<12} {r['release']:<12} {r['contract_expires'] or '-'}"
+                )
+                print(f"{'':<20} hosts: {', '.join(r['hosts'])}")
+        return EXIT_OK
+    return EXIT_USAGE
+
+
+def cmd_import_ezproxy(args: argparse.Namespace) -> int:
+    from proxy.ezproxy import run_import
+
+    return run_import(Path(args.config_txt), Path(args.out), stdout=sys.stdout, force=args.force)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="weston-proxy", description="Privacy-first remote-access proxy for library databases."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the proxy")
+    s.add_argument("--config", required=True)
+    s.add_argument("--workers", type=int, default=0, help="override server.workers")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("check-config", help="validate the configuration and report every problem")
+    s.add_argument("--config", required=True)
+    s.set_defaults(func=cmd_check_config)
+
+    s = sub.add_parser("hash-password", help="print an argon2id hash for the patrons file")
+    s.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    s.set_defaults(func=cmd_hash_password)
+
+    s = sub.add_parser("keys", help="list, rotate or retire assertion signing keys")
+    ks = s.add_subparsers(dest="keys_command", required=True)
+    k = ks.add_parser("list")
+    k.add_argument("--config", required=True)
+    k = ks.add_parser("rotate")
+    k.add_argument("--config", required=True)
+    k.add_argument("--delay", type=int, default=None, help="seconds before the new key signs")
+    k = ks.add_parser("retire")
+    k.add_argument("kid")
+    k.add_argument("--config", required=True)
+    k.add_argument("--force", action="store_true")
+    s.set_defaults(func=cmd_keys)
+
+    s = sub.add_parser("vendors", help="list configured vendors")
+    vs = s.add_subparsers(dest="vendors_command", required=True)
+    v = vs.add_parser("list")
+    v.add_argument("--config", required=True)
+    v.add_argument("--format", choices=("text", "json"), default="text")
+    s.set_defaults(func=cmd_vendors)
+
+    s = sub.add_parser("import-ezproxy", help="convert an EZproxy config.txt to vendor TOML files")
+    s.add_argument("config_txt")
+    s.add_argument("--out", required=True)
+    s.add_argument("--force", action="store_true", help="overwrite existing files")
+    s.set_defaults(func=cmd_import_ezproxy)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

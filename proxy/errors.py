@@ -1,0 +1,73 @@
+"""The proxy's exception tree: each error names what happened, so handlers can pick the page.
+
+ProxyError
+├── ConfigError               config files are wrong (carries every problem, each with file and key)
+├── AuthError                 a login did not produce a session
+│   ├── BadCredentials        wrong card number or PIN (never says which)
+│   ├── NotEligible           the card is valid but may not use remote access
+│   └── DirectoryUnavailable  the library's directory could not be asked
+├── StoreUnavailable          the session store could not be reached
+└── VendorError               a vendor could not be reached
+    ├── VendorUnavailable     connection refused, reset or closed mid-response (502)
+    └── VendorTimeout         the vendor did not answer in time (504)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ProxyError(Exception):
+    """Base class of every error the proxy raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One config mistake: where it is and what is wrong."""
+
+    file: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.message}"
+
+
+class ConfigError(ProxyError):
+    """The configuration is invalid; `problems` lists every mistake found, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class AuthError(ProxyError):
+    """A login attempt did not succeed."""
+
+
+class BadCredentials(AuthError):
+    """Card number or PIN wrong, or the card is unknown: deliberately indistinguishable."""
+
+
+class NotEligible(AuthError):
+    """The card is known and the PIN right, but the card may not use remote access now."""
+
+
+class DirectoryUnavailable(AuthError):
+    """The directory did not answer (down, timed out, refused the service account)."""
+
+
+class StoreUnavailable(ProxyError):
+    """The session store did not answer; the proxy must not serve without a session check."""
+
+
+class VendorError(ProxyError):
+    """A vendor could not be reached or failed mid-response."""
+
+
+class VendorUnavailable(VendorError):
+    """Connection refused, reset, TLS failure or closed mid-response."""
+
+
+class VendorTimeout(VendorError):
+    """The vendor did not answer within the configured timeout."""

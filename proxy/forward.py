@@ -1,0 +1,397 @@
+"""The upstream client and the streaming forwarder: one pooled ClientSession for all vendors.
+
+A request reaches a vendor with only what `proxy.privacy` allows, the vendor's cookies from the
+session jar, and what the vendor's adapter adds. Bodies stream both ways; HTML, CSS, JS, JSON and XML
+responses go through the rewriter chunk by chunk, everything else passes through untouched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from multidict import CIMultiDict
+from yarl import URL
+
+from proxy.assertion import Signer
+from proxy.config import Config, VendorConfig
+from proxy.errors import ProxyError, VendorTimeout, VendorUnavailable
+from proxy.hosts import HostMap
+from proxy.jar import cookie_header, dump_jar, load_jar, store_set_cookies
+from proxy.privacy import outbound_headers, response_headers
+from proxy.rewrite import UnsupportedEncoding, decoder_for, should_rewrite
+from proxy.sessions import Session, Sessions
+from proxy.vendors.base import Outbound, VendorAdapter
+
+if TYPE_CHECKING:
+    from proxy.rewrite import Rewriter
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+CHUNK = 64 * 1024
+MAX_UNMAP_BODY = 1024 * 1024
+
+
+class BlockedAddress(OSError):
+    """A vendor host resolved to an address the proxy must not reach (loopback, private …)."""
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return not (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+class VendorResolver(AbstractResolver):
+    """Honours each vendor's `connect_to` and refuses non-public addresses for everything else.
+
+    aiohttp has no per-request "connect to" option; a resolver is its documented extension point,
+    and TLS still verifies the certificate against the vendor's real host name.
+    """
+
+    def __init__(self, connect_to: dict[str, tuple[str, int]], hosts: HostMap) -> None:
+        self._connect_to = connect_to
+        self._hosts = hosts
+        self._default = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        vendor_id = self._hosts.vendor_for_host(host)
+        target = self._connect_to.get(vendor_id or "")
+        if target is not None:
+            addr, tport = target
+            fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+            return [
+                {
+                    "hostname": host,
+                    "host": addr,
+                    "port": tport,
+                    "family": fam,
+                    "proto": 0,
+                    "flags": socket.AI_NUMERICHOST,
+                }
+            ]
+        results = await self._default.resolve(host, port, family)
+        allowed = [r for r in results if _is_public(r["host"])]
+        if not allowed:
+            raise BlockedAddress(f"vendor host resolves only to non-public addresses ({host})")
+        return allowed
+
+    async def close(self) -> None:
+        await self._default.close()
+
+
+def upstream_url(vendor: VendorConfig, vendor_host: str, raw_path: str) -> URL:
+    """The vendor URL for a request path on a mapped host (path and query passed as received)."""
+    scheme, origin_host, origin_port = vendor.origin_parts
+    port = origin_port if vendor_host == origin_host else None
+    netloc = vendor_host + (f":{port}" if port else "")
+    if not raw_path.startswith("/"):
+        raw_path = "/" + raw_path
+    return URL(f"{scheme}://{netloc}{raw_path}", encoded=True)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one forwarded request looked like, for metrics and aggregate statistics (no patron)."""
+
+    vendor_id: str
+    method: str
+    status: int
+    bytes: int
+    duration_s: float
+    content_type: str
+    path: str
+    first_at_vendor: bool
+
+
+Observer = Callable[[Observation], None]
+
+
+class Upstream:
+    """Owns the pooled client session and forwards requests to vendors."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        hosts: HostMap,
+        signer: Signer,
+        sessions: Sessions,
+        rewriter: Rewriter | None = None,
+        observe: Observer | None = None,
+    ) -> None:
+        self.config = config
+        self.hosts = hosts
+        self.signer = signer
+        self.sessions = sessions
+        self.rewriter = rewriter
+        self.observe = observe
+        self.vendor_origins = {v.id: v.origin for v in config.vendors}
+        self.adapters: dict[str, VendorAdapter] = {}
+        self._client: aiohttp.ClientSession | None = None
+        self._ssl: dict[str, ssl.SSLContext | bool] = {}
+
+    async def start(self) -> None:
+        from proxy.vendors import make_adapter
+
+        connect_to: dict[str, tuple[str, int]] = {}
+        for v in self.config.vendors:
+            if v.connect_to:
+                host, _, port = v.connect_to.rpartition(":")
+                connect_to[v.id] = (host.strip("[]"), int(port))
+            if not v.tls_verify:
+                self._ssl[v.id] = False
+            elif v.tls_ca_file:
+                self._ssl[v.id] = ssl.create_default_context(cafile=v.tls_ca_file)
+            self.adapters[v.id] = make_adapter(v, self)
+        connector = aiohttp.TCPConnector(
+            resolver=VendorResolver(connect_to, self.hosts),
+            limit=0,
+            limit_per_host=64,
+            ttl_dns_cache=300,
+            enable_cleanup_closed=True,
+        )
+        self._client = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # vendor cookies live in the session jar only
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            trust_env=False,
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    @property
+    def client(self) -> aiohttp.ClientSession:
+        assert self._client is not None, "Upstream.start() not awaited"
+        return self._client
+
+    def timeout(self, vendor: VendorConfig) -> aiohttp.ClientTimeout:
+        s = self.config.server
+        return aiohttp.ClientTimeout(
+            total=None,
+            connect=s.upstream_connect_timeout_s,
+            sock_read=vendor.timeout_s or s.upstream_timeout_s,
+        )
+
+    async def send(
+        self,
+        vendor: VendorConfig,
+        method: str,
+        url: URL,
+        headers: CIMultiDict[str],
+        data: Any = None,
+    ) -> aiohttp.ClientResponse:
+        """One request to a vendor, errors turned into VendorTimeout / VendorUnavailable."""
+        try:
+            return await self.client.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                ssl=self._ssl.get(vendor.id, True),
+                timeout=self.timeout(vendor),
+            )
+        except TimeoutError as exc:
+            raise VendorTimeout(vendor.id) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise VendorUnavailable(vendor.id) from exc
+
+    async def _request_body(
+        self, request: web.Request, out_headers: CIMultiDict[str], vendor: VendorConfig
+    ) -> Any:
+        if not request.body_exists:
+            return None
+        ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        limit = vendor.limits.max_upload_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+        if self.rewriter is not None and ctype in (
+            "application/x-www-form-urlencoded",
+            "application/json",
+        ):
+            # Small form/JSON bodies are read whole so mapped URLs in them can be mapped back.
+            body = await request.content.read(MAX_UNMAP_BODY + 1)
+            if len(body) <= MAX_UNMAP_BODY:
+                body = self.rewriter.unmap_body(body, ctype)
+                out_headers["Content-Length"] = str(len(body))
+                return body
+
+            async def rest(first: bytes = body) -> Any:
+                yield first
+                async for chunk in request.content.iter_chunked(CHUNK):
+                    yield chunk
+
+            out_headers.popall("Content-Length", None)
+            return rest()
+        return request.content
+
+    async def forward(
+        self, request: web.Request, vendor: VendorConfig, vendor_host: str, session: Session
+    ) -> web.StreamResponse:
+        started = time.monotonic()
+        raw_path = request.raw_path
+        if self.rewriter is not None and "?" in raw_path:
+            path, _, query = raw_path.partition("?")
+            raw_path = path + "?" + self.rewriter.unmap_url(query)
+        url = upstream_url(vendor, vendor_host, raw_path)
+        headers = outbound_headers(
+            request.headers, hosts=self.hosts, vendor_origins=self.vendor_origins
+        )
+        data = await self._request_body(request, headers, vendor)
+        first_at_vendor = vendor.id not in session.state.get("seen", [])
+        if first_at_vendor:
+            session.state.setdefault("seen", []).append(vendor.id)
+        adapter = self.adapters[vendor.id]
+        out = Outbound(
+            vendor=vendor, session=session, method=request.method, url=url, headers=headers
+        )
+        out.session_changed = first_at_vendor
+        resp = await self._send_with_jar(out, data)
+        if request.method in IDEMPOTENT and await adapter.vendor_session_expired(
+            out, resp.status, b""
+        ):
+            resp.release()
+            await adapter.renew(out)
+            resp = await self._send_with_jar(out, None)
+        if out.session_changed:
+            await self.sessions.save(session)
+        try:
+            return await self._relay(request, resp, vendor, out, started, first_at_vendor)
+        finally:
+            resp.release()
+
+    async def _send_with_jar(self, out: Outbound, data: Any) -> aiohttp.ClientResponse:
+        adapter = self.adapters[out.vendor.id]
+        jar = load_jar(out.session.jars.get(out.vendor.id, []))
+        out.headers.popall("Cookie", None)
+        await adapter.authorize(out)
+        cookie = cookie_header(jar, str(out.url))
+        if cookie:
+            out.headers["Cookie"] = cookie
+        resp = await self.send(out.vendor, out.method, out.url, out.headers, data)
+        if store_set_cookies(jar, str(out.url), resp.headers.getall("Set-Cookie", [])):
+            out.session.jars[out.vendor.id] = dump_jar(jar)
+            out.session_changed = True
+        return resp
+
+    async def _relay(
+        self,
+        request: web.Request,
+        resp: aiohttp.ClientResponse,
+        vendor: VendorConfig,
+        out: Outbound,
+        started: float,
+        first_at_vendor: bool,
+    ) -> web.StreamResponse:
+        headers = response_headers(resp.headers.items())
+        ctype = resp.headers.get("Content-Type", "")
+        rewriter = self.rewriter
+        stream = None
+        decoder = None
+        if rewriter is not None:
+            rewrite_response_headers(rewriter, headers)
+            if should_rewrite(ctype) and request.method != "HEAD" and resp.status not in (204, 304):
+                try:
+                    decoder = decoder_for(resp.headers.get("Content-Encoding"))
+                except UnsupportedEncoding:
+                    decoder = None  # an encoding we cannot undo passes through untouched
+                if decoder is not None:
+                    stream = rewriter.stream(vendor.id, ctype, resp.charset)
+                    for name in ("Content-Length", "Content-Encoding", "Content-MD5", "Digest"):
+                        headers.popall(name, None)
+                    etag = headers.popall("ETag", [None])[0]
+                    if etag:
+                        # The body differs from the vendor's, so a strong validator would lie.
+                        headers["ETag"] = etag if etag.startswith("W/") else "W/" + etag
+            if ctype.split(";", 1)[0].strip().lower() in ("text/html", "application/xhtml+xml"):
+                csp = rewriter.shield_csp(vendor.id, vendor.third_party == "allow")
+                if csp:
+                    headers.add("Content-Security-Policy", csp)
+        response = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
+        if stream is None and "Content-Length" in headers and request.method != "HEAD":
+            response.content_length = int(headers["Content-Length"])
+        await response.prepare(request)
+        sent = 0
+        status = resp.status
+        try:
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                if stream is not None and decoder is not None:
+                    for piece in decoder.feed(chunk):
+                        out_bytes = stream.feed(piece)
+                        if out_bytes:
+                            sent += len(out_bytes)
+                            await response.write(out_bytes)
+                elif chunk:
+                    sent += len(chunk)
+                    await response.write(chunk)
+            if stream is not None and decoder is not None:
+                tail = b"".join(stream.feed(piece) for piece in decoder.finish()) + stream.finish()
+                if tail:
+                    sent += len(tail)
+                    await response.write(tail)
+        except (aiohttp.ClientError, OSError, TimeoutError, ProxyError):
+            # Headers are gone already; the only honest signal left is a broken connection.
+            status = 502
+            if request.transport is not None:
+                request.transport.close()
+            self._observe(vendor, out, status, sent, started, ctype, first_at_vendor)
+            return response
+        await response.write_eof()
+        self._observe(vendor, out, status, sent, started, ctype, first_at_vendor)
+        return response
+
+    def _observe(
+        self,
+        vendor: VendorConfig,
+        out: Outbound,
+        status: int,
+        sent: int,
+        started: float,
+        ctype: str,
+        first: bool,
+    ) -> None:
+        if self.observe is not None:
+            duration = time.monotonic() - started
+            self.observe(
+                Observation(
+                    vendor.id, out.method, status, sent, duration, ctype, out.url.path, first
+                )
+            )
+
+
+def rewrite_response_headers(rewriter: Rewriter, headers: CIMultiDict[str]) -> None:
+    fns: dict[str, Callable[[str], str]] = {
+        "Location": rewriter.rewrite_location,
+        "Content-Location": rewriter.rewrite_location,
+        "Refresh": rewriter.rewrite_refresh,
+        "Link": rewriter.rewrite_link,
+        "Content-Security-Policy": rewriter.rewrite_csp,
+        "Content-Security-Policy-Report-Only": rewriter.rewrite_csp,
+        "Access-Control-Allow-Origin": rewriter.rewrite_acao,
+    }
+    for name, fn in fns.items():
+        values = headers.getall(name, [])
+        if values:
+            headers.popall(name)
+            for v in values:
+                headers.add(name, fn(v))

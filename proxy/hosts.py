@@ -1,0 +1,156 @@
+"""Host mapping both ways (EZproxy proxy-by-hostname) and which vendor owns which host.
+
+Vendor host `H` is served at `L.<public host>` with `L = H.replace("-", "--").replace(".", "-")`.
+The mapping is injective: in `L`, a run of hyphens of even length 2k is k literal hyphens, and a
+single hyphen (odd run) is a dot followed by the rest. DNS labels cannot start or end with a
+hyphen, which keeps the decoding unambiguous.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_HYPHEN_RUN = re.compile(r"-+")
+# A hostname as vendors configure it: lowercase labels of letters, digits and hyphens.
+_HOST_RE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+def is_valid_hostname(host: str) -> bool:
+    """True for a plain DNS hostname (no port, no trailing dot, lowercase)."""
+    return bool(_HOST_RE.match(host))
+
+
+def map_label(host: str) -> str:
+    """The single DNS label that stands for vendor host `host` under the proxy's host."""
+    return host.lower().replace("-", "--").replace(".", "-")
+
+
+def unmap_label(label: str) -> str | None:
+    """The vendor host that `label` stands for, or None when `label` is not a valid mapping."""
+
+    def _run(match: re.Match[str]) -> str:
+        n = len(match.group(0))
+        return "-" * (n // 2) + ("." if n % 2 else "")
+
+    if not label or label.startswith("-") or label.endswith("-"):
+        return None
+    host = _HYPHEN_RUN.sub(_run, label.lower())
+    if not is_valid_hostname(host) or map_label(host) != label.lower():
+        return None
+    return host
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """Whole-label match: `*.x.com` matches any subdomain of x.com (not x.com itself)."""
+    if pattern.startswith("*."):
+        suffix = pattern[1:]
+        return host.endswith(suffix) and len(host) > len(suffix)
+    return host == pattern
+
+
+@dataclass(frozen=True)
+class HostMap:
+    """Knows the proxy's public host and every vendor's host patterns, and maps between them.
+
+    `public_host` has no port; `public_port` is the port in `public_url` (None when default).
+    """
+
+    public_scheme: str
+    public_host: str
+    public_port: int | None
+    patterns: tuple[tuple[str, str], ...]  # (host pattern, vendor id), exact ones first
+    never_proxy: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        public_scheme: str,
+        public_host: str,
+        public_port: int | None,
+        vendor_hosts: Iterable[tuple[str, Iterable[str]]],
+        never_proxy: Iterable[str] = (),
+    ) -> HostMap:
+        exact: list[tuple[str, str]] = []
+        wild: list[tuple[str, str]] = []
+        for vendor_id, hosts in vendor_hosts:
+            for pattern in hosts:
+                (wild if pattern.startswith("*.") else exact).append((pattern.lower(), vendor_id))
+        # Longest wildcard first so the most specific vendor wins.
+        wild.sort(key=lambda item: -len(item[0]))
+        return cls(
+            public_scheme=public_scheme,
+            public_host=public_host.lower(),
+            public_port=public_port,
+            patterns=tuple(exact + wild),
+            never_proxy=tuple(p.lower() for p in never_proxy),
+        )
+
+    @property
+    def public_netloc(self) -> str:
+        return (
+            self.public_host
+            if self.public_port is None
+            else f"{self.public_host}:{self.public_port}"
+        )
+
+    def vendor_for_host(self, host: str) -> str | None:
+        """The id of the vendor that proxies vendor host `host`, or None."""
+        host = host.lower()
+        if any(host_matches(p, host) for p in self.never_proxy):
+            return None
+        for pattern, vendor_id in self.patterns:
+            if host_matches(pattern, host):
+                return vendor_id
+        return None
+
+    def to_mapped(self, vendor_host: str) -> str:
+        """The mapped host (with the public port, if any) for a vendor host."""
+        label = map_label(vendor_host)
+        mapped = f"{label}.{self.public_host}"
+        return mapped if self.public_port is None else f"{mapped}:{self.public_port}"
+
+    def mapped_origin(self, vendor_host: str) -> str:
+        return f"{self.public_scheme}://{self.to_mapped(vendor_host)}"
+
+    def split_request_host(self, host_header: str) -> tuple[str, int | None] | None:
+        """Split a Host header into (host, port); None if malformed."""
+        host_header = host_header.strip().lower()
+        if not host_header or any(c in host_header for c in "/\\@ \t\r\n\x00[]"):
+            return None
+        host, sep, port_text = host_header.rpartition(":")
+        if not sep:
+            return host_header, None
+        if not port_text.isdigit() or len(port_text) > 5:
+            return None
+        return host, int(port_text)
+
+    def _port_ok(self, port: int | None) -> bool:
+        default = 443 if self.public_scheme == "https" else 80
+        want = self.public_port or default
+        return (port or default) == want
+
+    def is_public_host(self, host_header: str) -> bool:
+        parts = self.split_request_host(host_header)
+        return parts is not None and parts[0] == self.public_host and self._port_ok(parts[1])
+
+    def vendor_host_from_request(self, host_header: str) -> str | None:
+        """The vendor host a request's Host header stands for, or None if it is not ours."""
+        parts = self.split_request_host(host_header)
+        if parts is None or not self._port_ok(parts[1]):
+            return None
+        host = parts[0]
+        suffix = "." + self.public_host
+        if not host.endswith(suffix):
+            return None
+        label = host[: -len(suffix)]
+        if "." in label:
+            return None
+        vendor_host = unmap_label(label)
+        if vendor_host is None or self.vendor_for_host(vendor_host) is None:
+            return None
+        return vendor_host

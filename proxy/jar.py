@@ -1,0 +1,94 @@
+"""Per-session, per-vendor cookie jars kept on the proxy (vendor cookies never reach the browser).
+
+The cookie rules (Domain, Path, Expires/Max-Age, Secure, host-only) are the standard library's
+`http.cookiejar`, a long-maintained RFC 6265-style implementation; this module only adapts it to
+aiohttp's headers and to a JSON-serialisable form the session store can hold.
+"""
+
+from __future__ import annotations
+
+import email.message
+import http.cookiejar
+import time
+import urllib.request
+from collections.abc import Iterable
+from typing import Any
+
+_FIELDS = (
+    "version",
+    "name",
+    "value",
+    "port",
+    "port_specified",
+    "domain",
+    "domain_specified",
+    "domain_initial_dot",
+    "path",
+    "path_specified",
+    "secure",
+    "expires",
+    "discard",
+    "comment",
+    "comment_url",
+)
+MAX_COOKIES_PER_JAR = 200
+
+
+class _Response:
+    """The minimal response object http.cookiejar.extract_cookies reads."""
+
+    def __init__(self, set_cookies: Iterable[str]) -> None:
+        self._msg = email.message.Message()
+        for value in set_cookies:
+            self._msg["Set-Cookie"] = value
+
+    def info(self) -> email.message.Message:
+        return self._msg
+
+
+def _policy() -> http.cookiejar.DefaultCookiePolicy:
+    # Strict domain rules: a vendor cannot set cookies for a bare TLD or an unrelated domain.
+    return http.cookiejar.DefaultCookiePolicy(
+        strict_ns_domain=http.cookiejar.DefaultCookiePolicy.DomainStrict
+    )
+
+
+def load_jar(serialised: list[dict[str, Any]]) -> http.cookiejar.CookieJar:
+    jar = http.cookiejar.CookieJar(policy=_policy())
+    now = time.time()
+    for d in serialised:
+        if d.get("expires") is not None and d["expires"] <= now:
+            continue
+        kwargs = {k: d.get(k) for k in _FIELDS}
+        jar.set_cookie(http.cookiejar.Cookie(**kwargs, rest={}, rfc2109=False))  # type: ignore[arg-type]
+    return jar
+
+
+def dump_jar(jar: http.cookiejar.CookieJar) -> list[dict[str, Any]]:
+    jar.clear_expired_cookies()
+    out = []
+    for c in list(jar)[:MAX_COOKIES_PER_JAR]:
+        d = {k: getattr(c, k) for k in _FIELDS}
+        if d["discard"] and d["expires"] is None:
+            # Session cookies live as long as the proxy session; keep them.
+            d["discard"] = False
+        out.append(d)
+    return out
+
+
+def store_set_cookies(jar: http.cookiejar.CookieJar, url: str, set_cookies: list[str]) -> bool:
+    """Put a response's Set-Cookie headers into the jar; True when the jar changed."""
+    if not set_cookies:
+        return False
+    before = [(c.domain, c.path, c.name, c.value, c.expires) for c in jar]
+    # The Request is only a container for the URL here: nothing is ever opened.
+    jar.extract_cookies(_Response(set_cookies), urllib.request.Request(url))  # type: ignore[arg-type]  # noqa: S310
+    return before != [(c.domain, c.path, c.name, c.value, c.expires) for c in jar]
+
+
+def cookie_header(jar: http.cookiejar.CookieJar, url: str) -> str | None:
+    """The Cookie header the jar would send to `url` (domain, path, secure and expiry honoured)."""
+    req = urllib.request.Request(url)  # noqa: S310 (a container for the URL; never opened)
+    jar.add_cookie_header(req)
+    value = req.get_header("Cookie")
+    return value if value else None

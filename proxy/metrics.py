@@ -1,0 +1,76 @@
+"""Prometheus metrics on a registry owned by the app: no label can hold a patron, IP, URL or search.
+
+Labels are only vendor ids (from config), status classes, outcomes and dependency names — all
+from fixed vocabularies.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from proxy.forward import Observation
+
+LOGIN_OUTCOMES = (
+    "success",
+    "bad_credentials",
+    "not_eligible",
+    "directory_unavailable",
+    "throttled",
+)
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx" if 100 <= status < 600 else "other"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "weston_proxy_requests",
+            "Requests forwarded to vendors",
+            ["vendor", "status_class"],
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "weston_proxy_upstream_seconds",
+            "Time from request to the end of the vendor's response",
+            ["vendor", "status_class"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.bytes = Counter(
+            "weston_proxy_response_bytes",
+            "Body bytes sent to patrons from vendors",
+            ["vendor"],
+            registry=r,
+        )
+        self.logins = Counter(
+            "weston_proxy_logins", "Login attempts by outcome", ["outcome"], registry=r
+        )
+        self.denials = Counter("weston_proxy_denials", "Requests refused", ["reason"], registry=r)
+        self.active_sessions = Gauge("weston_proxy_active_sessions", "Live sessions", registry=r)
+        self.dependency_up = Gauge(
+            "weston_proxy_dependency_up", "1 when a dependency answers", ["dependency"], registry=r
+        )
+        self.blocked_third_party = Counter(
+            "weston_proxy_blocked_third_party",
+            "Third-party origins in vendor pages held back by the shield",
+            ["vendor"],
+            registry=r,
+        )
+        self.suspensions = Counter(
+            "weston_proxy_suspensions", "Sessions suspended by usage limits", ["vendor"], registry=r
+        )
+        for outcome in LOGIN_OUTCOMES:
+            self.logins.labels(outcome)
+
+    def observe(self, o: Observation) -> None:
+        sc = status_class(o.status)
+        self.requests.labels(o.vendor_id, sc).inc()
+        self.upstream_seconds.labels(o.vendor_id, sc).observe(o.duration_s)
+        self.bytes.labels(o.vendor_id).inc(o.bytes)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,149 @@
+"""What may leave the proxy: the request-header allowlist, Referer/Origin mapping, response headers.
+
+This is the one place that decides what a vendor receives from the patron's browser. It is an
+allowlist: a header not named here never reaches a vendor, whatever its spelling, so forwarding
+headers (X-Forwarded-For, X_Forwarded_For, Forwarded, X-Real-IP, True-Client-IP, Via), client hints,
+Authorization, cookies and any client-sent assertion are dropped without being listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from proxy.hosts import HostMap
+
+# Request headers a vendor may receive as the browser sent them.
+REQUEST_ALLOWLIST = frozenset(
+    {
+        "accept",
+        "accept-language",
+        "user-agent",
+        "content-type",
+        "content-length",
+        "range",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+        "cache-control",
+        "pragma",
+    }
+)
+# Content codings the proxy can decode for rewriting; the browser's Accept-Encoding is narrowed to these.
+DECODABLE_ENCODINGS = ("gzip", "deflate", "br")
+
+# Response headers never passed to the browser. Hop-by-hop per RFC 9110 §7.6.1, plus those the
+# proxy owns: vendor cookies go to the session jar, and Alt-Svc would point the browser at the
+# vendor directly.
+RESPONSE_DROP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "set-cookie",
+        "set-cookie2",
+        "alt-svc",
+        "public-key-pins",
+        "report-to",
+        "nel",
+        "server-timing",
+        "clear-site-data",
+    }
+)
+
+
+def _accept_encoding(value: str) -> str | None:
+    wanted = []
+    for part in value.split(","):
+        coding = part.split(";", 1)[0].strip().lower()
+        if coding in DECODABLE_ENCODINGS and coding not in wanted:
+            wanted.append(coding)
+    return ", ".join(wanted) or None
+
+
+def map_back_origin(value: str, hosts: HostMap, vendor_origins: Mapping[str, str]) -> str | None:
+    """The vendor origin a mapped Referer/Origin stands for, or None when it is not a mapped host."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    vendor_host = hosts.vendor_host_from_request(parts.netloc)
+    if vendor_host is None:
+        return None
+    vendor_id = hosts.vendor_for_host(vendor_host)
+    origin = vendor_origins.get(vendor_id or "", "")
+    scheme = urlsplit(origin).scheme or "https"
+    port = urlsplit(origin).port if urlsplit(origin).hostname == vendor_host else None
+    return f"{scheme}://{vendor_host}" + (f":{port}" if port else "")
+
+
+def outbound_headers(
+    incoming: CIMultiDictProxy[str] | CIMultiDict[str],
+    *,
+    hosts: HostMap,
+    vendor_origins: Mapping[str, str],
+) -> CIMultiDict[str]:
+    """The request headers a vendor receives: the allowlist, with Referer/Origin mapped back."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        lname = name.lower()
+        if lname in REQUEST_ALLOWLIST:
+            out.add(name, value)
+    if "Accept-Encoding" in incoming:
+        ae = _accept_encoding(incoming["Accept-Encoding"])
+        if ae:
+            out["Accept-Encoding"] = ae
+    referer = incoming.get("Referer")
+    if referer:
+        origin = map_back_origin(referer, hosts, vendor_origins)
+        if origin:
+            out["Referer"] = origin + "/"
+    origin_hdr = incoming.get("Origin")
+    if origin_hdr:
+        origin = map_back_origin(origin_hdr, hosts, vendor_origins)
+        if origin:
+            out["Origin"] = origin
+    return out
+
+
+def response_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    """Vendor response headers the browser may see (before URL rewriting)."""
+    out: CIMultiDict[str] = CIMultiDict()
+    pairs = list(upstream)
+    connection_named = {
+        token.strip().lower()
+        for name, value in pairs
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    for name, value in pairs:
+        lname = name.lower()
+        if lname in RESPONSE_DROP or lname in connection_named:
+            continue
+        out.add(name, value)
+    return out
+
+
+OWN_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Permissions-Policy": "interest-cohort=(), browsing-topics=()",
+}

@@ -1,0 +1,54 @@
+"""Reading secrets from files (mode-checked) or environment variables, and the server secret."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from proxy.config import Config
+
+
+class SecretError(Exception):
+    """A secret could not be read safely."""
+
+
+def read_secret_file(path: Path) -> str:
+    """The file's content without the trailing newline; refuses group/world-readable files."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise SecretError(f"{path}: cannot be read ({exc.strerror})") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SecretError(f"{path}: readable by group or others; chmod 600 it")
+    return path.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+def read_secret(config: Config, *, file: str, env: str, base: Path | None = None) -> str:
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise SecretError(f"environment variable {env} is not set")
+        return value
+    path = Path(file)
+    if not path.is_absolute():
+        path = (base or config.path.parent) / path
+    return read_secret_file(path)
+
+
+def server_secret(config: Config) -> bytes:
+    """The server secret for opaque keys; generated (32 random bytes, 0600) on first start."""
+    s = config.session
+    if s.secret_env:
+        return read_secret(config, file="", env=s.secret_env).encode()
+    path = config.resolve(s.secret_file)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+        except FileExistsError:
+            pass  # another worker wrote it first
+    return read_secret_file(path).encode()

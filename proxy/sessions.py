@@ -1,0 +1,213 @@
+"""Patron sessions: the store protocol, the memory store, and the rules for expiry.
+
+A session holds only what browsing needs: an opaque patron key, the databases the patron may use,
+a CSRF token, per-vendor cookie jars and adapter state. Stores keep sessions under a hash of the
+session id, so a copy of the store cannot be replayed as cookies. Every stored item expires on its
+own (TTL = the session's remaining life), so data is destroyed even if no proxy is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from proxy.errors import StoreUnavailable
+
+
+def new_session_id() -> str:
+    """256 bits from the OS CSPRNG, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def storage_key(session_id: str) -> str:
+    """What a store files a session under: never the cookie value itself."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+@dataclass
+class Session:
+    id: str
+    patron_key: str
+    databases: frozenset[str]
+    created: float
+    last_seen: float
+    csrf: str
+    jars: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    suspended: str = ""  # reason, when usage limits suspended the session
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["databases"] = sorted(self.databases)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Session:
+        d = dict(d)
+        d["databases"] = frozenset(d.get("databases", ()))
+        return cls(**d)
+
+
+class SessionStore(Protocol):
+    """Where sessions live. Every method raises StoreUnavailable when the store cannot answer."""
+
+    async def put(self, session: Session, ttl_s: float) -> None: ...
+
+    async def get(self, session_id: str) -> Session | None: ...
+
+    async def delete(self, session_id: str) -> None: ...
+
+    async def count(self) -> int: ...
+
+    async def ages(self) -> list[float]:
+        """Seconds since login of every live session (records inventory; no ids)."""
+        ...
+
+    async def incr(self, key: str, window_s: float) -> int:
+        """Add one to counter `key` (expiring after `window_s`) and return its value."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryStore:
+    """Sessions in this process's memory; for one proxy process."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[float, Session]] = {}
+        self._counters: dict[str, tuple[float, int]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def _sweep(self, now: float) -> None:
+        for k in [k for k, (exp, _) in self._items.items() if exp <= now]:
+            del self._items[k]
+        for k in [k for k, (exp, _) in self._counters.items() if exp <= now]:
+            del self._counters[k]
+
+    async def start(self) -> None:
+        async def sweep_forever() -> None:
+            while True:
+                await asyncio.sleep(30)
+                self._sweep(time.monotonic())
+
+        self._sweeper = asyncio.create_task(sweep_forever())
+
+    async def put(self, session: Session, ttl_s: float) -> None:
+        self._items[storage_key(session.id)] = (time.monotonic() + ttl_s, session)
+
+    async def get(self, session_id: str) -> Session | None:
+        item = self._items.get(storage_key(session_id))
+        if item is None:
+            return None
+        exp, session = item
+        if exp <= time.monotonic():
+            del self._items[storage_key(session_id)]
+            return None
+        # Hand out a copy so a handler's changes only count once saved with put().
+        return Session.from_dict(session.to_dict())
+
+    async def delete(self, session_id: str) -> None:
+        self._items.pop(storage_key(session_id), None)
+
+    async def count(self) -> int:
+        self._sweep(time.monotonic())
+        return len(self._items)
+
+    async def ages(self) -> list[float]:
+        self._sweep(time.monotonic())
+        now = time.time()
+        return [now - s.created for _, s in self._items.values()]
+
+    async def incr(self, key: str, window_s: float) -> int:
+        now = time.monotonic()
+        exp, n = self._counters.get(key, (now + window_s, 0))
+        if exp <= now:
+            exp, n = now + window_s, 0
+        self._counters[key] = (exp, n + 1)
+        return n + 1
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._items.clear()
+        self._counters.clear()
+
+
+class Sessions:
+    """Session rules on top of a store: fresh ids, idle timeout and absolute lifetime."""
+
+    def __init__(self, store: SessionStore, *, idle_timeout_s: float, lifetime_s: float) -> None:
+        self.store = store
+        self.idle_timeout_s = idle_timeout_s
+        self.lifetime_s = lifetime_s
+
+    def _ttl(self, session: Session, now: float) -> float:
+        return max(0.0, min(self.idle_timeout_s, session.created + self.lifetime_s - now))
+
+    async def start(self, *, patron_key: str, databases: frozenset[str]) -> Session:
+        now = time.time()
+        session = Session(
+            id=new_session_id(),
+            patron_key=patron_key,
+            databases=databases,
+            created=now,
+            last_seen=now,
+            csrf=secrets.token_urlsafe(24),
+        )
+        await self.store.put(session, self._ttl(session, now))
+        return session
+
+    async def load(self, session_id: str | None) -> Session | None:
+        """The live session for a cookie value, or None (unknown, idle too long, too old)."""
+        if not session_id or len(session_id) > 128:
+            return None
+        session = await self.store.get(session_id)
+        if session is None:
+            return None
+        now = time.time()
+        if now - session.last_seen > self.idle_timeout_s or now - session.created > self.lifetime_s:
+            await self.store.delete(session_id)
+            return None
+        return session
+
+    async def touch(self, session: Session, *, min_interval_s: float = 15.0) -> None:
+        """Record activity; writes at most every `min_interval_s` unless something else changed."""
+        now = time.time()
+        if now - session.last_seen >= min_interval_s:
+            session.last_seen = now
+            await self.store.put(session, self._ttl(session, now))
+
+    async def save(self, session: Session) -> None:
+        now = time.time()
+        session.last_seen = now
+        ttl = self._ttl(session, now)
+        if ttl <= 0:
+            await self.store.delete(session.id)
+        else:
+            await self.store.put(session, ttl)
+
+    async def end(self, session_id: str) -> None:
+        await self.store.delete(session_id)
+
+
+def make_store(kind: str, **options: Any) -> SessionStore:
+    """Build a store by kind; raises ValueError on an unknown kind."""
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "redis":
+        from proxy.redis_store import RedisStore
+
+        return RedisStore(**options)
+    raise ValueError(f"unknown session store {kind!r}")
+
+
+__all__ = ["MemoryStore", "Session", "SessionStore", "Sessions", "StoreUnavailable", "make_store"]

@@ -1,0 +1,32 @@
+"""`assertion`: one signed JWT header saying "valid patron of this library" (and, where the contract
+permits it, a pairwise pseudonym unique to this vendor)."""
+
+from __future__ import annotations
+
+from proxy.sessions import storage_key
+from proxy.vendors.base import Outbound, VendorAdapter
+
+
+class AssertionAdapter(VendorAdapter):
+    kind = "assertion"
+
+    async def authorize(self, out: Outbound) -> None:
+        signer = self.upstream.signer
+        token = signer.assertion(
+            cache_key=storage_key(out.session.id),
+            audience=self.vendor.aud,
+            patron_key=out.session.patron_key,
+            vendor_id=self.vendor.id,
+            pseudonymous=self.vendor.release == "pseudonymous",
+        )
+        # Any client-sent copy was already dropped by the header allowlist; set, never add.
+        out.headers[self.vendor.assertion_header] = token
+
+    def disclosure(self) -> str:
+        if self.vendor.release == "pseudonymous":
+            return (
+                "Your library's name and that you are a valid patron, plus a code that lets this "
+                "vendor recognise you on return visits (for saved searches and folders). The code is "
+                "unique to this vendor and cannot be traced to your card or name."
+            )
+        return "Your library's name and that you are a valid patron; nothing else."

@@ -1,0 +1,54 @@
+"""The vendor adapter interface: how one vendor learns "this is a valid patron", and nothing more."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from multidict import CIMultiDict
+from yarl import URL
+
+from proxy.config import VendorConfig
+from proxy.sessions import Session
+
+if TYPE_CHECKING:
+    from proxy.forward import Upstream
+
+
+@dataclass
+class Outbound:
+    """A request about to leave for a vendor; adapters may add to `headers` and nothing else."""
+
+    vendor: VendorConfig
+    session: Session
+    method: str
+    url: URL
+    headers: CIMultiDict[str]
+    session_changed: bool = field(default=False)
+
+
+class VendorAdapter(ABC):
+    """One way of telling a vendor a request comes from a valid patron."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, vendor: VendorConfig, upstream: Upstream) -> None:
+        self.vendor = vendor
+        self.upstream = upstream
+
+    @abstractmethod
+    async def authorize(self, out: Outbound) -> None:
+        """Add what this vendor needs to `out` (a header, a jar cookie); never patron data."""
+
+    async def vendor_session_expired(self, out: Outbound, status: int, body_start: bytes) -> bool:
+        """True when the response means the vendor-side session ended and a retry may help."""
+        return False
+
+    async def renew(self, out: Outbound) -> None:
+        """Re-establish the vendor-side session after `vendor_session_expired` said so."""
+        return None
+
+    @abstractmethod
+    def disclosure(self) -> str:
+        """What this vendor receives, in plain words for patrons (the /privacy page)."""

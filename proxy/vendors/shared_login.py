@@ -1,0 +1,102 @@
+"""`shared-login`: the vendor only offers named accounts, so the library holds one library-wide
+account and the proxy signs in with it on the patron's behalf.
+
+Every patron looks like the same library account to the vendor. The credential comes from secret
+files (or environment variables), is sent only to the vendor's login URL (form) or as HTTP Basic,
+and never reaches the patron's browser. The vendor's resulting cookies live in the session jar.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from multidict import CIMultiDict
+from yarl import URL
+
+from proxy.config import SharedLogin
+from proxy.jar import dump_jar, load_jar, store_set_cookies
+from proxy.secrets_ import read_secret_file
+from proxy.vendors.base import Outbound, VendorAdapter
+
+_STATE_KEY = "shared_login"
+
+
+class SharedLoginAdapter(VendorAdapter):
+    kind = "shared-login"
+
+    @property
+    def settings(self) -> SharedLogin:
+        assert self.vendor.shared_login is not None  # config validation guarantees it
+        return self.vendor.shared_login
+
+    def _credential(self) -> tuple[str, str]:
+        import os
+
+        sl = self.settings
+        base = Path(self.vendor.file).parent
+
+        def one(file: str, env: str) -> str:
+            if env:
+                return os.environ.get(env, "")
+            p = Path(file)
+            return read_secret_file(p if p.is_absolute() else base / p)
+
+        return one(sl.username_file, sl.username_env), one(sl.password_file, sl.password_env)
+
+    async def authorize(self, out: Outbound) -> None:
+        sl = self.settings
+        if sl.method == "basic":
+            user, password = self._credential()
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            out.headers["Authorization"] = f"Basic {token}"
+            return
+        done = out.session.state.get(_STATE_KEY, [])
+        if self.vendor.id not in done:
+            await self.renew(out)
+
+    async def renew(self, out: Outbound) -> None:
+        """Form login with the library-wide account; the vendor's cookies land in the session jar."""
+        sl = self.settings
+        if sl.method != "form":
+            return
+        user, password = self._credential()
+        fields = dict(sl.extra_fields)
+        fields[sl.username_field] = user
+        fields[sl.password_field] = password
+        login_url = URL(sl.login_url)
+        jar = load_jar(out.session.jars.get(self.vendor.id, []))
+        headers: CIMultiDict[str] = CIMultiDict(
+            {"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        from urllib.parse import urlencode
+
+        resp = await self.upstream.send(
+            self.vendor, "POST", login_url, headers, urlencode(fields).encode()
+        )
+        try:
+            body = await resp.content.read(256 * 1024)
+            store_set_cookies(jar, str(login_url), resp.headers.getall("Set-Cookie", []))
+            ok = resp.status < 400 and (not sl.success_text or sl.success_text.encode() in body)
+        finally:
+            resp.release()
+        out.session.jars[self.vendor.id] = dump_jar(jar)
+        done = [d for d in out.session.state.get(_STATE_KEY, []) if d != self.vendor.id]
+        if ok:
+            done.append(self.vendor.id)
+        out.session.state[_STATE_KEY] = done
+        out.session_changed = True
+
+    async def vendor_session_expired(self, out: Outbound, status: int, body_start: bytes) -> bool:
+        sl = self.settings
+        if sl.method != "form":
+            return False
+        return status in sl.expired_status or bool(
+            sl.expired_text and sl.expired_text.encode() in body_start
+        )
+
+    def disclosure(self) -> str:
+        return (
+            "Nothing about you. The library signs in with one shared library account, so the vendor "
+            "sees every patron as the same library user."
+        )

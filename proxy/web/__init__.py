@@ -1,0 +1,1 @@
+"""Patron pages: templates, static files and every string patrons read."""
