@@ -1,0 +1,263 @@
+"""Test harness: recording vendors, temporary configs and a driven proxy (real HTTP, real slapd)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import textwrap
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from proxy.app import create_app
+from proxy.config import Config, load_config
+from proxy.hosts import map_label
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Recorded:
+    method: str
+    path_qs: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    host: str
+
+    def raw(self) -> bytes:
+        head = f"{self.method} {self.path_qs}\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in self.headers
+        )
+        return head.encode() + b"\r\n" + self.body
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class RecordingVendor:
+    """An aiohttp server standing in for a vendor; records every request it receives."""
+
+    host: str  # the vendor host name it plays (e.g. www.vendor-one.test)
+    requests: list[Recorded] = field(default_factory=list)
+    routes: dict[str, Handler] = field(default_factory=dict)
+    connections: int = 0
+    server: TestServer | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None and self.server.port is not None
+        return self.server.port
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.host}"
+
+    def all_bytes(self) -> bytes:
+        return b"\n".join(r.raw() for r in self.requests)
+
+    async def start(self) -> None:
+        async def record(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            self.requests.append(
+                Recorded(
+                    request.method,
+                    request.path_qs,
+                    list(request.headers.items()),
+                    body,
+                    request.host,
+                )
+            )
+            handler = self.routes.get(request.path)
+            if handler is not None:
+                return await handler(request)
+            return web.Response(
+                text=f"<html><body><h1>vendor {self.host}</h1><a href='http://{self.host}/next'>next</a></body></html>",
+                content_type="text/html",
+            )
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", record)
+
+        self.server = TestServer(app, host="127.0.0.1")
+        await self.server.start_server()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+
+def vendor_toml(
+    vendor_id: str,
+    vendor: RecordingVendor,
+    *,
+    auth: str = "assertion",
+    title: str | None = None,
+    extra: str = "",
+    hosts: list[str] | None = None,
+) -> str:
+    hosts_list = hosts or [vendor.host]
+    return textwrap.dedent(
+        f"""\
+        id = "{vendor_id}"
+        title = "{title or vendor_id.title() + " Database"}"
+        origin = "{vendor.origin}"
+        hosts = [{", ".join(f'"{h}"' for h in hosts_list)}]
+        auth = "{auth}"
+        connect_to = "127.0.0.1:{vendor.port}"
+        """
+    ) + textwrap.dedent(extra)
+
+
+def write_secret(path: Path, value: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return path
+
+
+def write_config(
+    root: Path,
+    *,
+    port: int,
+    directory: str,
+    vendors: dict[str, str],
+    session: str = 'store = "memory"',
+    extra: str = "",
+) -> Path:
+    (root / "vendors").mkdir(parents=True, exist_ok=True)
+    for vid, text in vendors.items():
+        (root / "vendors" / f"{vid}.toml").write_text(text)
+    cfg = root / "proxy.toml"
+    cfg.write_text(
+        textwrap.dedent(
+            f"""\
+            [server]
+            listen = "127.0.0.1:{port}"
+            public_url = "http://proxy.localhost:{port}"
+
+            [library]
+            name = "Weston Public Library"
+            scope = "westonlibrary.org"
+
+            [directory]
+            """
+        )
+        + textwrap.dedent(directory)
+        + "\n[session]\n"
+        + textwrap.dedent(session)
+        + '\n\n[keys]\ndir = "state/keys"\n\n[vendors]\ndir = "vendors"\n'
+        + textwrap.dedent(extra)
+    )
+    return cfg
+
+
+def ldap_directory(
+    slapd: Any, root: Path, *, urls: list[str] | None = None, timeout_s: float = 2.0
+) -> str:
+    write_secret(root / "secrets" / "ldap-bind-password", slapd.bind_password)
+    url_list = ", ".join(f'"{u}"' for u in (urls or [slapd.url]))
+    return f"""\
+kind = "ldap"
+urls = [{url_list}]
+bind_dn = "{slapd.bind_dn}"
+bind_password_file = "secrets/ldap-bind-password"
+base_dn = "{slapd.patrons_base}"
+user_filter = "(&(objectClass=inetOrgPerson)(uid={{username}}))"
+eligible_filter = "(!(description=expired))"
+timeout_s = {timeout_s}
+"""
+
+
+CSRF_RE = re.compile(r'name="csrf" value="([^"]*)"')
+
+
+class ProxyDriver:
+    """Drives a running proxy over real HTTP, setting Host headers the way a browser would."""
+
+    def __init__(self, client: TestClient[Any, Any], config: Config) -> None:
+        self.client = client
+        self.config = config
+        self.port = config.listen_addr[1]
+        self.public = f"proxy.localhost:{self.port}"
+        self.sid: str | None = None
+
+    def mapped(self, vendor_host: str) -> str:
+        return f"{map_label(vendor_host)}.proxy.localhost:{self.port}"
+
+    async def login_form(self, url: str = "") -> tuple[str, str]:
+        """GET /login; returns (csrf token from the form, page html)."""
+        params = {"url": url} if url else {}
+        r = await self.client.get("/login", params=params, headers={"Host": self.public})
+        html = await r.text()
+        m = CSRF_RE.search(html)
+        assert m, "login form has a CSRF field"
+        return m.group(1), html
+
+    async def login(
+        self, card: str, pin: str, url: str = "", *, cookies: dict[str, str] | None = None
+    ) -> Any:
+        csrf, _ = await self.login_form(url)
+        data = {"username": card, "password": pin, "url": url, "csrf": csrf}
+        r = await self.client.post(
+            "/login",
+            data=data,
+            headers={"Host": self.public},
+            allow_redirects=False,
+            cookies=cookies,
+        )
+        morsel = r.cookies.get(self.config.server.cookie_name)
+        if morsel is not None:
+            self.sid = morsel.value
+        return r
+
+    def session_id(self) -> str | None:
+        """The session id of the last successful login (the browser's cookie)."""
+        return self.sid
+
+    async def get_vendor(
+        self, vendor_host: str, path: str = "/", *, sid: str | None = None, **kw: Any
+    ) -> Any:
+        headers = dict(kw.pop("headers", {}))
+        headers["Host"] = self.mapped(vendor_host)
+        sid = sid if sid is not None else self.session_id()
+        if sid:
+            headers["Cookie"] = f"{self.config.server.cookie_name}={sid}" + (
+                "; " + headers.pop("Cookie") if "Cookie" in headers else ""
+            )
+        return await self.client.request(
+            kw.pop("method", "GET"), path, headers=headers, allow_redirects=False, **kw
+        )
+
+    async def own(self, method: str, path: str, **kw: Any) -> Any:
+        headers = dict(kw.pop("headers", {}))
+        headers["Host"] = self.public
+        if self.sid and "Cookie" not in headers:
+            headers["Cookie"] = f"{self.config.server.cookie_name}={self.sid}"
+        return await self.client.request(method, path, headers=headers, allow_redirects=False, **kw)
+
+
+async def start_proxy(
+    config_path: Path, log_stream: io.StringIO | None = None
+) -> tuple[TestClient[Any, Any], ProxyDriver]:
+    from proxy.cli import config_checks
+    from proxy.logs import configure_logging
+
+    config = load_config(config_path, extra_checks=config_checks())  # type: ignore[arg-type]
+    configure_logging("debug", "json", stream=log_stream or io.StringIO())
+    app = create_app(config)
+    server = TestServer(app, host="127.0.0.1", port=config.listen_addr[1])
+    client: TestClient[Any, Any] = TestClient(server)
+    await client.start_server()
+    return client, ProxyDriver(client, config)
