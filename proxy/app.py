@@ -48,6 +48,23 @@ MAX_LOGIN_BODY = 8 * 1024
 log = get_logger("proxy.app")
 
 
+Gate = Callable[[web.Request, Session, VendorConfig], Awaitable[web.StreamResponse | None]]
+LoginGate = Callable[[web.Request, str], Awaitable[web.StreamResponse | None]]
+LoginFailed = Callable[[web.Request, str, str], Awaitable[None]]
+
+
+@dataclass
+class Hooks:
+    """Where feature modules (stats, throttling, usage limits) plug into the request flow."""
+
+    gates: list[Gate] = field(default_factory=list)  # before forwarding; a response refuses
+    login_gates: list[LoginGate] = field(default_factory=list)  # before asking the directory
+    login_failed: list[LoginFailed] = field(default_factory=list)
+    login_outcome: list[Callable[[str], None]] = field(default_factory=list)
+    denied: list[Callable[[str, str], None]] = field(default_factory=list)  # (vendor id, reason)
+    observers: list[Callable[[Observation], None]] = field(default_factory=list)
+
+
 @dataclass
 class Services:
     """Everything a request handler needs; built in `cleanup_ctx`, swapped whole on reload."""
@@ -61,7 +78,7 @@ class Services:
     templates: jinja2.Environment
     metrics: Metrics
     secret: bytes
-    extras: dict[str, Any] = field(default_factory=dict)
+    hooks: Hooks = field(default_factory=Hooks)
 
     @property
     def vendors(self) -> dict[str, VendorConfig]:
@@ -70,8 +87,6 @@ class Services:
 
 CONFIG = web.AppKey("config", Config)
 SERVICES = web.AppKey("services", Services)
-# Hooks later features plug into (stats, throttling, usage limits) without app.py knowing them.
-OBSERVERS = web.AppKey("observers", list[Callable[[Observation], None]])
 
 
 def template_env(config: Config) -> jinja2.Environment:
@@ -180,10 +195,10 @@ async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamRes
         raise web.HTTPFound(_public(svc.config, "/login?url=" + quote(str(start), safe="")))
     if vendor.id not in session.databases:
         svc.metrics.denials.labels("not_eligible").inc()
-        for hook in svc.extras.get("denied", []):
+        for hook in svc.hooks.denied:
             hook(vendor.id, "not_eligible")
         return message_page(request, "not_included")
-    for gate in svc.extras.get("gates", []):
+    for gate in svc.hooks.gates:
         refused = await gate(request, session, vendor)
         if refused is not None:
             return refused
@@ -251,7 +266,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     cookie_token = request.cookies.get(CSRF_COOKIE, "")
     if not cookie_token or not hmac.compare_digest(sent_token.encode(), cookie_token.encode()):
         return message_page(request, "csrf", links=[{"href": "/login", "text": UI["sign_in"]}])
-    for gate in svc.extras.get("login_gates", []):
+    for gate in svc.hooks.login_gates:
         refused = await gate(request, username)
         if refused is not None:
             return refused
@@ -272,7 +287,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         svc.signer.forget(storage_key(old))
     session = await svc.sessions.start(patron_key=patron.key, databases=patron.databases)
     svc.metrics.logins.labels("success").inc()
-    for hook in svc.extras.get("login_outcome", []):
+    for hook in svc.hooks.login_outcome:
         hook("success")
     log.info("login", outcome="success")
     target = safe_target(url, svc.hosts) or _public(svc.config, "/menu")
@@ -288,10 +303,10 @@ async def _login_failed(
     svc = request.app[SERVICES]
     svc.metrics.logins.labels(outcome).inc()
     log.info("login", outcome=outcome)
-    for hook in svc.extras.get("login_failed", []):
-        await hook(request, username, outcome)
-    for hook in svc.extras.get("login_outcome", []):
-        hook(outcome)
+    for failed in svc.hooks.login_failed:
+        await failed(request, username, outcome)
+    for note in svc.hooks.login_outcome:
+        note(outcome)
     m = MESSAGES[outcome]
     resp = _login_page(request, url=url, problem=m, status=m.status)
     if m.status == 503:
@@ -482,10 +497,10 @@ async def build_services(config: Config) -> Services:
     from proxy.rewrite import Rewriter
 
     rewriter = Rewriter.from_config(config)
-    observers: list[Callable[[Observation], None]] = [metrics_.observe]
+    hooks = Hooks(observers=[metrics_.observe])
 
     def observe(o: Observation) -> None:
-        for fn in observers:
+        for fn in hooks.observers:
             fn(o)
 
     upstream = Upstream(
@@ -502,8 +517,8 @@ async def build_services(config: Config) -> Services:
         templates=template_env(config),
         metrics=metrics_,
         secret=secret,
+        hooks=hooks,
     )
-    svc.extras["observers"] = observers
     return svc
 
 

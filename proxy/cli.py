@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from aiohttp import web
 
@@ -241,7 +241,7 @@ def cmd_vendors(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     if args.vendors_command == "list":
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": v.id,
                 "title": v.title,

@@ -1,7 +1,7 @@
 """Load the TOML configuration into frozen dataclasses, reporting every mistake with file and key.
 
 Each option is declared once, as a dataclass field with its type, default and a one-line meaning
-(`doc` metadata). Reading is generic (`_read_table`), and the checks that need more than a type are
+(`doc` metadata). Reading is generic (`read_table`), and the checks that need more than a type are
 plain functions that append `Problem`s, so `check-config` shows all mistakes at once.
 """
 
@@ -353,7 +353,7 @@ def _type_name(tp: Any) -> str:
     }.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def _read_table(
+def read_table(
     cls: type[T], table: Any, file: str, prefix: str, problems: list[Problem]
 ) -> T | None:
     """Build dataclass `cls` from a TOML table, appending a Problem for every wrong key."""
@@ -363,7 +363,6 @@ def _read_table(
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
-    ok = True
     for key, value in table.items():
         where = f"{prefix}{key}"
         if key not in known or key == "file":
@@ -377,45 +376,45 @@ def _read_table(
                 close = difflib.get_close_matches(key, list(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(Problem(file, where, f"unknown key{hint}"))
-            ok = False
             continue
         tp = hints[key]
         if dataclasses.is_dataclass(tp) or (
             typing.get_origin(tp) in (Union, types.UnionType)
             and any(dataclasses.is_dataclass(a) for a in typing.get_args(tp))
         ):
-            inner = next(a for a in (typing.get_args(tp) or (tp,)) if dataclasses.is_dataclass(a))
-            sub = _read_table(inner, value, file, f"{where}.", problems)
-            ok = ok and sub is not None
-            kwargs[key] = sub
+            inner: Any = next(
+                a for a in (typing.get_args(tp) or (tp,)) if dataclasses.is_dataclass(a)
+            )
+            sub = read_table(inner, value, file, f"{where}.", problems)
+            if sub is not None:
+                kwargs[key] = sub
             continue
         if typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
             inner = typing.get_args(tp)[0]
             if not isinstance(value, list):
                 problems.append(Problem(file, where, "must be an array of tables ([[...]])"))
-                ok = False
                 continue
             items = [
-                _read_table(inner, v, file, f"{where}[{i}].", problems) for i, v in enumerate(value)
+                read_table(inner, v, file, f"{where}[{i}].", problems) for i, v in enumerate(value)
             ]
-            ok = ok and all(i is not None for i in items)
-            kwargs[key] = tuple(items)
+            if all(i is not None for i in items):
+                kwargs[key] = tuple(items)
             continue
         good, converted = _type_ok(value, tp)
         if not good:
             problems.append(Problem(file, where, f"must be {_type_name(tp)}, not {value!r}"))
-            ok = False
             continue
         kwargs[key] = converted
+    missing_required = False
     for name, f in known.items():
-        if (
-            name not in kwargs
-            and f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
-        ):
-            problems.append(Problem(file, f"{prefix}{name}", "is required"))
-            ok = False
-    if not ok:
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in kwargs:
+            if name not in table:
+                problems.append(Problem(file, f"{prefix}{name}", "is required"))
+            missing_required = True
+    # Keys that were wrong are left at their defaults (their problems are recorded), so the
+    # checks that follow still see every other value and report their problems too.
+    if missing_required:
         return None
     return cls(**kwargs)
 
@@ -699,7 +698,7 @@ def load_vendor(path: Path, problems: list[Problem]) -> VendorConfig | None:
     data["file"] = name
     before = len(problems)
     data_no_file = {k: v for k, v in data.items() if k != "file"}
-    v = _read_table(VendorConfig, data_no_file, name, "", problems)
+    v = read_table(VendorConfig, data_no_file, name, "", problems)
     if v is None:
         return None
     v = dataclasses.replace(v, file=name)
@@ -742,7 +741,7 @@ def load_config(path: str | Path, *, extra_checks: tuple[ExtraChecker, ...] = ()
     for key, value in data.items():
         if key in _SECTIONS:
             attr, cls = _SECTIONS[key]
-            section = _read_table(cls, value, name, f"{key}.", problems)
+            section = read_table(cls, value, name, f"{key}.", problems)
             if section is not None:
                 kwargs[attr] = section
         elif key in EXTRA_SECTIONS and isinstance(value, dict):

@@ -16,7 +16,8 @@ import jwt
 from aiohttp import web
 
 DEMO_HOST = "demo.vendor.test"
-JWKS = web.AppKey("jwks", Callable[[], dict[str, Any]])
+JwksSource = Callable[[], dict[str, Any]]
+JWKS: web.AppKey[JwksSource] = web.AppKey("jwks")
 ORIGIN = web.AppKey("origin", str)
 AUDIENCE = web.AppKey("audience", str)
 # A minimal valid PDF, for showing full-text downloads.

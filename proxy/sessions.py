@@ -99,7 +99,14 @@ class MemoryStore:
         self._sweeper = asyncio.create_task(sweep_forever())
 
     async def put(self, session: Session, ttl_s: float) -> None:
-        self._items[storage_key(session.id)] = (time.monotonic() + ttl_s, session)
+        if ttl_s <= 0:
+            self._items.pop(storage_key(session.id), None)
+            return
+        # A snapshot, as Redis keeps: later changes count only once saved again.
+        self._items[storage_key(session.id)] = (
+            time.monotonic() + ttl_s,
+            Session.from_dict(session.to_dict()),
+        )
 
     async def get(self, session_id: str) -> Session | None:
         item = self._items.get(storage_key(session_id))

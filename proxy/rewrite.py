@@ -1,0 +1,408 @@
+"""Rewrite vendor URLs in response bodies to their host-mapped form, streamed in bounded memory.
+
+One `Rewriter` is built per config; it holds one compiled bytes regex that finds every URL form
+vendors write: `https://host`, `http://host`, protocol-relative `//host`, percent-encoded
+`https%3A%2F%2Fhost` (and double-encoded `%253A%252F`), and JSON-escaped `https:\\/\\/host`. A found
+host is rewritten only when `HostMap.vendor_for_host` accepts it, and the match is whole-host
+(`www.my-db.com.evil.org` and `notwww.my-db.com` are not `www.my-db.com`). A bare host without a
+scheme or `//` is never touched: it is indistinguishable from text.
+
+Choices worth knowing:
+- An explicit vendor port (`https://host:8443/`) is dropped from the mapped URL: the mapped host
+  says which vendor host is meant and the forwarder knows the vendor's origin (and `connect_to`).
+- Absolute URLs take the proxy's public scheme; protocol-relative ones stay protocol-relative;
+  percent-encoded and JSON-escaped URLs keep their encoding.
+- Bodies are rewritten as bytes for ASCII-compatible charsets (UTF-8 and single-byte ones). Other
+  charsets (UTF-16/32, Shift_JIS, ISO-2022 …) are decoded and re-encoded incrementally
+  (`rewrite_headers.Transcoded`).
+- HTML entity-encoded URLs (`https:&#x2F;&#x2F;`) and URLs with userinfo are not rewritten.
+
+What the Content-Type charset and Content-Encoding call for, and the CSP, are in `rewrite_headers`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from proxy import rewrite_headers
+from proxy.config import Config, RewriteRule
+from proxy.hosts import HostMap, unmap_label
+from proxy.rewrite_headers import (
+    BodyDecoder,
+    CorruptBody,
+    Stage,
+    Transcoded,
+    UnsupportedEncoding,
+    charset_is_bytes_safe,
+    decoder_for,
+)
+
+__all__ = [
+    "BodyDecoder",
+    "CorruptBody",
+    "Rewriter",
+    "StreamRewriter",
+    "UnsupportedEncoding",
+    "decoder_for",
+    "media_type",
+    "should_rewrite",
+]
+
+_REWRITABLE_TYPES = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "text/css",
+        "text/javascript",
+        "application/javascript",
+        "application/x-javascript",
+        "application/ecmascript",
+        "text/ecmascript",
+        "application/json",
+        "text/xml",
+        "application/xml",
+    }
+)
+
+# The URL forms, as regex pieces. Hosts are matched generously and judged by HostMap afterwards.
+COLON = rb":|%3a|%253a"
+SLASH = rb"/|\\/|%2f|%252f"
+# A dot belongs to the host only when a label follows it, so "see https://x.com." keeps its period.
+# The final lookahead makes the match whole-host: no shorter prefix of a longer name can match.
+HOST_END = rb"(?![a-z0-9_\-]|\.[a-z0-9_\-])"
+HOST = rb"[a-z0-9](?:[a-z0-9\-]|\.(?=[a-z0-9\-])){0,252}" + HOST_END
+PORT_END = rb"(?![0-9])"
+
+
+def url_pattern(host: bytes) -> bytes:
+    """The absolute-or-protocol-relative URL regex around a host sub-pattern (shared with unmap)."""
+    return (
+        # Every match starts with h, / or \; saying so first lets the scan skip other bytes fast.
+        rb"(?=[h/\\])(?:(?<![a-z0-9+.\-])(?P<scheme>https?)(?P<colon>" + COLON + rb")"
+        rb"(?P<slash>" + SLASH + rb")(?P=slash)(?P<host>" + host + rb")"
+        rb"(?:(?P=colon)(?P<port>[0-9]{1,5})" + PORT_END + rb")?"
+        # `//host`, but not the `//` of another scheme (`ftp://`) or of a path (`a//b`).
+        rb"|(?<![\w:/])(?P<rel>//|\\/\\/)(?P<rhost>" + host + rb")"
+        rb"(?::(?P<rport>[0-9]{1,5})" + PORT_END + rb")?)"
+    )
+
+
+# How far past its start a URL match can look: scheme, separators, 253-byte host, port, lookahead.
+URL_WINDOW = 320
+# Bytes before a match start that the lookbehinds read.
+URL_CONTEXT = 4
+
+
+def media_type(content_type: str | None) -> str:
+    """`text/html; charset=utf-8` → `text/html`."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def should_rewrite(content_type: str | None) -> bool:
+    """True for the markup, style, script and data types that carry vendor URLs."""
+    mt = media_type(content_type)
+    return mt in _REWRITABLE_TYPES or mt.endswith(("+json", "+xml"))
+
+
+class RegexStage:
+    """`pattern.sub(repl, body)` over a stream, giving the same bytes for any chunking.
+
+    A match starting at position s depends only on bytes [s - context, s + window), so once a
+    chunk arrives every match starting before `len - window` is settled and can be written out;
+    only the undecided tail (at most window + context bytes) is held back.
+    """
+
+    def __init__(
+        self,
+        pattern: re.Pattern[bytes],
+        repl: Callable[[re.Match[bytes]], bytes],
+        *,
+        window: int,
+        context: int,
+    ) -> None:
+        self._pattern = pattern
+        self._repl = repl
+        self._window = window
+        self._context = context
+        self._buf = b""
+        self._pos = 0  # where scanning resumes in _buf; bytes before it are lookbehind context
+
+    def feed(self, chunk: bytes) -> bytes:
+        buf = self._buf + chunk
+        cut = len(buf) - self._window
+        if cut <= self._pos:
+            self._buf = buf
+            return b""
+        out, end = self._run(buf, cut)
+        keep = max(0, end - self._context)
+        self._buf, self._pos = buf[keep:], end - keep
+        return out
+
+    def finish(self) -> bytes:
+        out, _ = self._run(self._buf, None)
+        self._buf, self._pos = b"", 0
+        return out
+
+    def _run(self, buf: bytes, cut: int | None) -> tuple[bytes, int]:
+        parts: list[bytes] = []
+        last = self._pos
+        for m in self._pattern.finditer(buf, self._pos):
+            if cut is not None and m.start() >= cut:
+                break
+            parts.append(buf[last : m.start()])
+            parts.append(self._repl(m))
+            last = m.end()
+        end = len(buf) if cut is None else max(last, cut)
+        parts.append(buf[last:end])
+        return b"".join(parts), end
+
+
+class StreamRewriter:
+    """Rewrites one response body: `feed` each chunk, then `finish` once; concatenate the outputs."""
+
+    def __init__(self, stages: list[Stage], charset: str | None = None) -> None:
+        self._stages: list[Stage] = stages
+        if stages and charset and not charset_is_bytes_safe(charset):
+            self._stages = [Transcoded(charset, stages)]
+
+    def feed(self, chunk: bytes) -> bytes:
+        for stage in self._stages:
+            chunk = stage.feed(chunk)
+        return chunk
+
+    def finish(self) -> bytes:
+        data = b""
+        for stage in self._stages:
+            data = stage.feed(data) + stage.finish()
+        return data
+
+
+def _rule_matches_type(rule: RewriteRule, mt: str) -> bool:
+    return any(t == mt or (t.endswith("/*") and mt.startswith(t[:-1])) for t in rule.types)
+
+
+class _Unmapper:
+    """Request side: mapped-host URLs back to vendor URLs.
+
+    The scheme is the vendor origin's (https when the vendor has no configured origin), and the
+    origin's explicit port is restored for the origin host itself, so the vendor sees the URL it
+    would have seen without the proxy.
+    """
+
+    def __init__(self, host_map: HostMap, vendor_origins: Mapping[str, str]) -> None:
+        public = re.escape(host_map.public_host.encode("ascii"))
+        host = rb"[a-z0-9][a-z0-9\-]{0,252}\." + public + HOST_END
+        self._re = re.compile(url_pattern(host), re.IGNORECASE)
+        self._host_map = host_map
+        self._origins = {vid: urlsplit(origin) for vid, origin in vendor_origins.items()}
+        self._suffix_len = len(host_map.public_host) + 1
+
+    def _replace(self, m: re.Match[bytes]) -> bytes:
+        hm = self._host_map
+        absolute = m.group("scheme") is not None
+        scheme = (m.group("scheme") or hm.public_scheme.encode("ascii")).lower()
+        port_text = m.group("port") if absolute else m.group("rport")
+        port = int(port_text) if port_text else (443 if scheme == b"https" else 80)
+        if port != (hm.public_port or (443 if hm.public_scheme == "https" else 80)):
+            return m.group(0)  # another server on the public host name, not the proxy
+        mapped = (m.group("host") if absolute else m.group("rhost")).decode("ascii").lower()
+        vendor_host = unmap_label(mapped[: -self._suffix_len])
+        vendor = None if vendor_host is None else hm.vendor_for_host(vendor_host)
+        if vendor_host is None or vendor is None:
+            return m.group(0)
+        origin = self._origins.get(vendor)
+        colon = m.group("colon") if absolute else b":"
+        netloc = vendor_host.encode("ascii")
+        if origin is not None and origin.hostname == vendor_host and origin.port:
+            netloc += colon + str(origin.port).encode("ascii")
+        if not absolute:
+            return m.group("rel") + netloc
+        vendor_scheme = (origin.scheme if origin is not None else "https").encode("ascii")
+        return vendor_scheme + colon + m.group("slash") * 2 + netloc
+
+    def unmap_bytes(self, data: bytes) -> bytes:
+        return self._re.sub(self._replace, data)
+
+    def unmap_text(self, value: str) -> str:
+        raw = value.encode("utf-8", "surrogateescape")
+        return self.unmap_bytes(raw).decode("utf-8", "surrogateescape")
+
+
+class Rewriter:
+    """URL rewriting for one config: bodies (streamed), headers, and the request-side reverse."""
+
+    def __init__(
+        self,
+        host_map: HostMap,
+        rules_by_vendor: Mapping[str, tuple[RewriteRule, ...]] | None = None,
+        *,
+        vendor_origins: Mapping[str, str] | None = None,
+    ) -> None:
+        self.host_map = host_map
+        self._rules = dict(rules_by_vendor or {})
+        self._url_re = re.compile(url_pattern(HOST), re.IGNORECASE)
+        self._public_scheme = host_map.public_scheme.encode("ascii")
+        self._public_port = (
+            b"" if host_map.public_port is None else str(host_map.public_port).encode("ascii")
+        )
+        # Per instance and bounded: the same few vendor hosts recur on every page.
+        # A match ends at the host or port, so its replacement depends on the matched bytes
+        # alone: cache by them (per instance, bounded; hosts recur on every page, paths do not).
+        self._replace_url = lru_cache(maxsize=8192)(self._compute_replacement)
+        self._rule_stage_parts = lru_cache(maxsize=256)(self._compile_rules)
+        self._unmapper = _Unmapper(host_map, vendor_origins or {})
+
+    @classmethod
+    def from_config(cls, config: Config) -> Rewriter:
+        return cls(
+            config.host_map(),
+            {v.id: v.rewrite for v in config.vendors if v.rewrite},
+            vendor_origins={v.id: v.origin for v in config.vendors},
+        )
+
+    # ----------------------------------------------------------------------------- body URLs
+
+    def _mapped_host(self, host: bytes) -> bytes | None:
+        name = host.decode("ascii").lower()
+        if self.host_map.vendor_for_host(name) is None:
+            return None
+        return self.host_map.to_mapped(name).split(":")[0].encode("ascii")
+
+    def _replace(self, m: re.Match[bytes]) -> bytes:
+        return self._replace_url(m.group(0))
+
+    def _compute_replacement(self, matched: bytes) -> bytes:
+        m = self._url_re.fullmatch(matched)
+        if m is None:  # cannot happen: a match of the pattern matches it again
+            return matched
+        absolute = m.group("scheme") is not None
+        mapped = self._mapped_host(m.group("host") if absolute else m.group("rhost"))
+        if mapped is None:
+            return matched
+        if absolute:
+            colon, slash = m.group("colon"), m.group("slash")
+            head = self._public_scheme + colon + slash + slash
+        else:
+            colon, head = b":", m.group("rel")
+        port = colon + self._public_port if self._public_port else b""
+        return head + mapped + port
+
+    def rewrite_bytes(self, data: bytes) -> bytes:
+        """Every configured vendor URL in `data` mapped (ASCII-compatible bytes, one shot)."""
+        return self._url_re.sub(self._replace, data)
+
+    def rewrite_text(self, value: str) -> str:
+        """Every configured vendor URL in a string mapped; other text unchanged."""
+        raw = value.encode("utf-8", "surrogateescape")
+        return self.rewrite_bytes(raw).decode("utf-8", "surrogateescape")
+
+    def _url_stage(self) -> RegexStage:
+        return RegexStage(self._url_re, self._replace, window=URL_WINDOW, context=URL_CONTEXT)
+
+    # ----------------------------------------------------------------------------- [[rewrite]]
+
+    def _compile_rules(
+        self, vendor_id: str, mt: str, encoding: str
+    ) -> tuple[re.Pattern[bytes], dict[bytes, bytes], int] | None:
+        table: dict[bytes, bytes] = {}
+        for rule in self._rules.get(vendor_id, ()):
+            if not rule.find or not _rule_matches_type(rule, mt):
+                continue
+            try:
+                find = rule.find.encode(encoding)
+                replace = rule.replace.encode(encoding, "xmlcharrefreplace")
+            except UnicodeEncodeError:
+                continue  # the rule's text cannot occur in a body of this charset
+            table.setdefault(find, replace)  # first rule for a text wins, as listed
+        if not table:
+            return None
+        # Longest first, so a rule whose text contains another's wins where both match.
+        finds = sorted(table, key=len, reverse=True)
+        pattern = re.compile(b"|".join(re.escape(f) for f in finds))
+        return pattern, table, len(finds[0])
+
+    def _rule_stage(self, vendor_id: str, mt: str, encoding: str) -> RegexStage | None:
+        parts = self._rule_stage_parts(vendor_id, mt, encoding)
+        if parts is None:
+            return None
+        pattern, table, longest = parts
+        return RegexStage(pattern, lambda m: table[m.group(0)], window=longest, context=0)
+
+    # ----------------------------------------------------------------------------- streams
+
+    def stream(
+        self, vendor_id: str, content_type: str | None, charset: str | None
+    ) -> StreamRewriter:
+        """A rewriter for one body; passes bytes through untouched when the type is not rewritten.
+
+        Vendor `[[rewrite]]` rules see the vendor's own text first, so their replacements may name
+        vendor URLs and still get mapped.
+        """
+        mt = media_type(content_type)
+        stages: list[Stage] = []
+        if should_rewrite(mt):
+            encoding = charset if charset and charset_is_bytes_safe(charset) else "utf-8"
+            try:
+                encoding = codecs.lookup(encoding).name
+            except LookupError:
+                encoding = "utf-8"
+            rules = self._rule_stage(vendor_id, mt, encoding)
+            if rules is not None:
+                stages.append(rules)
+            stages.append(self._url_stage())
+        return StreamRewriter(stages, charset)
+
+    def rewrite_body(
+        self, vendor_id: str, content_type: str | None, charset: str | None, data: bytes
+    ) -> bytes:
+        """One-shot form of `stream`, for tests and small bodies."""
+        sr = self.stream(vendor_id, content_type, charset)
+        return sr.feed(data) + sr.finish()
+
+    # ----------------------------------------------------------------------------- headers
+
+    def rewrite_location(self, value: str) -> str:
+        """Location / Content-Location: absolute vendor URLs (and URLs in their query) mapped."""
+        return self.rewrite_text(value)
+
+    def rewrite_refresh(self, value: str) -> str:
+        """Refresh: `5; url=https://host/…`."""
+        return self.rewrite_text(value)
+
+    def rewrite_link(self, value: str) -> str:
+        """Link (RFC 8288): every `<url>` of a comma-separated list."""
+        return self.rewrite_text(value)
+
+    def rewrite_acao(self, value: str) -> str:
+        """Access-Control-Allow-Origin: a vendor origin becomes its mapped origin; `*` stays."""
+        return self.rewrite_text(value)
+
+    def rewrite_csp(self, value: str) -> str:
+        """Content-Security-Policy: vendor host sources mapped; see `rewrite_headers.rewrite_csp`."""
+        return rewrite_headers.rewrite_csp(self.host_map, self.rewrite_text, value)
+
+    def shield_csp(self, vendor_id: str, allow_third_party: bool) -> str | None:
+        """The tracker-shield policy for a proxied HTML page, or None when the shield is off."""
+        del vendor_id  # the same policy serves every vendor today; kept for per-vendor extras
+        return rewrite_headers.shield_csp(self.host_map, allow_third_party)
+
+    def third_party_hosts(self, html: bytes) -> set[str]:
+        """Hosts of unproxied absolute URLs that a page loads or links (for reports and stats)."""
+        return rewrite_headers.third_party_hosts(self.host_map, html)
+
+    # ----------------------------------------------------------------------------- request side
+
+    def unmap_url(self, value: str) -> str:
+        """Every mapped-host URL in `value` (plain, percent- or form-encoded) back to the vendor's."""
+        return self._unmapper.unmap_text(value)
+
+    def unmap_body(self, data: bytes, content_type: str | None) -> bytes:
+        """Mapped URLs in a form or JSON request body mapped back; other bodies unchanged."""
+        mt = media_type(content_type)
+        if mt in ("application/x-www-form-urlencoded", "application/json") or mt.endswith("+json"):
+            return self._unmapper.unmap_bytes(data)
+        return data

@@ -1,0 +1,481 @@
+"""Turn stored daily counts into a published report: whole periods only, small cells suppressed.
+
+Periods. A report covers whole fixed periods only: with period=day, today (UTC) is left out because it
+is still running; with period=month, a month is left out if it is still running or if --from/--to
+cut it. The report header lists what was left out.
+
+Suppression rule (each metric is its own table: vendors by periods, plus a total column per vendor,
+a total row over vendors, and the grand total, all computed from the true counts):
+
+Hidden cells all read "[c]" (null in JSON), whether small or hidden to protect a small one.
+
+1. Primary: every cell, total included, whose count is between 1 and min_cell - 1 is suppressed.
+   Zero is published: it says nothing about any one patron.
+2. Complementary: take the table with its totals as a graph — one node per row (the total row too),
+   one per column (the total column too), and one edge per suppressed cell between its row and its
+   column. Each row and each column is one equation (cells = total), so the published numbers fix
+   the sum of the suppressed cells at every node. A suppressed value can be worked out exactly, by
+   subtraction or by any linear combination of rows and columns, if and only if its edge is a
+   bridge of that graph (lies on no cycle): a cycle's edges can be shifted by +t/-t alternately
+   without changing any row or column sum. So while the graph has a bridge (row, col), we suppress
+   the cheapest path from row to col that avoids the bridge — Dijkstra over all cells, where an
+   already suppressed cell costs 0, a published cell costs its value (hide as little as possible)
+   and a zero costs a great deal (a zero on a cycle would bound its neighbours: with a suppressed
+   1 opposite, the pair could be pinned). The rule "a row or column never has exactly one
+   suppressed cell" is the special case of a node with one edge; it alone is not enough (two
+   suppressed rectangles joined by one shared row and column still leak the joining cell).
+3. Derived figures (all downloads, COUNTER Investigations) are sums of suppressed tables: a derived
+   cell is shown only if every part is shown, so it never adds an equation that was not public.
+
+What this does not cover, on purpose: bounds reasoning (a suppressed cell is at least 1 and below
+min_cell) can narrow a value to a range, and two reports over different ranges or periods (a
+month and its days) can be subtracted from each other. Publish one period kind over whole periods.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import heapq
+import io
+import json
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from redis.exceptions import RedisError
+
+from proxy.config import Config
+from proxy.stats import (
+    DOWNLOAD_METRICS,
+    METRICS,
+    REQUESTS,
+    SEARCHES,
+    Row,
+    redis_password,
+    redis_rows_sync,
+    sqlite_rows,
+    stats_settings,
+)
+
+TOTAL = "total"  # period key of a vendor's total over the report's periods
+ALL_VENDORS = "*"  # vendor key of the total over vendors
+FORMATS = ("text", "csv", "json", "counter")
+_ZERO_COST = 10**15  # hide a zero only when nothing else closes the cycle
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A published count; `value` is None when suppressed, so a renderer cannot leak the number."""
+
+    value: int | None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.value is None
+
+
+_ZERO = Cell(0)
+
+
+@dataclass(frozen=True)
+class Report:
+    period: str  # day | month
+    periods: tuple[str, ...]  # "2026-06-03" or "2026-06", oldest first
+    vendors: tuple[str, ...]  # "" = library-wide (logins)
+    metrics: tuple[str, ...]
+    min_cell: int
+    notes: tuple[str, ...]
+    cells: Mapping[tuple[str, str, str], Cell] = field(default_factory=dict)  # (metric, vendor, p)
+
+    def cell(self, metric: str, vendor: str, period: str) -> Cell:
+        """One published cell; vendor may be ALL_VENDORS and period TOTAL."""
+        return self.cells.get((metric, vendor, period), _ZERO)
+
+    def derived(self, metrics: Sequence[str], vendor: str, period: str) -> Cell:
+        """The sum of several metrics, shown only if every part is shown."""
+        parts = [self.cell(m, vendor, period).value for m in metrics]
+        return Cell(None) if None in parts else Cell(sum(p or 0 for p in parts))
+
+
+# --------------------------------------------------------------------------- suppression
+
+
+def protect(grid: Sequence[Sequence[int]], min_cell: int) -> set[tuple[int, int]]:
+    """Which cells of `grid` to suppress; its last row and last column are the totals."""
+    n_rows, n_cols = len(grid), len(grid[0])
+    hidden = {(i, j) for i in range(n_rows) for j in range(n_cols) if 0 < grid[i][j] < min_cell}
+    while bridges := _bridges(hidden, n_rows, n_cols):
+        for edge in bridges:
+            if _is_bridge(edge, hidden):
+                hidden |= _cheapest_cycle(edge, hidden, grid)
+    return hidden
+
+
+def _adjacency(hidden: Iterable[tuple[int, int]]) -> dict[tuple[str, int], list[tuple[str, int]]]:
+    adj: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
+    for i, j in hidden:
+        adj[("r", i)].append(("c", j))
+        adj[("c", j)].append(("r", i))
+    return adj
+
+
+def _bridges(hidden: set[tuple[int, int]], n_rows: int, n_cols: int) -> list[tuple[int, int]]:
+    """Tarjan's bridge search, iterative (tables can be larger than the recursion limit)."""
+    adj = _adjacency(sorted(hidden))
+    order: dict[tuple[str, int], int] = {}
+    low: dict[tuple[str, int], int] = {}
+    found: list[tuple[int, int]] = []
+    for root in sorted(adj):
+        if root in order:
+            continue
+        order[root] = low[root] = len(order)
+        stack = [(root, (("", -1)), iter(adj[root]))]
+        while stack:
+            node, parent, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                if stack:
+                    up = stack[-1][0]
+                    low[up] = min(low[up], low[node])
+                    if low[node] > order[up]:
+                        r, c = (up, node) if up[0] == "r" else (node, up)
+                        found.append((r[1], c[1]))
+                continue
+            if child == parent:  # a simple graph: one edge per (row, column) pair
+                continue
+            if child in order:
+                low[node] = min(low[node], order[child])
+            else:
+                order[child] = low[child] = len(order)
+                stack.append((child, node, iter(adj[child])))
+    return sorted(found)
+
+
+def _is_bridge(edge: tuple[int, int], hidden: set[tuple[int, int]]) -> bool:
+    """Is `edge` still on no cycle (an earlier repair in the same pass may have fixed it)?"""
+    adj = _adjacency(hidden - {edge})
+    start, goal = ("r", edge[0]), ("c", edge[1])
+    seen, todo = {start}, [start]
+    while todo:
+        node = todo.pop()
+        if node == goal:
+            return False
+        for nxt in adj.get(node, ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return True
+
+
+def _cheapest_cycle(
+    edge: tuple[int, int], hidden: set[tuple[int, int]], grid: Sequence[Sequence[int]]
+) -> set[tuple[int, int]]:
+    """Cells of the cheapest row→column path avoiding `edge`; with it they make a cycle."""
+
+    def cost(i: int, j: int) -> int:
+        if (i, j) in hidden:
+            return 0
+        return grid[i][j] if grid[i][j] > 0 else _ZERO_COST
+
+    n_rows, n_cols = len(grid), len(grid[0])
+    start, goal = ("r", edge[0]), ("c", edge[1])
+    best: dict[tuple[str, int], int] = {start: 0}
+    back: dict[tuple[str, int], tuple[str, int]] = {}
+    heap = [(0, start)]
+    while heap:
+        d, node = heapq.heappop(heap)
+        if node == goal:
+            break
+        if d > best[node]:
+            continue
+        side, k = node
+        others = (
+            [("c", j) for j in range(n_cols)] if side == "r" else [("r", i) for i in range(n_rows)]
+        )
+        for nxt in others:
+            i, j = (k, nxt[1]) if side == "r" else (nxt[1], k)
+            if (i, j) == edge:
+                continue
+            nd = d + cost(i, j)
+            if nd < best.get(nxt, nd + 1):
+                best[nxt], back[nxt] = nd, node
+                heapq.heappush(heap, (nd, nxt))
+    path: set[tuple[int, int]] = set()
+    node = goal
+    while node != start:
+        prev = back[node]
+        path.add((prev[1], node[1]) if prev[0] == "r" else (node[1], prev[1]))
+        node = prev
+    return path
+
+
+# --------------------------------------------------------------------------- periods
+
+
+def _month(day: dt.date) -> str:
+    return day.strftime("%Y-%m")
+
+
+def _month_bounds(label: str) -> tuple[dt.date, dt.date]:
+    first = dt.date.fromisoformat(label + "-01")
+    nxt = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return first, nxt - dt.timedelta(days=1)
+
+
+def _periods(
+    period: str,
+    first_data: dt.date | None,
+    date_from: dt.date | None,
+    date_to: dt.date | None,
+    today: dt.date,
+) -> tuple[list[str], list[str]]:
+    """The whole periods to publish, and notes on what was left out and why."""
+    yesterday = today - dt.timedelta(days=1)
+    start = date_from or first_data
+    end = min(date_to or yesterday, yesterday)
+    notes = []
+    if period == "day":
+        if date_to is None or date_to >= today:
+            notes.append(f"{today.isoformat()} (today, UTC) is left out: it is still running.")
+        if start is None or start > end:
+            return [], notes
+        days = (end - start).days + 1
+        return [(start + dt.timedelta(days=k)).isoformat() for k in range(days)], notes
+    if start is None:
+        return [], notes
+    months, label = [], _month(start)
+    while label <= _month(max(start, min(date_to or today, today))):
+        first, last = _month_bounds(label)
+        if last >= today:
+            notes.append(f"{label} is left out: the month is still running.")
+        elif (date_from and first < date_from) or (date_to and last > date_to):
+            notes.append(f"{label} is left out: --from/--to cut it, only whole months are shown.")
+        else:
+            months.append(label)
+        label = _month(last + dt.timedelta(days=1))
+    return months, notes
+
+
+# --------------------------------------------------------------------------- report
+
+
+def build_report(
+    rows: Iterable[Row],
+    *,
+    period: str,
+    date_from: dt.date | None,
+    date_to: dt.date | None,
+    min_cell: int,
+    today: dt.date | None = None,
+) -> Report:
+    """Sum the rows into whole periods and apply small-cell suppression to every metric table."""
+    if period not in ("day", "month"):
+        raise ValueError("period must be day or month")
+    today = today or dt.datetime.now(dt.UTC).date()
+    rows = list(rows)
+    first = min((r.day for r in rows), default=None)
+    periods, notes = _periods(period, first, date_from, date_to, today)
+    wanted = set(periods)
+    true: dict[str, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        label = r.day.isoformat() if period == "day" else _month(r.day)
+        if label in wanted and r.count:
+            true[r.metric][(r.vendor, label)] += r.count
+    metrics = [m for m in METRICS if m in true] + sorted(set(true) - set(METRICS))
+    vendors = sorted({v for table in true.values() for v, _ in table})
+    cells: dict[tuple[str, str, str], Cell] = {}
+    for m in metrics:
+        cells.update(_publish(m, true[m], periods, min_cell))
+    notes.append(
+        f"[c] = hidden: a count from 1 to {min_cell - 1}, or a larger count hidden as well so "
+        "that no small count can be worked out from the totals."
+    )
+    return Report(
+        period=period,
+        periods=tuple(periods),
+        vendors=tuple(vendors),
+        metrics=tuple(metrics),
+        min_cell=min_cell,
+        notes=tuple(notes),
+        cells=cells,
+    )
+
+
+def _publish(
+    metric: str, counts: Mapping[tuple[str, str], int], periods: Sequence[str], min_cell: int
+) -> dict[tuple[str, str, str], Cell]:
+    """One metric's table with totals, suppressed; vendors with no count here are zeros, left out."""
+    vendors = sorted({v for v, _ in counts})
+    grid = [[counts.get((v, p), 0) for p in periods] for v in vendors]
+    for line in grid:
+        line.append(sum(line))
+    grid.append([sum(col) for col in zip(*grid, strict=True)])
+    hidden = protect(grid, min_cell)
+    row_keys, col_keys = [*vendors, ALL_VENDORS], [*periods, TOTAL]
+    return {
+        (metric, row_keys[i], col_keys[j]): Cell(None if (i, j) in hidden else grid[i][j])
+        for i in range(len(row_keys))
+        for j in range(len(col_keys))
+    }
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _label(vendor: str) -> str:
+    return {"": "(library)", ALL_VENDORS: "all vendors"}.get(vendor, vendor)
+
+
+# One mark for every hidden cell (the UK ONS "[c]", confidential): marking small cells apart from
+# their complements would tell which hidden cells are below min_cell, and "<10" on a complement
+# would be false.
+HIDDEN = "[c]"
+
+
+def _show(cell: Cell) -> str:
+    return HIDDEN if cell.value is None else str(cell.value)
+
+
+def _lines(report: Report) -> list[tuple[str, str]]:
+    """(vendor, period) of every published line: each vendor's periods and total, then all."""
+    keys = [*report.periods, TOTAL]
+    return [(v, p) for v in [*report.vendors, ALL_VENDORS] for p in keys]
+
+
+def _header(report: Report) -> list[str]:
+    span = f"{report.periods[0]} to {report.periods[-1]}" if report.periods else "no whole periods"
+    return [
+        "Weston patron proxy usage statistics (aggregate counts only, no patron data)",
+        f"Period: {report.period}; covered: {span}",
+        *report.notes,
+    ]
+
+
+def render_text(report: Report) -> str:
+    head = ["vendor", "period", *report.metrics]
+    body = [
+        [_label(v), p, *(_show(report.cell(m, v, p)) for m in report.metrics)]
+        for v, p in _lines(report)
+    ]
+    widths = [max(len(r[k]) for r in [head, *body]) for k in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" if k < 2 else f"{{:>{w}}}" for k, w in enumerate(widths))
+    table = [fmt.format(*head), *(fmt.format(*r) for r in body)]
+    return "\n".join([*_header(report), "", *table]) + "\n"
+
+
+def render_csv(report: Report) -> str:
+    """CSV with `# ` comment lines first (the header notes); hidden cells read "[c]"."""
+    out = io.StringIO()
+    out.writelines(f"# {line}\n" for line in _header(report))
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["vendor", "period", *report.metrics])
+    for v, p in _lines(report):
+        writer.writerow([v, p, *(_show(report.cell(m, v, p)) for m in report.metrics)])
+    return out.getvalue()
+
+
+def render_json(report: Report) -> str:
+    """JSON: suppressed counts are null and listed under "suppressed" on their line."""
+    lines: list[dict[str, Any]] = []
+    for v, p in _lines(report):
+        cells = {m: report.cell(m, v, p) for m in report.metrics}
+        lines.append(
+            {
+                "vendor": v,
+                "period": p,
+                "counts": {m: c.value for m, c in cells.items()},
+                "suppressed": [m for m, c in cells.items() if c.suppressed],
+            }
+        )
+    doc = {
+        "period": report.period,
+        "periods": list(report.periods),
+        "min_cell": report.min_cell,
+        "notes": list(report.notes),
+        "vendors": list(report.vendors),
+        "metrics": list(report.metrics),
+        "total_vendor": ALL_VENDORS,
+        "total_period": TOTAL,
+        "rows": lines,
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+COUNTER_NOTES = (
+    "COUNTER-like monthly layout (not a certified COUNTER report):",
+    "Database = the vendor id in the proxy's configuration.",
+    "Searches = requests whose path matched the vendor's search_paths (like Searches_Regular).",
+    "Requests = every request the proxy forwarded to the vendor (Total_Item_Requests-like; "
+    "the proxy cannot tell item pages from navigation).",
+    "Investigations = Requests + full-text downloads (PDF, EPUB, other documents).",
+)
+
+
+def render_counter(report: Report) -> str:
+    """CSV: Database, Month, Searches, Requests, Investigations, per vendor and month, then totals."""
+    if report.period != "month":
+        raise ValueError("the COUNTER-like layout is monthly: build the report with period=month")
+    out = io.StringIO()
+    out.writelines(f"# {line}\n" for line in [*COUNTER_NOTES, *report.notes])
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["Database", "Month", "Searches", "Requests", "Investigations"])
+    for v, p in _lines(report):
+        if v == "":  # logins belong to no database
+            continue
+        row = [
+            report.cell(SEARCHES, v, p),
+            report.cell(REQUESTS, v, p),
+            report.derived((REQUESTS, *DOWNLOAD_METRICS), v, p),
+        ]
+        writer.writerow([_label(v), p, *(_show(c) for c in row)])
+    return out.getvalue()
+
+
+_RENDERERS = {
+    "text": render_text,
+    "csv": render_csv,
+    "json": render_json,
+    "counter": render_counter,
+}
+
+
+def run_stats(
+    config: Config,
+    *,
+    date_from: dt.date | None,
+    date_to: dt.date | None,
+    period: str,
+    fmt: str,
+    stdout: TextIO,
+    today: dt.date | None = None,
+) -> int:
+    """The `stats` command: read the SQLite file (and Redis when sessions live there), print."""
+    if fmt not in _RENDERERS:
+        print(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}", file=stdout)
+        return 2
+    if fmt == "counter" and period != "month":
+        print("the counter format is monthly; use --period month", file=stdout)
+        return 2
+    settings = stats_settings(config)
+    try:
+        rows = sqlite_rows(settings.path, None, date_to)
+        if config.session.store == "redis":
+            url, password = config.session.redis_url, redis_password(config)
+            rows += redis_rows_sync(url, None, date_to, password=password)
+    except (sqlite3.Error, OSError, RedisError) as exc:  # say what failed; no partial report
+        print(f"statistics could not be read: {type(exc).__name__}: {exc}", file=stdout)
+        return 1
+    report = build_report(
+        rows,
+        period=period,
+        date_from=date_from,
+        date_to=date_to,
+        min_cell=settings.min_cell,
+        today=today,
+    )
+    stdout.write(_RENDERERS[fmt](report))
+    return 0

@@ -1,0 +1,381 @@
+"""LdapDirectory against a real slapd: search-then-bind, eligibility, injection, outages, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import tomli_w
+
+from proxy.config import load_config
+from proxy.errors import BadCredentials, ConfigError, DirectoryUnavailable, NotEligible
+from proxy.ldap_directory import LdapDirectory
+from tests.canary import CANARY, EXPIRED, HERON, WREN, leaks
+from tests.fixtures_ldap import (
+    ELIGIBLE_FILTER,
+    GENERIC_COUNT,
+    RESIDENT_FILTER,
+    SEED_LDIF,
+    Slapd,
+    generic_password,
+    generic_uid,
+    render_patrons_ldif,
+    write_bind_password,
+)
+
+pytestmark = [
+    pytest.mark.ldap,
+    # ldap3 checks the certificate's name with ssl.match_hostname (deprecated, still correct).
+    pytest.mark.filterwarnings("ignore:ssl.match_hostname:DeprecationWarning"),
+]
+
+SECRET = b"test-server-secret-0123456789abcdef"
+OPEN_VENDOR = {
+    "id": "open",
+    "title": "Open Database",
+    "origin": "https://open.example.com",
+    "hosts": ["open.example.com"],
+}
+RESIDENT_VENDOR = {
+    "id": "resident",
+    "title": "Residents Only Database",
+    "origin": "https://resident.example.com",
+    "hosts": ["resident.example.com"],
+    "eligibility": {"ldap_filter": RESIDENT_FILTER},
+}
+
+Build = Callable[..., Awaitable[LdapDirectory]]
+
+
+def write_config(
+    tmp_path: Path, slapd: Slapd, vendors: list[dict[str, Any]], **directory: Any
+) -> Path:
+    """A proxy.toml for an LDAP directory on the test slapd, plus one TOML file per vendor."""
+    vendors_dir = tmp_path / "vendors"
+    vendors_dir.mkdir(exist_ok=True)
+    for v in vendors:
+        (vendors_dir / f"{v['id']}.toml").write_text(tomli_w.dumps(v))
+    settings: dict[str, Any] = {
+        "kind": "ldap",
+        "urls": [slapd.url],
+        "bind_dn": slapd.bind_dn,
+        "bind_password_file": write_bind_password(tmp_path).name,
+        "base_dn": slapd.patrons_base,
+        "eligible_filter": ELIGIBLE_FILTER,
+        "timeout_s": 2,
+    }
+    settings.update(directory)
+    path = tmp_path / "proxy.toml"
+    path.write_text(tomli_w.dumps({"directory": settings, "vendors": {"dir": "vendors"}}))
+    return path
+
+
+@pytest.fixture
+async def build(tmp_path: Path, slapd: Slapd) -> AsyncIterator[Build]:
+    """Builds LdapDirectory objects from a temp config (proves the keys); closes them after."""
+    made: list[LdapDirectory] = []
+
+    async def _build(
+        vendors: list[dict[str, Any]] | None = None, **directory: Any
+    ) -> LdapDirectory:
+        path = write_config(tmp_path, slapd, vendors or [OPEN_VENDOR], **directory)
+        made.append(LdapDirectory(load_config(path), secret=SECRET))
+        return made[-1]
+
+    yield _build
+    for d in made:
+        await d.close()
+
+
+def assert_clean(exc: BaseException) -> None:
+    """Neither the exception nor anything chained to it names a canary patron."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        assert leaks(str(seen).encode()) == []
+        assert leaks(repr(seen).encode()) == []
+        seen = seen.__cause__ or seen.__context__
+
+
+# --------------------------------------------------------------------------- seed data
+
+
+def test_seed_ldif_is_generated_from_the_canaries() -> None:
+    """conf/ldap/patrons.ldif is exactly what the generator makes from tests/canary.py."""
+    assert SEED_LDIF.read_text() == render_patrons_ldif()
+
+
+# --------------------------------------------------------------------------- logins
+
+
+async def test_login_returns_opaque_key_not_card_or_dn(build: Build, slapd: Slapd) -> None:
+    d = await build()
+    patron = await d.authenticate(CANARY.uid, CANARY.password)
+    assert leaks(repr(patron).encode()) == []
+    assert slapd.patrons_base not in patron.key
+    assert len(patron.key) == 64
+
+
+async def test_key_is_stable_across_logins(build: Build) -> None:
+    d = await build()
+    first = await d.authenticate(CANARY.uid, CANARY.password)
+    second = await d.authenticate(CANARY.uid, CANARY.password)
+    assert first.key == second.key
+
+
+async def test_two_patrons_get_different_keys(build: Build) -> None:
+    d = await build()
+    canary = await d.authenticate(CANARY.uid, CANARY.password)
+    wren = await d.authenticate(WREN.uid, WREN.password)
+    assert canary.key != wren.key
+
+
+async def test_card_number_with_surrounding_spaces_logs_in(build: Build) -> None:
+    d = await build()
+    assert (await d.authenticate(f" {CANARY.uid} ", CANARY.password)).key
+
+
+async def test_wrong_pin_is_bad_credentials(build: Build) -> None:
+    d = await build()
+    with pytest.raises(BadCredentials) as info:
+        await d.authenticate(CANARY.uid, WREN.password)
+    assert_clean(info.value)
+
+
+async def test_empty_pin_is_bad_credentials(build: Build) -> None:
+    """An empty PIN would be an unauthenticated bind, which LDAP servers report as success."""
+    d = await build()
+    with pytest.raises(BadCredentials):
+        await d.authenticate(CANARY.uid, "")
+
+
+async def test_unknown_card_is_the_same_error_as_a_wrong_pin(build: Build) -> None:
+    d = await build()
+    with pytest.raises(BadCredentials) as unknown:
+        await d.authenticate("29999000999999", CANARY.password)
+    with pytest.raises(BadCredentials) as wrong:
+        await d.authenticate(CANARY.uid, "not-the-pin")
+    assert type(unknown.value) is type(wrong.value) is BadCredentials
+    assert str(unknown.value) == str(wrong.value)
+
+
+async def test_expired_card_is_not_eligible(build: Build) -> None:
+    d = await build()
+    with pytest.raises(NotEligible) as info:
+        await d.authenticate(EXPIRED.uid, EXPIRED.password)
+    assert_clean(info.value)
+
+
+async def test_expired_card_with_wrong_pin_does_not_reveal_expiry(build: Build) -> None:
+    d = await build()
+    with pytest.raises(BadCredentials):
+        await d.authenticate(EXPIRED.uid, "not-the-pin")
+
+
+async def test_nonresident_does_not_get_resident_only_database(build: Build) -> None:
+    d = await build(vendors=[OPEN_VENDOR, RESIDENT_VENDOR])
+    heron = await d.authenticate(HERON.uid, HERON.password)
+    canary = await d.authenticate(CANARY.uid, CANARY.password)
+    assert heron.databases == frozenset({"open"})
+    assert canary.databases == frozenset({"open", "resident"})
+
+
+async def test_group_attribute_values_are_the_patrons_groups(build: Build) -> None:
+    by_group = {**RESIDENT_VENDOR, "eligibility": {"groups": ["resident"]}}
+    d = await build(vendors=[OPEN_VENDOR, by_group], group_attribute="employeeType")
+    assert (await d.authenticate(HERON.uid, HERON.password)).databases == {"open"}
+    assert (await d.authenticate(WREN.uid, WREN.password)).databases == {"open", "resident"}
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["*", "x)(uid=*", "*)(|(uid=*", "\x00", "9" * 10_000, f"{CANARY.uid})(uid=*", "2999900042424*"],
+    ids=["star", "close-open", "or-all", "nul", "10k", "card-then-any", "prefix-wildcard"],
+)
+async def test_filter_injection_is_bad_credentials(build: Build, username: str) -> None:
+    """Filter metacharacters are escaped: no username matches anyone but its literal card."""
+    d = await build()
+    with pytest.raises(BadCredentials) as info:
+        await d.authenticate(username, CANARY.password)
+    assert_clean(info.value)
+
+
+async def test_many_patrons_log_in_concurrently(build: Build) -> None:
+    """The generic patrons all log in at once through the bounded pool, each with its own key."""
+    d = await build(pool_size=4)
+    patrons = await asyncio.gather(
+        *(d.authenticate(generic_uid(i), generic_password(i)) for i in range(GENERIC_COUNT))
+    )
+    assert len({p.key for p in patrons}) == GENERIC_COUNT
+
+
+async def test_wrong_service_password_is_unavailable_not_bad_credentials(
+    build: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused service account is the library's problem, never the patron's PIN."""
+    monkeypatch.setenv("TEST_LDAP_BIND_PASSWORD", "not-the-service-password")
+    d = await build(bind_password_file="", bind_password_env="TEST_LDAP_BIND_PASSWORD")
+    with pytest.raises(DirectoryUnavailable):
+        await d.authenticate(CANARY.uid, CANARY.password)
+
+
+async def test_service_password_from_the_environment(
+    build: Build, slapd: Slapd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_LDAP_BIND_PASSWORD", slapd.bind_password)
+    d = await build(bind_password_file="", bind_password_env="TEST_LDAP_BIND_PASSWORD")
+    assert (await d.authenticate(CANARY.uid, CANARY.password)).key
+
+
+async def test_invalid_vendor_filter_is_a_config_error(build: Build) -> None:
+    broken = {**RESIDENT_VENDOR, "eligibility": {"ldap_filter": "(employeeType=resident"}}
+    with pytest.raises(ConfigError) as info:
+        await build(vendors=[OPEN_VENDOR, broken])
+    assert "eligibility.ldap_filter" in str(info.value)
+
+
+# --------------------------------------------------------------------------- outages
+
+
+async def test_stopped_directory_is_unavailable_within_timeout(
+    build: Build, running_slapd: Slapd
+) -> None:
+    d = await build(timeout_s=1)
+    running_slapd.stop()
+    started = time.monotonic()
+    with pytest.raises(DirectoryUnavailable) as info:
+        await d.authenticate(CANARY.uid, CANARY.password)
+    assert time.monotonic() - started < 2.0
+    assert_clean(info.value)
+
+
+async def test_login_works_again_after_the_directory_restarts(
+    build: Build, running_slapd: Slapd
+) -> None:
+    """Pooled connections that died with the server are replaced; the breaker lets it back."""
+    d = await build(timeout_s=1, retry_after_s=60)
+    await d.authenticate(CANARY.uid, CANARY.password)
+    running_slapd.stop()
+    with pytest.raises(DirectoryUnavailable):
+        await d.authenticate(CANARY.uid, CANARY.password)
+    running_slapd.start()
+    assert (await d.authenticate(CANARY.uid, CANARY.password)).key
+
+
+async def test_failover_to_the_second_url(build: Build, slapd: Slapd, dead_ldap_url: str) -> None:
+    d = await build(urls=[dead_ldap_url, slapd.url])
+    assert (await d.authenticate(CANARY.uid, CANARY.password)).key
+
+
+async def test_blackhole_server_is_unavailable_within_timeout(
+    build: Build, blackhole_ldap_url: str
+) -> None:
+    """A server that accepts TCP and never answers must not hang the login."""
+    d = await build(urls=[blackhole_ldap_url], timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(DirectoryUnavailable) as info:
+        await d.authenticate(CANARY.uid, CANARY.password)
+    assert time.monotonic() - started < 2.0
+    assert_clean(info.value)
+
+
+async def test_blackhole_primary_fails_over_within_timeout(
+    build: Build, slapd: Slapd, blackhole_ldap_url: str
+) -> None:
+    d = await build(urls=[blackhole_ldap_url, slapd.url], timeout_s=1)
+    started = time.monotonic()
+    assert (await d.authenticate(CANARY.uid, CANARY.password)).key
+    assert time.monotonic() - started < 2.0
+
+
+async def test_failed_server_is_skipped_while_resting(
+    build: Build, slapd: Slapd, blackhole_ldap_url: str
+) -> None:
+    d = await build(urls=[blackhole_ldap_url, slapd.url], timeout_s=1, retry_after_s=60)
+    await d.authenticate(CANARY.uid, CANARY.password)
+    started = time.monotonic()
+    await d.authenticate(WREN.uid, WREN.password)
+    assert time.monotonic() - started < 0.5
+
+
+async def test_directory_calls_do_not_block_the_event_loop(
+    build: Build, blackhole_ldap_url: str
+) -> None:
+    """While a login waits on a silent server, other coroutines keep running."""
+    d = await build(urls=[blackhole_ldap_url], timeout_s=1)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    with pytest.raises(DirectoryUnavailable):
+        await d.authenticate(CANARY.uid, CANARY.password)
+    ticker.cancel()
+    assert ticks > 30
+
+
+async def test_outage_logs_name_no_patron(
+    build: Build, dead_ldap_url: str, blackhole_ldap_url: str
+) -> None:
+    d = await build(urls=[dead_ldap_url, blackhole_ldap_url], timeout_s=1)
+    with structlog.testing.capture_logs() as logs, pytest.raises(DirectoryUnavailable):
+        await d.authenticate(CANARY.uid, CANARY.password)
+    assert logs, "server failures should be logged"
+    assert leaks(repr(logs).encode()) == []
+
+
+async def test_ping_succeeds_on_a_running_directory(build: Build) -> None:
+    d = await build()
+    await d.ping()
+
+
+async def test_ping_raises_when_no_server_answers(build: Build, dead_ldap_url: str) -> None:
+    d = await build(urls=[dead_ldap_url], timeout_s=1)
+    with pytest.raises(DirectoryUnavailable):
+        await d.ping()
+
+
+async def test_closed_directory_is_unavailable(build: Build) -> None:
+    d = await build()
+    await d.close()
+    with pytest.raises(DirectoryUnavailable):
+        await d.authenticate(CANARY.uid, CANARY.password)
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+async def test_ldaps_login_with_the_directory_ca(build: Build, slapd: Slapd) -> None:
+    d = await build(urls=[slapd.ldaps_url], ca_file=str(slapd.ca_file))
+    assert (await d.authenticate(CANARY.uid, CANARY.password)).key
+
+
+async def test_ldaps_with_an_untrusted_certificate_is_unavailable(
+    build: Build, slapd: Slapd
+) -> None:
+    d = await build(urls=[slapd.ldaps_url], ca_file=str(slapd.untrusted_ca_file), timeout_s=1)
+    with pytest.raises(DirectoryUnavailable):
+        await d.authenticate(CANARY.uid, CANARY.password)
+
+
+async def test_start_tls_login_with_the_directory_ca(build: Build, slapd: Slapd) -> None:
+    d = await build(urls=[slapd.url], start_tls=True, ca_file=str(slapd.ca_file))
+    assert (await d.authenticate(CANARY.uid, CANARY.password)).key
+
+
+async def test_start_tls_with_an_untrusted_certificate_is_unavailable(
+    build: Build, slapd: Slapd
+) -> None:
+    d = await build(
+        urls=[slapd.url], start_tls=True, ca_file=str(slapd.untrusted_ca_file), timeout_s=1
+    )
+    with pytest.raises(DirectoryUnavailable):
+        await d.authenticate(CANARY.uid, CANARY.password)
