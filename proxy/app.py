@@ -8,7 +8,9 @@ fetched. Resources (directory, store, signer, upstream client) open and close in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+import importlib
 import json
 import secrets
 import time
@@ -43,6 +45,10 @@ from proxy.sessions import Session, Sessions, make_store, storage_key
 from proxy.web.messages import MESSAGES, UI, Message
 
 WEB_DIR = Path(__file__).parent / "web"
+# Feature modules plugged into every app, in order. Each has
+# `async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]` (a cleanup_ctx-style
+# generator) and plugs into `svc.hooks`; app.py knows nothing else about them.
+FEATURES: tuple[str, ...] = ()
 CSRF_COOKIE = "weston_csrf"
 MAX_LOGIN_BODY = 8 * 1024
 log = get_logger("proxy.app")
@@ -535,16 +541,24 @@ def create_app(config: Config) -> web.Application:
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         svc = await build_services(config)
         app[SERVICES] = svc
-        for setup in PLUGINS:
-            await setup(app, svc)
-        log.info(
-            "started",
-            public_url=config.server.public_url,
-            vendors=len(config.vendors),
-            store=config.session.store,
-        )
-        yield
-        await close_services(app[SERVICES])
+        features = [importlib.import_module(name).feature(app, svc) for name in FEATURES]
+        started: list[AsyncIterator[None]] = []
+        try:
+            for f in features:
+                await anext(f)
+                started.append(f)
+            log.info(
+                "started",
+                public_url=config.server.public_url,
+                vendors=len(config.vendors),
+                store=config.session.store,
+            )
+            yield
+        finally:
+            for f in reversed(started):
+                with contextlib.suppress(StopAsyncIteration):
+                    await anext(f)
+            await close_services(app[SERVICES])
 
     app.cleanup_ctx.append(services_ctx)
     app.router.add_get("/", root)
@@ -561,8 +575,5 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/static/{name}", static_file)
     return app
 
-
-# Feature modules (stats, throttling, usage limits) register a setup coroutine here.
-PLUGINS: list[Callable[[web.Application, Services], Awaitable[None]]] = []
 
 __all__ = ["CONFIG", "SERVICES", "Services", "create_app", "message_page", "time"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import importlib
 import json
 import os
 import sys
@@ -15,32 +16,29 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
-from proxy.config import Config, load_config
+from proxy.config import Config, ExtraChecker, load_config
 from proxy.errors import ConfigError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
-def config_checks() -> tuple[object, ...]:
-    """Validation owned by feature modules (stats, compliance …), run by the loader."""
-    checks: list[object] = []
-    for mod, name in (
-        ("proxy.stats", "check_stats"),
-        ("proxy.compliance", "check_compliance_settings"),
-    ):
-        try:
-            module = __import__(mod, fromlist=[name])
-        except ImportError:
-            continue
-        fn = getattr(module, name, None)
-        if fn is not None:
-            checks.append(fn)
-    return tuple(checks)
+# Commands owned by feature modules: each module has `register(subparsers) -> None`.
+COMMAND_MODULES: tuple[str, ...] = ()
+# Config sections owned by feature modules: each entry is (module, checker function name).
+CONFIG_CHECKS: tuple[tuple[str, str], ...] = (
+    ("proxy.ldap_directory", "check_ldap_filters"),
+    ("proxy.stats", "check_stats"),
+)
+
+
+def config_checks() -> tuple[ExtraChecker, ...]:
+    """Validation owned by feature modules, run by the loader after its own checks."""
+    return tuple(getattr(importlib.import_module(m), fn) for m, fn in CONFIG_CHECKS)
 
 
 def load(path: str, err: TextIO) -> Config | None:
     try:
-        return load_config(path, extra_checks=config_checks())  # type: ignore[arg-type]
+        return load_config(path, extra_checks=config_checks())
     except ConfigError as exc:
         print(f"configuration has {len(exc.problems)} problem(s):", file=err)
         for p in exc.problems:
@@ -314,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--force", action="store_true", help="overwrite existing files")
     s.set_defaults(func=cmd_import_ezproxy)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return p
 
 

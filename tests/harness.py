@@ -254,7 +254,7 @@ async def start_proxy(
     from proxy.cli import config_checks
     from proxy.logs import configure_logging
 
-    config = load_config(config_path, extra_checks=config_checks())  # type: ignore[arg-type]
+    config = load_config(config_path, extra_checks=config_checks())
     configure_logging("debug", "json", stream=log_stream or io.StringIO())
     app = create_app(config)
     server = TestServer(app, host="127.0.0.1", port=config.listen_addr[1])
