@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import importlib
 import json
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,13 +44,19 @@ from proxy.privacy import OWN_PAGE_HEADERS
 from proxy.redirects import safe_target
 from proxy.secrets_ import server_secret
 from proxy.sessions import Session, Sessions, make_store, storage_key
-from proxy.web.messages import MESSAGES, UI, Message
+from proxy.web.messages import LANG, MESSAGES, UI, Message, shown
 
 WEB_DIR = Path(__file__).parent / "web"
 # Feature modules plugged into every app, in order. Each has
 # `async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]` (a cleanup_ctx-style
 # generator) and plugs into `svc.hooks`; app.py knows nothing else about them.
-FEATURES: tuple[str, ...] = ()
+FEATURES: tuple[str, ...] = (
+    "proxy.usage_stats",
+    "proxy.reload",
+    "proxy.throttle",
+    "proxy.usage_limits",
+    "proxy.limits_http",
+)
 CSRF_COOKIE = "weston_csrf"
 MAX_LOGIN_BODY = 8 * 1024
 log = get_logger("proxy.app")
@@ -69,6 +77,8 @@ class Hooks:
     login_outcome: list[Callable[[str], None]] = field(default_factory=list)
     denied: list[Callable[[str, str], None]] = field(default_factory=list)  # (vendor id, reason)
     observers: list[Callable[[Observation], None]] = field(default_factory=list)
+    # After a reload installed a new config (proxy.reload): features re-read their settings here.
+    reloaded: list[Callable[[Config], Awaitable[None]]] = field(default_factory=list)
 
 
 @dataclass
@@ -85,6 +95,8 @@ class Services:
     metrics: Metrics
     secret: bytes
     hooks: Hooks = field(default_factory=Hooks)
+    # Forwards in progress per upstream client, so a reload closes a replaced one only once idle.
+    forwarding: dict[Upstream, int] = field(default_factory=dict)
 
     @property
     def vendors(self) -> dict[str, VendorConfig]:
@@ -119,6 +131,10 @@ def _public(config: Config, path: str) -> str:
 
 def render(request: web.Request, template: str, *, status: int = 200, **ctx: Any) -> web.Response:
     svc = request.app[SERVICES]
+    ctx.setdefault("lang", LANG)
+    # Pages also appear on mapped vendor hosts (errors there): assets and links name the proxy's
+    # own host, so they never reach the vendor.
+    ctx.setdefault("own", _public(svc.config, ""))
     html = svc.templates.get_template(template).render(**ctx)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
@@ -126,14 +142,24 @@ def render(request: web.Request, template: str, *, status: int = 200, **ctx: Any
 def message_page(
     request: web.Request, kind: str, *, links: list[dict[str, str]] | None = None, **fmt: Any
 ) -> web.Response:
-    m = MESSAGES[kind]
-    shown = Message(m.status, m.title.format(**fmt), m.text.format(**fmt), m.action.format(**fmt))
+    m = shown(kind, fmt)  # a blank the caller did not fill gets a default, never a KeyError
     svc = request.app[SERVICES]
     if links is None:
         links = [{"href": _public(svc.config, "/menu"), "text": UI["back_to_menu"]}]
     resp = render(
-        request, "message.html", status=m.status, message=shown, links=links, signed_in=False
+        request,
+        "message.html",
+        status=m.status,
+        message=m,
+        links=links,
+        signed_in=False,
+        code=f"{kind} ({m.status})",  # lets help-desk staff tell which case the patron saw
     )
+    # On a vendor host the own-page headers are not added by `dispatch`; an error page there must
+    # not be cached either, and may use only the proxy's own assets.
+    own = _public(svc.config, "")
+    for name, value in OWN_PAGE_HEADERS.items():
+        resp.headers.setdefault(name, value.replace("'self'", f"'self' {own}"))
     if m.status == 503:
         resp.headers["Retry-After"] = "60"
     return resp
@@ -162,6 +188,8 @@ async def dispatch(
         vendor_host = svc.hosts.vendor_host_from_request(host)
         if vendor_host is None:
             svc.metrics.denials.labels("not_configured").inc()
+            for hook in svc.hooks.denied:
+                hook("", "not_configured")
             return message_page(request, "not_configured")
         return await proxy_request(request, vendor_host)
     except StoreUnavailable:
@@ -209,7 +237,12 @@ async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamRes
         if refused is not None:
             return refused
     await svc.sessions.touch(session)
-    return await svc.upstream.forward(request, vendor, vendor_host, session)
+    upstream = svc.upstream  # a reload may replace it meanwhile; this request ends on this one
+    svc.forwarding[upstream] = svc.forwarding.get(upstream, 0) + 1
+    try:
+        return await upstream.forward(request, vendor, vendor_host, session)
+    finally:
+        svc.forwarding[upstream] -= 1
 
 
 # --------------------------------------------------------------------------- patron pages
@@ -234,20 +267,48 @@ def _clear_session_cookie(resp: web.StreamResponse, config: Config) -> None:
 async def login_form(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     url = request.query.get("url", "")[:4096]
-    session = await svc.sessions.load(_session_cookie(request))
+    sid = _session_cookie(request)
+    session = await svc.sessions.load(sid)
     if session is not None:
         # Already signed in: go straight on, as EZproxy does for login?url=.
         raise web.HTTPSeeOther(safe_target(url, svc.hosts) or _public(svc.config, "/menu"))
-    return _login_page(request, url=url)
+    if not sid:
+        return _login_page(request, url=url)
+    # A session cookie the store no longer knows: the session ended (idle or lifetime) while the
+    # patron was away — logout deletes the cookie. Say so once, then drop the dead cookie.
+    resp = _login_page(request, url=url, notice=MESSAGES["session_expired"])
+    _clear_session_cookie(resp, svc.config)
+    return resp
 
 
 def _login_page(
-    request: web.Request, *, url: str, problem: Message | None = None, status: int = 200
+    request: web.Request,
+    *,
+    url: str,
+    problem: Message | None = None,
+    notice: Message | None = None,
+    username: str = "",
+    status: int = 200,
 ) -> web.Response:
     svc = request.app[SERVICES]
     token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
     resp = render(
-        request, "login.html", status=status, csrf=token, url=url, problem=problem, signed_in=False
+        request,
+        "login.html",
+        status=status,
+        csrf=token,
+        url=url,
+        problem=problem,
+        notice=notice,
+        username=username[:64],  # the patron's own card number, so only the PIN is retyped
+        signed_in=False,
+    )
+    # The form's answer is a redirect to the starting point on a mapped vendor host, and browsers
+    # hold redirects after a form post to `form-action` too: 'self' alone would stop the patron.
+    scheme, host, port = svc.config.public
+    mapped = f"{scheme}://*.{host}" + (f":{port}" if port else "")
+    resp.headers["Content-Security-Policy"] = OWN_PAGE_HEADERS["Content-Security-Policy"].replace(
+        "form-action 'self'", f"form-action 'self' {mapped}"
     )
     resp.set_cookie(
         CSRF_COOKIE,
@@ -314,7 +375,7 @@ async def _login_failed(
     for note in svc.hooks.login_outcome:
         note(outcome)
     m = MESSAGES[outcome]
-    resp = _login_page(request, url=url, problem=m, status=m.status)
+    resp = _login_page(request, url=url, problem=m, username=username, status=m.status)
     if m.status == 503:
         resp.headers["Retry-After"] = "60"
     return resp
@@ -330,7 +391,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
     resp = render(
         request,
         "message.html",
-        message=Message(200, UI["signed_out_heading"], UI["signed_out_text"], ""),
+        message=Message(
+            200, UI["signed_out_heading"], UI["signed_out_text"], UI["signed_out_action"]
+        ),
         links=[{"href": "/login", "text": UI["sign_in_again"]}],
         signed_in=False,
     )
@@ -349,29 +412,82 @@ async def _require_session(request: web.Request) -> Session:
 async def menu(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     session = await _require_session(request)
+    await svc.sessions.touch(session)  # looking at the menu is using the session
     q = request.query.get("q", "").strip()[:100]
-    items = []
+    # Every database is on the page; the ones the filter leaves out are `hidden`, which works
+    # without JavaScript, and menu.js can show them again as the patron edits the filter.
+    groups: dict[str, dict[str, Any]] = {}
+    shown_count = total = 0
     for v in sorted(svc.config.vendors, key=lambda v: v.title.lower()):
         if v.id not in session.databases:
             continue
-        if q and q.lower() not in v.title.lower() and q.lower() not in v.description.lower():
-            continue
+        text = f"{v.title} {v.description}".lower()
+        show = q.lower() in text
+        letter = v.title[:1].upper()
+        group = groups.setdefault(
+            letter if letter.isalpha() else "#",
+            {"letter": letter if letter.isalpha() else "#", "items": [], "shown": False},
+        )
         href = safe_target(v.start, svc.hosts) or "#"
-        items.append({"title": v.title, "description": v.description, "href": href})
-    groups: dict[str, list[dict[str, str]]] = {}
-    for item in items:
-        letter = item["title"][:1].upper()
-        groups.setdefault(letter if letter.isalpha() else "#", []).append(item)
-    minutes = svc.config.session.idle_timeout_s // 60
+        group["items"].append(
+            {
+                "title": v.title,
+                "description": v.description,
+                "href": href,
+                "text": text,
+                "shown": show,
+            }
+        )
+        group["shown"] = group["shown"] or show
+        total += 1
+        shown_count += show
+    idle_s = svc.config.session.idle_timeout_s
+    warn_s = min(120, idle_s // 2)  # WCAG 2.2.1 asks for at least 20 s to react
+    warn_minutes = max(1, round(warn_s / 60))
     return render(
         request,
         "menu.html",
-        groups=sorted(groups.items()),
+        groups=[groups[k] for k in sorted(groups)],
         q=q,
+        shown=shown_count,
+        total=total,
         csrf=session.csrf,
         signed_in=True,
-        expiry_text=UI["expiry_warning"].format(minutes=minutes),
+        expiry_text=UI["expiry_warning"].format(minutes=idle_s // 60),
+        warn_s=warn_s,
+        left_s=int(_time_left(svc, session)["left_s"]),
+        timeout_text=UI["timeout_text"].format(minutes=warn_minutes),
+        timeout_final=UI["timeout_final"].format(minutes=warn_minutes),
     )
+
+
+def _time_left(svc: Services, session: Session) -> dict[str, Any]:
+    now = time.time()
+    idle_left = svc.sessions.idle_timeout_s - (now - session.last_seen)
+    life_left = svc.sessions.lifetime_s - (now - session.created)
+    return {
+        "signed_in": True,
+        "left_s": max(0, int(min(idle_left, life_left))),
+        # Past this point only the absolute lifetime is left, which no activity extends.
+        "extendable": idle_left < life_left,
+    }
+
+
+async def session_time(request: web.Request) -> web.StreamResponse:
+    """GET: how long the session has left (no effect). POST: count as use, then the same.
+
+    For the menu's time-out warning (menu.js); the POST needs the session's CSRF token.
+    """
+    svc = request.app[SERVICES]
+    session = await svc.sessions.load(_session_cookie(request))
+    if session is None:
+        return web.json_response({"signed_in": False}, status=401)
+    if request.method == "POST":
+        sent = request.headers.get("X-CSRF-Token", "")
+        if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+            return web.json_response({"signed_in": True, "error": "csrf"}, status=403)
+        await svc.sessions.save(session)
+    return web.json_response(_time_left(svc, session))
 
 
 async def privacy_page(request: web.Request) -> web.StreamResponse:
@@ -418,7 +534,8 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"status": "ok"})
+    # The pid tells which worker answered (server.workers > 1); it says nothing about patrons.
+    return web.json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def _check(coro: Awaitable[None], timeout: float) -> bool:
@@ -467,18 +584,24 @@ async def jwks(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------- assembly
 
 
-async def build_services(config: Config) -> Services:
-    secret = server_secret(config)
-    hosts = config.host_map()
-    keys = ensure_keys(config.resolve(config.keys.dir))
+def make_signer(config: Config, secret: bytes) -> Signer:
+    """A signer over the keys now in the key directory (start-up, and again on reload)."""
     import hashlib
 
-    signer = Signer(
-        keys,
+    return Signer(
+        ensure_keys(config.resolve(config.keys.dir)),
         issuer=config.server.public_url.rstrip("/"),
         scope=config.library.scope,
         pairwise_secret=hashlib.sha256(b"pairwise-v1\x00" + secret).digest(),
     )
+
+
+async def build_services(config: Config) -> Services:
+    secret = server_secret(config)
+    hosts = config.host_map()
+    import hashlib
+
+    signer = make_signer(config, secret)
     store_options: dict[str, Any] = {}
     if config.session.store == "redis":
         from proxy.secrets_ import read_secret_file
@@ -534,6 +657,58 @@ async def close_services(svc: Services) -> None:
     await svc.sessions.store.close()
 
 
+async def rebuild_services(svc: Services, config: Config) -> Services:
+    """New config-dependent parts for `config`: hosts, directory, signer, upstream, templates.
+
+    Sessions and their store, the server secret, metrics and hooks are shared with `svc`, so
+    patrons stay signed in and features stay plugged in. Nothing is installed: see `swap_services`.
+    """
+    from proxy.rewrite import Rewriter
+
+    hooks = svc.hooks
+
+    def observe(o: Observation) -> None:
+        for fn in hooks.observers:
+            fn(o)
+
+    hosts = config.host_map()
+    signer = make_signer(config, svc.secret)
+    upstream = Upstream(
+        config,
+        hosts=hosts,
+        signer=signer,
+        sessions=svc.sessions,
+        rewriter=Rewriter.from_config(config),
+        observe=observe,
+    )
+    await upstream.start()
+    return Services(
+        config=config,
+        hosts=hosts,
+        sessions=svc.sessions,
+        directory=make_directory(config, secret=svc.secret),
+        signer=signer,
+        upstream=upstream,
+        templates=template_env(config),
+        metrics=svc.metrics,
+        secret=svc.secret,
+        hooks=hooks,
+        forwarding=svc.forwarding,
+    )
+
+
+def swap_services(svc: Services, new: Services) -> Services:
+    """Install `new`'s parts into `svc` in one step (no await, so no request sees half of each).
+
+    `svc` itself stays the object under `app[SERVICES]` (an aiohttp app's state is frozen once it
+    runs, and features hold `svc`); the replaced parts come back for closing once idle.
+    """
+    old = dataclasses.replace(svc)
+    for f in dataclasses.fields(Services):
+        setattr(svc, f.name, getattr(new, f.name))
+    return old
+
+
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[dispatch], client_max_size=1024**2)
     app[CONFIG] = config
@@ -568,6 +743,8 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/logout", logout)
     app.router.add_get("/menu", menu)
     app.router.add_get("/privacy", privacy_page)
+    app.router.add_get("/session", session_time)
+    app.router.add_post("/session", session_time)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

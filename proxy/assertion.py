@@ -111,7 +111,14 @@ def ensure_keys(key_dir: Path) -> list[SigningKey]:
 
 
 def pairwise_id(secret: bytes, vendor_id: str, patron_key: str, scope: str) -> str:
-    """Stable per (patron, vendor), different per vendor, underivable without the secret."""
+    """Stable per (patron, vendor), different per vendor, underivable without the secret.
+
+    base32(HMAC-SHA256(secret, vendor id ‖ opaque patron key)) @ scope, as SAML pairwise-id.
+    The secret is derived from the server secret (`[session] secret_file`), and the patron key
+    from it too: rotating the server secret gives every patron a new `sub` at every
+    pseudonymous vendor, which then sees returning patrons as new users (their saved searches
+    and folders stay under the old id). See docs/release-levels.md before rotating.
+    """
     mac = hmac.new(
         secret, f"pairwise:{vendor_id}\x00{patron_key}".encode(), hashlib.sha256
     ).digest()

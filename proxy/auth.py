@@ -58,15 +58,19 @@ def databases_for(
     vendors: tuple[VendorConfig, ...],
     matched_filters: frozenset[str] = frozenset(),
 ) -> frozenset[str]:
-    """Vendor ids whose eligibility the patron meets (groups, or an LDAP filter that matched)."""
+    """Vendor ids whose eligibility the patron meets.
+
+    Every condition a vendor sets must hold: one of its `groups` (when listed) and its
+    `ldap_filter` (when set, `matched_filters` holds the ids of vendors whose filter matched the
+    patron's entry). A vendor with no condition is open to every patron. Decided here, at login,
+    so the vendor never learns the condition or the patron's groups.
+    """
     allowed: set[str] = set()
     for v in vendors:
         e = v.eligibility
-        if (
-            (not e.groups and not e.ldap_filter)
-            or (e.groups and groups & set(e.groups))
-            or (e.ldap_filter and v.id in matched_filters)
-        ):
+        in_group = not e.groups or bool(groups & set(e.groups))
+        filter_ok = not e.ldap_filter or v.id in matched_filters
+        if in_group and filter_ok:
             allowed.add(v.id)
     return frozenset(allowed)
 

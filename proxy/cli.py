@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import importlib
 import json
@@ -23,11 +24,13 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 # Commands owned by feature modules: each module has `register(subparsers) -> None`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("proxy.stats_cli", "proxy.admin_cli", "proxy.compliance_cli")
 # Config sections owned by feature modules: each entry is (module, checker function name).
 CONFIG_CHECKS: tuple[tuple[str, str], ...] = (
     ("proxy.ldap_directory", "check_ldap_filters"),
     ("proxy.stats", "check_stats"),
+    ("proxy.compliance", "check_compliance_settings"),
+    ("proxy.throttle", "check_throttle"),
 )
 
 
@@ -98,6 +101,7 @@ def build_serving_app(config: Config) -> web.Application:
 
 
 def _serve_one(config: Config, *, reuse_port: bool) -> None:
+    from proxy.limits_http import server_limits
     from proxy.logs import configure_logging
 
     configure_logging(config.logging.level, config.logging.format)
@@ -112,7 +116,35 @@ def _serve_one(config: Config, *, reuse_port: bool) -> None:
         shutdown_timeout=config.server.shutdown_grace_s,
         print=None,
         handle_signals=True,
+        **server_limits(config),
     )
+
+
+def _prepare_shared_state(config: Config) -> None:
+    """Create the server secret and first signing key before any worker starts.
+
+    Workers that raced to create them could read a half-written secret, or each make a key of
+    their own; then one worker could not open sessions sealed by another.
+    """
+    from proxy.assertion import ensure_keys
+    from proxy.secrets_ import server_secret
+
+    server_secret(config)
+    ensure_keys(config.resolve(config.keys.dir))
+
+
+def _workers_refusal(config: Config, workers: int) -> str | None:
+    """Why `workers` processes cannot serve this config, or None."""
+    if workers <= 1:
+        return None
+    if config.session.store == "memory":
+        return (
+            f'{workers} workers need [session] store = "redis": with the memory store each worker '
+            "keeps its own sessions and patrons would be signed out at random"
+        )
+    if config.demo.vendor_listen:
+        return "the bundled demo vendor ([demo] vendor_listen) runs with one worker only"
+    return None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -120,36 +152,84 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     workers = args.workers or config.server.workers
+    refusal = _workers_refusal(config, workers)
+    if refusal is not None:
+        print(f"cannot serve: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
     _banner(config, sys.stdout)
     if workers <= 1:
         _serve_one(config, reuse_port=False)
         return EXIT_OK
+    _prepare_shared_state(config)
     return _serve_workers(config, workers)
 
 
-def _serve_workers(config: Config, workers: int) -> int:
-    """N processes on one port (SO_REUSEPORT); the parent forwards SIGTERM/SIGINT and waits."""
-    import multiprocessing
+def _worker(config: Config) -> None:
+    """A worker process: signals back to normal (aiohttp installs its own), then serve."""
     import signal
 
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    # Out of the terminal's process group: Ctrl-C reaches only the parent, which forwards one
+    # SIGTERM. A second signal in the middle of aiohttp's drain would cut the cleanup short.
+    os.setpgid(0, 0)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    _serve_one(config, reuse_port=True)
+
+
+def _serve_workers(config: Config, workers: int) -> int:
+    """N processes on one port (SO_REUSEPORT); the parent forwards SIGTERM/SIGINT and waits.
+
+    Each worker drains its in-flight requests on SIGTERM (aiohttp's graceful shutdown, up to
+    server.shutdown_grace_s). If a worker dies on its own, the parent stops the others and exits
+    non-zero, so the supervisor (systemd, Docker) restarts the whole set rather than running short.
+    """
+    import multiprocessing
+    import signal
+    from multiprocessing.connection import wait
+
+    stopping = False
+    unexpected = False
     ctx = multiprocessing.get_context("fork")
-    procs = [
-        ctx.Process(target=_serve_one, args=(config,), kwargs={"reuse_port": True})
-        for _ in range(workers)
-    ]
-    for p in procs:
-        p.start()
+    procs = [ctx.Process(target=_worker, args=(config,), daemon=False) for _ in range(workers)]
 
-    def forward(signum: int, frame: object) -> None:
+    def stop_all(signum: int = signal.SIGTERM, frame: object = None) -> None:
+        nonlocal stopping
+        if stopping:
+            return  # each worker gets one SIGTERM; it is already draining
+        stopping = True
         for p in procs:
-            if p.pid:
-                os.kill(p.pid, signal.SIGTERM)
+            if p.pid and p.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for p in procs:
-        p.join()
-    return EXIT_OK if all(p.exitcode == 0 for p in procs) else EXIT_FAIL
+    # Blocked until the handlers are in place, so a signal during start-up is forwarded, not lost.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        for p in procs:
+            p.start()
+        signal.signal(signal.SIGTERM, stop_all)
+        signal.signal(signal.SIGINT, stop_all)
+        signal.signal(signal.SIGHUP, importlib.import_module("proxy.reload").hup_forwarder(procs))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    running = list(procs)
+    while running:
+        for sentinel in wait([p.sentinel for p in running]):
+            done = next(p for p in running if p.sentinel == sentinel)
+            done.join()
+            running.remove(done)
+            if not stopping:
+                unexpected = True
+                print(
+                    f"worker {done.pid} exited with {done.exitcode}; stopping the others",
+                    file=sys.stderr,
+                )
+                stop_all()
+            elif done.exitcode != 0:
+                print(f"worker {done.pid} exited with {done.exitcode}", file=sys.stderr)
+    clean = not unexpected and all(p.exitcode == 0 for p in procs)
+    return EXIT_OK if clean else EXIT_FAIL
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

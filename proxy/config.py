@@ -67,6 +67,7 @@ class ServerConfig:
     upstream_timeout_s: float = doc("default vendor response timeout", 30.0)
     upstream_connect_timeout_s: float = doc("vendor connect timeout", 10.0)
     shutdown_grace_s: float = doc("how long SIGTERM waits for in-flight requests", 10.0)
+    pid_file: str = doc("where serve writes the pid that `reload` signals", "state/proxy.pid")
 
 
 @dataclass(frozen=True)
@@ -558,6 +559,9 @@ def _check_session(cfg: Config, file: str, problems: list[Problem]) -> None:
                 file, "session.redis_url", "store = redis needs redis_url = redis://host:port/db"
             )
         )
+    if cfg.server.workers > 1 and s.store == "memory":
+        # Each worker would hold its own sessions: a patron would be signed out at random.
+        problems.append(Problem(file, "session.store", 'server.workers > 1 needs store = "redis"'))
     if s.idle_timeout_s <= 0 or s.lifetime_s <= 0:
         problems.append(Problem(file, "session.idle_timeout_s", "timeouts must be positive"))
     if s.idle_timeout_s > s.lifetime_s:
@@ -660,6 +664,55 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
     if scheme_s not in ("http", "https") or not any(host_matches(p, start_host) for p in v.hosts):
         problems.append(
             Problem(f, "start_url", "must be an http(s) URL on one of the vendor's hosts")
+        )
+    check_vendor_access(v, cfg, problems)
+
+
+# Headers an assertion must not be carried in: the proxy or the browser already owns them.
+_RESERVED_HEADERS = frozenset(
+    {"host", "cookie", "authorization", "referer", "origin", "content-length", "content-type",
+     "transfer-encoding", "connection", "accept", "accept-encoding", "user-agent", "range"}
+)  # fmt: skip
+
+
+def check_vendor_access(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
+    """Adapter and eligibility checks: secrets present, credentials only to the vendor's hosts,
+    and eligibility conditions the configured directory can actually decide."""
+    f = v.file
+    policy = v.contract.privacy_policy_url
+    if policy and urlsplit(policy).scheme not in ("http", "https"):
+        # It becomes a link on /privacy: a javascript: URL there would run in the proxy's origin.
+        problems.append(Problem(f, "contract.privacy_policy_url", "must be an http(s) URL"))
+    if v.auth == "assertion" and v.assertion_header.lower() in _RESERVED_HEADERS:
+        problems.append(Problem(f, "assertion_header", f"{v.assertion_header} is reserved"))
+    if v.auth == "referer" and v.referer and urlsplit(v.referer).scheme not in ("http", "https"):
+        problems.append(Problem(f, "referer", "must be an http(s) URL"))
+    sl = v.shared_login
+    if v.auth == "shared-login" and sl is not None:
+        login_host = urlsplit(sl.login_url).hostname or ""
+        if (
+            sl.method == "form"
+            and sl.login_url
+            and not any(host_matches(p, login_host) for p in v.hosts)
+        ):
+            # The library's credential must never go to a host that is not the vendor's.
+            problems.append(
+                Problem(f, "shared_login.login_url", "must be on one of the vendor's hosts")
+            )
+        for key in ("username_env", "password_env"):
+            env = getattr(sl, key)
+            if env and env not in os.environ:
+                problems.append(
+                    Problem(f, f"shared_login.{key}", f"environment variable {env} is not set")
+                )
+    e = v.eligibility
+    if e.ldap_filter and cfg.directory.kind != "ldap":
+        problems.append(
+            Problem(f, "eligibility.ldap_filter", "needs [directory] kind = ldap; use groups")
+        )
+    if e.groups and cfg.directory.kind == "ldap" and not cfg.directory.group_attribute:
+        problems.append(
+            Problem(f, "eligibility.groups", "needs [directory] group_attribute to read groups")
         )
 
 

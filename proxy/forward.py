@@ -3,6 +3,9 @@
 A request reaches a vendor with only what `proxy.privacy` allows, the vendor's cookies from the
 session jar, and what the vendor's adapter adds. Bodies stream both ways; HTML, CSS, JS, JSON and XML
 responses go through the rewriter chunk by chunk, everything else passes through untouched.
+Proxied HTML gets the tracker-shield CSP, and the distinct third-party hosts it held back are
+counted per vendor while the body streams. A body that cannot be decoded ends the response as a
+broken connection, never as a clean short page.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +29,17 @@ from proxy.assertion import Signer
 from proxy.config import Config, VendorConfig
 from proxy.errors import ProxyError, VendorTimeout, VendorUnavailable
 from proxy.hosts import HostMap
-from proxy.jar import cookie_header, dump_jar, load_jar, store_set_cookies
+from proxy.jar import cookie_header, dump_jar, load_jar, merged_jar, store_set_cookies
+from proxy.logs import get_logger
 from proxy.privacy import outbound_headers, response_headers
-from proxy.rewrite import UnsupportedEncoding, decoder_for, should_rewrite
+from proxy.rewrite import (
+    BodyDecoder,
+    CorruptBody,
+    UnsupportedEncoding,
+    decoder_for,
+    media_type,
+    should_rewrite,
+)
 from proxy.sessions import Session, Sessions
 from proxy.vendors.base import Outbound, VendorAdapter
 
@@ -38,6 +49,12 @@ if TYPE_CHECKING:
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 CHUNK = 64 * 1024
 MAX_UNMAP_BODY = 1024 * 1024
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# Third-party counting keeps at most this many hosts and this much unscanned text per response.
+MAX_THIRD_PARTY = 256
+MAX_SCAN_CARRY = 4096
+
+log = get_logger("proxy.forward")
 
 
 class BlockedAddress(OSError):
@@ -118,6 +135,8 @@ class Observation:
     content_type: str
     path: str
     first_at_vendor: bool
+    # Distinct unproxied hosts an HTML page referred to while the tracker shield was on.
+    third_party_hosts: int = 0
 
 
 Observer = Callable[[Observation], None]
@@ -266,33 +285,70 @@ class Upstream:
             vendor=vendor, session=session, method=request.method, url=url, headers=headers
         )
         out.session_changed = first_at_vendor
-        resp = await self._send_with_jar(out, data)
-        if request.method in IDEMPOTENT and await adapter.vendor_session_expired(
-            out, resp.status, b""
-        ):
-            resp.release()
-            await adapter.renew(out)
-            resp = await self._send_with_jar(out, None)
+        # The jar as this request found it: what the request itself changes is merged by it.
+        before = list(session.jars.get(vendor.id, []))
+        resp = await self._send_with_jar(out, data, before)
+        head = b""
+        if request.method in IDEMPOTENT:
+            head = await _peek(resp, adapter.expiry_peek_bytes())
+            if await adapter.vendor_session_expired(out, resp.status, _decoded(resp, head)):
+                resp.release()
+                await adapter.renew(out)
+                resp = await self._send_with_jar(out, None, before)
+                head = b""
         if out.session_changed:
             await self.sessions.save(session)
         try:
-            return await self._relay(request, resp, vendor, out, started, first_at_vendor)
+            return await self._relay(request, resp, vendor, out, started, first_at_vendor, head)
         finally:
             resp.release()
 
-    async def _send_with_jar(self, out: Outbound, data: Any) -> aiohttp.ClientResponse:
+    async def _send_with_jar(
+        self, out: Outbound, data: Any, before: list[dict[str, Any]]
+    ) -> aiohttp.ClientResponse:
         adapter = self.adapters[out.vendor.id]
-        jar = load_jar(out.session.jars.get(out.vendor.id, []))
         out.headers.popall("Cookie", None)
+        # Authorize first: a shared login puts its cookies in the jar, and they must go on this
+        # very request (and not be overwritten by a jar loaded before the login).
         await adapter.authorize(out)
+        jar = load_jar(out.session.jars.get(out.vendor.id, []))
         cookie = cookie_header(jar, str(out.url))
         if cookie:
             out.headers["Cookie"] = cookie
         resp = await self.send(out.vendor, out.method, out.url, out.headers, data)
-        if store_set_cookies(jar, str(out.url), resp.headers.getall("Set-Cookie", [])):
+        set_cookies = resp.headers.getall("Set-Cookie", [])
+        if set_cookies:
+            # Requests of one page overlap; start from the jar as stored now so cookies another
+            # request stored meanwhile are kept (the store has no compare-and-set).
+            stored = await self.sessions.load(out.session.id)
+            latest = stored.jars.get(out.vendor.id, []) if stored is not None else []
+            jar = merged_jar(latest, before, out.session.jars.get(out.vendor.id, []))
+            store_set_cookies(jar, str(out.url), set_cookies)
             out.session.jars[out.vendor.id] = dump_jar(jar)
             out.session_changed = True
         return resp
+
+    def _body_decoder(
+        self, resp: aiohttp.ClientResponse, headers: CIMultiDict[str]
+    ) -> BodyDecoder | None:
+        """The decoder for a body the rewriter will change, with the headers made to match it.
+
+        Decided on the type alone, so HEAD and 304 carry the same headers a GET would: no
+        Content-Length or Content-Encoding of the vendor's bytes, and a weak ETag.
+        """
+        if not should_rewrite(resp.headers.get("Content-Type")):
+            return None
+        try:
+            decoder = decoder_for(resp.headers.get("Content-Encoding"))
+        except UnsupportedEncoding:
+            return None  # an encoding we cannot undo passes through untouched
+        for name in ("Content-Length", "Content-Encoding", "Content-MD5", "Digest"):
+            headers.popall(name, None)
+        etag = headers.popall("ETag", [None])[0]
+        if etag:
+            # The body differs from the vendor's, so a strong validator would lie.
+            headers["ETag"] = etag if etag.startswith("W/") else "W/" + etag
+        return decoder
 
     async def _relay(
         self,
@@ -302,62 +358,68 @@ class Upstream:
         out: Outbound,
         started: float,
         first_at_vendor: bool,
+        head: bytes = b"",
     ) -> web.StreamResponse:
+        """Streams the vendor's response to the patron; `head` is body already read from `resp`."""
         headers = response_headers(resp.headers.items())
         ctype = resp.headers.get("Content-Type", "")
+        has_body = request.method != "HEAD" and resp.status not in (204, 304)
         rewriter = self.rewriter
-        stream = None
-        decoder = None
+        decoder: BodyDecoder | None = None
+        third_party: _ThirdPartyCount | None = None
         if rewriter is not None:
             rewrite_response_headers(rewriter, headers)
-            if should_rewrite(ctype) and request.method != "HEAD" and resp.status not in (204, 304):
-                try:
-                    decoder = decoder_for(resp.headers.get("Content-Encoding"))
-                except UnsupportedEncoding:
-                    decoder = None  # an encoding we cannot undo passes through untouched
-                if decoder is not None:
-                    stream = rewriter.stream(vendor.id, ctype, resp.charset)
-                    for name in ("Content-Length", "Content-Encoding", "Content-MD5", "Digest"):
-                        headers.popall(name, None)
-                    etag = headers.popall("ETag", [None])[0]
-                    if etag:
-                        # The body differs from the vendor's, so a strong validator would lie.
-                        headers["ETag"] = etag if etag.startswith("W/") else "W/" + etag
-            if ctype.split(";", 1)[0].strip().lower() in ("text/html", "application/xhtml+xml"):
+            decoder = self._body_decoder(resp, headers)
+            csp = None
+            if media_type(ctype) in HTML_TYPES:
                 csp = rewriter.shield_csp(vendor.id, vendor.third_party == "allow")
-                if csp:
-                    headers.add("Content-Security-Policy", csp)
+            if csp:
+                headers.add("Content-Security-Policy", csp)
+                if decoder is not None and has_body:
+                    third_party = _ThirdPartyCount(rewriter)
+
+        if resp.status == 304:
+            _match_weak_etag(request, headers)
+        stream = None
+        if rewriter is not None and decoder is not None and has_body:
+            stream = rewriter.stream(vendor.id, ctype, resp.charset)
         response = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
-        if stream is None and "Content-Length" in headers and request.method != "HEAD":
+        if stream is None and "Content-Length" in headers and has_body:
             response.content_length = int(headers["Content-Length"])
         await response.prepare(request)
         sent = 0
         status = resp.status
         try:
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                if stream is not None and decoder is not None:
-                    for piece in decoder.feed(chunk):
-                        out_bytes = stream.feed(piece)
-                        if out_bytes:
-                            sent += len(out_bytes)
-                            await response.write(out_bytes)
-                elif chunk:
+            async for chunk in _body(head, resp):
+                if stream is None or decoder is None:
                     sent += len(chunk)
                     await response.write(chunk)
+                    continue
+                for piece in decoder.feed(chunk):
+                    if third_party is not None:
+                        third_party.feed(piece)
+                    sent += await _write(response, stream.feed(piece))
             if stream is not None and decoder is not None:
-                tail = b"".join(stream.feed(piece) for piece in decoder.finish()) + stream.finish()
-                if tail:
-                    sent += len(tail)
-                    await response.write(tail)
-        except (aiohttp.ClientError, OSError, TimeoutError, ProxyError):
+                for piece in decoder.finish():
+                    if third_party is not None:
+                        third_party.feed(piece)
+                    sent += await _write(response, stream.feed(piece))
+                sent += await _write(response, stream.finish())
+        except (aiohttp.ClientError, OSError, TimeoutError, ProxyError) as exc:
             # Headers are gone already; the only honest signal left is a broken connection.
+            outcome = "corrupt_body" if isinstance(exc, CorruptBody) else "broken"
+            log.warning("relay_broken", vendor=vendor.id, outcome=outcome, bytes=sent)
             status = 502
             if request.transport is not None:
                 request.transport.close()
             self._observe(vendor, out, status, sent, started, ctype, first_at_vendor)
             return response
         await response.write_eof()
-        self._observe(vendor, out, status, sent, started, ctype, first_at_vendor)
+        hosts = 0
+        if third_party is not None:
+            hosts = third_party.finish()
+            _count_blocked(request, vendor.id, hosts)
+        self._observe(vendor, out, status, sent, started, ctype, first_at_vendor, hosts)
         return response
 
     def _observe(
@@ -369,14 +431,118 @@ class Upstream:
         started: float,
         ctype: str,
         first: bool,
+        third_party_hosts: int = 0,
     ) -> None:
-        if self.observe is not None:
-            duration = time.monotonic() - started
+        if self.observe is None:
+            return
+        duration = time.monotonic() - started
+        try:
             self.observe(
                 Observation(
-                    vendor.id, out.method, status, sent, duration, ctype, out.url.path, first
+                    vendor.id,
+                    out.method,
+                    status,
+                    sent,
+                    duration,
+                    ctype,
+                    out.url.path,
+                    first,
+                    third_party_hosts=third_party_hosts,
                 )
             )
+        except Exception as exc:
+            # The patron has the response already; a failing counter must not turn it into an error.
+            log.error("observer_failed", vendor=vendor.id, exc_type=type(exc).__name__)
+
+
+async def _peek(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to `limit` bytes of a text response's body (still encoded), for the adapter's expiry
+    check (shared-login `expired_text`). Only text is peeked, so downloads stream from byte one."""
+    if limit <= 0 or not resp.headers.get("Content-Type", "").lower().startswith(
+        ("text/", "application/json", "application/xhtml")
+    ):
+        return b""
+    head = b""
+    while len(head) < limit:
+        piece = await resp.content.read(limit - len(head))
+        if not piece:
+            break
+        head += piece
+    return head
+
+
+def _decoded(resp: aiohttp.ClientResponse, head: bytes) -> bytes:
+    """The peeked bytes with the Content-Encoding undone (best effort: raw when it cannot be)."""
+    if not head:
+        return head
+    try:
+        return b"".join(decoder_for(resp.headers.get("Content-Encoding")).feed(head))
+    except (UnsupportedEncoding, CorruptBody, ValueError):
+        return head
+
+
+def _match_weak_etag(request: web.Request, headers: CIMultiDict[str]) -> None:
+    """A 304 usually has no Content-Type to say the body was rewritten; when the browser asked
+    with the weak tag the proxy gave it, answer with that same weak tag."""
+    etag = headers.get("ETag", "")
+    if etag and not etag.startswith("W/"):
+        asked = {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}
+        if "W/" + etag in asked:
+            headers["ETag"] = "W/" + etag
+
+
+async def _body(head: bytes, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for chunk in resp.content.iter_chunked(CHUNK):
+        yield chunk
+
+
+async def _write(response: web.StreamResponse, data: bytes) -> int:
+    if data:
+        await response.write(data)
+    return len(data)
+
+
+class _ThirdPartyCount:
+    """Distinct third-party hosts in one HTML body, seen piece by piece in bounded memory.
+
+    Each scan stops after the last `>` so a tag split between pieces is scanned whole with the
+    next piece; text with no `>` for MAX_SCAN_CARRY bytes is scanned as it is (a count, not a proof).
+    """
+
+    def __init__(self, rewriter: Rewriter) -> None:
+        self._rewriter = rewriter
+        self._hosts: set[str] = set()
+        self._carry = b""
+
+    def feed(self, piece: bytes) -> None:
+        data = self._carry + piece
+        cut = data.rfind(b">") + 1
+        if cut == 0 and len(data) > MAX_SCAN_CARRY:
+            cut = len(data)
+        self._scan(data[:cut])
+        self._carry = data[cut:]
+
+    def finish(self) -> int:
+        self._scan(self._carry)
+        self._carry = b""
+        return len(self._hosts)
+
+    def _scan(self, data: bytes) -> None:
+        if data and len(self._hosts) < MAX_THIRD_PARTY:
+            self._hosts |= self._rewriter.third_party_hosts(data)
+
+
+def _count_blocked(request: web.Request, vendor_id: str, hosts: int) -> None:
+    """Adds a page's held-back third-party hosts to the app's per-vendor counter (no patron)."""
+    if not hosts:
+        return
+    from proxy.app import SERVICES  # the app imports this module; look it up at call time
+
+    svc = request.app.get(SERVICES)
+    if svc is not None:
+        svc.metrics.blocked_third_party.labels(vendor_id).inc(hosts)
 
 
 def rewrite_response_headers(rewriter: Rewriter, headers: CIMultiDict[str]) -> None:

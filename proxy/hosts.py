@@ -120,14 +120,21 @@ class HostMap:
     def split_request_host(self, host_header: str) -> tuple[str, int | None] | None:
         """Split a Host header into (host, port); None if malformed."""
         host_header = host_header.strip().lower()
-        if not host_header or any(c in host_header for c in "/\\@ \t\r\n\x00[]"):
+        # Non-ASCII is refused outright: str.lower() and str.isdigit() accept look-alikes
+        # (Kelvin sign, Arabic-Indic digits) that a DNS name or port can never contain.
+        if not host_header or not host_header.isascii():
+            return None
+        if any(c in host_header for c in "/\\@ \t\r\n\x00[]%?#,;"):
             return None
         host, sep, port_text = host_header.rpartition(":")
         if not sep:
             return host_header, None
-        if not port_text.isdigit() or len(port_text) > 5:
+        if not host or not port_text.isdigit() or len(port_text) > 5:
             return None
-        return host, int(port_text)
+        port = int(port_text)
+        if not 0 < port < 65536 or port_text != str(port):  # "080" is nobody's spelling
+            return None
+        return host, port
 
     def _port_ok(self, port: int | None) -> bool:
         default = 443 if self.public_scheme == "https" else 80

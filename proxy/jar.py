@@ -7,6 +7,7 @@ aiohttp's headers and to a JSON-serialisable form the session store can hold.
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import http.cookiejar
 import time
@@ -59,9 +60,13 @@ def load_jar(serialised: list[dict[str, Any]]) -> http.cookiejar.CookieJar:
     for d in serialised:
         if d.get("expires") is not None and d["expires"] <= now:
             continue
-        kwargs = {k: d.get(k) for k in _FIELDS}
-        jar.set_cookie(http.cookiejar.Cookie(**kwargs, rest={}, rfc2109=False))  # type: ignore[arg-type]
+        jar.set_cookie(_cookie(d))
     return jar
+
+
+def _cookie(d: dict[str, Any]) -> http.cookiejar.Cookie:
+    kwargs = {k: d.get(k) for k in _FIELDS}
+    return http.cookiejar.Cookie(**kwargs, rest={}, rfc2109=False)  # type: ignore[arg-type]
 
 
 def dump_jar(jar: http.cookiejar.CookieJar) -> list[dict[str, Any]]:
@@ -74,6 +79,28 @@ def dump_jar(jar: http.cookiejar.CookieJar) -> list[dict[str, Any]]:
             d["discard"] = False
         out.append(d)
     return out
+
+
+def _key(d: dict[str, Any]) -> tuple[str, str, str]:
+    return (d.get("domain") or "", d.get("path") or "", d.get("name") or "")
+
+
+def merged_jar(
+    latest: list[dict[str, Any]], before: list[dict[str, Any]], ours: list[dict[str, Any]]
+) -> http.cookiejar.CookieJar:
+    """A three-way merge: the jar as stored now (`latest`), plus what this request changed
+    between `before` and `ours` (a shared login's cookies, say). Cookies other overlapping
+    requests stored meanwhile are kept; this request's own changes win over them."""
+    jar = load_jar(latest)
+    was = {_key(d): d for d in before}
+    now = {_key(d): d for d in ours}
+    for key, d in now.items():
+        if was.get(key) != d:
+            jar.set_cookie(_cookie(d))
+    for domain, path, name in was.keys() - now.keys():
+        with contextlib.suppress(KeyError):  # already gone from the stored jar
+            jar.clear(domain, path, name)
+    return jar
 
 
 def store_set_cookies(jar: http.cookiejar.CookieJar, url: str, set_cookies: list[str]) -> bool:

@@ -1,7 +1,7 @@
 """Prometheus metrics on a registry owned by the app: no label can hold a patron, IP, URL or search.
 
-Labels are only vendor ids (from config), status classes, outcomes and dependency names — all
-from fixed vocabularies.
+Labels are only vendor ids (from config), status classes, outcomes, denial reasons, dependency
+names and session-age buckets — all from fixed vocabularies (`LABEL_VOCABULARY`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,29 @@ LOGIN_OUTCOMES = (
     "directory_unavailable",
     "throttled",
 )
+DEPENDENCIES = ("directory", "store")
+DENIAL_REASONS = ("not_configured", "not_eligible")
+# Session ages, coarse on purpose: counts per bucket say how long sessions live, never whose.
+AGE_BUCKETS: tuple[tuple[float, str], ...] = (
+    (15 * 60, "under_15m"),
+    (60 * 60, "15m_to_1h"),
+    (4 * 60 * 60, "1h_to_4h"),
+    (float("inf"), "4h_or_more"),
+)
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
+# Every label value a metric may carry besides a configured vendor id (tests check the output).
+LABEL_VOCABULARY = frozenset(
+    {*LOGIN_OUTCOMES, *DEPENDENCIES, *DENIAL_REASONS, *STATUS_CLASSES}
+    | {name for _, name in AGE_BUCKETS}
+)
+
+
+def age_buckets(ages: list[float]) -> dict[str, int]:
+    """How many of `ages` (seconds) fall in each AGE_BUCKETS bucket, every bucket present."""
+    out = {name: 0 for _, name in AGE_BUCKETS}
+    for age in ages:
+        out[next(name for limit, name in AGE_BUCKETS if age < limit)] += 1
+    return out
 
 
 def status_class(status: int) -> str:
@@ -63,8 +86,21 @@ class Metrics:
         self.suspensions = Counter(
             "weston_proxy_suspensions", "Sessions suspended by usage limits", ["vendor"], registry=r
         )
+        self.session_ages = Gauge(
+            "weston_proxy_session_ages",
+            "Live sessions by time since login (refreshed in the background)",
+            ["age"],
+            registry=r,
+        )
         for outcome in LOGIN_OUTCOMES:
             self.logins.labels(outcome)
+        for reason in DENIAL_REASONS:
+            self.denials.labels(reason)
+        self.set_session_ages([])
+
+    def set_session_ages(self, ages: list[float]) -> None:
+        for name, n in age_buckets(ages).items():
+            self.session_ages.labels(name).set(n)
 
     def observe(self, o: Observation) -> None:
         sc = status_class(o.status)

@@ -38,9 +38,15 @@ DECODABLE_ENCODINGS = ("gzip", "deflate", "br")
 
 # Response headers never passed to the browser. Hop-by-hop per RFC 9110 §7.6.1, plus those the
 # proxy owns: vendor cookies go to the session jar, and Alt-Svc would point the browser at the
-# vendor directly.
+# vendor directly. The reporting headers (Reporting API, NEL, Expect-CT, HPKP and XSS-filter
+# reports) make the browser post page URLs straight to endpoints the vendor names, bypassing
+# the proxy; without them CSP `report-to` groups resolve to nothing.
 RESPONSE_DROP = frozenset(
     {
+        "reporting-endpoints",
+        "expect-ct",
+        "public-key-pins-report-only",
+        "x-xss-protection",
         "connection",
         "keep-alive",
         "proxy-connection",

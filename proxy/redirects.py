@@ -16,7 +16,9 @@ MAX_TARGET = 4096
 
 def safe_target(url: str, hosts: HostMap) -> str | None:
     """The mapped URL for a starting point on a configured vendor host, or None."""
-    if not url or len(url) > MAX_TARGET:
+    if not url or len(url) > MAX_TARGET or not url.isascii():
+        # Browsers percent-encode what they send; raw non-ASCII here is a homograph or a
+        # fullwidth-dot trick, and could not go into a Location header anyway.
         return None
     if "\\" in url or any(ord(c) < 33 or ord(c) == 127 for c in url):
         return None
@@ -42,4 +44,11 @@ def safe_target(url: str, hosts: HostMap) -> str | None:
     target = f"{hosts.public_scheme}://{hosts.to_mapped(vendor_host)}{path}"
     if parts.query:
         target += "?" + parts.query
+    # Belt and braces: what we hand out must parse back to the mapped host we meant.
+    check = urlsplit(target)
+    if (
+        check.netloc != hosts.to_mapped(vendor_host)
+        or hosts.vendor_host_from_request(check.netloc) != vendor_host
+    ):
+        return None
     return target

@@ -118,6 +118,9 @@ class StatsSection:
     )
     flush_interval_s: float = doc("seconds between writes of the in-memory counts", 60.0)
     min_cell: int = doc("counts from 1 to min_cell - 1 are suppressed in reports", 10)
+    refresh_interval_s: float = doc(
+        "seconds between refreshes of the /metrics health and session-age gauges", 15.0
+    )
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class StatsSettings:
     path: Path
     flush_interval_s: float = 60.0
     min_cell: int = 10
+    refresh_interval_s: float = 15.0
 
 
 def _section(config: Config, problems: list[Problem]) -> StatsSection | None:
@@ -143,6 +147,8 @@ def check_stats(config: Config, problems: list[Problem]) -> None:
     file = str(config.path)
     if section.flush_interval_s <= 0:
         problems.append(Problem(file, "stats.flush_interval_s", "must be positive"))
+    if section.refresh_interval_s <= 0:
+        problems.append(Problem(file, "stats.refresh_interval_s", "must be positive"))
     # min_cell 1 would publish every small count; that is not the small-cell promise (P6).
     if section.min_cell < 2:
         problems.append(Problem(file, "stats.min_cell", "must be at least 2"))
@@ -161,6 +167,7 @@ def stats_settings(config: Config) -> StatsSettings:
         path=config.resolve(section.path),
         flush_interval_s=section.flush_interval_s,
         min_cell=section.min_cell,
+        refresh_interval_s=section.refresh_interval_s,
     )
 
 

@@ -257,7 +257,11 @@ async def start_proxy(
     config = load_config(config_path, extra_checks=config_checks())
     configure_logging("debug", "json", stream=log_stream or io.StringIO())
     app = create_app(config)
+    from proxy.limits_http import server_limits
+
     server = TestServer(app, host="127.0.0.1", port=config.listen_addr[1])
+    # TestServer takes server options in start_server(), not in its constructor.
+    await server.start_server(**server_limits(config))
     client: TestClient[Any, Any] = TestClient(server)
     await client.start_server()
     return client, ProxyDriver(client, config)

@@ -540,3 +540,45 @@ def test_unmap_body_handles_form_and_json(rw: Rewriter) -> None:
 def test_unmap_body_leaves_other_types_alone(rw: Rewriter) -> None:
     body = b"https://www-my--db-com.proxy.lib.org/r"
     assert rw.unmap_body(body, "application/octet-stream") == body
+
+
+# ------------------------------------------------------------------ third-party count, streamed
+
+
+def _vendor_page() -> bytes:
+    from pathlib import Path
+
+    return (Path(__file__).parent / "data" / "vendor_site" / "page.html").read_bytes()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 333, 4096, 1 << 20])
+def test_third_party_count_is_the_same_for_any_piece_size(size: int) -> None:
+    """The forwarder counts per piece; every piece size gives the whole page's answer."""
+    from proxy.forward import _ThirdPartyCount
+
+    hosts = HostMap.build(
+        public_scheme="https",
+        public_host="proxy.lib.org",
+        public_port=None,
+        vendor_hosts=[("one", ["www.vendor-one.test", "*.vendor-one.test"])],
+        never_proxy=["static.vendor-one.test"],
+    )
+    rewriter = Rewriter(hosts)
+    page = _vendor_page()
+    whole = rewriter.third_party_hosts(page)
+    assert len(whole) == 5
+    count = _ThirdPartyCount(rewriter)
+    for i in range(0, len(page), size):
+        count.feed(page[i : i + size])
+    assert count.finish() == len(whole)
+
+
+def test_third_party_count_holds_back_little_text() -> None:
+    """A body without any `>` is scanned once the carry passes MAX_SCAN_CARRY (bounded memory)."""
+    from proxy.forward import MAX_SCAN_CARRY, _ThirdPartyCount
+
+    count = _ThirdPartyCount(Rewriter(_host_map()))
+    for _ in range(100):
+        count.feed(b"x" * 1000)
+        assert len(count._carry) <= MAX_SCAN_CARRY + 1000
+    assert count.finish() == 0

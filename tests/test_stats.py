@@ -20,15 +20,22 @@ from hypothesis import strategies as st
 
 from proxy.config import Config, SessionConfig, load_config
 from proxy.errors import ConfigError
+from proxy.forward import Observation
+from proxy.sessions import storage_key
 from proxy.stats import (
     BYTES,
+    DENIED_NOT_CONFIGURED,
+    DENIED_NOT_ELIGIBLE,
     DOWNLOADS_EPUB,
     DOWNLOADS_OTHER,
     DOWNLOADS_PDF,
     LOGINS_FAILURE,
+    LOGINS_OUTAGE,
     LOGINS_SUCCESS,
     REQUESTS,
     SEARCHES,
+    SESSIONS_STARTED,
+    SUSPENDED,
     UNIQUE_SESSIONS,
     Counters,
     Recorder,
@@ -53,6 +60,7 @@ from proxy.stats_report import (
     render_text,
     run_stats,
 )
+from proxy.usage_stats import UsageCounter
 from tests.canary import ALL, CANARY, WREN, leaks
 from tests.fixtures_redis import RedisServer, redis_server, redis_url  # noqa: F401
 
@@ -708,3 +716,109 @@ async def test_inventory_gives_size_span_and_row_count_never_contents(tmp_path: 
     assert "ebsco" not in json.dumps(inv) and leaks(json.dumps(inv).encode()) == []
     with sqlite3.connect(settings_.path) as conn:
         assert conn.execute("SELECT count(*) FROM counts").fetchone() == (3,)
+
+
+# --------------------------------------------------------------------------- usage_stats wiring
+
+
+def usage(clock_day: dt.date = dt.date(2026, 3, 10)) -> UsageCounter:
+    at = dt.datetime.combine(clock_day, dt.time(9, 30), tzinfo=dt.UTC)
+    return UsageCounter(Counters(clock=lambda: at), {"one": ["^/find", r"/search\b"]})
+
+
+def seen(u: UsageCounter) -> dict[tuple[str, str], int]:
+    return {(v, m): n for (_, v, m), n in u.counters.pending().items()}
+
+
+def obs(path: str = "/", **kw: object) -> Observation:
+    fields: dict[str, object] = {
+        "vendor_id": "one",
+        "method": "GET",
+        "status": 200,
+        "bytes": 100,
+        "duration_s": 0.01,
+        "content_type": "text/html",
+        "path": path,
+        "first_at_vendor": False,
+    }
+    fields.update(kw)
+    return Observation(**fields)  # type: ignore[arg-type]
+
+
+def test_login_outcomes_are_success_failure_or_outage_library_wide() -> None:
+    """success, any refusal, directory_unavailable → three library-wide counts ('' vendor)."""
+    u = usage()
+    for outcome in (
+        "success",
+        "bad_credentials",
+        "not_eligible",
+        "throttled",
+        "directory_unavailable",
+    ):
+        u.login_outcome(outcome)
+    assert seen(u) == {("", LOGINS_SUCCESS): 1, ("", LOGINS_FAILURE): 3, ("", LOGINS_OUTAGE): 1}
+
+
+def test_denials_outside_the_vocabulary_are_not_counted() -> None:
+    """Known reasons count; an unexpected reason string never reaches the counters."""
+    u = usage()
+    u.denied("one", "not_eligible")
+    u.denied("", "not_configured")
+    u.denied("one", "suspended")
+    u.denied("one", "https://evil.example/?q=secret")
+    assert seen(u) == {
+        ("one", DENIED_NOT_ELIGIBLE): 1,
+        ("", DENIED_NOT_CONFIGURED): 1,
+        ("one", SUSPENDED): 1,
+    }
+
+
+def test_a_search_is_a_path_matching_the_vendor_rule_and_not_refused() -> None:
+    """search_paths regexes are searched in the path; 4xx/5xx and other paths are not searches."""
+    u = usage()
+    u.observe(obs("/find/results"))
+    u.observe(obs("/x/search"))
+    u.observe(obs("/find", status=404))
+    u.observe(obs("/browse"))
+    assert seen(u)[("one", SEARCHES)] == 2
+    assert seen(u)[("one", REQUESTS)] == 4
+
+
+def test_a_download_is_a_whole_200_get_of_full_text() -> None:
+    """A PDF 200 counts; a 206 range, a HEAD and an HTML page do not."""
+    u = usage()
+    u.observe(obs(content_type="application/pdf"))
+    u.observe(obs(content_type="application/pdf", status=206))
+    u.observe(obs(content_type="application/pdf", method="HEAD"))
+    u.observe(obs(content_type="application/epub+zip"))
+    assert seen(u).get(("one", DOWNLOADS_PDF)) == 1
+    assert seen(u).get(("one", DOWNLOADS_EPUB)) == 1
+
+
+def test_first_request_at_a_vendor_starts_a_session_there() -> None:
+    """first_at_vendor counts sessions_started; bytes add up."""
+    u = usage()
+    u.observe(obs(first_at_vendor=True, bytes=10))
+    u.observe(obs(bytes=5))
+    assert seen(u)[("one", SESSIONS_STARTED)] == 1
+    assert seen(u)[("one", BYTES)] == 15
+
+
+def test_session_token_is_neither_the_id_nor_its_storage_key_and_dies_with_the_process() -> None:
+    """The unique-sessions token is an HMAC under a per-process key: stable within one counter,
+    different in another, and unlike the session id or the store's hash of it."""
+    sid = secrets.token_urlsafe(32)
+    a, b = usage(), usage()
+    assert a.session_token(sid) == a.session_token(sid)
+    assert a.session_token(sid) != b.session_token(sid)
+    assert sid not in a.session_token(sid)
+    assert a.session_token(sid) != storage_key(sid)
+
+
+def test_a_reload_replaces_the_search_rules() -> None:
+    """New rules (what reloaded() installs from the new config) replace the old ones."""
+    u = usage()
+    u.set_search_paths({"one": ["^/query"]})
+    u.observe(obs("/find/results"))
+    u.observe(obs("/query"))
+    assert seen(u)[("one", SEARCHES)] == 1

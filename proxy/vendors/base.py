@@ -26,6 +26,7 @@ class Outbound:
     url: URL
     headers: CIMultiDict[str]
     session_changed: bool = field(default=False)
+    renewed: bool = field(default=False)  # the adapter already re-established its session once
 
 
 class VendorAdapter(ABC):
@@ -41,8 +42,15 @@ class VendorAdapter(ABC):
     async def authorize(self, out: Outbound) -> None:
         """Add what this vendor needs to `out` (a header, a jar cookie); never patron data."""
 
+    def expiry_peek_bytes(self) -> int:
+        """How much of a text response `vendor_session_expired` needs to see (0: status only)."""
+        return 0
+
     async def vendor_session_expired(self, out: Outbound, status: int, body_start: bytes) -> bool:
-        """True when the response means the vendor-side session ended and a retry may help."""
+        """True when the response means the vendor-side session ended and a retry may help.
+
+        `body_start` holds up to `expiry_peek_bytes()` decoded bytes of a text response's body.
+        """
         return False
 
     async def renew(self, out: Outbound) -> None:

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from yarl import URL
+
 from proxy.vendors.base import Outbound, VendorAdapter
+
+
+def _same_page(a: URL, b: URL) -> bool:
+    """Same scheme, host, port, path (a trailing slash aside) and query; the fragment never travels."""
+    return (
+        a.scheme == b.scheme
+        and (a.host or "").lower() == (b.host or "").lower()
+        and a.port == b.port
+        and (a.raw_path.rstrip("/") or "/") == (b.raw_path.rstrip("/") or "/")
+        and a.raw_query_string == b.raw_query_string
+    )
 
 
 class RefererAdapter(VendorAdapter):
     kind = "referer"
 
     async def authorize(self, out: Outbound) -> None:
-        # Sent only where the vendor checks it; elsewhere the patron's own (already cut) Referer stands.
-        if str(out.url) == self.vendor.start or str(out.url).rstrip(
-            "/"
-        ) == self.vendor.start.rstrip("/"):
+        # Only where the vendor checks it: the authorised URL is the library's secret, and on any
+        # other page the patron's own Referer (already cut to the vendor's origin) stands.
+        if _same_page(out.url, URL(self.vendor.start)):
             out.headers["Referer"] = self.vendor.referer
 
     def disclosure(self) -> str:

@@ -9,17 +9,23 @@ and never reaches the patron's browser. The vendor's resulting cookies live in t
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
+from urllib.parse import urlencode
 
 from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.config import SharedLogin
 from proxy.jar import dump_jar, load_jar, store_set_cookies
-from proxy.secrets_ import read_secret_file
+from proxy.logs import get_logger
+from proxy.secrets_ import SecretError, read_secret_file
 from proxy.vendors.base import Outbound, VendorAdapter
 
 _STATE_KEY = "shared_login"
+# Vendors' "please sign in" pages are small; the phrase is expected near the top.
+EXPIRY_PEEK_BYTES = 32 * 1024
+log = get_logger("proxy.vendors.shared_login")
 
 
 class SharedLoginAdapter(VendorAdapter):
@@ -31,14 +37,16 @@ class SharedLoginAdapter(VendorAdapter):
         return self.vendor.shared_login
 
     def _credential(self) -> tuple[str, str]:
-        import os
-
+        """The library-wide account, read when needed (a changed secret file applies at once)."""
         sl = self.settings
         base = Path(self.vendor.file).parent
 
         def one(file: str, env: str) -> str:
             if env:
-                return os.environ.get(env, "")
+                value = os.environ.get(env)
+                if value is None:
+                    raise SecretError(f"environment variable {env} is not set")
+                return value
             p = Path(file)
             return read_secret_file(p if p.is_absolute() else base / p)
 
@@ -52,14 +60,20 @@ class SharedLoginAdapter(VendorAdapter):
             out.headers["Authorization"] = f"Basic {token}"
             return
         done = out.session.state.get(_STATE_KEY, [])
-        if self.vendor.id not in done:
+        # One login attempt per patron request: a vendor refusing the account must not be
+        # hammered with the library's credential.
+        if self.vendor.id not in done and not out.renewed:
             await self.renew(out)
 
     async def renew(self, out: Outbound) -> None:
-        """Form login with the library-wide account; the vendor's cookies land in the session jar."""
+        """Form login with the library-wide account; the vendor's cookies land in the session jar.
+
+        The login request is the proxy's own: none of the patron's headers go with it.
+        """
         sl = self.settings
         if sl.method != "form":
             return
+        out.renewed = True
         user, password = self._credential()
         fields = dict(sl.extra_fields)
         fields[sl.username_field] = user
@@ -69,8 +83,6 @@ class SharedLoginAdapter(VendorAdapter):
         headers: CIMultiDict[str] = CIMultiDict(
             {"Content-Type": "application/x-www-form-urlencoded"}
         )
-        from urllib.parse import urlencode
-
         resp = await self.upstream.send(
             self.vendor, "POST", login_url, headers, urlencode(fields).encode()
         )
@@ -84,12 +96,18 @@ class SharedLoginAdapter(VendorAdapter):
         done = [d for d in out.session.state.get(_STATE_KEY, []) if d != self.vendor.id]
         if ok:
             done.append(self.vendor.id)
+        else:
+            log.warning("shared_login_failed", vendor=self.vendor.id, status=resp.status)
         out.session.state[_STATE_KEY] = done
         out.session_changed = True
 
+    def expiry_peek_bytes(self) -> int:
+        sl = self.settings
+        return EXPIRY_PEEK_BYTES if sl.method == "form" and sl.expired_text else 0
+
     async def vendor_session_expired(self, out: Outbound, status: int, body_start: bytes) -> bool:
         sl = self.settings
-        if sl.method != "form":
+        if sl.method != "form" or out.renewed:
             return False
         return status in sl.expired_status or bool(
             sl.expired_text and sl.expired_text.encode() in body_start

@@ -6,7 +6,9 @@ says whether a card number exists.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,9 @@ class Message:
     title: str
     text: str
     action: str
+    # The login form field the problem is about ("password"), so the page can mark that field
+    # invalid and put the cursor there; empty when no single field is at fault.
+    field: str = ""
 
 
 MESSAGES: dict[str, Message] = {
@@ -24,6 +29,7 @@ MESSAGES: dict[str, Message] = {
         "The card number or PIN is not right.",
         "Check the 14-digit number on the back of your library card and your PIN, then try again. "
         "If you have forgotten your PIN, the library can reset it.",
+        field="password",
     ),
     "not_eligible": Message(
         403,
@@ -116,26 +122,109 @@ MESSAGES: dict[str, Message] = {
     ),
 }
 
-UI = {
+
+# What a message shows when the page that raised it could not fill a blank in (never a KeyError
+# on an error page).
+FORMAT_DEFAULTS: dict[str, str] = {"database": "The database", "retry_minutes": "a few"}
+
+
+class _Blanks(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return FORMAT_DEFAULTS.get(key, "")
+
+
+def fill(template: str, values: Mapping[str, Any]) -> str:
+    """`template` with its `{blanks}` filled from `values`, falling back to FORMAT_DEFAULTS."""
+    return template.format_map(_Blanks(values))
+
+
+def shown(kind: str, values: Mapping[str, Any]) -> Message:
+    """The message `kind` as a patron sees it, blanks filled."""
+    m = MESSAGES[kind]
+    return Message(
+        m.status, fill(m.title, values), fill(m.text, values), fill(m.action, values), m.field
+    )
+
+
+LANG = "en"
+
+# Everything else on the pages. `{library}`, `{contact}` and friends are filled from [library].
+UI: dict[str, str] = {
     "skip": "Skip to main content",
-    "login_heading": "Sign in to use the library's online databases",
-    "card_label": "Library card number",
-    "card_hint": "The 14-digit number on the back of your Weston library card.",
-    "pin_label": "PIN",
-    "pin_hint": "Usually the last four digits of your phone number, unless you changed it.",
-    "sign_in": "Sign in",
-    "privacy_promise": "We tell the databases only that you are a library member — never who you are — and keep no record of what you read or search.",
-    "privacy_link": "How we protect your privacy",
-    "menu_heading": "Your databases",
-    "filter_label": "Find a database",
-    "filter_button": "Filter",
-    "no_match": "No database matches that filter.",
+    "error_prefix": "Error:",
+    # header and footer
+    "home_label": "{library} home — your databases",
     "sign_out": "Sign out",
-    "signed_out_heading": "You are signed out",
-    "signed_out_text": "Your session has ended and everything the library's proxy held for it has been deleted.",
-    "sign_in_again": "Sign in again",
     "help": "Need help?",
+    "library_help_link": "Library help page",
+    "privacy_link": "How we protect your privacy",
+    "footer_note": "This is the library's own sign-in service. It loads nothing from other companies.",
+    "staff_code": "Code for library staff:",
+    # login
+    "login_title": "Sign in",
+    "login_heading": "Sign in to use the library's online databases",
+    "login_intro": "Use your {library} card to read magazines, newspapers, encyclopedias and "
+    "research databases from home.",
+    "card_label": "Library card number",
+    "card_hint": "The 14-digit number under the barcode on the back of your library card.",
+    "pin_label": "PIN",
+    "pin_hint": "The PIN (password) that goes with your card. It goes only to the library, never "
+    "to a database.",
+    "sign_in": "Sign in",
+    "problem_heading": "There is a problem",
+    "pin_error": "Check your card number, then type your PIN again.",
+    "fix_pin_link": "Type your PIN again",
+    "privacy_promise": "We tell the databases only that you are a library member — never who you "
+    "are — and keep no record of what you read or search.",
+    "login_help_heading": "Forgotten your PIN or don't have a card?",
+    "login_help": "The library can give you a card or reset your PIN.",
+    # menu
+    "menu_title": "Your databases",
+    "menu_heading": "Your databases",
+    "menu_intro": "Choose a database to open it. You stay signed in while you use it.",
+    "filter_label": "Find a database",
+    "filter_hint": "Type part of a name or subject, for example “news”.",
+    "filter_button": "Find",
+    "filter_clear": "Show all databases",
+    "az_label": "Databases A to Z",
+    "count": "{shown} of {total} databases shown.",
+    "no_match": "No database matches “{q}”.",
+    "no_databases": "No databases are available with your card. Please contact the library.",
     "expiry_warning": "For your privacy, this session ends after {minutes} minutes without use.",
-    "privacy_heading": "What each database learns about you",
+    # time-out warning (WCAG 2.2.1: the patron can extend the session)
+    "timeout_heading": "Are you still there?",
+    "timeout_text": "For your privacy, your session will end in about {minutes} minutes because it "
+    "has not been used.",
+    "timeout_final": "Your session will end in about {minutes} minutes and cannot be extended "
+    "further. You can sign in again afterwards.",
+    "timeout_extend": "Stay signed in",
+    "timeout_extended": "You are still signed in.",
+    "timeout_ended": "Your session has ended. Sign in again to carry on.",
+    # logout
+    "signed_out_title": "Signed out",
+    "signed_out_heading": "You are signed out",
+    "signed_out_text": "Your session has ended and everything the library's proxy held for it has "
+    "been deleted.",
+    "signed_out_action": "On a shared computer, close the browser too.",
+    "sign_in_again": "Sign in again",
     "back_to_menu": "Back to your databases",
+    "what_you_can_do": "What you can do",
+    # privacy
+    "privacy_title": "Privacy",
+    "privacy_heading": "What each database learns about you",
+    "privacy_p1": "{library} signs you in here, at the library, and then fetches database pages "
+    "for you. Databases see the library's address, not yours, and never your name, card number, "
+    "e-mail or PIN.",
+    "privacy_p2": "The library keeps no record of which databases you use or what you search. "
+    "Your session is deleted when you sign out or stop using it.",
+    "privacy_p3": "Under Connecticut law (C.G.S. § 11-25(b)) library records that identify you "
+    "are confidential.",
+    "privacy_caption": "What each database receives",
+    "col_database": "Database",
+    "col_receives": "What it receives",
+    "col_policy": "Vendor's privacy policy",
+    "col_agreement": "Agreement reviewed / ends",
+    "policy_link": "Privacy policy",
+    "policy_link_of": "of {title}",
+    "none": "—",
 }

@@ -1,0 +1,122 @@
+"""`weston-proxy compliance`: check vendors against the library's privacy terms and print a report.
+
+Exit status: 0 when every critical check passes, 1 when any critical check fails, 2 on a usage or
+configuration error (bad config, unknown vendor, unreadable page file, unwritable --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+from proxy.compliance import INFO, UNKNOWN, Check, check_all, check_page, load_trackers, read_page
+from proxy.compliance_report import FORMATS, render
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser(
+        "compliance", help="check every vendor's contract, configuration and transmissions"
+    )
+    s.add_argument("--config", required=True)
+    s.add_argument(
+        "--vendor", action="append", default=[], metavar="ID", help="only this vendor (repeatable)"
+    )
+    s.add_argument(
+        "--live",
+        action="store_true",
+        help="also run the proxy in-process against a loopback stand-in for each vendor",
+    )
+    s.add_argument("--format", choices=FORMATS, default="text")
+    s.add_argument("--out", metavar="FILE", help="write the report here instead of stdout")
+    s.add_argument(
+        "--page",
+        action="append",
+        default=[],
+        metavar="ID=FILE",
+        help="a saved vendor start page (HTML, or an HTTP response saved with curl -i)",
+    )
+    s.set_defaults(func=cmd_compliance)
+
+
+def _pages(specs: list[str], known: set[str], err: Any) -> dict[str, Path] | None:
+    pages: dict[str, Path] = {}
+    for spec in specs:
+        vendor_id, sep, file = spec.partition("=")
+        if not sep or not vendor_id or not file:
+            print(f"--page must be ID=FILE, not {spec!r}", file=err)
+            return None
+        if vendor_id not in known:
+            print(f"--page: no vendor {vendor_id!r} in this run", file=err)
+            return None
+        if not Path(file).is_file():
+            print(f"--page: {file} is not a readable file", file=err)
+            return None
+        pages[vendor_id] = Path(file)
+    return pages
+
+
+def cmd_compliance(args: argparse.Namespace) -> int:
+    from proxy.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load
+
+    config = load(args.config, sys.stderr)
+    if config is None:
+        return EXIT_USAGE
+    ids = {v.id for v in config.vendors}
+    unknown = [vid for vid in args.vendor if vid not in ids]
+    if unknown:
+        print(f"no vendor {', '.join(map(repr, unknown))} in {args.config}", file=sys.stderr)
+        return EXIT_USAGE
+    vendors = [v for v in config.vendors if not args.vendor or v.id in args.vendor]
+    pages = _pages(args.page, {v.id for v in vendors}, sys.stderr)
+    if pages is None:
+        return EXIT_USAGE
+    report = check_all(config, vendors)
+    by_id = {r.id: r for r in report.vendors}
+    trackers = load_trackers()
+    for v in vendors:
+        if v.id in pages:
+            by_id[v.id].checks += check_page(v, config, read_page(pages[v.id]), trackers)
+        elif args.live:
+            by_id[v.id].checks.append(
+                Check(
+                    "page.third_party",
+                    INFO,
+                    UNKNOWN,
+                    "No start page given; pass --page ID=FILE with a saved copy to check it.",
+                )
+            )
+    if args.live:
+        for vid, checks in _run_live(config, [v.id for v in vendors]).items():
+            by_id[vid].checks += checks
+    text = render(report, args.format, library=config.library.name)
+    if args.out:
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK if report.passed else EXIT_FAIL
+
+
+def _run_live(config: Any, ids: list[str]) -> dict[str, list[Check]]:
+    from proxy.compliance_live import LiveChecker
+    from proxy.logs import configure_logging
+
+    # The in-process proxy logs as it would in production; the run reads that log for canaries
+    # (live.logs) instead of letting it reach the terminal or the report on stdout.
+    logs = io.StringIO()
+    configure_logging("debug", "json", stream=logs)
+
+    def progress(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    progress(f"live transmission checks for {len(ids)} vendor(s) (loopback only)\n")
+    checker = LiveChecker(config, progress=progress, log_stream=logs)
+    return asyncio.run(checker.run(ids))

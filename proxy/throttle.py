@@ -1,0 +1,238 @@
+"""Login throttling: failed sign-ins limited per card number and per client address.
+
+Counters live in the session store (`SessionStore.incr`), so every proxy instance sharing a Redis
+enforces one limit. A counter is named by an HMAC of the card number or address under a key that
+changes every UTC day (derived from the server secret and the date), never by the value itself,
+and it expires when its window ends: the store holds nothing that names a card or an address, and
+yesterday's names cannot be recomputed without the secret.
+
+Windows are fixed and aligned to the clock (a 900 s window is :00-:15, :15-:30 …), so every
+instance agrees on them without talking, a throttled patron is told exactly when to come back,
+and a window that divides the day never straddles the daily key change. The price is the usual
+one of fixed windows: up to twice the limit across one boundary.
+
+The store can only add one and answer the total. To *read* the number of failures without adding
+one, each counter has a twin: the gate adds one to both ("all" and "probes"), a failure adds one to
+"all" only, so failures = all - probes. Only `bad_credentials` counts: a directory outage or an
+ineligible card is not a guess.
+
+Known limit: attempts already past the gate when the limit is reached still reach the directory,
+so a burst of parallel guesses can exceed the limit by the number in flight (bounded by the
+directory's worker pool per instance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from proxy.client_ip import Network, client_address, parse_networks
+from proxy.config import Config, doc, read_table
+from proxy.errors import ConfigError, Problem
+from proxy.limits_http import HttpLimits, check_http_limits
+from proxy.logs import get_logger
+from proxy.sessions import SessionStore
+
+if TYPE_CHECKING:
+    from proxy.app import Services
+
+DAY_S = 86400
+log = get_logger("proxy.throttle")
+
+
+@dataclass(frozen=True)
+class ThrottleSection:
+    """The `[throttle]` table of proxy.toml, declared once with defaults and meanings."""
+
+    enabled: bool = doc("limit failed sign-ins per card number and per client address", True)
+    card_limit: int = doc("failed sign-ins allowed per card number per window", 5)
+    card_window_s: int = doc("length of a card window in seconds (must divide a day)", 900)
+    address_limit: int = doc("failed sign-ins allowed per client address per window", 20)
+    address_window_s: int = doc("length of an address window in seconds (must divide a day)", 900)
+    # A frozen dataclass is immutable, so one shared default instance is safe.
+    http: HttpLimits = doc("HTTP server limits ([throttle.http])", HttpLimits())  # noqa: RUF009
+
+
+def _section(config: Config, problems: list[Problem]) -> ThrottleSection | None:
+    return read_table(
+        ThrottleSection, config.extra.get("throttle", {}), str(config.path), "throttle.", problems
+    )
+
+
+def check_throttle(config: Config, problems: list[Problem]) -> None:
+    """Append a Problem for every wrong key or value of `[throttle]` and `server.trusted_proxies`."""
+    file = str(config.path)
+    section = _section(config, problems)
+    if section is not None:
+        for name in ("card_limit", "address_limit"):
+            if getattr(section, name) < 1:
+                problems.append(Problem(file, f"throttle.{name}", "must be at least 1"))
+        for name in ("card_window_s", "address_window_s"):
+            window = getattr(section, name)
+            if not 60 <= window <= DAY_S or DAY_S % window:
+                problems.append(
+                    Problem(
+                        file,
+                        f"throttle.{name}",
+                        "must be between 60 and 86400 and divide a day (e.g. 300, 900, 3600)",
+                    )
+                )
+        check_http_limits(section.http, file, problems)
+    try:
+        parse_networks(config.server.trusted_proxies)
+    except ValueError as exc:
+        problems.append(Problem(file, "server.trusted_proxies", str(exc)))
+
+
+def throttle_settings(config: Config) -> ThrottleSection:
+    """The `[throttle]` settings; ConfigError if check_throttle finds a problem (fail closed)."""
+    problems: list[Problem] = []
+    check_throttle(config, problems)
+    section = _section(config, problems)
+    if problems or section is None:
+        raise ConfigError(problems)
+    return section
+
+
+# --------------------------------------------------------------------------- counter names
+
+
+def day_key(secret: bytes, day: dt.date) -> bytes:
+    """The HMAC key for one UTC day; unrelated to every other day's without the secret."""
+    return hmac.new(secret, b"throttle-v1\x00" + day.isoformat().encode(), hashlib.sha256).digest()
+
+
+def counter_name(key: bytes, kind: str, value: str) -> str:
+    """What the store files a counter under: an HMAC, never the card number or address."""
+    digest = hmac.new(key, kind.encode() + b"\x00" + value.encode(), hashlib.sha256).hexdigest()
+    return f"throttle:{kind}:{digest}"
+
+
+def normal_card(username: str) -> str:
+    """The card number as the directory compares it (case- and space-insensitively), so spelling
+    variants of one card share one counter."""
+    return " ".join(username.split()).casefold()
+
+
+@dataclass(frozen=True)
+class Window:
+    """One aligned window: its index (part of the counter name) and when it ends (epoch s)."""
+
+    index: int
+    ends: float
+
+    @classmethod
+    def at(cls, now: float, length_s: int) -> Window:
+        index = int(now // length_s)
+        return cls(index, (index + 1) * length_s)
+
+
+class Throttle:
+    """The login gate and failure counter; one per app, plugged into `svc.hooks`."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        secret: bytes,
+        settings: ThrottleSection,
+        trusted: tuple[Network, ...],
+    ) -> None:
+        self.store = store
+        self.secret = secret
+        self.settings = settings
+        self.trusted = trusted
+
+    def _counters(
+        self, request: web.Request, username: str, now: float
+    ) -> list[tuple[str, int, Window]]:
+        """(counter name, limit, window) for the card (if any) and the client address."""
+        s = self.settings
+        key = day_key(self.secret, dt.datetime.fromtimestamp(now, dt.UTC).date())
+        address = client_address(
+            request.remote, request.headers.getall("X-Forwarded-For", []), self.trusted
+        )
+        out: list[tuple[str, int, Window]] = []
+        card = normal_card(username)
+        if card:
+            w = Window.at(now, s.card_window_s)
+            out.append((f"{counter_name(key, 'card', card)}:{w.index}", s.card_limit, w))
+        w = Window.at(now, s.address_window_s)
+        out.append((f"{counter_name(key, 'addr', address)}:{w.index}", s.address_limit, w))
+        return out
+
+    async def _failures(self, name: str, window: Window, now: float) -> int:
+        ttl = window.ends - now + 1
+        total, probes = await asyncio.gather(
+            self.store.incr(name + ":all", ttl), self.store.incr(name + ":probes", ttl)
+        )
+        return max(0, total - probes)
+
+    async def gate(self, request: web.Request, username: str) -> web.StreamResponse | None:
+        """Refuse (429) before the directory is asked when the card or address is over its limit;
+        the same answer whether or not the card exists."""
+        if not self.settings.enabled:
+            return None
+        now = time.time()
+        counters = self._counters(request, username, now)
+        failures = await asyncio.gather(*(self._failures(n, w, now) for n, _, w in counters))
+        over = [w for (_, limit, w), f in zip(counters, failures, strict=True) if f >= limit]
+        if not over:
+            return None
+        from proxy.app import SERVICES, message_page
+        from proxy.web.messages import UI
+
+        retry_s = max(1, math.ceil(max(w.ends for w in over) - now))
+        svc = request.app[SERVICES]
+        svc.metrics.logins.labels("throttled").inc()
+        log.info("login", outcome="throttled")
+        resp = message_page(
+            request,
+            "too_many_attempts",
+            retry_minutes=max(1, math.ceil(retry_s / 60)),
+            links=[{"href": "/login", "text": UI["sign_in"]}],
+        )
+        resp.headers["Retry-After"] = str(retry_s)
+        return resp
+
+    async def failed(self, request: web.Request, username: str, outcome: str) -> None:
+        """Count a wrong card number or PIN; outages and ineligible cards are not guesses."""
+        if outcome != "bad_credentials" or not self.settings.enabled:
+            return
+        now = time.time()
+        counters = self._counters(request, username, now)
+        await asyncio.gather(
+            *(self.store.incr(n + ":all", w.ends - now + 1) for n, _, w in counters)
+        )
+
+    async def reloaded(self, config: Config) -> None:
+        """A reload may change limits, windows or the trusted proxies (already validated)."""
+        self.settings = throttle_settings(config)
+        self.trusted = parse_networks(config.server.trusted_proxies)
+
+
+async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
+    """Plug the throttle into the login flow (cleanup_ctx style)."""
+    throttle = Throttle(
+        svc.sessions.store,
+        hashlib.sha256(b"throttle-secret-v1\x00" + svc.secret).digest(),
+        throttle_settings(svc.config),
+        parse_networks(svc.config.server.trusted_proxies),
+    )
+    svc.hooks.login_gates.append(throttle.gate)
+    svc.hooks.login_failed.append(throttle.failed)
+    svc.hooks.reloaded.append(throttle.reloaded)
+    try:
+        yield
+    finally:
+        svc.hooks.login_gates.remove(throttle.gate)
+        svc.hooks.login_failed.remove(throttle.failed)
+        svc.hooks.reloaded.remove(throttle.reloaded)

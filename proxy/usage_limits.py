@@ -1,0 +1,237 @@
+"""Usage limits without identity (EZproxy's UsageLimit, done privately): a session that requests or
+downloads more than a vendor's `[limits]` allow is suspended before the vendor cuts off the library.
+
+Per session and vendor: requests per minute (counted in the gate, before forwarding), full-text
+downloads and bytes per hour (counted after each response). Counters live in the session store
+(`incr`), so all instances share them; each is named by an HMAC of the session's storage key and
+the vendor id under a key derived from the server secret, so the store shows neither the session
+id nor the vendor, and each expires when its clock-aligned window ends.
+
+Observers see an `Observation` but not the session. The gate, which runs in the same asyncio task
+as the forwarder and its observers, leaves the session and the counter name in a context variable
+for this request; the observer picks them up there. Nothing session-shaped goes into Observation.
+An observer may not wait, so it hands the counting to a task; the next gate of the same session on
+this instance waits for that task first, so a patron cannot slip a request in before the count.
+
+The store adds one at a time, so bytes are counted in units of 1/256 of `bytes_per_hour` with
+unbiased random rounding of each response's remainder: the total is right on average at 256
+store calls per hour at most.
+
+Over a limit: `session.suspended` is set and saved, later requests get the "suspended" page (429)
+with the library's contact details, the vendor is sent nothing more, and the suspension is counted
+once per session in aggregate (the `weston_proxy_suspensions{vendor}` metric and the `denied` hook
+for statistics). Nothing that names the patron or the session is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import hmac
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from proxy.config import Limits, VendorConfig
+from proxy.errors import StoreUnavailable
+from proxy.forward import Observation
+from proxy.logs import get_logger
+from proxy.sessions import Session, storage_key
+from proxy.stats import download_metric
+from proxy.throttle import Window
+
+if TYPE_CHECKING:
+    from proxy.app import Services
+
+BYTE_UNITS = 256  # bytes_per_hour is counted in this many units
+REASON_REQUESTS = "requests_per_minute"
+REASON_DOWNLOADS = "downloads_per_hour"
+REASON_BYTES = "bytes_per_hour"
+log = get_logger("proxy.usage_limits")
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """What the gate leaves for this request's observer."""
+
+    session: Session
+    vendor_id: str
+    counter: str
+
+
+def is_full_text(method: str, status: int, content_type: str) -> bool:
+    """A whole full-text download: a 200 to a GET of a document type (206 ranges of one PDF
+    would otherwise count it many times)."""
+    if method != "GET" or status != 200:
+        return False
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == "application/octet-stream" or download_metric(content_type) is not None
+
+
+def limited(limits: Limits) -> bool:
+    return bool(limits.requests_per_minute or limits.downloads_per_hour or limits.bytes_per_hour)
+
+
+class UsageLimits:
+    """The gate, the observer and the counting tasks; one per app, plugged into `svc.hooks`."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self._key = hashlib.sha256(b"usage-limits-v1\x00" + svc.secret).digest()
+        self._current: contextvars.ContextVar[Tracked | None] = contextvars.ContextVar(
+            "usage_limits_current", default=None
+        )
+        self._pending: dict[str, asyncio.Task[None]] = {}
+        self._rng = random.Random()
+
+    def counter(self, session: Session, vendor_id: str) -> str:
+        """The store name of one session's counters at one vendor: opaque without the secret."""
+        msg = storage_key(session.id).encode() + b"\x00" + vendor_id.encode()
+        return "usage:" + hmac.new(self._key, msg, hashlib.sha256).hexdigest()
+
+    # ----------------------------------------------------------------------- before forwarding
+
+    async def gate(
+        self, request: web.Request, session: Session, vendor: VendorConfig
+    ) -> web.StreamResponse | None:
+        if session.suspended:
+            return self.refusal(request)
+        if not limited(vendor.limits):
+            return None
+        name = self.counter(session, vendor.id)
+        pending = self._pending.get(name)
+        if pending is not None:
+            # The previous response's count must land before this request is judged.
+            await asyncio.shield(pending)
+            fresh = await self.svc.sessions.load(session.id)
+            if fresh is not None and fresh.suspended:
+                return self.refusal(request)
+        rpm = vendor.limits.requests_per_minute
+        if rpm:
+            now = time.time()
+            w = Window.at(now, 60)
+            n = await self.svc.sessions.store.incr(f"{name}:rpm:{w.index}", w.ends - now + 1)
+            if n > rpm:
+                await self.suspend(session, vendor.id, REASON_REQUESTS)
+                return self.refusal(request)
+        self._current.set(Tracked(session, vendor.id, name))
+        return None
+
+    def refusal(self, request: web.Request) -> web.Response:
+        """The "suspended" page with how to reach the library; the same for every reason."""
+        from proxy.app import render
+        from proxy.web.messages import MESSAGES, UI, Message
+
+        svc = self.svc
+        m = MESSAGES["suspended"]
+        action = f"{m.action} {svc.config.library.contact}".strip()
+        links = [{"href": "/logout", "text": UI["sign_out"]}]
+        if svc.config.library.help_url:
+            links.insert(0, {"href": svc.config.library.help_url, "text": UI["help"]})
+        resp = render(
+            request,
+            "message.html",
+            status=m.status,
+            message=Message(m.status, m.title, m.text, action),
+            links=links,
+            signed_in=False,
+        )
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    async def suspend(self, session: Session, vendor_id: str, reason: str) -> None:
+        if session.suspended:
+            return
+        session.suspended = reason
+        await self.svc.sessions.save(session)
+        self.svc.metrics.suspensions.labels(vendor_id).inc()
+        for hook in self.svc.hooks.denied:
+            hook(vendor_id, "suspended")
+        log.info("session_suspended", reason=reason)
+
+    # ----------------------------------------------------------------------- after the response
+
+    def observe(self, o: Observation) -> None:
+        tracked = self._current.get()
+        if tracked is None or tracked.vendor_id != o.vendor_id:
+            return
+        self._current.set(None)
+        vendor = self.svc.vendors.get(o.vendor_id)
+        if vendor is None:
+            return
+        lim = vendor.limits
+        download = bool(lim.downloads_per_hour) and is_full_text(o.method, o.status, o.content_type)
+        units = self.byte_units(o.bytes, lim.bytes_per_hour) if lim.bytes_per_hour else 0
+        if not download and not units:
+            return
+        previous = self._pending.get(tracked.counter)
+        task = asyncio.create_task(self._account(tracked, lim, download, units, previous))
+        self._pending[tracked.counter] = task
+        task.add_done_callback(lambda t: self._forget(tracked.counter, t))
+
+    def close(self) -> None:
+        for task in list(self._pending.values()):
+            task.cancel()
+
+    def _forget(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._pending.get(name) is task:
+            del self._pending[name]
+
+    def byte_units(self, sent: int, bytes_per_hour: int) -> int:
+        """`sent` bytes in units of bytes_per_hour / BYTE_UNITS, the remainder rounded at random
+        in proportion (so the expected count is exact)."""
+        unit = max(1, bytes_per_hour // BYTE_UNITS)
+        whole, rest = divmod(sent, unit)
+        if rest and self._rng.random() < rest / unit:
+            whole += 1
+        return min(whole, BYTE_UNITS + 1)  # past the limit, more counting changes nothing
+
+    async def _account(
+        self,
+        tracked: Tracked,
+        lim: Limits,
+        download: bool,
+        units: int,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await previous
+        store = self.svc.sessions.store
+        now = time.time()
+        w = Window.at(now, 3600)
+        ttl = w.ends - now + 1
+        reason = ""
+        try:
+            if download:
+                n = await store.incr(f"{tracked.counter}:dl:{w.index}", ttl)
+                if n >= lim.downloads_per_hour:
+                    reason = REASON_DOWNLOADS
+            for _ in range(units):
+                if await store.incr(f"{tracked.counter}:bytes:{w.index}", ttl) >= BYTE_UNITS:
+                    reason = reason or REASON_BYTES
+                    break
+            if reason:
+                await self.suspend(tracked.session, tracked.vendor_id, reason)
+        except StoreUnavailable:
+            # The next gate meets the same outage and refuses with the store page (fail closed).
+            log.warning("store_unavailable", dependency="store")
+
+
+async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
+    """Plug usage limits into the proxying flow (cleanup_ctx style)."""
+    limits = UsageLimits(svc)
+    svc.hooks.gates.append(limits.gate)
+    svc.hooks.observers.append(limits.observe)
+    try:
+        yield
+    finally:
+        svc.hooks.gates.remove(limits.gate)
+        svc.hooks.observers.remove(limits.observe)
+        limits.close()

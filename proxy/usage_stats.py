@@ -1,0 +1,193 @@
+"""Wire usage statistics into the running proxy: hook calls become counts, counts reach the sink.
+
+The feature plugs `UsageCounter` into `svc.hooks` and runs two background jobs: the Recorder's
+periodic flush (SQLite, or Redis when sessions live in Redis) and a refresh of the /metrics gauges
+that need a question to a dependency (directory and store health, session ages). Nothing here keeps
+a request: each hook call adds to a count and returns.
+
+Distinct sessions per vendor and hour: `Counters.unique()` needs a token per session. The token is
+an HMAC of the session id under a key drawn at startup and held only in this object's memory, so it
+matches neither the cookie nor the store's key, dies with the process, and Counters drops it when
+the hour closes. It is derived in a gate (gates see the session; observers do not), which keeps
+`Observation` free of anything session-shaped. The gate never refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from proxy.config import Config, VendorConfig
+from proxy.errors import DirectoryUnavailable, StoreUnavailable
+from proxy.forward import Observation
+from proxy.logs import get_logger
+from proxy.sessions import Session
+from proxy.stats import (
+    BLOCKED_THIRD_PARTY,
+    BYTES,
+    DENIED_NOT_CONFIGURED,
+    DENIED_NOT_ELIGIBLE,
+    LOGINS_FAILURE,
+    LOGINS_OUTAGE,
+    LOGINS_SUCCESS,
+    REQUESTS,
+    SEARCHES,
+    SESSIONS_STARTED,
+    SUSPENDED,
+    UNIQUE_SESSIONS,
+    Counters,
+    Recorder,
+    download_metric,
+    make_sink,
+    stats_settings,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from proxy.app import Services
+
+# Tests date counts in the past through this key, so that a report (which leaves out the running
+# day) shows them; a running proxy uses the real UTC clock.
+Clock = Callable[[], dt.datetime]
+CLOCK: web.AppKey[Clock] = web.AppKey("usage_stats_clock")
+
+_DENIALS = {
+    "not_eligible": DENIED_NOT_ELIGIBLE,
+    "not_configured": DENIED_NOT_CONFIGURED,
+    "suspended": SUSPENDED,
+}
+log = get_logger("proxy.usage_stats")
+
+
+class UsageCounter:
+    """Turns hook calls into counts; holds the per-process token key and nothing per request."""
+
+    def __init__(self, counters: Counters, search_paths: Mapping[str, Sequence[str]]) -> None:
+        """`search_paths`: per vendor id, the regexes whose match on a path marks a search."""
+        self.counters = counters
+        self.set_search_paths(search_paths)
+        self._token_key = secrets.token_bytes(32)
+
+    def set_search_paths(self, search_paths: Mapping[str, Sequence[str]]) -> None:
+        self._searches = {vid: [re.compile(p) for p in ps] for vid, ps in search_paths.items()}
+
+    async def reloaded(self, config: Config) -> None:
+        """A reloaded configuration may add vendors or change their search rules."""
+        self.set_search_paths({v.id: v.search_paths for v in config.vendors})
+
+    def observe(self, o: Observation) -> None:
+        c = self.counters
+        c.count(o.vendor_id, REQUESTS)
+        c.count(o.vendor_id, BYTES, o.bytes)
+        if o.first_at_vendor:
+            c.count(o.vendor_id, SESSIONS_STARTED)
+        # A full text is one whole 200 to a GET: 206 ranges of one PDF would count it many times.
+        if o.method == "GET" and o.status == 200:
+            metric = download_metric(o.content_type)
+            if metric is not None:
+                c.count(o.vendor_id, metric)
+        # The path is matched and forgotten; only the count is kept (it never has a query).
+        if o.status < 400 and any(p.search(o.path) for p in self._searches.get(o.vendor_id, ())):
+            c.count(o.vendor_id, SEARCHES)
+        # Distinct third-party hosts the tracker shield held back on this page (a number only).
+        c.count(o.vendor_id, BLOCKED_THIRD_PARTY, o.third_party_hosts)
+
+    def login_outcome(self, outcome: str) -> None:
+        """Library-wide: a login is no vendor's. Every refusal but an outage is a failure."""
+        if outcome == "success":
+            metric = LOGINS_SUCCESS
+        elif outcome == "directory_unavailable":
+            metric = LOGINS_OUTAGE
+        else:
+            metric = LOGINS_FAILURE
+        self.counters.count("", metric)
+
+    def denied(self, vendor_id: str, reason: str) -> None:
+        metric = _DENIALS.get(reason)
+        if metric is not None:  # a reason outside the vocabulary is not counted, never stored
+            self.counters.count(vendor_id, metric)
+
+    def session_token(self, session_id: str) -> str:
+        return hmac.new(self._token_key, session_id.encode(), hashlib.sha256).hexdigest()
+
+    async def gate(
+        self, request: web.Request, session: Session, vendor: VendorConfig
+    ) -> web.StreamResponse | None:
+        self.counters.unique(vendor.id, UNIQUE_SESSIONS, self.session_token(session.id))
+        return None
+
+
+async def _answers(check: Awaitable[None], timeout: float) -> bool:
+    try:
+        await asyncio.wait_for(check, timeout)
+        return True
+    except (TimeoutError, DirectoryUnavailable, StoreUnavailable, OSError):
+        return False
+
+
+async def refresh_gauges(svc: Services) -> None:
+    """Ask the directory and store once; set dependency_up, active sessions and session ages."""
+    m = svc.metrics
+    directory_ok, store_ok = await asyncio.gather(
+        _answers(svc.directory.ping(), svc.config.directory.timeout_s + 1),
+        _answers(svc.sessions.store.ping(), 3.0),
+    )
+    m.dependency_up.labels("directory").set(1 if directory_ok else 0)
+    m.dependency_up.labels("store").set(1 if store_ok else 0)
+    if store_ok:
+        try:
+            ages = await svc.sessions.store.ages()
+        except StoreUnavailable:
+            m.dependency_up.labels("store").set(0)
+            return
+        m.active_sessions.set(len(ages))
+        m.set_session_ages(ages)
+
+
+async def _refresh_forever(svc: Services, interval_s: float) -> None:
+    while True:
+        try:
+            await refresh_gauges(svc)
+        except Exception as exc:  # a gauge is not worth the proxy; say which kind of failure
+            log.warning("metrics_refresh_failed", error=type(exc).__name__)
+        await asyncio.sleep(interval_s)
+
+
+async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
+    """Count usage through the hooks; flush on a timer and at shutdown."""
+    settings = stats_settings(svc.config)
+    counters = Counters(clock=app.get(CLOCK, utcnow))
+    recorder = Recorder(
+        make_sink(svc.config, settings),
+        flush_interval_s=settings.flush_interval_s,
+        counters=counters,
+    )
+    usage = UsageCounter(counters, {v.id: v.search_paths for v in svc.config.vendors})
+    svc.hooks.reloaded.append(usage.reloaded)
+    svc.hooks.observers.append(usage.observe)
+    svc.hooks.login_outcome.append(usage.login_outcome)
+    svc.hooks.denied.append(usage.denied)
+    svc.hooks.gates.append(usage.gate)
+    await recorder.start()
+    refresher = asyncio.create_task(
+        _refresh_forever(svc, settings.refresh_interval_s), name="metrics-refresh"
+    )
+    try:
+        yield
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        try:
+            await recorder.close()  # the last flush: counts since the previous one survive
+        except Exception as exc:
+            log.error("stats_flush_failed", error=type(exc).__name__)

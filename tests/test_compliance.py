@@ -1,0 +1,465 @@
+"""Compliance checks: contract and configuration rules, vendor pages, report formats and the CLI.
+
+The vendor fixtures in tests/data/compliance/vendors are templates: `materialise` copies them into a
+temporary folder with @RECENT@, @FUTURE@, @PAST@, @SOON@ and @OLD@ turned into dates relative to
+today, so they never go stale. `good` keeps every rule; every other fixture breaks the rule(s)
+named in BROKEN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from proxy.cli import config_checks, main
+from proxy.compliance import (
+    CRITICAL,
+    FAIL,
+    PASS,
+    UNKNOWN,
+    PageSource,
+    Report,
+    check_all,
+    check_page,
+    load_trackers,
+    read_page,
+)
+from proxy.compliance_report import render_html, render_json, render_text
+from proxy.config import Config, RewriteRule, SharedLogin, load_config
+from proxy.errors import ConfigError
+from proxy.rewrite import Rewriter
+
+FIXTURES = Path(__file__).parent / "data" / "compliance"
+ROOT = Path(__file__).resolve().parent.parent
+
+# fixture vendor -> the check ids it fails (severity decides the exit status)
+BROKEN: dict[str, set[str]] = {
+    "expired": {"contract.expired"},
+    "expiring": {"contract.expiring"},
+    "stale": {"contract.review_overdue"},
+    "nopolicy": {"contract.privacy_policy"},
+    "hoarder": {"contract.retention"},
+    "seller": {"clause.no_sale_of_data"},
+    "slowbreach": {"clause.breach_notice_days"},
+    "silent": {"clause.law_enforcement_notice"},
+    "unbound": {"clause.subprocessors_bound"},
+    "keeper": {"clause.deletion_at_termination"},
+    "plain": {"transport.https"},
+    "noverify": {"transport.tls_verify"},
+    "templated": {"config.patron_data_template"},
+    "unshielded": {"shield.disabled_without_reason"},
+    # The loader refuses pseudonymous release without permission, so the way it goes wrong in a
+    # loadable config is a permission under a contract that has ended.
+    "pseudo": {"contract.expired", "release.permitted"},
+}
+WARNING_ONLY = {"expiring", "stale", "nopolicy"}
+
+
+def materialise(root: Path, vendors: Iterable[str] | None = None) -> Path:
+    """Copy the fixture config into `root`, with the chosen vendor templates dated from today."""
+    today = dt.date.today()
+    dates = {
+        "@RECENT@": today - dt.timedelta(days=30),
+        "@FUTURE@": today + dt.timedelta(days=365),
+        "@PAST@": today - dt.timedelta(days=10),
+        "@SOON@": today + dt.timedelta(days=10),
+        "@OLD@": today - dt.timedelta(days=3 * 365),
+    }
+    (root / "vendors").mkdir(parents=True)
+    shutil.copy(FIXTURES / "proxy.toml", root / "proxy.toml")
+    shutil.copy(FIXTURES / "patrons.toml", root / "patrons.toml")
+    wanted = set(vendors) if vendors is not None else None
+    for template in sorted((FIXTURES / "vendors").glob("*.toml")):
+        if wanted is not None and template.stem not in wanted:
+            continue
+        text = template.read_text(encoding="utf-8")
+        for token, day in dates.items():
+            text = text.replace(token, day.isoformat())
+        (root / "vendors" / template.name).write_text(text, encoding="utf-8")
+    return root / "proxy.toml"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return load_config(materialise(tmp_path), extra_checks=config_checks())
+
+
+def failing(report: Report, vendor_id: str) -> set[str]:
+    vendor = next(v for v in report.vendors if v.id == vendor_id)
+    return {c.id for c in vendor.checks if c.result == FAIL}
+
+
+def check_of(report: Report, vendor_id: str, check_id: str) -> Any:
+    vendor = next(v for v in report.vendors if v.id == vendor_id)
+    return next(c for c in vendor.checks if c.id == check_id)
+
+
+# --------------------------------------------------------------------------- contract and config
+
+
+def test_compliant_vendor_passes_every_check(config: Config) -> None:
+    """The `good` fixture keeps every rule: nothing fails, nothing is unknown."""
+    report = check_all(config, [config.vendor("good")])  # type: ignore[list-item]
+    assert report.passed
+    assert {c.result for c in report.vendors[0].checks} == {PASS}
+
+
+@pytest.mark.parametrize(("vendor_id", "expected"), sorted(BROKEN.items()))
+def test_each_broken_rule_is_reported_by_its_id(
+    config: Config, vendor_id: str, expected: set[str]
+) -> None:
+    """A fixture that breaks one rule fails exactly that rule's check id."""
+    report = check_all(config, config.vendors)
+    assert failing(report, vendor_id) == expected
+
+
+@pytest.mark.parametrize(("vendor_id", "expected"), sorted(BROKEN.items()))
+def test_exit_status_follows_the_severity_of_the_broken_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], vendor_id: str, expected: set[str]
+) -> None:
+    """Exit 1 when a critical check fails, 0 when only warnings fail."""
+    cfg = materialise(tmp_path, ["good", vendor_id])
+    code = main(["compliance", "--config", str(cfg), "--vendor", vendor_id])
+    out = capsys.readouterr().out
+    assert code == (0 if vendor_id in WARNING_ONLY else 1)
+    for check_id in expected:
+        assert check_id in out
+
+
+def test_release_pseudonymous_without_permission_fails(config: Config) -> None:
+    """Even if a vendor entry skipped the loader, a pseudonym without permission is critical."""
+    good = config.vendor("good")
+    assert good is not None
+    bad = dataclasses.replace(good, release="pseudonymous")
+    check = check_of(check_all(config, [bad]), "good", "release.permitted")
+    assert (check.severity, check.result) == (CRITICAL, FAIL)
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"referer": "https://db.good-research.test/entry?card=^u"}, "referer"),
+        ({"start_url": "https://search.good-research.test/?mail=x"}, "start_url"),
+        ({"rewrite": (RewriteRule(find="a", replace="user=$user"),)}, "rewrite[0].replace"),
+        ({"rewrite": (RewriteRule(find="a", replace="{{ mail }}"),)}, "rewrite[0].replace"),
+        (
+            {
+                "shared_login": SharedLogin(
+                    method="form",
+                    login_url="https://search.good-research.test/login",
+                    extra_fields={"who": "%barcode%"},
+                )
+            },
+            "shared_login.extra_fields.who",
+        ),
+        ({"rewrite": (RewriteRule(find="a", replace="{entryuuid}"),)}, "rewrite[0].replace"),
+    ],
+)
+def test_patron_data_templates_are_found_in_any_vendor_setting(
+    config: Config, change: dict[str, Any], where: str
+) -> None:
+    """Templates like {uid}, $user, %barcode%, ^u or ?mail= fail config.patron_data_template."""
+    good = config.vendor("good")
+    assert good is not None
+    check = check_of(
+        check_all(config, [dataclasses.replace(good, **change)]),
+        "good",
+        "config.patron_data_template",
+    )
+    assert check.result == FAIL
+    assert where in check.evidence
+
+
+def test_ordinary_rewrite_rules_are_not_mistaken_for_templates(config: Config) -> None:
+    """Script braces and unrelated placeholders in a rewrite rule do not count as patron data."""
+    good = config.vendor("good")
+    assert good is not None
+    rule = RewriteRule(find="x", replace="function(){return {width: 3}} $(document) 100%")
+    report = check_all(config, [dataclasses.replace(good, rewrite=(rule,))])
+    assert check_of(report, "good", "config.patron_data_template").result == PASS
+
+
+def test_an_unrecorded_clause_is_unknown_not_passed(config: Config) -> None:
+    """A required clause missing from the contract entry is reported as unknown."""
+    good = config.vendor("good")
+    assert good is not None
+    bare = dataclasses.replace(
+        good, contract=dataclasses.replace(good.contract, subprocessors_bound=None)
+    )
+    check = check_of(check_all(config, [bare]), "good", "clause.subprocessors_bound")
+    assert check.result == UNKNOWN
+
+
+def test_clauses_the_library_does_not_require_are_informational(tmp_path: Path) -> None:
+    """With required_clauses = [] a false clause is reported, but it is not a failure."""
+    cfg_path = materialise(tmp_path, ["seller"])
+    text = cfg_path.read_text().replace("required_clauses = [", "required_clauses = [] #")
+    cfg_path.write_text(text)
+    config = load_config(cfg_path, extra_checks=config_checks())
+    check = check_of(check_all(config, config.vendors), "seller", "clause.no_sale_of_data")
+    assert (check.severity, check.result) == ("info", PASS)
+
+
+def test_wrong_compliance_settings_are_all_reported(tmp_path: Path) -> None:
+    """[compliance] mistakes come back together, each with its key."""
+    cfg_path = materialise(tmp_path, ["good"])
+    text = cfg_path.read_text()
+    text = text.replace("max_retention_days = 90", "max_retention_days = -1\nmax_retention = 3")
+    text = text.replace('"deletion_at_termination"]', '"deletion_at_termination", "free_lunch"]')
+    cfg_path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_path, extra_checks=config_checks())
+    keys = {p.key for p in err.value.problems}
+    assert {
+        "compliance.max_retention_days",
+        "compliance.max_retention",
+        "compliance.required_clauses[5]",
+    } <= keys
+
+
+# --------------------------------------------------------------------------- vendor pages
+
+
+def test_saved_page_tracker_is_reported_and_blocked_by_the_shield(config: Config) -> None:
+    """Google Analytics and Tag Manager on a saved page are named, and shown as blocked."""
+    good = config.vendor("good")
+    assert good is not None
+    page = read_page(FIXTURES / "pages" / "tracker.html")
+    checks = {c.id: c for c in check_page(good, config, page, load_trackers())}
+    trackers = checks["page.trackers"]
+    assert trackers.result == PASS
+    assert "www.google-analytics.com (listed as google-analytics.com)" in trackers.evidence
+    assert "www.googletagmanager.com" in trackers.evidence
+    assert "blocked by the tracker shield" in trackers.evidence
+    assert "fonts.googleapis.com" in checks["page.third_party"].evidence
+    # The vendor's own hosts are proxied, not third parties.
+    assert "good-research.test" not in checks["page.third_party"].evidence
+
+
+def test_shield_policy_leaves_no_way_to_a_tracker_host(config: Config) -> None:
+    """The CSP the proxy adds to a shielded vendor page names only the proxy's own hosts."""
+    good = config.vendor("good")
+    assert good is not None
+    csp = Rewriter.from_config(config).shield_csp(good.id, False)
+    assert csp is not None
+    sources = {s for d in csp.split(";") for s in d.split()[1:]}
+    assert all(
+        s.startswith("'") or s in ("data:", "blob:") or "proxy.westonlibrary.test" in s
+        for s in sources
+    )
+
+
+def test_tracker_on_an_unshielded_vendor_fails(config: Config) -> None:
+    """With the shield off (even for a recorded reason), a known tracker would load: critical."""
+    good = config.vendor("good")
+    assert good is not None
+    open_vendor = dataclasses.replace(good, third_party="allow", third_party_reason="maps widget")
+    page = read_page(FIXTURES / "pages" / "tracker.html")
+    checks = {c.id: c for c in check_page(open_vendor, config, page, load_trackers())}
+    assert (checks["page.trackers"].severity, checks["page.trackers"].result) == (CRITICAL, FAIL)
+    assert "would load" in checks["page.trackers"].evidence
+
+
+def test_script_cookies_are_listed_with_their_lifetime(config: Config) -> None:
+    """A document.cookie write with max-age is a lasting browser cookie."""
+    good = config.vendor("good")
+    assert good is not None
+    page = read_page(FIXTURES / "pages" / "tracker.html")
+    cookies = next(c for c in check_page(good, config, page, ()) if c.id == "page.cookies")
+    assert cookies.result == FAIL
+    assert "vendor_layout (365 days, set by script" in cookies.evidence
+
+
+def test_saved_response_headers_give_set_cookie_lifetimes(config: Config) -> None:
+    """A page saved with `curl -i` lists its Set-Cookie headers with lifetimes."""
+    good = config.vendor("good")
+    assert good is not None
+    page = read_page(FIXTURES / "pages" / "response.http")
+    assert page.set_cookies is not None and len(page.set_cookies) == 2
+    cookies = next(c for c in check_page(good, config, page, ()) if c.id == "page.cookies")
+    assert cookies.result == PASS
+    assert "JSESSIONID (session" in cookies.evidence
+    assert "visitor_id (730 days" in cookies.evidence
+
+
+def test_a_page_without_headers_has_unknown_cookies(config: Config) -> None:
+    good = config.vendor("good")
+    assert good is not None
+    page = PageSource("bare.html", b"<html><body>hello</body></html>", None)
+    cookies = next(c for c in check_page(good, config, page, ()) if c.id == "page.cookies")
+    assert cookies.result == UNKNOWN
+
+
+def test_tracker_list_is_dated_and_says_how_to_refresh() -> None:
+    text = (ROOT / "proxy" / "data" / "trackers.txt").read_text()
+    header = text.split("\n\n", 1)[0]
+    assert "Dated:" in header and "How to refresh" in header
+    assert {"google-analytics.com", "doubleclick.net", "nr-data.net"} <= set(load_trackers())
+
+
+# --------------------------------------------------------------------------- report formats
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["passed", "generated", "vendors"],
+    "properties": {
+        "passed": {"type": "boolean"},
+        "generated": {"type": "string", "format": "date-time"},
+        "vendors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["id", "title", "passed", "checks"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "title": {"type": "string"},
+                    "passed": {"type": "boolean"},
+                    "checks": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["id", "severity", "result", "message", "evidence"],
+                            "properties": {
+                                "id": {"type": "string", "pattern": r"^[a-z_]+\.[a-z_]+$"},
+                                "severity": {"enum": ["critical", "warning", "info"]},
+                                "result": {"enum": ["pass", "fail", "unknown"]},
+                                "message": {"type": "string", "minLength": 1},
+                                "evidence": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def test_json_output_has_the_documented_shape(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--format json` validates against the documented shape, and says which vendors failed."""
+    cfg = materialise(tmp_path)
+    page = f"good={FIXTURES / 'pages' / 'tracker.html'}"
+    assert main(["compliance", "--config", str(cfg), "--format", "json", "--page", page]) == 1
+    data = json.loads(capsys.readouterr().out)
+    jsonschema.validate(data, SCHEMA, format_checker=jsonschema.FormatChecker())
+    dt.datetime.fromisoformat(data["generated"])
+    verdicts = {v["id"]: v["passed"] for v in data["vendors"]}
+    assert verdicts["good"] and not verdicts["seller"] and verdicts["expiring"]
+    assert data["passed"] is False
+
+
+def test_text_output_is_a_table_with_every_check_id(config: Config) -> None:
+    report = check_all(config, [config.vendor("hoarder")])  # type: ignore[list-item]
+    text = render_text(report, library="Weston Public Library")
+    assert "overall: FAILED" in text
+    assert "RESULT  SEVERITY" in text
+    row = next(line for line in text.splitlines() if "contract.retention" in line)
+    assert row.split()[:3] == ["FAIL", "critical", "contract.retention"]
+    assert "evidence: contract.retention_days = 400" in text
+
+
+async def test_html_report_is_self_contained_and_opens_in_chromium(
+    config: Config, tmp_path: Path
+) -> None:
+    """The HTML report loads with no console errors and no request beyond the file itself."""
+    from playwright.async_api import async_playwright
+
+    report = check_all(config, config.vendors)
+    report.vendors[0].checks[0] = dataclasses.replace(
+        report.vendors[0].checks[0], evidence="<script>alert(1)</script> & 'quotes'"
+    )
+    html = render_html(report, library="Weston Public Library")
+    assert "<script" not in html.lower()
+    path = tmp_path / "report.html"
+    path.write_text(html, encoding="utf-8")
+    errors: list[str] = []
+    requests: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            headless=True,
+        )
+        try:
+            page = await browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            await page.goto(path.as_uri())
+            assert await page.text_content("#overall") == "FAILED"
+            assert await page.locator("section").count() == len(report.vendors)
+            evidence = await page.locator(".evidence").first.text_content()
+            assert evidence == "<script>alert(1)</script> & 'quotes'"
+            pdf = await page.pdf()
+            assert pdf.startswith(b"%PDF")
+        finally:
+            await browser.close()
+    assert errors == []
+    assert requests == [path.as_uri()]
+
+
+# --------------------------------------------------------------------------- the CLI as staff run it
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", "compliance", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def test_cli_exit_0_for_a_compliant_vendor(tmp_path: Path) -> None:
+    r = run_cli("--config", str(materialise(tmp_path, ["good"])))
+    assert r.returncode == 0, r.stderr
+    assert "overall: PASSED" in r.stdout
+
+
+def test_cli_exit_1_and_html_file_when_a_critical_check_fails(tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    cfg = materialise(tmp_path / "conf", ["good", "seller"])
+    r = run_cli("--config", str(cfg), "--format", "html", "--out", str(out))
+    assert r.returncode == 1, r.stderr
+    assert r.stdout == ""
+    assert "clause.no_sale_of_data" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--vendor", "nosuchvendor"],
+        ["--page", "good"],
+        ["--page", "good=/nonexistent/page.html"],
+        ["--page", "nosuchvendor=README.md"],
+        ["--format", "pdf"],
+    ],
+)
+def test_cli_exit_2_on_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    r = run_cli("--config", str(materialise(tmp_path, ["good"])), *args)
+    assert r.returncode == 2
+    assert r.stderr
+
+
+def test_cli_exit_2_on_a_config_error(tmp_path: Path) -> None:
+    cfg = materialise(tmp_path, ["good"])
+    cfg.write_text(cfg.read_text().replace("max_months_since_review = 12", "max_months = 12"))
+    r = run_cli("--config", str(cfg))
+    assert r.returncode == 2
+    assert "compliance.max_months" in r.stderr

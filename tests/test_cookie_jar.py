@@ -1,0 +1,200 @@
+"""Vendor cookies live in the patron's session on the proxy, end to end (real slapd, real HTTP).
+
+One recording server plays `www.vendor-one.test` and `cdn.vendor-one.test`. `/set` on www sets a
+parent-domain cookie, a host-only one and a path-scoped one; later requests show which of them
+the vendor gets back from the jar, on which host and path, for which patron.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from proxy.jar import dump_jar, load_jar, merged_jar, store_set_cookies
+from tests.canary import CANARY, WREN, leaks
+from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
+
+WWW = "www.vendor-one.test"
+CDN = "cdn.vendor-one.test"
+SET_COOKIES = (
+    "vsid=S1; Domain=vendor-one.test; Path=/; Max-Age=3600; HttpOnly",
+    "pref=host-only; Path=/; Max-Age=3600",
+    "acct=A1; Path=/account; Max-Age=3600",
+    "stale=gone; Path=/; Max-Age=0",
+)
+
+
+async def set_cookies(request: web.Request) -> web.StreamResponse:
+    resp = web.Response(text="<p>signed in at the vendor</p>", content_type="text/html")
+    for value in SET_COOKIES:
+        resp.headers.add("Set-Cookie", value)
+    return resp
+
+
+async def clear_parent_cookie(request: web.Request) -> web.StreamResponse:
+    resp = web.Response(text="bye", content_type="text/plain")
+    resp.headers.add("Set-Cookie", "vsid=; Domain=vendor-one.test; Path=/; Max-Age=0")
+    return resp
+
+
+@pytest.fixture
+async def setup(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> AsyncIterator[tuple[ProxyDriver, RecordingVendor]]:
+    vendor = await vendor_factory(WWW)
+    vendor.routes["/set"] = set_cookies
+    vendor.routes["/clear"] = clear_parent_cookie
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={"one": vendor_toml("one", vendor, hosts=[WWW, "*.vendor-one.test"])},
+    )
+    driver = await proxy_factory(cfg)
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    yield driver, vendor
+    assert leaks(vendor.all_bytes()) == []
+
+
+def cookies_received(vendor: RecordingVendor) -> dict[str, str]:
+    """The cookies the vendor got on its last request, by name."""
+    values = [v for k, v in vendor.requests[-1].headers if k.lower() == "cookie"]
+    assert len(values) <= 1
+    jar: SimpleCookie = SimpleCookie()
+    for v in values:
+        jar.load(v)
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
+async def visit(driver: ProxyDriver, host: str, path: str, **kw: Any) -> Any:
+    r = await driver.get_vendor(host, path, **kw)
+    await r.read()
+    return r
+
+
+async def test_set_cookie_never_reaches_the_browser(setup: Any) -> None:
+    driver, _ = setup
+    r = await visit(driver, WWW, "/set")
+    assert r.status == 200
+    assert r.headers.getall("Set-Cookie", []) == []
+    assert "vsid" not in r.cookies and "pref" not in r.cookies
+
+
+async def test_jar_cookies_return_to_the_setting_host_by_path(setup: Any) -> None:
+    """Under /account the vendor gets all three live cookies; elsewhere not the /account one;
+    the Max-Age=0 cookie never."""
+    driver, vendor = setup
+    await visit(driver, WWW, "/set")
+    await visit(driver, WWW, "/account/home")
+    assert cookies_received(vendor) == {"vsid": "S1", "pref": "host-only", "acct": "A1"}
+    await visit(driver, WWW, "/search")
+    assert cookies_received(vendor) == {"vsid": "S1", "pref": "host-only"}
+
+
+async def test_parent_domain_cookie_reaches_the_other_vendor_host(setup: Any) -> None:
+    """cdn gets the Domain=vendor-one.test cookie and not the host-only ones set by www."""
+    driver, vendor = setup
+    await visit(driver, WWW, "/set")
+    await visit(driver, CDN, "/account/img.png")
+    assert vendor.requests[-1].host == CDN
+    assert cookies_received(vendor) == {"vsid": "S1"}
+
+
+async def test_browser_cookies_on_the_vendor_host_are_not_forwarded(setup: Any) -> None:
+    driver, vendor = setup
+    await visit(driver, WWW, "/set")
+    await visit(driver, WWW, "/search", headers={"Cookie": "browser_side=1; vsid=forged"})
+    assert cookies_received(vendor) == {"vsid": "S1", "pref": "host-only"}
+    assert b"browser_side" not in vendor.all_bytes() and b"forged" not in vendor.all_bytes()
+
+
+async def test_max_age_zero_from_the_vendor_removes_the_cookie(setup: Any) -> None:
+    driver, vendor = setup
+    await visit(driver, WWW, "/set")
+    await visit(driver, CDN, "/clear")
+    await visit(driver, WWW, "/search")
+    assert cookies_received(vendor) == {"pref": "host-only"}
+
+
+async def test_another_patron_has_none_of_the_cookies(setup: Any) -> None:
+    driver, vendor = setup
+    await visit(driver, WWW, "/set")
+    canary_sid = driver.session_id()
+    assert (await driver.login(WREN.uid, WREN.password)).status == 303
+    assert driver.session_id() != canary_sid
+    for host, path in ((WWW, "/account/home"), (CDN, "/account/home")):
+        await visit(driver, host, path)
+        assert cookies_received(vendor) == {}
+    # And the canary's session still has its own.
+    await visit(driver, WWW, "/account/home", sid=canary_sid)
+    assert cookies_received(vendor) == {"vsid": "S1", "pref": "host-only", "acct": "A1"}
+
+
+async def test_jar_dies_with_the_session(setup: Any) -> None:
+    """After logout the same patron signs in again and the vendor sees no cookie at all."""
+    driver, vendor = setup
+    await visit(driver, WWW, "/set")
+    old_sid = driver.session_id()
+    assert (await driver.own("GET", "/logout")).status == 200
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    assert driver.session_id() != old_sid
+    await visit(driver, WWW, "/account/home")
+    assert cookies_received(vendor) == {}
+
+
+def _slow_setter(name: str, delay: float) -> Any:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(delay)
+        resp = web.Response(text="ok", content_type="text/plain")
+        resp.headers.add("Set-Cookie", f"{name}=1; Path=/; Max-Age=3600")
+        return resp
+
+    return handler
+
+
+async def test_cookies_set_by_overlapping_requests_are_all_kept(setup: Any) -> None:
+    """A page fires requests in parallel; a cookie from each must survive (no lost update)."""
+    driver, vendor = setup
+    vendor.routes["/slow"] = _slow_setter("slow", 0.3)
+    vendor.routes["/fast"] = _slow_setter("fast", 0.05)
+    await asyncio.gather(visit(driver, WWW, "/slow"), visit(driver, WWW, "/fast"))
+    await visit(driver, WWW, "/search")
+    assert cookies_received(vendor) == {"slow": "1", "fast": "1"}
+
+
+# ---------------------------------------------------------------------- merging (unit)
+
+
+def _dumped(*set_cookies: str, start: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    jar = load_jar(start or [])
+    store_set_cookies(jar, f"http://{WWW}/", list(set_cookies))
+    return dump_jar(jar)
+
+
+def _names(jar: Any) -> dict[str, str]:
+    return {c.name: c.value for c in jar}
+
+
+def test_merge_keeps_cookies_stored_meanwhile() -> None:
+    before = _dumped("a=1; Path=/")
+    latest = _dumped("b=2; Path=/", start=before)
+    assert _names(merged_jar(latest, before, before)) == {"a": "1", "b": "2"}
+
+
+def test_merge_lets_this_requests_change_win() -> None:
+    before = _dumped("a=1; Path=/")
+    latest = _dumped("b=2; Path=/", start=before)
+    ours = _dumped("a=9; Path=/", start=before)  # e.g. a shared login renewed it
+    assert _names(merged_jar(latest, before, ours)) == {"a": "9", "b": "2"}
+
+
+def test_merge_keeps_this_requests_deletion() -> None:
+    before = _dumped("a=1; Path=/", "c=3; Path=/")
+    ours = _dumped("c=; Path=/; Max-Age=0", start=before)
+    assert _names(merged_jar(before, before, ours)) == {"a": "1"}

@@ -1,0 +1,142 @@
+"""`server.workers = N`: N processes on one port, graceful drain on SIGTERM, memory store refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from proxy.config import load_config
+from proxy.errors import ConfigError
+from tests.canary import CANARY
+from tests.harness import ldap_directory, vendor_toml, write_config
+from tests.test_scale_out import REPO, serve
+
+VENDOR_HOST = "www.slow-db.test"
+SLOW_S = 2.0
+
+
+@pytest.fixture
+async def slow_vendor(vendor_factory: Any) -> Any:
+    v = await vendor_factory(VENDOR_HOST)
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(SLOW_S)
+        return web.Response(text="finished" * 1000, content_type="text/plain")
+
+    v.routes["/slow"] = slow
+    return v
+
+
+@pytest.fixture
+def workers_config(
+    tmp_path: Path, port: int, running_slapd: Any, redis_url: str, slow_vendor: Any
+) -> Path:
+    return write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={"slow": vendor_toml("slow", slow_vendor)},
+        session=f'store = "redis"\nredis_url = "{redis_url}"',
+    )
+
+
+async def test_two_workers_share_one_port_and_both_answer(workers_config: Path) -> None:
+    """`serve --workers 2` forks two servers on one port; fresh connections reach both."""
+    served = await serve(workers_config, extra_args=("--workers", "2"))
+    try:
+        pids = set()
+        for _ in range(60):
+            # A new connection each time: SO_REUSEPORT spreads connections, not requests.
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as c:
+                r = await c.get(
+                    f"http://127.0.0.1:{served.port}/healthz",
+                    headers={"Host": served.driver.public},
+                )
+                pids.add((await r.json())["pid"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2
+        assert served.process.pid not in pids  # the parent only supervises
+    finally:
+        assert await served.stop() == 0
+
+
+async def test_sigterm_drains_in_flight_request_and_workers_exit_0(
+    workers_config: Path, slow_vendor: Any
+) -> None:
+    """SIGTERM to the parent: a slow vendor response already in flight completes, then exit 0."""
+    served = await serve(workers_config, extra_args=("--workers", "2"))
+    await served.driver.login(CANARY.uid, CANARY.password)
+    in_flight = asyncio.create_task(served.driver.get_vendor(VENDOR_HOST, "/slow"))
+    while not any(r.path_qs == "/slow" for r in slow_vendor.requests):
+        await asyncio.sleep(0.02)
+    served.send(signal.SIGTERM)
+    r = await in_flight
+    assert r.status == 200
+    assert await r.text() == "finished" * 1000
+    started = time.monotonic()
+    assert await served.stop() == 0
+    assert time.monotonic() - started < 10
+    # After the drain nothing listens any more.
+    async with aiohttp.ClientSession() as fresh:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await fresh.get(f"http://127.0.0.1:{served.port}/healthz")
+
+
+async def test_workers_log_json_to_stdout(workers_config: Path) -> None:
+    """Both workers write their start-up line to standard output, as JSON."""
+    served = await serve(workers_config, extra_args=("--workers", "2"))
+    await served.stop()
+    started = [
+        json.loads(line)
+        for line in served.output().splitlines()
+        if line.startswith("{") and '"started"' in line
+    ]
+    assert len(started) == 2
+    assert all(s["store"] == "redis" for s in started)
+
+
+def test_check_config_refuses_workers_with_the_memory_store(
+    tmp_path: Path, port: int, running_slapd: Any
+) -> None:
+    """Sessions in one worker's memory would be unknown to the other: check-config says so."""
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={},
+    )
+    cfg.write_text(cfg.read_text().replace("[server]\n", "[server]\nworkers = 2\n", 1))
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg)
+    assert any(
+        p.key == "session.store" and 'store = "redis"' in p.message for p in exc.value.problems
+    )
+
+
+def test_serve_workers_flag_refuses_the_memory_store(
+    tmp_path: Path, port: int, running_slapd: Any
+) -> None:
+    """`serve --workers 2` on a memory-store config exits 2 before binding anything."""
+    cfg = write_config(
+        tmp_path, port=port, directory=ldap_directory(running_slapd, tmp_path), vendors={}
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--config", str(cfg), "--workers", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert 'store = "redis"' in done.stderr
