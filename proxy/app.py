@@ -505,7 +505,10 @@ async def privacy_page(request: web.Request) -> web.StreamResponse:
                 "expires": c.expires.isoformat() if c.expires else "",
             }
         )
-    session = await svc.sessions.load(_session_cookie(request))
+    try:
+        session = await svc.sessions.load(_session_cookie(request))
+    except StoreUnavailable:
+        session = None  # the privacy notice needs no session; show it signed out
     return render(
         request,
         "privacy.html",
@@ -722,18 +725,24 @@ def create_app(config: Config) -> web.Application:
             for f in features:
                 await anext(f)
                 started.append(f)
-            log.info(
-                "started",
-                public_url=config.server.public_url,
-                vendors=len(config.vendors),
-                store=config.session.store,
-            )
-            yield
-        finally:
+        except BaseException:
+            # A feature failed to start: undo what did start, then let startup fail loudly.
             for f in reversed(started):
-                with contextlib.suppress(StopAsyncIteration):
-                    await anext(f)
-            await close_services(app[SERVICES])
+                await f.aclose()  # type: ignore[attr-defined]
+            await close_services(svc)
+            raise
+        log.info(
+            "started",
+            public_url=config.server.public_url,
+            vendors=len(config.vendors),
+            store=config.session.store,
+        )
+        yield
+        # Normal shutdown: each feature runs its own clean-up (flushes, closes), newest first.
+        for f in reversed(started):
+            with contextlib.suppress(StopAsyncIteration):
+                await anext(f)
+        await close_services(app[SERVICES])
 
     app.cleanup_ctx.append(services_ctx)
     app.router.add_get("/", root)

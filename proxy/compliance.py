@@ -1,7 +1,8 @@
-"""Check each vendor's contract entry and configuration against the library's privacy terms.
+"""Check each vendor's contract entry, configuration and saved start page against the library's terms.
 
 The library-wide terms live in `[compliance]` of proxy.toml (`ComplianceSettings`); every check
 yields a `Check` with a stable id, a severity, a result and the evidence a staff member can verify.
+Page checks read a saved copy of a vendor's start page (no network) and the shipped tracker list.
 Transmission checks (`--live`) are in `proxy.compliance_live`, renderers in `proxy.compliance_report`.
 Only checks with severity "critical" and result "fail" make a vendor (and the run) fail; an
 "unknown" is reported for a human to look at, never silently counted as a pass.

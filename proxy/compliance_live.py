@@ -251,6 +251,8 @@ def live_config(config: Config, port: int, work: Path) -> Config:
     return dataclasses.replace(
         config,
         path=work / "proxy.toml",
+        # The running proxy's pid file must not be overwritten by this in-process copy.
+        server=dataclasses.replace(config.server, pid_file=str(work / "proxy.pid")),
         directory=DirectoryConfig(kind="file", patrons_file=str(work / "patrons.toml")),
         session=SessionConfig(store="memory", secret_file=str(work / "server-secret")),
         keys=KeysConfig(dir=str(work / "keys"), activate_after_s=0),
@@ -592,7 +594,7 @@ class VendorRun:
             if bad
             else "Only allowlisted headers and the adapter's own reached the vendor.",
             "; ".join(dict.fromkeys(bad))
-            or "adapter adds: " + (", ".join(adapter_headers(self.v)) or "nothing"),
+            or "adapter adds: " + (", ".join(sorted(adapter_headers(self.v))) or "nothing"),
         )
 
     def _assertion_check(self) -> Check:

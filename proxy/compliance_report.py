@@ -49,7 +49,9 @@ def render_text(report: Report, *, library: str = "", width: int = 100) -> str:
         for c in v.checks:
             mark = c.result.upper() if c.result != PASS else "pass"
             head = f"  {mark:<8}{c.severity:<10}{c.id:<{id_width + 2}}"
-            message = textwrap.wrap(c.message, max(30, width - len(head))) or [""]
+            message = textwrap.wrap(
+                c.message, max(30, width - len(head)), break_on_hyphens=False
+            ) or [""]
             lines.append(head + message[0])
             lines += [" " * len(head) + more for more in message[1:]]
             if c.evidence:
@@ -59,6 +61,7 @@ def render_text(report: Report, *, library: str = "", width: int = 100) -> str:
                     initial_indent="      evidence: ",
                     subsequent_indent="                ",
                     break_on_hyphens=False,
+                    break_long_words=False,
                 )
         lines.append("")
     return "\n".join(lines)

@@ -60,7 +60,10 @@ async def eye_view(request: web.Request) -> web.StreamResponse:
     token = request.headers.get("X-Patron-Assertion", "")
     if token:
         claims, verdict = _verify(token, request.app[JWKS](), request.app[AUDIENCE])
-        shown = claims or jwt.decode(token, options={"verify_signature": False})
+        try:
+            shown = claims or jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            shown = {"error": "the assertion header is not a JWT"}
         assertion = (
             f"<p>{html.escape(verdict)}</p><pre>{html.escape(json.dumps(shown, indent=2))}</pre>"
         )
@@ -110,3 +113,52 @@ def create_demo_vendor_app(
     app.router.add_get("/search", search)
     app.router.add_get("/article/{n}.pdf", article)
     return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the demo vendor on its own (docker-compose), verifying assertions with the proxy's JWKS.
+
+    A real vendor knows only the library's public JWKS URL, so this fetches it over HTTP (and again
+    every minute, to follow key rotation) instead of reading the proxy's key directory.
+    """
+    import argparse
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    import aiohttp
+
+    p = argparse.ArgumentParser(prog="python -m proxy.demo_vendor")
+    p.add_argument("--listen", default="0.0.0.0:8081")
+    p.add_argument("--origin", default=f"http://{DEMO_HOST}")
+    p.add_argument("--audience", default="demo")
+    p.add_argument("--jwks-url", required=True, help="the proxy's /.well-known/jwks.json")
+    p.add_argument("--jwks-host", default="", help="Host header for the JWKS request")
+    args = p.parse_args(argv)
+    latest: dict[str, Any] = {"keys": []}
+
+    async def refresh(app: web.Application) -> AsyncIterator[None]:
+        headers = {"Host": args.jwks_host} if args.jwks_host else {}
+
+        async def loop() -> None:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+                while True:
+                    try:
+                        async with http.get(args.jwks_url, headers=headers) as r:
+                            if r.status == 200:
+                                latest.update(await r.json())
+                    except (aiohttp.ClientError, TimeoutError, ValueError):
+                        pass  # the proxy may start after us; the page says "NOT verified"
+                    await asyncio.sleep(60 if latest["keys"] else 2)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+
+    app = create_demo_vendor_app(origin=args.origin, audience=args.audience, jwks=lambda: latest)
+    app.cleanup_ctx.append(refresh)
+    host, _, port = args.listen.rpartition(":")
+    web.run_app(app, host=host, port=int(port), access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

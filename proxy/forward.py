@@ -165,6 +165,7 @@ class Upstream:
         self.adapters: dict[str, VendorAdapter] = {}
         self._client: aiohttp.ClientSession | None = None
         self._ssl: dict[str, ssl.SSLContext | bool] = {}
+        self._timeouts: dict[str, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         from proxy.vendors import make_adapter
@@ -204,12 +205,16 @@ class Upstream:
         return self._client
 
     def timeout(self, vendor: VendorConfig) -> aiohttp.ClientTimeout:
-        s = self.config.server
-        return aiohttp.ClientTimeout(
-            total=None,
-            connect=s.upstream_connect_timeout_s,
-            sock_read=vendor.timeout_s or s.upstream_timeout_s,
-        )
+        timeout = self._timeouts.get(vendor.id)
+        if timeout is None:  # built once per vendor: the config is frozen for this Upstream
+            s = self.config.server
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                connect=s.upstream_connect_timeout_s,
+                sock_read=vendor.timeout_s or s.upstream_timeout_s,
+            )
+            self._timeouts[vendor.id] = timeout
+        return timeout
 
     async def send(
         self,
@@ -311,10 +316,11 @@ class Upstream:
         # Authorize first: a shared login puts its cookies in the jar, and they must go on this
         # very request (and not be overwritten by a jar loaded before the login).
         await adapter.authorize(out)
-        jar = load_jar(out.session.jars.get(out.vendor.id, []))
-        cookie = cookie_header(jar, str(out.url))
-        if cookie:
-            out.headers["Cookie"] = cookie
+        stored_jar = out.session.jars.get(out.vendor.id)
+        if stored_jar:  # an empty jar sends nothing; building an http.cookiejar costs per request
+            cookie = cookie_header(load_jar(stored_jar), str(out.url))
+            if cookie:
+                out.headers["Cookie"] = cookie
         resp = await self.send(out.vendor, out.method, out.url, out.headers, data)
         set_cookies = resp.headers.getall("Set-Cookie", [])
         if set_cookies:

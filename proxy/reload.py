@@ -157,7 +157,10 @@ class Reloader:
         self.retiring.add(task)
         task.add_done_callback(self.retiring.discard)
         for hook in svc.hooks.reloaded:
-            await hook(config)
+            try:
+                await hook(config)
+            except Exception as exc:  # one feature's failure must not undo the swap
+                log.error("reload_hook_failed", exc_type=type(exc).__name__)
         kids = tuple(k.kid for k in svc.signer.keys)
         log.info("reloaded", config=str(path), vendors=len(config.vendors), kid=list(kids))
         return Outcome(True, vendors=len(config.vendors), kids=kids)

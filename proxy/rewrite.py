@@ -91,6 +91,31 @@ def url_pattern(host: bytes) -> bytes:
     )
 
 
+def scan_pattern(host: bytes) -> bytes:
+    """`url_pattern` respelled to find the same matches (same spans) faster; no groups to read.
+
+    CPython's regex search skips ahead at C speed only when a pattern starts with a plain,
+    case-sensitive character set, so the first byte is consumed as `[hH/\\]` outside the
+    case-insensitive part and the lookbehinds look back over it (one byte wider). Anything that
+    needs the groups re-matches the found bytes with `url_pattern`.
+    """
+    return (
+        rb"[hH/\\](?i:(?<=h)(?<![a-z0-9+.\-]h)ttps?(?P<colon>" + COLON + rb")"
+        rb"(?P<slash>"
+        + SLASH
+        + rb")(?P=slash)"
+        + host
+        + rb"(?:(?P=colon)[0-9]{1,5}"
+        + PORT_END
+        + rb")?"
+        rb"|(?<![\w:/][/\\])(?:(?<=/)/|(?<=\\)/\\/)"
+        + host
+        + rb"(?::[0-9]{1,5}"
+        + PORT_END
+        + rb")?)"
+    )
+
+
 # How far past its start a URL match can look: scheme, separators, 253-byte host, port, lookahead.
 URL_WINDOW = 320
 # Bytes before a match start that the lookbehinds read.
@@ -245,6 +270,7 @@ class Rewriter:
         self.host_map = host_map
         self._rules = dict(rules_by_vendor or {})
         self._url_re = re.compile(url_pattern(HOST), re.IGNORECASE)
+        self._scan_re = re.compile(scan_pattern(HOST))
         self._public_scheme = host_map.public_scheme.encode("ascii")
         self._public_port = (
             b"" if host_map.public_port is None else str(host_map.public_port).encode("ascii")
@@ -293,7 +319,7 @@ class Rewriter:
 
     def rewrite_bytes(self, data: bytes) -> bytes:
         """Every configured vendor URL in `data` mapped (ASCII-compatible bytes, one shot)."""
-        return self._url_re.sub(self._replace, data)
+        return self._scan_re.sub(self._replace, data)
 
     def rewrite_text(self, value: str) -> str:
         """Every configured vendor URL in a string mapped; other text unchanged."""
@@ -301,7 +327,7 @@ class Rewriter:
         return self.rewrite_bytes(raw).decode("utf-8", "surrogateescape")
 
     def _url_stage(self) -> RegexStage:
-        return RegexStage(self._url_re, self._replace, window=URL_WINDOW, context=URL_CONTEXT)
+        return RegexStage(self._scan_re, self._replace, window=URL_WINDOW, context=URL_CONTEXT)
 
     # ----------------------------------------------------------------------------- [[rewrite]]
 

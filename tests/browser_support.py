@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp.test_utils import TestClient, TestServer
-from playwright.async_api import Browser, BrowserContext, Page, Request
+from playwright.async_api import Browser, BrowserContext, Error, Page, Request, Response
 
 from proxy.app import SERVICES, Services
 from proxy.demo_vendor import DEMO_HOST, create_demo_vendor_app
@@ -178,6 +178,7 @@ class Watch:
     """What a page did: every request (URL, resource type) and every console error."""
 
     requests: list[tuple[str, str]] = field(default_factory=list)
+    responses: list[Response] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
 
     def outside(self, allowed_hosts: set[str]) -> list[str]:
@@ -206,6 +207,7 @@ async def new_page(
             watch.requests.append((request.url, request.resource_type))
 
     page.on("request", on_request)
+    page.on("response", lambda r: watch.responses.append(r))
     page.on("console", lambda m: watch.console_errors.append(m.text) if m.type == "error" else None)
     return context, page, watch
 
@@ -238,13 +240,17 @@ async def horizontal_overflow(page: Page) -> int:
     return overflow
 
 
-async def page_weight(page: Page) -> int:
-    """Bytes of the document and everything it loaded (decoded bodies, so compression can't hide)."""
-    total: int = await page.evaluate(
-        """() => performance.getEntriesByType('navigation')
-                  .concat(performance.getEntriesByType('resource'))
-                  .reduce((sum, e) => sum + e.decodedBodySize, 0)"""
-    )
+async def page_weight(watch: Watch, since: int = 0) -> int:
+    """Bytes of the bodies of every response the page received from `watch.responses[since:]`
+    (decoded, so compression can't hide weight; cross-host assets count too)."""
+    total = 0
+    for response in watch.responses[since:]:
+        if 300 <= response.status < 400:
+            continue  # a redirect has no body to count
+        try:
+            total += len(await response.body())
+        except Error:
+            continue  # a response the browser dropped (e.g. a navigation it left)
     return total
 
 

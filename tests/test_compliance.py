@@ -34,7 +34,7 @@ from proxy.compliance import (
     load_trackers,
     read_page,
 )
-from proxy.compliance_report import render_html, render_json, render_text
+from proxy.compliance_report import render_html, render_text
 from proxy.config import Config, RewriteRule, SharedLogin, load_config
 from proxy.errors import ConfigError
 from proxy.rewrite import Rewriter

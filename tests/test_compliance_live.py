@@ -170,6 +170,21 @@ async def test_the_library_directory_is_never_asked(live_config: Config) -> None
     assert live_config.directory.kind == "ldap"  # and ldap.westonlibrary.test does not exist
 
 
+async def test_live_run_leaves_the_library_state_alone(tmp_path: Path) -> None:
+    """Keys, server secret, pid file and statistics of the run live in a temporary folder."""
+    cfg_path = write_live_config(tmp_path, {"ipdb": VENDORS["ipdb"]})
+    pid_file = tmp_path / "run" / "proxy.pid"  # the production proxy's, at an absolute path
+    pid_file.parent.mkdir()
+    pid_file.write_text("4242\n")
+    absolute = f'[server]\npid_file = "{pid_file}"'
+    cfg_path.write_text(cfg_path.read_text().replace("[server]", absolute))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    config = load_config(cfg_path, extra_checks=config_checks())
+    await LiveChecker(config).run(["ipdb"])
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert pid_file.read_text() == "4242\n"
+
+
 async def test_a_vendor_that_is_down_is_a_failure_not_a_pass(live_config: Config) -> None:
     """If the stand-in never receives the scripted search, the canary check cannot pass."""
 
@@ -308,9 +323,9 @@ def test_detector_is_quiet_on_unrelated_bytes() -> None:
 
 def test_cli_live_json_on_stdout_and_progress_on_stderr(tmp_path: Path) -> None:
     cfg = write_live_config(tmp_path, {"anon": VENDORS["anon"]})
+    args = ["compliance", "--config", str(cfg), "--live", "--format", "json"]
     r = subprocess.run(
-        [sys.executable, "-m", "proxy", "compliance", "--config", str(cfg), "--live"]
-        + ["--format", "json"],
+        [sys.executable, "-m", "proxy", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

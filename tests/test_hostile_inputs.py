@@ -329,6 +329,7 @@ async def test_host_and_ssrf_forms_are_refused(setup: Setup, host: str, status: 
     allowed = {404, 400} if status == 404 else {status}
     assert got in allowed
     assert setup.vendors_untouched
+    assert await setup.sessions() == 1, "only the login's own session"
 
 
 async def test_absolute_form_target_naming_another_host_is_refused(setup: Setup) -> None:

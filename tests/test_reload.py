@@ -242,6 +242,7 @@ async def test_reload_command_sends_nothing_for_a_broken_config(served: Served) 
     assert "one.toml: title" in r.stdout and "nothing was sent" in r.stdout
     await asyncio.sleep(0.3)
     assert served.events("reloaded") == [] and served.events("reload_refused") == []
+    assert not (served.cfg.parent / "state" / "proxy.pid.reload.json").exists()
 
 
 def test_reload_command_without_a_running_proxy(tmp_path: Path, port: int) -> None:

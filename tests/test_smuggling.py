@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from proxy.app import SERVICES
 from tests.canary import CANARY, leaks
 from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
 from tests.test_hostile_inputs import raw_exchange
@@ -97,6 +98,8 @@ async def test_ambiguous_framing_is_refused_and_the_connection_closed(
     assert closed
     assert vendor.requests == []
     assert leaks(log_stream.getvalue().encode()) == []
+    app = driver.client.server.app
+    assert await app[SERVICES].sessions.store.count() == 1, "only the login's own session"
 
 
 async def test_a_well_framed_request_on_the_same_path_does_reach_the_vendor(setup: Any) -> None:

@@ -55,7 +55,9 @@ async def test_two_workers_share_one_port_and_both_answer(workers_config: Path) 
     served = await serve(workers_config, extra_args=("--workers", "2"))
     try:
         pids = set()
-        for _ in range(60):
+        # Until both answer (a loaded machine may start the second worker late), 30 s at most.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             # A new connection each time: SO_REUSEPORT spreads connections, not requests.
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as c:
                 r = await c.get(

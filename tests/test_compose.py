@@ -1,0 +1,166 @@
+"""docker-compose.yml, the Dockerfile and conf/compose/ stay in step with the code (Docker not run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from proxy.cli import build_parser, cmd_serve, config_checks
+from proxy.config import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = REPO / "docker-compose.yml"
+CONF = REPO / "conf" / "compose"
+CONFIG_IN_CONTAINER = "/etc/weston/proxy.toml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def proxy_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: s
+        for name, s in compose["services"].items()
+        if s.get("command", [None])[0] == "weston-proxy"
+    }
+
+
+def test_compose_has_two_proxy_replicas_ldap_redis_nginx_and_the_demo_vendor(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    proxies = proxy_services(compose)
+    assert len(proxies) >= 2
+    assert all(s["build"] == "." for s in proxies.values())
+    assert "openldap" in services["ldap"]["image"]
+    assert services["redis"]["image"].startswith("redis:")
+    assert services["nginx"]["image"].startswith("nginx:")
+    assert services["demo-vendor"]["command"][:3] == ["python", "-m", "proxy.demo_vendor"]
+
+
+def test_every_mounted_host_path_exists(compose: dict[str, Any]) -> None:
+    """Bind mounts name files in the repository; nothing points at a path that is not there."""
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (REPO / source).exists(), f"{name}: {source}"
+
+
+def test_secret_files_are_documented_and_kept_out_of_the_image(compose: dict[str, Any]) -> None:
+    """Secrets are made by the operator (README says how), never committed or built in."""
+    readme = (CONF / "README.md").read_text()
+    for secret in compose["secrets"].values():
+        path = Path(secret["file"])
+        assert path.parts[:3] == ("conf", "compose", "secrets")
+        made = (f"> {path.name}", f"-out {path.name}", f"-keyout {path.name}")
+        assert any(m in readme for m in made), path.name
+    assert "secrets" not in (REPO / "Dockerfile").read_text().split("COPY", 1)[1]
+
+
+def test_proxy_command_uses_real_cli_flags(compose: dict[str, Any]) -> None:
+    """The replicas' command, and the image's CMD, parse with the proxy's own argument parser."""
+    dockerfile_cmd = json.loads(
+        re.search(r"^CMD (\[.*\])$", (REPO / "Dockerfile").read_text(), re.M).group(1)  # type: ignore[union-attr]
+    )
+    for command in [s["command"] for s in proxy_services(compose).values()] + [dockerfile_cmd]:
+        args = build_parser().parse_args(command[1:])
+        assert args.func is cmd_serve
+        assert args.config == CONFIG_IN_CONTAINER
+
+
+def test_replicas_mount_the_compose_config_and_share_the_key_volume(
+    compose: dict[str, Any],
+) -> None:
+    for service in proxy_services(compose).values():
+        volumes = service["volumes"]
+        assert f"./conf/compose/proxy.toml:{CONFIG_IN_CONTAINER}:ro" in volumes
+        assert "weston-keys:/var/lib/weston/keys" in volumes
+    assert compose["services"]["keys-init"]["volumes"] == ["weston-keys:/var/lib/weston/keys"]
+
+
+def _stand_in_config(tmp_path: Path) -> Path:
+    """conf/compose/proxy.toml with its vendors and stand-ins for the container's secret files."""
+    shutil.copy(CONF / "proxy.toml", tmp_path / "proxy.toml")
+    shutil.copytree(CONF / "vendors", tmp_path / "vendors")
+    (tmp_path / "secrets").mkdir()
+    for name in ("ldap-bind-password", "ldap-ca.pem", "redis-password", "server-secret"):
+        path = tmp_path / "secrets" / name
+        path.write_text("stand-in\n")
+        os.chmod(path, 0o600)
+    return tmp_path / "proxy.toml"
+
+
+def test_compose_proxy_config_loads(tmp_path: Path) -> None:
+    """Apart from secrets that exist only in the container, the mounted config passes check-config."""
+    config = load_config(_stand_in_config(tmp_path), extra_checks=config_checks())
+    assert config.session.store == "redis"
+    assert config.server.listen == "0.0.0.0:8080"
+    assert [v.id for v in config.vendors] == ["demo"]
+
+
+def test_config_secret_targets_match_the_compose_secrets(compose: dict[str, Any]) -> None:
+    """Every secret file the config names is mounted where the config looks for it."""
+    text = (CONF / "proxy.toml").read_text()
+    wanted = {"/etc/weston/" + p for p in re.findall(r'_file = "(secrets/[^"]+)"', text)}
+    for service in proxy_services(compose).values():
+        targets = {s["target"] for s in service["secrets"]}
+        assert wanted <= targets, wanted - targets
+
+
+def test_demo_vendor_address_matches_connect_to(compose: dict[str, Any]) -> None:
+    vendor = (CONF / "vendors" / "demo.toml").read_text()
+    address = compose["services"]["demo-vendor"]["networks"]["weston"]["ipv4_address"]
+    port = compose["services"]["demo-vendor"]["command"][4].rpartition(":")[2]
+    assert f'connect_to = "{address}:{port}"' in vendor
+
+
+def test_nginx_upstreams_are_the_proxy_replicas(compose: dict[str, Any]) -> None:
+    conf = (CONF / "nginx.conf").read_text()
+    upstreams = set(re.findall(r"^\s*server (\S+):8080", conf, re.M))
+    assert upstreams == set(proxy_services(compose))
+
+
+def test_nginx_conf_passes_nginx_t(tmp_path: Path) -> None:
+    """Debian's nginx accepts the file (upstream names point at loopback: no Docker DNS here)."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.fail("nginx is not installed (Debian: apt-get install nginx)")
+    conf = re.sub(r"server proxy-\d+:", "server 127.0.0.1:", (CONF / "nginx.conf").read_text())
+    (tmp_path / "nginx.conf").write_text(conf)
+    (tmp_path / "logs").mkdir()
+    done = subprocess.run(
+        [nginx, "-t", "-q", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_nginx_adds_no_forwarding_headers_and_keeps_no_access_log() -> None:
+    conf = (CONF / "nginx.conf").read_text()
+    assert "access_log off;" in conf
+    assert "proxy_set_header Host $http_host;" in conf
+    for header in ("X-Forwarded-For", "X-Real-IP", "Forwarded"):
+        assert f'proxy_set_header {header} "";' in conf
+    assert "non_idempotent" not in conf.split("proxy_next_upstream", 1)[1].split(";", 1)[0]
+
+
+def test_dockerfile_builds_from_python_311_slim_as_a_non_root_user() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert text.splitlines()[1] == "FROM python:3.11-slim"
+    assert "pip install ." in text
+    users = re.findall(r"^USER (\S+)$", text, re.M)
+    assert users and users[-1] not in ("root", "0")
