@@ -1,58 +1,39 @@
 """Load the TOML configuration into frozen dataclasses, reporting every mistake with file and key.
 
 Each option is declared once, as a dataclass field with its type, default and a one-line meaning
-(`doc` metadata). Reading is generic (`read_table`), and the checks that need more than a type are
-plain functions that append `Problem`s, so `check-config` shows all mistakes at once.
+(`doc`). Reading is generic (`proxy.config_read.read_table`), and the checks that need more than a
+type live in `proxy.config_checks`, so `check-config` shows all mistakes at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import ipaddress
-import os
-import re
-import stat
 import tomllib
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any
 from urllib.parse import urlsplit
 
+from proxy.config_checks import (
+    ADAPTER_KINDS,
+    DIRECTORY_KINDS,
+    RELEASE_LEVELS,
+    STORE_KINDS,
+    check_directory,
+    check_host_port,
+    check_server,
+    check_session,
+    check_vendor,
+    check_vendor_access,
+    check_vendors_together,
+    covers_public_suffix,
+    vendor_path,
+)
+from proxy.config_read import doc, read_table
 from proxy.errors import ConfigError, Problem
-from proxy.hosts import HostMap, host_matches, is_valid_hostname
-
-T = TypeVar("T")
-
-ADAPTER_KINDS = ("ip", "assertion", "shared-login", "referer")
-RELEASE_LEVELS = ("anonymous", "pseudonymous")
-STORE_KINDS = ("memory", "redis")
-DIRECTORY_KINDS = ("ldap", "file")
-
-# Public suffixes with more than one label that a vendor wildcard must not cover. The full Public
-# Suffix List is large and changes; a wildcard on a bare TLD is caught by label count, these cover
-# the common two-label registries vendors actually sit under.
-_MULTI_LABEL_SUFFIXES = frozenset(
-    {
-        "co.uk", "ac.uk", "org.uk", "gov.uk", "com.au", "edu.au", "org.au", "co.nz", "ac.nz",
-        "co.jp", "ac.jp", "com.br", "com.cn", "edu.cn", "co.in", "ac.in", "github.io",
-        "herokuapp.com", "cloudfront.net", "amazonaws.com", "azurewebsites.net", "appspot.com",
-    }
-)  # fmt: skip
-_SECRETISH = re.compile(r"(password|secret|token|private_key|api_key)$")
-
-
-def doc(text: str, default: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with a one-line meaning attached."""
-    if default is dataclasses.MISSING:
-        return field(metadata={"doc": text})
-    if isinstance(default, list | dict | tuple):
-        frozen = default
-        return field(default_factory=lambda: frozen, metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
+from proxy.hosts import HostMap
 
 
 @dataclass(frozen=True)
@@ -292,450 +273,9 @@ class Config:
         )
 
 
-# --------------------------------------------------------------------------- generic table reader
-
 # Sections of proxy.toml other modules own (stats, compliance, limits …) are kept raw in `extra`
 # and validated by their owners, so the loader does not need to know every later feature.
 EXTRA_SECTIONS = ("stats", "compliance", "throttle", "shield")
-
-
-def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
-    """Check and convert one TOML value against a field type; returns (ok, converted)."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        for a in args:
-            ok, v = _type_ok(value, a)
-            if ok:
-                return True, v
-        return False, None
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return ok, float(value) if ok else None
-    if tp is str:
-        return isinstance(value, str), value
-    if tp is dt.date:
-        return isinstance(value, dt.date) and not isinstance(value, dt.datetime), value
-    if origin is tuple:
-        (inner, _) = typing.get_args(tp)
-        if not isinstance(value, list):
-            return False, None
-        out = []
-        for item in value:
-            ok, v = _type_ok(item, inner)
-            if not ok:
-                return False, None
-            out.append(v)
-        return True, tuple(out)
-    if origin is dict:
-        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-        return ok, dict(value) if ok else None
-    return False, None
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
-    if origin is tuple:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return "table of strings"
-    return {
-        str: "string",
-        int: "integer",
-        float: "number",
-        bool: "true or false",
-        dt.date: "date",
-    }.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def read_table(
-    cls: type[T], table: Any, file: str, prefix: str, problems: list[Problem]
-) -> T | None:
-    """Build dataclass `cls` from a TOML table, appending a Problem for every wrong key."""
-    if not isinstance(table, dict):
-        problems.append(Problem(file, prefix.rstrip(".") or "(top)", "must be a table"))
-        return None
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        where = f"{prefix}{key}"
-        if key not in known or key == "file":
-            if _SECRETISH.search(key):
-                problems.append(
-                    Problem(file, where, f"secrets must not be inline; use {key}_file or {key}_env")
-                )
-            else:
-                import difflib
-
-                close = difflib.get_close_matches(key, list(known), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(Problem(file, where, f"unknown key{hint}"))
-            continue
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp) or (
-            typing.get_origin(tp) in (Union, types.UnionType)
-            and any(dataclasses.is_dataclass(a) for a in typing.get_args(tp))
-        ):
-            inner: Any = next(
-                a for a in (typing.get_args(tp) or (tp,)) if dataclasses.is_dataclass(a)
-            )
-            sub = read_table(inner, value, file, f"{where}.", problems)
-            if sub is not None:
-                kwargs[key] = sub
-            continue
-        if typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
-            inner = typing.get_args(tp)[0]
-            if not isinstance(value, list):
-                problems.append(Problem(file, where, "must be an array of tables ([[...]])"))
-                continue
-            items = [
-                read_table(inner, v, file, f"{where}[{i}].", problems) for i, v in enumerate(value)
-            ]
-            if all(i is not None for i in items):
-                kwargs[key] = tuple(items)
-            continue
-        good, converted = _type_ok(value, tp)
-        if not good:
-            problems.append(Problem(file, where, f"must be {_type_name(tp)}, not {value!r}"))
-            continue
-        kwargs[key] = converted
-    missing_required = False
-    for name, f in known.items():
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if required and name not in kwargs:
-            if name not in table:
-                problems.append(Problem(file, f"{prefix}{name}", "is required"))
-            missing_required = True
-    # Keys that were wrong are left at their defaults (their problems are recorded), so the
-    # checks that follow still see every other value and report their problems too.
-    if missing_required:
-        return None
-    return cls(**kwargs)
-
-
-# --------------------------------------------------------------------------- checks beyond types
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost",) or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def covers_public_suffix(pattern: str) -> bool:
-    """True when a wildcard host pattern would proxy a whole public suffix (e.g. *.com, *.co.uk)."""
-    if not pattern.startswith("*."):
-        return False
-    suffix = pattern[2:]
-    return "." not in suffix or suffix in _MULTI_LABEL_SUFFIXES
-
-
-def check_host_port(value: str) -> bool:
-    host, sep, port = value.rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
-
-
-def _check_secret_file(path: Path, file: str, key: str, problems: list[Problem]) -> None:
-    try:
-        st = path.stat()
-    except OSError:
-        problems.append(Problem(file, key, f"secret file {path} does not exist or cannot be read"))
-        return
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        problems.append(
-            Problem(file, key, f"secret file {path} is readable by group or others; chmod 600 it")
-        )
-
-
-def _check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
-    s = cfg.server
-    if not check_host_port(s.listen):
-        problems.append(Problem(file, "server.listen", f"must be address:port, not {s.listen!r}"))
-    parts = urlsplit(s.public_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append(Problem(file, "server.public_url", "must be an http(s) URL with a host"))
-    elif parts.path not in ("", "/") or parts.query:
-        problems.append(Problem(file, "server.public_url", "must not have a path or query"))
-    elif parts.scheme == "http" and not _is_loopback(parts.hostname):
-        problems.append(
-            Problem(
-                file,
-                "server.public_url",
-                "must be https (session cookies would travel in clear text)",
-            )
-        )
-    if s.workers < 1:
-        problems.append(Problem(file, "server.workers", "must be at least 1"))
-    if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", s.cookie_name):
-        problems.append(Problem(file, "server.cookie_name", "must be letters, digits or _"))
-
-
-def _check_directory(cfg: Config, file: str, problems: list[Problem]) -> None:
-    d = cfg.directory
-    if d.kind not in DIRECTORY_KINDS:
-        problems.append(
-            Problem(file, "directory.kind", f"must be one of {', '.join(DIRECTORY_KINDS)}")
-        )
-        return
-    if d.timeout_s <= 0:
-        problems.append(Problem(file, "directory.timeout_s", "must be positive"))
-    if d.kind == "file":
-        if not cfg.resolve(d.patrons_file).is_file():
-            problems.append(
-                Problem(
-                    file, "directory.patrons_file", f"{cfg.resolve(d.patrons_file)} does not exist"
-                )
-            )
-        return
-    if not d.urls:
-        problems.append(Problem(file, "directory.urls", "at least one LDAP URL is required"))
-    for i, url in enumerate(d.urls):
-        u = urlsplit(url)
-        if u.scheme not in ("ldap", "ldaps") or not u.hostname:
-            problems.append(
-                Problem(file, f"directory.urls[{i}]", f"must be ldap:// or ldaps://, not {url!r}")
-            )
-        elif u.scheme == "ldap" and not d.start_tls and not _is_loopback(u.hostname):
-            problems.append(
-                Problem(
-                    file,
-                    f"directory.urls[{i}]",
-                    "plain ldap:// to another machine would send PINs in clear; use ldaps:// or start_tls = true",
-                )
-            )
-    if not d.base_dn:
-        problems.append(Problem(file, "directory.base_dn", "is required for kind = ldap"))
-    if "{username}" not in d.user_filter:
-        problems.append(Problem(file, "directory.user_filter", "must contain {username}"))
-    for key in ("user_filter", "eligible_filter"):
-        text = getattr(d, key).replace("{username}", "x")
-        if text and (not text.startswith("(") or text.count("(") != text.count(")")):
-            problems.append(Problem(file, f"directory.{key}", "is not a valid LDAP filter"))
-    if d.bind_dn and not (d.bind_password_file or d.bind_password_env):
-        problems.append(
-            Problem(
-                file,
-                "directory.bind_password_file",
-                "bind_dn needs bind_password_file or bind_password_env",
-            )
-        )
-    if d.bind_password_file:
-        _check_secret_file(
-            cfg.resolve(d.bind_password_file), file, "directory.bind_password_file", problems
-        )
-    if d.bind_password_env and d.bind_password_env not in os.environ:
-        problems.append(
-            Problem(
-                file,
-                "directory.bind_password_env",
-                f"environment variable {d.bind_password_env} is not set",
-            )
-        )
-    if d.ca_file and not cfg.resolve(d.ca_file).is_file():
-        problems.append(
-            Problem(file, "directory.ca_file", f"{cfg.resolve(d.ca_file)} does not exist")
-        )
-    if d.pool_size < 1:
-        problems.append(Problem(file, "directory.pool_size", "must be at least 1"))
-
-
-def _check_session(cfg: Config, file: str, problems: list[Problem]) -> None:
-    s = cfg.session
-    if s.store not in STORE_KINDS:
-        problems.append(Problem(file, "session.store", f"must be one of {', '.join(STORE_KINDS)}"))
-    if s.store == "redis" and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        problems.append(
-            Problem(
-                file, "session.redis_url", "store = redis needs redis_url = redis://host:port/db"
-            )
-        )
-    if cfg.server.workers > 1 and s.store == "memory":
-        # Each worker would hold its own sessions: a patron would be signed out at random.
-        problems.append(Problem(file, "session.store", 'server.workers > 1 needs store = "redis"'))
-    if s.idle_timeout_s <= 0 or s.lifetime_s <= 0:
-        problems.append(Problem(file, "session.idle_timeout_s", "timeouts must be positive"))
-    if s.idle_timeout_s > s.lifetime_s:
-        problems.append(Problem(file, "session.idle_timeout_s", "must not exceed lifetime_s"))
-    if s.secret_env and s.secret_env not in os.environ:
-        problems.append(
-            Problem(file, "session.secret_env", f"environment variable {s.secret_env} is not set")
-        )
-    elif not s.secret_env:
-        p = cfg.resolve(s.secret_file)
-        if p.exists():
-            _check_secret_file(p, file, "session.secret_file", problems)
-    if s.redis_password_file:
-        _check_secret_file(
-            cfg.resolve(s.redis_password_file), file, "session.redis_password_file", problems
-        )
-
-
-def vendor_path(v: VendorConfig, relative: str) -> Path:
-    """A path from a vendor file, relative to that file's folder."""
-    p = Path(relative)
-    return p if p.is_absolute() else Path(v.file).parent / p
-
-
-def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
-    """Checks of one vendor file that need more than types."""
-    f = v.file
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", v.id):
-        problems.append(Problem(f, "id", "must be lowercase letters, digits, - or _"))
-    scheme, host, _ = v.origin_parts
-    if scheme not in ("http", "https") or not host:
-        problems.append(Problem(f, "origin", f"must be an http(s) URL, not {v.origin!r}"))
-    if not v.hosts:
-        problems.append(Problem(f, "hosts", "at least one host is required"))
-    for i, h in enumerate(v.hosts):
-        bare = h[2:] if h.startswith("*.") else h
-        if not is_valid_hostname(bare):
-            problems.append(
-                Problem(f, f"hosts[{i}]", f"{h!r} is not a hostname or *.domain pattern")
-            )
-        elif covers_public_suffix(h):
-            problems.append(Problem(f, "hosts", f"{h!r} would proxy a whole public suffix"))
-    if host and v.hosts and not any(host_matches(p, host) for p in v.hosts):
-        problems.append(Problem(f, "origin", f"host {host!r} is not listed in hosts"))
-    if v.auth not in ADAPTER_KINDS:
-        problems.append(
-            Problem(
-                f, "auth", f"unknown adapter {v.auth!r}; valid choices: {', '.join(ADAPTER_KINDS)}"
-            )
-        )
-    if v.release not in RELEASE_LEVELS:
-        problems.append(Problem(f, "release", f"must be one of {', '.join(RELEASE_LEVELS)}"))
-    elif v.release == "pseudonymous" and not v.contract.permits_pseudonymous_id:
-        problems.append(
-            Problem(f, "release", "pseudonymous needs contract.permits_pseudonymous_id = true")
-        )
-    if v.release == "pseudonymous" and v.auth != "assertion":
-        problems.append(Problem(f, "release", "pseudonymous release needs auth = assertion"))
-    if v.connect_to and not check_host_port(v.connect_to):
-        problems.append(Problem(f, "connect_to", f"must be host:port, not {v.connect_to!r}"))
-    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", v.assertion_header):
-        problems.append(Problem(f, "assertion_header", "must be a header name"))
-    if v.third_party not in ("block", "allow"):
-        problems.append(Problem(f, "third_party", "must be block or allow"))
-    if v.auth == "referer" and not v.referer:
-        problems.append(Problem(f, "referer", "auth = referer needs the authorised referer URL"))
-    if v.auth == "shared-login":
-        sl = v.shared_login
-        if sl is None:
-            problems.append(
-                Problem(f, "shared_login", "auth = shared-login needs a [shared_login] table")
-            )
-        else:
-            if sl.method not in ("basic", "form"):
-                problems.append(Problem(f, "shared_login.method", "must be basic or form"))
-            if sl.method == "form" and not sl.login_url:
-                problems.append(Problem(f, "shared_login.login_url", "form login needs login_url"))
-            for which in ("username", "password"):
-                file_key, env_key = getattr(sl, f"{which}_file"), getattr(sl, f"{which}_env")
-                if not (file_key or env_key):
-                    problems.append(
-                        Problem(
-                            f, f"shared_login.{which}_file", f"needs {which}_file or {which}_env"
-                        )
-                    )
-                elif file_key:
-                    _check_secret_file(
-                        vendor_path(v, file_key),
-                        f,
-                        f"shared_login.{which}_file",
-                        problems,
-                    )
-    for i, pat in enumerate(v.search_paths):
-        try:
-            re.compile(pat)
-        except re.error as exc:
-            problems.append(Problem(f, f"search_paths[{i}]", f"not a regular expression: {exc}"))
-    scheme_s = urlsplit(v.start).scheme
-    start_host = urlsplit(v.start).hostname or ""
-    if scheme_s not in ("http", "https") or not any(host_matches(p, start_host) for p in v.hosts):
-        problems.append(
-            Problem(f, "start_url", "must be an http(s) URL on one of the vendor's hosts")
-        )
-    check_vendor_access(v, cfg, problems)
-
-
-# Headers an assertion must not be carried in: the proxy or the browser already owns them.
-_RESERVED_HEADERS = frozenset(
-    {"host", "cookie", "authorization", "referer", "origin", "content-length", "content-type",
-     "transfer-encoding", "connection", "accept", "accept-encoding", "user-agent", "range"}
-)  # fmt: skip
-
-
-def check_vendor_access(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
-    """Adapter and eligibility checks: secrets present, credentials only to the vendor's hosts,
-    and eligibility conditions the configured directory can actually decide."""
-    f = v.file
-    policy = v.contract.privacy_policy_url
-    if policy and urlsplit(policy).scheme not in ("http", "https"):
-        # It becomes a link on /privacy: a javascript: URL there would run in the proxy's origin.
-        problems.append(Problem(f, "contract.privacy_policy_url", "must be an http(s) URL"))
-    if v.auth == "assertion" and v.assertion_header.lower() in _RESERVED_HEADERS:
-        problems.append(Problem(f, "assertion_header", f"{v.assertion_header} is reserved"))
-    if v.auth == "referer" and v.referer and urlsplit(v.referer).scheme not in ("http", "https"):
-        problems.append(Problem(f, "referer", "must be an http(s) URL"))
-    sl = v.shared_login
-    if v.auth == "shared-login" and sl is not None:
-        login_host = urlsplit(sl.login_url).hostname or ""
-        if (
-            sl.method == "form"
-            and sl.login_url
-            and not any(host_matches(p, login_host) for p in v.hosts)
-        ):
-            # The library's credential must never go to a host that is not the vendor's.
-            problems.append(
-                Problem(f, "shared_login.login_url", "must be on one of the vendor's hosts")
-            )
-        for key in ("username_env", "password_env"):
-            env = getattr(sl, key)
-            if env and env not in os.environ:
-                problems.append(
-                    Problem(f, f"shared_login.{key}", f"environment variable {env} is not set")
-                )
-    e = v.eligibility
-    if e.ldap_filter and cfg.directory.kind != "ldap":
-        problems.append(
-            Problem(f, "eligibility.ldap_filter", "needs [directory] kind = ldap; use groups")
-        )
-    if e.groups and cfg.directory.kind == "ldap" and not cfg.directory.group_attribute:
-        problems.append(
-            Problem(f, "eligibility.groups", "needs [directory] group_attribute to read groups")
-        )
-
-
-def check_vendors_together(cfg: Config, problems: list[Problem]) -> None:
-    """Cross-vendor checks: duplicate ids, two vendors claiming one host, wildcards over our host."""
-    seen_ids: dict[str, str] = {}
-    claimed: dict[str, VendorConfig] = {}
-    _, public_host, _ = cfg.public
-    for v in cfg.vendors:
-        if v.id in seen_ids:
-            problems.append(Problem(v.file, "id", f"{v.id!r} is also used by {seen_ids[v.id]}"))
-        seen_ids[v.id] = v.file
-        for h in v.hosts:
-            other = claimed.get(h)
-            if other is not None and other.id != v.id:
-                problems.append(Problem(v.file, "hosts", f"{h!r} is also claimed by {other.file}"))
-            claimed[h] = v
-            if public_host and (
-                host_matches(h, public_host) or host_matches(h, "x." + public_host)
-            ):
-                problems.append(
-                    Problem(v.file, "hosts", f"{h!r} covers the proxy's own host {public_host}")
-                )
 
 
 def load_vendor(path: Path, problems: list[Problem]) -> VendorConfig | None:
@@ -803,9 +343,9 @@ def load_config(path: str | Path, *, extra_checks: tuple[ExtraChecker, ...] = ()
             problems.append(Problem(name, key, "unknown section"))
     kwargs["extra"] = extra
     cfg = Config(**kwargs)
-    _check_server(cfg, name, problems)
-    _check_directory(cfg, name, problems)
-    _check_session(cfg, name, problems)
+    check_server(cfg, name, problems)
+    check_directory(cfg, name, problems)
+    check_session(cfg, name, problems)
     vendors: list[VendorConfig] = []
     vdir = cfg.resolve(cfg.vendors_dir.dir)
     if not vdir.is_dir():
@@ -823,3 +363,24 @@ def load_config(path: str | Path, *, extra_checks: tuple[ExtraChecker, ...] = ()
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+__all__ = [
+    "ADAPTER_KINDS",
+    "DIRECTORY_KINDS",
+    "RELEASE_LEVELS",
+    "STORE_KINDS",
+    "Config",
+    "ExtraChecker",
+    "VendorConfig",
+    "check_host_port",
+    "check_vendor",
+    "check_vendor_access",
+    "check_vendors_together",
+    "covers_public_suffix",
+    "doc",
+    "load_config",
+    "load_vendor",
+    "read_table",
+    "vendor_path",
+]

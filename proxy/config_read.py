@@ -1,0 +1,151 @@
+"""The generic TOML table reader: one dataclass field per option, every mistake reported.
+
+`doc()` declares an option once (type, default, one-line meaning); `read_table` turns a TOML table
+into that dataclass, appending a `Problem` with file and key for each unknown key, wrong type or
+inline secret, and still returning what it could so later checks report their problems too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import re
+import types
+import typing
+from dataclasses import field
+from typing import Any, TypeVar, Union
+
+from proxy.errors import Problem
+
+T = TypeVar("T")
+_SECRETISH = re.compile(r"(password|secret|token|private_key|api_key)$")
+
+
+def doc(text: str, default: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with a one-line meaning attached."""
+    if default is dataclasses.MISSING:
+        return field(metadata={"doc": text})
+    if isinstance(default, list | dict | tuple):
+        frozen = default
+        return field(default_factory=lambda: frozen, metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Check and convert one TOML value against a field type; returns (ok, converted)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        for a in args:
+            ok, v = _type_ok(value, a)
+            if ok:
+                return True, v
+        return False, None
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok, float(value) if ok else None
+    if tp is str:
+        return isinstance(value, str), value
+    if tp is dt.date:
+        return isinstance(value, dt.date) and not isinstance(value, dt.datetime), value
+    if origin is tuple:
+        (inner, _) = typing.get_args(tp)
+        if not isinstance(value, list):
+            return False, None
+        out = []
+        for item in value:
+            ok, v = _type_ok(item, inner)
+            if not ok:
+                return False, None
+            out.append(v)
+        return True, tuple(out)
+    if origin is dict:
+        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        return ok, dict(value) if ok else None
+    return False, None
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is tuple:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "table of strings"
+    return {
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "true or false",
+        dt.date: "date",
+    }.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def read_table(
+    cls: type[T], table: Any, file: str, prefix: str, problems: list[Problem]
+) -> T | None:
+    """Build dataclass `cls` from a TOML table, appending a Problem for every wrong key."""
+    if not isinstance(table, dict):
+        problems.append(Problem(file, prefix.rstrip(".") or "(top)", "must be a table"))
+        return None
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"{prefix}{key}"
+        if key not in known or key == "file":
+            if _SECRETISH.search(key):
+                problems.append(
+                    Problem(file, where, f"secrets must not be inline; use {key}_file or {key}_env")
+                )
+            else:
+                close = difflib.get_close_matches(key, list(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(Problem(file, where, f"unknown key{hint}"))
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp) or (
+            typing.get_origin(tp) in (Union, types.UnionType)
+            and any(dataclasses.is_dataclass(a) for a in typing.get_args(tp))
+        ):
+            inner: Any = next(
+                a for a in (typing.get_args(tp) or (tp,)) if dataclasses.is_dataclass(a)
+            )
+            sub = read_table(inner, value, file, f"{where}.", problems)
+            if sub is not None:
+                kwargs[key] = sub
+            continue
+        if typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+            inner = typing.get_args(tp)[0]
+            if not isinstance(value, list):
+                problems.append(Problem(file, where, "must be an array of tables ([[...]])"))
+                continue
+            items = [
+                read_table(inner, v, file, f"{where}[{i}].", problems) for i, v in enumerate(value)
+            ]
+            if all(i is not None for i in items):
+                kwargs[key] = tuple(items)
+            continue
+        good, converted = _type_ok(value, tp)
+        if not good:
+            problems.append(Problem(file, where, f"must be {_type_name(tp)}, not {value!r}"))
+            continue
+        kwargs[key] = converted
+    missing_required = False
+    for name, f in known.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in kwargs:
+            if name not in table:
+                problems.append(Problem(file, f"{prefix}{name}", "is required"))
+            missing_required = True
+    # Keys that were wrong are left at their defaults (their problems are recorded), so the
+    # checks that follow still see every other value and report their problems too.
+    if missing_required:
+        return None
+    return cls(**kwargs)
