@@ -32,7 +32,7 @@ from proxy.errors import Problem
 from proxy.sessions import Session
 
 if TYPE_CHECKING:
-    from proxy.app import Services
+    from proxy.services import Services
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ async def require_length(
 ) -> web.StreamResponse | None:
     """Refuse a request body without Content-Length (411): its size could not be checked."""
     if request.body_exists and request.content_length is None:
-        from proxy.app import message_page
+        from proxy.web.pages import message_page
 
         resp = message_page(request, "bad_request")
         resp.set_status(411)

@@ -29,10 +29,10 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from proxy.app import Services, rebuild_services, swap_services
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError, Problem
 from proxy.logs import get_logger
+from proxy.services import Services, rebuild_services, swap_services
 
 log = get_logger("proxy.reload")
 

@@ -43,7 +43,7 @@ from proxy.logs import get_logger
 from proxy.sessions import SessionStore
 
 if TYPE_CHECKING:
-    from proxy.app import Services
+    from proxy.services import Services
 
 DAY_S = 86400
 log = get_logger("proxy.throttle")
@@ -187,8 +187,9 @@ class Throttle:
         over = [w for (_, limit, w), f in zip(counters, failures, strict=True) if f >= limit]
         if not over:
             return None
-        from proxy.app import SERVICES, message_page
+        from proxy.services import SERVICES
         from proxy.web.messages import UI
+        from proxy.web.pages import message_page
 
         retry_s = max(1, math.ceil(max(w.ends for w in over) - now))
         svc = request.app[SERVICES]

@@ -47,7 +47,7 @@ from proxy.stats import download_metric
 from proxy.throttle import Window
 
 if TYPE_CHECKING:
-    from proxy.app import Services
+    from proxy.services import Services
 
 BYTE_UNITS = 256  # bytes_per_hour is counted in this many units
 REASON_REQUESTS = "requests_per_minute"
@@ -125,8 +125,8 @@ class UsageLimits:
 
     def refusal(self, request: web.Request) -> web.Response:
         """The "suspended" page with how to reach the library; the same for every reason."""
-        from proxy.app import render
         from proxy.web.messages import MESSAGES, UI, Message
+        from proxy.web.pages import render
 
         svc = self.svc
         m = MESSAGES["suspended"]

@@ -53,7 +53,7 @@ from proxy.stats import (
 )
 
 if TYPE_CHECKING:
-    from proxy.app import Services
+    from proxy.services import Services
 
 # Tests date counts in the past through this key, so that a report (which leaves out the running
 # day) shows them; a running proxy uses the real UTC clock.

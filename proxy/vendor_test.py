@@ -22,13 +22,14 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from proxy.app import SERVICES, Services, dispatch, template_env
+from proxy.app import dispatch
 from proxy.assertion import Signer, SigningKey, load_keys, public_jwk, thumbprint
 from proxy.config import Config, VendorConfig
 from proxy.errors import BadCredentials
 from proxy.forward import Upstream
 from proxy.hosts import HostMap, host_matches, unmap_label
 from proxy.metrics import Metrics
+from proxy.services import SERVICES, Services, template_env
 from proxy.sessions import MemoryStore, Sessions
 
 MAX_REDIRECTS = 10

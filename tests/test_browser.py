@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Locator, Page, async_playwright
 
-from proxy.app import template_env
 from proxy.config import load_config
 from proxy.demo_vendor import DEMO_HOST
+from proxy.services import template_env
 from proxy.web.messages import MESSAGES, UI, shown
 from tests.browser_support import (
     AXE_JS,

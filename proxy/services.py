@@ -1,0 +1,217 @@
+"""The running proxy's parts (`Services`) and the hook lists features plug into; built, rebuilt on
+reload, and closed here. Resources: directory, session store, signer, upstream client, templates."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from proxy.assertion import Signer, ensure_keys
+from proxy.auth import Directory, make_directory
+from proxy.config import Config, VendorConfig
+from proxy.forward import Observation, Upstream
+from proxy.hosts import HostMap
+from proxy.logs import get_logger
+from proxy.metrics import Metrics
+from proxy.secrets_ import server_secret
+from proxy.sessions import Session, Sessions, make_store
+from proxy.web.messages import UI
+
+WEB_DIR = Path(__file__).parent / "web"
+log = get_logger("proxy.services")
+
+
+Gate = Callable[[web.Request, Session, VendorConfig], Awaitable[web.StreamResponse | None]]
+
+
+LoginGate = Callable[[web.Request, str], Awaitable[web.StreamResponse | None]]
+
+
+LoginFailed = Callable[[web.Request, str, str], Awaitable[None]]
+
+
+@dataclass
+class Hooks:
+    """Where feature modules (stats, throttling, usage limits) plug into the request flow."""
+
+    gates: list[Gate] = field(default_factory=list)  # before forwarding; a response refuses
+    login_gates: list[LoginGate] = field(default_factory=list)  # before asking the directory
+    login_failed: list[LoginFailed] = field(default_factory=list)
+    login_outcome: list[Callable[[str], None]] = field(default_factory=list)
+    denied: list[Callable[[str, str], None]] = field(default_factory=list)  # (vendor id, reason)
+    observers: list[Callable[[Observation], None]] = field(default_factory=list)
+    # After a reload installed a new config (proxy.reload): features re-read their settings here.
+    reloaded: list[Callable[[Config], Awaitable[None]]] = field(default_factory=list)
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs; built in `cleanup_ctx`, swapped whole on reload."""
+
+    config: Config
+    hosts: HostMap
+    sessions: Sessions
+    directory: Directory
+    signer: Signer
+    upstream: Upstream
+    templates: jinja2.Environment
+    metrics: Metrics
+    secret: bytes
+    hooks: Hooks = field(default_factory=Hooks)
+    # Forwards in progress per upstream client, so a reload closes a replaced one only once idle.
+    forwarding: dict[Upstream, int] = field(default_factory=dict)
+
+    @property
+    def vendors(self) -> dict[str, VendorConfig]:
+        return {v.id: v for v in self.config.vendors}
+
+
+CONFIG = web.AppKey("config", Config)
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def template_env(config: Config) -> jinja2.Environment:
+    """Templates from conf/web/templates (branding overrides) first, then the built-in ones."""
+    loaders: list[jinja2.BaseLoader] = []
+    override = config.resolve("web/templates")
+    if override.is_dir():
+        loaders.append(jinja2.FileSystemLoader(str(override)))
+    loaders.append(jinja2.FileSystemLoader(str(WEB_DIR / "templates")))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders), autoescape=True, auto_reload=False
+    )
+    env.globals.update(ui=UI, library=config.library, lang="en")
+    return env
+
+
+def make_signer(config: Config, secret: bytes) -> Signer:
+    """A signer over the keys now in the key directory (start-up, and again on reload)."""
+    import hashlib
+
+    return Signer(
+        ensure_keys(config.resolve(config.keys.dir)),
+        issuer=config.server.public_url.rstrip("/"),
+        scope=config.library.scope,
+        pairwise_secret=hashlib.sha256(b"pairwise-v1\x00" + secret).digest(),
+    )
+
+
+async def build_services(config: Config) -> Services:
+    secret = server_secret(config)
+    hosts = config.host_map()
+    import hashlib
+
+    signer = make_signer(config, secret)
+    store_options: dict[str, Any] = {}
+    if config.session.store == "redis":
+        from proxy.secrets_ import read_secret_file
+
+        store_options = {
+            "url": config.session.redis_url,
+            "key": hashlib.sha256(b"store-v1\x00" + secret).digest(),
+        }
+        if config.session.redis_password_file:
+            store_options["password"] = read_secret_file(
+                config.resolve(config.session.redis_password_file)
+            )
+    store = make_store(config.session.store, **store_options)
+    start = getattr(store, "start", None)
+    if start is not None:
+        await start()
+    sessions = Sessions(
+        store, idle_timeout_s=config.session.idle_timeout_s, lifetime_s=config.session.lifetime_s
+    )
+    directory = make_directory(config, secret=secret)
+    metrics_ = Metrics()
+    from proxy.rewrite import Rewriter
+
+    rewriter = Rewriter.from_config(config)
+    hooks = Hooks(observers=[metrics_.observe])
+
+    def observe(o: Observation) -> None:
+        for fn in hooks.observers:
+            fn(o)
+
+    upstream = Upstream(
+        config, hosts=hosts, signer=signer, sessions=sessions, rewriter=rewriter, observe=observe
+    )
+    await upstream.start()
+    svc = Services(
+        config=config,
+        hosts=hosts,
+        sessions=sessions,
+        directory=directory,
+        signer=signer,
+        upstream=upstream,
+        templates=template_env(config),
+        metrics=metrics_,
+        secret=secret,
+        hooks=hooks,
+    )
+    return svc
+
+
+async def close_services(svc: Services) -> None:
+    await svc.upstream.close()
+    await svc.directory.close()
+    await svc.sessions.store.close()
+
+
+async def rebuild_services(svc: Services, config: Config) -> Services:
+    """New config-dependent parts for `config`: hosts, directory, signer, upstream, templates.
+
+    Sessions and their store, the server secret, metrics and hooks are shared with `svc`, so
+    patrons stay signed in and features stay plugged in. Nothing is installed: see `swap_services`.
+    """
+    from proxy.rewrite import Rewriter
+
+    hooks = svc.hooks
+
+    def observe(o: Observation) -> None:
+        for fn in hooks.observers:
+            fn(o)
+
+    hosts = config.host_map()
+    signer = make_signer(config, svc.secret)
+    upstream = Upstream(
+        config,
+        hosts=hosts,
+        signer=signer,
+        sessions=svc.sessions,
+        rewriter=Rewriter.from_config(config),
+        observe=observe,
+    )
+    await upstream.start()
+    return Services(
+        config=config,
+        hosts=hosts,
+        sessions=svc.sessions,
+        directory=make_directory(config, secret=svc.secret),
+        signer=signer,
+        upstream=upstream,
+        templates=template_env(config),
+        metrics=svc.metrics,
+        secret=svc.secret,
+        hooks=hooks,
+        forwarding=svc.forwarding,
+    )
+
+
+def swap_services(svc: Services, new: Services) -> Services:
+    """Install `new`'s parts into `svc` in one step (no await, so no request sees half of each).
+
+    `svc` itself stays the object under `app[SERVICES]` (an aiohttp app's state is frozen once it
+    runs, and features hold `svc`); the replaced parts come back for closing once idle.
+    """
+    old = dataclasses.replace(svc)
+    for f in dataclasses.fields(Services):
+        setattr(svc, f.name, getattr(new, f.name))
+    return old

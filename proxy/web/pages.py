@@ -1,0 +1,367 @@
+"""Patron pages on the proxy's own host: sign-in, menu, sign-out, privacy notice, session time,
+static files; and `message_page`, the page for every problem the proxy reports."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from proxy.config import Config
+from proxy.errors import (
+    BadCredentials,
+    DirectoryUnavailable,
+    NotEligible,
+    StoreUnavailable,
+)
+from proxy.logs import get_logger
+from proxy.privacy import OWN_PAGE_HEADERS
+from proxy.redirects import safe_target
+from proxy.services import SERVICES, Services
+from proxy.sessions import Session, storage_key
+from proxy.web.messages import LANG, MESSAGES, UI, Message, shown
+
+WEB_DIR = Path(__file__).parent
+CSRF_COOKIE = "weston_csrf"
+MAX_LOGIN_BODY = 8 * 1024
+log = get_logger("proxy.pages")
+
+
+def _cookie_secure(config: Config) -> bool:
+    return config.public[0] == "https"
+
+
+def _public(config: Config, path: str) -> str:
+    return config.server.public_url.rstrip("/") + path
+
+
+def render(request: web.Request, template: str, *, status: int = 200, **ctx: Any) -> web.Response:
+    svc = request.app[SERVICES]
+    ctx.setdefault("lang", LANG)
+    # Pages also appear on mapped vendor hosts (errors there): assets and links name the proxy's
+    # own host, so they never reach the vendor.
+    ctx.setdefault("own", _public(svc.config, ""))
+    html = svc.templates.get_template(template).render(**ctx)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def message_page(
+    request: web.Request, kind: str, *, links: list[dict[str, str]] | None = None, **fmt: Any
+) -> web.Response:
+    m = shown(kind, fmt)  # a blank the caller did not fill gets a default, never a KeyError
+    svc = request.app[SERVICES]
+    if links is None:
+        links = [{"href": _public(svc.config, "/menu"), "text": UI["back_to_menu"]}]
+    resp = render(
+        request,
+        "message.html",
+        status=m.status,
+        message=m,
+        links=links,
+        signed_in=False,
+        code=f"{kind} ({m.status})",  # lets help-desk staff tell which case the patron saw
+    )
+    # On a vendor host the own-page headers are not added by `dispatch`; an error page there must
+    # not be cached either, and may use only the proxy's own assets.
+    own = _public(svc.config, "")
+    for name, value in OWN_PAGE_HEADERS.items():
+        resp.headers.setdefault(name, value.replace("'self'", f"'self' {own}"))
+    if m.status == 503:
+        resp.headers["Retry-After"] = "60"
+    return resp
+
+
+def _session_cookie(request: web.Request) -> str | None:
+    return request.cookies.get(request.app[SERVICES].config.server.cookie_name)
+
+
+def _set_session_cookie(resp: web.StreamResponse, config: Config, value: str) -> None:
+    resp.set_cookie(
+        config.server.cookie_name,
+        value,
+        domain=config.public[1],
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=_cookie_secure(config),
+    )
+
+
+def _clear_session_cookie(resp: web.StreamResponse, config: Config) -> None:
+    resp.del_cookie(config.server.cookie_name, domain=config.public[1], path="/")
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICES]
+    url = request.query.get("url", "")[:4096]
+    sid = _session_cookie(request)
+    session = await svc.sessions.load(sid)
+    if session is not None:
+        # Already signed in: go straight on, as EZproxy does for login?url=.
+        raise web.HTTPSeeOther(safe_target(url, svc.hosts) or _public(svc.config, "/menu"))
+    if not sid:
+        return _login_page(request, url=url)
+    # A session cookie the store no longer knows: the session ended (idle or lifetime) while the
+    # patron was away — logout deletes the cookie. Say so once, then drop the dead cookie.
+    resp = _login_page(request, url=url, notice=MESSAGES["session_expired"])
+    _clear_session_cookie(resp, svc.config)
+    return resp
+
+
+def _login_page(
+    request: web.Request,
+    *,
+    url: str,
+    problem: Message | None = None,
+    notice: Message | None = None,
+    username: str = "",
+    status: int = 200,
+) -> web.Response:
+    svc = request.app[SERVICES]
+    token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    resp = render(
+        request,
+        "login.html",
+        status=status,
+        csrf=token,
+        url=url,
+        problem=problem,
+        notice=notice,
+        username=username[:64],  # the patron's own card number, so only the PIN is retyped
+        signed_in=False,
+    )
+    # The form's answer is a redirect to the starting point on a mapped vendor host, and browsers
+    # hold redirects after a form post to `form-action` too: 'self' alone would stop the patron.
+    scheme, host, port = svc.config.public
+    mapped = f"{scheme}://*.{host}" + (f":{port}" if port else "")
+    resp.headers["Content-Security-Policy"] = OWN_PAGE_HEADERS["Content-Security-Policy"].replace(
+        "form-action 'self'", f"form-action 'self' {mapped}"
+    )
+    resp.set_cookie(
+        CSRF_COOKIE,
+        token,
+        path="/login",
+        httponly=True,
+        samesite="Strict",
+        secure=_cookie_secure(svc.config),
+    )
+    return resp
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICES]
+    if request.content_length is None or request.content_length > MAX_LOGIN_BODY:
+        return message_page(request, "bad_request")
+    form = await request.post()
+    username = str(form.get("username", "")).strip()
+    password = str(form.get("password", ""))
+    url = str(form.get("url", ""))[:4096]
+    sent_token = str(form.get("csrf", ""))
+    cookie_token = request.cookies.get(CSRF_COOKIE, "")
+    if not cookie_token or not hmac.compare_digest(sent_token.encode(), cookie_token.encode()):
+        return message_page(request, "csrf", links=[{"href": "/login", "text": UI["sign_in"]}])
+    for gate in svc.hooks.login_gates:
+        refused = await gate(request, username)
+        if refused is not None:
+            return refused
+    try:
+        patron = await svc.directory.authenticate(username, password)
+    except BadCredentials:
+        return await _login_failed(request, "bad_credentials", username, url)
+    except NotEligible:
+        return await _login_failed(request, "not_eligible", username, url)
+    except DirectoryUnavailable:
+        return await _login_failed(request, "directory_unavailable", username, url)
+    finally:
+        del password
+    old = _session_cookie(request)
+    if old:
+        # Never carry a pre-login id into the new session (fixation).
+        await svc.sessions.end(old)
+        svc.signer.forget(storage_key(old))
+    session = await svc.sessions.start(patron_key=patron.key, databases=patron.databases)
+    svc.metrics.logins.labels("success").inc()
+    for hook in svc.hooks.login_outcome:
+        hook("success")
+    log.info("login", outcome="success")
+    target = safe_target(url, svc.hosts) or _public(svc.config, "/menu")
+    resp = web.HTTPSeeOther(target)
+    _set_session_cookie(resp, svc.config, session.id)
+    resp.del_cookie(CSRF_COOKIE, path="/login")
+    raise resp
+
+
+async def _login_failed(
+    request: web.Request, outcome: str, username: str, url: str
+) -> web.Response:
+    svc = request.app[SERVICES]
+    svc.metrics.logins.labels(outcome).inc()
+    log.info("login", outcome=outcome)
+    for failed in svc.hooks.login_failed:
+        await failed(request, username, outcome)
+    for note in svc.hooks.login_outcome:
+        note(outcome)
+    m = MESSAGES[outcome]
+    resp = _login_page(request, url=url, problem=m, username=username, status=m.status)
+    if m.status == 503:
+        resp.headers["Retry-After"] = "60"
+    return resp
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICES]
+    sid = _session_cookie(request)
+    if sid:
+        await svc.sessions.end(sid)
+        svc.signer.forget(storage_key(sid))
+        log.info("logout")
+    resp = render(
+        request,
+        "message.html",
+        message=Message(
+            200, UI["signed_out_heading"], UI["signed_out_text"], UI["signed_out_action"]
+        ),
+        links=[{"href": "/login", "text": UI["sign_in_again"]}],
+        signed_in=False,
+    )
+    _clear_session_cookie(resp, svc.config)
+    return resp
+
+
+async def _require_session(request: web.Request) -> Session:
+    svc = request.app[SERVICES]
+    session = await svc.sessions.load(_session_cookie(request))
+    if session is None:
+        raise web.HTTPFound("/login")
+    return session
+
+
+async def menu(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICES]
+    session = await _require_session(request)
+    await svc.sessions.touch(session)  # looking at the menu is using the session
+    q = request.query.get("q", "").strip()[:100]
+    # Every database is on the page; the ones the filter leaves out are `hidden`, which works
+    # without JavaScript, and menu.js can show them again as the patron edits the filter.
+    groups: dict[str, dict[str, Any]] = {}
+    shown_count = total = 0
+    for v in sorted(svc.config.vendors, key=lambda v: v.title.lower()):
+        if v.id not in session.databases:
+            continue
+        text = f"{v.title} {v.description}".lower()
+        show = q.lower() in text
+        letter = v.title[:1].upper()
+        group = groups.setdefault(
+            letter if letter.isalpha() else "#",
+            {"letter": letter if letter.isalpha() else "#", "items": [], "shown": False},
+        )
+        href = safe_target(v.start, svc.hosts) or "#"
+        group["items"].append(
+            {
+                "title": v.title,
+                "description": v.description,
+                "href": href,
+                "text": text,
+                "shown": show,
+            }
+        )
+        group["shown"] = group["shown"] or show
+        total += 1
+        shown_count += show
+    idle_s = svc.config.session.idle_timeout_s
+    warn_s = min(120, idle_s // 2)  # WCAG 2.2.1 asks for at least 20 s to react
+    warn_minutes = max(1, round(warn_s / 60))
+    return render(
+        request,
+        "menu.html",
+        groups=[groups[k] for k in sorted(groups)],
+        q=q,
+        shown=shown_count,
+        total=total,
+        csrf=session.csrf,
+        signed_in=True,
+        expiry_text=UI["expiry_warning"].format(minutes=idle_s // 60),
+        warn_s=warn_s,
+        left_s=int(_time_left(svc, session)["left_s"]),
+        timeout_text=UI["timeout_text"].format(minutes=warn_minutes),
+        timeout_final=UI["timeout_final"].format(minutes=warn_minutes),
+    )
+
+
+def _time_left(svc: Services, session: Session) -> dict[str, Any]:
+    now = time.time()
+    idle_left = svc.sessions.idle_timeout_s - (now - session.last_seen)
+    life_left = svc.sessions.lifetime_s - (now - session.created)
+    return {
+        "signed_in": True,
+        "left_s": max(0, int(min(idle_left, life_left))),
+        # Past this point only the absolute lifetime is left, which no activity extends.
+        "extendable": idle_left < life_left,
+    }
+
+
+async def session_time(request: web.Request) -> web.StreamResponse:
+    """GET: how long the session has left (no effect). POST: count as use, then the same.
+
+    For the menu's time-out warning (menu.js); the POST needs the session's CSRF token.
+    """
+    svc = request.app[SERVICES]
+    session = await svc.sessions.load(_session_cookie(request))
+    if session is None:
+        return web.json_response({"signed_in": False}, status=401)
+    if request.method == "POST":
+        sent = request.headers.get("X-CSRF-Token", "")
+        if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+            return web.json_response({"signed_in": True, "error": "csrf"}, status=403)
+        await svc.sessions.save(session)
+    return web.json_response(_time_left(svc, session))
+
+
+async def privacy_page(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICES]
+    rows = []
+    for v in sorted(svc.config.vendors, key=lambda v: v.title.lower()):
+        adapter = svc.upstream.adapters[v.id]
+        c = v.contract
+        rows.append(
+            {
+                "title": v.title,
+                "disclosure": adapter.disclosure(),
+                "policy": c.privacy_policy_url,
+                "reviewed": c.reviewed.isoformat() if c.reviewed else "",
+                "expires": c.expires.isoformat() if c.expires else "",
+            }
+        )
+    try:
+        session = await svc.sessions.load(_session_cookie(request))
+    except StoreUnavailable:
+        session = None  # the privacy notice needs no session; show it signed out
+    return render(
+        request,
+        "privacy.html",
+        vendors=rows,
+        signed_in=session is not None,
+        csrf=session.csrf if session else "",
+    )
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/menu")
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICES]
+    name = request.match_info["name"]
+    if "/" in name or name.startswith("."):
+        raise web.HTTPNotFound()
+    for folder in (svc.config.resolve("web/static"), WEB_DIR / "static"):
+        path = folder / name
+        if path.is_file():
+            resp = web.FileResponse(path)
+            resp.headers["Cache-Control"] = "public, max-age=86400"
+            return resp
+    raise web.HTTPNotFound()
