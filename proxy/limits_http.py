@@ -77,6 +77,9 @@ def server_limits(config: Config) -> dict[str, Any]:
         "max_field_size": limits.max_header_size,
         "max_headers": limits.max_headers,
         "keepalive_timeout": limits.header_timeout_s,
+        # How long an unread request body (after a refusal) is drained before the connection
+        # closes; aiohttp's 10 s default would let a trickling client hold the slot that long.
+        "lingering_time": 2.0,
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -597,3 +598,26 @@ async def test_chunked_upload_without_length_is_refused_before_the_vendor(setup:
     )
     assert status == 411 and closed
     assert setup.vendor.requests == []
+
+
+async def test_login_body_trickled_slowly_is_cut_off(setup: Setup) -> None:
+    """A sign-in body that never arrives in full is dropped after the login body timeout."""
+    from proxy.web import pages
+
+    original = pages.LOGIN_BODY_TIMEOUT_S
+    pages.LOGIN_BODY_TIMEOUT_S = 0.5
+    try:
+        started = time.monotonic()
+        status, closed, _ = await raw_exchange(
+            setup.driver.port,
+            (
+                f"POST /login HTTP/1.1\r\nHost: {setup.driver.public}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\nusername=2"
+            ).encode(),
+            timeout=6,
+        )
+        assert status == 400 and closed
+        assert time.monotonic() - started < 5  # 0.5 s body timeout + 2 s lingering, with slack
+        assert await setup.sessions() == 0 and setup.vendors_untouched
+    finally:
+        pages.LOGIN_BODY_TIMEOUT_S = original

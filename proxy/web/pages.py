@@ -3,6 +3,7 @@ static files; and `message_page`, the page for every problem the proxy reports."
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import time
@@ -28,6 +29,7 @@ from proxy.web.messages import LANG, MESSAGES, UI, Message, shown
 WEB_DIR = Path(__file__).parent
 CSRF_COOKIE = "weston_csrf"
 MAX_LOGIN_BODY = 8 * 1024
+LOGIN_BODY_TIMEOUT_S = 10.0
 log = get_logger("proxy.pages")
 
 
@@ -156,7 +158,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     if request.content_length is None or request.content_length > MAX_LOGIN_BODY:
         return message_page(request, "bad_request")
-    form = await request.post()
+    try:
+        # A sign-in form is a few hundred bytes: a client that trickles it is holding a slot open.
+        form = await asyncio.wait_for(request.post(), LOGIN_BODY_TIMEOUT_S)
+    except TimeoutError:
+        refused = message_page(request, "bad_request")
+        refused.force_close()
+        return refused
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     url = str(form.get("url", ""))[:4096]
