@@ -173,9 +173,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if not cookie_token or not hmac.compare_digest(sent_token.encode(), cookie_token.encode()):
         return message_page(request, "csrf", links=[{"href": "/login", "text": UI["sign_in"]}])
     for gate in svc.hooks.login_gates:
-        refused = await gate(request, username)
-        if refused is not None:
-            return refused
+        gated = await gate(request, username)
+        if gated is not None:
+            return gated
     try:
         patron = await svc.directory.authenticate(username, password)
     except BadCredentials:
