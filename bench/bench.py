@@ -463,7 +463,7 @@ def login_lua(path: Path, public: str, csrf: str) -> None:
     )
 
 
-def login_bench(work: Path, seconds: int, conns: int = 8) -> dict[str, float]:
+def login_bench(work: Path, seconds: int, conns: int = 8, pool_size: int = 4) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     from tests.fixtures_ldap import start_slapd, write_bind_password
 
@@ -478,6 +478,7 @@ def login_bench(work: Path, seconds: int, conns: int = 8) -> dict[str, float]:
         directory = (
             f'kind = "ldap"\nurls = ["{slapd.url}"]\nbind_dn = "{slapd.bind_dn}"\nbind_password_file = "bind"\n'
             f'base_dn = "{slapd.patrons_base}"\neligible_filter = "(!(description=expired))"\ntimeout_s = 3\n'
+            f"pool_size = {pool_size}\n"
         )
         cfg = write_proxy_config(
             root, port=port, origin_port=free_port(), directory=directory, store='store = "memory"'
@@ -501,6 +502,7 @@ def login_bench(work: Path, seconds: int, conns: int = 8) -> dict[str, float]:
                 "p99_ms": run.p99_ms,
                 "errors": run.errors,
                 "connections": conns,
+                "ldap_pool_size": pool_size,
                 "wrk_cpu": run.wrk_cpu,
                 "machine_idle": run.idle,
             }

@@ -1,6 +1,7 @@
 """Profile the proxy under wrk load with py-spy: where one worker spends its time per request kind.
 
     python -m bench.profile pass      # 30 KB pass-through with the signed assertion
+    python -m bench.profile pass1m    # the 1 MB page passed through
     python -m bench.profile rewrite   # 30 KB HTML page through the rewriter
     python -m bench.profile rewrite1m # the 1 MB HTML page through the rewriter
 
@@ -35,7 +36,12 @@ from bench.bench import (
     wrk,
 )
 
-PATHS = {"pass": "/pass/page30k.dat", "rewrite": "/page30k.html", "rewrite1m": "/page1m.html"}
+PATHS = {
+    "pass": "/pass/page30k.dat",
+    "pass1m": "/pass/page1m.dat",
+    "rewrite": "/page30k.html",
+    "rewrite1m": "/page1m.html",
+}
 
 
 def top(raw: Path, n: int = 25) -> str:
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             "Accept-Encoding": "identity",
         }
         url = f"http://127.0.0.1:{proxy_port}{PATHS[args.kind]}"
-        expect = page30 if args.kind == "pass" else None
+        expect = {"pass": page30, "pass1m": page1m}.get(args.kind)
         preflight(args.kind, url, hdr, expect)
         out_dir = ROOT / "bench" / "results"
         out_dir.mkdir(exist_ok=True)

