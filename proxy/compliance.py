@@ -1,9 +1,10 @@
-"""Check each vendor's contract entry, configuration and saved start page against the library's terms.
+"""Check each vendor's contract entry and configuration against the library's terms.
 
-The library-wide terms live in `[compliance]` of proxy.toml (`ComplianceSettings`); every check
-yields a `Check` with a stable id, a severity, a result and the evidence a staff member can verify.
-Page checks read a saved copy of a vendor's start page (no network) and the shipped tracker list.
-Transmission checks (`--live`) are in `proxy.compliance_live`, renderers in `proxy.compliance_report`.
+The terms are `[compliance]` of proxy.toml (proxy.compliance_settings); every check yields a
+`Check` (proxy.compliance_model) with a stable id, a severity, a result and the evidence a staff
+member can verify. This module is also the one place callers import compliance from: it
+re-exports the settings, the report model and the saved-page checks (proxy.compliance_pages).
+Transmission checks (`--live`) are in proxy.compliance_live, renderers in proxy.compliance_report.
 Only checks with severity "critical" and result "fail" make a vendor (and the run) fail; an
 "unknown" is reported for a human to look at, never silently counted as a pass.
 """
@@ -13,152 +14,62 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
-from importlib import resources
-from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-from proxy.config import Config, VendorConfig, doc, read_table
-from proxy.errors import Problem
-from proxy.hosts import is_valid_hostname
-
-CRITICAL, WARNING, INFO = "critical", "warning", "info"
-PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
-CLAUSES = (
-    "no_sale_of_data",
-    "breach_notice_days",
-    "law_enforcement_notice",
-    "subprocessors_bound",
-    "deletion_at_termination",
+from proxy.compliance_model import (
+    CRITICAL,
+    FAIL,
+    INFO,
+    PASS,
+    UNKNOWN,
+    WARNING,
+    Check,
+    Report,
+    VendorReport,
 )
-# Words that name a patron attribute in templates, whatever the directory calls them.
-PATRON_WORDS = (
-    "uid", "user", "username", "userid", "login", "mail", "email", "cn", "sn", "givenname",
-    "name", "displayname", "barcode", "card", "cardnumber", "pin", "password", "phone",
-    "telephonenumber", "mobile", "address", "postaladdress", "street", "employeenumber",
-    "employeetype", "patron", "patronid", "dn", "ip", "clientip", "remote_addr", "remoteaddr",
-    "group", "groups", "memberof", "entryuuid", "birthdate", "dob",
-)  # fmt: skip
+from proxy.compliance_pages import (
+    PageSource,
+    check_page,
+    load_trackers,
+    page_third_parties,
+    read_page,
+    tracker_for,
+)
+from proxy.compliance_settings import (
+    CLAUSES,
+    PATRON_WORDS,
+    ComplianceSettings,
+    check_compliance_settings,
+    compliance_settings,
+)
+from proxy.config import Config, VendorConfig
 
-
-@dataclass(frozen=True)
-class ComplianceSettings:
-    """`[compliance]` in proxy.toml: the library's terms every vendor is checked against."""
-
-    max_retention_days: int = doc("longest usage-data retention a contract may allow", 90)
-    max_months_since_review: int = doc("a contract must have been reviewed within this", 12)
-    warn_days_before_expiry: int = doc("warn this many days before a contract ends", 60)
-    max_breach_notice_days: int = doc("longest breach notice period a contract may allow", 30)
-    required_clauses: tuple[str, ...] = doc("contract clauses the library requires", CLAUSES)
-    patron_attributes: tuple[str, ...] = doc(
-        "further directory attribute names that must never appear in vendor settings", ()
-    )
-
-
-def _section(config: Config, problems: list[Problem]) -> ComplianceSettings | None:
-    return read_table(
-        ComplianceSettings,
-        config.extra.get("compliance", {}),
-        str(config.path),
-        "compliance.",
-        problems,
-    )
-
-
-def check_compliance_settings(config: Config, problems: list[Problem]) -> None:
-    """Append a Problem for every wrong key or value of `[compliance]` (a CONFIG_CHECKS entry)."""
-    s = _section(config, problems)
-    if s is None:
-        return
-    file = str(config.path)
-    for key in (
-        "max_retention_days",
-        "max_months_since_review",
-        "warn_days_before_expiry",
-        "max_breach_notice_days",
-    ):
-        if getattr(s, key) < 0:
-            problems.append(Problem(file, f"compliance.{key}", "must not be negative"))
-    for i, clause in enumerate(s.required_clauses):
-        if clause not in CLAUSES:
-            problems.append(
-                Problem(
-                    file,
-                    f"compliance.required_clauses[{i}]",
-                    f"unknown clause {clause!r}; valid choices: {', '.join(CLAUSES)}",
-                )
-            )
-
-
-def compliance_settings(config: Config) -> ComplianceSettings:
-    """The `[compliance]` settings with defaults filled in (the loader has already checked them)."""
-    return _section(config, []) or ComplianceSettings()
-
-
-# --------------------------------------------------------------------------- report model
-
-
-@dataclass(frozen=True)
-class Check:
-    """One finding: what was checked, how much it matters, the outcome and what shows it."""
-
-    id: str
-    severity: str
-    result: str
-    message: str
-    evidence: str = ""
-
-    @property
-    def blocking(self) -> bool:
-        return self.severity == CRITICAL and self.result == FAIL
-
-
-@dataclass
-class VendorReport:
-    id: str
-    title: str
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not any(c.blocking for c in self.checks)
-
-
-@dataclass
-class Report:
-    generated: dt.datetime
-    vendors: list[VendorReport] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return all(v.passed for v in self.vendors)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The documented JSON shape; nothing more, so consumers can rely on it."""
-        return {
-            "passed": self.passed,
-            "generated": self.generated.isoformat(timespec="seconds"),
-            "vendors": [
-                {
-                    "id": v.id,
-                    "title": v.title,
-                    "passed": v.passed,
-                    "checks": [
-                        {
-                            "id": c.id,
-                            "severity": c.severity,
-                            "result": c.result,
-                            "message": c.message,
-                            "evidence": c.evidence,
-                        }
-                        for c in v.checks
-                    ],
-                }
-                for v in self.vendors
-            ],
-        }
+__all__ = [
+    "CLAUSES",
+    "CRITICAL",
+    "FAIL",
+    "INFO",
+    "PASS",
+    "PATRON_WORDS",
+    "UNKNOWN",
+    "WARNING",
+    "Check",
+    "ComplianceSettings",
+    "PageSource",
+    "Report",
+    "VendorReport",
+    "check_all",
+    "check_compliance_settings",
+    "check_configuration",
+    "check_contract",
+    "check_page",
+    "check_vendor",
+    "compliance_settings",
+    "load_trackers",
+    "page_third_parties",
+    "read_page",
+    "tracker_for",
+]
 
 
 # --------------------------------------------------------------------------- contract checks
@@ -435,157 +346,3 @@ def check_all(
     return Report(
         generated=now, vendors=[check_vendor(v, config, settings, today=day) for v in vendors]
     )
-
-
-# --------------------------------------------------------------------------- vendor page checks
-
-
-@dataclass(frozen=True)
-class PageSource:
-    """A vendor start page: HTML, plus its Set-Cookie headers when it was saved with them."""
-
-    name: str
-    html: bytes
-    set_cookies: tuple[str, ...] | None  # None: saved without headers, so cookies are unknown
-
-
-def read_page(path: Path) -> PageSource:
-    """A saved page: plain HTML, or a whole HTTP response (`curl -i`) whose headers are kept."""
-    data = path.read_bytes()
-    if not data.startswith(b"HTTP/"):
-        return PageSource(path.name, data, None)
-    head, _, body = data.replace(b"\r\n", b"\n").partition(b"\n\n")
-    cookies = tuple(
-        line.split(b":", 1)[1].strip().decode("latin-1")
-        for line in head.split(b"\n")[1:]
-        if line.lower().startswith(b"set-cookie:")
-    )
-    return PageSource(path.name, body, cookies)
-
-
-def load_trackers() -> tuple[str, ...]:
-    """The shipped tracker host list (proxy/data/trackers.txt)."""
-    text = (resources.files("proxy") / "data" / "trackers.txt").read_text(encoding="utf-8")
-    lines = (line.split("#", 1)[0].strip().lower() for line in text.splitlines())
-    return tuple(line for line in lines if line)
-
-
-def tracker_for(host: str, trackers: Iterable[str]) -> str | None:
-    """The tracker list entry that covers `host` (the host itself or a parent domain), if any."""
-    return next((t for t in trackers if host == t or host.endswith("." + t)), None)
-
-
-class _Scripts(HTMLParser):
-    """Inline script text, where trackers are usually loaded from rather than from attributes."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.texts: list[str] = []
-        self._inside = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._inside = tag == "script"
-
-    def handle_endtag(self, tag: str) -> None:
-        self._inside = False
-
-    def handle_data(self, data: str) -> None:
-        if self._inside:
-            self.texts.append(data)
-
-
-_URL_IN_SCRIPT = re.compile(r"""["'`](?:https?:)?//([a-z0-9][a-z0-9.-]*\.[a-z]{2,})""", re.I)
-_COOKIE_WRITE = re.compile(r"""document\.cookie\s*=\s*(?:(["'`])(.*?)\1|([^;\n]+))""")
-
-
-def page_third_parties(config: Config, html: bytes) -> list[str]:
-    """Hosts outside the proxy that the page would load or link, from markup and inline scripts."""
-    from proxy.rewrite import Rewriter
-
-    hosts = set(Rewriter.from_config(config).third_party_hosts(html))
-    host_map = config.host_map()
-    parser = _Scripts()
-    parser.feed(html.decode("utf-8", "replace"))
-    for text in parser.texts:
-        for m in _URL_IN_SCRIPT.finditer(text):
-            host = m.group(1).lower().rstrip(".")
-            ours = host == host_map.public_host or host.endswith("." + host_map.public_host)
-            if is_valid_hostname(host) and not ours and host_map.vendor_for_host(host) is None:
-                hosts.add(host)
-    return sorted(hosts)
-
-
-def _lifetime(attributes: str) -> str | None:
-    """`max-age=…`/`expires=…` of a cookie string, as words; None for a session cookie."""
-    m = re.search(r"max-age\s*=\s*(-?\d+)", attributes, re.I)
-    if m:
-        seconds = int(m.group(1))
-        return f"{seconds // 86400} days" if seconds >= 86400 else f"{seconds} s"
-    m = re.search(r"expires\s*=\s*([^;]+)", attributes, re.I)
-    return f"until {m.group(1).strip()}" if m else None
-
-
-def _script_cookies(html: bytes) -> list[tuple[str, str | None]]:
-    parser = _Scripts()
-    parser.feed(html.decode("utf-8", "replace"))
-    found = []
-    for text in parser.texts:
-        for m in _COOKIE_WRITE.finditer(text):
-            literal = m.group(2)
-            if literal is None:
-                found.append(("(computed)", _lifetime(m.group(3))))
-            else:
-                found.append((literal.split("=", 1)[0].strip() or "(unnamed)", _lifetime(literal)))
-    return found
-
-
-def check_page(
-    v: VendorConfig, config: Config, page: PageSource, trackers: Iterable[str]
-) -> list[Check]:
-    """What a vendor start page would load and set in the patron's browser, and what the shield stops."""
-    trackers = tuple(trackers)
-    shield = v.third_party != "allow"
-    fate = "blocked by the tracker shield" if shield else "would load (shield off)"
-    hosts = page_third_parties(config, page.html)
-    known = [(h, t) for h in hosts if (t := tracker_for(h, trackers))]
-    source = f"page {page.name}"
-    checks = [
-        Check(
-            "page.third_party",
-            WARNING,
-            FAIL if hosts and not shield else PASS,
-            f"The page refers to {len(hosts)} third-party host(s); "
-            + ("the shield blocks them." if shield else "they would load in the patron's browser.")
-            if hosts
-            else "The page loads nothing from third parties.",
-            "; ".join(f"{h}: {fate}" for h in hosts) or source,
-        ),
-        Check(
-            "page.trackers",
-            CRITICAL,
-            FAIL if known and not shield else PASS,
-            (
-                f"Known tracker(s) on the page: {', '.join(h for h, _ in known)}; "
-                + ("blocked by the tracker shield." if shield else "they would load.")
-            )
-            if known
-            else "No known tracker on the page.",
-            "; ".join(f"{h} (listed as {t}): {fate}" for h, t in known)
-            or f"{source}; {len(trackers)} tracker hosts checked",
-        ),
-    ]
-    script = _script_cookies(page.html)
-    persistent = [f"{n} ({life}, set by script)" for n, life in script if life]
-    described = [f"{n} ({life or 'session'}, set by script in the browser)" for n, life in script]
-    for header in page.set_cookies or ():
-        name = header.split("=", 1)[0].strip()
-        life = _lifetime(header) or "session"
-        described.append(f"{name} ({life}, Set-Cookie: kept in the proxy's session jar)")
-    if persistent:
-        result, message = FAIL, "The page's scripts store lasting cookies in the patron's browser."
-    elif page.set_cookies is None:
-        result, message = UNKNOWN, "A page saved without headers cannot show its Set-Cookie."
-    else:
-        result, message = PASS, "The page sets no lasting cookie in the patron's browser."
-    checks.append(Check("page.cookies", WARNING, result, message, "; ".join(described) or source))
-    return checks

@@ -4,28 +4,13 @@ Periods. A report covers whole fixed periods only: with period=day, today (UTC) 
 is still running; with period=month, a month is left out if it is still running or if --from/--to
 cut it. The report header lists what was left out.
 
-Suppression rule (each metric is its own table: vendors by periods, plus a total column per vendor,
-a total row over vendors, and the grand total, all computed from the true counts):
-
-Hidden cells all read "[c]" (null in JSON), whether small or hidden to protect a small one.
-
-1. Primary: every cell, total included, whose count is between 1 and min_cell - 1 is suppressed.
-   Zero is published: it says nothing about any one patron.
-2. Complementary: take the table with its totals as a graph — one node per row (the total row too),
-   one per column (the total column too), and one edge per suppressed cell between its row and its
-   column. Each row and each column is one equation (cells = total), so the published numbers fix
-   the sum of the suppressed cells at every node. A suppressed value can be worked out exactly, by
-   subtraction or by any linear combination of rows and columns, if and only if its edge is a
-   bridge of that graph (lies on no cycle): a cycle's edges can be shifted by +t/-t alternately
-   without changing any row or column sum. So while the graph has a bridge (row, col), we suppress
-   the cheapest path from row to col that avoids the bridge — Dijkstra over all cells, where an
-   already suppressed cell costs 0, a published cell costs its value (hide as little as possible)
-   and a zero costs a great deal (a zero on a cycle would bound its neighbours: with a suppressed
-   1 opposite, the pair could be pinned). The rule "a row or column never has exactly one
-   suppressed cell" is the special case of a node with one edge; it alone is not enough (two
-   suppressed rectangles joined by one shared row and column still leak the joining cell).
-3. Derived figures (all downloads, COUNTER Investigations) are sums of suppressed tables: a derived
-   cell is shown only if every part is shown, so it never adds an equation that was not public.
+Suppression. Each metric is its own table: vendors by periods, plus a total column per vendor, a
+total row over vendors, and the grand total, all computed from the true counts. Which cells of it
+are hidden (small ones, and enough others that no small one can be worked out) is decided by
+`proxy.stats_suppression.protect`; hidden cells all read "[c]" (null in JSON), whether small or
+hidden to protect a small one. Derived figures (all downloads, COUNTER Investigations) are sums of
+suppressed tables: a derived cell is shown only if every part is shown, so it never adds an
+equation that was not public.
 
 What this does not cover, on purpose: bounds reasoning (a suppressed cell is at least 1 and below
 min_cell) can narrow a value to a range, and two reports over different ranges or periods (a
@@ -36,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import heapq
 import io
 import json
 import sqlite3
@@ -48,22 +32,13 @@ from typing import Any, TextIO
 from redis.exceptions import RedisError
 
 from proxy.config import Config
-from proxy.stats import (
-    DOWNLOAD_METRICS,
-    METRICS,
-    REQUESTS,
-    SEARCHES,
-    Row,
-    redis_password,
-    redis_rows_sync,
-    sqlite_rows,
-    stats_settings,
-)
+from proxy.stats import DOWNLOAD_METRICS, METRICS, REQUESTS, SEARCHES, stats_settings
+from proxy.stats_store import Row, redis_password, redis_rows_sync, sqlite_rows
+from proxy.stats_suppression import protect
 
 TOTAL = "total"  # period key of a vendor's total over the report's periods
 ALL_VENDORS = "*"  # vendor key of the total over vendors
 FORMATS = ("text", "csv", "json", "counter")
-_ZERO_COST = 10**15  # hide a zero only when nothing else closes the cycle
 
 
 @dataclass(frozen=True)
@@ -98,119 +73,6 @@ class Report:
         """The sum of several metrics, shown only if every part is shown."""
         parts = [self.cell(m, vendor, period).value for m in metrics]
         return Cell(None) if None in parts else Cell(sum(p or 0 for p in parts))
-
-
-# --------------------------------------------------------------------------- suppression
-
-
-def protect(grid: Sequence[Sequence[int]], min_cell: int) -> set[tuple[int, int]]:
-    """Which cells of `grid` to suppress; its last row and last column are the totals."""
-    n_rows, n_cols = len(grid), len(grid[0])
-    hidden = {(i, j) for i in range(n_rows) for j in range(n_cols) if 0 < grid[i][j] < min_cell}
-    while bridges := _bridges(hidden, n_rows, n_cols):
-        for edge in bridges:
-            if _is_bridge(edge, hidden):
-                hidden |= _cheapest_cycle(edge, hidden, grid)
-    return hidden
-
-
-def _adjacency(hidden: Iterable[tuple[int, int]]) -> dict[tuple[str, int], list[tuple[str, int]]]:
-    adj: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
-    for i, j in hidden:
-        adj[("r", i)].append(("c", j))
-        adj[("c", j)].append(("r", i))
-    return adj
-
-
-def _bridges(hidden: set[tuple[int, int]], n_rows: int, n_cols: int) -> list[tuple[int, int]]:
-    """Tarjan's bridge search, iterative (tables can be larger than the recursion limit)."""
-    adj = _adjacency(sorted(hidden))
-    order: dict[tuple[str, int], int] = {}
-    low: dict[tuple[str, int], int] = {}
-    found: list[tuple[int, int]] = []
-    for root in sorted(adj):
-        if root in order:
-            continue
-        order[root] = low[root] = len(order)
-        stack = [(root, (("", -1)), iter(adj[root]))]
-        while stack:
-            node, parent, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                if stack:
-                    up = stack[-1][0]
-                    low[up] = min(low[up], low[node])
-                    if low[node] > order[up]:
-                        r, c = (up, node) if up[0] == "r" else (node, up)
-                        found.append((r[1], c[1]))
-                continue
-            if child == parent:  # a simple graph: one edge per (row, column) pair
-                continue
-            if child in order:
-                low[node] = min(low[node], order[child])
-            else:
-                order[child] = low[child] = len(order)
-                stack.append((child, node, iter(adj[child])))
-    return sorted(found)
-
-
-def _is_bridge(edge: tuple[int, int], hidden: set[tuple[int, int]]) -> bool:
-    """Is `edge` still on no cycle (an earlier repair in the same pass may have fixed it)?"""
-    adj = _adjacency(hidden - {edge})
-    start, goal = ("r", edge[0]), ("c", edge[1])
-    seen, todo = {start}, [start]
-    while todo:
-        node = todo.pop()
-        if node == goal:
-            return False
-        for nxt in adj.get(node, ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return True
-
-
-def _cheapest_cycle(
-    edge: tuple[int, int], hidden: set[tuple[int, int]], grid: Sequence[Sequence[int]]
-) -> set[tuple[int, int]]:
-    """Cells of the cheapest row→column path avoiding `edge`; with it they make a cycle."""
-
-    def cost(i: int, j: int) -> int:
-        if (i, j) in hidden:
-            return 0
-        return grid[i][j] if grid[i][j] > 0 else _ZERO_COST
-
-    n_rows, n_cols = len(grid), len(grid[0])
-    start, goal = ("r", edge[0]), ("c", edge[1])
-    best: dict[tuple[str, int], int] = {start: 0}
-    back: dict[tuple[str, int], tuple[str, int]] = {}
-    heap = [(0, start)]
-    while heap:
-        d, node = heapq.heappop(heap)
-        if node == goal:
-            break
-        if d > best[node]:
-            continue
-        side, k = node
-        others = (
-            [("c", j) for j in range(n_cols)] if side == "r" else [("r", i) for i in range(n_rows)]
-        )
-        for nxt in others:
-            i, j = (k, nxt[1]) if side == "r" else (nxt[1], k)
-            if (i, j) == edge:
-                continue
-            nd = d + cost(i, j)
-            if nd < best.get(nxt, nd + 1):
-                best[nxt], back[nxt] = nd, node
-                heapq.heappush(heap, (nd, nxt))
-    path: set[tuple[int, int]] = set()
-    node = goal
-    while node != start:
-        prev = back[node]
-        path.add((prev[1], node[1]) if prev[0] == "r" else (node[1], prev[1]))
-        node = prev
-    return path
 
 
 # --------------------------------------------------------------------------- periods

@@ -38,6 +38,7 @@ from aiohttp import web
 from proxy.client_ip import Network, client_address, parse_networks
 from proxy.config import Config, doc, read_table
 from proxy.errors import ConfigError, Problem
+from proxy.hook_plug import plugged
 from proxy.limits_http import HttpLimits, check_http_limits
 from proxy.logs import get_logger
 from proxy.sessions import SessionStore
@@ -228,12 +229,9 @@ async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
         throttle_settings(svc.config),
         parse_networks(svc.config.server.trusted_proxies),
     )
-    svc.hooks.login_gates.append(throttle.gate)
-    svc.hooks.login_failed.append(throttle.failed)
-    svc.hooks.reloaded.append(throttle.reloaded)
-    try:
+    with plugged(
+        (svc.hooks.login_gates, throttle.gate),
+        (svc.hooks.login_failed, throttle.failed),
+        (svc.hooks.reloaded, throttle.reloaded),
+    ):
         yield
-    finally:
-        svc.hooks.login_gates.remove(throttle.gate)
-        svc.hooks.login_failed.remove(throttle.failed)
-        svc.hooks.reloaded.remove(throttle.reloaded)

@@ -41,6 +41,7 @@ from aiohttp import web
 from proxy.config import Limits, VendorConfig
 from proxy.errors import StoreUnavailable
 from proxy.forward import Observation
+from proxy.hook_plug import plugged
 from proxy.logs import get_logger
 from proxy.sessions import Session, storage_key
 from proxy.stats import download_metric
@@ -227,11 +228,8 @@ class UsageLimits:
 async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
     """Plug usage limits into the proxying flow (cleanup_ctx style)."""
     limits = UsageLimits(svc)
-    svc.hooks.gates.append(limits.gate)
-    svc.hooks.observers.append(limits.observe)
     try:
-        yield
+        with plugged((svc.hooks.gates, limits.gate), (svc.hooks.observers, limits.observe)):
+            yield
     finally:
-        svc.hooks.gates.remove(limits.gate)
-        svc.hooks.observers.remove(limits.observe)
         limits.close()

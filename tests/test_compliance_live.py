@@ -21,13 +21,14 @@ from urllib.parse import quote
 
 import pytest
 
+from proxy.canary_detector import Canary, CanaryDetector
 from proxy.cli import config_checks
 from proxy.compliance import FAIL, PASS
-from proxy.compliance_live import Canary, CanaryDetector, LiveChecker
+from proxy.compliance_live import LiveChecker
 from proxy.config import Config, load_config
 from proxy.sessions import storage_key
 from proxy.vendors.assertion import AssertionAdapter
-from proxy.vendors.base import Outbound
+from proxy.vendors.base import Outbound, VendorAdapter
 from proxy.vendors.ip import IpAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +143,14 @@ def by_id(results: dict[str, list[Any]], vendor_id: str) -> dict[str, Any]:
     return {c.id: c for c in results[vendor_id]}
 
 
+async def checks_with(
+    config: Config, vendor_id: str, auth: str, adapter: type[VendorAdapter]
+) -> dict[str, Any]:
+    """The live checks of one vendor, with `adapter` in place of the shipped one for `auth`."""
+    results = await LiveChecker(config, adapters={auth: adapter}).run([vendor_id])
+    return by_id(results, vendor_id)
+
+
 # --------------------------------------------------------------------------- the real adapters
 
 
@@ -192,8 +201,7 @@ async def test_a_vendor_that_is_down_is_a_failure_not_a_pass(live_config: Config
         async def authorize(self, out: Outbound) -> None:
             out.url = out.url.with_path("/elsewhere")  # the search never arrives
 
-    results = await LiveChecker(live_config, adapters={"ip": Nowhere}).run(["ipdb"])
-    canary = by_id(results, "ipdb")["live.canary"]
+    canary = (await checks_with(live_config, "ipdb", "ip", Nowhere))["live.canary"]
     assert canary.result == FAIL
     assert "never reached" in canary.message
 
@@ -250,20 +258,15 @@ async def test_leaky_adapter_fails_the_canary_check_naming_the_canary(
     live_config: Config,
 ) -> None:
     """An md5 of the session id in the URL is found, named and located."""
-    results = await LiveChecker(live_config, adapters={"assertion": SessionInUrlAdapter}).run(
-        ["anon"]
-    )
-    canary = by_id(results, "anon")["live.canary"]
+    checks = await checks_with(live_config, "anon", "assertion", SessionInUrlAdapter)
+    canary = checks["live.canary"]
     assert canary.result == FAIL
     assert "proxy session id (md5 hex) in the URL" in canary.evidence
-    assert by_id(results, "anon")["live.header_allowlist"].result == PASS
+    assert checks["live.header_allowlist"].result == PASS
 
 
 async def test_extra_header_fails_canary_and_allowlist_checks(live_config: Config) -> None:
-    results = await LiveChecker(live_config, adapters={"assertion": PatronKeyHeaderAdapter}).run(
-        ["anon"]
-    )
-    checks = by_id(results, "anon")
+    checks = await checks_with(live_config, "anon", "assertion", PatronKeyHeaderAdapter)
     assert checks["live.canary"].result == FAIL
     assert "patron key (base64) in header X-Trace" in checks["live.canary"].evidence
     assert checks["live.header_allowlist"].result == FAIL
@@ -273,17 +276,15 @@ async def test_extra_header_fails_canary_and_allowlist_checks(live_config: Confi
 async def test_assertion_with_an_extra_claim_fails_the_claims_check(
     live_config: Config,
 ) -> None:
-    results = await LiveChecker(live_config, adapters={"assertion": ChattyAssertionAdapter}).run(
-        ["anon"]
-    )
-    claims = by_id(results, "anon")["live.assertion_claims"]
+    checks = await checks_with(live_config, "anon", "assertion", ChattyAssertionAdapter)
+    claims = checks["live.assertion_claims"]
     assert claims.result == FAIL
     assert "claim 'groups' not allowed" in claims.evidence
 
 
 async def test_cookie_replayed_to_another_patron_fails_isolation(live_config: Config) -> None:
-    results = await LiveChecker(live_config, adapters={"ip": StickyCookieAdapter}).run(["ipdb"])
-    isolation = by_id(results, "ipdb")["live.cookie_isolation"]
+    checks = await checks_with(live_config, "ipdb", "ip", StickyCookieAdapter)
+    isolation = checks["live.cookie_isolation"]
     assert isolation.result == FAIL
     assert "the other patron's vendor cookie was sent" in isolation.evidence
 

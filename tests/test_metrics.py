@@ -13,14 +13,14 @@ from proxy.metrics import AGE_BUCKETS, LABEL_VOCABULARY, Metrics, age_buckets
 from tests.canary import CANARY
 from tests.harness import ProxyDriver, ldap_directory
 from tests.test_stats_e2e import (  # the same vendors, sequence and client address
-    browse,
+    browsed,
     clean,
     make_config,
     proxies,
     vendors,
 )
 
-__all__ = ["proxies", "vendors"]  # fixtures used by name
+__all__ = ["browsed", "proxies", "vendors"]  # fixtures used by name
 LABEL_NAMES = {"vendor", "status_class", "outcome", "reason", "dependency", "age", "le"}
 
 
@@ -53,13 +53,11 @@ def test_a_fresh_registry_uses_only_the_fixed_vocabulary() -> None:
 
 
 async def test_labels_after_browsing_are_vendor_ids_or_vocabulary_words(
-    tmp_path: Path, port: int, running_slapd: Any, vendors: Any, proxies: Any
+    browsed: ProxyDriver,
 ) -> None:
     """After the canary sequence (searches, PDF, denials, unknown host) every label value is a
     configured vendor id, a fixed vocabulary word, or a histogram bucket bound."""
-    start, _ = proxies
-    driver = await start(make_config(tmp_path, port, running_slapd, vendors))
-    await browse(driver)
+    driver = browsed
     vendor_ids = {v.id for v in driver.config.vendors}
     for (name, labels), _ in samples(await scrape(driver)).items():
         for key, value in labels:
@@ -73,24 +71,16 @@ async def test_labels_after_browsing_are_vendor_ids_or_vocabulary_words(
 
 
 async def test_metrics_after_browsing_hold_no_canary_address_path_or_search(
-    tmp_path: Path, port: int, running_slapd: Any, vendors: Any, proxies: Any
+    browsed: ProxyDriver,
 ) -> None:
     """The whole /metrics text is free of canaries, the client address, paths and the term."""
-    start, _ = proxies
-    driver = await start(make_config(tmp_path, port, running_slapd, vendors))
-    await browse(driver)
-    assert clean(await scrape(driver)) == []
+    assert clean(await scrape(browsed)) == []
 
 
-async def test_metrics_count_requests_logins_denials_and_sessions(
-    tmp_path: Path, port: int, running_slapd: Any, vendors: Any, proxies: Any
-) -> None:
+async def test_metrics_count_requests_logins_denials_and_sessions(browsed: ProxyDriver) -> None:
     """Requests by vendor and status class, login outcomes, both denial reasons, live sessions."""
-    start, _ = proxies
-    driver = await start(make_config(tmp_path, port, running_slapd, vendors))
-    await browse(driver)
     await asyncio.sleep(0.5)  # refresh_interval_s = 0.2: the age gauges catch up
-    s = samples(await scrape(driver))
+    s = samples(await scrape(browsed))
     assert s[("weston_proxy_requests_total", (("status_class", "2xx"), ("vendor", "one")))] == 5
     assert (
         s[("weston_proxy_upstream_seconds_count", (("status_class", "2xx"), ("vendor", "one")))]

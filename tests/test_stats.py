@@ -632,6 +632,17 @@ def test_stats_settings_refuses_a_bad_section_even_without_check_stats(tmp_path:
     assert [p.key for p in err.value.problems] == ["stats.min_cell"]
 
 
+def _run_stats(
+    cfg: Config, *, period: str, fmt: str, today: dt.date | None = None
+) -> tuple[int, str]:
+    """The `stats` command over the whole stored range: (exit status, what it printed)."""
+    out = io.StringIO()
+    code = run_stats(
+        cfg, date_from=None, date_to=None, period=period, fmt=fmt, stdout=out, today=today
+    )
+    return code, out.getvalue()
+
+
 async def test_run_stats_prints_the_report_from_the_sqlite_file(tmp_path: Path) -> None:
     cfg = Config(
         path=tmp_path / "proxy.toml", extra={"stats": {"path": "s.sqlite3", "min_cell": 5}}
@@ -640,18 +651,9 @@ async def test_run_stats_prints_the_report_from_the_sqlite_file(tmp_path: Path) 
     rec.counters.count("ebsco", REQUESTS, 42)
     rec.counters.count("gale", REQUESTS, 4)
     await rec.close()
-    out = io.StringIO()
-    code = run_stats(
-        cfg,
-        date_from=None,
-        date_to=None,
-        period="month",
-        fmt="json",
-        stdout=out,
-        today=dt.date(2026, 7, 1),
-    )
+    code, out = _run_stats(cfg, period="month", fmt="json", today=dt.date(2026, 7, 1))
     assert code == 0
-    doc = json.loads(out.getvalue())
+    doc = json.loads(out)
     assert doc["min_cell"] == 5
     rows = {(r["vendor"], r["period"]): r["counts"] for r in doc["rows"]}
     assert rows[("gale", "2026-06")][REQUESTS] is None  # 4 < min_cell
@@ -670,33 +672,16 @@ async def test_run_stats_adds_redis_counts_when_sessions_live_in_redis(
         rec = Recorder(sink, counters=Counters(Clock()))
         rec.counters.count("ebsco", SEARCHES, n)
         await rec.close()
-    out = io.StringIO()
-    code = run_stats(
-        cfg,
-        date_from=None,
-        date_to=None,
-        period="day",
-        fmt="csv",
-        stdout=out,
-        today=dt.date(2026, 6, 4),
-    )
+    code, out = _run_stats(cfg, period="day", fmt="csv", today=dt.date(2026, 6, 4))
     assert code == 0
-    body = [line for line in out.getvalue().splitlines() if not line.startswith("#")]
+    body = [line for line in out.splitlines() if not line.startswith("#")]
     rows = {(r["vendor"], r["period"]): r for r in csv.DictReader(io.StringIO("\n".join(body)))}
     assert rows[("ebsco", "2026-06-03")][SEARCHES] == "42"
 
 
 def test_run_stats_refuses_an_unknown_format(tmp_path: Path) -> None:
-    out = io.StringIO()
-    code = run_stats(
-        Config(path=tmp_path / "proxy.toml"),
-        date_from=None,
-        date_to=None,
-        period="month",
-        fmt="xml",
-        stdout=out,
-    )
-    assert code == 2 and "unknown format" in out.getvalue()
+    code, out = _run_stats(Config(path=tmp_path / "proxy.toml"), period="month", fmt="xml")
+    assert code == 2 and "unknown format" in out
 
 
 async def test_inventory_gives_size_span_and_row_count_never_contents(tmp_path: Path) -> None:

@@ -151,6 +151,35 @@ async def browse(driver: ProxyDriver) -> None:
     assert (await driver.get_vendor(ONE, "/")).status == 200
 
 
+@pytest.fixture
+async def browsed(
+    tmp_path: Path, port: int, running_slapd: Any, vendors: Any, proxies: Any
+) -> ProxyDriver:
+    """A proxy on the default config that has run the known sequence (still running)."""
+    start, _ = proxies
+    driver: ProxyDriver = await start(make_config(tmp_path, port, running_slapd, vendors))
+    await browse(driver)
+    return driver
+
+
+async def browse_and_restart(proxies: Any, cfg: Path) -> ProxyDriver:
+    """Run the known sequence on one proxy, stop it (flush), start a second on the same file."""
+    start, stop = proxies
+    first = await start(cfg)
+    await browse(first)
+    await stop(first)
+    second: ProxyDriver = await start(cfg)
+    return second
+
+
+async def search_once_and_stop(proxies: Any, driver: ProxyDriver) -> None:
+    """One more login and one more search at vendor one, then stop (flush)."""
+    _, stop = proxies
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    assert (await driver.get_vendor(ONE, f"{SEARCH_PATH}?q={SEARCH_TERM}")).status == 200
+    await stop(driver)
+
+
 def counts(config: Config) -> dict[tuple[str, str], int]:
     return {
         (r.vendor, r.metric): r.count for r in sqlite_rows(stats_settings(config).path, None, None)
@@ -185,13 +214,10 @@ async def run_cli(*args: str) -> str:
     return out.decode()
 
 
-async def test_counts_match_the_known_sequence(
-    tmp_path: Path, port: int, running_slapd: Any, vendors: Any, proxies: Any
-) -> None:
+async def test_counts_match_the_known_sequence(browsed: ProxyDriver, proxies: Any) -> None:
     """After shutdown (the last flush) the file holds exactly the counts of the sequence."""
-    start, stop = proxies
-    driver = await start(make_config(tmp_path, port, running_slapd, vendors))
-    await browse(driver)
+    _, stop = proxies
+    driver = browsed
     await stop(driver)
     got = counts(driver.config)
     assert {k: got.get(k) for k in EXPECTED} == EXPECTED
@@ -204,13 +230,11 @@ def _days(config: Config) -> list[tuple[str, ...]]:
 
 
 async def test_stats_file_bytes_hold_no_patron_address_path_or_search(
-    tmp_path: Path, port: int, running_slapd: Any, vendors: Any, proxies: Any
+    tmp_path: Path, browsed: ProxyDriver, proxies: Any
 ) -> None:
     """Every byte of the SQLite file (and any journal) is free of canaries and request details."""
-    start, stop = proxies
-    driver = await start(make_config(tmp_path, port, running_slapd, vendors))
-    await browse(driver)
-    await stop(driver)
+    _, stop = proxies
+    await stop(browsed)
     files = list((tmp_path / "state").glob("stats.sqlite3*"))
     assert files, "the stats file exists"
     raw = b"".join(f.read_bytes() for f in files)
@@ -249,16 +273,9 @@ async def test_counts_survive_a_restart_and_keep_adding_up(
     tmp_path: Path, port: int, running_slapd: Any, vendors: Any, proxies: Any
 ) -> None:
     """Stop (flush), start a new proxy on the same file: the counts are there, new ones add."""
-    start, stop = proxies
-    cfg = make_config(tmp_path, port, running_slapd, vendors)
-    first = await start(cfg)
-    await browse(first)
-    await stop(first)
-    second = await start(cfg)
+    second = await browse_and_restart(proxies, make_config(tmp_path, port, running_slapd, vendors))
     assert counts(second.config)[("one", "requests")] == 5
-    assert (await second.login(CANARY.uid, CANARY.password)).status == 303
-    assert (await second.get_vendor(ONE, f"{SEARCH_PATH}?q={SEARCH_TERM}")).status == 200
-    await stop(second)
+    await search_once_and_stop(proxies, second)
     got = counts(second.config)
     assert got[("", "logins_success")] == 3
     assert got[("one", "requests")] == 6
@@ -271,15 +288,8 @@ async def test_stats_cli_shows_big_cells_and_hides_small_ones(
     tmp_path: Path, port: int, running_slapd: Any, vendors: Any, proxies: Any
 ) -> None:
     """`weston-proxy stats` (a subprocess) publishes counts >= min_cell (3) and hides 1s and 2s."""
-    start, stop = proxies
     cfg = make_config(tmp_path, port, running_slapd, vendors)
-    first = await start(cfg)
-    await browse(first)
-    await stop(first)
-    second = await start(cfg)
-    assert (await second.login(CANARY.uid, CANARY.password)).status == 303
-    assert (await second.get_vendor(ONE, f"{SEARCH_PATH}?q={SEARCH_TERM}")).status == 200
-    await stop(second)
+    await search_once_and_stop(proxies, await browse_and_restart(proxies, cfg))
     day = DAY.isoformat()
     out = await run_cli(
         "stats", "--config", str(cfg), "--period", "day", "--from", day, "--to", day,

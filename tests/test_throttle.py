@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,28 @@ async def proxy(
     vendor = await vendor_factory(VENDOR_HOST)
     driver: ProxyDriver = await proxy_factory(_config(tmp_path, port, running_slapd, vendor))
     return driver
+
+
+@pytest.fixture
+def address_limited(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> Callable[..., Awaitable[ProxyDriver]]:
+    """Start a proxy that allows 3 failed logins per address; `trusted` adds trusted proxies."""
+
+    async def start(trusted: str = "") -> ProxyDriver:
+        vendor = await vendor_factory(VENDOR_HOST)
+        cfg = _config(
+            tmp_path,
+            port,
+            running_slapd,
+            vendor,
+            throttle="\n[throttle]\naddress_limit = 3\n",
+            trusted=trusted,
+        )
+        driver: ProxyDriver = await proxy_factory(cfg)
+        return driver
+
+    return start
 
 
 async def _fail(driver: ProxyDriver, card: str, n: int, **kw: Any) -> list[int]:
@@ -226,15 +249,9 @@ async def test_directory_outage_is_not_counted(proxy: ProxyDriver, running_slapd
     assert r.status == 303
 
 
-async def test_address_limit_spans_cards(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
+async def test_address_limit_spans_cards(address_limited: Any) -> None:
     """Credential stuffing with many cards from one address hits the address limit."""
-    vendor = await vendor_factory(VENDOR_HOST)
-    cfg = _config(
-        tmp_path, port, running_slapd, vendor, throttle="\n[throttle]\naddress_limit = 3\n"
-    )
-    driver = await proxy_factory(cfg)
+    driver = await address_limited()
     for i in range(3):
         assert (await driver.login(f"2999900000000{i}", "wrong-pin")).status == 401
     r = await driver.login(WREN.uid, WREN.password)
@@ -242,33 +259,18 @@ async def test_address_limit_spans_cards(
 
 
 async def test_spoofed_forwarded_for_does_not_evade_the_address_limit(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+    address_limited: Any,
 ) -> None:
     """Without trusted proxies, X-Forwarded-For is the client's own invention and is ignored."""
-    vendor = await vendor_factory(VENDOR_HOST)
-    cfg = _config(
-        tmp_path, port, running_slapd, vendor, throttle="\n[throttle]\naddress_limit = 3\n"
-    )
-    driver = await proxy_factory(cfg)
+    driver = await address_limited()
     for i in range(3):
         await _stuff(driver, f"2999900000000{i}", f"203.0.113.{i}")
     assert (await _stuff(driver, WREN.uid, "203.0.113.99", WREN.password)) == 429
 
 
-async def test_behind_a_trusted_balancer_addresses_are_told_apart(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
+async def test_behind_a_trusted_balancer_addresses_are_told_apart(address_limited: Any) -> None:
     """With the balancer trusted, one address's failures do not lock out another's patrons."""
-    vendor = await vendor_factory(VENDOR_HOST)
-    cfg = _config(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor,
-        throttle="\n[throttle]\naddress_limit = 3\n",
-        trusted='trusted_proxies = ["127.0.0.1"]',
-    )
-    driver = await proxy_factory(cfg)
+    driver = await address_limited(trusted='trusted_proxies = ["127.0.0.1"]')
     for i in range(3):
         assert await _stuff(driver, f"2999900000000{i}", "203.0.113.1") == 401
     assert await _stuff(driver, WREN.uid, "203.0.113.1", WREN.password) == 429

@@ -68,6 +68,16 @@ async def downloads(
     )
 
 
+async def _download(driver: ProxyDriver, n: int) -> list[int]:
+    """Fetch the PDF n times (each a distinct URL, body read); the statuses in order."""
+    statuses = []
+    for i in range(n):
+        r = await driver.get_vendor(VENDOR_HOST, f"/paper.pdf?n={i}")
+        await r.read()
+        statuses.append(r.status)
+    return statuses
+
+
 def _pdf_requests(vendor: RecordingVendor) -> int:
     return sum(1 for r in vendor.requests if r.path_qs.startswith("/paper.pdf"))
 
@@ -81,12 +91,7 @@ async def test_stolen_card_downloading_in_a_loop_is_suspended_at_the_limit(
     await driver.login(CANARY.uid, CANARY.password)
     sid = driver.session_id()
     assert sid
-    statuses = []
-    for i in range(12):
-        r = await driver.get_vendor(VENDOR_HOST, f"/paper.pdf?n={i}")
-        await r.read()
-        statuses.append(r.status)
-    assert statuses == [200] * 5 + [429] * 7
+    assert await _download(driver, 12) == [200] * 5 + [429] * 7
     assert _pdf_requests(vendor) == 5
     r = await driver.get_vendor(VENDOR_HOST, "/an-ordinary-page")
     html = (await r.text()).replace("&#39;", "'")
@@ -109,8 +114,7 @@ async def test_other_patrons_are_unaffected_by_a_suspension(downloads: Any) -> N
     driver, _vendor = downloads
     await driver.login(CANARY.uid, CANARY.password)
     thief = driver.session_id()
-    for i in range(6):
-        await (await driver.get_vendor(VENDOR_HOST, f"/paper.pdf?n={i}")).read()
+    await _download(driver, 6)
     assert (await driver.get_vendor(VENDOR_HOST, "/", sid=thief)).status == 429
     await driver.login(WREN.uid, WREN.password)
     r = await driver.get_vendor(VENDOR_HOST, "/paper.pdf")
@@ -121,8 +125,7 @@ async def test_other_patrons_are_unaffected_by_a_suspension(downloads: Any) -> N
 async def test_suspension_is_counted_once_in_aggregate(downloads: Any) -> None:
     driver, _ = downloads
     await driver.login(CANARY.uid, CANARY.password)
-    for i in range(9):
-        await (await driver.get_vendor(VENDOR_HOST, f"/paper.pdf?n={i}")).read()
+    await _download(driver, 9)
     text = await (await driver.own("GET", "/metrics")).text()
     line = next(x for x in text.splitlines() if x.startswith("weston_proxy_suspensions_total"))
     assert line == 'weston_proxy_suspensions_total{vendor="one"} 1.0'
@@ -165,12 +168,7 @@ async def test_bytes_per_hour_limit(
         f"bytes_per_hour = {BYTE_UNITS * 1000}",
     )
     await driver.login(CANARY.uid, CANARY.password)
-    statuses = []
-    for i in range(5):
-        r = await driver.get_vendor(VENDOR_HOST, f"/paper.pdf?n={i}")
-        await r.read()
-        statuses.append(r.status)
-    assert statuses == [200, 200, 200, 429, 429]
+    assert await _download(driver, 5) == [200, 200, 200, 429, 429]
     assert _pdf_requests(vendor) == 3
 
 
@@ -195,12 +193,7 @@ async def test_counters_in_redis_name_no_session_and_no_vendor(
     await driver.login(CANARY.uid, CANARY.password)
     sid = driver.session_id()
     assert sid
-    statuses = []
-    for i in range(4):
-        r = await driver.get_vendor(VENDOR_HOST, f"/paper.pdf?n={i}")
-        await r.read()
-        statuses.append(r.status)
-    assert statuses == [200, 200, 429, 429]
+    assert await _download(driver, 4) == [200, 200, 429, 429]
     raw = redis.Redis.from_url(redis_url)
     try:
         usage = [k for k in raw.keys("*") if b":usage:" in k]

@@ -1,0 +1,285 @@
+"""Judge what one vendor's scripted visit sent: canaries, headers, assertion, cookies, redirect, log.
+
+A `Visit` is what the visit left behind (its steps, every request the stand-in vendor received,
+what the browsers were shown); each check reads only that, so it can be reasoned about without
+running anything. Canaries are found with `proxy.canary_detector` in every encoding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.canary_detector import Canary, CanaryDetector
+from proxy.compliance import CRITICAL, FAIL, PASS, WARNING, Check
+from proxy.compliance_stub import PREFIX, VENDOR_COOKIE, Sent, mapped_url
+from proxy.config import Config, VendorConfig
+from proxy.privacy import REQUEST_ALLOWLIST
+
+# Headers the upstream client or the privacy module add on purpose, beside the browser allowlist.
+TRANSPORT_HEADERS = frozenset(
+    {"host", "accept-encoding", "referer", "origin", "cookie", "connection", "transfer-encoding"}
+)
+
+
+def adapter_headers(v: VendorConfig) -> frozenset[str]:
+    """Request headers this vendor's adapter kind is documented to add."""
+    return frozenset(
+        {
+            "assertion": {v.assertion_header.lower()},
+            "referer": {"referer"},
+            "shared-login": {"authorization"},
+        }.get(v.auth, set())
+    )
+
+
+@dataclass
+class Step:
+    name: str
+    first: int  # index of the first recorded request made during this step
+    last: int = 0
+    allowed: frozenset[str] = frozenset()  # canary labels that legitimately travel in this step
+    patron: int = 0  # which of the two canary patrons made it
+
+
+@dataclass(frozen=True)
+class Visit:
+    """What one vendor's scripted visit left behind, as the checks read it."""
+
+    vendor: VendorConfig
+    config: Config
+    requests: Sequence[Sent]  # every request the stand-in vendor received, in order
+    steps: Sequence[Step]
+    canaries: Sequence[Canary]
+    term: str  # the search term the visit searched for
+    redirect_location: str  # Location the browser saw for the vendor's redirect
+    set_cookies_seen: Sequence[str]  # every Set-Cookie either patron's browser received
+    jwks: dict[str, Any]
+
+    def sent(self, patron: int | None = None) -> list[tuple[Step, Sent]]:
+        return [
+            (s, self.requests[i])
+            for s in self.steps
+            if patron is None or s.patron == patron
+            for i in range(s.first, s.last)
+        ]
+
+
+def live_checks(visit: Visit) -> list[Check]:
+    """The checks of one visit in report order (the log check reads the proxy's log instead)."""
+    return [
+        canary_check(visit),
+        header_check(visit),
+        assertion_check(visit),
+        cookie_check(visit),
+        redirect_check(visit),
+    ]
+
+
+def canary_check(visit: Visit) -> Check:
+    found: list[str] = []
+    for step, sent in visit.sent():
+        det = CanaryDetector(c for c in visit.canaries if c.label not in step.allowed)
+        parts = [("the URL", sent.path_qs.encode()), ("the body", sent.body)]
+        parts += [(f"header {k}", f"{k}: {val}".encode()) for k, val in sent.headers]
+        for where, data in parts:
+            found += [f"{step.name}: {leak}" for leak in det.find(data, where)]
+    n = len(visit.sent())
+    carried = any(
+        visit.term in sent.path_qs for step, sent in visit.sent() if step.name == "search"
+    )
+    if not found and not carried:
+        # Nothing leaked, but nothing arrived either: the run proves nothing.
+        return Check(
+            "live.canary",
+            CRITICAL,
+            FAIL,
+            "The scripted search never reached the stand-in vendor.",
+            f"{n} outbound request(s) recorded",
+        )
+    return Check(
+        "live.canary",
+        CRITICAL,
+        FAIL if found else PASS,
+        "Patron data reached the vendor." if found else "No canary value reached the vendor.",
+        "; ".join(dict.fromkeys(found)) or f"{n} outbound request(s) scanned in every encoding",
+    )
+
+
+def header_check(visit: Visit) -> Check:
+    allowed = REQUEST_ALLOWLIST | TRANSPORT_HEADERS | adapter_headers(visit.vendor)
+    bad: list[str] = []
+    for step, sent in visit.sent():
+        for k, val in sent.headers:
+            if k.lower() not in allowed:
+                bad.append(f"{step.name}: {k}")
+            elif (
+                k.lower() in ("referer", "origin")
+                and val != visit.vendor.referer
+                and not re.fullmatch(r"https?://[^/?#]+/?", val)
+            ):
+                bad.append(f"{step.name}: {k} carries a path ({val[:80]})")
+    return Check(
+        "live.header_allowlist",
+        CRITICAL,
+        FAIL if bad else PASS,
+        "A header outside the allowlist reached the vendor."
+        if bad
+        else "Only allowlisted headers and the adapter's own reached the vendor.",
+        "; ".join(dict.fromkeys(bad))
+        or "adapter adds: " + (", ".join(sorted(adapter_headers(visit.vendor))) or "nothing"),
+    )
+
+
+def assertion_check(visit: Visit) -> Check:
+    v = visit.vendor
+    name = v.assertion_header.lower()
+    tokens = [
+        (step.patron, val)
+        for step, sent in visit.sent()
+        for k, val in sent.headers
+        if k.lower() == name
+    ]
+    if v.auth != "assertion":
+        jwt_like = [
+            f"{step.name}: {k}"
+            for step, sent in visit.sent()
+            for k, val in sent.headers
+            if _JWT.search(val)
+        ]
+        return Check(
+            "live.assertion_claims",
+            CRITICAL,
+            FAIL if jwt_like else PASS,
+            "A signed token reached a vendor that should receive none."
+            if jwt_like
+            else f"No assertion is sent (auth = {v.auth}).",
+            "; ".join(jwt_like),
+        )
+    if not tokens:
+        return Check("live.assertion_claims", CRITICAL, FAIL, "No assertion reached the vendor.")
+    problems: list[str] = []
+    subs: dict[int, set[str]] = {0: set(), 1: set()}
+    for patron, token in tokens:
+        claims, errors = verify_assertion(
+            token,
+            visit.jwks,
+            issuer=visit.config.server.public_url.rstrip("/"),
+            audience=v.aud,
+            scope=visit.config.library.scope,
+            pseudonymous=v.release == "pseudonymous",
+        )
+        problems += errors
+        if "sub" in claims:
+            subs[patron].add(str(claims["sub"]))
+    if v.release == "pseudonymous" and (subs[0] & subs[1] or len(subs[0]) > 1):
+        problems.append("the pairwise id is not one per patron")
+    allowed = sorted(ASSERTION_CLAIMS | ({"sub"} if v.release == "pseudonymous" else set()))
+    return Check(
+        "live.assertion_claims",
+        CRITICAL,
+        FAIL if problems else PASS,
+        "The assertion does not verify or carries claims its release level does not allow."
+        if problems
+        else f"Every assertion verifies against the JWKS and carries only {v.release} claims.",
+        "; ".join(dict.fromkeys(problems))
+        or f"{len(tokens)} assertion(s); claims: {', '.join(allowed)}",
+    )
+
+
+def cookie_check(visit: Visit) -> Check:
+    issued = {
+        n: {sent.issued_cookie for _, sent in visit.sent(n) if sent.issued_cookie} for n in (0, 1)
+    }
+    problems: list[str] = []
+    returned = False
+    for step, sent in visit.sent():
+        for k, val in sent.headers:
+            if k.lower() != "cookie":
+                continue
+            for pair in val.split(";"):
+                cname, _, cvalue = pair.strip().partition("=")
+                if cname != VENDOR_COOKIE:
+                    problems.append(f"{step.name}: browser cookie {cname!r} reached the vendor")
+                elif cvalue in issued[1 - step.patron]:
+                    problems.append(f"{step.name}: the other patron's vendor cookie was sent")
+                elif cvalue in issued[step.patron]:
+                    returned = True
+    leaked = [c for c in visit.set_cookies_seen if c.startswith(VENDOR_COOKIE)]
+    if leaked:
+        problems.append("the vendor's Set-Cookie reached the browser")
+    if not returned:
+        problems.append("the vendor's cookie did not come back on the patron's next request")
+    return Check(
+        "live.cookie_isolation",
+        CRITICAL,
+        FAIL if problems else PASS,
+        "Vendor cookies are not kept to one patron session."
+        if problems
+        else "Vendor cookies stay in the proxy, per patron session, and come back to the vendor.",
+        "; ".join(dict.fromkeys(problems))
+        or f"{len(issued[0]) + len(issued[1])} vendor cookie(s) issued across two sessions",
+    )
+
+
+def redirect_check(visit: Visit) -> Check:
+    origin = mapped_url(visit.config, visit.vendor.origin + "/").rstrip("/")
+    ok = visit.redirect_location == f"{origin}{PREFIX}/landing"
+    return Check(
+        "live.redirect",
+        WARNING,
+        PASS if ok else FAIL,
+        "Vendor redirects stay on the proxy."
+        if ok
+        else "A vendor redirect would take the patron off the proxy.",
+        f"Location seen by the browser: {visit.redirect_location or '(none)'}",
+    )
+
+
+def log_check(canaries: Iterable[Canary], logs: bytes) -> Check:
+    leaks = CanaryDetector(canaries).find(logs)
+    return Check(
+        "live.logs",
+        CRITICAL,
+        FAIL if leaks else PASS,
+        "The proxy's log names the patron or what they did."
+        if leaks
+        else "The proxy's log carries no patron, search or form value.",
+        "; ".join(str(x) for x in leaks) or f"{len(logs)} bytes of log scanned",
+    )
+
+
+ASSERTION_CLAIMS = frozenset({"iss", "aud", "iat", "exp", "jti", "affiliation"})
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def verify_assertion(
+    token: str,
+    jwks: dict[str, Any],
+    *,
+    issuer: str,
+    audience: str,
+    scope: str,
+    pseudonymous: bool,
+) -> tuple[dict[str, Any], list[str]]:
+    """Verify one assertion as a vendor would; (claims, problems)."""
+    import jwt
+
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = next(k for k in jwt.PyJWKSet.from_dict(jwks).keys if k.key_id == kid)
+        claims: dict[str, Any] = jwt.decode(
+            token, key.key, algorithms=["EdDSA", "ES256"], audience=audience, issuer=issuer
+        )
+    except (jwt.PyJWTError, StopIteration) as exc:
+        return {}, [f"does not verify against the JWKS: {type(exc).__name__}"]
+    allowed = ASSERTION_CLAIMS | ({"sub"} if pseudonymous else set())
+    problems = [f"claim {c!r} not allowed" for c in sorted(set(claims) - allowed)]
+    problems += [f"claim {c!r} missing" for c in sorted(allowed - set(claims))]
+    if claims.get("affiliation") != f"member@{scope}":
+        problems.append(f"affiliation is {claims.get('affiliation')!r}")
+    if int(claims.get("exp", 0)) - int(claims.get("iat", 0)) > 300:
+        problems.append("lifetime longer than 300 s")
+    return claims, problems

@@ -1,0 +1,95 @@
+"""Read an EZproxy config.txt into directive lines, with IncludeFile expanded in place.
+
+Comments and blank lines are dropped; each directive is lower-cased with its abbreviation expanded
+(`T` is Title, `HJ` HostJavascript …) and keeps its file and line number, so every warning the
+import gives can name the line it is about.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_ABBREVIATIONS = {
+    "t": "title", "u": "url", "h": "host", "hj": "hostjavascript", "d": "domain",
+    "dj": "domainjavascript", "n": "name",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Message:
+    """One warning or note, with the config line (file:line) it is about."""
+
+    where: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.text}"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One directive of config.txt and where it is."""
+
+    file: str
+    number: int
+    directive: str  # lowercase, abbreviation expanded
+    word: str  # the directive as written
+    value: str  # stripped
+    raw: str  # the text after the directive, spaces kept (Find/Replace)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.number}"
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")  # config.txt is often a Windows file
+
+
+def split_lines(text: str, name: str) -> list[Line]:
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        m = re.match(r"(\S+)(?:[ \t](.*))?$", line.lstrip())
+        assert m is not None  # a non-empty stripped line always has a first word
+        word = m.group(1).lower()
+        raw = (m.group(2) or "").rstrip("\r\n")
+        directive = _ABBREVIATIONS.get(word, word)
+        out.append(Line(name, number, directive, m.group(1), raw.strip(), raw))
+    return out
+
+
+def read_lines(
+    path: Path, root: Path, stack: tuple[Path, ...], warnings: list[Message]
+) -> list[Line]:
+    """Lines of `path` with IncludeFile expanded in place (EZproxy resolves them from its own
+    folder, which is the main config's folder; the including file's folder is tried next)."""
+    try:
+        name = str(path.relative_to(root))
+    except ValueError:
+        name = str(path)
+    lines = []
+    for ln in split_lines(_decode(path.read_bytes()), name):
+        if ln.directive != "includefile":
+            lines.append(ln)
+            continue
+        rel = Path(ln.value)
+        candidates = [rel] if rel.is_absolute() else [root / rel, path.parent / rel]
+        target = next((c.resolve() for c in candidates if c.is_file()), None)
+        if target is None:
+            warnings.append(Message(ln.where, f"IncludeFile {ln.value}: no such file; skipped"))
+        elif target in stack:
+            warnings.append(Message(ln.where, f"IncludeFile {ln.value}: include cycle; skipped"))
+        else:
+            try:
+                lines.extend(read_lines(target, root, (*stack, target), warnings))
+            except OSError as exc:
+                warnings.append(Message(ln.where, f"IncludeFile {ln.value}: {exc.strerror}"))
+    return lines

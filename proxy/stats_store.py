@@ -1,0 +1,219 @@
+"""Keep the daily counts: a SQLite file, or one Redis hash per day when proxies share Redis.
+
+What is stored is only `(day, vendor, metric, count)`; every sink adds a batch of deltas all or
+nothing and reads rows back for reports. The records inventory reads the SQLite file's size and
+span, never its contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import redis
+import redis.asyncio as aioredis
+
+from proxy.config import Config
+
+if TYPE_CHECKING:
+    from proxy.stats import StatsSettings
+
+
+Key = tuple[str, str, str]  # (day as YYYY-MM-DD, vendor id, metric)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One stored count: how often `metric` happened at `vendor` on `day` (UTC)."""
+
+    day: dt.date
+    vendor: str
+    metric: str
+    count: int
+
+
+class StatsSink(Protocol):
+    """Where counts are kept: add deltas atomically (all or nothing), read rows back."""
+
+    async def add(self, deltas: Mapping[Key, int]) -> None: ...
+
+    async def rows(
+        self, date_from: dt.date | None = None, date_to: dt.date | None = None
+    ) -> list[Row]: ...
+
+    async def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS counts (
+    day TEXT NOT NULL, vendor TEXT NOT NULL, metric TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (day, vendor, metric)
+) WITHOUT ROWID
+"""
+_UPSERT = (
+    "INSERT INTO counts (day, vendor, metric, count) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (day, vendor, metric) DO UPDATE SET count = count + excluded.count"
+)
+
+
+def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=10)
+        conn.execute(_SCHEMA)
+        return conn
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+
+
+def sqlite_add(path: Path, deltas: Mapping[Key, int]) -> None:
+    """Upsert-add the deltas in one transaction: all of them land, or none."""
+    conn = _connect(path, create=True)
+    try:
+        with conn:  # commits, or rolls back on any error
+            conn.executemany(_UPSERT, [(d, v, m, n) for (d, v, m), n in deltas.items()])
+    finally:
+        conn.close()
+
+
+def sqlite_rows(path: Path, date_from: dt.date | None, date_to: dt.date | None) -> list[Row]:
+    """The stored counts between the two days (inclusive); none if the file does not exist."""
+    if not path.exists():
+        return []
+    lo = date_from.isoformat() if date_from else "0000-00-00"
+    hi = date_to.isoformat() if date_to else "9999-99-99"
+    conn = _connect(path, create=False)
+    try:
+        cur = conn.execute(
+            "SELECT day, vendor, metric, count FROM counts WHERE day BETWEEN ? AND ?", (lo, hi)
+        )
+        return [Row(dt.date.fromisoformat(d), v, m, int(n)) for d, v, m, n in cur]
+    finally:
+        conn.close()
+
+
+class StatsStore:
+    """Daily counts in a SQLite file; every call runs in a worker thread so the loop never blocks."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def add(self, deltas: Mapping[Key, int]) -> None:
+        if deltas:
+            await asyncio.to_thread(sqlite_add, self.path, dict(deltas))
+
+    async def rows(
+        self, date_from: dt.date | None = None, date_to: dt.date | None = None
+    ) -> list[Row]:
+        return await asyncio.to_thread(sqlite_rows, self.path, date_from, date_to)
+
+    async def close(self) -> None:
+        """Nothing to close: each call opens and closes its own connection."""
+
+
+REDIS_PREFIX = "weston:stats:"
+
+
+def _redis_rows(items: Iterable[tuple[str, Mapping[Any, Any]]]) -> list[Row]:
+    out = []
+    for key, fields in items:
+        day = dt.date.fromisoformat(key.removeprefix(REDIS_PREFIX))
+        for field, value in fields.items():
+            f = field.decode() if isinstance(field, bytes) else str(field)
+            vendor, _, metric = f.rpartition("|")
+            out.append(Row(day, vendor, metric, int(value)))
+    return out
+
+
+def _in_range(key: str, date_from: dt.date | None, date_to: dt.date | None) -> bool:
+    try:
+        day = dt.date.fromisoformat(key.removeprefix(REDIS_PREFIX))
+    except ValueError:
+        return False
+    return (date_from is None or day >= date_from) and (date_to is None or day <= date_to)
+
+
+class RedisStatsStore:
+    """Daily counts in Redis: hash `weston:stats:<day>`, field `<vendor>|<metric>`, no expiry."""
+
+    def __init__(self, url: str, *, password: str | None = None) -> None:
+        self._redis = aioredis.Redis.from_url(url, password=password, socket_timeout=2.0)
+
+    async def add(self, deltas: Mapping[Key, int]) -> None:
+        if not deltas:
+            return
+        # MULTI/EXEC: the whole batch is applied or, if the connection drops first, none of it.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for (day, vendor, metric), n in deltas.items():
+                pipe.hincrby(f"{REDIS_PREFIX}{day}", f"{vendor}|{metric}", n)
+            await pipe.execute()
+
+    async def rows(
+        self, date_from: dt.date | None = None, date_to: dt.date | None = None
+    ) -> list[Row]:
+        items = []
+        async for raw in self._redis.scan_iter(match=f"{REDIS_PREFIX}*"):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if _in_range(key, date_from, date_to):
+                items.append((key, await self._redis.hgetall(key)))
+        return _redis_rows(items)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def redis_rows_sync(
+    url: str, date_from: dt.date | None, date_to: dt.date | None, *, password: str | None = None
+) -> list[Row]:
+    """Read the Redis counts with a plain client (for the CLI, which has no event loop)."""
+    client = redis.Redis.from_url(url, password=password, socket_timeout=2.0)
+    try:
+        items = []
+        for raw in client.scan_iter(match=f"{REDIS_PREFIX}*"):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if _in_range(key, date_from, date_to):
+                items.append((key, client.hgetall(key)))
+        return _redis_rows(items)
+    finally:
+        client.close()
+
+
+def redis_password(config: Config) -> str | None:
+    f = config.session.redis_password_file
+    return config.resolve(f).read_text(encoding="utf-8").strip() if f else None
+
+
+def stats_inventory(settings: StatsSettings) -> dict[str, Any]:
+    """What the statistics file holds, for the records inventory: size and span, never contents."""
+    path = settings.path
+    info: dict[str, Any] = {
+        "path": str(path),
+        "exists": path.exists(),
+        "size_bytes": 0,
+        "rows": 0,
+        "first_day": None,
+        "last_day": None,
+        "holds": "aggregate counts per day, vendor and metric; no patron, session or URL",
+    }
+    if not path.exists():
+        return info
+    info["size_bytes"] = sum(
+        p.stat().st_size for p in (path, path.with_name(path.name + "-journal")) if p.exists()
+    )
+    try:
+        conn = _connect(path, create=False)
+        try:
+            n, first, last = conn.execute(
+                "SELECT count(*), min(day), max(day) FROM counts"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        info["error"] = f"unreadable: {exc}"
+        return info
+    info.update(rows=int(n), first_day=first, last_day=last)
+    return info
