@@ -109,6 +109,11 @@ async def dispatch(
 
 
 async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamResponse:
+    async with request.app[SERVICES].admission:
+        return await _proxy_admitted(request, vendor_host)
+
+
+async def _proxy_admitted(request: web.Request, vendor_host: str) -> web.StreamResponse:
     svc = request.app[SERVICES]
     vendor_id = svc.hosts.vendor_for_host(vendor_host)
     vendor = svc.vendors[vendor_id or ""]

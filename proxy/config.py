@@ -48,6 +48,9 @@ class ServerConfig:
     upstream_timeout_s: float = doc("default vendor response timeout", 30.0)
     upstream_connect_timeout_s: float = doc("vendor connect timeout", 10.0)
     shutdown_grace_s: float = doc("how long SIGTERM waits for in-flight requests", 10.0)
+    max_in_flight: int = doc(
+        "proxied requests worked on at once per process; more wait their turn", 64
+    )
     pid_file: str = doc("where serve writes the pid that `reload` signals", "state/proxy.pid")
 
 

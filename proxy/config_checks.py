@@ -88,6 +88,8 @@ def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
                 "must be https (session cookies would travel in clear text)",
             )
         )
+    if s.max_in_flight < 1:
+        problems.append(Problem(file, "server.max_in_flight", "must be at least 1"))
     if s.workers < 1:
         problems.append(Problem(file, "server.workers", "must be at least 1"))
     if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", s.cookie_name):

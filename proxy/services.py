@@ -3,6 +3,7 @@ reload, and closed here. Resources: directory, session store, signer, upstream c
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -66,10 +67,13 @@ class Services:
     hooks: Hooks = field(default_factory=Hooks)
     # Forwards in progress per upstream client, so a reload closes a replaced one only once idle.
     forwarding: dict[Upstream, int] = field(default_factory=dict)
+    # Requests being worked on at once (admission control); the rest wait their turn. Without a
+    # cap, an overloaded event loop answers the store late and fails closed with 503s.
+    admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
+    vendors: dict[str, VendorConfig] = field(default_factory=dict)
 
-    @property
-    def vendors(self) -> dict[str, VendorConfig]:
-        return {v.id: v for v in self.config.vendors}
+    def __post_init__(self) -> None:
+        self.vendors = {v.id: v for v in self.config.vendors}
 
 
 CONFIG = web.AppKey("config", Config)
@@ -155,6 +159,7 @@ async def build_services(config: Config) -> Services:
         metrics=metrics_,
         secret=secret,
         hooks=hooks,
+        admission=asyncio.Semaphore(config.server.max_in_flight),
     )
     return svc
 
@@ -202,6 +207,7 @@ async def rebuild_services(svc: Services, config: Config) -> Services:
         secret=svc.secret,
         hooks=hooks,
         forwarding=svc.forwarding,
+        admission=svc.admission,
     )
 
 
