@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests import ports
 from tests.canary import CANARY, EXPIRED, HERON, WREN, CanaryPatron
 
 SLAPD = "/usr/sbin/slapd"
@@ -250,10 +251,8 @@ def make_tls_files(workdir: Path) -> tuple[Path, Path, Path, Path]:
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on (drawn below the kernel's ephemeral range)."""
+    return ports.free_port()
 
 
 def _slapd_conf(workdir: Path, tls: tuple[Path, Path, Path, Path]) -> str:

@@ -7,7 +7,6 @@ port, so tests can watch the proxy through a store outage.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,15 +15,15 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests import ports
+
 REDIS_SERVER = "/usr/bin/redis-server"
 _START_TIMEOUT_S = 10.0
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port nothing listens on (drawn below the kernel's ephemeral range)."""
+    return ports.free_port()
 
 
 class RedisServer:

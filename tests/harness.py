@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import socket
 import textwrap
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,12 +17,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.app import create_app
 from proxy.config import Config, load_config
 from proxy.hosts import map_label
+from tests import ports
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on (drawn below the kernel's ephemeral range)."""
+    return ports.free_port()
 
 
 @dataclass
