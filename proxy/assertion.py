@@ -164,7 +164,9 @@ class Signer:
         return claims
 
     def sign(self, claims: dict[str, Any]) -> str:
-        key = self.active_key(float(claims["iat"]))
+        # The clock, not `iat`: iat is whole seconds, and flooring it could pick the old key for up
+        # to a second after the new one became active.
+        key = self.active_key()
         return jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid})
 
     def assertion(

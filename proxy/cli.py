@@ -114,6 +114,7 @@ def _serve_one(config: Config, *, reuse_port: bool) -> None:
         access_log=None,
         reuse_port=reuse_port,
         shutdown_timeout=config.server.shutdown_grace_s,
+        backlog=config.server.listen_backlog,
         print=None,
         handle_signals=True,
         **server_limits(config),

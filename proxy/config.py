@@ -51,6 +51,7 @@ class ServerConfig:
     max_in_flight: int = doc(
         "proxied requests worked on at once per process; more wait their turn", 64
     )
+    listen_backlog: int = doc("pending connections the kernel queues before accept", 1024)
     pid_file: str = doc("where serve writes the pid that `reload` signals", "state/proxy.pid")
 
 
