@@ -264,3 +264,18 @@ async def start_proxy(
     client: TestClient[Any, Any] = TestClient(server)
     await client.start_server()
     return client, ProxyDriver(client, config)
+
+
+async def one_vendor_proxy(
+    tmp_path: Path, port: int, slapd: Any, vendor_factory: Any, proxy_factory: Any, host: str
+) -> tuple[ProxyDriver, RecordingVendor]:
+    """The common end-to-end set-up: real slapd, one recording assertion vendor, a running proxy."""
+    vendor: RecordingVendor = await vendor_factory(host)
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(slapd, tmp_path),
+        vendors={"one": vendor_toml("one", vendor)},
+    )
+    driver: ProxyDriver = await proxy_factory(cfg)
+    return driver, vendor

@@ -14,7 +14,14 @@ import jwt
 import pytest
 
 from tests.canary import CANARY, EXPIRED, WREN, leaks
-from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
+from tests.harness import (
+    ProxyDriver,
+    RecordingVendor,
+    ldap_directory,
+    one_vendor_proxy,
+    vendor_toml,
+    write_config,
+)
 
 VENDOR_HOST = "www.vendor-one.test"
 ALLOWED_CLAIMS = {"iss", "aud", "iat", "exp", "jti", "affiliation"}
@@ -33,14 +40,9 @@ FORWARDING = (
 async def setup(
     tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
 ) -> tuple[ProxyDriver, RecordingVendor]:
-    vendor = await vendor_factory(VENDOR_HOST)
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor)},
+    driver, vendor = await one_vendor_proxy(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory, VENDOR_HOST
     )
-    driver = await proxy_factory(cfg)
     return driver, vendor
 
 

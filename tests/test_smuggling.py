@@ -20,7 +20,11 @@ import pytest
 
 from proxy.app import SERVICES
 from tests.canary import CANARY, leaks
-from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
+from tests.harness import (
+    ProxyDriver,
+    RecordingVendor,
+    one_vendor_proxy,
+)
 from tests.test_hostile_inputs import raw_exchange
 
 VENDOR_HOST = "www.vendor-one.test"
@@ -31,14 +35,9 @@ SECRET = CANARY.uid  # placed in smuggled bodies: must not reach the vendor or t
 async def setup(
     tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
 ) -> tuple[ProxyDriver, RecordingVendor]:
-    vendor = await vendor_factory(VENDOR_HOST)
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor)},
+    driver, vendor = await one_vendor_proxy(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory, VENDOR_HOST
     )
-    driver: ProxyDriver = await proxy_factory(cfg)
     await driver.login(CANARY.uid, CANARY.password)
     return driver, vendor
 
