@@ -1,0 +1,29 @@
+"""Every page problem the proxy reports renders with a title, an explanation and an action."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.config import load_config
+from proxy.services import template_env
+from proxy.web.messages import MESSAGES, shown
+
+PAGE_BUDGET = 50 * 1024
+
+
+@pytest.mark.parametrize("kind", list(MESSAGES))
+def test_every_message_page_says_what_happened_and_what_to_do(kind: str) -> None:
+    """Each case renders with a title, an explanation and an action; no blank is left unfilled."""
+    root = Path(__file__).resolve().parent.parent
+    config = load_config(root / "conf" / "proxy.toml")
+    m = shown(kind, {})
+    html = (
+        template_env(config)
+        .get_template("message.html")
+        .render(message=m, links=[], code=kind, signed_in=False, lang="en")
+    )
+    assert m.title and m.text and m.action
+    assert "{" not in m.title + m.text + m.action
+    assert "Traceback" not in html and len(html.encode()) < PAGE_BUDGET
