@@ -57,6 +57,17 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, wait_s: float) -> None:
+    """Ask a process to stop gracefully; kill it if it has not gone after `wait_s`."""
+    if proc is None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 # --------------------------------------------------------------------------- pages
 
 
@@ -112,12 +123,7 @@ class Nginx:
         )
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, signal.SIGQUIT, 10)  # SIGQUIT: nginx's graceful stop
 
 
 def origin_conf(port: int, docroot: Path) -> str:
@@ -245,12 +251,22 @@ class Proxy:
         return total / 1024
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, signal.SIGTERM, 20)
+
+
+FILE_DIRECTORY = 'kind = "file"\npatrons_file = "patrons.toml"'
+
+
+def start_file_proxy(
+    root: Path, *, port: int, origin_port: int, store: str = 'store = "memory"', workers: int = 1
+) -> Proxy:
+    """The proxy with the bench patron in a file directory, started and listening."""
+    cfg = write_proxy_config(
+        root, port=port, origin_port=origin_port, directory=FILE_DIRECTORY, store=store
+    )
+    proxy = Proxy(cfg, port, workers=workers)
+    proxy.start()
+    return proxy
 
 
 def login(port: int) -> str:
@@ -598,15 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         procs += [origin, front]
         for p in (origin_port, pass_port, sub_port):
             wait_port(p)
-        cfg = write_proxy_config(
-            work / "p1",
-            port=proxy_port,
-            origin_port=origin_port,
-            directory='kind = "file"\npatrons_file = "patrons.toml"',
-            store='store = "memory"',
-        )
-        proxy = Proxy(cfg, proxy_port)
-        proxy.start()
+        proxy = start_file_proxy(work / "p1", port=proxy_port, origin_port=origin_port)
         procs.append(proxy)
         sid = login(proxy_port)
         vendor_host = f"{map_label(VENDOR)}.proxy.localhost:{proxy_port}"
@@ -651,15 +659,13 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(redis_proc)
         two: list[Run] = []
         for workers in (1, 2):
-            cfg2 = write_proxy_config(
+            px = start_file_proxy(
                 work / f"w{workers}",
                 port=proxy_port,
                 origin_port=origin_port,
-                directory='kind = "file"\npatrons_file = "patrons.toml"',
                 store=f'store = "redis"\nredis_url = "redis://127.0.0.1:{redis_port}/0"',
+                workers=workers,
             )
-            px = Proxy(cfg2, proxy_port, workers=workers)
-            px.start()
             sid2 = login(proxy_port)
             hdr2 = dict(phdr, Cookie=f"weston_session={sid2}")
             for rnd in range(args.rounds):

@@ -30,9 +30,9 @@ from bench.bench import (
     login,
     origin_conf,
     preflight,
+    start_file_proxy,
     vendor_page,
     wait_port,
-    write_proxy_config,
     wrk,
 )
 
@@ -94,15 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     proxy: Proxy | None = None
     try:
         wait_port(origin_port)
-        cfg = write_proxy_config(
-            work / "p1",
-            port=proxy_port,
-            origin_port=origin_port,
-            directory='kind = "file"\npatrons_file = "patrons.toml"',
-            store='store = "memory"',
-        )
-        proxy = Proxy(cfg, proxy_port)
-        proxy.start()
+        proxy = start_file_proxy(work / "p1", port=proxy_port, origin_port=origin_port)
         sid = login(proxy_port)
         hdr = {
             "Host": f"{map_label(VENDOR)}.proxy.localhost:{proxy_port}",
