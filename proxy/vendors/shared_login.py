@@ -11,16 +11,20 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from multidict import CIMultiDict
 from yarl import URL
 
-from proxy.config import SharedLogin
+from proxy.config import SharedLogin, VendorConfig
 from proxy.jar import dump_jar, load_jar, store_set_cookies
 from proxy.logs import get_logger
 from proxy.secrets_ import SecretError, read_secret_file
 from proxy.vendors.base import Outbound, VendorAdapter
+
+if TYPE_CHECKING:
+    from proxy.forward import Upstream
 
 _STATE_KEY = "shared_login"
 # Vendors' "please sign in" pages are small; the phrase is expected near the top.
@@ -31,13 +35,21 @@ log = get_logger("proxy.vendors.shared_login")
 class SharedLoginAdapter(VendorAdapter):
     kind = "shared-login"
 
+    def __init__(self, vendor: VendorConfig, upstream: Upstream) -> None:
+        super().__init__(vendor, upstream)
+        # Read once when the adapter is built (start-up and every reload), not per request: file
+        # reads would block the event loop on the hot path. A changed secret applies on reload.
+        self._user, self._password = self._credential()
+        token = base64.b64encode(f"{self._user}:{self._password}".encode()).decode()
+        self._basic = f"Basic {token}"
+
     @property
     def settings(self) -> SharedLogin:
         assert self.vendor.shared_login is not None  # config validation guarantees it
         return self.vendor.shared_login
 
     def _credential(self) -> tuple[str, str]:
-        """The library-wide account, read when needed (a changed secret file applies at once)."""
+        """The library-wide account from its secret files or environment variables."""
         sl = self.settings
         base = Path(self.vendor.file).parent
 
@@ -55,9 +67,7 @@ class SharedLoginAdapter(VendorAdapter):
     async def authorize(self, out: Outbound) -> None:
         sl = self.settings
         if sl.method == "basic":
-            user, password = self._credential()
-            token = base64.b64encode(f"{user}:{password}".encode()).decode()
-            out.headers["Authorization"] = f"Basic {token}"
+            out.headers["Authorization"] = self._basic
             return
         done = out.session.state.get(_STATE_KEY, [])
         # One login attempt per patron request: a vendor refusing the account must not be
@@ -74,7 +84,7 @@ class SharedLoginAdapter(VendorAdapter):
         if sl.method != "form":
             return
         out.renewed = True
-        user, password = self._credential()
+        user, password = self._user, self._password
         fields = dict(sl.extra_fields)
         fields[sl.username_field] = user
         fields[sl.password_field] = password
