@@ -427,7 +427,6 @@ class Upstream:
         hosts = 0
         if third_party is not None:
             hosts = third_party.finish()
-            _count_blocked(request, vendor.id, hosts)
         self._observe(vendor, out, status, sent, started, ctype, first_at_vendor, hosts)
         return response
 
@@ -541,17 +540,6 @@ class _ThirdPartyCount:
     def _scan(self, data: bytes) -> None:
         if data and len(self._hosts) < MAX_THIRD_PARTY:
             self._hosts |= self._rewriter.third_party_hosts(data)
-
-
-def _count_blocked(request: web.Request, vendor_id: str, hosts: int) -> None:
-    """Adds a page's held-back third-party hosts to the app's per-vendor counter (no patron)."""
-    if not hosts:
-        return
-    from proxy.app import SERVICES  # the app imports this module; look it up at call time
-
-    svc = request.app.get(SERVICES)
-    if svc is not None:
-        svc.metrics.blocked_third_party.labels(vendor_id).inc(hosts)
 
 
 def rewrite_response_headers(rewriter: Rewriter, headers: CIMultiDict[str]) -> None:

@@ -107,6 +107,8 @@ class Metrics:
         self.requests.labels(o.vendor_id, sc).inc()
         self.upstream_seconds.labels(o.vendor_id, sc).observe(o.duration_s)
         self.bytes.labels(o.vendor_id).inc(o.bytes)
+        if o.third_party_hosts:
+            self.blocked_third_party.labels(o.vendor_id).inc(o.third_party_hosts)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
