@@ -505,6 +505,15 @@ def login_bench(work: Path, seconds: int, conns: int = 8, pool_size: int = 4) ->
             csrf = "benchcsrftoken0123456789"
             script = work / "login.lua"
             login_lua(script, f"proxy.localhost:{port}", csrf)
+            # Warm-up (not measured): the directory's worker processes and pooled service
+            # connections start on first use; the figure is the steady state after that.
+            wrk(
+                "login warm-up",
+                f"http://127.0.0.1:{port}/login",
+                seconds=2,
+                conns=conns,
+                script=script,
+            )
             run = wrk(
                 "login",
                 f"http://127.0.0.1:{port}/login",
@@ -561,7 +570,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=10, help="wrk duration per run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     ap.add_argument("--conns", type=int, default=32, help="wrk connections")
-    ap.add_argument("--login-conns", type=int, default=8, help="wrk connections for the login run")
+    ap.add_argument(
+        "--login-conns",
+        default="4,8",
+        help="wrk connections for the login runs, comma-separated (one run each)",
+    )
     ap.add_argument(
         "--soak",
         type=int,
@@ -720,7 +733,10 @@ def main(argv: list[str] | None = None) -> int:
         procs.remove(redis_proc)
 
         print("  login throughput (slapd, 100 patrons)", file=sys.stderr, flush=True)
-        results["login"] = login_bench(work, args.seconds, args.login_conns)
+        results["login"] = [
+            login_bench(work / f"login{conns}", args.seconds, conns)
+            for conns in (int(c) for c in str(args.login_conns).split(","))
+        ]
         print("  100,000 idle sessions", file=sys.stderr, flush=True)
         results["sessions_100k_rss_mb"] = sessions_memory(100_000)
         results["rewrite_mb_per_s_1m"] = rewrite_speed(page1m)
@@ -794,11 +810,15 @@ def report(r: dict[str, Any]) -> None:
     print(f"\n{'ratio':<52}{'value':>8}  target")
     for name, value, target in checks:
         print(f"{name:<52}{value:>8.2f}  {target}")
-    lg = r["login"]
-    print(
-        f"\nlogin ({lg.get('connections', 16)} connections): {lg['logins_per_s']:.0f}/s, p50 {lg['p50_ms']:.1f} ms, "
-        f"p99 {lg['p99_ms']:.1f} ms, errors {lg['errors']}  (target >= 200/s, p99 < 50 ms)"
-    )
+    print()
+    for lg in r["login"]:
+        met = lg["logins_per_s"] >= 200 and lg["p99_ms"] < 50 and not lg["errors"]
+        print(
+            f"login ({lg['connections']} connections): {lg['logins_per_s']:.0f}/s, "
+            f"p50 {lg['p50_ms']:.1f} ms, p99 {lg['p99_ms']:.1f} ms, errors {lg['errors']}, "
+            f"idle {lg['machine_idle']:.2f}  (target >= 200/s, p99 < 50 ms: "
+            f"{'met' if met else 'not met'})"
+        )
     print(
         f"100,000 idle sessions (memory store): {r['sessions_100k_rss_mb']:.1f} MB  (target < 150 MB)"
     )

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from proxy.auth import may_use
 from proxy.config import Config
 from proxy.errors import (
     StoreUnavailable,
@@ -121,7 +122,7 @@ async def _proxy_admitted(request: web.Request, vendor_host: str) -> web.StreamR
     if session is None:
         start = upstream_url(vendor, vendor_host, request.raw_path)
         raise web.HTTPFound(_public(svc.config, "/login?url=" + quote(str(start), safe="")))
-    if vendor.id not in session.databases:
+    if not may_use(session.databases, vendor):
         svc.metrics.denials.labels("not_eligible").inc()
         for hook in svc.hooks.denied:
             hook(vendor.id, "not_eligible")

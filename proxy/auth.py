@@ -75,6 +75,21 @@ def databases_for(
     return frozenset(allowed)
 
 
+def open_to_all(vendor: VendorConfig) -> bool:
+    """A vendor with no eligibility condition: every signed-in patron may use it."""
+    return not vendor.eligibility.groups and not vendor.eligibility.ldap_filter
+
+
+def may_use(databases: frozenset[str], vendor: VendorConfig) -> bool:
+    """Whether a session whose sign-in allowed `databases` may use `vendor` now.
+
+    Conditional databases were decided at sign-in (the patron's groups are not kept); a database
+    open to all is allowed even when a reload added it after the sign-in, so patrons see a new
+    database without signing in again.
+    """
+    return vendor.id in databases or open_to_all(vendor)
+
+
 def check_credentials_shape(username: str, password: str) -> None:
     """Refuse input no directory should see: empty PIN (unauthenticated bind), control chars, huge."""
     if not username or not password:

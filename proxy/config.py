@@ -86,7 +86,9 @@ class DirectoryConfig:
     timeout_s: float = doc("per-server connect and response timeout", 3.0)
     start_tls: bool = doc("upgrade ldap:// connections with StartTLS", False)
     ca_file: str = doc("CA bundle to verify the directory's certificate", "")
-    pool_size: int = doc("LDAP worker threads and pooled service connections", 4)
+    pool_size: int = doc(
+        "directory worker processes (sign-ins at once), each with its own service connection", 4
+    )
     retry_after_s: float = doc(
         "pause before a failed server is tried again (circuit breaker)", 10.0
     )

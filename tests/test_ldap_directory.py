@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -211,6 +213,63 @@ async def test_many_patrons_log_in_concurrently(build: Build) -> None:
         *(d.authenticate(generic_uid(i), generic_password(i)) for i in range(GENERIC_COUNT))
     )
     assert len({p.key for p in patrons}) == GENERIC_COUNT
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+def worker_pids(d: LdapDirectory) -> set[int]:
+    """The directory's worker processes (ProcessPoolExecutor keeps them in `_processes`)."""
+    return {p.pid for p in d._procs._processes.values() if p.pid is not None}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_sign_ins_run_in_worker_processes_not_the_proxy(build: Build) -> None:
+    """ldap3's CPU work happens in other processes, so it never holds the event loop's GIL."""
+    d = await build(pool_size=2)
+    await asyncio.gather(*(d.authenticate(generic_uid(i), generic_password(i)) for i in range(6)))
+    pids = worker_pids(d)
+    assert 1 <= len(pids) <= 2
+    assert os.getpid() not in pids
+    assert all(alive(pid) for pid in pids)
+
+
+async def test_a_killed_worker_is_replaced_and_the_next_sign_in_works(build: Build) -> None:
+    d = await build(pool_size=2)
+    first = await d.authenticate(CANARY.uid, CANARY.password)
+    old = worker_pids(d)
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in old) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    with structlog.testing.capture_logs() as logs:
+        again = await d.authenticate(CANARY.uid, CANARY.password)
+    assert again.key == first.key
+    assert not worker_pids(d) & old
+    assert any(e["event"] == "ldap_worker_lost" for e in logs)
+    assert leaks(repr(logs).encode()) == []
+
+
+async def test_close_stops_the_worker_processes(build: Build) -> None:
+    d = await build(pool_size=2)
+    await d.authenticate(CANARY.uid, CANARY.password)
+    pids = worker_pids(d)
+    assert pids
+    await d.close()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
+    with pytest.raises(DirectoryUnavailable):
+        await d.authenticate(CANARY.uid, CANARY.password)
 
 
 async def test_wrong_service_password_is_unavailable_not_bad_credentials(

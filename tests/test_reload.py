@@ -155,10 +155,36 @@ async def test_sighup_picks_up_a_new_vendor_file(served: Served, vendor_factory:
     (served.cfg.parent / "vendors" / "two.toml").write_text(vendor_toml("two", two))
     outcome = await served.hup()
     assert outcome["event"] == "reloaded" and outcome["vendors"] == 2
-    await signed_in(served)  # eligibility is decided at sign-in
+    await signed_in(served)
     r = await served.driver.get_vendor(TWO, "/after-reload")
     assert r.status == 200
     assert [req.path_qs for req in two.requests] == ["/after-reload"]
+
+
+async def test_a_database_open_to_all_reaches_patrons_signed_in_before_the_reload(
+    served: Served, vendor_factory: Any
+) -> None:
+    """No second sign-in: the session made before the reload sees and reaches the new database,
+    while a new database with a group condition waits for the next sign-in (groups are not kept)."""
+    sid = await signed_in(served)
+    two: RecordingVendor = await vendor_factory(TWO)
+    three: RecordingVendor = await vendor_factory("www.three-db.test")
+    vendors = served.cfg.parent / "vendors"
+    (vendors / "two.toml").write_text(vendor_toml("two", two))
+    (vendors / "three.toml").write_text(
+        vendor_toml("three", three, extra='[eligibility]\ngroups = ["staff"]\n')
+    )
+    outcome = await served.hup()
+    assert outcome["event"] == "reloaded", outcome["problems"]
+    menu = await (await served.driver.own("GET", "/menu")).text()
+    assert "Two Database" in menu
+    assert "Three Database" not in menu
+    r = await served.driver.get_vendor(TWO, "/after-reload", sid=sid)
+    assert r.status == 200
+    assert [req.path_qs for req in two.requests] == ["/after-reload"]
+    refused = await served.driver.get_vendor("www.three-db.test", "/x", sid=sid)
+    assert refused.status == 403
+    assert three.requests == []
 
 
 async def test_broken_change_is_refused_and_old_vendors_keep_working(served: Served) -> None:

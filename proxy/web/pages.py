@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.auth import may_use
 from proxy.config import Config
 from proxy.errors import (
     BadCredentials,
@@ -258,7 +259,7 @@ async def menu(request: web.Request) -> web.StreamResponse:
     groups: dict[str, dict[str, Any]] = {}
     shown_count = total = 0
     for v in sorted(svc.config.vendors, key=lambda v: v.title.lower()):
-        if v.id not in session.databases:
+        if not may_use(session.databases, v):
             continue
         text = f"{v.title} {v.description}".lower()
         show = q.lower() in text
