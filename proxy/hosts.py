@@ -9,8 +9,9 @@ hyphen, which keeps the decoding unambiguous.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 _HYPHEN_RUN = re.compile(r"-+")
 # A hostname as vendors configure it: lowercase labels of letters, digits and hyphens.
@@ -52,6 +53,17 @@ def host_matches(pattern: str, host: str) -> bool:
     return host == pattern
 
 
+def _dot_suffixes(host: str) -> list[str]:
+    """`a.b.c` → [".b.c", ".c"]: what `*.b.c` and `*.c` need to see (never the whole host,
+    as `*.x.com` does not match `x.com` itself, nor `.x.com`)."""
+    out = []
+    i = host.find(".", 1)
+    while i != -1:
+        out.append(host[i:])
+        i = host.find(".", i + 1)
+    return out
+
+
 @dataclass(frozen=True)
 class HostMap:
     """Knows the proxy's public host and every vendor's host patterns, and maps between them.
@@ -64,6 +76,13 @@ class HostMap:
     public_port: int | None
     patterns: tuple[tuple[str, str], ...]  # (host pattern, vendor id), exact ones first
     never_proxy: tuple[str, ...] = ()
+    _exact: dict[str, str] = field(init=False, repr=False, compare=False)
+    _wild: dict[str, str] = field(init=False, repr=False, compare=False)
+    _never_exact: set[str] = field(init=False, repr=False, compare=False)
+    _never_wild: set[str] = field(init=False, repr=False, compare=False)
+    _classify: Callable[[str], tuple[bool, str | None]] = field(
+        init=False, repr=False, compare=False
+    )
 
     @classmethod
     def build(
@@ -98,13 +117,39 @@ class HostMap:
             else f"{self.public_host}:{self.public_port}"
         )
 
+    def __post_init__(self) -> None:
+        # Indexes for vendor_for_host, which runs on every request and every rewritten URL: a
+        # dict lookup per label instead of a pass over every pattern of every vendor (a library
+        # with hundreds of databases has thousands of patterns). Same answers as the patterns
+        # in order: exact first (first listed wins), then the most specific wildcard.
+        exact: dict[str, str] = {}
+        wild: dict[str, str] = {}
+        for pattern, vendor_id in self.patterns:
+            if pattern.startswith("*."):
+                wild.setdefault(pattern[1:], vendor_id)
+            else:
+                exact.setdefault(pattern, vendor_id)
+        never_exact = {p for p in self.never_proxy if not p.startswith("*.")}
+        never_wild = {p[1:] for p in self.never_proxy if p.startswith("*.")}
+        object.__setattr__(self, "_exact", exact)
+        object.__setattr__(self, "_wild", wild)
+        object.__setattr__(self, "_never_exact", never_exact)
+        object.__setattr__(self, "_never_wild", never_wild)
+        # Bounded: Host headers come from anyone; an unseen value only costs the computation.
+        object.__setattr__(self, "_classify", lru_cache(maxsize=4096)(self._classify_host))
+
     def vendor_for_host(self, host: str) -> str | None:
         """The id of the vendor that proxies vendor host `host`, or None."""
         host = host.lower()
-        if any(host_matches(p, host) for p in self.never_proxy):
+        suffixes = _dot_suffixes(host)
+        if host in self._never_exact or any(s in self._never_wild for s in suffixes):
             return None
-        for pattern, vendor_id in self.patterns:
-            if host_matches(pattern, host):
+        vendor_id = self._exact.get(host)
+        if vendor_id is not None:
+            return vendor_id
+        for suffix in suffixes:  # longest first: the most specific wildcard wins
+            vendor_id = self._wild.get(suffix)
+            if vendor_id is not None:
                 return vendor_id
         return None
 
@@ -142,12 +187,20 @@ class HostMap:
         return (port or default) == want
 
     def is_public_host(self, host_header: str) -> bool:
-        parts = self.split_request_host(host_header)
-        return parts is not None and parts[0] == self.public_host and self._port_ok(parts[1])
+        return self._classify(host_header)[0]
 
     def vendor_host_from_request(self, host_header: str) -> str | None:
         """The vendor host a request's Host header stands for, or None if it is not ours."""
+        return self._classify(host_header)[1]
+
+    def _classify_host(self, host_header: str) -> tuple[bool, str | None]:
+        """(the proxy's own host?, the vendor host it maps to) — cached per Host header value in
+        `_classify`: every request asks both, and a browser sends the same few values."""
         parts = self.split_request_host(host_header)
+        public = parts is not None and parts[0] == self.public_host and self._port_ok(parts[1])
+        return public, None if public else self._vendor_host_of(parts)
+
+    def _vendor_host_of(self, parts: tuple[str, int | None] | None) -> str | None:
         if parts is None or not self._port_ok(parts[1]):
             return None
         host = parts[0]

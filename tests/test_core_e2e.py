@@ -243,6 +243,21 @@ async def test_unknown_host_refused_without_contacting_anyone(setup: Any) -> Non
     assert vendor.requests == []
 
 
+async def test_own_host_keeps_404_and_405_while_vendor_hosts_get_every_path(setup: Any) -> None:
+    """Paths that are the proxy's own routes on its own host are the vendor's on a vendor host;
+    the own host still says 404 for unknown paths and 405 for a wrong method."""
+    driver, vendor = setup
+    await driver.login(CANARY.uid, CANARY.password)
+    assert (await driver.own("GET", "/no-such-page")).status == 404
+    r = await driver.own("PUT", "/login")
+    assert r.status == 405
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+    for method, path in (("GET", "/no-such-page"), ("PUT", "/login"), ("POST", "/"), ("GET", "/x")):
+        r = await driver.get_vendor(VENDOR_HOST, path, method=method)
+        assert r.status == 200, (method, path)
+        assert (vendor.requests[-1].method, vendor.requests[-1].path_qs) == (method, path)
+
+
 async def test_no_session_redirects_to_login_with_original_url(setup: Any) -> None:
     driver, vendor = setup
     r = await driver.get_vendor(VENDOR_HOST, "/path/page?a=1&b=2", sid="")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.hosts import HostMap, map_label, unmap_label
+from proxy.hosts import HostMap, host_matches, map_label, unmap_label
 
 label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 hostname = st.lists(label, min_size=2, max_size=5).map(".".join)
@@ -95,3 +97,48 @@ def test_wildcards_and_never_proxy() -> None:
 )
 def test_hosts_that_are_not_ours(host: str) -> None:
     assert _map().vendor_host_from_request(host) is None
+
+
+def _by_patterns(hm: HostMap, host: str) -> str | None:
+    """vendor_for_host as the patterns say it, one by one in order (the indexed lookup's spec)."""
+    host = host.lower()
+    if any(host_matches(p, host) for p in hm.never_proxy):
+        return None
+    return next((vid for p, vid in hm.patterns if host_matches(p, host)), None)
+
+
+def test_indexed_vendor_lookup_agrees_with_the_patterns_in_order() -> None:
+    """Exact before wildcard, first listed wins, most specific wildcard wins, never_proxy wins,
+    `*.x.com` is not `x.com` — on many generated hosts, against a pattern-by-pattern scan."""
+    rng = random.Random(11_25)
+    labels = ["a", "b", "www", "x", "db", "search", "com", "org", "test"]
+    vendor_hosts = [
+        ("v1", ["www.x.com", "*.x.com", "db.test"]),
+        ("v2", ["*.search.x.com", "www.x.com", "*.b.org"]),
+        ("v3", ["*.x.com", "a.b.org", "*.test"]),
+        ("v4", [f"h{i}.many.test" for i in range(300)] + ["*.deep.a.b.org"]),
+    ]
+    hm = HostMap.build(
+        public_scheme="https",
+        public_host="proxy.example.org",
+        public_port=None,
+        vendor_hosts=vendor_hosts,
+        never_proxy=["login.x.com", "*.cdn.search.x.com"],
+    )
+    hosts = [
+        "x.com",
+        ".x.com",
+        "www.x.com",
+        "WWW.X.COM",
+        "h7.many.test",
+        "many.test",
+        "q.deep.a.b.org",
+    ]
+    for _ in range(3000):
+        hosts.append(".".join(rng.choice(labels) for _ in range(rng.randint(1, 5))))
+    hosts += ["login.x.com", "a.cdn.search.x.com", "cdn.search.x.com", "z.search.x.com"]
+    for host in hosts:
+        assert hm.vendor_for_host(host) == _by_patterns(hm, host), host
+    assert hm.vendor_for_host("z.search.x.com") == "v2"
+    assert hm.vendor_for_host("a.cdn.search.x.com") is None
+    assert hm.vendor_for_host("x.com") is None

@@ -79,7 +79,23 @@ def message_page(
 
 
 def _session_cookie(request: web.Request) -> str | None:
-    return request.cookies.get(request.app[SERVICES].config.server.cookie_name)
+    """The session cookie's value, as `request.cookies` would give it (the last one of that
+    name wins), without parsing every other cookie on every proxied request."""
+    name = request.app[SERVICES].config.server.cookie_name
+    value = last_cookie(request.headers.get("Cookie", ""), name)
+    if value is not None and value.startswith('"'):
+        return request.cookies.get(name)  # quoted: let aiohttp unquote it
+    return value
+
+
+def last_cookie(header: str, name: str) -> str | None:
+    """The raw value of the last cookie called `name` in a Cookie header, or None."""
+    value = None
+    for part in header.split(";"):
+        key, _, text = part.partition("=")
+        if key.strip() == name:
+            value = text.strip()  # a bare name is an empty value, as aiohttp reads it
+    return value
 
 
 def _set_session_cookie(resp: web.StreamResponse, config: Config, value: str) -> None:
