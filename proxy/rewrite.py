@@ -7,6 +7,12 @@ host is rewritten only when `HostMap.vendor_for_host` accepts it, and the match 
 (`www.my-db.com.evil.org` and `notwww.my-db.com` are not `www.my-db.com`). A bare host without a
 scheme or `//` is never touched: it is indistinguishable from text.
 
+Speed (hand-written because no library rewrites URLs with these rules): the body is cut after
+bytes no URL contains (quotes, `<`, `>`, spaces), each piece is rewritten with C-speed `re.sub`,
+and pieces with only plain URLs take two passes led by the literals `http` and `//`, which CPython
+finds at memchr speed; the rest take the full pattern. `url_pattern(HOST)` stays the reference:
+tests compare the fast paths with it on generated text.
+
 Choices worth knowing:
 - An explicit vendor port (`https://host:8443/`) is dropped from the mapped URL: the mapped host
   says which vendor host is meant and the forwarder knows the vendor's origin (and `connect_to`).
@@ -76,6 +82,30 @@ SLASH = rb"/|\\/|%2f|%252f"
 HOST_END = rb"(?![a-z0-9_\-]|\.[a-z0-9_\-])"
 HOST = rb"[a-z0-9](?:[a-z0-9\-]|\.(?=[a-z0-9\-])){0,252}" + HOST_END
 PORT_END = rb"(?![0-9])"
+
+
+# The same hosts as HOST for scanning, spelled so CPython's regex engine runs each label as one
+# tight loop (possessive, no backtracking), about 2x faster over a page. Unlike HOST it has no
+# 253-byte cap: a longer run still matches here, and `_compute_replacement` re-matches with the
+# capped `url_pattern(HOST)`, fails, and leaves the bytes as they were (what HOST's "no match" does).
+HOST_SCAN = rb"[a-z0-9][a-z0-9\-]*+(?:\.[a-z0-9\-]++)*+" + HOST_END
+_HOST_SCAN_CS = HOST_SCAN.replace(b"a-z0-9", b"a-zA-Z0-9")  # case-sensitive spelling
+_PORT = rb"(?::[0-9]{1,5}" + PORT_END + rb")?"
+# The plain forms, each starting with a literal (`http`, `//`) that CPython finds at memchr speed:
+# `http://host`, `https://host` (scheme in lower case) and protocol-relative `//host`. The
+# lookbehinds are the ones `scan_pattern` applies; `Rewriter._segment` uses these two only when
+# a piece holds no other URL form, and `scan_pattern` otherwise.
+ABS_PLAIN = rb"http(?<![a-zA-Z0-9+.\-]http)s?://" + _HOST_SCAN_CS + _PORT
+REL_PLAIN = rb"//(?<![\w:/]//)" + _HOST_SCAN_CS + _PORT
+# Bytes that never occur in a URL match nor change one next to them (every lookaround treats them
+# like the start or end of the text), so a body can be cut after any of them and each piece
+# rewritten on its own.
+_CUTS = (b'"', b">", b" ", b"\n", b"'", b"<")
+# A piece whose last cut byte is further back than this is handled by the window logic instead
+# of waiting for more (so a long run without one, like base64, is not held whole).
+MAX_CUT_WAIT = 4096
+# Pieces longer than this that need the full scan are halved first (see Rewriter._segment).
+_MIN_SPLIT = 2048
 
 
 def url_pattern(host: bytes) -> bytes:
@@ -186,6 +216,45 @@ class RegexStage:
         return b"".join(parts), end
 
 
+class UrlStage(RegexStage):
+    """The URL stage: cuts the stream after a byte no URL contains and rewrites whole pieces with
+    `Rewriter._segment` (C-speed `sub`); falls back to RegexStage's window when no such byte came
+    for MAX_CUT_WAIT bytes. Same bytes out as `Rewriter.rewrite_bytes` on the whole body."""
+
+    def __init__(self, rewriter: Rewriter) -> None:
+        super().__init__(
+            rewriter._scan_re, rewriter._replace, window=URL_WINDOW, context=URL_CONTEXT
+        )
+        self._segment = rewriter._segment
+
+    def feed(self, chunk: bytes) -> bytes:
+        buf = self._buf + chunk
+        cut = max(buf.rfind(b) for b in _CUTS) + 1
+        if cut > self._pos and cut >= len(buf) - MAX_CUT_WAIT:
+            if self._pos == 0:
+                out = self._segment(buf[:cut])
+            else:  # bytes before _pos are lookbehind context from a window step
+                out, _ = self._run(buf, cut)
+            self._buf, self._pos = buf[cut:], 0
+            return out
+        if len(buf) - self._pos <= MAX_CUT_WAIT:
+            self._buf = buf
+            return b""
+        window_cut = len(buf) - self._window
+        out, end = self._run(buf, window_cut)
+        keep = max(0, end - self._context)
+        self._buf, self._pos = buf[keep:], end - keep
+        return out
+
+    def finish(self) -> bytes:
+        if self._pos == 0:
+            out = self._segment(self._buf)
+        else:
+            out, _ = self._run(self._buf, None)
+        self._buf, self._pos = b"", 0
+        return out
+
+
 class StreamRewriter:
     """Rewrites one response body: `feed` each chunk, then `finish` once; concatenate the outputs."""
 
@@ -270,7 +339,9 @@ class Rewriter:
         self.host_map = host_map
         self._rules = dict(rules_by_vendor or {})
         self._url_re = re.compile(url_pattern(HOST), re.IGNORECASE)
-        self._scan_re = re.compile(scan_pattern(HOST))
+        self._scan_re = re.compile(scan_pattern(HOST_SCAN))
+        self._abs_plain = re.compile(ABS_PLAIN)
+        self._rel_plain = re.compile(REL_PLAIN)
         self._public_scheme = host_map.public_scheme.encode("ascii")
         self._public_port = (
             b"" if host_map.public_port is None else str(host_map.public_port).encode("ascii")
@@ -319,6 +390,32 @@ class Rewriter:
 
     def rewrite_bytes(self, data: bytes) -> bytes:
         """Every configured vendor URL in `data` mapped (ASCII-compatible bytes, one shot)."""
+        return self._segment(data)
+
+    def _segment(self, data: bytes) -> bytes:
+        """`scan_pattern` substituted over `data`; when `data` has only plain URL forms (lower-case
+        `http`, no escaped or percent-encoded separators), two literal-led passes do the same
+        faster (about 4x on a results page). The two forms' matches cannot overlap (but for
+        `//http…`, checked) and a rewritten URL ends as the original did (host or port
+        character), so neither pass sees the other's output differently from the one scan;
+        tests compare both on generated text."""
+        lower = data.lower()
+        if (
+            data.count(b"http") == lower.count(b"http")
+            and b"\\/" not in data
+            and (b"%" not in data or not any(f in lower for f in (b"%3a", b"%253a", b":%2")))
+            # `//https://host`: the one scan takes `//https` as a protocol-relative URL to the
+            # host "https" and never sees the absolute URL inside it; two passes would.
+            and b"//http" not in lower
+        ):
+            return self._rel_plain.sub(self._replace, self._abs_plain.sub(self._replace, data))
+        if len(data) > _MIN_SPLIT:
+            # One escaped URL (a JSON config in the page head, say) need not slow the whole
+            # piece down: halve it at a cut byte and let each half choose its own way.
+            mid = len(data) // 2
+            cut = max(data.rfind(b, 0, mid) for b in _CUTS) + 1
+            if cut > 0:
+                return self._segment(data[:cut]) + self._segment(data[cut:])
         return self._scan_re.sub(self._replace, data)
 
     def rewrite_text(self, value: str) -> str:
@@ -326,8 +423,8 @@ class Rewriter:
         raw = value.encode("utf-8", "surrogateescape")
         return self.rewrite_bytes(raw).decode("utf-8", "surrogateescape")
 
-    def _url_stage(self) -> RegexStage:
-        return RegexStage(self._scan_re, self._replace, window=URL_WINDOW, context=URL_CONTEXT)
+    def _url_stage(self) -> UrlStage:
+        return UrlStage(self)
 
     # ----------------------------------------------------------------------------- [[rewrite]]
 
