@@ -359,8 +359,9 @@ class LdapDirectory:
             raise DirectoryUnavailable("the directory client is closed")
         order = self._breaker.order()
         for attempt in (1, 2):
+            pool = self._procs
             try:
-                future = self._procs.submit(_work, kind, order, card, password)
+                future = pool.submit(_work, kind, order, card, password)
                 # Registered before the caller's wrapper: the breaker has learnt (and the
                 # failures are logged) by the time the caller resumes, even after a timeout.
                 future.add_done_callback(self._learn)
@@ -371,9 +372,11 @@ class LdapDirectory:
                 raise DirectoryUnavailable("the directory did not answer in time") from None
             except BrokenProcessPool:
                 # A worker died (killed, out of memory): start a fresh pool and try once more.
-                log.error("ldap_worker_lost")
-                _stop_pool(self._procs)
-                self._procs = self._new_pool()
+                # Calls in flight on the broken pool all land here; only the first replaces it.
+                if self._procs is pool:
+                    log.error("ldap_worker_lost")
+                    _stop_pool(pool)
+                    self._procs = self._new_pool()
                 if attempt == 2:
                     raise DirectoryUnavailable("the directory client failed") from None
                 continue

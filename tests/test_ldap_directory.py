@@ -258,6 +258,22 @@ async def test_a_killed_worker_is_replaced_and_the_next_sign_in_works(build: Bui
     assert leaks(repr(logs).encode()) == []
 
 
+async def test_sign_ins_in_flight_when_workers_die_all_complete(
+    build: Build, slapd: Slapd, blackhole_ldap_url: str
+) -> None:
+    """Workers killed while four sign-ins wait on a silent first server: every call retries on
+    one fresh pool (not one pool each, stopping each other's) and signs in."""
+    d = await build(urls=[blackhole_ldap_url, slapd.url], pool_size=4, timeout_s=1)
+    calls = [
+        asyncio.ensure_future(d.authenticate(generic_uid(i), generic_password(i))) for i in range(4)
+    ]
+    await asyncio.sleep(0.4)  # all four are waiting on the blackhole's connect
+    for pid in worker_pids(d):
+        os.kill(pid, signal.SIGKILL)
+    patrons = await asyncio.gather(*calls)
+    assert len({p.key for p in patrons}) == 4
+
+
 async def test_close_stops_the_worker_processes(build: Build) -> None:
     d = await build(pool_size=2)
     await d.authenticate(CANARY.uid, CANARY.password)
