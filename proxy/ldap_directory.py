@@ -2,7 +2,7 @@
 
 Flow of one login (on one server, so a replica's view is consistent):
 service-bound search for the card number and `eligible_filter` together (escaped, at most one match)
-→ bind as the found entry with the patron's PIN on a fresh connection → base-scope searches for each
+→ bind as the found entry with the patron's PIN on a bind-only connection → base-scope searches for each
 vendor's `eligibility.ldap_filter` → `Patron(key=HMAC(entryUUID), databases=…)`. Only when no
 eligible entry matches does a second search (card number alone) tell "not eligible" from "no such
 card", and "not eligible" is said only after the PIN opened the entry. Folding eligibility into the
@@ -439,6 +439,7 @@ class _Worker:
         self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ca_file)
         self._decoy_dn = f"{_DECOY_RDN},{d.base_dn}"
         self._service = _ServicePool(d.urls, 1, self._open_service)
+        self._binders: dict[str, Any] = {}  # per server: the connection patrons' binds go over
 
     def run(self, kind: str, order: list[str], card: str, password: str) -> _Outcome:
         """Try the servers in `order` until one answers, within the time budget."""
@@ -469,7 +470,7 @@ class _Worker:
                 return _Outcome("unavailable", failed=tuple(failed), message=str(exc))
             except (_ServerFailed, *_SERVER_ERRORS) as exc:
                 failed.append((url, type(exc).__name__))
-                self._service.drain(url)
+                self.drop(url)
                 continue
             return _Outcome(
                 "ok",
@@ -520,21 +521,52 @@ class _Worker:
         return conn
 
     def _pin_opens(self, url: str, deadline: float, dn: str, password: str) -> bool:
-        """Bind as `dn` on a fresh connection.
+        """Bind as `dn` with the PIN, on this worker's bind-only connection to `url`.
 
-        A fresh connection per login rather than a rebind of a pooled one: a half-failed rebind
-        cannot leave a connection authenticated as a patron for the next search, and the
-        connection (holding the PIN) dies with the attempt. It costs one handshake per login.
+        The connection does nothing but binds, so whoever the last bind left it as never matters:
+        no search or other operation ever runs on it (the service connection does those), and a
+        failed bind leaves it anonymous (RFC 4511 4.2.1). The PIN is cleared from the connection
+        object as soon as the bind has answered. Reusing it spares the directory a TCP (and TLS)
+        handshake per sign-in; a connection the server has dropped is replaced once.
         """
-        conn = self._connect(url, deadline, dn, password)
+        conn = self._binders.pop(url, None)
+        if conn is not None and self._reusable(conn):
+            try:
+                return self._bind_as(conn, url, dn, password)
+            except (_ServerFailed, *_SERVER_ERRORS):
+                pass  # dropped while idle, or the server restarted: a fresh connection below
+        elif conn is not None:
+            _close(conn)
+        return self._bind_as(self._connect(url, deadline, dn, password), url, dn, password)
+
+    def _reusable(self, conn: Any) -> bool:
+        # ldap3 reopens a closed connection by itself on bind(), without StartTLS: never let it.
+        if conn.closed:
+            return False
+        return not self._d.start_tls or bool(conn.server.ssl) or bool(conn.tls_started)
+
+    def _bind_as(self, conn: Any, url: str, dn: str, password: str) -> bool:
+        """One simple bind on `conn`; keeps `conn` for the next sign-in when the server answered."""
+        conn.user, conn.password = dn, password
         try:
-            if conn.bind(read_server_info=False):
-                return True
+            opened = bool(conn.bind(read_server_info=False))
             code = conn.result.get("result") if conn.result else None
-            if code in _REFUSED_BIND:
-                return False
-            raise _ServerFailed(f"bind result {code}")
+        except BaseException:
+            _close(conn)
+            raise
         finally:
+            conn.password = None  # the PIN does not stay in the kept connection
+        if not opened and code not in _REFUSED_BIND:
+            _close(conn)
+            raise _ServerFailed(f"bind result {code}")
+        self._binders[url] = conn
+        return opened
+
+    def drop(self, url: str) -> None:
+        """Forget every connection to `url` (after it failed)."""
+        self._service.drain(url)
+        conn = self._binders.pop(url, None)
+        if conn is not None:
             _close(conn)
 
     def _search(self, conn: Any, base: str, flt: str, scope: str, attrs: list[str]) -> list[Any]:

@@ -274,6 +274,49 @@ async def test_sign_ins_in_flight_when_workers_die_all_complete(
     assert len({p.key for p in patrons}) == 4
 
 
+def closed_connections_to(port: int) -> int:
+    """TCP connections to `port` on this host that were closed recently (TIME_WAIT)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local, remote, state = fields[1], fields[2], fields[3]
+                ports = {int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)}
+                count += state == "06" and port in ports
+    return count
+
+
+async def test_patron_binds_reuse_one_connection_and_each_answer_is_the_patrons_own(
+    build: Build, slapd: Slapd
+) -> None:
+    """Right and wrong PINs of different patrons alternate over one worker's bind connection:
+    every answer is right for that patron, and no sign-in opens (and closes) a connection."""
+    d = await build(pool_size=1)
+    await d.authenticate(CANARY.uid, CANARY.password)  # the worker's connections now exist
+    before = closed_connections_to(slapd.port)
+    expected_keys = {}
+    for uid, password in ((CANARY.uid, CANARY.password), (WREN.uid, WREN.password)):
+        expected_keys[uid] = (await d.authenticate(uid, password)).key
+    sequence = [
+        (WREN.uid, "wrong-pin", None),
+        (CANARY.uid, CANARY.password, CANARY.uid),
+        (CANARY.uid, "wrong-pin", None),
+        (WREN.uid, WREN.password, WREN.uid),
+        (WREN.uid, CANARY.password, None),  # another patron's PIN opens nothing
+        (CANARY.uid, CANARY.password, CANARY.uid),
+        ("29999000999999", CANARY.password, None),  # no such card: the decoy bind
+        (WREN.uid, WREN.password, WREN.uid),
+    ]
+    for uid, password, who in sequence * 3:
+        if who is None:
+            with pytest.raises(BadCredentials):
+                await d.authenticate(uid, password)
+        else:
+            assert (await d.authenticate(uid, password)).key == expected_keys[who]
+    assert closed_connections_to(slapd.port) - before <= 2  # not one per sign-in (24 here)
+
+
 async def test_close_stops_the_worker_processes(build: Build) -> None:
     d = await build(pool_size=2)
     await d.authenticate(CANARY.uid, CANARY.password)
@@ -442,8 +485,12 @@ async def test_ldaps_with_an_untrusted_certificate_is_unavailable(
 
 
 async def test_start_tls_login_with_the_directory_ca(build: Build, slapd: Slapd) -> None:
-    d = await build(urls=[slapd.url], start_tls=True, ca_file=str(slapd.ca_file))
-    assert (await d.authenticate(CANARY.uid, CANARY.password)).key
+    d = await build(urls=[slapd.url], start_tls=True, ca_file=str(slapd.ca_file), pool_size=1)
+    first = await d.authenticate(CANARY.uid, CANARY.password)
+    # Again over the kept (TLS) bind connection, with a wrong PIN in between.
+    with pytest.raises(BadCredentials):
+        await d.authenticate(CANARY.uid, "wrong-pin")
+    assert (await d.authenticate(CANARY.uid, CANARY.password)).key == first.key
 
 
 async def test_start_tls_with_an_untrusted_certificate_is_unavailable(
