@@ -31,6 +31,7 @@ import os
 import queue
 import signal
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -264,6 +265,17 @@ def _worker_context() -> multiprocessing.context.ForkServerContext:
     return _CONTEXT
 
 
+def _main_reimportable() -> bool:
+    """Whether worker processes can import this program's main module, as multiprocessing makes
+    them do: a module run with -m, a script file, or none (-c) can; code read from standard input
+    or typed at a prompt cannot, and every worker would die before its first call."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        return True
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.exists(path)
+
+
 _WORKER: _Worker | None = None
 
 
@@ -318,6 +330,11 @@ class LdapDirectory:
             ),
         )
         self._breaker = _Breaker(d.urls, d.retry_after_s)
+        if not _main_reimportable():
+            raise RuntimeError(
+                "the LDAP directory's worker processes cannot start from a program read from "
+                "standard input or a prompt; run the proxy with `weston-proxy` or `python -m proxy`"
+            )
         self._procs = self._new_pool()
         self._closed = False
 

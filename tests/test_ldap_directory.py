@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -37,6 +39,7 @@ pytestmark = [
 ]
 
 SECRET = b"test-server-secret-0123456789abcdef"
+ROOT = Path(__file__).resolve().parent.parent
 OPEN_VENDOR = {
     "id": "open",
     "title": "Open Database",
@@ -315,6 +318,27 @@ async def test_patron_binds_reuse_one_connection_and_each_answer_is_the_patrons_
         else:
             assert (await d.authenticate(uid, password)).key == expected_keys[who]
     assert closed_connections_to(slapd.port) - before <= 2  # not one per sign-in (24 here)
+
+
+def test_a_program_on_standard_input_is_told_why_workers_cannot_start(
+    tmp_path: Path, slapd: Slapd
+) -> None:
+    """multiprocessing makes workers import the main module; from stdin they would all die at
+    start and every sign-in fail. The directory refuses at once, saying how to run the proxy."""
+    path = write_config(tmp_path, slapd, [OPEN_VENDOR])
+    code = (
+        "from proxy.config import load_config\n"
+        "from proxy.ldap_directory import LdapDirectory\n"
+        "try:\n"
+        f"    LdapDirectory(load_config({str(path)!r}), secret=bytes(32))\n"
+        "except RuntimeError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-"], input=code, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert "refused:" in done.stdout, done.stderr
+    assert "python -m proxy" in done.stdout
 
 
 async def test_close_stops_the_worker_processes(build: Build) -> None:
