@@ -87,7 +87,9 @@ class DirectoryConfig:
     start_tls: bool = doc("upgrade ldap:// connections with StartTLS", False)
     ca_file: str = doc("CA bundle to verify the directory's certificate", "")
     pool_size: int = doc(
-        "directory worker processes (sign-ins at once), each with its own service connection", 4
+        "directory worker processes (sign-ins at once), each with its own connections; about"
+        " 30 MB of memory each",
+        4,
     )
     retry_after_s: float = doc(
         "pause before a failed server is tried again (circuit breaker)", 10.0

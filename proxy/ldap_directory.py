@@ -65,7 +65,7 @@ _SUCCESS, _SIZE_LIMIT_EXCEEDED, _NO_SUCH_OBJECT = 0, 4, 32
 # server's problem, not the patron's.
 _REFUSED_BIND = frozenset({48, 49, 50, 53})
 # Failover may use part of the one second the contract allows past timeout_s; the caller's hard
-# limit sits just under timeout_s + 1 whatever the worker threads are still doing.
+# limit sits just under timeout_s + 1 whatever the worker processes are still doing.
 _FAILOVER_GRACE_S = 0.75
 _CALLER_GRACE_S = 0.9
 _MIN_CONNECT_S = 0.05
@@ -155,7 +155,7 @@ class _Breaker:
         self._urls = urls
         self._retry_after_s = retry_after_s
         self._down_until: dict[str, float] = {}
-        self._lock = threading.Lock()  # worker threads share it
+        self._lock = threading.Lock()  # the pool's result thread and the event loop share it
 
     def order(self) -> list[str]:
         """Healthy servers in configured order, then the resting ones (so recovery is noticed)."""
