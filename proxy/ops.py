@@ -13,7 +13,7 @@ from proxy.errors import (
     DirectoryUnavailable,
     StoreUnavailable,
 )
-from proxy.services import SERVICES
+from proxy.services import SERVICES, Services
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -21,22 +21,28 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "ok", "pid": os.getpid()})
 
 
-async def _check(coro: Awaitable[None], timeout: float) -> bool:
+async def _answers(ping: Awaitable[None], timeout: float) -> bool:
     try:
-        await asyncio.wait_for(coro, timeout)
+        await asyncio.wait_for(ping, timeout)
         return True
     except (TimeoutError, DirectoryUnavailable, StoreUnavailable, OSError):
         return False
 
 
-async def readyz(request: web.Request) -> web.StreamResponse:
-    svc = request.app[SERVICES]
-    timeout = svc.config.directory.timeout_s + 1
+async def check_dependencies(svc: Services) -> tuple[bool, bool]:
+    """Ask the directory and the store once, at the same time; (directory up, store up), also
+    set on the `dependency_up` gauge. /readyz and the metrics refresher both use it."""
     directory_ok, store_ok = await asyncio.gather(
-        _check(svc.directory.ping(), timeout), _check(svc.sessions.store.ping(), 3.0)
+        _answers(svc.directory.ping(), svc.config.directory.timeout_s + 1),
+        _answers(svc.sessions.store.ping(), 3.0),
     )
     svc.metrics.dependency_up.labels("directory").set(1 if directory_ok else 0)
     svc.metrics.dependency_up.labels("store").set(1 if store_ok else 0)
+    return directory_ok, store_ok
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    directory_ok, store_ok = await check_dependencies(request.app[SERVICES])
     body = {
         "directory": "ok" if directory_ok else "unavailable",
         "store": "ok" if store_ok else "unavailable",

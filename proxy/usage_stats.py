@@ -21,15 +21,16 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from proxy.config import Config, VendorConfig
-from proxy.errors import DirectoryUnavailable, StoreUnavailable
+from proxy.errors import StoreUnavailable
 from proxy.forward import Observation
 from proxy.logs import get_logger
+from proxy.ops import check_dependencies
 from proxy.sessions import Session
 from proxy.stats import (
     BLOCKED_THIRD_PARTY,
@@ -126,23 +127,10 @@ class UsageCounter:
         return None
 
 
-async def _answers(check: Awaitable[None], timeout: float) -> bool:
-    try:
-        await asyncio.wait_for(check, timeout)
-        return True
-    except (TimeoutError, DirectoryUnavailable, StoreUnavailable, OSError):
-        return False
-
-
 async def refresh_gauges(svc: Services) -> None:
     """Ask the directory and store once; set dependency_up, active sessions and session ages."""
     m = svc.metrics
-    directory_ok, store_ok = await asyncio.gather(
-        _answers(svc.directory.ping(), svc.config.directory.timeout_s + 1),
-        _answers(svc.sessions.store.ping(), 3.0),
-    )
-    m.dependency_up.labels("directory").set(1 if directory_ok else 0)
-    m.dependency_up.labels("store").set(1 if store_ok else 0)
+    _, store_ok = await check_dependencies(svc)
     if store_ok:
         try:
             ages = await svc.sessions.store.ages()
