@@ -11,26 +11,20 @@ run are what to read: the machine is shared.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 from bench.bench import (
-    FILE_DIRECTORY,
     VENDOR,
     Nginx,
+    Proxy,
     free_port,
     login,
     origin_conf,
-    stop_process,
-    vendor_page,
+    page_tree,
+    start_file_proxy,
     wait_port,
-    write_proxy_config,
     wrk,
 )
 
@@ -48,52 +42,30 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from proxy.hosts import map_label
 
-    trees = [str(Path(t).resolve()) for t in (args.tree_a, args.tree_b)]
-    work = Path(tempfile.mkdtemp(prefix="weston-ab-"))
-    work.chmod(0o755)  # nginx workers run as nobody
-    docroot = work / "www"
-    (docroot / "pass").mkdir(parents=True)
-    for name, size in (("page30k", 30 * 1024), ("page1m", 1024 * 1024)):
-        data = vendor_page(size)
-        (docroot / f"{name}.html").write_bytes(data)
-        (docroot / "pass" / f"{name}.dat").write_bytes(data)
+    trees = [Path(t).resolve() for t in (args.tree_a, args.tree_b)]
+    work, docroot, _, _ = page_tree("weston-ab-")
     origin_port = free_port()
     origin = Nginx(work / "origin", origin_conf(origin_port, docroot))
     origin.start()
-    procs: list[subprocess.Popen[bytes]] = []
+    proxies: list[Proxy] = []
     try:
         wait_port(origin_port)
         targets = []
         for i, tree in enumerate(trees):
             port = free_port()
-            cfg = write_proxy_config(
-                work / f"p{i}",
-                port=port,
-                origin_port=origin_port,
-                directory=FILE_DIRECTORY,
-                store='store = "memory"',
+            proxies.append(
+                start_file_proxy(work / f"p{i}", port=port, origin_port=origin_port, source=tree)
             )
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "proxy", "serve", "--config", str(cfg)],
-                    cwd=tree,
-                    env=dict(os.environ, PYTHONPATH=tree),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            wait_port(port)
-            time.sleep(0.5)
             headers = {
                 "Host": f"{map_label(VENDOR)}.proxy.localhost:{port}",
                 "Cookie": f"weston_session={login(port)}",
                 "Accept-Encoding": "identity",
             }
-            targets.append((tree, port, headers))
+            targets.append(("AB"[i], port, headers))
         runs: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
         for _ in range(args.rounds):
             for path in args.paths.split(","):
-                for tree, port, headers in targets:
+                for label, port, headers in targets:
                     run = wrk(
                         path,
                         f"http://127.0.0.1:{port}{path}",
@@ -101,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
                         conns=args.conns,
                         headers=headers,
                     )
-                    runs.setdefault((path, tree), []).append((run.rps, run.p99_ms, run.errors))
+                    runs.setdefault((path, label), []).append((run.rps, run.p99_ms, run.errors))
         for path in args.paths.split(","):
             medians = []
-            for label, tree in zip("AB", trees, strict=True):
-                v = runs[(path, tree)]
+            for label in "AB":
+                v = runs[(path, label)]
                 rps = statistics.median(x[0] for x in v)
                 medians.append(rps)
                 print(
@@ -115,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print(f"{path:<22} B/A {medians[1] / medians[0]:.2f}")
     finally:
-        for p in procs:
-            stop_process(p, signal.SIGTERM, 10)
+        for proxy in proxies:
+            proxy.stop()
         origin.stop()
     return 0
 

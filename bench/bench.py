@@ -96,6 +96,21 @@ def vendor_page(size: int) -> bytes:
     return "".join(parts).encode()
 
 
+def page_tree(prefix: str) -> tuple[Path, Path, bytes, bytes]:
+    """A fresh work directory with the origin's docroot: the 30 KB and 1 MB pages as HTML and,
+    under /pass/, as octet-stream. Returns (work, docroot, 30 KB page, 1 MB page)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    # nginx workers drop to `nobody` when started as root; they must be able to read the pages.
+    work.chmod(0o755)
+    docroot = work / "www"
+    (docroot / "pass").mkdir(parents=True)
+    page30, page1m = vendor_page(30 * 1024), vendor_page(1024 * 1024)
+    for name, data in (("page30k", page30), ("page1m", page1m)):
+        (docroot / f"{name}.html").write_bytes(data)
+        (docroot / "pass" / f"{name}.dat").write_bytes(data)
+    return work, docroot, page30, page1m
+
+
 # --------------------------------------------------------------------------- nginx
 
 
@@ -207,12 +222,14 @@ def write_proxy_config(
 
 
 class Proxy:
-    def __init__(self, config: Path, port: int, workers: int = 1) -> None:
-        self.config, self.port, self.workers = config, port, workers
+    """`python -m proxy serve` from the source tree `source` (this one by default)."""
+
+    def __init__(self, config: Path, port: int, workers: int = 1, source: Path = ROOT) -> None:
+        self.config, self.port, self.workers, self.source = config, port, workers, source
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=str(self.source))
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -227,7 +244,7 @@ class Proxy:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
-            cwd=str(ROOT),
+            cwd=str(self.source),
         )
         wait_port(self.port)
         time.sleep(0.5 * self.workers)
@@ -258,13 +275,20 @@ FILE_DIRECTORY = 'kind = "file"\npatrons_file = "patrons.toml"'
 
 
 def start_file_proxy(
-    root: Path, *, port: int, origin_port: int, store: str = 'store = "memory"', workers: int = 1
+    root: Path,
+    *,
+    port: int,
+    origin_port: int,
+    store: str = 'store = "memory"',
+    workers: int = 1,
+    source: Path = ROOT,
 ) -> Proxy:
-    """The proxy with the bench patron in a file directory, started and listening."""
+    """The proxy (from source tree `source`) with the bench patron in a file directory, started
+    and listening."""
     cfg = write_proxy_config(
         root, port=port, origin_port=origin_port, directory=FILE_DIRECTORY, store=store
     )
-    proxy = Proxy(cfg, port, workers=workers)
+    proxy = Proxy(cfg, port, workers=workers, source=source)
     proxy.start()
     return proxy
 
@@ -589,15 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
-    work = Path(tempfile.mkdtemp(prefix="weston-bench-"))
-    # nginx workers drop to `nobody` when started as root; they must be able to read the pages.
-    work.chmod(0o755)
-    docroot = work / "www"
-    (docroot / "pass").mkdir(parents=True)
-    page30, page1m = vendor_page(30 * 1024), vendor_page(1024 * 1024)
-    for name, data in (("page30k", page30), ("page1m", page1m)):
-        (docroot / f"{name}.html").write_bytes(data)
-        (docroot / "pass" / f"{name}.dat").write_bytes(data)
+    work, docroot, page30, page1m = page_tree("weston-bench-")
 
     origin_port, pass_port, sub_port, proxy_port = (
         free_port(),

@@ -17,7 +17,6 @@ import collections
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -29,9 +28,9 @@ from bench.bench import (
     free_port,
     login,
     origin_conf,
+    page_tree,
     preflight,
     start_file_proxy,
-    vendor_page,
     wait_port,
     wrk,
 )
@@ -80,14 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from proxy.hosts import map_label
 
-    work = Path(tempfile.mkdtemp(prefix="weston-profile-"))
-    work.chmod(0o755)
-    docroot = work / "www"
-    (docroot / "pass").mkdir(parents=True)
-    page30, page1m = vendor_page(30 * 1024), vendor_page(1024 * 1024)
-    for name, data in (("page30k", page30), ("page1m", page1m)):
-        (docroot / f"{name}.html").write_bytes(data)
-        (docroot / "pass" / f"{name}.dat").write_bytes(data)
+    work, docroot, page30, page1m = page_tree("weston-profile-")
     origin_port, proxy_port = free_port(), free_port()
     origin = Nginx(work / "origin", origin_conf(origin_port, docroot))
     origin.start()
