@@ -268,14 +268,13 @@ def check_configuration(v: VendorConfig, config: Config, s: ComplianceSettings) 
         urls.append(("shared_login.login_url", v.shared_login.login_url))
     plain = [f"{k} = {u!r}" for k, u in urls if urlsplit(u).scheme != "https"]
     out.append(
-        Check(
+        Check.of_findings(
             "transport.https",
             CRITICAL,
-            FAIL if plain else PASS,
-            "Patron traffic to this vendor would travel unencrypted."
-            if plain
-            else "The vendor is reached over https.",
-            "; ".join(plain) or f"origin = {v.origin!r}",
+            plain,
+            "Patron traffic to this vendor would travel unencrypted.",
+            "The vendor is reached over https.",
+            f"origin = {v.origin!r}",
         )
     )
     out.append(
@@ -298,15 +297,14 @@ def check_configuration(v: VendorConfig, config: Config, s: ComplianceSettings) 
         for m in pattern.finditer(value)
     ]
     out.append(
-        Check(
+        Check.of_findings(
             "config.patron_data_template",
             CRITICAL,
-            FAIL if hits else PASS,
+            hits,
             "A vendor setting refers to patron data; the proxy never fills such templates, and "
-            "whoever wrote it expected patron data to reach the vendor."
-            if hits
-            else "No header, URL or rewrite setting refers to patron data.",
-            "; ".join(hits) or f"{len(_vendor_settings_text(v))} setting(s) scanned",
+            "whoever wrote it expected patron data to reach the vendor.",
+            "No header, URL or rewrite setting refers to patron data.",
+            f"{len(_vendor_settings_text(v))} setting(s) scanned",
         )
     )
     unexplained = v.third_party == "allow" and not v.third_party_reason.strip()

@@ -99,12 +99,13 @@ def canary_check(visit: Visit) -> Check:
             "The scripted search never reached the stand-in vendor.",
             f"{n} outbound request(s) recorded",
         )
-    return Check(
+    return Check.of_findings(
         "live.canary",
         CRITICAL,
-        FAIL if found else PASS,
-        "Patron data reached the vendor." if found else "No canary value reached the vendor.",
-        "; ".join(dict.fromkeys(found)) or f"{n} outbound request(s) scanned in every encoding",
+        found,
+        "Patron data reached the vendor.",
+        "No canary value reached the vendor.",
+        f"{n} outbound request(s) scanned in every encoding",
     )
 
 
@@ -121,15 +122,13 @@ def header_check(visit: Visit) -> Check:
                 and not re.fullmatch(r"https?://[^/?#]+/?", val)
             ):
                 bad.append(f"{step.name}: {k} carries a path ({val[:80]})")
-    return Check(
+    return Check.of_findings(
         "live.header_allowlist",
         CRITICAL,
-        FAIL if bad else PASS,
-        "A header outside the allowlist reached the vendor."
-        if bad
-        else "Only allowlisted headers and the adapter's own reached the vendor.",
-        "; ".join(dict.fromkeys(bad))
-        or "adapter adds: " + (", ".join(sorted(adapter_headers(visit.vendor))) or "nothing"),
+        bad,
+        "A header outside the allowlist reached the vendor.",
+        "Only allowlisted headers and the adapter's own reached the vendor.",
+        "adapter adds: " + (", ".join(sorted(adapter_headers(visit.vendor))) or "nothing"),
     )
 
 
@@ -149,14 +148,12 @@ def assertion_check(visit: Visit) -> Check:
             for k, val in sent.headers
             if _JWT.search(val)
         ]
-        return Check(
+        return Check.of_findings(
             "live.assertion_claims",
             CRITICAL,
-            FAIL if jwt_like else PASS,
-            "A signed token reached a vendor that should receive none."
-            if jwt_like
-            else f"No assertion is sent (auth = {v.auth}).",
-            "; ".join(jwt_like),
+            jwt_like,
+            "A signed token reached a vendor that should receive none.",
+            f"No assertion is sent (auth = {v.auth}).",
         )
     if not tokens:
         return Check("live.assertion_claims", CRITICAL, FAIL, "No assertion reached the vendor.")
@@ -177,15 +174,13 @@ def assertion_check(visit: Visit) -> Check:
     if v.release == "pseudonymous" and (subs[0] & subs[1] or len(subs[0]) > 1):
         problems.append("the pairwise id is not one per patron")
     allowed = sorted(ASSERTION_CLAIMS | ({"sub"} if v.release == "pseudonymous" else set()))
-    return Check(
+    return Check.of_findings(
         "live.assertion_claims",
         CRITICAL,
-        FAIL if problems else PASS,
-        "The assertion does not verify or carries claims its release level does not allow."
-        if problems
-        else f"Every assertion verifies against the JWKS and carries only {v.release} claims.",
-        "; ".join(dict.fromkeys(problems))
-        or f"{len(tokens)} assertion(s); claims: {', '.join(allowed)}",
+        problems,
+        "The assertion does not verify or carries claims its release level does not allow.",
+        f"Every assertion verifies against the JWKS and carries only {v.release} claims.",
+        f"{len(tokens)} assertion(s); claims: {', '.join(allowed)}",
     )
 
 
@@ -212,15 +207,13 @@ def cookie_check(visit: Visit) -> Check:
         problems.append("the vendor's Set-Cookie reached the browser")
     if not returned:
         problems.append("the vendor's cookie did not come back on the patron's next request")
-    return Check(
+    return Check.of_findings(
         "live.cookie_isolation",
         CRITICAL,
-        FAIL if problems else PASS,
-        "Vendor cookies are not kept to one patron session."
-        if problems
-        else "Vendor cookies stay in the proxy, per patron session, and come back to the vendor.",
-        "; ".join(dict.fromkeys(problems))
-        or f"{len(issued[0]) + len(issued[1])} vendor cookie(s) issued across two sessions",
+        problems,
+        "Vendor cookies are not kept to one patron session.",
+        "Vendor cookies stay in the proxy, per patron session, and come back to the vendor.",
+        f"{len(issued[0]) + len(issued[1])} vendor cookie(s) issued across two sessions",
     )
 
 
@@ -240,14 +233,13 @@ def redirect_check(visit: Visit) -> Check:
 
 def log_check(canaries: Iterable[Canary], logs: bytes) -> Check:
     leaks = CanaryDetector(canaries).find(logs)
-    return Check(
+    return Check.of_findings(
         "live.logs",
         CRITICAL,
-        FAIL if leaks else PASS,
-        "The proxy's log names the patron or what they did."
-        if leaks
-        else "The proxy's log carries no patron, search or form value.",
-        "; ".join(str(x) for x in leaks) or f"{len(logs)} bytes of log scanned",
+        [str(x) for x in leaks],
+        "The proxy's log names the patron or what they did.",
+        "The proxy's log carries no patron, search or form value.",
+        f"{len(logs)} bytes of log scanned",
     )
 
 

@@ -29,6 +29,22 @@ class Check:
     def blocking(self) -> bool:
         return self.severity == CRITICAL and self.result == FAIL
 
+    @classmethod
+    def of_findings(
+        cls,
+        id: str,
+        severity: str,
+        findings: list[str],
+        failed: str,
+        passed: str,
+        evidence_if_clean: str = "",
+    ) -> Check:
+        """FAIL with `failed` and the findings (each once, in order) as evidence when there are
+        any; else PASS with `passed` and `evidence_if_clean`."""
+        if findings:
+            return cls(id, severity, FAIL, failed, "; ".join(dict.fromkeys(findings)))
+        return cls(id, severity, PASS, passed, evidence_if_clean)
+
 
 @dataclass
 class VendorReport:
