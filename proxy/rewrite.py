@@ -187,7 +187,10 @@ class RegexStage:
         self._pos = 0  # where scanning resumes in _buf; bytes before it are lookbehind context
 
     def feed(self, chunk: bytes) -> bytes:
-        buf = self._buf + chunk
+        return self._window_step(self._buf + chunk)
+
+    def _window_step(self, buf: bytes) -> bytes:
+        """Write out every match settled in `buf`; keep the undecided tail (and its context)."""
         cut = len(buf) - self._window
         if cut <= self._pos:
             self._buf = buf
@@ -240,18 +243,13 @@ class UrlStage(RegexStage):
         if len(buf) - self._pos <= MAX_CUT_WAIT:
             self._buf = buf
             return b""
-        window_cut = len(buf) - self._window
-        out, end = self._run(buf, window_cut)
-        keep = max(0, end - self._context)
-        self._buf, self._pos = buf[keep:], end - keep
-        return out
+        return self._window_step(buf)
 
     def finish(self) -> bytes:
-        if self._pos == 0:
-            out = self._segment(self._buf)
-        else:
-            out, _ = self._run(self._buf, None)
-        self._buf, self._pos = b"", 0
+        if self._pos != 0:
+            return super().finish()
+        out = self._segment(self._buf)
+        self._buf = b""
         return out
 
 
@@ -392,14 +390,15 @@ class Rewriter:
         """Every configured vendor URL in `data` mapped (ASCII-compatible bytes, one shot)."""
         return self._segment(data)
 
-    def _segment(self, data: bytes) -> bytes:
+    def _segment(self, data: bytes, lower: bytes | None = None) -> bytes:
         """`scan_pattern` substituted over `data`; when `data` has only plain URL forms (lower-case
         `http`, no escaped or percent-encoded separators), two literal-led passes do the same
         faster (about 4x on a results page). The two forms' matches cannot overlap (but for
         `//http…`, checked) and a rewritten URL ends as the original did (host or port
         character), so neither pass sees the other's output differently from the one scan;
         tests compare both on generated text."""
-        lower = data.lower()
+        if lower is None:
+            lower = data.lower()
         if (
             data.count(b"http") == lower.count(b"http")
             and b"\\/" not in data
@@ -415,7 +414,9 @@ class Rewriter:
             mid = len(data) // 2
             cut = max(data.rfind(b, 0, mid) for b in _CUTS) + 1
             if cut > 0:
-                return self._segment(data[:cut]) + self._segment(data[cut:])
+                return self._segment(data[:cut], lower[:cut]) + self._segment(
+                    data[cut:], lower[cut:]
+                )
         return self._scan_re.sub(self._replace, data)
 
     def rewrite_text(self, value: str) -> str:
