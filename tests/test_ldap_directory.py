@@ -18,7 +18,14 @@ import tomli_w
 
 from proxy.config import load_config
 from proxy.errors import BadCredentials, ConfigError, DirectoryUnavailable, NotEligible
-from proxy.ldap_directory import LdapDirectory
+from proxy.ldap_directory import (
+    LdapDirectory,
+    _Outcome,
+    _raise_for,
+    _service_password,
+    _Settings,
+    _Worker,
+)
 from tests.canary import CANARY, EXPIRED, HERON, WREN, leaks
 from tests.fixtures_ldap import (
     ELIGIBLE_FILTER,
@@ -339,6 +346,38 @@ def test_a_program_on_standard_input_is_told_why_workers_cannot_start(
     )
     assert "refused:" in done.stdout, done.stderr
     assert "python -m proxy" in done.stdout
+
+
+def test_a_worker_keeps_no_pin_and_answers_with_no_patron_data(
+    tmp_path: Path, slapd: Slapd, dead_ldap_url: str
+) -> None:
+    """P2 inside a worker (run in this process so its state can be read): after sign-ins that
+    open, fail, miss the card or meet a dead server first, no kept connection holds a PIN and no
+    answer carries the card number, the PIN or any other canary value."""
+    order = [dead_ldap_url, slapd.url]
+    config = load_config(write_config(tmp_path, slapd, [OPEN_VENDOR], urls=order))
+    worker = _Worker(_Settings(config.directory, _service_password(config), None, ()))
+    outcomes = [
+        worker.run("login", order, CANARY.uid, CANARY.password),
+        worker.run("login", order, CANARY.uid, WREN.password),
+        worker.run("login", order, "29999000999999", CANARY.password),
+        worker.run("login", order, EXPIRED.uid, EXPIRED.password),
+    ]
+    statuses = [o.status for o in outcomes]
+    assert statuses == ["ok", "bad_credentials", "bad_credentials", "not_eligible"]
+    assert all(o.failed and o.failed[0][0] == dead_ldap_url for o in outcomes)
+    assert worker._binders, "the bind connection is kept"
+    for conn in worker._binders.values():
+        assert conn.password is None
+    assert leaks(repr(outcomes).encode()) == []
+    assert CANARY.password not in repr(vars(worker)) and WREN.password not in repr(vars(worker))
+
+
+def test_a_worker_error_reaches_the_caller_as_unavailable_with_no_text() -> None:
+    """P7: an unforeseen error in a worker fails closed, and its text does not travel on."""
+    with pytest.raises(DirectoryUnavailable) as info:
+        _raise_for(_Outcome("client_error", message="KeyError"))
+    assert str(info.value) == "the directory client failed"
 
 
 async def test_close_stops_the_worker_processes(build: Build) -> None:
