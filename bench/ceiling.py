@@ -1,0 +1,267 @@
+"""How fast can a Python proxy on this machine pass a 30 KB page through, whatever it does?
+
+Not the proxy, and never for patrons: four *minimal* GET relays with none of the proxy's work
+(no session, no privacy filter, no assertion, no statistics), measured against nginx `proxy_pass`
+in one run, to show where the HTTP layers alone put the ceiling:
+
+- `aiohttp`      aiohttp server + aiohttp ClientSession (what the proxy is built on)
+- `aiohttp+raw`  aiohttp server + a bare asyncio client parsing responses with httptools
+- `raw+aiohttp`  a bare asyncio server parsing requests with httptools + aiohttp ClientSession
+- `raw`          bare asyncio + httptools on both sides
+
+    python -m bench.ceiling                 # 5 s per run, 2 interleaved rounds
+    python -m bench.ceiling --seconds 10 --rounds 3 --path /pass/page1m.dat
+
+Needs Debian `nginx` and `wrk` (as `bench/run`) and `pip install httptools`. The relays speak
+just enough HTTP/1.1 for wrk's keep-alive GETs; they have no backpressure, no error handling and
+no body for requests. That is the point: a figure here is what any proxy built on those layers
+can at best reach, before it does anything useful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+from bench.bench import Nginx, free_port, front_conf, origin_conf, page_tree, wait_port, wrk
+
+KINDS = ("aiohttp", "aiohttp+raw", "raw+aiohttp", "raw")
+DROP = {b"connection", b"keep-alive"}
+
+
+def serve(kind: str, port: int, origin_port: int) -> None:
+    import httptools
+    import uvloop
+    from aiohttp import ClientSession, TCPConnector, web
+
+    raw_server, raw_client = kind.startswith("raw"), kind.endswith("raw")
+
+    class UpProto(asyncio.Protocol):
+        """One keep-alive connection to the origin; hands the response to its current sink."""
+
+        def __init__(self) -> None:
+            self.parser = httptools.HttpResponseParser(self)
+            self.sink: Any = None
+            self.headers: list[tuple[bytes, bytes]] = []
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_message_begin(self) -> None:
+            self.headers = []
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers.append((name, value))
+
+        def on_headers_complete(self) -> None:
+            self.sink.head(self.parser.get_status_code(), self.headers)
+
+        def on_body(self, body: bytes) -> None:
+            self.sink.body(body)
+
+        def on_message_complete(self) -> None:
+            self.sink.done(self)
+
+    free: list[UpProto] = []
+
+    async def upstream() -> UpProto:
+        if free:
+            return free.pop()
+        _, proto = await asyncio.get_running_loop().create_connection(
+            UpProto, "127.0.0.1", origin_port
+        )
+        return proto
+
+    def request_bytes(target: bytes) -> bytes:
+        return b"GET " + target + b" HTTP/1.1\r\nHost: origin\r\nX-Patron-Assertion: x\r\n\r\n"
+
+    client: list[ClientSession] = []
+
+    async def aiohttp_client() -> ClientSession:
+        if not client:
+            client.append(ClientSession(connector=TCPConnector(limit=0)))
+        return client[0]
+
+    # ------------------------------------------------------------- aiohttp server
+    class Collect:
+        def __init__(self) -> None:
+            loop = asyncio.get_running_loop()
+            self.started: asyncio.Future[tuple[int, list[tuple[bytes, bytes]]]] = (
+                loop.create_future()
+            )
+            self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+            self.started.set_result((status, headers))
+
+        def body(self, data: bytes) -> None:
+            self.queue.put_nowait(bytes(data))
+
+        def done(self, proto: UpProto) -> None:
+            free.append(proto)
+            self.queue.put_nowait(None)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if not raw_client:
+            cs = await aiohttp_client()
+            async with cs.get(f"http://127.0.0.1:{origin_port}{request.path_qs}") as r:
+                resp = web.StreamResponse(status=r.status)
+                resp.content_length = r.content_length
+                resp.content_type = r.content_type
+                await resp.prepare(request)
+                async for chunk in r.content.iter_any():
+                    await resp.write(chunk)
+                return resp
+        proto = await upstream()
+        sink = Collect()
+        proto.sink = sink
+        proto.transport.write(request_bytes(request.path_qs.encode()))
+        status, headers = await sink.started
+        resp = web.StreamResponse(status=status)
+        for name, value in headers:
+            if name.lower() == b"content-length":
+                resp.content_length = int(value)
+            elif name.lower() not in DROP:
+                resp.headers[name.decode()] = value.decode()
+        await resp.prepare(request)
+        while (data := await sink.queue.get()) is not None:
+            await resp.write(data)
+        return resp
+
+    # ------------------------------------------------------------- raw server
+    class Relay:
+        def __init__(self, down: DownProto) -> None:
+            self.down = down
+
+        def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+            out = [b"HTTP/1.1 %d OK\r\n" % status]
+            out += [n + b": " + v + b"\r\n" for n, v in headers if n.lower() not in DROP]
+            self.down.transport.write(b"".join(out) + b"\r\n")
+
+        def body(self, data: bytes) -> None:
+            self.down.transport.write(data)
+
+        def done(self, proto: UpProto) -> None:
+            free.append(proto)
+            self.down.next()
+
+    class DownProto(asyncio.Protocol):
+        """Requests of one patron connection, answered in order."""
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+            self.pending: list[bytes] = []
+            self.busy = False
+            self.url = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_message_begin(self) -> None:
+            self.url = b""
+
+        def on_url(self, url: bytes) -> None:
+            self.url += url
+
+        def on_message_complete(self) -> None:
+            self.pending.append(self.url)
+            if not self.busy:
+                self.next()
+
+        def next(self) -> None:
+            self.busy = bool(self.pending)
+            if self.pending:
+                self.task = asyncio.ensure_future(self.go(self.pending.pop(0)))
+
+        async def go(self, target: bytes) -> None:
+            if raw_client:
+                proto = await upstream()
+                proto.sink = Relay(self)
+                proto.transport.write(request_bytes(target))
+                return
+            cs = await aiohttp_client()
+            async with cs.get(f"http://127.0.0.1:{origin_port}{target.decode()}") as r:
+                out = [b"HTTP/1.1 %d OK\r\n" % r.status]
+                for n, v in r.raw_headers:
+                    if n.lower() not in DROP:
+                        out.append(n + b": " + v + b"\r\n")
+                self.transport.write(b"".join(out) + b"\r\n")
+                async for chunk in r.content.iter_any():
+                    self.transport.write(chunk)
+            self.next()
+
+    async def main() -> None:
+        if raw_server:
+            await asyncio.get_running_loop().create_server(DownProto, "127.0.0.1", port)
+        else:
+            app = web.Application()
+            app.router.add_get("/{tail:.*}", handler)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    uvloop.run(main())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("--path", default="/pass/page30k.dat")
+    ap.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "ORIGIN_PORT"), help="internal")
+    args = ap.parse_args(argv)
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]), int(args.serve[2]))
+        return 0
+    work, docroot, _, _ = page_tree("weston-ceiling-")
+    origin_port, pass_port, sub_port = free_port(), free_port(), free_port()
+    origin = Nginx(work / "origin", origin_conf(origin_port, docroot))
+    front = Nginx(work / "front", front_conf(pass_port, sub_port, origin_port, {}))
+    procs: list[subprocess.Popen[bytes]] = []
+    ports = {"nginx proxy_pass": pass_port}
+    try:
+        origin.start()
+        front.start()
+        wait_port(origin_port)
+        wait_port(pass_port)
+        for kind in KINDS:
+            port = free_port()
+            cmd = [sys.executable, "-m", "bench.ceiling", "--serve", kind, str(port)]
+            procs.append(subprocess.Popen([*cmd, str(origin_port)]))
+            wait_port(port)
+            ports[kind] = port
+        rps: dict[str, list[float]] = {name: [] for name in ports}
+        for rnd in range(args.rounds):
+            for name, port in ports.items():
+                url = f"http://127.0.0.1:{port}{args.path}"
+                run = wrk(name, url, seconds=args.seconds, conns=args.conns)
+                if run.errors:
+                    raise SystemExit(f"{name}: {run.errors} errors; the figures would mean nothing")
+                rps[name].append(run.rps)
+                print(f"round {rnd + 1}  {name:18} {run.rps:9,.0f} req/s  p99 {run.p99_ms} ms")
+        nginx = statistics.median(rps["nginx proxy_pass"])
+        print(f"\nmedian req/s over {args.rounds} rounds, {args.path}, {args.conns} connections")
+        for name, values in rps.items():
+            med = statistics.median(values)
+            print(f"  {name:18} {med:9,.0f}   {med / nginx:5.2f} x nginx")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        front.stop()
+        origin.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
