@@ -35,7 +35,6 @@ DROP = {b"connection", b"keep-alive"}
 
 def serve(kind: str, port: int, origin_port: int) -> None:
     import httptools
-    import uvloop
     from aiohttp import ClientSession, TCPConnector, web
 
     raw_server, raw_client = kind.startswith("raw"), kind.endswith("raw")
@@ -209,7 +208,7 @@ def serve(kind: str, port: int, origin_port: int) -> None:
             await web.TCPSite(runner, "127.0.0.1", port).start()
         await asyncio.Event().wait()
 
-    uvloop.run(main())
+    asyncio.run(main())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import getpass
 import importlib
@@ -47,14 +46,6 @@ def load(path: str, err: TextIO) -> Config | None:
         for p in exc.problems:
             print(f"  {p}", file=err)
         return None
-
-
-def _install_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def _demo_ctx(config: Config):  # type: ignore[no-untyped-def]
@@ -105,7 +96,11 @@ def _serve_one(config: Config, *, reuse_port: bool) -> None:
     from proxy.logs import configure_logging
 
     configure_logging(config.logging.level, config.logging.format)
-    _install_uvloop()
+    # The standard asyncio loop, not uvloop: libuv (since 1.45) accepts one connection per loop
+    # iteration, so under load new patrons waited in the accept queue for seconds (10-25 s at
+    # 1,000 connections, 0.2-1 % of requests over 10 s) while open connections were served;
+    # asyncio accepts up to `listen_backlog` per iteration. uvloop was no faster here either
+    # (bench/README.md, "Event loop").
     host, port = config.listen_addr
     web.run_app(
         build_serving_app(config),
