@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -217,8 +218,9 @@ class VendorConfig:
     limits: Limits = doc("per-session usage limits", Limits())
     file: str = doc("the file this vendor came from", "")
 
-    @property
+    @functools.cached_property
     def origin_parts(self) -> tuple[str, str, int | None]:
+        # Cached (read on every proxied request); the config is frozen, so it cannot go stale.
         parts = urlsplit(self.origin)
         return parts.scheme, (parts.hostname or ""), parts.port
 

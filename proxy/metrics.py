@@ -50,6 +50,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram, Counter]] = {}
         self.requests = Counter(
             "weston_proxy_requests",
             "Requests forwarded to vendors",
@@ -104,9 +105,20 @@ class Metrics:
 
     def observe(self, o: Observation) -> None:
         sc = status_class(o.status)
-        self.requests.labels(o.vendor_id, sc).inc()
-        self.upstream_seconds.labels(o.vendor_id, sc).observe(o.duration_s)
-        self.bytes.labels(o.vendor_id).inc(o.bytes)
+        children = self._children.get((o.vendor_id, sc))
+        if children is None:
+            # `labels()` looks the child up under a lock with its arguments checked: done once
+            # per vendor and status class (children are never removed from these metrics).
+            children = (
+                self.requests.labels(o.vendor_id, sc),
+                self.upstream_seconds.labels(o.vendor_id, sc),
+                self.bytes.labels(o.vendor_id),
+            )
+            self._children[(o.vendor_id, sc)] = children
+        requests, seconds, sent = children
+        requests.inc()
+        seconds.observe(o.duration_s)
+        sent.inc(o.bytes)
         if o.third_party_hosts:
             self.blocked_third_party.labels(o.vendor_id).inc(o.third_party_hosts)
 

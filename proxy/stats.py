@@ -21,7 +21,7 @@ import contextlib
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,6 +247,17 @@ class Counters:
             raise ValueError("counts only go up")
         if n:
             self._add(self._clock().date().isoformat(), vendor_id, metric, n)
+
+    def count_many(self, vendor_id: str, counts: Iterable[tuple[str, int]]) -> None:
+        """`count` for several metrics of one vendor, reading the clock once (per request)."""
+        day = ""
+        for metric, n in counts:
+            _check_key(vendor_id, metric, METRICS)
+            if n < 0:
+                raise ValueError("counts only go up")
+            if n:
+                day = day or self._clock().date().isoformat()
+                self._add(day, vendor_id, metric, n)
 
     def unique(self, vendor_id: str, metric: str, token: str) -> None:
         """Count `token` once per hour at `vendor_id`; the token itself is never stored."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import hmac
 import re
 import secrets
@@ -86,21 +85,20 @@ class UsageCounter:
         self.set_search_paths({v.id: v.search_paths for v in config.vendors})
 
     def observe(self, o: Observation) -> None:
-        c = self.counters
-        c.count(o.vendor_id, REQUESTS)
-        c.count(o.vendor_id, BYTES, o.bytes)
+        counts = [(REQUESTS, 1), (BYTES, o.bytes)]
         if o.first_at_vendor:
-            c.count(o.vendor_id, SESSIONS_STARTED)
+            counts.append((SESSIONS_STARTED, 1))
         # A full text is one whole 200 to a GET: 206 ranges of one PDF would count it many times.
         if o.method == "GET" and o.status == 200:
             metric = download_metric(o.content_type)
             if metric is not None:
-                c.count(o.vendor_id, metric)
+                counts.append((metric, 1))
         # The path is matched and forgotten; only the count is kept (it never has a query).
         if o.status < 400 and any(p.search(o.path) for p in self._searches.get(o.vendor_id, ())):
-            c.count(o.vendor_id, SEARCHES)
+            counts.append((SEARCHES, 1))
         # Distinct third-party hosts the tracker shield held back on this page (a number only).
-        c.count(o.vendor_id, BLOCKED_THIRD_PARTY, o.third_party_hosts)
+        counts.append((BLOCKED_THIRD_PARTY, o.third_party_hosts))
+        self.counters.count_many(o.vendor_id, counts)
 
     def login_outcome(self, outcome: str) -> None:
         """Library-wide: a login is no vendor's. Every refusal but an outage is a failure."""
@@ -118,7 +116,8 @@ class UsageCounter:
             self.counters.count(vendor_id, metric)
 
     def session_token(self, session_id: str) -> str:
-        return hmac.new(self._token_key, session_id.encode(), hashlib.sha256).hexdigest()
+        # hmac.digest: OpenSSL's one-shot HMAC, several times cheaper than hmac.new() per request.
+        return hmac.digest(self._token_key, session_id.encode(), "sha256").hex()
 
     async def gate(
         self, request: web.Request, session: Session, vendor: VendorConfig

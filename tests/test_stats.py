@@ -161,6 +161,20 @@ def test_count_refuses_unknown_metrics_and_free_text_vendors() -> None:
     assert counters.pending() == {}
 
 
+def test_count_many_adds_what_count_adds_and_refuses_the_same_inputs() -> None:
+    one, many = Counters(Clock()), Counters(Clock())
+    for metric, n in ((REQUESTS, 1), (BYTES, 3000), (SEARCHES, 0), (REQUESTS, 1)):
+        one.count("ebsco", metric, n)
+    many.count_many("ebsco", [(REQUESTS, 1), (BYTES, 3000), (SEARCHES, 0), (REQUESTS, 1)])
+    assert many.pending() == one.pending() != {}
+    with pytest.raises(ValueError):
+        many.count_many("ebsco", [(REQUESTS, 1), ("https://x/?q=secret", 1)])
+    with pytest.raises(ValueError):
+        many.count_many("search.ebscohost.com/login", [(REQUESTS, 1)])
+    with pytest.raises(ValueError):
+        many.count_many("ebsco", [(BYTES, -1)])
+
+
 @pytest.mark.parametrize(
     ("content_type", "metric"),
     [
