@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hmac
+import hashlib
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -116,8 +116,9 @@ class UsageCounter:
             self.counters.count(vendor_id, metric)
 
     def session_token(self, session_id: str) -> str:
-        # hmac.digest: OpenSSL's one-shot HMAC, several times cheaper than hmac.new() per request.
-        return hmac.digest(self._token_key, session_id.encode(), "sha256").hex()
+        # Keyed BLAKE2b is a MAC in its own right and costs ~1.4 µs here; HMAC-SHA256 through
+        # OpenSSL 3 costs ~4 µs (one-shot) to ~6 µs (hmac.new), on every proxied request.
+        return hashlib.blake2b(session_id.encode(), key=self._token_key, digest_size=16).hexdigest()
 
     async def gate(
         self, request: web.Request, session: Session, vendor: VendorConfig
