@@ -77,6 +77,29 @@ def test_long_text_halved_around_escaped_urls_matches_the_reference(rw: Rewriter
         assert rw.rewrite_bytes(data) == reference(rw, data)
 
 
+PLAIN_URLS = [u for u in URLS if "%" not in u and "\\" not in u and "HTTP" not in u]
+PLAIN_TOKENS = [
+    t for t in TOKENS if t.lower() not in {"http", "https", "\\/", "\\"} and "%" not in t
+]
+SPOTS = ["https:\\/\\/www.vendor.test", "https%3A%2F%2Fcdn.vendor.test", "%253a", "\\/", "//https"]
+
+
+def test_long_plain_text_with_sparse_escaped_urls_matches_the_reference(rw: Rewriter) -> None:
+    """Mostly plain text with a few spots that are not: each spot's piece takes the full scan,
+    the rest the two literal-led passes (spots closer than _SPOT_GAP share a piece)."""
+    rng = random.Random(17)
+    for _ in range(300):
+        parts = [
+            rng.choice(PLAIN_URLS) if rng.random() < 0.3 else rng.choice(PLAIN_TOKENS)
+            for _ in range(rng.randint(300, 3000))
+        ]
+        for _ in range(rng.randint(1, 6)):
+            parts.insert(rng.randrange(len(parts) + 1), rng.choice(SPOTS))
+        data = "".join(parts).encode()
+        assert data.count(b"http") == data.lower().count(b"http")  # the spot path, not halving
+        assert rw.rewrite_bytes(data) == reference(rw, data), data
+
+
 def test_streamed_pieces_match_the_reference(rw: Rewriter) -> None:
     rng = random.Random(11)
     for _ in range(1500):
