@@ -138,6 +138,16 @@ class HostMap:
         # Bounded: Host headers come from anyone; an unseen value only costs the computation.
         object.__setattr__(self, "_classify", lru_cache(maxsize=4096)(self._classify_host))
 
+    @property
+    def exact_hosts(self) -> tuple[str, ...]:
+        """Every host configured without a wildcard (never_proxy not applied)."""
+        return tuple(self._exact)
+
+    @property
+    def wildcard_suffixes(self) -> tuple[str, ...]:
+        """`.x.com` for every `*.x.com` configured (never_proxy not applied)."""
+        return tuple(self._wild)
+
     def vendor_for_host(self, host: str) -> str | None:
         """The id of the vendor that proxies vendor host `host`, or None."""
         host = host.lower()

@@ -23,10 +23,11 @@ Three pure functions on a `HostMap` deal with Content-Security-Policy:
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import brotli
 
@@ -174,9 +175,7 @@ def third_party_hosts(host_map: HostMap, html: bytes) -> set[str]:
     # Every host the attribute scan can report follows a `//` somewhere in the page, and the
     # literal `//` search runs at memchr speed while the attribute scan tries every byte: when
     # no `//host` is third-party (most vendor pages), the answer is already known to be empty.
-    if not any(
-        third_party(h.decode("ascii").lower().rstrip(".")) for h in set(_ANY_HOST.findall(html))
-    ):
+    if not _any_third_party(host_map, html, third_party):
         return set()
     found: set[str] = set()
     for ref in _REF.finditer(html):
@@ -186,6 +185,61 @@ def third_party_hosts(host_map: HostMap, html: bytes) -> set[str]:
             if third_party(host):
                 found.add(host)
     return found
+
+
+def _any_third_party(host_map: HostMap, html: bytes, third_party: Callable[[str], bool]) -> bool:
+    """Whether any `//host` in `html` (as `_ANY_HOST` finds them) is third-party.
+
+    `_unknown_host` skips, inside the regex engine, the hosts it knows are not third-party
+    (configured exact hosts, wildcard subdomains when nothing is never_proxy, the proxy's own),
+    so a vendor page costs one C-speed search instead of a list and a set of every `//host`.
+    The hosts it does stop at are judged by `third_party`; after a few that are not, the rest of
+    the page is judged the plain way (a page full of hosts the regex cannot vouch for).
+    """
+    unknown = _unknown_host(host_map)
+    pos = 0
+    for _ in range(16):
+        m = unknown.search(html, pos)
+        if m is None:
+            return False
+        if third_party(m.group(1).decode("ascii").lower().rstrip(".")):
+            return True
+        pos = m.end()
+    hosts = set(_ANY_HOST.findall(html, pos))
+    return any(third_party(h.decode("ascii").lower().rstrip(".")) for h in hosts)
+
+
+@functools.lru_cache(maxsize=8)
+def _unknown_host(host_map: HostMap) -> re.Pattern[bytes]:
+    """`_ANY_HOST` with a negative lookahead for hosts that are certainly not third-party."""
+    exact = [h.encode() for h in host_map.exact_hosts if host_map.vendor_for_host(h) is not None]
+    known = [_trie(exact)] if exact else []
+    if not host_map.never_proxy and host_map.wildcard_suffixes:
+        known.append(rb"[a-z0-9.\-]+" + _trie([s.encode() for s in host_map.wildcard_suffixes]))
+    known.append(rb"(?:[a-z0-9.\-]*\.)?" + re.escape(host_map.public_host.encode()))
+    whole = rb"(?:" + b"|".join(known) + rb")\.*(?![a-z0-9.\-])"
+    return re.compile(rb"//(?!" + whole + rb")([a-z0-9.\-]+)", re.IGNORECASE)
+
+
+def _trie(words: list[bytes]) -> bytes:
+    """An alternation of literal words spelled as a trie, so the engine reads each byte once
+    instead of trying every word in turn (`re` has no multi-literal search; a library with
+    hundreds of databases has thousands of hosts)."""
+    root: dict[int, Any] = {}
+    for word in words:
+        node = root
+        for byte in word:
+            node = node.setdefault(byte, {})
+        node[-1] = {}  # a word ends here
+
+    def spell(node: dict[int, Any]) -> bytes:
+        alts = [re.escape(bytes([b])) + spell(child) for b, child in sorted(node.items()) if b >= 0]
+        if not alts:
+            return b""
+        body = alts[0] if len(alts) == 1 else b"(?:" + b"|".join(alts) + b")"
+        return b"(?:" + body + b")?" if -1 in node else body
+
+    return spell(root)
 
 
 # ------------------------------------------------------------------------ Content-Encoding

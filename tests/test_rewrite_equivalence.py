@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 
 import pytest
 
-from proxy.hosts import HostMap
+from proxy.hosts import HostMap, is_valid_hostname
 from proxy.rewrite import HOST, MAX_CUT_WAIT, Rewriter, url_pattern
+from proxy.rewrite_headers import _ANY_HOST, _any_third_party
 
 TOKENS = [
     "https", "http", "HTTP", "Https", "hTTp", "s", "h", "ttp", ":", "//", "/", "\\/", "\\",
@@ -127,3 +129,56 @@ def test_long_text_without_cut_bytes_uses_the_window_and_stays_exact(rw: Rewrite
     out = [sr.feed(data[i : i + 1000]) for i in range(0, len(data), 1000)]
     out.append(sr.finish())
     assert b"".join(out) == reference(rw, data)
+
+
+# --------------------------------------------------------------------------- third-party hosts
+
+HOST_TOKENS = [
+    "www.vendor.test", "WWW.Vendor.TEST", "cdn.vendor.test", "vendor.test", "a.wild.test",
+    "x.y.wild.test", "wild.test", ".wild.test", "b.wild.test.", "out.wild.test", "w.never.test",
+    "proxy.localhost", "www-vendor-test.proxy.localhost", "proxy.localhost.", "x.proxy.localhost.evil",
+    "tracker.example", "Tracker.Example.", "cdn.vendor.test.evil.org", "www.vendor.testing",
+    "-bad.org", "a..b.org", "under_score.org", "1.2.3.4", "x", "",
+]  # fmt: skip
+
+
+def _third_party_of(hm: HostMap) -> Callable[[str], bool]:
+    def third_party(host: str) -> bool:
+        ours = host == hm.public_host or host.endswith("." + hm.public_host)
+        return is_valid_hostname(host) and not ours and hm.vendor_for_host(host) is None
+
+    return third_party
+
+
+@pytest.mark.parametrize("never_proxy", [(), ("out.wild.test", "*.never.test")])
+def test_third_party_precheck_matches_every_host_judged_one_by_one(
+    never_proxy: tuple[str, ...],
+) -> None:
+    """`_any_third_party` skips known hosts inside the regex; the reference judges every
+    `//host` of the page. Same answer on generated pages, with and without never_proxy."""
+    hm = HostMap.build(
+        public_scheme="http",
+        public_host="proxy.localhost",
+        public_port=8080,
+        vendor_hosts=[
+            ("v", ["www.vendor.test", "cdn.vendor.test", "*.wild.test"]),
+            ("n", ["*.never.test"]),
+        ],
+        never_proxy=never_proxy,
+    )
+    third_party = _third_party_of(hm)
+    rng = random.Random(29)
+    seen = {True: 0, False: 0}
+    for _ in range(3000):
+        page = "".join(
+            rng.choice(["//", "https://", "http://", "///", " ", '"', "/", "a"])
+            + rng.choice(HOST_TOKENS)
+            + rng.choice(["", "/p", ":8443", ".", "_", "-", '"', " "])
+            for _ in range(rng.randint(1, 12 if rng.random() < 0.8 else 40))
+        ).encode()
+        expected = any(
+            third_party(h.decode().lower().rstrip(".")) for h in set(_ANY_HOST.findall(page))
+        )
+        assert _any_third_party(hm, page, third_party) == expected, page
+        seen[expected] += 1
+    assert min(seen.values()) > 300  # both answers were really exercised
