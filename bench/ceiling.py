@@ -8,6 +8,12 @@ in one run, to show where the HTTP layers alone put the ceiling:
 - `aiohttp+raw`  aiohttp server + a bare asyncio client parsing responses with httptools
 - `raw+aiohttp`  a bare asyncio server parsing requests with httptools + aiohttp ClientSession
 - `raw`          bare asyncio + httptools on both sides
+- `raw+work`     `raw`, plus the proxy's own per-request work called from the proxy's modules:
+                 Host to vendor, the session from a memory store (load and touch), admission,
+                 the request-header allowlist, the cached signed assertion, the response-header
+                 filter, the unique-session token and the statistics and Prometheus counts.
+                 What a proxy on an httptools data path would at best reach (no URL rewriting,
+                 cookie jar, timeouts or error pages; still not a proxy to serve anyone)
 
     python -m bench.ceiling                 # 5 s per run, 2 interleaved rounds
     python -m bench.ceiling --seconds 10 --rounds 3 --path /pass/page1m.dat
@@ -25,11 +31,19 @@ import asyncio
 import statistics
 import subprocess
 import sys
+import time
 from typing import Any
 
-from bench.bench import Nginx, free_port, front_conf, origin_conf, page_tree, wait_port, wrk
+from multidict import CIMultiDict
 
-KINDS = ("aiohttp", "aiohttp+raw", "raw+aiohttp", "raw")
+from bench.bench import VENDOR, Nginx, free_port, front_conf, origin_conf, page_tree, wait_port, wrk
+from proxy.privacy import outbound_headers
+from proxy.sessions import storage_key
+from proxy.stats import UNIQUE_SESSIONS
+from proxy.web.pages import last_cookie
+
+KINDS = ("aiohttp", "aiohttp+raw", "raw+aiohttp", "raw", "raw+work")
+BENCH_SESSION = "ceiling-session"
 DROP = {b"connection", b"keep-alive"}
 
 
@@ -134,6 +148,107 @@ def serve(kind: str, port: int, origin_port: int) -> None:
             await resp.write(data)
         return resp
 
+    # ------------------------------------------------------------- the proxy's own work
+    work: dict[str, Any] = {}
+
+    async def setup_work() -> None:
+        import tempfile
+        from pathlib import Path
+
+        from bench.bench import CDN, VENDOR
+        from proxy.assertion import Signer, ensure_keys
+        from proxy.forward import Observation
+        from proxy.hosts import HostMap
+        from proxy.metrics import Metrics
+        from proxy.privacy import response_headers
+        from proxy.sessions import MemoryStore, Sessions
+        from proxy.stats import Counters
+        from proxy.usage_stats import UsageCounter
+
+        work.update(response_headers=response_headers, Observation=Observation)
+        hosts = HostMap.build(
+            public_scheme="http",
+            public_host="proxy.localhost",
+            public_port=port,
+            vendor_hosts=[("bench", [VENDOR, CDN])],
+        )
+        sessions = Sessions(MemoryStore(), idle_timeout_s=3600, lifetime_s=8 * 3600)
+        session = await sessions.start(patron_key="k" * 43, databases=frozenset({"bench"}))
+        sessions_by_cookie = {BENCH_SESSION: session.id}
+        keys = ensure_keys(Path(tempfile.mkdtemp(prefix="weston-ceiling-keys-")))
+        work.update(
+            hosts=hosts,
+            sessions=sessions,
+            cookie=sessions_by_cookie,
+            signer=Signer(
+                keys, issuer="http://proxy.localhost", scope="x.org", pairwise_secret=b"s"
+            ),
+            origins={"bench": f"http://{VENDOR}"},
+            usage=UsageCounter(Counters(), {"bench": []}),
+            metrics=Metrics(),
+            admission=asyncio.Semaphore(64),
+        )
+
+    class WorkRelay:
+        """`Relay` with the proxy's response-side work: header filter, then the counts."""
+
+        def __init__(self, down: DownProto, started: float, admitted: asyncio.Semaphore) -> None:
+            self.down, self.started, self.admitted, self.sent = down, started, admitted, 0
+            self.status, self.ctype = 0, ""
+
+        def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+            kept = work["response_headers"](
+                (n.decode("latin-1"), v.decode("latin-1")) for n, v in headers
+            )
+            self.status, self.ctype = status, kept.get("Content-Type", "")
+            out = [f"HTTP/1.1 {status} OK\r\n"]
+            out += [f"{n}: {v}\r\n" for n, v in kept.items()]
+            self.down.transport.write("".join(out).encode("latin-1") + b"\r\n")
+
+        def body(self, data: bytes) -> None:
+            self.sent += len(data)
+            self.down.transport.write(data)
+
+        def done(self, proto: UpProto) -> None:
+            free.append(proto)
+            self.admitted.release()
+            o = work["Observation"](
+                "bench", "GET", self.status, self.sent, time.monotonic() - self.started,
+                self.ctype, "/", False,
+            )  # fmt: skip
+            work["usage"].observe(o)
+            work["metrics"].observe(o)
+            self.down.next()
+
+    async def go_with_work(down: DownProto, target: bytes) -> None:
+        started = time.monotonic()
+        incoming = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in down.headers)
+        hosts = work["hosts"]
+        vendor_host = hosts.vendor_host_from_request(incoming.get("Host", ""))
+        vendor_id = hosts.vendor_for_host(vendor_host or "")
+        cookie = last_cookie(incoming.get("Cookie", ""), "weston_session")
+        session = await work["sessions"].load(work["cookie"].get(cookie or ""))
+        if vendor_id is None or session is None or vendor_id not in session.databases:
+            raise SystemExit("the ceiling relay got a request it was not set up for")
+        await work["admission"].acquire()
+        work["usage"].counters.unique(
+            vendor_id, UNIQUE_SESSIONS, work["usage"].session_token(session.id)
+        )
+        await work["sessions"].touch(session)
+        out = outbound_headers(incoming, hosts=hosts, vendor_origins=work["origins"])
+        out["X-Patron-Assertion"] = work["signer"].assertion(
+            cache_key=storage_key(session.id),
+            audience="bench",
+            patron_key=session.patron_key,
+            vendor_id=vendor_id,
+            pseudonymous=False,
+        )
+        out["Host"] = vendor_host or ""
+        head = "".join(f"{n}: {v}\r\n" for n, v in out.items()).encode("latin-1")
+        proto = await upstream()
+        proto.sink = WorkRelay(down, started, work["admission"])
+        proto.transport.write(b"GET " + target + b" HTTP/1.1\r\n" + head + b"\r\n")
+
     # ------------------------------------------------------------- raw server
     class Relay:
         def __init__(self, down: DownProto) -> None:
@@ -166,9 +281,13 @@ def serve(kind: str, port: int, origin_port: int) -> None:
 
         def on_message_begin(self) -> None:
             self.url = b""
+            self.headers: list[tuple[bytes, bytes]] = []
 
         def on_url(self, url: bytes) -> None:
             self.url += url
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers.append((name, value))
 
         def on_message_complete(self) -> None:
             self.pending.append(self.url)
@@ -181,6 +300,9 @@ def serve(kind: str, port: int, origin_port: int) -> None:
                 self.task = asyncio.ensure_future(self.go(self.pending.pop(0)))
 
         async def go(self, target: bytes) -> None:
+            if kind == "raw+work":
+                await go_with_work(self, target)
+                return
             if raw_client:
                 proto = await upstream()
                 proto.sink = Relay(self)
@@ -198,6 +320,8 @@ def serve(kind: str, port: int, origin_port: int) -> None:
             self.next()
 
     async def main() -> None:
+        if kind == "raw+work":
+            await setup_work()
         if raw_server:
             await asyncio.get_running_loop().create_server(DownProto, "127.0.0.1", port)
         else:
@@ -219,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--path", default="/pass/page30k.dat")
     ap.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "ORIGIN_PORT"), help="internal")
     args = ap.parse_args(argv)
+    from proxy.hosts import map_label
+
     if args.serve:
         serve(args.serve[0], int(args.serve[1]), int(args.serve[2]))
         return 0
@@ -243,7 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(args.rounds):
             for name, port in ports.items():
                 url = f"http://127.0.0.1:{port}{args.path}"
-                run = wrk(name, url, seconds=args.seconds, conns=args.conns)
+                headers = {}
+                if name == "raw+work":  # a mapped vendor host and the relay's one session
+                    host = f"{map_label(VENDOR)}.proxy.localhost:{port}"
+                    headers = {"Host": host, "Cookie": f"weston_session={BENCH_SESSION}"}
+                run = wrk(name, url, seconds=args.seconds, conns=args.conns, headers=headers)
                 if run.errors:
                     raise SystemExit(f"{name}: {run.errors} errors; the figures would mean nothing")
                 rps[name].append(run.rps)
