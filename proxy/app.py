@@ -7,6 +7,7 @@ fetched. Resources (directory, store, signer, upstream client) open and close in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -230,6 +231,8 @@ def create_app(config: Config) -> web.Application:
             public_url=config.server.public_url,
             vendors=len(config.vendors),
             store=config.session.store,
+            # Which loop serves: asyncio's own, on purpose (see proxy/cli.py, _serve_one).
+            event_loop=type(asyncio.get_running_loop()).__name__,
         )
         yield
         # Normal shutdown: each feature runs its own clean-up (flushes, closes), newest first.

@@ -45,6 +45,7 @@ ALLOWED_KEYS = frozenset(
         "exc_type",
         "retry_in_s",
         "server",
+        "event_loop",
     }
 )
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")

@@ -115,6 +115,9 @@ async def test_workers_log_json_to_stdout(workers_config: Path) -> None:
         assert await served.stop() == 0
     assert len(started()) == 2
     assert all(s["store"] == "redis" for s in started())
+    # asyncio's own loop, which accepts every queued connection at once; uvloop's accepts one
+    # per loop iteration and left new patrons waiting 10-25 s under load (bench/README.md).
+    assert {s["event_loop"] for s in started()} == {asyncio.SelectorEventLoop.__name__}
 
 
 def test_check_config_refuses_workers_with_the_memory_store(
