@@ -432,12 +432,12 @@ class Rewriter:
             return self._halved(data, lower)  # `HTTP` or `Http` somewhere: rare, the old way
         if _is_plain(data, lower):
             return self._plain(data)
-        counts = [(lit, src.count(lit)) for lit, src in _not_plain_literals(data, lower)]
-        total = sum(n for _, n in counts)
-        if total > len(data) // _SPOT_GAP:
+        literals = _not_plain_literals(data, lower)
+        counts = [src.count(lit) for lit, src in literals]
+        if sum(counts) > len(data) // _SPOT_GAP:
             return self._sub(self._scan_split, data)  # dense: the spots would share one piece
         spots: list[int] = []
-        for (lit, n), (_, src) in zip(counts, _not_plain_literals(data, lower), strict=True):
+        for (lit, src), n in zip(literals, counts, strict=True):
             at = -1
             for _ in range(n):
                 at = src.find(lit, at + 1)
