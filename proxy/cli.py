@@ -8,6 +8,7 @@ import getpass
 import importlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -394,8 +395,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# A key id is an RFC 7638 thumbprint: 43 base64url characters, so one key in 64 starts with "-".
+_KID = re.compile(r"-[A-Za-z0-9_-]{42}")
+
+
+def _kid_as_operand(argv: list[str]) -> list[str]:
+    """`keys retire <kid>` with a kid that starts with "-": argparse would take it for an option
+    ("the following arguments are required: kid"), so it goes behind "--", where only operands
+    are read. Every other command line is returned as it is."""
+    if argv[:2] != ["keys", "retire"] or "--" in argv:
+        return argv
+    kids = [a for a in argv[2:] if _KID.fullmatch(a)]
+    rest = [a for a in argv[2:] if not _KID.fullmatch(a)]
+    return ["keys", "retire", *rest, "--", *kids] if kids else argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_kid_as_operand(list(sys.argv[1:] if argv is None else argv)))
     code: int = args.func(args)
     return code
 

@@ -147,3 +147,16 @@ def test_keys_list_shows_when_a_rotated_key_starts_signing(tmp_path: Path, port:
     assert lines[0].endswith("signing-eligible")
     assert lines[1].startswith(later.stdout.split()[1].rstrip(";"))
     assert "published, signs from" in lines[1]
+
+
+@pytest.mark.parametrize("where", ["kid first", "kid last"])
+def test_retire_takes_a_kid_that_starts_with_a_dash(tmp_path: Path, port: int, where: str) -> None:
+    """One thumbprint in 64 starts with "-"; `keys retire <kid>` must still read it as the kid
+    (argparse alone says "the following arguments are required: kid" and exits 2)."""
+    cfg = file_directory_config(tmp_path, port, {})
+    assert run_cli("keys", "rotate", "--config", str(cfg), "--delay", "0").returncode == 0
+    kid = "-" + "A" * 42  # the shape of a thumbprint, but no such key
+    args = [kid, "--config", str(cfg)] if where == "kid first" else ["--config", str(cfg), kid]
+    r = run_cli("keys", "retire", *args)
+    assert r.returncode == 1, r.stderr
+    assert f"no key {kid} in" in r.stderr

@@ -57,6 +57,8 @@ def test_statistics_file_is_described_by_span_not_contents(tmp_path: Path) -> No
     assert inv["statistics"]["last_day"] == "2026-02-11"
     text = render_text(inv)
     assert "2026-01-05 to 2026-02-11" in text
+    # The report names files under tmp_path, whose name has digits of its own ("pytest-340").
+    text = text.replace(str(tmp_path), "<tmp>")
     assert "ebsco" not in text and "gale" not in text and "40" not in text.split("bytes")[1]
 
 
