@@ -28,7 +28,6 @@ import math
 import multiprocessing
 import multiprocessing.context
 import os
-import queue
 import signal
 import ssl
 import sys
@@ -171,61 +170,6 @@ class _Breaker:
     def answered(self, url: str) -> None:
         with self._lock:
             self._down_until.pop(url, None)
-
-
-class _ServicePool:
-    """Idle service-bound connections per server, reused across logins, dropped on any error.
-
-    Hand-written because ldap3's own answers do not fit: ServerPool sleeps between retry rounds
-    (unbounded login time) and the REUSABLE strategy runs its own background threads. A queue
-    per server of connections, each owned by one worker at a time, is easy to bound in time.
-    """
-
-    def __init__(
-        self, urls: tuple[str, ...], size: int, opener: Callable[[str, float], Any]
-    ) -> None:
-        self._idle: dict[str, queue.LifoQueue[Any]] = {u: queue.LifoQueue(size) for u in urls}
-        self._open = opener
-
-    def run(self, url: str, deadline: float, op: Callable[[Any], T]) -> T:
-        """Run `op` on a service connection; a stale pooled one is replaced once."""
-        try:
-            conn, reused = self._idle[url].get_nowait(), True
-        except queue.Empty:
-            conn, reused = self._open(url, deadline), False
-        try:
-            result = op(conn)
-        except _SERVER_ERRORS:
-            _close(conn)
-            if not reused or time.monotonic() >= deadline:
-                raise
-            # The server restarted or dropped idle connections: the other idle ones are dead too.
-            self.drain(url)
-            conn = self._open(url, deadline)
-            try:
-                result = op(conn)
-            except BaseException:
-                _close(conn)
-                raise
-        except BaseException:
-            _close(conn)
-            raise
-        try:
-            self._idle[url].put_nowait(conn)
-        except queue.Full:
-            _close(conn)
-        return result
-
-    def drain(self, url: str) -> None:
-        while True:
-            try:
-                _close(self._idle[url].get_nowait())
-            except queue.Empty:
-                return
-
-    def drain_all(self) -> None:
-        for url in self._idle:
-            self.drain(url)
 
 
 @dataclass(frozen=True)
@@ -417,7 +361,7 @@ class LdapDirectory:
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool's workers now; what they hold (pooled service connections) closes with them.
+    """Stop a pool's workers now; what they hold (kept directory connections) closes with them.
 
     `shutdown()` alone is not enough: under load a worker was seen (Python 3.11) still waiting
     for the stop sentinel after the pool's manager thread had sent it, and multiprocessing joins
@@ -455,8 +399,13 @@ class _Worker:
         self._vendor_filters = settings.vendor_filters
         self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ca_file)
         self._decoy_dn = f"{_DECOY_RDN},{d.base_dn}"
-        self._service = _ServicePool(d.urls, 1, self._open_service)
-        self._binders: dict[str, Any] = {}  # per server: the connection patrons' binds go over
+        # Per server, the connections this worker keeps between sign-ins (it runs one call at a
+        # time, so one of each): the service-bound one for searches, and the one patrons' PIN
+        # binds go over. Hand-written because ldap3's own answers do not fit: ServerPool sleeps
+        # between retry rounds (unbounded login time) and the REUSABLE strategy runs its own
+        # background threads.
+        self._services: dict[str, Any] = {}
+        self._binders: dict[str, Any] = {}
 
     def run(self, kind: str, order: list[str], card: str, password: str) -> _Outcome:
         """Try the servers in `order` until one answers, within the time budget."""
@@ -475,7 +424,7 @@ class _Worker:
                 break
             try:
                 if kind == "ping":
-                    self._service.run(url, deadline, self._read_root_dse)
+                    self._as_service(url, deadline, self._read_root_dse)
                     return _Outcome("ok", failed=tuple(failed), answered=(url,))
                 entry, matched = self._login_on(url, deadline, card, password)
             except BadCredentials:
@@ -537,6 +486,56 @@ class _Worker:
             raise _ServerFailed("the service account bind was refused")
         return conn
 
+    def _on_kept(
+        self,
+        kept: dict[str, Any],
+        url: str,
+        deadline: float,
+        open_: Callable[[], Any],
+        op: Callable[[Any], T],
+    ) -> T:
+        """`op` on the connection kept in `kept` for `url`, or on a fresh one from `open_` when
+        there is none or the kept one fails as a dropped one would (the server restarted or
+        closed it while idle; tried once, and only while time is left). The connection is kept
+        for the next call when `op` returns, and closed when anything goes wrong."""
+        conn = kept.pop(url, None)
+        if conn is not None and not self._reusable(conn):
+            _close(conn)
+            conn = None
+        if conn is not None:
+            try:
+                result = op(conn)
+            except (_ServerFailed, *_SERVER_ERRORS):
+                _close(conn)
+                if time.monotonic() >= deadline:
+                    raise
+            except BaseException:
+                _close(conn)
+                raise
+            else:
+                kept[url] = conn
+                return result
+        conn = open_()
+        try:
+            result = op(conn)
+        except BaseException:
+            _close(conn)
+            raise
+        kept[url] = conn
+        return result
+
+    def _reusable(self, conn: Any) -> bool:
+        # ldap3 reopens a closed connection by itself, without StartTLS: never let it.
+        if conn.closed:
+            return False
+        return not self._d.start_tls or bool(conn.server.ssl) or bool(conn.tls_started)
+
+    def _as_service(self, url: str, deadline: float, op: Callable[[Any], T]) -> T:
+        """`op` on this worker's service-bound connection to `url`."""
+        return self._on_kept(
+            self._services, url, deadline, lambda: self._open_service(url, deadline), op
+        )
+
     def _pin_opens(self, url: str, deadline: float, dn: str, password: str) -> bool:
         """Bind as `dn` with the PIN, on this worker's bind-only connection to `url`.
 
@@ -544,47 +543,36 @@ class _Worker:
         no search or other operation ever runs on it (the service connection does those), and a
         failed bind leaves it anonymous (RFC 4511 4.2.1). The PIN is cleared from the connection
         object as soon as the bind has answered. Reusing it spares the directory a TCP (and TLS)
-        handshake per sign-in; a connection the server has dropped is replaced once.
+        handshake per sign-in.
         """
-        conn = self._binders.pop(url, None)
-        if conn is not None and self._reusable(conn):
-            try:
-                return self._bind_as(conn, url, dn, password)
-            except (_ServerFailed, *_SERVER_ERRORS):
-                pass  # dropped while idle, or the server restarted: a fresh connection below
-        elif conn is not None:
-            _close(conn)
-        return self._bind_as(self._connect(url, deadline, dn, password), url, dn, password)
+        return self._on_kept(
+            self._binders,
+            url,
+            deadline,
+            # Opened as a simple-bind connection for `dn`: an anonymous one would bind without
+            # the PIN.
+            lambda: self._connect(url, deadline, dn, password),
+            lambda conn: self._bind_as(conn, dn, password),
+        )
 
-    def _reusable(self, conn: Any) -> bool:
-        # ldap3 reopens a closed connection by itself on bind(), without StartTLS: never let it.
-        if conn.closed:
-            return False
-        return not self._d.start_tls or bool(conn.server.ssl) or bool(conn.tls_started)
-
-    def _bind_as(self, conn: Any, url: str, dn: str, password: str) -> bool:
-        """One simple bind on `conn`; keeps `conn` for the next sign-in when the server answered."""
+    def _bind_as(self, conn: Any, dn: str, password: str) -> bool:
+        """One simple bind on `conn`: True when the PIN opened `dn`, False when it was refused."""
         conn.user, conn.password = dn, password
         try:
             opened = bool(conn.bind(read_server_info=False))
             code = conn.result.get("result") if conn.result else None
-        except BaseException:
-            _close(conn)
-            raise
         finally:
             conn.password = None  # the PIN does not stay in the kept connection
         if not opened and code not in _REFUSED_BIND:
-            _close(conn)
             raise _ServerFailed(f"bind result {code}")
-        self._binders[url] = conn
         return opened
 
     def drop(self, url: str) -> None:
         """Forget every connection to `url` (after it failed)."""
-        self._service.drain(url)
-        conn = self._binders.pop(url, None)
-        if conn is not None:
-            _close(conn)
+        for kept in (self._services, self._binders):
+            conn = kept.pop(url, None)
+            if conn is not None:
+                _close(conn)
 
     def _search(self, conn: Any, base: str, flt: str, scope: str, attrs: list[str]) -> list[Any]:
         conn.search(
@@ -634,10 +622,10 @@ class _Worker:
         self, url: str, deadline: float, card: str, password: str
     ) -> tuple[_Entry, frozenset[str]]:
         """(the patron's entry, the vendors whose ldap_filter it matches), or an AuthError."""
-        entry = self._service.run(url, deadline, lambda c: self._find(c, card, eligible=True))
+        entry = self._as_service(url, deadline, lambda c: self._find(c, card, eligible=True))
         eligible = entry is not None
         if entry is None and self._d.eligible_filter:
-            entry = self._service.run(url, deadline, lambda c: self._find(c, card, eligible=False))
+            entry = self._as_service(url, deadline, lambda c: self._find(c, card, eligible=False))
         if entry is None:
             self._pin_opens(url, deadline, self._decoy_dn, password)
             raise BadCredentials
@@ -648,7 +636,7 @@ class _Worker:
         dn = entry.dn
         matched = frozenset[str]()
         if self._vendor_filters:
-            matched = self._service.run(url, deadline, lambda c: self._vendor_filters_met(c, dn))
+            matched = self._as_service(url, deadline, lambda c: self._vendor_filters_met(c, dn))
         return entry, matched
 
     def _read_root_dse(self, conn: Any) -> None:

@@ -556,6 +556,28 @@ async def test_start_tls_login_with_the_directory_ca(build: Build, slapd: Slapd)
     assert (await d.authenticate(CANARY.uid, CANARY.password)).key == first.key
 
 
+def test_start_tls_holds_on_connections_that_replace_dropped_ones(
+    tmp_path: Path, slapd: Slapd
+) -> None:
+    """P2: a worker's kept connections (service and PIN binds) that dropped are replaced, never
+    reopened by ldap3 without StartTLS; sign-ins go on working and every kept one is TLS."""
+    config = load_config(
+        write_config(tmp_path, slapd, [OPEN_VENDOR], start_tls=True, ca_file=str(slapd.ca_file))
+    )
+    worker = _Worker(_Settings(config.directory, _service_password(config), str(slapd.ca_file), ()))
+    order = [slapd.url]
+    assert worker.run("login", order, CANARY.uid, CANARY.password).status == "ok"
+    kept = [*worker._services.values(), *worker._binders.values()]
+    assert len(kept) == 2 and all(c.tls_started for c in kept)
+    for conn in kept:
+        conn.unbind()  # as when the server drops idle connections
+    assert worker.run("login", order, CANARY.uid, WREN.password).status == "bad_credentials"
+    assert worker.run("login", order, CANARY.uid, CANARY.password).status == "ok"
+    again = [*worker._services.values(), *worker._binders.values()]
+    assert len(again) == 2 and all(c.tls_started and not c.closed for c in again)
+    assert not any(c in kept for c in again)
+
+
 async def test_start_tls_with_an_untrusted_certificate_is_unavailable(
     build: Build, slapd: Slapd
 ) -> None:
