@@ -105,8 +105,6 @@ _CUTS = (b'"', b">", b" ", b"\n", b"'", b"<")
 # of waiting for more (so a long run without one, like base64, is not held whole).
 MAX_CUT_WAIT = 4096
 _CUT_BYTE = re.compile(rb"[\"'<> \n]")
-# Text with `http` in another case is halved down to pieces this short (Rewriter._halved).
-_MIN_SPLIT = 2048
 # Spots that are not plain and closer than this share one full-scan piece; text with more than
 # one spot per this many bytes takes the full scan whole (Rewriter._segment). A separate piece
 # costs about what the full scan of ~200 bytes does.
@@ -119,6 +117,16 @@ def _not_plain_literals(data: bytes, lower: bytes) -> tuple[tuple[bytes, bytes],
     `/`), and `//http`, which the one scan takes as a protocol-relative URL to the host "http…".
     No cut byte occurs in any of them, so each lies whole inside one piece."""
     return ((b"\\/", data), (b"%3a", lower), (b"%253a", lower), (b":%2", lower), (b"//http", lower))
+
+
+def _finds(text: bytes, literal: bytes, limit: int = -1) -> list[int]:
+    """Where `literal` occurs in `text`, left to right (at most `limit` places when given)."""
+    out: list[int] = []
+    at = -1
+    # The limit is checked before searching: a search for what is not there reads all of `text`.
+    while len(out) != limit and (at := text.find(literal, at + 1)) != -1:
+        out.append(at)
+    return out
 
 
 def _is_plain(data: bytes, lower: bytes) -> bool:
@@ -422,26 +430,26 @@ class Rewriter:
         page. The two forms' matches cannot overlap (but for `//http…`, which counts as not
         plain) and a rewritten URL ends as the original did (host or port character), so neither
         pass sees the other's output differently from the one scan. The spots that are not plain
-        (a JSON config in the page head, say) are found with literal searches; the text around
-        each, from the cut byte before it to the cut byte after it, takes the full scan, and
-        spots closer than _SPOT_GAP share one piece. Tests compare the result with the one scan
-        on generated text.
+        (a JSON config in the page head, say, or `HTTP` in capitals) are found with literal
+        searches; the text around each, from the cut byte before it to the cut byte after it,
+        takes the full scan, and spots closer than _SPOT_GAP share one piece. Tests compare the
+        result with the one scan on generated text.
         """
         lower = data.lower()
-        if data.count(b"http") != lower.count(b"http"):
-            return self._halved(data, lower)  # `HTTP` or `Http` somewhere: rare, the old way
-        if _is_plain(data, lower):
+        other_case = data.count(b"http") != lower.count(b"http")
+        if not other_case and _is_plain(data, lower):
             return self._plain(data)
         literals = _not_plain_literals(data, lower)
         counts = [src.count(lit) for lit, src in literals]
         if sum(counts) > len(data) // _SPOT_GAP:
             return self._sub(self._scan_split, data)  # dense: the spots would share one piece
-        spots: list[int] = []
-        for (lit, src), n in zip(literals, counts, strict=True):
-            at = -1
-            for _ in range(n):
-                at = src.find(lit, at + 1)
-                spots.append(at)
+        spots = [
+            at for (lit, src), n in zip(literals, counts, strict=True) for at in _finds(src, lit, n)
+        ]
+        if other_case:  # where lower-cased text has `http` and the text itself does not
+            spots += [at for at in _finds(lower, b"http") if data[at : at + 4] != b"http"]
+            if len(spots) > len(data) // _SPOT_GAP:
+                return self._sub(self._scan_split, data)
         spots.sort()
         parts: list[bytes] = []
         pos = 0  # data[:pos] is done
@@ -463,18 +471,6 @@ class Rewriter:
         if pos < len(data):
             parts.append(self._plain(data[pos:]))
         return b"".join(parts)
-
-    def _halved(self, data: bytes, lower: bytes) -> bytes:
-        """For text with `http` in another case: halve at a cut byte until the pieces are plain
-        (two passes) or short (the full scan)."""
-        if data.count(b"http") == lower.count(b"http") and _is_plain(data, lower):
-            return self._plain(data)
-        if len(data) > _MIN_SPLIT:
-            mid = len(data) // 2
-            cut = max(data.rfind(b, 0, mid) for b in _CUTS) + 1
-            if cut > 0:
-                return self._halved(data[:cut], lower[:cut]) + self._halved(data[cut:], lower[cut:])
-        return self._sub(self._scan_split, data)
 
     def _plain(self, data: bytes) -> bytes:
         """The two literal-led passes, for text with no spot that is not plain."""

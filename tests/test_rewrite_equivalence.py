@@ -70,8 +70,11 @@ def test_one_shot_matches_the_reference_on_generated_text(rw: Rewriter) -> None:
     assert fast_path_used > 1000  # the literal-led passes were really exercised
 
 
-def test_long_text_halved_around_escaped_urls_matches_the_reference(rw: Rewriter) -> None:
-    """Pieces that need the full scan are halved at cut bytes; every way of halving is exact."""
+def test_long_text_cut_around_escaped_urls_and_capitals_matches_the_reference(
+    rw: Rewriter,
+) -> None:
+    """Long text with every spelling (escaped, percent-encoded, `HTTP` in any case): the pieces
+    cut around those spots, or the whole text when they are dense, give the reference's bytes."""
     rng = random.Random(3)
     for _ in range(300):
         data = generated(rng, rng.randint(300, 1500))
@@ -99,6 +102,28 @@ def test_long_plain_text_with_sparse_escaped_urls_matches_the_reference(rw: Rewr
             parts.insert(rng.randrange(len(parts) + 1), rng.choice(SPOTS))
         data = "".join(parts).encode()
         assert data.count(b"http") == data.lower().count(b"http")  # the spot path, not halving
+        assert rw.rewrite_bytes(data) == reference(rw, data), data
+
+
+def test_long_plain_text_with_sparse_capital_http_matches_the_reference(rw: Rewriter) -> None:
+    """`HTTP`, `Https`… are spots too (the literal-led passes read only lower-case `http`):
+    found where the lower-cased text has `http` and the text does not, each cut out for the
+    full scan, escaped spots among them."""
+    rng = random.Random(23)
+    capitals = [
+        "HTTPS://www.vendor.test",
+        "Http://cdn.vendor.test:8443",
+        "hTTp",
+        "//HTTPS://x.wild.test",
+    ]
+    for _ in range(300):
+        parts = [
+            rng.choice(PLAIN_URLS) if rng.random() < 0.3 else rng.choice(PLAIN_TOKENS)
+            for _ in range(rng.randint(300, 3000))
+        ]
+        for _ in range(rng.randint(1, 6)):
+            parts.insert(rng.randrange(len(parts) + 1), rng.choice(capitals + SPOTS))
+        data = "".join(parts).encode()
         assert rw.rewrite_bytes(data) == reference(rw, data), data
 
 
