@@ -16,13 +16,13 @@ import sys
 from pathlib import Path
 
 from bench.bench import (
-    VENDOR,
     Nginx,
     Proxy,
     free_port,
     login,
     origin_conf,
     page_tree,
+    patron_headers,
     start_file_proxy,
     wait_port,
     wrk,
@@ -40,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--conns", type=int, default=32)
     args = ap.parse_args(argv)
-    from proxy.hosts import map_label
 
     trees = [Path(t).resolve() for t in (args.tree_a, args.tree_b)]
     work, docroot, _, _ = page_tree("weston-ab-")
@@ -56,12 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             proxies.append(
                 start_file_proxy(work / f"p{i}", port=port, origin_port=origin_port, source=tree)
             )
-            headers = {
-                "Host": f"{map_label(VENDOR)}.proxy.localhost:{port}",
-                "Cookie": f"weston_session={login(port)}",
-                "Accept-Encoding": "identity",
-            }
-            targets.append(("AB"[i], port, headers))
+            targets.append(("AB"[i], port, patron_headers(port, login(port))))
         runs: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
         for _ in range(args.rounds):
             for path in args.paths.split(","):

@@ -293,6 +293,17 @@ def start_file_proxy(
     return proxy
 
 
+def patron_headers(port: int, session_id: str) -> dict[str, str]:
+    """What a signed-in patron's browser sends to the bench vendor's mapped host on `port`."""
+    from proxy.hosts import map_label
+
+    return {
+        "Host": f"{map_label(VENDOR)}.proxy.localhost:{port}",
+        "Cookie": f"weston_session={session_id}",
+        "Accept-Encoding": "identity",
+    }
+
+
 def login(port: int) -> str:
     public = f"proxy.localhost:{port}"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -645,13 +656,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_port(p)
         proxy = start_file_proxy(work / "p1", port=proxy_port, origin_port=origin_port)
         procs.append(proxy)
-        sid = login(proxy_port)
-        vendor_host = f"{map_label(VENDOR)}.proxy.localhost:{proxy_port}"
-        phdr = {
-            "Host": vendor_host,
-            "Cookie": f"weston_session={sid}",
-            "Accept-Encoding": "identity",
-        }
+        phdr = patron_headers(proxy_port, login(proxy_port))
         targets = [
             ("nginx proxy_pass 30K", f"http://127.0.0.1:{pass_port}/pass/page30k.dat", {}),
             ("proxy pass-through 30K", f"http://127.0.0.1:{proxy_port}/pass/page30k.dat", phdr),
@@ -695,8 +700,7 @@ def main(argv: list[str] | None = None) -> int:
                 store=f'store = "redis"\nredis_url = "redis://127.0.0.1:{redis_port}/0"',
                 workers=workers,
             )
-            sid2 = login(proxy_port)
-            hdr2 = dict(phdr, Cookie=f"weston_session={sid2}")
+            hdr2 = patron_headers(proxy_port, login(proxy_port))
             for rnd in range(args.rounds):
                 print(
                     f"  round {rnd + 1}/{args.rounds}: {workers} worker(s), redis store",

@@ -22,13 +22,13 @@ from pathlib import Path
 
 from bench.bench import (
     ROOT,
-    VENDOR,
     Nginx,
     Proxy,
     free_port,
     login,
     origin_conf,
     page_tree,
+    patron_headers,
     preflight,
     start_file_proxy,
     wait_port,
@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     args = ap.parse_args(argv)
-    from proxy.hosts import map_label
 
     work, docroot, page30, page1m = page_tree("weston-profile-")
     origin_port, proxy_port = free_port(), free_port()
@@ -87,12 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wait_port(origin_port)
         proxy = start_file_proxy(work / "p1", port=proxy_port, origin_port=origin_port)
-        sid = login(proxy_port)
-        hdr = {
-            "Host": f"{map_label(VENDOR)}.proxy.localhost:{proxy_port}",
-            "Cookie": f"weston_session={sid}",
-            "Accept-Encoding": "identity",
-        }
+        hdr = patron_headers(proxy_port, login(proxy_port))
         url = f"http://127.0.0.1:{proxy_port}{PATHS[args.kind]}"
         expect = {"pass": page30, "pass1m": page1m}.get(args.kind)
         preflight(args.kind, url, hdr, expect)

@@ -242,11 +242,7 @@ class Counters:
 
     def count(self, vendor_id: str, metric: str, n: int = 1) -> None:
         """Add n to today's count of `metric` at `vendor_id` ("" = library-wide)."""
-        _check_key(vendor_id, metric, METRICS)
-        if n < 0:
-            raise ValueError("counts only go up")
-        if n:
-            self._add(self._clock().date().isoformat(), vendor_id, metric, n)
+        self.count_many(vendor_id, ((metric, n),))
 
     def count_many(self, vendor_id: str, counts: Iterable[tuple[str, int]]) -> None:
         """`count` for several metrics of one vendor, reading the clock once (per request)."""
