@@ -1,4 +1,4 @@
-"""The upstream client and the streaming forwarder: one pooled ClientSession for all vendors.
+"""The streaming forwarder: one pooled vendor client (`proxy.vendor_http`) for all vendors.
 
 A request reaches a vendor with only what `proxy.privacy` allows, the vendor's cookies from the
 session jar, and what the vendor's adapter adds. Bodies stream both ways; HTML, CSS, JS, JSON and XML
@@ -10,6 +10,7 @@ broken connection, never as a clean short page.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import ssl
@@ -20,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -41,6 +40,7 @@ from proxy.rewrite import (
     should_rewrite,
 )
 from proxy.sessions import Session, Sessions
+from proxy.vendor_http import VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
 
 if TYPE_CHECKING:
@@ -73,44 +73,36 @@ def _is_public(address: str) -> bool:
     )
 
 
-class VendorResolver(AbstractResolver):
-    """Honours each vendor's `connect_to` and refuses non-public addresses for everything else.
+class VendorResolver:
+    """Where to connect for a vendor host: the vendor's `connect_to` when it has one; otherwise the
+    host's public addresses (cached for `ttl_s`), never loopback, private or other non-public ones.
+    TLS still verifies the certificate against the vendor's real host name."""
 
-    aiohttp has no per-request "connect to" option; a resolver is its documented extension point,
-    and TLS still verifies the certificate against the vendor's real host name.
-    """
-
-    def __init__(self, connect_to: dict[str, tuple[str, int]], hosts: HostMap) -> None:
+    def __init__(
+        self, connect_to: dict[str, tuple[str, int]], hosts: HostMap, ttl_s: float = 300.0
+    ) -> None:
         self._connect_to = connect_to
         self._hosts = hosts
-        self._default = DefaultResolver()
+        self._ttl_s = ttl_s
+        self._cache: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
+    async def __call__(self, host: str, port: int) -> list[tuple[str, int]]:
         vendor_id = self._hosts.vendor_for_host(host)
         target = self._connect_to.get(vendor_id or "")
         if target is not None:
-            addr, tport = target
-            fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-            return [
-                {
-                    "hostname": host,
-                    "host": addr,
-                    "port": tport,
-                    "family": fam,
-                    "proto": 0,
-                    "flags": socket.AI_NUMERICHOST,
-                }
-            ]
-        results = await self._default.resolve(host, port, family)
-        allowed = [r for r in results if _is_public(r["host"])]
+            return [target]
+        now = time.monotonic()
+        cached = self._cache.get((host, port))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        allowed = [(str(i[4][0]), port) for i in infos if _is_public(str(i[4][0]))]
         if not allowed:
             raise BlockedAddress(f"vendor host resolves only to non-public addresses ({host})")
+        allowed = list(dict.fromkeys(allowed))
+        self._cache[(host, port)] = (now + self._ttl_s, allowed)
         return allowed
-
-    async def close(self) -> None:
-        await self._default.close()
 
 
 def upstream_url(vendor: VendorConfig, vendor_host: str, raw_path: str) -> URL:
@@ -143,7 +135,7 @@ Observer = Callable[[Observation], None]
 
 
 class Upstream:
-    """Owns the pooled client session and forwards requests to vendors."""
+    """Owns the pooled vendor client and forwards requests to vendors."""
 
     def __init__(
         self,
@@ -163,39 +155,32 @@ class Upstream:
         self.observe = observe
         self.vendor_origins = {v.id: v.origin for v in config.vendors}
         self.adapters: dict[str, VendorAdapter] = {}
-        self._client: aiohttp.ClientSession | None = None
-        self._ssl: dict[str, ssl.SSLContext | bool] = {}
-        self._timeouts: dict[str, aiohttp.ClientTimeout] = {}
+        self._client: VendorClient | None = None
+        self._ssl: dict[str, ssl.SSLContext] = {}
 
     async def start(self) -> None:
         from proxy.vendors import make_adapter
 
         connect_to: dict[str, tuple[str, int]] = {}
+        verified = ssl.create_default_context()
         for v in self.config.vendors:
             if v.connect_to:
                 host, _, port = v.connect_to.rpartition(":")
                 connect_to[v.id] = (host.strip("[]"), int(port))
             if not v.tls_verify:
-                self._ssl[v.id] = False
+                unverified = ssl.create_default_context()
+                unverified.check_hostname = False
+                unverified.verify_mode = ssl.CERT_NONE
+                self._ssl[v.id] = unverified
             elif v.tls_ca_file:
                 self._ssl[v.id] = ssl.create_default_context(cafile=v.tls_ca_file)
+            else:
+                self._ssl[v.id] = verified
             self.adapters[v.id] = make_adapter(v, self)
-        connector = aiohttp.TCPConnector(
-            resolver=VendorResolver(connect_to, self.hosts),
-            limit=0,
-            limit_per_host=64,
-            ttl_dns_cache=300,
-            enable_cleanup_closed=True,
-        )
-        self._client = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),  # vendor cookies live in the session jar only
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
-            trust_env=False,
-            # Twice aiohttp's default: large bodies arrive in fewer, larger reads (~+15% on a 1 MB
-            # page), while a slow patron still holds back at most 256 KiB per vendor response.
-            read_bufsize=128 * 1024,
+        # Large bodies arrive in large reads, while a slow patron holds back at most 256 KiB per
+        # vendor response before reading from the vendor pauses.
+        self._client = VendorClient(
+            VendorResolver(connect_to, self.hosts), read_limit=256 * 1024, idle_per_host=64
         )
 
     async def close(self) -> None:
@@ -203,21 +188,9 @@ class Upstream:
             await self._client.close()
 
     @property
-    def client(self) -> aiohttp.ClientSession:
+    def client(self) -> VendorClient:
         assert self._client is not None, "Upstream.start() not awaited"
         return self._client
-
-    def timeout(self, vendor: VendorConfig) -> aiohttp.ClientTimeout:
-        timeout = self._timeouts.get(vendor.id)
-        if timeout is None:  # built once per vendor: the config is frozen for this Upstream
-            s = self.config.server
-            timeout = aiohttp.ClientTimeout(
-                total=None,
-                connect=s.upstream_connect_timeout_s,
-                sock_read=vendor.timeout_s or s.upstream_timeout_s,
-            )
-            self._timeouts[vendor.id] = timeout
-        return timeout
 
     async def send(
         self,
@@ -226,21 +199,22 @@ class Upstream:
         url: URL,
         headers: CIMultiDict[str],
         data: Any = None,
-    ) -> aiohttp.ClientResponse:
+    ) -> VendorResponse:
         """One request to a vendor, errors turned into VendorTimeout / VendorUnavailable."""
+        s = self.config.server
         try:
             return await self.client.request(
                 method,
                 url,
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                ssl=self._ssl.get(vendor.id, True),
-                timeout=self.timeout(vendor),
+                headers,
+                data,
+                ssl_context=self._ssl.get(vendor.id),
+                connect_timeout=s.upstream_connect_timeout_s,
+                read_timeout=vendor.timeout_s or s.upstream_timeout_s,
             )
         except TimeoutError as exc:
             raise VendorTimeout(vendor.id) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except (OSError, ValueError) as exc:
             raise VendorUnavailable(vendor.id) from exc
 
     async def _request_body(
@@ -313,7 +287,7 @@ class Upstream:
 
     async def _send_with_jar(
         self, out: Outbound, data: Any, before: list[dict[str, Any]]
-    ) -> aiohttp.ClientResponse:
+    ) -> VendorResponse:
         adapter = self.adapters[out.vendor.id]
         out.headers.popall("Cookie", None)
         # Authorize first: a shared login puts its cookies in the jar, and they must go on this
@@ -337,9 +311,7 @@ class Upstream:
             out.session_changed = True
         return resp
 
-    def _body_decoder(
-        self, resp: aiohttp.ClientResponse, headers: CIMultiDict[str]
-    ) -> BodyDecoder | None:
+    def _body_decoder(self, resp: VendorResponse, headers: CIMultiDict[str]) -> BodyDecoder | None:
         """The decoder for a body the rewriter will change, with the headers made to match it.
 
         Decided on the type alone, so HEAD and 304 carry the same headers a GET would: no
@@ -362,7 +334,7 @@ class Upstream:
     async def _relay(
         self,
         request: web.Request,
-        resp: aiohttp.ClientResponse,
+        resp: VendorResponse,
         vendor: VendorConfig,
         out: Outbound,
         started: float,
@@ -463,7 +435,7 @@ class Upstream:
             log.error("observer_failed", vendor=vendor.id, exc_type=type(exc).__name__)
 
 
-async def _peek(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+async def _peek(resp: VendorResponse, limit: int) -> bytes:
     """Up to `limit` bytes of a text response's body (still encoded), for the adapter's expiry
     check (shared-login `expired_text`). Only text is peeked, so downloads stream from byte one."""
     if limit <= 0 or not resp.headers.get("Content-Type", "").lower().startswith(
@@ -479,7 +451,7 @@ async def _peek(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return head
 
 
-def _decoded(resp: aiohttp.ClientResponse, head: bytes) -> bytes:
+def _decoded(resp: VendorResponse, head: bytes) -> bytes:
     """The peeked bytes with the Content-Encoding undone (best effort: raw when it cannot be)."""
     if not head:
         return head
@@ -499,7 +471,7 @@ def _match_weak_etag(request: web.Request, headers: CIMultiDict[str]) -> None:
             headers["ETag"] = "W/" + etag
 
 
-async def _body(head: bytes, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _body(head: bytes, resp: VendorResponse) -> AsyncIterator[bytes]:
     if head:
         yield head
     async for chunk in resp.content.iter_chunked(CHUNK):
