@@ -514,19 +514,21 @@ class _ThirdPartyCount:
             self._hosts |= self._rewriter.third_party_hosts(data)
 
 
+# Response headers that name URLs, and the Rewriter method that maps each.
+_URL_HEADERS = (
+    ("Location", "rewrite_location"),
+    ("Content-Location", "rewrite_location"),
+    ("Refresh", "rewrite_refresh"),
+    ("Link", "rewrite_link"),
+    ("Content-Security-Policy", "rewrite_csp"),
+    ("Content-Security-Policy-Report-Only", "rewrite_csp"),
+    ("Access-Control-Allow-Origin", "rewrite_acao"),
+)
+
+
 def rewrite_response_headers(rewriter: Rewriter, headers: CIMultiDict[str]) -> None:
-    fns: dict[str, Callable[[str], str]] = {
-        "Location": rewriter.rewrite_location,
-        "Content-Location": rewriter.rewrite_location,
-        "Refresh": rewriter.rewrite_refresh,
-        "Link": rewriter.rewrite_link,
-        "Content-Security-Policy": rewriter.rewrite_csp,
-        "Content-Security-Policy-Report-Only": rewriter.rewrite_csp,
-        "Access-Control-Allow-Origin": rewriter.rewrite_acao,
-    }
-    for name, fn in fns.items():
-        values = headers.getall(name, [])
-        if values:
-            headers.popall(name)
-            for v in values:
-                headers.add(name, fn(v))
+    for name, method in _URL_HEADERS:
+        if name in headers:
+            rewrite: Callable[[str], str] = getattr(rewriter, method)
+            for value in headers.popall(name):
+                headers.add(name, rewrite(value))

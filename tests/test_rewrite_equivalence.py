@@ -127,6 +127,32 @@ def test_long_plain_text_with_sparse_capital_http_matches_the_reference(rw: Rewr
         assert rw.rewrite_bytes(data) == reference(rw, data), data
 
 
+def test_plain_text_with_percent_signs_and_sparse_encoded_urls_matches_the_reference(
+    rw: Rewriter,
+) -> None:
+    """Percent signs that encode nothing (`width:50%`, `100%2`) among sparse encoded URLs: with
+    few of them each is looked at, with many (past _PERCENT_SCAN) the encoded forms are searched
+    for instead; both must find every spot the one scan handles differently."""
+    rng = random.Random(29)
+    percent = ["width:50%", "100%", "%2", ":%", "%25", "50%3", "a%3Ab", "x:%2Fy", "%253Az"]
+    encoded = [
+        "https%3A%2F%2Fcdn.vendor.test",
+        "http:%2F%2Fwww.vendor.test",
+        "//cdn.vendor.test%3a8",
+    ]
+    for _ in range(300):
+        parts = [
+            rng.choice(PLAIN_URLS) if rng.random() < 0.3 else rng.choice(PLAIN_TOKENS)
+            for _ in range(rng.randint(300, 3000))
+        ]
+        for _ in range(rng.choice([1, 5, 40, 200])):
+            parts.insert(rng.randrange(len(parts) + 1), rng.choice(percent))
+        for _ in range(rng.randint(0, 4)):
+            parts.insert(rng.randrange(len(parts) + 1), rng.choice(encoded))
+        data = "".join(parts).encode()
+        assert rw.rewrite_bytes(data) == reference(rw, data), data
+
+
 def test_streamed_pieces_match_the_reference(rw: Rewriter) -> None:
     rng = random.Random(11)
     for _ in range(1500):
