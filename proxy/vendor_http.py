@@ -247,6 +247,10 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks
     def on_message_begin(self) -> None:
+        # One request, one answer. A kept connection stays complete while idle, so an answer
+        # nobody asked for (a second one, or bytes while idle) drops the connection.
+        if self._complete:
+            raise ValueError("vendor sent an answer nobody asked for")
         self._status_text = b""
         self._fields = []
         self._head_bytes = 0
@@ -492,7 +496,10 @@ class VendorClient:
         conn.transport.write(head)
         # The body is sent while the answer is awaited: a vendor may answer before reading it all
         # (a 413, say). The connection is reused only when the body went out whole.
-        conn.sending = asyncio.ensure_future(_send_body(conn, body, chunked))
+        conn.sending = sending = asyncio.ensure_future(_send_body(conn, body, chunked))
+        # The vendor's silence counts only once the body is out: a patron's slow upload is not
+        # the vendor's delay.
+        await asyncio.wait((waiter, sending), return_when=asyncio.FIRST_COMPLETED)
         return await conn.timed(waiter)  # type: ignore[no-any-return]
 
     def _take(self, key: tuple[Any, ...]) -> _Connection | None:

@@ -498,3 +498,64 @@ async def test_vendor_hosts_resolving_to_non_public_addresses_are_refused() -> N
             read_timeout=5,
         )
     await c.close()
+
+
+async def test_a_slow_upload_is_not_the_vendors_silence(client: VendorClient) -> None:
+    s = await serve(await always(ok(b"stored")))
+
+    async def slow() -> AsyncIterator[bytes]:
+        for i in range(4):
+            await asyncio.sleep(0.15)
+            yield b"part %d," % i
+
+    assert await get(client, s.port, method="POST", body=slow(), read_timeout=0.3) == (
+        200,
+        b"stored",
+    )
+    assert s.requests[-1].endswith(b"part 0,part 1,part 2,part 3,")
+    await s.close()
+
+
+async def test_bytes_beyond_the_answer_drop_the_connection(client: VendorClient) -> None:
+    """A vendor that sends more than it answered (a second response, stray bytes while idle) gets
+    a new connection next time: nothing it sent unasked is read as the answer to a later request."""
+
+    async def extra(n: int, request: bytes) -> bytes:
+        if n == 1:
+            return ok(b"first") + ok(b"planted")  # two answers to one request
+        return ok(b"next %d" % n)
+
+    s = await serve(extra)
+    status, body = await get(client, s.port)
+    assert (status, body) == (200, b"first")
+    assert await get(client, s.port) == (200, b"next 2")
+    assert s.connections == 2
+
+    # Unasked bytes on the idle kept connection: the start of an answer whose body would swallow
+    # the real answer to the next request.
+    connections = 0
+
+    async def stray(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        n = 0
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                n += 1
+                writer.write(ok(b"answer %d on %d" % (n, connections)))
+                await writer.drain()
+                if n == 1:
+                    await asyncio.sleep(0.05)
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 60\r\n\r\nplanted")
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(stray, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    assert await get(client, port) == (200, b"answer 1 on 1")
+    await asyncio.sleep(0.2)
+    assert await get(client, port) == (200, b"answer 1 on 2")
+    server.close()
+    await s.close()
