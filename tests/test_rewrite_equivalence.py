@@ -22,18 +22,26 @@ TOKENS = [
     "%3A", "%3a", "%2F", "%2f", "%253A", "%253a", "%252F", "%252f", "%2",
     "www.vendor.test", "WWW.Vendor.TEST", "cdn.vendor.test", "a.wild.test", "B.WILD.test",
     "wild.test", "vendor.test", "evil.org", "www.vendor.test.evil.org", "notwww.vendor.test",
+    "secret.wild.test", "a.deep.wild.test", "deep.wild.test", "a-b.wild.test", "a..wild.test",
     ".", "-", "_", "+", "8443", ":99", ":080", "0", '"', "<", ">", " ", "\n", "'", "=", "?", "#",
     "x", "abc", "<a href=\"", "\">", "\\u002F",
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def rw() -> Rewriter:
+@pytest.fixture(scope="module", params=["configured", "with never_proxy"])
+def rw(request: pytest.FixtureRequest) -> Rewriter:
+    """Vendor hosts exact and wildcard; the second also keeps some of them out with never_proxy
+    (the plain passes stop at configured hosts, and never_proxy is judged per match)."""
     hm = HostMap.build(
         public_scheme="http",
         public_host="proxy.localhost",
         public_port=8080,
         vendor_hosts=[("v", ["www.vendor.test", "cdn.vendor.test", "*.wild.test"])],
+        never_proxy=(
+            ["cdn.vendor.test", "secret.wild.test", "*.deep.wild.test"]
+            if request.param == "with never_proxy"
+            else []
+        ),
     )
     return Rewriter(hm)
 
@@ -48,7 +56,13 @@ URLS = [
     f"{scheme}{colon}{slash}{slash}{host}{port}"
     for scheme in ("https", "http", "HTTP")
     for colon, slash in ((":", "/"), (":", "\\/"), ("%3A", "%2F"), ("%253a", "%252f"), (":", "%2F"))
-    for host in ("www.vendor.test", "Cdn.Vendor.test", "x.wild.test", "evil.org")
+    for host in (
+        "www.vendor.test",
+        "Cdn.Vendor.test",
+        "x.wild.test",
+        "evil.org",
+        "s.deep.wild.test",
+    )
     for port in ("", ":8443")
 ] + [f"{rel}{host}" for rel in ("//", "\\/\\/") for host in ("www.vendor.test", "a.wild.test")]
 
