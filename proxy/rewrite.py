@@ -45,7 +45,6 @@ from proxy.rewrite_headers import (
     UnsupportedEncoding,
     charset_is_bytes_safe,
     decoder_for,
-    trie_pattern,
 )
 
 __all__ = [
@@ -90,38 +89,14 @@ PORT_END = rb"(?![0-9])"
 # 253-byte cap: a longer run still matches here, and `_compute_replacement` re-matches with the
 # capped `url_pattern(HOST)`, fails, and leaves the bytes as they were (what HOST's "no match" does).
 HOST_SCAN = rb"[a-z0-9][a-z0-9\-]*+(?:\.[a-z0-9\-]++)*+" + HOST_END
+_HOST_SCAN_CS = HOST_SCAN.replace(b"a-z0-9", b"a-zA-Z0-9")  # case-sensitive spelling
 _PORT = rb"(?::[0-9]{1,5}" + PORT_END + rb")?"
 # The plain forms, each starting with a literal (`http`, `//`) that CPython finds at memchr speed:
 # `http://host`, `https://host` (scheme in lower case) and protocol-relative `//host`. The
 # lookbehinds are the ones `scan_pattern` applies; `Rewriter._segment` uses these two only when
-# a piece holds no other URL form, and `scan_pattern` otherwise. Followed by `_PORT` and either
-# the hosts a config may rewrite (`candidate_hosts`).
-ABS_PLAIN = rb"http(?<![a-zA-Z0-9+.\-]http)s?://"
-REL_PLAIN = rb"//(?<![\w:/]//)"
-
-
-def candidate_hosts(host_map: HostMap) -> bytes:
-    """The hosts the plain passes stop at: configured exact hosts and subdomains of configured
-    wildcards, spelled as tries and whole-host (`HOST_END`), case-insensitive.
-
-    Only these can be rewritten, so matching just them gives the same bytes as matching every
-    host and leaving the others as they were, at about twice the speed: the engine reads a host
-    against the trie instead of running the label loop and building a part for every URL.
-    `never_proxy` and the 253-byte cap are still judged per match by `_compute_replacement`.
-    Matching fewer hosts changes nothing else, because an unmatched host could hide the start of
-    another URL only as `//http…`, which `_spots` sends to the full scan.
-    """
-    alts = []
-    if host_map.exact_hosts:
-        alts.append(trie_pattern([h.encode("ascii") for h in host_map.exact_hosts]))
-    if host_map.wildcard_suffixes:
-        suffixes = trie_pattern([s.encode("ascii") for s in host_map.wildcard_suffixes])
-        alts.append(rb"[a-z0-9][a-z0-9.\-]*?" + suffixes)
-    if not alts:
-        return rb"(?!)"  # nothing configured: no plain URL is ever rewritten
-    return rb"(?i:(?:" + b"|".join(alts) + rb")" + HOST_END + rb")"
-
-
+# a piece holds no other URL form, and `scan_pattern` otherwise.
+ABS_PLAIN = rb"http(?<![a-zA-Z0-9+.\-]http)s?://" + _HOST_SCAN_CS + _PORT
+REL_PLAIN = rb"//(?<![\w:/]//)" + _HOST_SCAN_CS + _PORT
 # Bytes that never occur in a URL match nor change one next to them (every lookaround treats them
 # like the start or end of the text), so a body can be cut after any of them and each piece
 # rewritten on its own.
@@ -432,9 +407,8 @@ class Rewriter:
         self._scan_re = re.compile(scan_pattern(HOST_SCAN))
         # The split forms (`_sub`): each pattern wrapped in one group that is the whole match.
         self._scan_split = re.compile(rb"(" + scan_pattern(HOST_SCAN) + rb")")
-        hosts = candidate_hosts(host_map)
-        self._abs_plain = re.compile(rb"(" + ABS_PLAIN + hosts + _PORT + rb")")
-        self._rel_plain = re.compile(rb"(" + REL_PLAIN + hosts + _PORT + rb")")
+        self._abs_plain = re.compile(rb"(" + ABS_PLAIN + rb")")
+        self._rel_plain = re.compile(rb"(" + REL_PLAIN + rb")")
         self._public_scheme = host_map.public_scheme.encode("ascii")
         self._public_port = (
             b"" if host_map.public_port is None else str(host_map.public_port).encode("ascii")

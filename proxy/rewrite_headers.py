@@ -213,17 +213,15 @@ def _any_third_party(host_map: HostMap, html: bytes, third_party: Callable[[str]
 def _unknown_host(host_map: HostMap) -> re.Pattern[bytes]:
     """`_ANY_HOST` with a negative lookahead for hosts that are certainly not third-party."""
     exact = [h.encode() for h in host_map.exact_hosts if host_map.vendor_for_host(h) is not None]
-    known = [trie_pattern(exact)] if exact else []
+    known = [_trie(exact)] if exact else []
     if not host_map.never_proxy and host_map.wildcard_suffixes:
-        known.append(
-            rb"[a-z0-9.\-]+" + trie_pattern([s.encode() for s in host_map.wildcard_suffixes])
-        )
+        known.append(rb"[a-z0-9.\-]+" + _trie([s.encode() for s in host_map.wildcard_suffixes]))
     known.append(rb"(?:[a-z0-9.\-]*\.)?" + re.escape(host_map.public_host.encode()))
     whole = rb"(?:" + b"|".join(known) + rb")\.*(?![a-z0-9.\-])"
     return re.compile(rb"//(?!" + whole + rb")([a-z0-9.\-]+)", re.IGNORECASE)
 
 
-def trie_pattern(words: list[bytes]) -> bytes:
+def _trie(words: list[bytes]) -> bytes:
     """An alternation of literal words spelled as a trie, so the engine reads each byte once
     instead of trying every word in turn (`re` has no multi-literal search; a library with
     hundreds of databases has thousands of hosts)."""
