@@ -4,8 +4,9 @@ Not the proxy, and never for patrons: four *minimal* GET relays with none of the
 (no session, no privacy filter, no assertion, no statistics), measured against nginx `proxy_pass`
 in one run, to show where the HTTP layers alone put the ceiling:
 
-- `aiohttp`      aiohttp server + aiohttp ClientSession (what the proxy is built on)
-- `aiohttp+raw`  aiohttp server + a bare asyncio client parsing responses with httptools
+- `aiohttp`      aiohttp server + aiohttp ClientSession (the proxy's layers until December 2026)
+- `aiohttp+raw`  aiohttp server + a bare asyncio client parsing responses with httptools (the
+                 layers the proxy runs on since `proxy/vendor_http.py`)
 - `raw+aiohttp`  a bare asyncio server parsing requests with httptools + aiohttp ClientSession
 - `raw`          bare asyncio + httptools on both sides
 - `raw+work`     `raw`, plus the proxy's own per-request work called from the proxy's modules:
@@ -18,7 +19,7 @@ in one run, to show where the HTTP layers alone put the ceiling:
     python -m bench.ceiling                 # 5 s per run, 2 interleaved rounds
     python -m bench.ceiling --seconds 10 --rounds 3 --path /pass/page1m.dat
 
-Needs Debian `nginx` and `wrk` (as `bench/run`) and `pip install httptools`. The relays speak
+Needs Debian `nginx` and `wrk` (as `bench/run`); httptools is one of the proxy's dependencies. The relays speak
 just enough HTTP/1.1 for wrk's keep-alive GETs; they have no backpressure, no error handling and
 no body for requests. That is the point: a figure here is what any proxy built on those layers
 can at best reach, before it does anything useful.

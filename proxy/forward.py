@@ -270,17 +270,17 @@ class Upstream:
         # The jar as this request found it: what the request itself changes is merged by it.
         before = list(session.jars.get(vendor.id, []))
         resp = await self._send_with_jar(out, data, before)
-        head = b""
-        if request.method in IDEMPOTENT:
-            head = await _peek(resp, adapter.expiry_peek_bytes())
-            if await adapter.vendor_session_expired(out, resp.status, _decoded(resp, head)):
-                resp.release()
-                await adapter.renew(out)
-                resp = await self._send_with_jar(out, None, before)
-                head = b""
-        if out.session_changed:
-            await self.sessions.save(session)
-        try:
+        try:  # whatever fails from here (the vendor, the store, the patron leaving), resp is let go
+            head = b""
+            if request.method in IDEMPOTENT:
+                head = await _peek(resp, adapter.expiry_peek_bytes())
+                if await adapter.vendor_session_expired(out, resp.status, _decoded(resp, head)):
+                    resp.release()
+                    await adapter.renew(out)
+                    resp = await self._send_with_jar(out, None, before)
+                    head = b""
+            if out.session_changed:
+                await self.sessions.save(session)
             return await self._relay(request, resp, vendor, out, started, first_at_vendor, head)
         finally:
             resp.release()
@@ -301,12 +301,16 @@ class Upstream:
         resp = await self.send(out.vendor, out.method, out.url, out.headers, data)
         set_cookies = resp.headers.getall("Set-Cookie", [])
         if set_cookies:
-            # Requests of one page overlap; start from the jar as stored now so cookies another
-            # request stored meanwhile are kept (the store has no compare-and-set).
-            stored = await self.sessions.load(out.session.id)
-            latest = stored.jars.get(out.vendor.id, []) if stored is not None else []
-            jar = merged_jar(latest, before, out.session.jars.get(out.vendor.id, []))
-            store_set_cookies(jar, str(out.url), set_cookies)
+            try:
+                # Requests of one page overlap; start from the jar as stored now so cookies
+                # another request stored meanwhile are kept (the store has no compare-and-set).
+                stored = await self.sessions.load(out.session.id)
+                latest = stored.jars.get(out.vendor.id, []) if stored is not None else []
+                jar = merged_jar(latest, before, out.session.jars.get(out.vendor.id, []))
+                store_set_cookies(jar, str(out.url), set_cookies)
+            except BaseException:
+                resp.release()
+                raise
             out.session.jars[out.vendor.id] = dump_jar(jar)
             out.session_changed = True
         return resp

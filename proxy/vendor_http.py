@@ -22,7 +22,9 @@ tests/test_vendor_http.py:
   (`VendorConnectionError`), the two kinds the forwarder maps to 504 and 502.
 
 Where to connect is the caller's: `resolve(host, port)` gives the addresses to try (the forwarder's
-says which vendors have `connect_to` and refuses non-public addresses).
+says which vendors have `connect_to` and refuses non-public addresses). There is no limit of its
+own on connections per vendor: each proxied request uses at most one at a time, and admission
+control (`server.max_in_flight`, 64 by default, what aiohttp's per-host limit was) bounds those.
 """
 
 from __future__ import annotations
@@ -426,7 +428,8 @@ class VendorClient:
         scheme, host, port = url.scheme, url.raw_host or "", url.port or 80
         tls = scheme == "https"
         default = 443 if tls else 80
-        authority = host if port == default else f"{host}:{port}"
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+        authority = name if port == default else f"{name}:{port}"
         head, chunked = self._head(method, url.raw_path_qs or "/", authority, headers, body)
         if tls and ssl_context is None:  # https is never sent in the clear: verify by default
             if self._default_tls is None:

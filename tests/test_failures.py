@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from proxy.app import SERVICES
 from tests.canary import CANARY, leaks
 from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
 
@@ -258,6 +259,29 @@ async def test_service_resumes_by_itself_when_redis_returns(
     assert r.status == 302 and "/login?url=" in r.headers["Location"]
     assert (await redis_proxy.login(CANARY.uid, CANARY.password)).status == 303
     assert (await redis_proxy.get_vendor(VENDOR_HOST, "/after")).status == 200
+
+
+async def test_store_failing_while_a_vendor_answers_lets_the_vendor_connection_go(
+    redis_proxy: ProxyDriver, redis_server: Any, vendor: RecordingVendor
+) -> None:
+    """A vendor answer that sets a cookie makes the forwarder read the session again; Redis
+    stops just then. The patron gets the store page, and the vendor connection is closed rather
+    than held busy for ever (one leaked per such request would exhaust a worker)."""
+
+    async def cookie_then_outage(request: web.Request) -> web.StreamResponse:
+        redis_server.stop()
+        resp = web.Response(text="with a cookie")
+        resp.set_cookie("vsess", "v1")
+        return resp
+
+    vendor.routes["/cookie"] = cookie_then_outage
+    assert (await redis_proxy.login(CANARY.uid, CANARY.password)).status == 303
+    r = await redis_proxy.get_vendor(VENDOR_HOST, "/cookie")
+    assert r.status == 503
+    assert "cannot check your sign-in" in await r.text()
+    client = redis_proxy.client.server.app[SERVICES].upstream.client
+    await asyncio.sleep(0.1)
+    assert client._busy == set()
 
 
 # --------------------------------------------------------------------------- vendor

@@ -559,3 +559,19 @@ async def test_bytes_beyond_the_answer_drop_the_connection(client: VendorClient)
     assert await get(client, port) == (200, b"answer 1 on 2")
     server.close()
     await s.close()
+
+
+async def test_host_header_keeps_an_ipv6_literal_in_brackets(client: VendorClient) -> None:
+    s = await serve(await always(ok()))
+    resp = await client.request(
+        "GET",
+        URL(f"http://[::1]:{s.port}/v6"),
+        CIMultiDict(),
+        ssl_context=None,
+        connect_timeout=5,
+        read_timeout=5,
+    )
+    await resp.read()
+    resp.release()
+    assert f"\r\nHost: [::1]:{s.port}\r\n".encode() in s.requests[0]
+    await s.close()
