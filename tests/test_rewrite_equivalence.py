@@ -100,6 +100,16 @@ PLAIN_URLS = [u for u in URLS if "%" not in u and "\\" not in u and "HTTP" not i
 PLAIN_TOKENS = [
     t for t in TOKENS if t.lower() not in {"http", "https", "\\/", "\\"} and "%" not in t
 ]
+
+
+def plain_parts(rng: random.Random) -> list[str]:
+    """300 to 3,000 plain URLs and tokens: text the two literal-led passes handle alone."""
+    return [
+        rng.choice(PLAIN_URLS) if rng.random() < 0.3 else rng.choice(PLAIN_TOKENS)
+        for _ in range(rng.randint(300, 3000))
+    ]
+
+
 SPOTS = ["https:\\/\\/www.vendor.test", "https%3A%2F%2Fcdn.vendor.test", "%253a", "\\/", "//https"]
 
 
@@ -108,10 +118,7 @@ def test_long_plain_text_with_sparse_escaped_urls_matches_the_reference(rw: Rewr
     the rest the two literal-led passes (spots closer than _SPOT_GAP share a piece)."""
     rng = random.Random(17)
     for _ in range(300):
-        parts = [
-            rng.choice(PLAIN_URLS) if rng.random() < 0.3 else rng.choice(PLAIN_TOKENS)
-            for _ in range(rng.randint(300, 3000))
-        ]
+        parts = plain_parts(rng)
         for _ in range(rng.randint(1, 6)):
             parts.insert(rng.randrange(len(parts) + 1), rng.choice(SPOTS))
         data = "".join(parts).encode()
@@ -131,10 +138,7 @@ def test_long_plain_text_with_sparse_capital_http_matches_the_reference(rw: Rewr
         "//HTTPS://x.wild.test",
     ]
     for _ in range(300):
-        parts = [
-            rng.choice(PLAIN_URLS) if rng.random() < 0.3 else rng.choice(PLAIN_TOKENS)
-            for _ in range(rng.randint(300, 3000))
-        ]
+        parts = plain_parts(rng)
         for _ in range(rng.randint(1, 6)):
             parts.insert(rng.randrange(len(parts) + 1), rng.choice(capitals + SPOTS))
         data = "".join(parts).encode()
@@ -155,10 +159,7 @@ def test_plain_text_with_percent_signs_and_sparse_encoded_urls_matches_the_refer
         "//cdn.vendor.test%3a8",
     ]
     for _ in range(300):
-        parts = [
-            rng.choice(PLAIN_URLS) if rng.random() < 0.3 else rng.choice(PLAIN_TOKENS)
-            for _ in range(rng.randint(300, 3000))
-        ]
+        parts = plain_parts(rng)
         for _ in range(rng.choice([1, 5, 40, 200])):
             parts.insert(rng.randrange(len(parts) + 1), rng.choice(percent))
         for _ in range(rng.randint(0, 4)):

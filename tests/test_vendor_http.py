@@ -16,7 +16,7 @@ import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
-from proxy.vendor_http import VendorClient, VendorConnectionError
+from proxy.vendor_http import VendorClient, VendorConnectionError, VendorResponse
 from tests.fixtures_ldap import make_tls_files
 
 Reply = Callable[[int, bytes], Awaitable[bytes | None]]
@@ -106,6 +106,20 @@ async def serve(reply: Reply) -> Scripted:
     return s
 
 
+async def open_response(
+    client: VendorClient, url: str, *, connect_timeout: float = 5.0, read_timeout: float = 5.0
+) -> VendorResponse:
+    """A GET whose response the test reads (and releases) itself."""
+    return await client.request(
+        "GET",
+        URL(url),
+        CIMultiDict(),
+        ssl_context=None,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+
+
 async def get(
     client: VendorClient,
     port: int,
@@ -165,14 +179,7 @@ async def test_keep_alive_connection_is_reused_for_requests_read_whole(
 
 async def test_a_body_left_unread_closes_its_connection(client: VendorClient) -> None:
     s = await serve(await always(ok(b"y" * 200_000)))
-    resp = await client.request(
-        "GET",
-        URL(f"http://vendor.test:{s.port}/"),
-        CIMultiDict(),
-        ssl_context=None,
-        connect_timeout=5,
-        read_timeout=5,
-    )
+    resp = await open_response(client, f"http://vendor.test:{s.port}/")
     assert len(await resp.content.read(1000)) > 0
     resp.release()
     assert await get(client, s.port) == (200, b"y" * 200_000)
@@ -311,14 +318,7 @@ async def test_request_bodies_by_length_and_streamed_chunked(client: VendorClien
 async def test_reading_pauses_while_the_patron_lags(client: VendorClient) -> None:
     big = b"p" * (8 * 1024 * 1024)
     s = await serve(await always(ok(big)))
-    resp = await client.request(
-        "GET",
-        URL(f"http://vendor.test:{s.port}/"),
-        CIMultiDict(),
-        ssl_context=None,
-        connect_timeout=5,
-        read_timeout=5,
-    )
+    resp = await open_response(client, f"http://vendor.test:{s.port}/")
     await asyncio.sleep(0.3)  # the vendor could send it all by now; the client must not take it
     held = resp.content._size
     assert 64 * 1024 <= held <= 64 * 1024 + 512 * 1024
@@ -346,14 +346,7 @@ async def test_connect_timeout_covers_a_resolver_that_hangs() -> None:
 
     c = VendorClient(hang)
     with pytest.raises(TimeoutError):
-        await c.request(
-            "GET",
-            URL("http://vendor.test/"),
-            CIMultiDict(),
-            ssl_context=None,
-            connect_timeout=0.2,
-            read_timeout=5,
-        )
+        await open_response(c, "http://vendor.test/", connect_timeout=0.2)
     await c.close()
 
 
@@ -489,14 +482,7 @@ async def test_vendor_hosts_resolving_to_non_public_addresses_are_refused() -> N
     # Through the client: nothing is opened, and the forwarder's 502 path gets an OSError.
     c = VendorClient(resolve)
     with pytest.raises(OSError, match="non-public"):
-        await c.request(
-            "GET",
-            URL("http://localhost/"),
-            CIMultiDict(),
-            ssl_context=None,
-            connect_timeout=5,
-            read_timeout=5,
-        )
+        await open_response(c, "http://localhost/")
     await c.close()
 
 
@@ -563,14 +549,7 @@ async def test_bytes_beyond_the_answer_drop_the_connection(client: VendorClient)
 
 async def test_host_header_keeps_an_ipv6_literal_in_brackets(client: VendorClient) -> None:
     s = await serve(await always(ok()))
-    resp = await client.request(
-        "GET",
-        URL(f"http://[::1]:{s.port}/v6"),
-        CIMultiDict(),
-        ssl_context=None,
-        connect_timeout=5,
-        read_timeout=5,
-    )
+    resp = await open_response(client, f"http://[::1]:{s.port}/v6")
     await resp.read()
     resp.release()
     assert f"\r\nHost: [::1]:{s.port}\r\n".encode() in s.requests[0]
