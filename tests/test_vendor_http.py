@@ -554,3 +554,22 @@ async def test_host_header_keeps_an_ipv6_literal_in_brackets(client: VendorClien
     resp.release()
     assert f"\r\nHost: [::1]:{s.port}\r\n".encode() in s.requests[0]
     await s.close()
+
+
+async def test_framing_headers_given_are_replaced_by_the_clients_own(client: VendorClient) -> None:
+    """Host, Content-Length, Transfer-Encoding and Connection are the client's to write: a stale
+    length (a body changed by unmapping) or a second framing never reaches the vendor."""
+    s = await serve(await always(ok()))
+    given = {
+        "Content-Length": "999",
+        "Transfer-Encoding": "chunked",
+        "Connection": "close",
+        "Host": "elsewhere.test",
+    }
+    await get(client, s.port, "/post", method="POST", headers=given, body=b"abc")
+    lines = s.requests[0].split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    names = [line.split(b":", 1)[0].lower() for line in lines]
+    assert sorted(names) == [b"content-length", b"host"]
+    assert f"Host: vendor.test:{s.port}".encode() in lines and b"Content-Length: 3" in lines
+    assert s.requests[0].endswith(b"\r\n\r\nabc")
+    await s.close()
