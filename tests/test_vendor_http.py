@@ -573,3 +573,22 @@ async def test_framing_headers_given_are_replaced_by_the_clients_own(client: Ven
     assert f"Host: vendor.test:{s.port}".encode() in lines and b"Content-Length: 3" in lines
     assert s.requests[0].endswith(b"\r\n\r\nabc")
     await s.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["length-and-chunked", "two-lengths", "folded-header", "space-in-name"],
+)
+async def test_ambiguous_vendor_framing_is_refused(client: VendorClient, head: bytes) -> None:
+    """A response whose length two readers could disagree on is not relayed (llhttp's strict
+    mode): the forwarder answers 502 instead of passing on bytes it cannot frame."""
+    s = await serve(await always(head + b"0\r\n\r\nhello"))
+    with pytest.raises(VendorConnectionError, match="malformed"):
+        await get(client, s.port)
+    await s.close()
