@@ -4,7 +4,7 @@ Not the proxy, and never for patrons: four *minimal* GET relays with none of the
 (no session, no privacy filter, no assertion, no statistics), measured against nginx `proxy_pass`
 in one run, to show where the HTTP layers alone put the ceiling:
 
-- `aiohttp`      aiohttp server + aiohttp ClientSession (the proxy's layers until December 2026)
+- `aiohttp`      aiohttp server + aiohttp ClientSession (the proxy's layers until November 2026)
 - `aiohttp+raw`  aiohttp server + a bare asyncio client parsing responses with httptools (the
                  layers the proxy runs on since `proxy/vendor_http.py`)
 - `raw+aiohttp`  a bare asyncio server parsing requests with httptools + aiohttp ClientSession

@@ -1,7 +1,7 @@
 """The HTTP/1.1 client that carries patrons' requests to vendors: pooled keep-alive connections on
 asyncio protocols, responses parsed by httptools (llhttp, the parser Node.js and aiohttp use).
 
-Why not aiohttp's ClientSession, which the proxy used until December 2026: on this hot path it
+Why not aiohttp's ClientSession, which the proxy used until November 2026: on this hot path it
 cost about 200 µs of CPU per 30 KB response against about 35 µs for a protocol that hands llhttp
 the bytes (bench/README.md, "Fourth round"), and it was the largest single cost of a proxied
 request. What this client does is narrow on purpose, and all of it is tested in
