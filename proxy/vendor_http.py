@@ -14,6 +14,9 @@ tests/test_vendor_http.py:
   the proxy's rules say with each of those.
 - Responses stream: body bytes are handed over as they arrive, and reading from the vendor
   pauses while more than `read_limit` bytes wait for the patron.
+- A request that cannot be sent again (a POST, a streamed upload) takes a kept connection only if
+  it was used in the last `fresh_s` seconds, and a new one otherwise: a vendor closing an idle
+  connection just as the request goes out must not cost a patron's form.
 - A connection goes back to its pool only when its response arrived whole (llhttp saw its end),
   the request body went out whole, and both sides allow keep-alive; anything else closes it. A reused connection that the vendor had closed is
   replaced once, for idempotent requests whose body can be sent again, as aiohttp does.
@@ -391,11 +394,13 @@ class VendorClient:
         read_limit: int = 256 * 1024,
         idle_per_host: int = 64,
         keepalive_s: float = 15.0,
+        fresh_s: float = 2.0,
     ) -> None:
         self._resolve = resolve
         self.read_limit = read_limit
         self._idle_per_host = idle_per_host
         self._keepalive_s = keepalive_s
+        self._fresh_s = fresh_s
         self._idle: dict[tuple[Any, ...], list[_Connection]] = {}
         self._busy: set[_Connection] = set()
         self._closing = False
@@ -438,7 +443,9 @@ class VendorClient:
         key = (tls, host, port, id(ssl_context) if tls else None)
         retry_ok = method in IDEMPOTENT and (body is None or isinstance(body, bytes))
         while True:
-            conn = self._take(key)
+            # A request that cannot be sent twice takes only a connection used moments ago: the
+            # longer one has been idle, the likelier the vendor is closing it just now.
+            conn = self._take(key, self._keepalive_s if retry_ok else self._fresh_s)
             if conn is None:
                 conn = await self._open(
                     key, host, port, ssl_context if tls else None, connect_timeout
@@ -505,14 +512,19 @@ class VendorClient:
         await asyncio.wait((waiter, sending), return_when=asyncio.FIRST_COMPLETED)
         return await conn.timed(waiter)  # type: ignore[no-any-return]
 
-    def _take(self, key: tuple[Any, ...]) -> _Connection | None:
+    def _take(self, key: tuple[Any, ...], max_idle_s: float) -> _Connection | None:
+        """The kept connection used last, if it has been idle at most `max_idle_s`."""
         idle = self._idle.get(key)
         now = time.monotonic()
         while idle:
-            conn = idle.pop()
+            conn = idle[-1]
             if conn.closed or now - conn.idle_since > self._keepalive_s:
+                idle.pop()
                 conn.close()
                 continue
+            if now - conn.idle_since > max_idle_s:
+                return None  # the others have waited longer still; they stay for other requests
+            idle.pop()
             self._busy.add(conn)
             return conn
         return None

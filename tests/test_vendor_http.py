@@ -8,6 +8,7 @@ forwarding through the proxy is covered by the e2e suites; these pin the client'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -592,3 +593,37 @@ async def test_ambiguous_vendor_framing_is_refused(client: VendorClient, head: b
     with pytest.raises(VendorConnectionError, match="malformed"):
         await get(client, s.port)
     await s.close()
+
+
+async def test_a_post_after_a_pause_goes_on_a_new_connection() -> None:
+    """The vendor closes a kept connection as the next request arrives on it (its idle timeout
+    running out just then). A GET would be sent again; a POST cannot be, so after a pause it is
+    not put on a kept connection at all, and arrives."""
+    seen: list[tuple[int, bytes]] = []
+    connections = 0
+
+    async def one_per_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        nonlocal connections
+        connections += 1
+        number = connections
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head.startswith(b"POST"):
+            await reader.readexactly(3)
+        seen.append((number, head.split(b" ", 1)[0]))
+        writer.write(ok(b"answer on %d" % number))
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")  # a second request here: closed unanswered
+        writer.close()
+
+    server = await asyncio.start_server(one_per_connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    c = VendorClient(loopback, fresh_s=0.2)
+    assert await get(c, port) == (200, b"answer on 1")
+    await asyncio.sleep(0.3)
+    assert await get(c, port, method="POST", body=b"q=1") == (200, b"answer on 2")
+    assert seen == [(1, b"GET"), (2, b"POST")]
+    await c.close()
+    server.close()
