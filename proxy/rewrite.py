@@ -31,7 +31,7 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from urllib.parse import urlsplit
 
 from proxy import rewrite_headers
@@ -615,7 +615,12 @@ class Rewriter:
 
     def third_party_hosts(self, html: bytes) -> set[str]:
         """Hosts of unproxied absolute URLs that a page loads or links (for reports and stats)."""
-        return rewrite_headers.third_party_hosts(self.host_map, html)
+        return rewrite_headers.third_party_hosts(self.host_map, html, self._unknown_host)
+
+    @cached_property
+    def _unknown_host(self) -> re.Pattern[bytes]:
+        # Built on the first HTML page, not at start-up: check-config and the CLI never need it.
+        return rewrite_headers.unknown_host_pattern(self.host_map)
 
     # ----------------------------------------------------------------------------- request side
 

@@ -156,9 +156,10 @@ def shield_csp(host_map: HostMap, allow_third_party: bool) -> str | None:
     return "; ".join(f"{name} {sources}" for name, sources in directives.items())
 
 
-def third_party_hosts(host_map: HostMap, html: bytes) -> set[str]:
+def third_party_hosts(host_map: HostMap, html: bytes, unknown: re.Pattern[bytes]) -> set[str]:
     """Hosts of absolute and protocol-relative URLs in src/href/action/srcset/… and url() that
-    are neither proxied nor the proxy's own."""
+    are neither proxied nor the proxy's own. `unknown` is `unknown_host_pattern(host_map)`, built
+    once by the caller (it spells every configured host)."""
     suffix = "." + host_map.public_host
     verdicts: dict[str, bool] = {}
 
@@ -175,7 +176,7 @@ def third_party_hosts(host_map: HostMap, html: bytes) -> set[str]:
     # Every host the attribute scan can report follows a `//` somewhere in the page, and the
     # literal `//` search runs at memchr speed while the attribute scan tries every byte: when
     # no `//host` is third-party (most vendor pages), the answer is already known to be empty.
-    if not _any_third_party(host_map, html, third_party):
+    if not _any_third_party(unknown, html, third_party):
         return set()
     found: set[str] = set()
     for ref in _REF.finditer(html):
@@ -187,16 +188,17 @@ def third_party_hosts(host_map: HostMap, html: bytes) -> set[str]:
     return found
 
 
-def _any_third_party(host_map: HostMap, html: bytes, third_party: Callable[[str], bool]) -> bool:
+def _any_third_party(
+    unknown: re.Pattern[bytes], html: bytes, third_party: Callable[[str], bool]
+) -> bool:
     """Whether any `//host` in `html` (as `_ANY_HOST` finds them) is third-party.
 
-    `_unknown_host` skips, inside the regex engine, the hosts it knows are not third-party
+    `unknown` (`unknown_host_pattern`) skips, inside the regex engine, the hosts it knows are not third-party
     (configured exact hosts, wildcard subdomains when nothing is never_proxy, the proxy's own),
     so a vendor page costs one C-speed search instead of a list and a set of every `//host`.
     The hosts it does stop at are judged by `third_party`; after a few that are not, the rest of
     the page is judged the plain way (a page full of hosts the regex cannot vouch for).
     """
-    unknown = _unknown_host(host_map)
     pos = 0
     for _ in range(16):
         m = unknown.search(html, pos)
@@ -209,9 +211,11 @@ def _any_third_party(host_map: HostMap, html: bytes, third_party: Callable[[str]
     return any(third_party(h.decode("ascii").lower().rstrip(".")) for h in hosts)
 
 
-@functools.lru_cache(maxsize=8)
-def _unknown_host(host_map: HostMap) -> re.Pattern[bytes]:
-    """`_ANY_HOST` with a negative lookahead for hosts that are certainly not third-party."""
+def unknown_host_pattern(host_map: HostMap) -> re.Pattern[bytes]:
+    """`_ANY_HOST` with a negative lookahead for hosts that are certainly not third-party.
+
+    Build it once per host map and keep it: it spells every configured host (a library's
+    thousands take ~0.1 s to compile), and a HostMap is too large a cache key to hash per page."""
     exact = [h.encode() for h in host_map.exact_hosts if host_map.vendor_for_host(h) is not None]
     known = [_trie(exact)] if exact else []
     if not host_map.never_proxy and host_map.wildcard_suffixes:
