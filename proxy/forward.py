@@ -40,13 +40,12 @@ from proxy.rewrite import (
     should_rewrite,
 )
 from proxy.sessions import Session, Sessions
-from proxy.vendor_http import VendorClient, VendorResponse
+from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
 
 if TYPE_CHECKING:
     from proxy.rewrite import Rewriter
 
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 CHUNK = 64 * 1024
 MAX_UNMAP_BODY = 1024 * 1024
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})

@@ -47,6 +47,8 @@ from yarl import URL
 Resolve = Callable[[str, int], Awaitable[list[tuple[str, int]]]]
 Body = bytes | StreamReader | AsyncIterable[bytes] | None
 
+# Requests that may be sent again (RFC 9110 §9.2.2): here after a dropped kept connection, in the
+# forwarder after a vendor session was renewed.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 # Methods whose empty body is still announced, as user agents should (RFC 9110 §8.6).
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -82,7 +84,7 @@ class ResponseBody:
         self._chunks.append(data)
         self._size += len(data)
         self._wake()
-        if self._size > self._conn.read_limit:
+        if self._size > self._conn.client.read_limit:
             self._conn.pause()
 
     def _feed_eof(self) -> None:
@@ -134,7 +136,7 @@ class ResponseBody:
             while self._chunks and len(first) + len(self._chunks[0]) <= n:
                 first += self._chunks.popleft()
         self._size -= len(first)
-        if self._size <= self._conn.read_limit // 2:
+        if self._size <= self._conn.client.read_limit // 2:
             self._conn.resume()
         return first
 
@@ -181,7 +183,6 @@ class _Connection(asyncio.Protocol):
         self.client = client
         self.key = key
         self.loop = asyncio.get_running_loop()
-        self.read_limit = client.read_limit
         self.read_timeout: float | None = None
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
