@@ -360,6 +360,17 @@ class LdapDirectory:
             self._breaker.answered(url)
 
 
+def _keep_after(kept: dict[str, Any], url: str, conn: Any, op: Callable[[Any], T]) -> T:
+    """`op(conn)`; then `conn` is kept for `url`, or closed if `op` raised anything."""
+    try:
+        result = op(conn)
+    except BaseException:
+        _close(conn)
+        raise
+    kept[url] = conn
+    return result
+
+
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
     """Stop a pool's workers now; what they hold (kept directory connections) closes with them.
 
@@ -504,25 +515,11 @@ class _Worker:
             conn = None
         if conn is not None:
             try:
-                result = op(conn)
+                return _keep_after(kept, url, conn, op)
             except (_ServerFailed, *_SERVER_ERRORS):
-                _close(conn)
                 if time.monotonic() >= deadline:
                     raise
-            except BaseException:
-                _close(conn)
-                raise
-            else:
-                kept[url] = conn
-                return result
-        conn = open_()
-        try:
-            result = op(conn)
-        except BaseException:
-            _close(conn)
-            raise
-        kept[url] = conn
-        return result
+        return _keep_after(kept, url, open_(), op)
 
     def _reusable(self, conn: Any) -> bool:
         # ldap3 reopens a closed connection by itself, without StartTLS: never let it.
