@@ -204,8 +204,9 @@ def _make_ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     return key, cert
 
 
-def make_tls_files(workdir: Path) -> tuple[Path, Path, Path, Path]:
-    """A throwaway CA, a 127.0.0.1/localhost server cert it signs, and an unrelated CA.
+def make_tls_files(workdir: Path, dns_names: tuple[str, ...] = ()) -> tuple[Path, Path, Path, Path]:
+    """A throwaway CA, a 127.0.0.1/localhost server cert it signs (also for `dns_names`), and an
+    unrelated CA.
 
     Returns (ca_file, cert_file, key_file, untrusted_ca_file).
     """
@@ -223,7 +224,11 @@ def make_tls_files(workdir: Path) -> tuple[Path, Path, Path, Path]:
         .not_valid_after(now + dt.timedelta(days=2))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.DNSName(n) for n in dns_names),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
             ),
             critical=False,
         )

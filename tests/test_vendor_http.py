@@ -12,13 +12,16 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.vendor_http import VendorClient, VendorConnectionError, VendorResponse
+from tests.canary import CANARY
 from tests.fixtures_ldap import make_tls_files
+from tests.harness import ldap_directory, write_config
 
 Reply = Callable[[int, bytes], Awaitable[bytes | None]]
 
@@ -627,3 +630,44 @@ async def test_a_post_after_a_pause_goes_on_a_new_connection() -> None:
     assert seen == [(1, b"GET"), (2, b"POST")]
     await c.close()
     server.close()
+
+
+async def test_each_vendors_tls_settings_reach_the_client(
+    tmp_path: Path, port: int, running_slapd: Any, proxy_factory: Any
+) -> None:
+    """Through the proxy, against a vendor speaking TLS with a certificate from a private CA:
+    `tls_ca_file` naming that CA → 200; no CA given (the system's store) → 502 and the request
+    never sent; `tls_verify = false` → 200. A mix-up in `Upstream.start` (every vendor verified
+    against the wrong store, or none verified) fails here."""
+    names = {"trusted": "www.tls-trusted.test", "plain": "www.tls-plain.test"}
+    names["noverify"] = "www.tls-noverify.test"
+    ca_file, cert_file, key_file, _ = make_tls_files(tmp_path, tuple(names.values()))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert_file, key_file)
+    s = Scripted(await always(ok(b"over tls", "Content-Type: text/plain\r\n")))
+    await s.start(server_ctx)
+    extra = {
+        "trusted": f'tls_ca_file = "{ca_file}"\n',
+        "plain": "",
+        "noverify": "tls_verify = false\n",
+    }
+    vendors = {
+        vid: (
+            f'id = "{vid}"\ntitle = "TLS {vid}"\norigin = "https://{host}"\nhosts = ["{host}"]\n'
+            f'auth = "assertion"\nconnect_to = "127.0.0.1:{s.port}"\n' + extra[vid]
+        )
+        for vid, host in names.items()
+    }
+    cfg = write_config(
+        tmp_path, port=port, directory=ldap_directory(running_slapd, tmp_path), vendors=vendors
+    )
+    driver = await proxy_factory(cfg)
+    await driver.login(CANARY.uid, CANARY.password)
+    statuses = {}
+    for vid, host in names.items():
+        r = await driver.get_vendor(host, f"/{vid}")
+        statuses[vid] = r.status
+        await r.read()
+    assert statuses == {"trusted": 200, "plain": 502, "noverify": 200}
+    assert sorted(r.split(b" ", 2)[1] for r in s.requests) == [b"/noverify", b"/trusted"]
+    await s.close()
