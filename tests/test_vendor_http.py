@@ -80,6 +80,14 @@ class Scripted:
             writer.close()
 
 
+async def raw_server(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> tuple[asyncio.Server, int]:
+    """A loopback server whose every byte the test's `handler` writes; (server, port)."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
 def ok(body: bytes = b"hello", extra: str = "") -> bytes:
     return (
         f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
@@ -236,8 +244,7 @@ async def test_chunked_and_close_delimited_bodies_arrive_whole(client: VendorCli
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(close_after, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await raw_server(close_after)
     assert await get(client, port, "/plain") == (200, body)
     server.close()
     await s.close()
@@ -252,8 +259,7 @@ async def test_body_cut_short_of_its_length_is_an_error_not_a_short_body(
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(cut, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await raw_server(cut)
     with pytest.raises(VendorConnectionError, match="mid-body"):
         await get(client, port)
     server.close()
@@ -415,8 +421,7 @@ async def test_connection_answered_before_the_body_was_sent_is_not_reused(
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-    server = await asyncio.start_server(early, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await raw_server(early)
     answered = asyncio.Event()
 
     async def upload() -> AsyncIterator[bytes]:
@@ -458,8 +463,7 @@ async def test_a_response_head_without_end_is_refused_in_bounded_memory(
             pass
         writer.close()
 
-    server = await asyncio.start_server(endless, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await raw_server(endless)
     with pytest.raises(VendorConnectionError, match="head too large"):
         await get(client, port)
     server.close()
@@ -542,8 +546,7 @@ async def test_bytes_beyond_the_answer_drop_the_connection(client: VendorClient)
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-    server = await asyncio.start_server(stray, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await raw_server(stray)
     assert await get(client, port) == (200, b"answer 1 on 1")
     await asyncio.sleep(0.2)
     assert await get(client, port) == (200, b"answer 1 on 2")
@@ -621,8 +624,7 @@ async def test_a_post_after_a_pause_goes_on_a_new_connection() -> None:
             await reader.readuntil(b"\r\n\r\n")  # a second request here: closed unanswered
         writer.close()
 
-    server = await asyncio.start_server(one_per_connection, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await raw_server(one_per_connection)
     c = VendorClient(loopback, fresh_s=0.2)
     assert await get(c, port) == (200, b"answer on 1")
     await asyncio.sleep(0.3)
