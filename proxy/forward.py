@@ -52,6 +52,8 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Third-party counting keeps at most this many hosts and this much unscanned text per response.
 MAX_THIRD_PARTY = 256
 MAX_SCAN_CARRY = 4096
+# Vendor host names whose addresses are kept (for `VendorResolver.ttl_s`).
+DNS_CACHE_SIZE = 1024
 
 log = get_logger("proxy.forward")
 
@@ -100,6 +102,11 @@ class VendorResolver:
         if not allowed:
             raise BlockedAddress(f"vendor host resolves only to non-public addresses ({host})")
         allowed = list(dict.fromkeys(allowed))
+        if len(self._cache) >= DNS_CACHE_SIZE:
+            # Wildcard vendors let signed-in patrons name any number of subdomains: bounded.
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= DNS_CACHE_SIZE:
+                self._cache.clear()
         self._cache[(host, port)] = (now + self._ttl_s, allowed)
         return allowed
 

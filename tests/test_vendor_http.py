@@ -673,3 +673,20 @@ async def test_each_vendors_tls_settings_reach_the_client(
     assert statuses == {"trusted": 200, "plain": 502, "noverify": 200}
     assert sorted(r.split(b" ", 2)[1] for r in s.requests) == [b"/noverify", b"/trusted"]
     await s.close()
+
+
+async def test_the_resolvers_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patrons can name any subdomain of a wildcard vendor; the addresses kept stay bounded.
+    (Numeric public addresses: getaddrinfo answers them without the network.)"""
+    from proxy import forward
+    from proxy.hosts import HostMap
+
+    monkeypatch.setattr(forward, "DNS_CACHE_SIZE", 4)
+    hosts = HostMap.build(
+        public_scheme="https", public_host="proxy.lib.test", public_port=None, vendor_hosts=[]
+    )
+    resolve = forward.VendorResolver({}, hosts)
+    for i in range(1, 11):
+        assert await resolve(f"8.8.4.{i}", 443) == [(f"8.8.4.{i}", 443)]
+        assert len(resolve._cache) <= 4
+    assert ("8.8.4.10", 443) in resolve._cache  # the newest is kept
