@@ -17,6 +17,8 @@ tests/test_vendor_http.py:
 - A request that cannot be sent again (a POST, a streamed upload) takes a kept connection only if
   it was used in the last `fresh_s` seconds, and a new one otherwise: a vendor closing an idle
   connection just as the request goes out must not cost a patron's form.
+- Kept connections idle for more than `keepalive_s` (15 s) are closed, whether or not the vendor
+  closes them, as aiohttp's connector did.
 - A connection goes back to its pool only when its response arrived whole (llhttp saw its end),
   the request body went out whole, and both sides allow keep-alive; anything else closes it. A reused connection that the vendor had closed is
   replaced once, for idempotent requests whose body can be sent again, as aiohttp does.
@@ -406,9 +408,12 @@ class VendorClient:
         self._busy: set[_Connection] = set()
         self._closing = False
         self._default_tls: ssl.SSLContext | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def close(self) -> None:
         self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()
@@ -568,6 +573,22 @@ class VendorClient:
             return
         conn.idle_since = time.monotonic()
         idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = conn.loop.call_later(self._keepalive_s, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close kept connections idle longer than `keepalive_s` (a vendor need not close them
+        itself), and forget hosts with none left; again later while any are kept."""
+        self._sweeper = None
+        now = time.monotonic()
+        for key, idle in list(self._idle.items()):
+            for conn in [c for c in idle if now - c.idle_since > self._keepalive_s]:
+                idle.remove(conn)
+                conn.close()
+            if not idle:
+                del self._idle[key]
+        if self._idle:
+            self._sweeper = asyncio.get_running_loop().call_later(self._keepalive_s, self._sweep)
 
     def _forget(self, conn: _Connection) -> None:
         self._busy.discard(conn)

@@ -690,3 +690,18 @@ async def test_the_resolvers_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch
         assert await resolve(f"8.8.4.{i}", 443) == [(f"8.8.4.{i}", 443)]
         assert len(resolve._cache) <= 4
     assert ("8.8.4.10", 443) in resolve._cache  # the newest is kept
+
+
+async def test_idle_connections_are_closed_after_keepalive_even_if_the_vendor_keeps_them() -> None:
+    """A vendor that never closes idle connections does not make the proxy hold them (and their
+    file descriptors) for ever: past `keepalive_s` they are closed and the host forgotten."""
+    c = VendorClient(loopback, keepalive_s=0.2)
+    s = await serve(await always(ok()))
+    assert await get(c, s.port) == (200, b"hello")
+    (kept,) = [conn for conns in c._idle.values() for conn in conns]
+    await asyncio.sleep(0.6)
+    assert kept.closed and c._idle == {}
+    assert await get(c, s.port) == (200, b"hello")  # and a new one serves the next request
+    assert s.connections == 2
+    await c.close()
+    await s.close()
