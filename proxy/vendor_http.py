@@ -56,6 +56,7 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _OWN_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 SEND_CHUNK = 64 * 1024
+TLS_SHUTDOWN_S = 2.0
 # llhttp sets no limit on a response head; these bound what a misbehaving vendor can make the
 # proxy hold (aiohttp's client allows 8 KiB lines; vendors' heads are a few KiB).
 MAX_HEAD_BYTES = 64 * 1024
@@ -555,6 +556,11 @@ class VendorClient:
                             aport,
                             ssl=ssl_context,
                             server_hostname=host if ssl_context is not None else None,
+                            # A vendor that never answers TLS close_notify holds a closing
+                            # connection 2 s at most (asyncio waits 30 s; aiohttp aborted at 2).
+                            ssl_shutdown_timeout=TLS_SHUTDOWN_S
+                            if ssl_context is not None
+                            else None,
                         )
                     except OSError as exc:  # includes ssl.SSLError
                         last = exc
