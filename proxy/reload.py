@@ -29,6 +29,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from proxy import tasks
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError, Problem
 from proxy.logs import get_logger
@@ -194,12 +195,8 @@ class Reloader:
 
     async def close(self) -> None:
         """On shutdown, replaced parts close now rather than after their grace."""
-        tasks = list(self.retiring)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        for t in list(self.retiring):
+            await tasks.stop(t)
 
 
 async def _close(parts: Services) -> None:

@@ -17,7 +17,6 @@ Reports over these counts (small-cell suppression, COUNTER-like layout) live in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import functools
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import structlog
 
+from proxy import tasks
 from proxy.config import Config, doc, read_table
 from proxy.errors import ConfigError, Problem
 from proxy.stats_store import (
@@ -359,9 +359,7 @@ class Recorder:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await tasks.stop(self._task)
             self._task = None
         try:
             await self.flush()

@@ -15,7 +15,6 @@ the hour closes. It is derived in a gate (gates see the session; observers do no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import re
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from proxy import tasks
 from proxy.config import Config, VendorConfig
 from proxy.errors import StoreUnavailable
 from proxy.forward import Observation
@@ -172,9 +172,7 @@ async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        await tasks.stop(refresher)
         try:
             await recorder.close()  # the last flush: counts since the previous one survive
         except Exception as exc:
