@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import math
 import multiprocessing
 import multiprocessing.context
@@ -228,6 +229,8 @@ def _start_worker(settings: _Settings) -> None:
     global _WORKER
     # The proxy process handles the signals; a Ctrl-C must not print a traceback per worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # `kill -USR1` prints this worker's stacks, as it does the proxy's (proxy/cli.py).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     _WORKER = _Worker(settings)
 
 

@@ -7,6 +7,7 @@ would behind a load balancer: requests go to each process's own port with the pu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -66,11 +67,53 @@ class ServedProxy:
         while self.process.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if self.process.poll() is None:
-            self.process.kill()
+            # Stuck: every process of the tree prints its stacks (SIGUSR1, proxy/cli.py) into
+            # the log, then the whole tree is killed so no worker outlives the test.
+            tree = process_tree(self.process.pid)
+            for pid in stack_printers(tree):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGUSR1)
+                await asyncio.sleep(0.3)  # one at a time: dumps at once interleave their lines
+            for pid in tree:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.process.wait()
-            pytest.fail(f"proxy on port {self.port} did not stop within {timeout}s")
+            await self.http.close()
+            pytest.fail(
+                f"proxy on port {self.port} did not stop within {timeout}s; "
+                f"processes {tree}; its log:\n{self.output()[-20000:]}"
+            )
         await self.http.close()
+        if self.process.returncode != 0:  # shown with the failing assertion
+            print(
+                f"proxy exited with {self.process.returncode}; its log:\n{self.output()[-20000:]}"
+            )
         return self.process.returncode
+
+
+def stack_printers(tree: list[int]) -> list[int]:
+    """The processes of a serve tree that print stacks on SIGUSR1: the proxy's own (parent and
+    workers) and the directory workers. Not multiprocessing's forkserver and resource tracker,
+    whose command lines do not say `serve`: they would stop."""
+
+    def serving(pid: int) -> bool:
+        with contextlib.suppress(OSError):
+            return b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return False
+
+    helpers = [p for p in tree[1:] if not serving(p)]
+    return [p for p in tree if serving(p)] + [c for h in helpers for c in process_tree(h)[1:]]
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (Linux /proc), parents first."""
+    found, i = [pid], 0
+    while i < len(found):
+        for task in Path(f"/proc/{found[i]}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                found.extend(int(c) for c in task.read_text().split())
+        i += 1
+    return found
 
 
 async def serve(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from proxy.config import load_config
 from proxy.errors import ConfigError
 from tests.canary import CANARY
 from tests.harness import ldap_directory, vendor_toml, write_config
-from tests.test_scale_out import REPO, serve
+from tests.test_scale_out import REPO, process_tree, serve, stack_printers
 
 VENDOR_HOST = "www.slow-db.test"
 SLOW_S = 2.0
@@ -93,6 +94,36 @@ async def test_sigterm_drains_in_flight_request_and_workers_exit_0(
     async with aiohttp.ClientSession() as fresh:
         with pytest.raises(aiohttp.ClientConnectionError):
             await fresh.get(f"http://127.0.0.1:{served.port}/healthz")
+
+
+async def test_sigusr1_prints_every_process_stacks_and_serving_goes_on(
+    workers_config: Path,
+) -> None:
+    """`kill -USR1` on any serving process prints its stacks to the log; nothing stops."""
+    served = await serve(workers_config, extra_args=("--workers", "2"))
+    try:
+        await served.driver.login(CANARY.uid, CANARY.password)
+        everyone = stack_printers(process_tree(served.process.pid))
+        # The parent, two workers, and at least one directory worker process for each.
+        assert everyone[0] == served.process.pid and len(everyone) >= 5
+        # One at a time: processes dumping at once interleave their lines in the shared log.
+        for n, pid in enumerate(everyone, 1):
+            os.kill(pid, signal.SIGUSR1)
+            deadline = time.monotonic() + 10
+            while served.output().count("Current thread") < n:
+                assert time.monotonic() < deadline, f"no stacks from {pid}:\n{served.output()}"
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        log = served.output()
+        assert log.count("Current thread") == len(everyone)
+        assert "proxy/cli.py" in log  # the parent waits in _serve_workers
+        assert "concurrent/futures/process.py" in log  # a directory worker waits for work
+        assert CANARY.uid not in log and CANARY.password not in log
+        r = await served.driver.own("GET", "/healthz")
+        assert r.status == 200
+        assert served.process.poll() is None
+    finally:
+        assert await served.stop() == 0
 
 
 async def test_workers_log_json_to_stdout(workers_config: Path) -> None:
