@@ -316,7 +316,9 @@ class LdapDirectory:
         if self._closed:
             return
         self._closed = True
-        _stop_pool(self._procs)
+        manager = _stop_pool(self._procs)
+        if manager is not None:
+            await asyncio.to_thread(_wait_stopped, manager)
 
     async def _call(self, kind: str, card: str, password: str) -> _Outcome:
         if self._closed:
@@ -374,19 +376,43 @@ def _keep_after(kept: dict[str, Any], url: str, conn: Any, op: Callable[[Any], T
     return result
 
 
-def _stop_pool(pool: ProcessPoolExecutor) -> None:
+def _stop_pool(pool: ProcessPoolExecutor) -> threading.Thread | None:
     """Stop a pool's workers now; what they hold (kept directory connections) closes with them.
+    Returns the pool's manager thread, which goes on for a moment (see `_wait_stopped`).
 
     `shutdown()` alone is not enough: under load a worker was seen (Python 3.11) still waiting
     for the stop sentinel after the pool's manager thread had sent it, and multiprocessing joins
     every child at interpreter exit, so the proxy process hung instead of exiting after its
-    drain. The pool has no public handle on its processes, hence `_processes`.
+    drain. The pool has no public handle on its processes or its thread, hence `_processes` and
+    `_executor_manager_thread` (which `shutdown` clears).
     """
     handles = list((getattr(pool, "_processes", None) or {}).values())
+    manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in handles:
         if process.is_alive():
             process.terminate()
+    return manager
+
+
+# How long closing waits for a stopped pool's manager thread (it normally ends in milliseconds).
+_POOL_STOP_WAIT_S = 5.0
+
+
+def _wait_stopped(manager: threading.Thread) -> None:
+    """Wait (in a thread) until a stopped pool's manager thread has finished with its workers.
+
+    At exit, Python 3.11 wakes every pool's manager thread through a pipe that the thread closes
+    as it finishes, without a lock between the two; when the exit loses that race it raises
+    OSError after the process's work is done, and a `serve --workers` worker then ends with exit
+    code 1 and no traceback (multiprocessing's fork start discards it). Such an exit was seen
+    once in about 200 stressed start/stops; this race fits it, but 400 bare tries of it alone did
+    not reproduce it, so it is a likely cause, not a proven one. Either way, a manager thread that
+    has finished leaves nothing to race with, and `close` then means closed.
+    """
+    manager.join(_POOL_STOP_WAIT_S)
+    if manager.is_alive():
+        log.warning("ldap_pool_slow_to_stop", waited_s=_POOL_STOP_WAIT_S)
 
 
 def _raise_for(outcome: _Outcome) -> _Outcome:

@@ -385,7 +385,11 @@ async def test_close_stops_the_worker_processes(build: Build) -> None:
     await d.authenticate(CANARY.uid, CANARY.password)
     pids = worker_pids(d)
     assert pids
+    manager = d._procs._executor_manager_thread  # type: ignore[attr-defined]
     await d.close()
+    # The pool's manager thread is done when close returns: nothing of it is left for the
+    # interpreter's exit to race with (ldap_directory._wait_stopped).
+    assert manager is not None and not manager.is_alive()
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
