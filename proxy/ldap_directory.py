@@ -331,9 +331,8 @@ class LdapDirectory:
                 # Registered before the caller's wrapper: the breaker has learnt (and the
                 # failures are logged) by the time the caller resumes, even after a timeout.
                 future.add_done_callback(self._learn)
-                outcome: _Outcome = await asyncio.wait_for(
-                    asyncio.wrap_future(future), self._d.timeout_s + _CALLER_GRACE_S
-                )
+                async with asyncio.timeout(self._d.timeout_s + _CALLER_GRACE_S):
+                    outcome: _Outcome = await asyncio.wrap_future(future)
             except TimeoutError:
                 raise DirectoryUnavailable("the directory did not answer in time") from None
             except BrokenProcessPool:

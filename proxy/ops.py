@@ -23,7 +23,8 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 async def _answers(ping: Awaitable[None], timeout: float) -> bool:
     try:
-        await asyncio.wait_for(ping, timeout)
+        async with asyncio.timeout(timeout):
+            await ping
         return True
     except (TimeoutError, DirectoryUnavailable, StoreUnavailable, OSError):
         return False

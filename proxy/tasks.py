@@ -16,7 +16,9 @@ async def stop(task: asyncio.Task[Any]) -> None:
     instead of raising when that result arrives in the same loop pass as the cancel (CPython
     gh-86296, fixed in 3.12). A periodic task caught there at shutdown goes round its loop again,
     and a shutdown that awaits it waits for ever: a `serve --workers 2` worker that never exited
-    was traced to this. An exception the task ended with, other than its cancellation, is raised.
+    was traced to this. The proxy's own code uses `asyncio.timeout` instead, which keeps a cancel
+    (tests/test_tasks.py holds it to that); this guards against the libraries a task calls. An
+    exception the task ended with, other than its cancellation, is raised.
 
     A task whose own clean-up (a `finally` that awaits) takes longer than RETRY_S is cancelled
     again inside it: such clean-up must tolerate that, as the stats recorder's flush does (it puts

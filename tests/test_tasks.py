@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import sys
+from pathlib import Path
 
 import pytest
 
 from proxy import tasks
+
+PROXY = Path(__file__).resolve().parent.parent / "proxy"
 
 
 def _periodic(answers: list[asyncio.Future[int]], rounds: list[int]) -> asyncio.Task[None]:
@@ -71,3 +75,36 @@ async def test_stop_raises_what_the_task_failed_with_and_accepts_a_finished_one(
         await tasks.stop(failed)
     await tasks.stop(finished)
     assert not finished.cancelled()
+
+
+async def test_asyncio_timeout_keeps_the_cancel_that_wait_for_swallows() -> None:
+    """The same race with `asyncio.timeout`, which the proxy's code uses: one cancel ends it."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[int] = loop.create_future()
+    rounds: list[int] = []
+
+    async def run() -> None:
+        while True:
+            async with asyncio.timeout(10):
+                rounds.append(await answer)
+            await asyncio.sleep(3600)
+
+    task = asyncio.create_task(run())
+    await asyncio.sleep(0.01)
+    answer.set_result(1)
+    task.cancel()
+    await asyncio.wait((task,), timeout=1)
+    assert task.cancelled() and rounds == []
+
+
+def test_the_proxy_code_does_not_call_wait_for() -> None:
+    """`asyncio.wait_for` can swallow a cancel on Python 3.11 (above): `asyncio.timeout` instead."""
+    calls = [
+        f"{path.relative_to(PROXY.parent)}:{node.lineno}"
+        for path in sorted(PROXY.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "wait_for"
+    ]
+    assert calls == []

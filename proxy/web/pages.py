@@ -177,7 +177,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return message_page(request, "bad_request")
     try:
         # A sign-in form is a few hundred bytes: a client that trickles it is holding a slot open.
-        form = await asyncio.wait_for(request.post(), LOGIN_BODY_TIMEOUT_S)
+        async with asyncio.timeout(LOGIN_BODY_TIMEOUT_S):
+            form = await request.post()
     except TimeoutError:
         refused = message_page(request, "bad_request")
         refused.force_close()
