@@ -168,7 +168,6 @@ class Upstream:
         from proxy.vendors import make_adapter
 
         connect_to: dict[str, tuple[str, int]] = {}
-        verified = ssl.create_default_context()
         for v in self.config.vendors:
             if v.connect_to:
                 host, _, port = v.connect_to.rpartition(":")
@@ -180,8 +179,7 @@ class Upstream:
                 self._ssl[v.id] = unverified
             elif v.tls_ca_file:
                 self._ssl[v.id] = ssl.create_default_context(cafile=v.tls_ca_file)
-            else:
-                self._ssl[v.id] = verified
+            # Otherwise none: the client verifies against the system store by default.
             self.adapters[v.id] = make_adapter(v, self)
         # Large bodies arrive in large reads, while a slow patron holds back at most 256 KiB per
         # vendor response before reading from the vendor pauses.
