@@ -1,4 +1,14 @@
 # The Weston patron proxy image: one process per container (replicas scale with docker-compose).
+
+# Build stage: the full image has the C compiler that builds the rewriter's compiled scans
+# (proxy/_scan.pyx); the wheel it makes is all the runtime image takes from it.
+FROM python:3.11 AS build
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY proxy ./proxy
+RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+ && python -c "import sys, zipfile, glob; names = zipfile.ZipFile(glob.glob('/wheels/weston_proxy-*.whl')[0]).namelist(); sys.exit(not any(n.startswith('proxy/_scan.') and n.endswith('.so') for n in names))"
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,10 +22,8 @@ RUN useradd --system --uid 10001 --user-group --home-dir /nonexistent --shell /u
  && chown -R weston:weston /var/lib/weston \
  && chmod 700 /var/lib/weston/keys
 
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY proxy ./proxy
-RUN pip install . && rm -rf /src
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/*.whl && rm -rf /wheels
 
 USER weston
 WORKDIR /var/lib/weston

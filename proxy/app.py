@@ -26,6 +26,7 @@ from yarl import URL
 if TYPE_CHECKING:  # aiohttp's TypedDict for get_info(), named only in its annotations
     from aiohttp.web_urldispatcher import _InfoDict
 
+from proxy import rewrite_headers
 from proxy.auth import may_use
 from proxy.config import Config
 from proxy.errors import (
@@ -233,7 +234,15 @@ def create_app(config: Config) -> web.Application:
             store=config.session.store,
             # Which loop serves: asyncio's own, on purpose (see proxy/cli.py, _serve_one).
             event_loop=type(asyncio.get_running_loop()).__name__,
+            compiled_rewriter=rewrite_headers.compiled_scan is not None,
         )
+        if rewrite_headers.compiled_scan is None:
+            log.warning(
+                "rewriter_not_compiled",
+                reason="proxy/_scan.pyx was not built, so pages are rewritten by the pure-Python "
+                "passes: the same bytes, several times slower; install a C compiler (Debian: gcc) "
+                "and reinstall the package",
+            )
         yield
         # Normal shutdown: each feature runs its own clean-up (flushes, closes), newest first.
         for f in reversed(started):

@@ -46,6 +46,7 @@ ALLOWED_KEYS = frozenset(
         "retry_in_s",
         "server",
         "event_loop",
+        "compiled_rewriter",
     }
 )
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")

@@ -472,13 +472,20 @@ class Rewriter:
         takes the full scan, and spots closer than _SPOT_GAP share one piece. Tests compare the
         result with the one scan on generated text.
         """
-        lower = data.lower()
-        other_case = data.count(b"http") != lower.count(b"http")
-        spots = _spots(data, lower, other_case, len(data) // _SPOT_GAP)
+        limit = len(data) // _SPOT_GAP
+        scan = rewrite_headers.compiled_scan
+        if scan is not None:  # the spots and, when there are none, the plain passes, in C
+            found = scan.segment(data, self._replace_url, limit)
+            if isinstance(found, bytes):
+                return found
+            spots = found
+        else:
+            lower = data.lower()
+            spots = _spots(data, lower, data.count(b"http") != lower.count(b"http"), limit)
+            if spots is not None and not spots:
+                return self._plain(data)
         if spots is None:
             return self._sub(self._scan_split, data)  # dense: the spots would share one piece
-        if not spots:
-            return self._plain(data)
         spots.sort()
         parts: list[bytes] = []
         pos = 0  # data[:pos] is done
@@ -503,6 +510,9 @@ class Rewriter:
 
     def _plain(self, data: bytes) -> bytes:
         """The two literal-led passes, for text with no spot that is not plain."""
+        scan = rewrite_headers.compiled_scan
+        if scan is not None:
+            return scan.plain(data, self._replace_url)
         return self._sub(self._rel_plain, self._sub(self._abs_plain, data))
 
     def _sub(self, pattern: re.Pattern[bytes], data: bytes) -> bytes:

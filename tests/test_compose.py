@@ -159,8 +159,17 @@ def test_nginx_adds_no_forwarding_headers_and_keeps_no_access_log() -> None:
 
 
 def test_dockerfile_builds_from_python_311_slim_as_a_non_root_user() -> None:
+    """Two stages: the full image (it has a C compiler) builds the wheels, the compiled scans
+    among them, and the slim image that runs installs those wheels and runs as `weston`."""
     text = (REPO / "Dockerfile").read_text()
-    assert text.splitlines()[1] == "FROM python:3.11-slim"
-    assert "pip install ." in text
-    users = re.findall(r"^USER (\S+)$", text, re.M)
+    stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M)
+    assert stages == [("python:3.11", "build"), ("python:3.11-slim", "")]
+    build, runtime = text.split("FROM python:3.11-slim", 1)
+    for copied in re.findall(r"^COPY ([^-\n].*) \S+$", build, re.M):
+        for name in copied.split():
+            assert (REPO / name).exists(), name  # what the build stage copies is in the repo
+    assert "pip wheel" in build and "proxy/_scan." in build  # fails the build without the .so
+    assert "COPY --from=build /wheels /wheels" in runtime
+    assert "pip install /wheels/*.whl" in runtime
+    users = re.findall(r"^USER (\S+)$", runtime, re.M)
     assert users and users[-1] not in ("root", "0")

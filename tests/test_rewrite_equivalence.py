@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from proxy import rewrite_headers
 from proxy.hosts import HostMap, is_valid_hostname
 from proxy.rewrite import HOST, MAX_CUT_WAIT, Rewriter, url_pattern
 from proxy.rewrite_headers import _ANY_HOST, _any_third_party, unknown_host_pattern
@@ -28,8 +29,20 @@ TOKENS = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="module", params=["compiled", "python"])
+def scan_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on the compiled scans (proxy/_scan.pyx) and on the pure-Python
+    passes a build without a C compiler uses."""
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "python":
+            mp.setattr(rewrite_headers, "compiled_scan", None)
+        else:
+            assert rewrite_headers.compiled_scan is not None, "proxy/_scan.pyx is not built"
+        yield request.param
+
+
 @pytest.fixture(scope="module", params=["configured", "with never_proxy"])
-def rw(request: pytest.FixtureRequest) -> Rewriter:
+def rw(request: pytest.FixtureRequest, scan_path: str) -> Rewriter:
     """Vendor hosts exact and wildcard; the second also keeps some of them out with never_proxy
     (the plain passes stop at configured hosts, and never_proxy is judged per match)."""
     hm = HostMap.build(
@@ -218,10 +231,11 @@ def _third_party_of(hm: HostMap) -> Callable[[str], bool]:
 
 @pytest.mark.parametrize("never_proxy", [(), ("out.wild.test", "*.never.test")])
 def test_third_party_precheck_matches_every_host_judged_one_by_one(
-    never_proxy: tuple[str, ...],
+    never_proxy: tuple[str, ...], scan_path: str
 ) -> None:
-    """`_any_third_party` skips known hosts inside the regex; the reference judges every
-    `//host` of the page. Same answer on generated pages, with and without never_proxy."""
+    """`_any_third_party` collects the distinct hosts in one compiled pass, or skips known hosts
+    inside the regex; the reference judges every `//host` of the page. Same answer on generated
+    pages, with and without never_proxy."""
     hm = HostMap.build(
         public_scheme="http",
         public_host="proxy.localhost",

@@ -1,0 +1,9 @@
+"""Types of the compiled scans in `_scan.pyx` (see its docstring)."""
+
+from collections.abc import Callable
+
+def segment(
+    data: bytes, replace: Callable[[bytes], bytes], limit: int
+) -> bytes | list[int] | None: ...
+def plain(data: bytes, replace: Callable[[bytes], bytes]) -> bytes: ...
+def slash_hosts(data: bytes) -> set[bytes]: ...

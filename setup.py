@@ -1,0 +1,15 @@
+"""Builds the compiled rewriter scans (proxy/_scan.pyx); everything else is in pyproject.toml.
+
+The extension is optional: where no C compiler is found the install still succeeds and the
+rewriter runs its pure-Python passes (same output, several times slower; `serve` says so).
+"""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=cythonize(
+        [Extension("proxy._scan", ["proxy/_scan.pyx"], optional=True)],
+        compiler_directives={"language_level": "3"},
+    )
+)
