@@ -31,7 +31,7 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Callable, Mapping
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from urllib.parse import urlsplit
 
 from proxy import rewrite_headers
@@ -419,6 +419,13 @@ class Rewriter:
         self._replace_url = lru_cache(maxsize=8192)(self._compute_replacement)
         self._rule_stage_parts = lru_cache(maxsize=256)(self._compile_rules)
         self._unmapper = _Unmapper(host_map, vendor_origins or {})
+        # Per config, built once: the shield's policy and the verdicts on hosts pages name.
+        self._shield = {
+            allow: rewrite_headers.shield_csp(host_map, allow) for allow in (False, True)
+        }
+        self._is_third_party = lru_cache(maxsize=4096)(
+            partial(rewrite_headers.is_third_party, host_map)
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> Rewriter:
@@ -621,11 +628,13 @@ class Rewriter:
     def shield_csp(self, vendor_id: str, allow_third_party: bool) -> str | None:
         """The tracker-shield policy for a proxied HTML page, or None when the shield is off."""
         del vendor_id  # the same policy serves every vendor today; kept for per-vendor extras
-        return rewrite_headers.shield_csp(self.host_map, allow_third_party)
+        return self._shield[allow_third_party]
 
     def third_party_hosts(self, html: bytes) -> set[str]:
         """Hosts of unproxied absolute URLs that a page loads or links (for reports and stats)."""
-        return rewrite_headers.third_party_hosts(self.host_map, html, self._unknown_host)
+        return rewrite_headers.third_party_hosts(
+            self.host_map, html, self._unknown_host, self._is_third_party
+        )
 
     @cached_property
     def _unknown_host(self) -> re.Pattern[bytes]:

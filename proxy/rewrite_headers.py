@@ -163,22 +163,24 @@ def shield_csp(host_map: HostMap, allow_third_party: bool) -> str | None:
     return "; ".join(f"{name} {sources}" for name, sources in directives.items())
 
 
-def third_party_hosts(host_map: HostMap, html: bytes, unknown: re.Pattern[bytes]) -> set[str]:
+def is_third_party(host_map: HostMap, host: str) -> bool:
+    """Whether a (lower-case) host is a valid name that is neither proxied nor the proxy's own."""
+    ours = host == host_map.public_host or host.endswith("." + host_map.public_host)
+    return is_valid_hostname(host) and not ours and host_map.vendor_for_host(host) is None
+
+
+def third_party_hosts(
+    host_map: HostMap,
+    html: bytes,
+    unknown: re.Pattern[bytes],
+    third_party: Callable[[str], bool] | None = None,
+) -> set[str]:
     """Hosts of absolute and protocol-relative URLs in src/href/action/srcset/… and url() that
     are neither proxied nor the proxy's own. `unknown` is `unknown_host_pattern(host_map)`, built
-    once by the caller (it spells every configured host)."""
-    suffix = "." + host_map.public_host
-    verdicts: dict[str, bool] = {}
-
-    def third_party(host: str) -> bool:
-        verdict = verdicts.get(host)
-        if verdict is None:
-            ours = host == host_map.public_host or host.endswith(suffix)
-            verdict = (
-                is_valid_hostname(host) and not ours and host_map.vendor_for_host(host) is None
-            )
-            verdicts[host] = verdict
-        return verdict
+    once by the caller (it spells every configured host); `third_party` is `is_third_party` for
+    this host map, cached by the caller (the same hosts recur on every page)."""
+    if third_party is None:
+        third_party = functools.lru_cache(maxsize=None)(functools.partial(is_third_party, host_map))
 
     # Every host the attribute scan can report follows a `//` somewhere in the page, and the
     # literal `//` search runs at memchr speed while the attribute scan tries every byte: when

@@ -34,6 +34,11 @@ def test_the_compiled_scans_are_built() -> None:
     on rewritten pages and every other test here would test the Python path twice."""
     assert scan is not None, "proxy/_scan.pyx was not compiled (is a C compiler installed?)"
     assert scan.__file__ is not None and scan.__file__.endswith(".so")
+    source = Path(scan.__file__).with_name("_scan.pyx")
+    if source.exists():  # an editable install: rebuilt since the source last changed?
+        assert Path(scan.__file__).stat().st_mtime >= source.stat().st_mtime, (
+            "proxy/_scan.pyx changed after it was built: run scripts/setup"
+        )
 
 
 @pytest.fixture(scope="module")
