@@ -15,6 +15,7 @@ built by `_Out`, which checks its room before every copy.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp, memcpy
 
 # Byte classes, as the rewriter's patterns spell them.
@@ -187,9 +188,29 @@ def plain(bytes data, object replace):
 cdef object _segment(bytes data, object replace, Py_ssize_t limit, bint find_spots):
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    # Where each replaced match starts and ends (pairs), grown as needed; freed on every exit.
+    cdef Py_ssize_t* spans = NULL
+    cdef Py_ssize_t spans_room = 0
+    try:
+        return _segment_into(data, p, n, replace, limit, find_spots, &spans, &spans_room)
+    finally:
+        free(spans)
+
+
+cdef object _segment_into(
+    bytes data,
+    const unsigned char* p,
+    Py_ssize_t n,
+    object replace,
+    Py_ssize_t limit,
+    bint find_spots,
+    Py_ssize_t** spans_at,
+    Py_ssize_t* spans_room,
+):
     cdef const unsigned char* table = PLAIN_STOP
     cdef Py_ssize_t i = 0, end, grow = 0, k, slot = 0, last = 0
-    cdef list spot_list = [], starts = [], ends = [], repls = []
+    cdef list spot_list = [], repls = []
+    cdef Py_ssize_t* grown
     # The last few match texts and their replacements: a page repeats a few hosts many times.
     cdef list keys = [None] * 8, values = [None] * 8
     cdef bytes key, value
@@ -254,8 +275,17 @@ cdef object _segment(bytes data, object replace, Py_ssize_t limit, bint find_spo
                     PyBytes_GET_SIZE(value) == end - i
                     and memcmp(PyBytes_AS_STRING(value), p + i, end - i) == 0
                 ):
-                    starts.append(i)
-                    ends.append(end)
+                    k = len(repls)
+                    if 2 * k + 2 > spans_room[0]:
+                        grown = <Py_ssize_t*>realloc(
+                            spans_at[0], (2 * k + 64) * 2 * sizeof(Py_ssize_t)
+                        )
+                        if grown == NULL:
+                            raise MemoryError()
+                        spans_at[0] = grown
+                        spans_room[0] = (2 * k + 64) * 2
+                    spans_at[0][2 * k] = i
+                    spans_at[0][2 * k + 1] = end
                     repls.append(value)
                     grow += PyBytes_GET_SIZE(value) - (end - i)
                 i = end
@@ -268,11 +298,11 @@ cdef object _segment(bytes data, object replace, Py_ssize_t limit, bint find_spo
         return data
     out = _Out(n + grow)
     for k in range(len(repls)):
-        i = starts[k]
+        i = spans_at[0][2 * k]
         out.put(<const char*>p + last, i - last)
         value = <bytes>repls[k]
         out.put(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
-        last = ends[k]
+        last = spans_at[0][2 * k + 1]
     out.put(<const char*>p + last, n - last)
     if out.room != 0:
         raise AssertionError("rewrite output underflow")
@@ -284,8 +314,11 @@ def slash_hosts(bytes data):
     `proxy.rewrite_headers`, lower-cased (`//([a-z0-9.-]+)`, any case)."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t i = 0, j
-    cdef bytes last = b""
+    cdef Py_ssize_t i = 0, j, k, slot = 0
+    # The last eight distinct hosts seen: a page names a few hosts many times, in turn.
+    cdef list recent = [b""] * 8
+    cdef bytes host
+    cdef bint seen
     found = set()
     while True:
         i = _skip(SLASH, p, n, i)
@@ -295,12 +328,19 @@ def slash_hosts(bytes data):
             j = i + 2
             while SLASH_HOST[_at(p, n, j)]:
                 j += 1
-            if not (
-                PyBytes_GET_SIZE(last) == j - i - 2
-                and _same_lower(PyBytes_AS_STRING(last), <const char*>p + i + 2, j - i - 2)
-            ):
-                last = PyBytes_FromStringAndSize(<const char*>p + i + 2, j - i - 2).lower()
-                found.add(last)
+            seen = False
+            for k in range(8):
+                host = <bytes>recent[k]
+                if PyBytes_GET_SIZE(host) == j - i - 2 and _same_lower(
+                    PyBytes_AS_STRING(host), <const char*>p + i + 2, j - i - 2
+                ):
+                    seen = True
+                    break
+            if not seen:
+                host = PyBytes_FromStringAndSize(<const char*>p + i + 2, j - i - 2).lower()
+                found.add(host)
+                recent[slot] = host
+                slot = (slot + 1) % 8
             i = j
         else:
             i += 1
