@@ -135,7 +135,7 @@ cdef class _Out:
         self.room = size
 
     cdef int put(self, const char* src, Py_ssize_t length) except -1:
-        if length > self.room:
+        if length < 0 or length > self.room:
             raise AssertionError("rewrite output overflow")
         memcpy(self.w, src, length)
         self.w += length
@@ -165,13 +165,14 @@ cdef inline void _http_spots(
         return
     if _at(p, n, i - 1) == 47 and _at(p, n, i - 2) == 47:
         out.append(i - 2)
+    # i + 3 < n: `_at` gives 0 past the end, and 0 is not `p` in any case.
     if not (p[i] == 104 and p[i + 1] == 116 and p[i + 2] == 116 and p[i + 3] == 112):
         out.append(i)
 
 
 def segment(bytes data, object replace, Py_ssize_t limit):
-    """`Rewriter._segment`'s common case in one pass: looks for the spots `proxy.rewrite._spots` looks for (a JSON-escaped
-    `\\/`, a percent-encoded `%3a`/`%253a` in any case, `:%2`, `//http` in any case, `http` in
+    """`Rewriter._segment`'s common case in one pass: looks for the spots `proxy.rewrite._spots`
+    looks for (a JSON-escaped `\\/`, a percent-encoded `%3a`/`%253a` in any case, `:%2`, `//http` in any case, `http` in
     another case than lower) and returns their places, sorted, when there is one, or None when
     there are more than `limit`. Otherwise returns `plain(data, replace)`.
     """
@@ -268,7 +269,9 @@ cdef object _segment_into(
                         break
                 if not hit:
                     key = PyBytes_FromStringAndSize(<const char*>p + i, end - i)
-                    value = replace(key)
+                    value = replace(key)  # Cython checks it is bytes, but lets None through
+                    if value is None:
+                        raise TypeError("replace returned None")
                     keys[slot], values[slot] = key, value
                     slot = (slot + 1) % 8
                 if not (

@@ -156,6 +156,13 @@ def test_an_error_in_replace_is_raised_not_swallowed() -> None:
         scan.plain(b"see https://www.vendor.test/ now", boom)
 
 
+def test_a_replacement_that_is_not_bytes_is_refused() -> None:
+    assert scan is not None
+    for wrong in (None, "text", 3):
+        with pytest.raises(TypeError):
+            scan.plain(b"see https://www.vendor.test/ now", lambda _, w=wrong: w)  # type: ignore[misc]
+
+
 def test_only_bytes_are_accepted() -> None:
     assert scan is not None
     replace: Callable[[bytes], bytes] = bytes
