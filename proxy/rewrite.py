@@ -8,10 +8,12 @@ host is rewritten only when `HostMap.vendor_for_host` accepts it, and the match 
 scheme or `//` is never touched: it is indistinguishable from text.
 
 Speed (hand-written because no library rewrites URLs with these rules): the body is cut after
-bytes no URL contains (quotes, `<`, `>`, spaces), each piece is rewritten with C-speed `re.split`,
-and pieces with only plain URLs take two passes led by the literals `http` and `//`, which CPython
-finds at memchr speed; the rest take the full pattern. `url_pattern(HOST)` stays the reference:
-tests compare the fast paths with it on generated text.
+bytes no URL contains (quotes, `<`, `>`, spaces), and each piece's plain URLs (`http(s)://host`,
+`//host`) are rewritten by one compiled pass (`proxy/_scan.pyx`), which first looks for the
+spots that are not plain (escaped, percent-encoded, `HTTP` in capitals); the text around those
+takes the full pattern. Without the compiled module, two `re.split` passes led by the literals
+`http` and `//` do the plain work, with the same output. `url_pattern(HOST)` stays the
+reference: tests compare every path with it on generated text.
 
 Choices worth knowing:
 - An explicit vendor port (`https://host:8443/`) is dropped from the mapped URL: the mapped host
