@@ -9,9 +9,11 @@ the rewriter's rules, so these functions follow the regex patterns in `proxy.rew
 byte, and the tests compare them with those patterns on generated text. The pure-Python path
 stays, and is used when this module is not built.
 
-Memory safety: the input is untrusted vendor bytes. Every read goes through `_at`, which returns
-0 (a byte no rule accepts) past the end, so no loop can read outside the buffer; the output is
-built by `_Out`, which checks its room before every copy.
+Memory safety: the input is untrusted vendor bytes. Every read is either through `_at`, which
+returns 0 (a byte no rule accepts) outside the buffer, or right after a check of its index
+(`_skip`'s eight-byte step, a match's own bytes); the output is built by `_Out`, which checks
+its room before every copy, and the match spans are freed on every exit. The tests feed random
+bytes of every value and text cut at every byte of a URL.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE

@@ -177,7 +177,6 @@ def test_only_bytes_are_accepted() -> None:
 
 async def test_a_proxy_without_the_compiled_scans_warns_and_rewrites_the_same_page(
     tmp_path: Path,
-    port: int,
     vendor_factory: Any,
     proxy_factory: Any,
     log_stream: io.StringIO,
