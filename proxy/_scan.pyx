@@ -1,13 +1,14 @@
 # cython: language_level=3, boundscheck=True, wraparound=False, cdivision=True
-"""Compiled scans for the body rewriter's common case (see `proxy.rewrite`).
+"""Compiled scans for the body rewriter (see `proxy.rewrite`).
 
 Why compiled, and hand-written: every proxied HTML, CSS, JavaScript and JSON page goes through
 these loops, a results page holds one URL every ~90 bytes, and CPython's regex engine spends
 ~100-200 ns of C per match plus a list entry per piece (measured: ~5 ms of a 1 MB page in the two
-plain passes, ~4 ms more in the literal counts that choose them). No library rewrites URLs with
-the rewriter's rules, so these functions follow the regex patterns in `proxy.rewrite` byte for
-byte, and the tests compare them with those patterns on generated text. The pure-Python path
-stays, and is used when this module is not built.
+plain regex passes, ~4 ms more in the literal counts that choose them, and JSON full of escaped
+URLs took the slow full pattern whole). No library rewrites URLs with the rewriter's rules, so
+`rewrite` follows `proxy.rewrite.scan_pattern` byte for byte and `slash_hosts` the third-party
+pre-check's `_ANY_HOST`; the tests compare them with those regexes on generated text. The
+pure-Python paths stay, and are used when this module is not built.
 
 Memory safety: the input is untrusted vendor bytes. Every read is either through `_at`, which
 returns 0 (a byte no rule accepts) outside the buffer, or right after a check of its index
@@ -25,8 +26,7 @@ cdef unsigned char HOSTCH[256]  # [a-zA-Z0-9-]
 cdef unsigned char ALNUM[256]  # [a-zA-Z0-9]
 cdef unsigned char ABS_BEFORE[256]  # [a-zA-Z0-9+.-]: no absolute URL starts after these
 cdef unsigned char REL_BEFORE[256]  # [a-zA-Z0-9_:/]: no protocol-relative URL starts after these
-cdef unsigned char SPOT_STOP[256]  # bytes where a spot or a plain URL can start: \ % h H /
-cdef unsigned char PLAIN_STOP[256]  # bytes where a plain URL can start: h /
+cdef unsigned char FULL_STOP[256]  # bytes where any URL form can start: h H / \
 cdef unsigned char SLASH_HOST[256]  # [a-zA-Z0-9.-]: the third-party count's host bytes
 cdef unsigned char SLASH[256]  # /
 
@@ -36,8 +36,7 @@ for _c in range(256):
     HOSTCH[_c] = ALNUM[_c] or _c == 45
     ABS_BEFORE[_c] = ALNUM[_c] or _c in (43, 46, 45)
     REL_BEFORE[_c] = ALNUM[_c] or _c in (95, 58, 47)
-    SPOT_STOP[_c] = _c in (92, 37, 104, 72, 47)
-    PLAIN_STOP[_c] = _c in (104, 47)
+    FULL_STOP[_c] = _c in (104, 72, 47, 92)
     SLASH_HOST[_c] = HOSTCH[_c] or _c == 46
     SLASH[_c] = _c == 47
 
@@ -51,15 +50,6 @@ cdef inline unsigned char _at(const unsigned char* p, Py_ssize_t n, Py_ssize_t i
 
 cdef inline unsigned char _low(unsigned char c) noexcept:
     return c + 32 if 65 <= c <= 90 else c
-
-
-cdef inline bint _is_http_any_case(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
-    return (
-        _low(_at(p, n, i)) == 104
-        and _low(_at(p, n, i + 1)) == 116
-        and _low(_at(p, n, i + 2)) == 116
-        and _low(_at(p, n, i + 3)) == 112
-    )
 
 
 cdef Py_ssize_t _host_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
@@ -96,32 +86,105 @@ cdef Py_ssize_t _port_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) no
     return i
 
 
-cdef Py_ssize_t _plain_match(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
-    """End of the ABS_PLAIN or REL_PLAIN match starting at i, or -1."""
-    cdef Py_ssize_t j
-    cdef unsigned char c = p[i]
-    if c == 104:  # http(?<![a-zA-Z0-9+.-]http)s?://
-        if not (
-            _at(p, n, i + 1) == 116 and _at(p, n, i + 2) == 116 and _at(p, n, i + 3) == 112
+cdef inline Py_ssize_t _colon_len(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """COLON at i (`:`, `%3a`, `%253a`, any case): its length, or 0."""
+    cdef unsigned char c = _at(p, n, i)
+    if c == 58:
+        return 1
+    if c == 37:
+        if _at(p, n, i + 1) == 51 and _low(_at(p, n, i + 2)) == 97:
+            return 3
+        if (
+            _at(p, n, i + 1) == 50
+            and _at(p, n, i + 2) == 53
+            and _at(p, n, i + 3) == 51
+            and _low(_at(p, n, i + 4)) == 97
         ):
-            return -1
+            return 5
+    return 0
+
+
+cdef inline Py_ssize_t _slash_len(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """SLASH at i (`/`, `\\/`, `%2f`, `%252f`, any case): its length, or 0."""
+    cdef unsigned char c = _at(p, n, i)
+    if c == 47:
+        return 1
+    if c == 92:
+        return 2 if _at(p, n, i + 1) == 47 else 0
+    if c == 37 and _at(p, n, i + 1) == 50:
+        if _low(_at(p, n, i + 2)) == 102:
+            return 3
+        if _at(p, n, i + 2) == 53 and _at(p, n, i + 3) == 50 and _low(_at(p, n, i + 4)) == 102:
+            return 5
+    return 0
+
+
+cdef inline bint _same_spelling(
+    const unsigned char* p, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b, Py_ssize_t length
+) noexcept:
+    """A backreference under IGNORECASE: p[b:b+length] is p[a:a+length] in any case."""
+    cdef Py_ssize_t k
+    for k in range(length):
+        if _low(_at(p, n, a + k)) != _low(_at(p, n, b + k)):
+            return False
+    return True
+
+
+cdef Py_ssize_t _full_match(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """End of the `scan_pattern(HOST_SCAN)` match starting at i, or -1.
+
+    Absolute: `h` (any case) not after [a-zA-Z0-9+.-], `ttp`, `s`?, a COLON, a SLASH twice in the
+    same spelling, the host, then the same COLON and 1-5 digits if they follow. Protocol-relative:
+    `//` or `\\/\\/` not after [a-zA-Z0-9_:/], the host, then `:` and 1-5 digits if they follow.
+    The alternatives of each group differ in their first bytes, so the first that fits is the only
+    one: no backtracking to mirror."""
+    cdef Py_ssize_t j, colon_at, colon_len, slash_len, end, digits
+    cdef unsigned char c = p[i]
+    if c == 104 or c == 72:
         if i > 0 and ABS_BEFORE[p[i - 1]]:
             return -1
-        j = i + 4
-        if _at(p, n, j) == 115:
-            j += 1
-        if not (_at(p, n, j) == 58 and _at(p, n, j + 1) == 47 and _at(p, n, j + 2) == 47):
+        if not (
+            _low(_at(p, n, i + 1)) == 116
+            and _low(_at(p, n, i + 2)) == 116
+            and _low(_at(p, n, i + 3)) == 112
+        ):
             return -1
-        j = _host_end(p, n, j + 3)
-    else:  # //(?<![\w:/]//)
+        j = i + 4
+        if _low(_at(p, n, j)) == 115:
+            j += 1
+        colon_len = _colon_len(p, n, j)
+        if colon_len == 0:
+            return -1
+        colon_at = j
+        j += colon_len
+        slash_len = _slash_len(p, n, j)
+        if slash_len == 0 or not _same_spelling(p, n, j, j + slash_len, slash_len):
+            return -1
+        end = _host_end(p, n, j + 2 * slash_len)
+        if end < 0:
+            return -1
+        if _same_spelling(p, n, colon_at, end, colon_len):  # the port, in the same spelling
+            j = end + colon_len
+            digits = 0
+            while digits <= 5 and 48 <= _at(p, n, j + digits) <= 57:
+                digits += 1
+            if 1 <= digits <= 5:
+                return j + digits
+        return end
+    if i > 0 and REL_BEFORE[p[i - 1]]:
+        return -1
+    if c == 47:
         if _at(p, n, i + 1) != 47:
             return -1
-        if i > 0 and REL_BEFORE[p[i - 1]]:
+        j = i + 2
+    else:  # `\\/\\/`
+        if not (_at(p, n, i + 1) == 47 and _at(p, n, i + 2) == 92 and _at(p, n, i + 3) == 47):
             return -1
-        j = _host_end(p, n, i + 2)
-    if j < 0:
+        j = i + 4
+    end = _host_end(p, n, j)
+    if end < 0:
         return -1
-    return _port_end(p, n, j)
+    return _port_end(p, n, end)
 
 
 cdef class _Out:
@@ -159,146 +222,80 @@ cdef inline Py_ssize_t _skip(
     return i
 
 
-cdef inline void _http_spots(
-    const unsigned char* p, Py_ssize_t n, Py_ssize_t i, list out
-) except *:
-    """At an `h` or `H`: `//http` (any case) before i, and `http` in another case at i."""
-    if not _is_http_any_case(p, n, i):
-        return
-    if _at(p, n, i - 1) == 47 and _at(p, n, i - 2) == 47:
-        out.append(i - 2)
-    # i + 3 < n: `_at` gives 0 past the end, and 0 is not `p` in any case.
-    if not (p[i] == 104 and p[i + 1] == 116 and p[i + 2] == 116 and p[i + 3] == 112):
-        out.append(i)
-
-
-def segment(bytes data, object replace, Py_ssize_t limit):
-    """`Rewriter._segment`'s common case in one pass: looks for the spots `proxy.rewrite._spots`
-    looks for (a JSON-escaped `\\/`, a percent-encoded `%3a`/`%253a` in any case, `:%2`, `//http` in any case, `http` in
-    another case than lower) and returns their places, sorted, when there is one, or None when
-    there are more than `limit`. Otherwise returns `plain(data, replace)`.
-    """
-    return _segment(data, replace, limit, True)
-
-
-def plain(bytes data, object replace):
-    """`Rewriter._plain`: every ABS_PLAIN and REL_PLAIN match replaced by `replace(match)`.
-    `replace` is called once per distinct match text among the last eight, so pass the
-    rewriter's cached replacement."""
-    return _segment(data, replace, 0, False)
-
-
-cdef object _segment(bytes data, object replace, Py_ssize_t limit, bint find_spots):
+def rewrite(bytes data, object replace):
+    """`scan_pattern(HOST_SCAN)` substituted over `data` (every URL form the rewriter knows):
+    each match replaced by `replace(match)`, which is called once per distinct match text among
+    the last eight, so pass the rewriter's cached replacement. Same bytes as
+    `Rewriter._segment`'s regex paths."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     # Where each replaced match starts and ends (pairs), grown as needed; freed on every exit.
     cdef Py_ssize_t* spans = NULL
     cdef Py_ssize_t spans_room = 0
     try:
-        return _segment_into(data, p, n, replace, limit, find_spots, &spans, &spans_room)
+        return _rewrite_into(data, p, n, replace, &spans, &spans_room)
     finally:
         free(spans)
 
 
-cdef object _segment_into(
+cdef object _rewrite_into(
     bytes data,
     const unsigned char* p,
     Py_ssize_t n,
     object replace,
-    Py_ssize_t limit,
-    bint find_spots,
     Py_ssize_t** spans_at,
     Py_ssize_t* spans_room,
 ):
-    cdef const unsigned char* table = PLAIN_STOP
     cdef Py_ssize_t i = 0, end, grow = 0, k, slot = 0, last = 0
-    cdef list spot_list = [], repls = []
+    cdef list repls = []
     cdef Py_ssize_t* grown
     # The last few match texts and their replacements: a page repeats a few hosts many times.
     cdef list keys = [None] * 8, values = [None] * 8
     cdef bytes key, value
     cdef object cand
-    cdef unsigned char c
-    cdef bint hit, plain = True
-    if find_spots:
-        table = SPOT_STOP
+    cdef bint hit
     while True:
-        i = _skip(table, p, n, i)
+        i = _skip(FULL_STOP, p, n, i)
         if i >= n:
             break
-        c = p[i]
-        if find_spots:
-            if c == 92:  # \/
-                if _at(p, n, i + 1) == 47:
-                    spot_list.append(i)
-            elif c == 37:  # :%2, %3a, %253a
-                if _at(p, n, i - 1) == 58 and _at(p, n, i + 1) == 50:
-                    spot_list.append(i - 1)
-                if (_at(p, n, i + 1) == 51 and _low(_at(p, n, i + 2)) == 97) or (
-                    _at(p, n, i + 1) == 50
-                    and _at(p, n, i + 2) == 53
-                    and _at(p, n, i + 3) == 51
-                    and _low(_at(p, n, i + 4)) == 97
-                ):
-                    spot_list.append(i)
-            elif c == 104 or c == 72:
-                _http_spots(p, n, i, spot_list)
-            if spot_list:
-                if len(spot_list) > limit:
-                    return None
-                plain = False  # the answer is the spots now: stop rewriting, keep looking
-        if plain and (c == 104 or c == 47):
-            end = _plain_match(p, n, i)
-            if end >= 0:
-                if find_spots:  # inside a match only its host can hold a spot: `h`, `H`
-                    for k in range(i + 1, end):
-                        if p[k] == 104 or p[k] == 72:
-                            _http_spots(p, n, k, spot_list)
-                    if spot_list:
-                        if len(spot_list) > limit:
-                            return None
-                        plain = False
-                hit = False
-                for k in range(8):
-                    cand = keys[k]
-                    if (
-                        cand is not None
-                        and PyBytes_GET_SIZE(cand) == end - i
-                        and memcmp(PyBytes_AS_STRING(cand), p + i, end - i) == 0
-                    ):
-                        value = <bytes>values[k]
-                        hit = True
-                        break
-                if not hit:
-                    key = PyBytes_FromStringAndSize(<const char*>p + i, end - i)
-                    value = replace(key)  # Cython checks it is bytes, but lets None through
-                    if value is None:
-                        raise TypeError("replace returned None")
-                    keys[slot], values[slot] = key, value
-                    slot = (slot + 1) % 8
-                if not (
-                    PyBytes_GET_SIZE(value) == end - i
-                    and memcmp(PyBytes_AS_STRING(value), p + i, end - i) == 0
-                ):
-                    k = len(repls)
-                    if 2 * k + 2 > spans_room[0]:
-                        grown = <Py_ssize_t*>realloc(
-                            spans_at[0], (2 * k + 64) * 2 * sizeof(Py_ssize_t)
-                        )
-                        if grown == NULL:
-                            raise MemoryError()
-                        spans_at[0] = grown
-                        spans_room[0] = (2 * k + 64) * 2
-                    spans_at[0][2 * k] = i
-                    spans_at[0][2 * k + 1] = end
-                    repls.append(value)
-                    grow += PyBytes_GET_SIZE(value) - (end - i)
-                i = end
-                continue
-        i += 1
-    if spot_list:
-        spot_list.sort()
-        return spot_list
+        end = _full_match(p, n, i)
+        if end < 0:
+            i += 1
+            continue
+        hit = False
+        for k in range(8):
+            cand = keys[k]
+            if (
+                cand is not None
+                and PyBytes_GET_SIZE(cand) == end - i
+                and memcmp(PyBytes_AS_STRING(cand), p + i, end - i) == 0
+            ):
+                value = <bytes>values[k]
+                hit = True
+                break
+        if not hit:
+            key = PyBytes_FromStringAndSize(<const char*>p + i, end - i)
+            value = replace(key)  # Cython checks it is bytes, but lets None through
+            if value is None:
+                raise TypeError("replace returned None")
+            keys[slot], values[slot] = key, value
+            slot = (slot + 1) % 8
+        if not (
+            PyBytes_GET_SIZE(value) == end - i
+            and memcmp(PyBytes_AS_STRING(value), p + i, end - i) == 0
+        ):
+            k = len(repls)
+            if 2 * k + 2 > spans_room[0]:
+                grown = <Py_ssize_t*>realloc(spans_at[0], (2 * k + 64) * 2 * sizeof(Py_ssize_t))
+                if grown == NULL:
+                    raise MemoryError()
+                spans_at[0] = grown
+                spans_room[0] = (2 * k + 64) * 2
+            spans_at[0][2 * k] = i
+            spans_at[0][2 * k + 1] = end
+            repls.append(value)
+            grow += PyBytes_GET_SIZE(value) - (end - i)
+        i = end
     if not repls:
         return data
     out = _Out(n + grow)

@@ -8,12 +8,12 @@ host is rewritten only when `HostMap.vendor_for_host` accepts it, and the match 
 scheme or `//` is never touched: it is indistinguishable from text.
 
 Speed (hand-written because no library rewrites URLs with these rules): the body is cut after
-bytes no URL contains (quotes, `<`, `>`, spaces), and each piece's plain URLs (`http(s)://host`,
-`//host`) are rewritten by one compiled pass (`proxy/_scan.pyx`), which first looks for the
-spots that are not plain (escaped, percent-encoded, `HTTP` in capitals); the text around those
-takes the full pattern. Without the compiled module, two `re.split` passes led by the literals
-`http` and `//` do the plain work, with the same output. `url_pattern(HOST)` stays the
-reference: tests compare every path with it on generated text.
+bytes no URL contains (quotes, `<`, `>`, spaces), and each piece is rewritten by one compiled
+pass (`proxy/_scan.pyx`) that matches every form the scan pattern does. Without the compiled
+module, pieces with only plain URLs take two `re.split` passes led by the literals `http` and
+`//`, and the text around escaped, percent-encoded or capitalised spots takes the full pattern:
+the same output, several times slower. `url_pattern(HOST)` stays the reference: tests compare
+every path with it on generated text.
 
 Choices worth knowing:
 - An explicit vendor port (`https://host:8443/`) is dropped from the mapped URL: the mapped host
@@ -481,18 +481,14 @@ class Rewriter:
         takes the full scan, and spots closer than _SPOT_GAP share one piece. Tests compare the
         result with the one scan on generated text.
         """
-        limit = len(data) // _SPOT_GAP
         scan = rewrite_headers.compiled_scan
-        if scan is not None:  # the spots and, when there are none, the plain passes, in C
-            found = scan.segment(data, self._replace_url, limit)
-            if isinstance(found, bytes):
-                return found
-            spots = found
-        else:
-            lower = data.lower()
-            spots = _spots(data, lower, data.count(b"http") != lower.count(b"http"), limit)
-            if spots is not None and not spots:
-                return self._plain(data)
+        if scan is not None:  # the one scan, compiled: every form in one pass
+            return scan.rewrite(data, self._replace_url)
+        lower = data.lower()
+        other_case = data.count(b"http") != lower.count(b"http")
+        spots = _spots(data, lower, other_case, len(data) // _SPOT_GAP)
+        if spots is not None and not spots:
+            return self._plain(data)
         if spots is None:
             return self._sub(self._scan_split, data)  # dense: the spots would share one piece
         spots.sort()
@@ -519,9 +515,6 @@ class Rewriter:
 
     def _plain(self, data: bytes) -> bytes:
         """The two literal-led passes, for text with no spot that is not plain."""
-        scan = rewrite_headers.compiled_scan
-        if scan is not None:
-            return scan.plain(data, self._replace_url)
         return self._sub(self._rel_plain, self._sub(self._abs_plain, data))
 
     def _sub(self, pattern: re.Pattern[bytes], data: bytes) -> bytes:
