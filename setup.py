@@ -7,9 +7,11 @@ rewriter runs its pure-Python passes (same output, several times slower; `serve`
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-setup(
-    ext_modules=cythonize(
-        [Extension("proxy._scan", ["proxy/_scan.pyx"], optional=True)],
-        compiler_directives={"language_level": "3"},
-    )
+extensions = cythonize(
+    [Extension("proxy._scan", ["proxy/_scan.pyx"])],
+    compiler_directives={"language_level": "3"},
 )
+for extension in extensions:
+    extension.optional = True  # set after cythonize: it builds new Extensions and drops the flag
+
+setup(ext_modules=extensions)
