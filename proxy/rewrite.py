@@ -469,9 +469,10 @@ class Rewriter:
         return self._segment(data)
 
     def _segment(self, data: bytes) -> bytes:
-        """`scan_pattern` substituted over `data`, fast where the text allows it.
+        """`scan_pattern` substituted over `data`: in one compiled pass when `proxy/_scan.pyx`
+        is built, otherwise with regexes, fast where the text allows it.
 
-        Text with only plain URL forms (lower-case `http`, no escaped or percent-encoded
+        Without the compiled pass, text with only plain URL forms (lower-case `http`, no escaped or percent-encoded
         separators) takes two literal-led passes, about 4x faster than the one scan on a results
         page. The two forms' matches cannot overlap (but for `//http…`, which counts as not
         plain) and a rewritten URL ends as the original did (host or port character), so neither
