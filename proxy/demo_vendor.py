@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import aiohttp
 
+    from proxy.tasks import stop
+
     p = argparse.ArgumentParser(prog="python -m proxy.demo_vendor")
     p.add_argument("--listen", default="0.0.0.0:8081")
     p.add_argument("--origin", default=f"http://{DEMO_HOST}")
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
 
         task = asyncio.create_task(loop())
         yield
-        task.cancel()
+        await stop(task)
 
     app = create_demo_vendor_app(origin=args.origin, audience=args.audience, jwks=lambda: latest)
     app.cleanup_ctx.append(refresh)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from proxy.errors import StoreUnavailable
+from proxy.tasks import stop
 
 
 def new_session_id() -> str:
@@ -172,7 +173,8 @@ class MemoryStore:
 
     async def close(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
+            await stop(self._sweeper)  # awaited, so no sweep runs on a closed store
+            self._sweeper = None
         self._items.clear()
         self._counters.clear()
 

@@ -277,3 +277,14 @@ async def test_end_destroys_the_session(store: SessionStore) -> None:
     await sessions.end(started.id)
     assert await sessions.load(started.id) is None
     assert await store.count() == 0
+
+
+async def test_memory_store_close_ends_its_sweeper_before_returning() -> None:
+    """close() waits for the sweeper (tasks.stop), so no sweep runs on a closed store and no
+    task is left for the event loop's shutdown to find."""
+    memory = MemoryStore()
+    await memory.start()
+    sweeper = memory._sweeper
+    assert sweeper is not None and not sweeper.done()
+    await memory.close()
+    assert sweeper.done() and sweeper.cancelled()
