@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from proxy import rewrite_headers
 from proxy.forward import Observation
 
 LOGIN_OUTCOMES = (
@@ -93,6 +94,13 @@ class Metrics:
             ["age"],
             registry=r,
         )
+        # 0 means pages are rewritten by the slower regex paths (no C compiler at install).
+        self.rewriter_compiled = Gauge(
+            "weston_proxy_rewriter_compiled",
+            "1 when the rewriter's compiled scans (proxy/_scan.pyx) are in use",
+            registry=r,
+        )
+        self.rewriter_compiled.set(int(rewrite_headers.compiled_scan is not None))
         for outcome in LOGIN_OUTCOMES:
             self.logins.labels(outcome)
         for reason in DENIAL_REASONS:

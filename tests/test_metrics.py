@@ -7,8 +7,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy import rewrite_headers
 from proxy.metrics import AGE_BUCKETS, LABEL_VOCABULARY, Metrics, age_buckets
 from tests.canary import CANARY
 from tests.harness import ProxyDriver, ldap_directory
@@ -44,6 +46,13 @@ def test_age_buckets_put_every_age_in_one_bucket() -> None:
     got = age_buckets([0, 899, 900, 3599, 3600, 14399, 14400, 10**6])
     assert got == {"under_15m": 2, "15m_to_1h": 2, "1h_to_4h": 2, "4h_or_more": 2}
     assert list(age_buckets([])) == [name for _, name in AGE_BUCKETS]
+
+
+def test_a_proxy_without_the_compiled_scans_says_so_in_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rewrite_headers, "compiled_scan", None)
+    assert samples(Metrics().render())[("weston_proxy_rewriter_compiled", ())] == 0
 
 
 def test_a_fresh_registry_uses_only_the_fixed_vocabulary() -> None:
@@ -93,6 +102,7 @@ async def test_metrics_count_requests_logins_denials_and_sessions(browsed: Proxy
     assert s[("weston_proxy_blocked_third_party_total", (("vendor", "one"),))] == 2
     assert s[("weston_proxy_active_sessions", ())] == 2
     assert s[("weston_proxy_session_ages", (("age", "under_15m"),))] == 2
+    assert s[("weston_proxy_rewriter_compiled", ())] == 1  # scripts/setup builds the scans
 
 
 async def test_dependency_health_is_refreshed_without_readyz(
