@@ -173,3 +173,6 @@ def test_dockerfile_builds_from_python_311_slim_as_a_non_root_user() -> None:
     assert "pip install /wheels/*.whl" in runtime
     users = re.findall(r"^USER (\S+)$", runtime, re.M)
     assert users and users[-1] not in ("root", "0")
+    # A checkout's own build of the scans (this machine's Python and libc) stays out of the image.
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {"proxy/*.so", "proxy/_scan.c", "build", "conf/compose/secrets"} <= set(ignored)
