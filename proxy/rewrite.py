@@ -33,7 +33,7 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Callable, Mapping
-from functools import cached_property, lru_cache, partial
+from functools import lru_cache, partial
 from urllib.parse import urlsplit
 
 from proxy import rewrite_headers
@@ -428,6 +428,7 @@ class Rewriter:
         self._is_third_party = lru_cache(maxsize=4096)(
             partial(rewrite_headers.is_third_party, host_map)
         )
+        self._unknown: re.Pattern[bytes] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Rewriter:
@@ -628,14 +629,14 @@ class Rewriter:
 
     def third_party_hosts(self, html: bytes) -> set[str]:
         """Hosts of unproxied absolute URLs that a page loads or links (for reports and stats)."""
-        return rewrite_headers.third_party_hosts(
-            self.host_map, html, self._unknown_host, self._is_third_party
-        )
+        return rewrite_headers.third_party_hosts(html, self._is_third_party, self._unknown_host)
 
-    @cached_property
     def _unknown_host(self) -> re.Pattern[bytes]:
-        # Built on the first HTML page, not at start-up: check-config and the CLI never need it.
-        return rewrite_headers.unknown_host_pattern(self.host_map)
+        # Built when the regex pre-check first needs it (no compiled scans), not at start-up:
+        # check-config, the CLI and the compiled path never do.
+        if self._unknown is None:
+            self._unknown = rewrite_headers.unknown_host_pattern(self.host_map)
+        return self._unknown
 
     # ----------------------------------------------------------------------------- request side
 

@@ -170,18 +170,15 @@ def is_third_party(host_map: HostMap, host: str) -> bool:
 
 
 def third_party_hosts(
-    host_map: HostMap,
     html: bytes,
-    unknown: re.Pattern[bytes],
-    third_party: Callable[[str], bool] | None = None,
+    third_party: Callable[[str], bool],
+    unknown: Callable[[], re.Pattern[bytes]],
 ) -> set[str]:
     """Hosts of absolute and protocol-relative URLs in src/href/action/srcset/… and url() that
-    are neither proxied nor the proxy's own. `unknown` is `unknown_host_pattern(host_map)`, built
-    once by the caller (it spells every configured host); `third_party` is `is_third_party` for
-    this host map, cached by the caller (the same hosts recur on every page)."""
-    if third_party is None:
-        third_party = functools.lru_cache(maxsize=None)(functools.partial(is_third_party, host_map))
-
+    are neither proxied nor the proxy's own. `third_party` is `is_third_party` for the host map,
+    cached by the caller (the same hosts recur on every page); `unknown` gives
+    `unknown_host_pattern(host_map)`, built once by the caller and only when the regex path needs
+    it (it spells every configured host)."""
     # Every host the attribute scan can report follows a `//` somewhere in the page, and the
     # literal `//` search runs at memchr speed while the attribute scan tries every byte: when
     # no `//host` is third-party (most vendor pages), the answer is already known to be empty.
@@ -198,11 +195,12 @@ def third_party_hosts(
 
 
 def _any_third_party(
-    unknown: re.Pattern[bytes], html: bytes, third_party: Callable[[str], bool]
+    unknown: Callable[[], re.Pattern[bytes]], html: bytes, third_party: Callable[[str], bool]
 ) -> bool:
     """Whether any `//host` in `html` (as `_ANY_HOST` finds them) is third-party.
 
-    `unknown` (`unknown_host_pattern`) skips, inside the regex engine, the hosts it knows are not third-party
+    The compiled scan collects the distinct hosts in one pass. Without it, the pattern `unknown`
+    gives (`unknown_host_pattern`) skips, inside the regex engine, the hosts it knows are not third-party
     (configured exact hosts, wildcard subdomains when nothing is never_proxy, the proxy's own),
     so a vendor page costs one C-speed search instead of a list and a set of every `//host`.
     The hosts it does stop at are judged by `third_party`; after a few that are not, the rest of
@@ -212,9 +210,10 @@ def _any_third_party(
         return any(
             third_party(h.decode("ascii").rstrip(".")) for h in compiled_scan.slash_hosts(html)
         )
+    pattern = unknown()
     pos = 0
     for _ in range(16):
-        m = unknown.search(html, pos)
+        m = pattern.search(html, pos)
         if m is None:
             return False
         if third_party(m.group(1).decode("ascii").lower().rstrip(".")):

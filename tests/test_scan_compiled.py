@@ -126,6 +126,23 @@ def test_every_url_spelling_with_one_byte_changed(rw: Rewriter) -> None:
                 check(rw, b" " + raw[:i] + bytes([b]) + raw[i + 1 :] + b"/p")
 
 
+def test_the_compiled_pre_check_never_builds_the_regex_of_every_host(rw: Rewriter) -> None:
+    """With the compiled scans, the third-party pre-check needs no `unknown_host_pattern` (it
+    spells every configured host: ~0.1 s for a library's thousands); the regex path builds it
+    once, when it first needs it."""
+    page = b'<img src="https://tracker.example/p.gif"><a href="https://www.vendor.test/">'
+    fresh = Rewriter(rw.host_map)
+    assert fresh.third_party_hosts(page) == {"tracker.example"}
+    assert fresh._unknown is None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rewrite_headers, "compiled_scan", None)
+        assert fresh.third_party_hosts(page) == {"tracker.example"}
+        built = fresh._unknown
+        assert built is not None
+        assert fresh.third_party_hosts(page) == {"tracker.example"}
+        assert fresh._unknown is built
+
+
 def test_more_distinct_urls_than_the_recent_cache_holds(rw: Rewriter) -> None:
     """The scan keeps the last eight match texts; twenty hosts in turn must each get their own
     replacement, never a neighbour's."""
