@@ -153,25 +153,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if refusal is not None:
         print(f"cannot serve: {refusal}", file=sys.stderr)
         return EXIT_USAGE
-    _stacks_on_usr1()
+    from proxy.logs import stacks_on_usr1
+
+    stacks_on_usr1()
     _banner(config, sys.stdout)
     if workers <= 1:
         _serve_one(config, reuse_port=False)
         return EXIT_OK
     _prepare_shared_state(config)
     return _serve_workers(config, workers)
-
-
-def _stacks_on_usr1() -> None:
-    """`kill -USR1` makes a serving process print every thread's stack to its standard error.
-
-    For a proxy that will not stop or answer: frames name only files, functions and lines, never
-    a variable's value, so the dump carries no patron data. Forked workers inherit it.
-    """
-    import faulthandler
-    import signal
-
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def _worker(config: Config) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import faulthandler
 import math
 import multiprocessing
 import multiprocessing.context
@@ -55,6 +54,7 @@ from proxy.errors import (
     NotEligible,
     Problem,
 )
+from proxy.logs import stacks_on_usr1
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -229,8 +229,7 @@ def _start_worker(settings: _Settings) -> None:
     global _WORKER
     # The proxy process handles the signals; a Ctrl-C must not print a traceback per worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # `kill -USR1` prints this worker's stacks, as it does the proxy's (proxy/cli.py).
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    stacks_on_usr1()  # `kill -USR1` prints this worker's stacks too
     _WORKER = _Worker(settings)
 
 

@@ -7,8 +7,10 @@ name, level and exception type, because their messages can quote URLs, hosts and
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import re
+import signal
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -130,3 +132,13 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
 
 def get_logger(name: str = "proxy") -> Any:
     return structlog.get_logger(name)
+
+
+def stacks_on_usr1() -> None:
+    """`kill -USR1` makes this process print every thread's stack to its standard error.
+
+    For a proxy that will not stop or answer: frames name only files, functions and lines, never
+    a variable's value, so the dump carries no patron data. Registered by `serve` (forked workers
+    inherit it) and by each directory worker process, which the forkserver starts afresh.
+    """
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
