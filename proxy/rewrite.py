@@ -473,9 +473,9 @@ class Rewriter:
         """`scan_pattern` substituted over `data`: in one compiled pass when `proxy/_scan.pyx`
         is built, otherwise with regexes, fast where the text allows it.
 
-        Without the compiled pass, text with only plain URL forms (lower-case `http`, no escaped or percent-encoded
-        separators) takes two literal-led passes, about 4x faster than the one scan on a results
-        page. The two forms' matches cannot overlap (but for `//http…`, which counts as not
+        Without the compiled pass, text with only plain URL forms (lower-case `http`, no escaped
+        or percent-encoded separators) takes two literal-led passes, about 4x faster than the one
+        regex scan on a results page. The two forms' matches cannot overlap (but for `//http…`, which counts as not
         plain) and a rewritten URL ends as the original did (host or port character), so neither
         pass sees the other's output differently from the one scan. The spots that are not plain
         (a JSON config in the page head, say, or `HTTP` in capitals) are found with literal
@@ -489,10 +489,10 @@ class Rewriter:
         lower = data.lower()
         other_case = data.count(b"http") != lower.count(b"http")
         spots = _spots(data, lower, other_case, len(data) // _SPOT_GAP)
-        if spots is not None and not spots:
-            return self._plain(data)
         if spots is None:
             return self._sub(self._scan_split, data)  # dense: the spots would share one piece
+        if not spots:
+            return self._plain(data)
         spots.sort()
         parts: list[bytes] = []
         pos = 0  # data[:pos] is done
