@@ -93,8 +93,9 @@ class ServedProxy:
 
 def stack_printers(tree: list[int]) -> list[int]:
     """The processes of a serve tree that print stacks on SIGUSR1: the proxy's own (parent and
-    workers) and the directory workers. Not multiprocessing's forkserver and resource tracker,
-    whose command lines do not say `serve`: they would stop."""
+    workers) and the directory workers, once each has installed its handler (a directory worker
+    still starting would be killed by the signal). Not multiprocessing's forkserver and resource
+    tracker, whose command lines do not say `serve`: they would stop."""
 
     def serving(pid: int) -> bool:
         with contextlib.suppress(OSError):
@@ -102,7 +103,17 @@ def stack_printers(tree: list[int]) -> list[int]:
         return False
 
     helpers = [p for p in tree[1:] if not serving(p)]
-    return [p for p in tree if serving(p)] + [c for h in helpers for c in process_tree(h)[1:]]
+    found = [p for p in tree if serving(p)] + [c for h in helpers for c in process_tree(h)[1:]]
+    return [p for p in found if catches_usr1(p)]
+
+
+def catches_usr1(pid: int) -> bool:
+    """Whether `pid` has a SIGUSR1 handler installed (Linux /proc: the SigCgt mask)."""
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        caught = next(line for line in status if line.startswith("SigCgt:")).split()[1]
+        return bool(int(caught, 16) >> (signal.SIGUSR1 - 1) & 1)
+    return False
 
 
 def process_tree(pid: int) -> list[int]:

@@ -103,9 +103,13 @@ async def test_sigusr1_prints_every_process_stacks_and_serving_goes_on(
     served = await serve(workers_config, extra_args=("--workers", "2"))
     try:
         await served.driver.login(CANARY.uid, CANARY.password)
-        everyone = stack_printers(process_tree(served.process.pid))
-        # The parent, two workers, and at least one directory worker process for each.
-        assert everyone[0] == served.process.pid and len(everyone) >= 5
+        # The parent, two workers, and at least one directory worker process for each (a
+        # worker's directory processes start in the background: wait for them to be ready).
+        deadline = time.monotonic() + 15
+        while len(everyone := stack_printers(process_tree(served.process.pid))) < 5:
+            assert time.monotonic() < deadline, f"stack printers: {everyone}"
+            await asyncio.sleep(0.1)
+        assert everyone[0] == served.process.pid
         # One at a time: processes dumping at once interleave their lines in the shared log.
         for n, pid in enumerate(everyone, 1):
             os.kill(pid, signal.SIGUSR1)
