@@ -1,6 +1,6 @@
 """How fast can a Python proxy on this machine pass a 30 KB page through, whatever it does?
 
-Not the proxy, and never for patrons: four *minimal* GET relays with none of the proxy's work
+Not the proxy, and never for patrons: *minimal* GET relays with none of the proxy's work
 (no session, no privacy filter, no assertion, no statistics), measured against nginx `proxy_pass`
 in one run, to show where the HTTP layers alone put the ceiling:
 
@@ -15,9 +15,14 @@ in one run, to show where the HTTP layers alone put the ceiling:
                  filter, the unique-session token and the statistics and Prometheus counts.
                  What a proxy on an httptools data path would at best reach (no URL rewriting,
                  cookie jar, timeouts or error pages; still not a proxy to serve anyone)
+- `raw+rewrite`  `raw+work`, and HTML through the proxy's own rewriter as the proxy sends it:
+                 response headers rewritten, the tracker-shield CSP, `Rewriter.stream` and the
+                 third-party count piece by piece, chunked framing. Run it on `/page30k.html`,
+                 where the figures are also set against nginx `sub_filter`
 
     python -m bench.ceiling                 # 5 s per run, 2 interleaved rounds
     python -m bench.ceiling --seconds 10 --rounds 3 --path /pass/page1m.dat
+    python -m bench.ceiling --path /page30k.html --kinds raw,raw+work,raw+rewrite
 
 Needs Debian `nginx` and `wrk` (as `bench/run`); httptools is one of the proxy's dependencies. The relays speak
 just enough HTTP/1.1 for wrk's keep-alive GETs; they have no backpressure, no error handling and
@@ -37,13 +42,23 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from bench.bench import VENDOR, Nginx, free_port, front_conf, origin_conf, page_tree, wait_port, wrk
+from bench.bench import (
+    CDN,
+    VENDOR,
+    Nginx,
+    free_port,
+    front_conf,
+    origin_conf,
+    page_tree,
+    wait_port,
+    wrk,
+)
 from proxy.privacy import outbound_headers
 from proxy.sessions import storage_key
 from proxy.stats import UNIQUE_SESSIONS
 from proxy.web.pages import last_cookie
 
-KINDS = ("aiohttp", "aiohttp+raw", "raw+aiohttp", "raw", "raw+work")
+KINDS = ("aiohttp", "aiohttp+raw", "raw+aiohttp", "raw", "raw+work", "raw+rewrite")
 BENCH_SESSION = "ceiling-session"
 DROP = {b"connection", b"keep-alive"}
 
@@ -156,12 +171,12 @@ def serve(kind: str, port: int, origin_port: int) -> None:
         import tempfile
         from pathlib import Path
 
-        from bench.bench import CDN, VENDOR
         from proxy.assertion import Signer, ensure_keys
-        from proxy.forward import Observation
+        from proxy.forward import Observation, _ThirdPartyCount, rewrite_response_headers
         from proxy.hosts import HostMap
         from proxy.metrics import Metrics
         from proxy.privacy import response_headers
+        from proxy.rewrite import Rewriter
         from proxy.sessions import MemoryStore, Sessions
         from proxy.stats import Counters
         from proxy.usage_stats import UsageCounter
@@ -189,6 +204,11 @@ def serve(kind: str, port: int, origin_port: int) -> None:
             metrics=Metrics(),
             admission=asyncio.Semaphore(64),
         )
+        work.update(
+            rewriter=Rewriter(hosts),
+            third_party=_ThirdPartyCount,
+            rewrite_headers=rewrite_response_headers,
+        )
 
     class WorkRelay:
         """`Relay` with the proxy's response-side work: header filter, then the counts."""
@@ -202,15 +222,35 @@ def serve(kind: str, port: int, origin_port: int) -> None:
                 (n.decode("latin-1"), v.decode("latin-1")) for n, v in headers
             )
             self.status, self.ctype = status, kept.get("Content-Type", "")
+            self.stream = self.tp = None
+            if kind == "raw+rewrite" and self.ctype.startswith("text/html"):
+                rewriter = work["rewriter"]
+                work["rewrite_headers"](rewriter, kept)
+                kept.popall("Content-Length", None)
+                kept["Transfer-Encoding"] = "chunked"
+                kept["Content-Security-Policy"] = rewriter.shield_csp("bench", False)
+                self.stream = rewriter.stream("bench", self.ctype, "utf-8")
+                self.tp = work["third_party"](rewriter)
             out = [f"HTTP/1.1 {status} OK\r\n"]
             out += [f"{n}: {v}\r\n" for n, v in kept.items()]
             self.down.transport.write("".join(out).encode("latin-1") + b"\r\n")
 
         def body(self, data: bytes) -> None:
+            if self.stream is not None:
+                self.tp.feed(data)
+                data = self.stream.feed(data)
+                if data:
+                    self.down.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            else:
+                self.down.transport.write(data)
             self.sent += len(data)
-            self.down.transport.write(data)
 
         def done(self, proto: UpProto) -> None:
+            if self.stream is not None:
+                data = self.stream.finish()
+                self.tp.finish()
+                tail = b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+                self.down.transport.write(tail + b"0\r\n\r\n")
             free.append(proto)
             self.admitted.release()
             o = work["Observation"](
@@ -301,7 +341,7 @@ def serve(kind: str, port: int, origin_port: int) -> None:
                 self.task = asyncio.ensure_future(self.go(self.pending.pop(0)))
 
         async def go(self, target: bytes) -> None:
-            if kind == "raw+work":
+            if kind in ("raw+work", "raw+rewrite"):
                 await go_with_work(self, target)
                 return
             if raw_client:
@@ -321,7 +361,7 @@ def serve(kind: str, port: int, origin_port: int) -> None:
             self.next()
 
     async def main() -> None:
-        if kind == "raw+work":
+        if kind in ("raw+work", "raw+rewrite"):
             await setup_work()
         if raw_server:
             await asyncio.get_running_loop().create_server(DownProto, "127.0.0.1", port)
@@ -342,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--path", default="/pass/page30k.dat")
+    ap.add_argument(
+        "--kinds", default=",".join(KINDS), help="comma-separated, of " + " ".join(KINDS)
+    )
     ap.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "ORIGIN_PORT"), help="internal")
     args = ap.parse_args(argv)
     from proxy.hosts import map_label
@@ -352,15 +395,21 @@ def main(argv: list[str] | None = None) -> int:
     work, docroot, _, _ = page_tree("weston-ceiling-")
     origin_port, pass_port, sub_port = free_port(), free_port(), free_port()
     origin = Nginx(work / "origin", origin_conf(origin_port, docroot))
-    front = Nginx(work / "front", front_conf(pass_port, sub_port, origin_port, {}))
+    from proxy.hosts import map_label as label
+
+    mapped = {f"https://{h}": f"http://{label(h)}.proxy.localhost:8080" for h in (VENDOR, CDN)}
+    mapped.update({f"//{h}": f"//{label(h)}.proxy.localhost:8080" for h in (VENDOR, CDN)})
+    front = Nginx(work / "front", front_conf(pass_port, sub_port, origin_port, mapped))
     procs: list[subprocess.Popen[bytes]] = []
     ports = {"nginx proxy_pass": pass_port}
+    if args.path.endswith(".html"):
+        ports["nginx sub_filter"] = sub_port
     try:
         origin.start()
         front.start()
         wait_port(origin_port)
         wait_port(pass_port)
-        for kind in KINDS:
+        for kind in args.kinds.split(","):
             port = free_port()
             cmd = [sys.executable, "-m", "bench.ceiling", "--serve", kind, str(port)]
             procs.append(subprocess.Popen([*cmd, str(origin_port)]))
@@ -371,7 +420,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, port in ports.items():
                 url = f"http://127.0.0.1:{port}{args.path}"
                 headers = {}
-                if name == "raw+work":  # a mapped vendor host and the relay's one session
+                if name in (
+                    "raw+work",
+                    "raw+rewrite",
+                ):  # a mapped vendor host and the relay's one session
                     host = f"{map_label(VENDOR)}.proxy.localhost:{port}"
                     headers = {"Host": host, "Cookie": f"weston_session={BENCH_SESSION}"}
                 run = wrk(name, url, seconds=args.seconds, conns=args.conns, headers=headers)
@@ -379,11 +431,12 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"{name}: {run.errors} errors; the figures would mean nothing")
                 rps[name].append(run.rps)
                 print(f"round {rnd + 1}  {name:18} {run.rps:9,.0f} req/s  p99 {run.p99_ms} ms")
-        nginx = statistics.median(rps["nginx proxy_pass"])
+        base = "nginx sub_filter" if "nginx sub_filter" in rps else "nginx proxy_pass"
+        nginx = statistics.median(rps[base])
         print(f"\nmedian req/s over {args.rounds} rounds, {args.path}, {args.conns} connections")
         for name, values in rps.items():
             med = statistics.median(values)
-            print(f"  {name:18} {med:9,.0f}   {med / nginx:5.2f} x nginx")
+            print(f"  {name:18} {med:9,.0f}   {med / nginx:5.2f} x {base}")
     finally:
         for p in procs:
             p.kill()
