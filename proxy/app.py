@@ -27,9 +27,11 @@ if TYPE_CHECKING:  # aiohttp's TypedDict for get_info(), named only in its annot
     from aiohttp.web_urldispatcher import _InfoDict
 
 from proxy import rewrite_headers
+from proxy.admission import vendor_share
 from proxy.auth import may_use
-from proxy.config import Config
+from proxy.config import Config, VendorConfig
 from proxy.errors import (
+    Busy,
     StoreUnavailable,
     VendorTimeout,
     VendorUnavailable,
@@ -102,6 +104,14 @@ async def dispatch(
     except StoreUnavailable:
         log.warning("store_unavailable", dependency="store")
         return message_page(request, "store_unavailable", links=[])
+    except Busy as exc:
+        # Counted and logged by the vendor alone: which patron waited is nobody's business.
+        log.warning("admission_timeout", vendor=str(exc), whole=exc.whole)
+        svc.metrics.denials.labels("busy").inc()
+        if exc.whole:
+            return message_page(request, "busy")
+        v = svc.vendors.get(str(exc))
+        return message_page(request, "vendor_busy", database=v.title if v else "The database")
     except VendorTimeout as exc:
         v = svc.vendors.get(str(exc))
         return message_page(request, "vendor_timeout", database=v.title if v else "The database")
@@ -123,14 +133,18 @@ async def dispatch(
 
 
 async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamResponse:
-    async with request.app[SERVICES].admission:
-        return await _proxy_admitted(request, vendor_host)
-
-
-async def _proxy_admitted(request: web.Request, vendor_host: str) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    vendor_id = svc.hosts.vendor_for_host(vendor_host)
-    vendor = svc.vendors[vendor_id or ""]
+    vendor = svc.vendors[svc.hosts.vendor_for_host(vendor_host) or ""]
+    server = svc.config.server
+    share = vendor_share(server, vendor)
+    async with svc.admission.slot(vendor.id, share, server.admission_wait_s):
+        return await _proxy_admitted(request, vendor, vendor_host)
+
+
+async def _proxy_admitted(
+    request: web.Request, vendor: VendorConfig, vendor_host: str
+) -> web.StreamResponse:
+    svc = request.app[SERVICES]
     session = await svc.sessions.load(_session_cookie(request))
     if session is None:
         start = upstream_url(vendor, vendor_host, request.raw_path)

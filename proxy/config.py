@@ -52,6 +52,16 @@ class ServerConfig:
     max_in_flight: int = doc(
         "proxied requests worked on at once per process; more wait their turn", 64
     )
+    max_in_flight_per_vendor: int = doc(
+        "of those, how many one vendor may have (a hung vendor holds only its share); "
+        "0 = three quarters of max_in_flight; a vendor file's max_in_flight overrides it",
+        0,
+    )
+    admission_wait_s: float = doc(
+        "longest a proxied request waits for a slot before the patron is told the database is "
+        "busy (503)",
+        15.0,
+    )
     listen_backlog: int = doc("pending connections the kernel queues before accept", 1024)
     pid_file: str = doc("where serve writes the pid that `reload` signals", "state/proxy.pid")
 
@@ -210,6 +220,11 @@ class VendorConfig:
     tls_verify: bool = doc("verify the vendor's TLS certificate", True)
     tls_ca_file: str = doc("CA bundle for the vendor's certificate", "")
     timeout_s: float = doc("response timeout for this vendor; 0 = server default", 0.0)
+    max_in_flight: int = doc(
+        "requests to this vendor worked on at once per process; 0 = "
+        "server.max_in_flight_per_vendor",
+        0,
+    )
     search_paths: tuple[str, ...] = doc("regexes on the path that mark a search (statistics)", ())
     contract: Contract = doc("contract entry", Contract())
     eligibility: Eligibility = doc("who may use this database", Eligibility())

@@ -90,6 +90,17 @@ def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
         )
     if s.max_in_flight < 1:
         problems.append(Problem(file, "server.max_in_flight", "must be at least 1"))
+    elif not 0 <= s.max_in_flight_per_vendor <= s.max_in_flight:
+        problems.append(
+            Problem(
+                file,
+                "server.max_in_flight_per_vendor",
+                f"must be between 0 (three quarters of max_in_flight) and max_in_flight "
+                f"({s.max_in_flight})",
+            )
+        )
+    if not s.admission_wait_s > 0:
+        problems.append(Problem(file, "server.admission_wait_s", "must be positive"))
     if s.workers < 1:
         problems.append(Problem(file, "server.workers", "must be at least 1"))
     if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", s.cookie_name):
@@ -236,6 +247,15 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
         )
     if v.release == "pseudonymous" and v.auth != "assertion":
         problems.append(Problem(f, "release", "pseudonymous release needs auth = assertion"))
+    if not 0 <= v.max_in_flight <= cfg.server.max_in_flight:
+        problems.append(
+            Problem(
+                f,
+                "max_in_flight",
+                f"must be between 0 (the server's per-vendor share) and server.max_in_flight "
+                f"({cfg.server.max_in_flight})",
+            )
+        )
     if v.connect_to and not check_host_port(v.connect_to):
         problems.append(Problem(f, "connect_to", f"must be host:port, not {v.connect_to!r}"))
     if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", v.assertion_header):

@@ -7,6 +7,7 @@ ProxyError
 │   ├── NotEligible           the card is valid but may not use remote access
 │   └── DirectoryUnavailable  the library's directory could not be asked
 ├── StoreUnavailable          the session store could not be reached
+├── Busy                      no admission slot came free in time (503; proxy/admission.py)
 └── VendorError               a vendor could not be reached
     ├── VendorUnavailable     connection refused, reset or closed mid-response (502)
     └── VendorTimeout         the vendor did not answer in time (504)
@@ -71,3 +72,12 @@ class VendorUnavailable(VendorError):
 
 class VendorTimeout(VendorError):
     """The vendor did not answer within the configured timeout."""
+
+
+class Busy(ProxyError):
+    """No admission slot came free within `server.admission_wait_s`; `str(exc)` is the vendor id."""
+
+    def __init__(self, vendor_id: str, *, whole: bool) -> None:
+        super().__init__(vendor_id)
+        # True when the process's own cap was the one full, not the vendor's share.
+        self.whole = whole

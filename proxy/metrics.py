@@ -19,7 +19,7 @@ LOGIN_OUTCOMES = (
     "throttled",
 )
 DEPENDENCIES = ("directory", "store")
-DENIAL_REASONS = ("not_configured", "not_eligible")
+DENIAL_REASONS = ("not_configured", "not_eligible", "busy")
 # Session ages, coarse on purpose: counts per bucket say how long sessions live, never whose.
 AGE_BUCKETS: tuple[tuple[float, str], ...] = (
     (15 * 60, "under_15m"),

@@ -3,7 +3,6 @@ reload, and closed here. Resources: directory, session store, signer, upstream c
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from proxy.admission import Admission
 from proxy.assertion import Signer, ensure_keys
 from proxy.auth import Directory, make_directory
 from proxy.config import Config, VendorConfig
@@ -67,9 +67,8 @@ class Services:
     hooks: Hooks = field(default_factory=Hooks)
     # Forwards in progress per upstream client, so a reload closes a replaced one only once idle.
     forwarding: dict[Upstream, int] = field(default_factory=dict)
-    # Requests being worked on at once (admission control); the rest wait their turn. Without a
-    # cap, an overloaded event loop answers the store late and fails closed with 503s.
-    admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
+    # Requests being worked on at once, in all and per vendor (proxy/admission.py).
+    admission: Admission = field(default_factory=lambda: Admission(64))
     vendors: dict[str, VendorConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -159,7 +158,7 @@ async def build_services(config: Config) -> Services:
         metrics=metrics_,
         secret=secret,
         hooks=hooks,
-        admission=asyncio.Semaphore(config.server.max_in_flight),
+        admission=Admission(config.server.max_in_flight),
     )
     return svc
 

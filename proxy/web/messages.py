@@ -68,6 +68,20 @@ MESSAGES: dict[str, Message] = {
         "{database} did not answer in time. Your library card is fine.",
         "Please try again in a few minutes, or choose another database.",
     ),
+    "vendor_busy": Message(
+        503,
+        "The database is busy",
+        "Many people at the library are using {database} right now, and it is answering slowly, so "
+        "your page had to wait too long. Your library card is fine.",
+        "Please try again in a minute, or choose another database.",
+    ),
+    "busy": Message(
+        503,
+        "The service is busy",
+        "The library's access service is answering as many requests as it can right now, so "
+        "your page had to wait too long. Your library card is fine.",
+        "Please try again in a minute.",
+    ),
     "store_unavailable": Message(
         503,
         "The service is briefly unavailable",

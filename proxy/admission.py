@@ -1,0 +1,91 @@
+"""Admission control: how many proxied requests one process works on at once, in all and per vendor.
+
+A process works on at most `server.max_in_flight` proxied requests; more wait their turn (without
+a cap, an overloaded event loop answers the session store late and fails closed with 503s). Each
+vendor also has its own share of those slots (`max_in_flight` in its file, else
+`server.max_in_flight_per_vendor`, else three quarters of `server.max_in_flight`), taken before a
+slot of the whole: a vendor that hangs keeps only its own share busy until its timeout, and every
+other database goes on answering (a bulkhead). No request waits longer than
+`server.admission_wait_s` for its slots; past that the patron gets a 503 page saying the database
+(or the whole service) is busy, with Retry-After, instead of a browser spinning for minutes.
+
+Slots are asyncio semaphores (FIFO, so waiting requests are served in the order they came).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from proxy.config import ServerConfig, VendorConfig
+from proxy.errors import Busy
+
+
+def vendor_share(server: ServerConfig, vendor: VendorConfig) -> int:
+    """How many proxied requests for `vendor` one process works on at once."""
+    share = vendor.max_in_flight or server.max_in_flight_per_vendor
+    if share:
+        return share
+    return server.max_in_flight - server.max_in_flight // 4
+
+
+class Admission:
+    """The process's slots: one semaphore for all proxied requests, one per vendor share."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        self.whole = asyncio.Semaphore(max_in_flight)
+        # Keyed by (vendor id, share): a reload that changes a share starts a new semaphore;
+        # requests holding the old one release it as they end.
+        self._shares: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+    def share(self, vendor_id: str, size: int) -> asyncio.Semaphore:
+        key = (vendor_id, size)
+        sem = self._shares.get(key)
+        if sem is None:
+            sem = self._shares[key] = asyncio.Semaphore(size)
+        return sem
+
+    def slot(self, vendor_id: str, share: int, wait_s: float) -> _Slot:
+        """`async with` it: a slot of the vendor's share, then one of the whole, for the block.
+
+        Entering raises Busy when either is not free within `wait_s` (both waits share that
+        deadline); leaving gives back exactly what was taken.
+        """
+        return _Slot(self, self.share(vendor_id, share), vendor_id, wait_s)
+
+
+class _Slot:
+    # A class, not @asynccontextmanager: it runs on every proxied request, and a generator-based
+    # context manager costs several times as much to enter and leave.
+    __slots__ = ("_admission", "_own", "_vendor_id", "_wait_s")
+
+    def __init__(
+        self, admission: Admission, own: asyncio.Semaphore, vendor_id: str, wait_s: float
+    ) -> None:
+        self._admission = admission
+        self._own = own
+        self._vendor_id = vendor_id
+        self._wait_s = wait_s
+
+    async def __aenter__(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self._wait_s
+        await _acquire(self._own, deadline, self._vendor_id, whole=False)
+        try:
+            await _acquire(self._admission.whole, deadline, self._vendor_id, whole=True)
+        except BaseException:
+            self._own.release()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._admission.whole.release()
+        self._own.release()
+
+
+async def _acquire(sem: asyncio.Semaphore, deadline: float, vendor_id: str, *, whole: bool) -> None:
+    if not sem.locked():  # a free slot and nobody queued before us: no timer needed
+        await sem.acquire()
+        return
+    try:
+        async with asyncio.timeout_at(deadline):
+            await sem.acquire()
+    except TimeoutError:
+        raise Busy(vendor_id, whole=whole) from None
