@@ -67,12 +67,23 @@ class _Slot:
         self._wait_s = wait_s
 
     async def __aenter__(self) -> None:
-        deadline = asyncio.get_running_loop().time() + self._wait_s
-        await _acquire(self._own, deadline, self._vendor_id, whole=False)
+        # A free slot with nobody queued before us is taken without a timer (the usual case).
+        own, whole = self._own, self._admission.whole
+        deadline = None
+        if own.locked():
+            deadline = asyncio.get_running_loop().time() + self._wait_s
+            await _wait(own, deadline, self._vendor_id, whole=False)
+        else:
+            await own.acquire()
         try:
-            await _acquire(self._admission.whole, deadline, self._vendor_id, whole=True)
+            if whole.locked():
+                if deadline is None:
+                    deadline = asyncio.get_running_loop().time() + self._wait_s
+                await _wait(whole, deadline, self._vendor_id, whole=True)
+            else:
+                await whole.acquire()
         except BaseException:
-            self._own.release()
+            own.release()
             raise
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -80,10 +91,7 @@ class _Slot:
         self._own.release()
 
 
-async def _acquire(sem: asyncio.Semaphore, deadline: float, vendor_id: str, *, whole: bool) -> None:
-    if not sem.locked():  # a free slot and nobody queued before us: no timer needed
-        await sem.acquire()
-        return
+async def _wait(sem: asyncio.Semaphore, deadline: float, vendor_id: str, *, whole: bool) -> None:
     try:
         async with asyncio.timeout_at(deadline):
             await sem.acquire()
