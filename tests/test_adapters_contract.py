@@ -10,6 +10,7 @@ only where it is configured, and ip adds nothing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
@@ -97,6 +98,7 @@ class VendorSite:
     expire_with: str = "status"  # how an ended vendor session shows: a 401, or a page of text
     tokens: set[str] = field(default_factory=set)
     logins: list[dict[str, str]] = field(default_factory=list)
+    login_delay_s: float = 0.0  # how long the vendor takes to answer a login
 
     def routes(self) -> dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]:
         return {
@@ -134,6 +136,7 @@ class VendorSite:
     async def login(self, request: web.Request) -> web.StreamResponse:
         form = {k: str(v) for k, v in (await request.post()).items()}
         self.logins.append(form)
+        await asyncio.sleep(self.login_delay_s)
         if form == {"acct": LIBRARY_USER, "pw": LIBRARY_PASSWORD, "lib": "weston"}:
             token = secrets.token_hex(12)
             self.tokens.add(token)
@@ -459,6 +462,45 @@ async def test_shared_login_renews_when_vendor_session_ends(
     # The renewed cookie is kept: the next request needs no further login.
     assert (await form_rig.driver.get_vendor(HOST, "/landing")).status == 200
     assert len(site.logins) == 2
+
+
+@pytest.mark.parametrize("case", ["first", "expired"])
+async def test_simultaneous_requests_share_one_vendor_login(form_rig: Rig, case: str) -> None:
+    """A page's requests arrive together. One form login serves them all, whether it is the
+    session's first or the vendor's session just ended, and each request goes through with the
+    new cookie (the library's account is posted once, not once per request)."""
+    site = form_rig.site
+    if case == "first":  # a new session, not yet signed in at the vendor
+        assert (await form_rig.driver.login(CANARY.uid, CANARY.password)).status == 303
+    else:  # the vendor forgets the session every request will carry
+        site.tokens.clear()
+    old_tokens = set(site.tokens)
+    logins = len(site.logins)
+    site.login_delay_s = 0.3
+    pages = await asyncio.gather(*(form_rig.driver.get_vendor(HOST, "/landing") for _ in range(6)))
+    assert [r.status for r in pages] == [200] * 6
+    for r in pages:
+        assert EXPIRED_TEXT not in await r.text()
+    assert len(site.logins) == logins + 1
+    (token,) = site.tokens - old_tokens
+    for req in [r for r in form_rig.vendor.requests if r.path_qs == "/landing"][-6:]:
+        assert f"vsess={token}" in "; ".join(header_values(req, "Cookie"))
+    # The session keeps that login: later requests need none.
+    site.login_delay_s = 0.0
+    assert (await form_rig.driver.get_vendor(HOST, "/start")).status == 200
+    assert len(site.logins) == logins + 1
+
+
+async def test_a_vendor_turning_away_fresh_cookies_gets_a_new_login(form_rig: Rig) -> None:
+    """Taking another request's login is only for requests that went without its cookies: when
+    the vendor ends the session again right after a login, the next request signs in anew."""
+    site = form_rig.site
+    site.tokens.clear()
+    assert (await form_rig.driver.get_vendor(HOST, "/landing")).status == 200
+    assert len(site.logins) == 2
+    site.tokens.clear()  # the vendor drops the cookie it just handed out
+    assert (await form_rig.driver.get_vendor(HOST, "/landing")).status == 200
+    assert len(site.logins) == 3
 
 
 async def test_shared_login_jar_is_per_session(form_rig: Rig) -> None:

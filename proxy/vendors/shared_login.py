@@ -8,10 +8,12 @@ and never reaches the patron's browser. The vendor's resulting cookies live in t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from multidict import CIMultiDict
@@ -21,6 +23,7 @@ from proxy.config import SharedLogin, VendorConfig
 from proxy.jar import dump_jar, load_jar, store_set_cookies
 from proxy.logs import get_logger
 from proxy.secrets_ import SecretError, read_secret_file
+from proxy.sessions import storage_key
 from proxy.vendors.base import Outbound, VendorAdapter
 
 if TYPE_CHECKING:
@@ -29,7 +32,43 @@ if TYPE_CHECKING:
 _STATE_KEY = "shared_login"
 # Vendors' "please sign in" pages are small; the phrase is expected near the top.
 EXPIRY_PEEK_BYTES = 32 * 1024
+# How long a finished login's cookies serve requests that went out without them.
+LOGIN_REUSE_S = 60.0
 log = get_logger("proxy.vendors.shared_login")
+
+
+class _Login:
+    """One form login under way (or just finished) for one session."""
+
+    def __init__(
+        self, task: asyncio.Future[tuple[list[dict[str, Any]], bool]], before: list[dict[str, Any]]
+    ) -> None:
+        self.task = task
+        self.before = before
+        self.added: list[dict[str, Any]] = []  # the cookies the login brought, once it is done
+        self.done_at: float | None = None
+
+    def finished(self, task: asyncio.Future[tuple[list[dict[str, Any]], bool]]) -> None:
+        self.done_at = time.monotonic()
+        if not task.cancelled() and task.exception() is None:
+            jar_after, _ = task.result()
+            self.added = [cookie for cookie in jar_after if cookie not in self.before]
+        # (An exception is retrieved above: it reaches every waiter, never the loop's log.)
+
+    def serves(self, jar: list[dict[str, Any]]) -> bool:
+        """Whether a request whose jar is `jar` should take this login's cookies: while it runs,
+        or when it worked and the request went without the cookies it brought (its copy of the
+        session was read before the login's result was saved). A request that had them and was
+        still turned away needs a login of its own."""
+        if not self.task.done():
+            return True
+        if self.task.cancelled() or self.task.exception() is not None:
+            return False
+        ok = self.task.result()[1]
+        return ok and any(cookie not in jar for cookie in self.added)
+
+    def done_before(self, when: float) -> bool:
+        return self.done_at is not None and self.done_at < when
 
 
 class SharedLoginAdapter(VendorAdapter):
@@ -37,6 +76,9 @@ class SharedLoginAdapter(VendorAdapter):
 
     def __init__(self, vendor: VendorConfig, upstream: Upstream) -> None:
         super().__init__(vendor, upstream)
+        # Logins per session (by storage key), kept LOGIN_REUSE_S after they end so requests
+        # that went out without their cookies can take them.
+        self._logins: dict[str, _Login] = {}
         # Read once when the adapter is built (start-up and every reload), not per request: file
         # reads would block the event loop on the hot path. A changed secret applies on reload.
         self._user, self._password = self._credential()
@@ -78,18 +120,48 @@ class SharedLoginAdapter(VendorAdapter):
     async def renew(self, out: Outbound) -> None:
         """Form login with the library-wide account; the vendor's cookies land in the session jar.
 
+        One login per session at a time: the requests of a page arrive together, and each would
+        otherwise post the library's credential (a vendor may lock an account that signs in ten
+        times a second). A request that needs a login while one is under way, or that went to
+        the vendor without the cookies of one that just worked, takes that login's cookies
+        instead of signing in again (`_Login.serves`).
+        """
+        if self.settings.method != "form":
+            return
+        out.renewed = True
+        key = storage_key(out.session.id)  # never the session id itself
+        now = time.monotonic()
+        self._forget_logins(now)
+        login = self._logins.get(key)
+        if login is None or not login.serves(out.session.jars.get(self.vendor.id, [])):
+            jar = list(out.session.jars.get(self.vendor.id, []))
+            login = _Login(asyncio.ensure_future(self._login(jar)), jar)
+            self._logins[key] = login
+            login.task.add_done_callback(login.finished)
+        # Shielded: a patron who leaves mid-login does not cancel it for the others waiting.
+        jar_after, ok = await asyncio.shield(login.task)
+        out.session.jars[self.vendor.id] = jar_after
+        done = [d for d in out.session.state.get(_STATE_KEY, []) if d != self.vendor.id]
+        if ok:
+            done.append(self.vendor.id)
+        out.session.state[_STATE_KEY] = done
+        out.session_changed = True
+
+    def _forget_logins(self, now: float) -> None:
+        for key in [k for k, v in self._logins.items() if v.done_before(now - LOGIN_REUSE_S)]:
+            del self._logins[key]
+
+    async def _login(self, jar_before: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+        """Post the login form; the jar with the vendor's new cookies, and whether it worked.
+
         The login request is the proxy's own: none of the patron's headers go with it.
         """
         sl = self.settings
-        if sl.method != "form":
-            return
-        out.renewed = True
-        user, password = self._user, self._password
         fields = dict(sl.extra_fields)
-        fields[sl.username_field] = user
-        fields[sl.password_field] = password
+        fields[sl.username_field] = self._user
+        fields[sl.password_field] = self._password
         login_url = URL(sl.login_url)
-        jar = load_jar(out.session.jars.get(self.vendor.id, []))
+        jar = load_jar(jar_before)
         headers: CIMultiDict[str] = CIMultiDict(
             {"Content-Type": "application/x-www-form-urlencoded"}
         )
@@ -102,14 +174,9 @@ class SharedLoginAdapter(VendorAdapter):
             ok = resp.status < 400 and (not sl.success_text or sl.success_text.encode() in body)
         finally:
             resp.release()
-        out.session.jars[self.vendor.id] = dump_jar(jar)
-        done = [d for d in out.session.state.get(_STATE_KEY, []) if d != self.vendor.id]
-        if ok:
-            done.append(self.vendor.id)
-        else:
+        if not ok:
             log.warning("shared_login_failed", vendor=self.vendor.id, status=resp.status)
-        out.session.state[_STATE_KEY] = done
-        out.session_changed = True
+        return dump_jar(jar), ok
 
     def expiry_peek_bytes(self) -> int:
         sl = self.settings
