@@ -491,6 +491,22 @@ async def test_simultaneous_requests_share_one_vendor_login(form_rig: Rig, case:
     assert len(site.logins) == logins + 1
 
 
+async def test_a_finished_login_is_forgotten_soon_after(form_rig: Rig, monkeypatch: Any) -> None:
+    """The login kept for latecomers holds the session's vendor cookies: it is dropped
+    LOGIN_REUSE_S after it ends, so they do not outlive the session by more than that."""
+    from proxy.app import SERVICES
+    from proxy.vendors import shared_login
+
+    monkeypatch.setattr(shared_login, "LOGIN_REUSE_S", 0.2)
+    form_rig.site.tokens.clear()
+    assert (await form_rig.driver.get_vendor(HOST, "/landing")).status == 200
+    adapter = form_rig.driver.client.server.app[SERVICES].upstream.adapters["contract"]
+    assert isinstance(adapter, shared_login.SharedLoginAdapter)
+    assert len(adapter._logins) == 1
+    await asyncio.sleep(0.5)
+    assert adapter._logins == {}
+
+
 async def test_a_vendor_turning_away_fresh_cookies_gets_a_new_login(form_rig: Rig) -> None:
     """Taking another request's login is only for requests that went without its cookies: when
     the vendor ends the session again right after a login, the next request signs in anew."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -32,8 +31,9 @@ if TYPE_CHECKING:
 _STATE_KEY = "shared_login"
 # Vendors' "please sign in" pages are small; the phrase is expected near the top.
 EXPIRY_PEEK_BYTES = 32 * 1024
-# How long a finished login's cookies serve requests that went out without them.
-LOGIN_REUSE_S = 60.0
+# How long a finished login's cookies serve requests that went out without them (the requests of
+# one page arrive within seconds).
+LOGIN_REUSE_S = 10.0
 log = get_logger("proxy.vendors.shared_login")
 
 
@@ -46,10 +46,8 @@ class _Login:
         self.task = task
         self.before = before
         self.added: list[dict[str, Any]] = []  # the cookies the login brought, once it is done
-        self.done_at: float | None = None
 
     def finished(self, task: asyncio.Future[tuple[list[dict[str, Any]], bool]]) -> None:
-        self.done_at = time.monotonic()
         if not task.cancelled() and task.exception() is None:
             jar_after, _ = task.result()
             self.added = [cookie for cookie in jar_after if cookie not in self.before]
@@ -67,9 +65,6 @@ class _Login:
         ok = self.task.result()[1]
         return ok and any(cookie not in jar for cookie in self.added)
 
-    def done_before(self, when: float) -> bool:
-        return self.done_at is not None and self.done_at < when
-
 
 class SharedLoginAdapter(VendorAdapter):
     kind = "shared-login"
@@ -77,7 +72,7 @@ class SharedLoginAdapter(VendorAdapter):
     def __init__(self, vendor: VendorConfig, upstream: Upstream) -> None:
         super().__init__(vendor, upstream)
         # Logins per session (by storage key), kept LOGIN_REUSE_S after they end so requests
-        # that went out without their cookies can take them.
+        # that went out without their cookies can take them; then dropped.
         self._logins: dict[str, _Login] = {}
         # Read once when the adapter is built (start-up and every reload), not per request: file
         # reads would block the event loop on the hot path. A changed secret applies on reload.
@@ -130,14 +125,19 @@ class SharedLoginAdapter(VendorAdapter):
             return
         out.renewed = True
         key = storage_key(out.session.id)  # never the session id itself
-        now = time.monotonic()
-        self._forget_logins(now)
         login = self._logins.get(key)
         if login is None or not login.serves(out.session.jars.get(self.vendor.id, [])):
             jar = list(out.session.jars.get(self.vendor.id, []))
             login = _Login(asyncio.ensure_future(self._login(jar)), jar)
             self._logins[key] = login
             login.task.add_done_callback(login.finished)
+            # Dropped LOGIN_REUSE_S after it ends: the cookies it holds are the session's, and
+            # they must not outlive it by more than that.
+            login.task.add_done_callback(
+                lambda _: asyncio.get_running_loop().call_later(
+                    LOGIN_REUSE_S, self._drop, key, login
+                )
+            )
         # Shielded: a patron who leaves mid-login does not cancel it for the others waiting.
         jar_after, ok = await asyncio.shield(login.task)
         out.session.jars[self.vendor.id] = jar_after
@@ -147,8 +147,8 @@ class SharedLoginAdapter(VendorAdapter):
         out.session.state[_STATE_KEY] = done
         out.session_changed = True
 
-    def _forget_logins(self, now: float) -> None:
-        for key in [k for k, v in self._logins.items() if v.done_before(now - LOGIN_REUSE_S)]:
+    def _drop(self, key: str, login: _Login) -> None:
+        if self._logins.get(key) is login:
             del self._logins[key]
 
     async def _login(self, jar_before: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
