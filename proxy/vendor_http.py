@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import email.message
+import functools
 import ssl
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable
@@ -151,6 +153,20 @@ class ResponseBody:
             yield chunk
 
 
+@functools.lru_cache(maxsize=256)
+def content_charset(content_type: str) -> str | None:
+    """The charset parameter of a Content-Type value, lower-cased, or None.
+
+    Python's email parser reads the parameters (quoted strings, backslash escapes, RFC 2231), so
+    `charset=` inside another parameter's quoted value is not taken for the real one: the charset
+    decides how the rewriter decodes a page, and a wrong one would leave vendor URLs unrewritten.
+    Cached per value (a vendor sends the same few).
+    """
+    message = email.message.Message()
+    message["Content-Type"] = content_type
+    return message.get_content_charset() or None
+
+
 class VendorResponse:
     """Status, headers and streamed body of one vendor response; `release()` when done."""
 
@@ -163,11 +179,7 @@ class VendorResponse:
 
     @property
     def charset(self) -> str | None:
-        for param in self.headers.get("Content-Type", "").split(";")[1:]:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "charset":
-                return value.strip().strip('"') or None
-        return None
+        return content_charset(self.headers.get("Content-Type", ""))
 
     async def read(self) -> bytes:
         return await self.content.read()

@@ -295,6 +295,28 @@ async def test_page_every_link_kind_mapped_and_nothing_else(setup: Any, path: st
     assert vendor.requests[-1].host == WWW
 
 
+async def test_charset_is_read_as_a_parameter_not_found_in_another_ones_quotes(
+    setup: Any,
+) -> None:
+    """`charset=utf-16` inside another parameter's quoted value is not the page's charset: the
+    page is read as the real one (UTF-8), so its vendor URLs are rewritten, not left behind
+    undecodable."""
+    driver, vendor, _ = setup
+
+    async def quoted(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=PAGE,
+            headers={"Content-Type": 'text/html; profile="a;charset=utf-16"; charset=utf-8'},
+        )
+
+    vendor.routes["/quoted"] = quoted
+    r = await driver.get_vendor(WWW, "/quoted")
+    body = await r.read()
+    assert r.status == 200
+    assert WWW.encode() not in body.lower() and CDN.encode() not in body.lower()
+    assert [e for e in expected_rewrites(driver) if e not in body.decode("utf-8")] == []
+
+
 async def test_three_codings_give_the_same_rewritten_page(setup: Any) -> None:
     driver, _, _ = setup
     bodies = []
