@@ -22,6 +22,15 @@ VENDOR_HOST = "www.vendor-one.test"
 OTHER_HOST = "www.vendor-two.test"
 
 
+def _config(tmp_path: Path, port: int, slapd: Any, vendors: dict[str, str], server: str) -> Path:
+    """The test proxy's config with `server` lines added to its [server] table."""
+    cfg = write_config(
+        tmp_path, port=port, directory=ldap_directory(slapd, tmp_path), vendors=vendors
+    )
+    cfg.write_text(cfg.read_text().replace("[server]\n", f"[server]\n{server}\n", 1))
+    return cfg
+
+
 async def test_requests_beyond_the_cap_wait_their_turn_and_all_succeed(
     tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
 ) -> None:
@@ -40,13 +49,9 @@ async def test_requests_beyond_the_cap_wait_their_turn_and_all_succeed(
         return web.Response(body=b"ok", content_type="application/octet-stream")
 
     vendor.routes["/slow"] = slow
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor)},
+    cfg = _config(
+        tmp_path, port, running_slapd, {"one": vendor_toml("one", vendor)}, "max_in_flight = 2"
     )
-    cfg.write_text(cfg.read_text().replace("[server]\n", "[server]\nmax_in_flight = 2\n", 1))
     driver = await proxy_factory(cfg)
     assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
     responses = await asyncio.gather(*(driver.get_vendor(VENDOR_HOST, "/slow") for _ in range(8)))
@@ -96,22 +101,12 @@ async def test_a_hung_vendor_holds_only_its_share_and_the_others_go_on_answering
         return web.Response(body=b"late", content_type="application/octet-stream")
 
     hung.routes["/hang"] = hang
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={
-            "one": vendor_toml("one", hung, title="Slow Periodicals"),
-            "two": vendor_toml("two", other),
-        },
-    )
-    cfg.write_text(
-        cfg.read_text().replace(
-            "[server]\n",
-            "[server]\nmax_in_flight = 4\nmax_in_flight_per_vendor = 2\nadmission_wait_s = 1.5\n",
-            1,
-        )
-    )
+    vendors = {
+        "one": vendor_toml("one", hung, title="Slow Periodicals"),
+        "two": vendor_toml("two", other),
+    }
+    server = "max_in_flight = 4\nmax_in_flight_per_vendor = 2\nadmission_wait_s = 1.5"
+    cfg = _config(tmp_path, port, running_slapd, vendors, server)
     driver = await proxy_factory(cfg)
     assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
 
