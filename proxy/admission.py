@@ -33,6 +33,9 @@ class Admission:
 
     def __init__(self, max_in_flight: int) -> None:
         self.whole = asyncio.Semaphore(max_in_flight)
+        # Per vendor id, for /metrics: requests holding both slots, and requests waiting for one.
+        self.in_flight: dict[str, int] = {}
+        self.waiting: dict[str, int] = {}
         # Keyed by (vendor id, share): a reload that changes a share starts a new semaphore;
         # requests holding the old one release it as they end.
         self._shares: dict[tuple[str, int], asyncio.Semaphore] = {}
@@ -68,32 +71,38 @@ class _Slot:
 
     async def __aenter__(self) -> None:
         # A free slot with nobody queued before us is taken without a timer (the usual case).
-        own, whole = self._own, self._admission.whole
+        own, whole, vendor_id = self._own, self._admission.whole, self._vendor_id
         deadline = None
         if own.locked():
             deadline = asyncio.get_running_loop().time() + self._wait_s
-            await _wait(own, deadline, self._vendor_id, whole=False)
+            await self._wait(own, deadline, whole=False)
         else:
             await own.acquire()
         try:
             if whole.locked():
                 if deadline is None:
                     deadline = asyncio.get_running_loop().time() + self._wait_s
-                await _wait(whole, deadline, self._vendor_id, whole=True)
+                await self._wait(whole, deadline, whole=True)
             else:
                 await whole.acquire()
         except BaseException:
             own.release()
             raise
+        in_flight = self._admission.in_flight
+        in_flight[vendor_id] = in_flight.get(vendor_id, 0) + 1
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._admission.in_flight[self._vendor_id] -= 1
         self._admission.whole.release()
         self._own.release()
 
-
-async def _wait(sem: asyncio.Semaphore, deadline: float, vendor_id: str, *, whole: bool) -> None:
-    try:
-        async with asyncio.timeout_at(deadline):
-            await sem.acquire()
-    except TimeoutError:
-        raise Busy(vendor_id, whole=whole) from None
+    async def _wait(self, sem: asyncio.Semaphore, deadline: float, *, whole: bool) -> None:
+        waiting = self._admission.waiting
+        waiting[self._vendor_id] = waiting.get(self._vendor_id, 0) + 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                await sem.acquire()
+        except TimeoutError:
+            raise Busy(self._vendor_id, whole=whole) from None
+        finally:
+            waiting[self._vendor_id] -= 1

@@ -6,6 +6,8 @@ names and session-age buckets — all from fixed vocabularies (`LABEL_VOCABULARY
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from proxy import rewrite_headers
@@ -85,6 +87,18 @@ class Metrics:
             ["vendor"],
             registry=r,
         )
+        self.in_flight = Gauge(
+            "weston_proxy_in_flight",
+            "Proxied requests being worked on in this process, per vendor",
+            ["vendor"],
+            registry=r,
+        )
+        self.admission_waiting = Gauge(
+            "weston_proxy_admission_waiting",
+            "Proxied requests waiting for a slot in this process, per vendor",
+            ["vendor"],
+            registry=r,
+        )
         self.suspensions = Counter(
             "weston_proxy_suspensions", "Sessions suspended by usage limits", ["vendor"], registry=r
         )
@@ -106,6 +120,14 @@ class Metrics:
         for reason in DENIAL_REASONS:
             self.denials.labels(reason)
         self.set_session_ages([])
+
+    def set_admission(
+        self, vendor_ids: Iterable[str], in_flight: Mapping[str, int], waiting: Mapping[str, int]
+    ) -> None:
+        """The admission gauges as they are now, every configured vendor present."""
+        for vendor_id in {*vendor_ids, *in_flight, *waiting}:
+            self.in_flight.labels(vendor_id).set(in_flight.get(vendor_id, 0))
+            self.admission_waiting.labels(vendor_id).set(waiting.get(vendor_id, 0))
 
     def set_session_ages(self, ages: list[float]) -> None:
         for name, n in age_buckets(ages).items():

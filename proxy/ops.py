@@ -56,6 +56,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
+    svc.metrics.set_admission(svc.vendors, svc.admission.in_flight, svc.admission.waiting)
     try:
         svc.metrics.active_sessions.set(await svc.sessions.store.count())
     except StoreUnavailable:

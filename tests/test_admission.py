@@ -117,6 +117,15 @@ async def test_a_hung_vendor_holds_only_its_share_and_the_others_go_on_answering
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)  # time for the others to queue (or, without shares, to reach it)
     assert at_vendor == 2
+    # What IT sees meanwhile: which vendor holds its slots, and how many wait for it.
+    gauges = await (await driver.own("GET", "/metrics")).text()
+    for line in (
+        'weston_proxy_in_flight{vendor="one"} 2.0',
+        'weston_proxy_admission_waiting{vendor="one"} 4.0',
+        'weston_proxy_in_flight{vendor="two"} 0.0',
+        'weston_proxy_admission_waiting{vendor="two"} 0.0',
+    ):
+        assert line in gauges.splitlines(), line
 
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -153,6 +162,8 @@ async def test_a_hung_vendor_holds_only_its_share_and_the_others_go_on_answering
 
     metrics = await (await driver.own("GET", "/metrics")).text()
     assert 'weston_proxy_denials_total{reason="busy"} 4.0' in metrics
+    assert 'weston_proxy_in_flight{vendor="one"} 0.0' in metrics.splitlines()
+    assert 'weston_proxy_admission_waiting{vendor="one"} 0.0' in metrics.splitlines()
     logged = [json.loads(line) for line in log_stream.getvalue().splitlines() if line.strip()]
     timeouts = [e for e in logged if e.get("event") == "admission_timeout"]
     assert len(timeouts) == 4 and {e["vendor"] for e in timeouts} == {"one"}
