@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -66,6 +67,23 @@ end
 _PUT = (
     _PRUNE
     + """
+local now = now_ms()
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], string.format('%d', now + tonumber(ARGV[2])), ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+prune(KEYS[2], KEYS[3], now)
+return 1
+"""
+)
+
+# `_PUT` only while the session key still exists (a session that ended stays ended). Same
+# KEYS and ARGV; returns 1 when stored, 0 when not.
+_UPDATE = (
+    _PRUNE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
 local now = now_ms()
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], string.format('%d', now + tonumber(ARGV[2])), ARGV[3])
@@ -138,6 +156,7 @@ class RedisStore:
             options["password"] = password
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url, **options)
         self._put = self._redis.register_script(_PUT)
+        self._update = self._redis.register_script(_UPDATE)
         self._delete = self._redis.register_script(_DELETE)
         self._count = self._redis.register_script(_COUNT)
         self._created = self._redis.register_script(_CREATED)
@@ -148,16 +167,23 @@ class RedisStore:
         return self._prefix + "s:" + member, member
 
     async def put(self, session: Session, ttl_s: float) -> None:
+        await self._store(self._put, session, ttl_s)
+
+    async def update(self, session: Session, ttl_s: float) -> bool:
+        return await self._store(self._update, session, ttl_s)
+
+    async def _store(self, script: AsyncScript, session: Session, ttl_s: float) -> bool:
         redis_key, member = self._session_key(session.id)
         if ttl_s <= 0:
             # Already past its life: the same outcome as storing it and letting it expire.
             await self.delete(session.id)
-            return
+            return False
         plaintext = json.dumps(session.to_dict(), separators=(",", ":")).encode()
         blob = self._sealer.seal(plaintext, redis_key.encode())
         keys = [redis_key, self._live, self._born]
         with _store_errors():
-            await self._put(keys=keys, args=[blob, _ms(ttl_s), member, repr(session.created)])
+            stored = await script(keys=keys, args=[blob, _ms(ttl_s), member, repr(session.created)])
+        return bool(stored)
 
     async def get(self, session_id: str) -> Session | None:
         redis_key, _ = self._session_key(session_id)

@@ -86,6 +86,12 @@ class SessionStore(Protocol):
 
     async def put(self, session: Session, ttl_s: float) -> None: ...
 
+    async def update(self, session: Session, ttl_s: float) -> bool:
+        """`put`, but only while the session is still stored; False (and nothing stored) once it
+        has ended. Saves during a request use it, so a request still running when the patron
+        signs out cannot bring the session back."""
+        ...
+
     async def get(self, session_id: str) -> Session | None: ...
 
     async def delete(self, session_id: str) -> None: ...
@@ -136,6 +142,13 @@ class MemoryStore:
             time.monotonic() + ttl_s,
             copy_session(session),
         )
+
+    async def update(self, session: Session, ttl_s: float) -> bool:
+        item = self._items.get(storage_key(session.id))
+        if item is None or item[0] <= time.monotonic():
+            return False
+        await self.put(session, ttl_s)
+        return ttl_s > 0
 
     async def get(self, session_id: str) -> Session | None:
         item = self._items.get(storage_key(session_id))
@@ -221,16 +234,18 @@ class Sessions:
         now = time.time()
         if now - session.last_seen >= min_interval_s:
             session.last_seen = now
-            await self.store.put(session, self._ttl(session, now))
+            await self.store.update(session, self._ttl(session, now))
 
     async def save(self, session: Session) -> None:
+        """Store a loaded session's changes; one that ended meanwhile (signed out, expired)
+        stays ended and the changes are dropped."""
         now = time.time()
         session.last_seen = now
         ttl = self._ttl(session, now)
         if ttl <= 0:
             await self.store.delete(session.id)
         else:
-            await self.store.put(session, ttl)
+            await self.store.update(session, ttl)
 
     async def end(self, session_id: str) -> None:
         await self.store.delete(session_id)

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
+from aiohttp import web
 
 from tests.canary import CANARY, EXPIRED, WREN, leaks
 from tests.harness import (
@@ -317,6 +318,39 @@ async def test_logout_ends_access_at_once(setup: Any) -> None:
     before = len(vendor.requests)
     r = await driver.get_vendor(VENDOR_HOST, "/", sid=sid)
     assert r.status == 302
+    assert len(vendor.requests) == before
+
+
+async def test_a_request_running_at_logout_does_not_bring_the_session_back(setup: Any) -> None:
+    """The patron signs out while a vendor page is still loading, and the vendor then sets a
+    cookie. The running request's save must not store the session again: it would be valid
+    again, jar and all, until its idle timeout, after the patron was told it had ended."""
+    from proxy.app import SERVICES
+
+    driver, vendor = setup
+    await driver.login(CANARY.uid, CANARY.password)
+    sid = driver.session_id()
+    assert sid is not None
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        arrived.set()
+        await release.wait()
+        resp = web.Response(text="late", content_type="text/plain")
+        resp.set_cookie("vsess", "set-after-logout", path="/")
+        return resp
+
+    vendor.routes["/slow"] = slow
+    pending = asyncio.create_task(driver.get_vendor(VENDOR_HOST, "/slow", sid=sid))
+    await asyncio.wait_for(arrived.wait(), 5)
+    assert (await driver.own("GET", "/logout")).status == 200
+    release.set()
+    assert (await pending).status == 200  # the page itself still arrives
+    store = driver.client.server.app[SERVICES].sessions.store
+    assert await store.get(sid) is None
+    assert await store.count() == 0
+    before = len(vendor.requests)
+    assert (await driver.get_vendor(VENDOR_HOST, "/", sid=sid)).status == 302
     assert len(vendor.requests) == before
 
 

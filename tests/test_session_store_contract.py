@@ -91,6 +91,42 @@ async def test_put_again_replaces_the_session(store: SessionStore) -> None:
     assert await store.count() == 1
 
 
+async def test_update_replaces_a_live_session(store: SessionStore) -> None:
+    session = make_session()
+    await store.put(session, 30)
+    session.state["step"] = 2
+    assert await store.update(session, 30) is True
+    loaded = await store.get(session.id)
+    assert loaded is not None and loaded.state == {"step": 2}
+    assert await store.count() == 1
+
+
+async def test_update_never_brings_back_a_deleted_session(store: SessionStore) -> None:
+    """A request still running when its patron signs out saves into nothing."""
+    session = make_session()
+    await store.put(session, 30)
+    await store.delete(session.id)
+    session.state["step"] = 2
+    assert await store.update(session, 30) is False
+    assert await store.get(session.id) is None
+    assert await store.count() == 0
+
+
+async def test_update_never_brings_back_an_expired_session(store: SessionStore) -> None:
+    session = make_session()
+    await store.put(session, 0.3)
+    await asyncio.sleep(0.5)
+    assert await store.update(session, 30) is False
+    assert await store.get(session.id) is None
+    assert await store.count() == 0
+
+
+async def test_update_of_a_never_stored_session_stores_nothing(store: SessionStore) -> None:
+    session = make_session()
+    assert await store.update(session, 30) is False
+    assert await store.get(session.id) is None
+
+
 async def test_session_is_there_before_its_ttl(store: SessionStore) -> None:
     session = make_session()
     await store.put(session, 5)
