@@ -287,7 +287,7 @@ class Upstream:
                     resp = await self._send_with_jar(out, None, before)
                     head = b""
             if out.session_changed:
-                await self.sessions.save(session)
+                await self.sessions.save_vendor(session, vendor.id)
             return await self._relay(request, resp, vendor, out, started, first_at_vendor, head)
         finally:
             resp.release()

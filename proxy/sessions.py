@@ -247,6 +247,47 @@ class Sessions:
         else:
             await self.store.update(session, ttl)
 
+    async def save_vendor(self, session: Session, vendor_id: str) -> None:
+        """Store what one proxied request for `vendor_id` changed onto the session as stored now:
+        that vendor's jar, and whether `vendor_id` is in each of the state's vendor lists
+        ("seen", "shared_login").
+
+        Requests overlap (a page's, other tabs', another worker's), each with its own copy of the
+        session. Saving the whole copy would put back what the others changed meanwhile:
+        another vendor's cookies, or a suspension for usage limits. What is left is the moment
+        between this load and this update. A session that ended meanwhile stays ended.
+        """
+        stored = await self.store.get(session.id)
+        if stored is None:
+            return
+        jar = session.jars.get(vendor_id)
+        if jar is None:
+            stored.jars.pop(vendor_id, None)
+        else:
+            stored.jars[vendor_id] = jar
+        for key in set(session.state) | set(stored.state):
+            mine, theirs = session.state.get(key), stored.state.get(key)
+            if not isinstance(mine, list | None) or not isinstance(theirs, list | None):
+                # Not a list of vendor ids: this request's value, as a whole save would store.
+                if key in session.state:
+                    stored.state[key] = mine
+                continue
+            merged = [v for v in theirs or [] if v != vendor_id]
+            if vendor_id in (mine or []):
+                merged.append(vendor_id)
+            stored.state[key] = merged
+        await self.save(stored)
+
+    async def suspend(self, session_id: str, reason: str) -> bool:
+        """Mark the stored session suspended (usage limits); False when it had ended, or was
+        suspended already."""
+        stored = await self.store.get(session_id)
+        if stored is None or stored.suspended:
+            return False
+        stored.suspended = reason
+        await self.save(stored)
+        return True
+
     async def end(self, session_id: str) -> None:
         await self.store.delete(session_id)
 

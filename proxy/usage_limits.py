@@ -150,7 +150,9 @@ class UsageLimits:
         if session.suspended:
             return
         session.suspended = reason
-        await self.svc.sessions.save(session)
+        # Marked on the session as stored now, not by saving this request's copy over it.
+        if not await self.svc.sessions.suspend(session.id, reason):
+            return
         self.svc.metrics.suspensions.labels(vendor_id).inc()
         for hook in self.svc.hooks.denied:
             hook(vendor_id, "suspended")

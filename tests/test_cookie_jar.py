@@ -22,6 +22,7 @@ from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_t
 
 WWW = "www.vendor-one.test"
 CDN = "cdn.vendor-one.test"
+TWO = "www.vendor-two.test"
 SET_COOKIES = (
     "vsid=S1; Domain=vendor-one.test; Path=/; Max-Age=3600; HttpOnly",
     "pref=host-only; Path=/; Max-Age=3600",
@@ -166,6 +167,35 @@ async def test_cookies_set_by_overlapping_requests_are_all_kept(setup: Any) -> N
     await asyncio.gather(visit(driver, WWW, "/slow"), visit(driver, WWW, "/fast"))
     await visit(driver, WWW, "/search")
     assert cookies_received(vendor) == {"slow": "1", "fast": "1"}
+
+
+async def test_two_vendors_cookies_from_overlapping_requests_are_both_kept(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """Two tabs, two databases: a slow page at one vendor and a quick one at another, each
+    setting a cookie. Storing the slow request's copy of the session must not drop the other
+    vendor's cookie, nor its record of the visit (it would be counted as a new visit again)."""
+    one = await vendor_factory(WWW)
+    two = await vendor_factory(TWO)
+    one.routes["/slow"] = _slow_setter("slow", 0.3)
+    two.routes["/fast"] = _slow_setter("fast", 0.05)
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={"one": vendor_toml("one", one), "two": vendor_toml("two", two)},
+    )
+    driver = await proxy_factory(cfg)
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    await asyncio.gather(visit(driver, WWW, "/slow"), visit(driver, TWO, "/fast"))
+    await visit(driver, TWO, "/search")
+    assert cookies_received(two) == {"fast": "1"}
+    await visit(driver, WWW, "/search")
+    assert cookies_received(one) == {"slow": "1"}
+    from proxy.app import SERVICES
+
+    stored = await driver.client.server.app[SERVICES].sessions.load(driver.session_id())
+    assert stored is not None and sorted(stored.state["seen"]) == ["one", "two"]
 
 
 # ---------------------------------------------------------------------- merging (unit)

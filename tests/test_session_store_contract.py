@@ -307,6 +307,43 @@ async def test_load_refuses_a_session_idle_too_long(store: SessionStore) -> None
     assert await sessions.load(idle.id) is None
 
 
+async def test_save_vendor_keeps_what_overlapping_requests_changed(store: SessionStore) -> None:
+    """Two requests load the session, a third suspends it; each request stores only its own
+    vendor's jar and visit, so neither undoes the other's, nor the suspension."""
+    sessions = Sessions(store, idle_timeout_s=60, lifetime_s=3600)
+    started = await sessions.start(patron_key="pk", databases=frozenset({"x", "y"}))
+    a = await sessions.load(started.id)
+    b = await sessions.load(started.id)
+    assert a is not None and b is not None
+    b.jars["y"] = [{"name": "y", "value": "1"}]
+    b.state.setdefault("seen", []).append("y")
+    await sessions.save_vendor(b, "y")
+    assert await sessions.suspend(started.id, "too many downloads") is True
+    assert await sessions.suspend(started.id, "again") is False  # counted once
+    a.jars["x"] = [{"name": "x", "value": "1"}]
+    a.state.setdefault("seen", []).append("x")
+    a.state["shared_login"] = ["x"]
+    await sessions.save_vendor(a, "x")
+    final = await store.get(started.id)
+    assert final is not None
+    assert final.jars == {"x": [{"name": "x", "value": "1"}], "y": [{"name": "y", "value": "1"}]}
+    assert sorted(final.state["seen"]) == ["x", "y"]
+    assert final.state["shared_login"] == ["x"]
+    assert final.suspended == "too many downloads"
+
+
+async def test_save_vendor_of_an_ended_session_stores_nothing(store: SessionStore) -> None:
+    sessions = Sessions(store, idle_timeout_s=60, lifetime_s=3600)
+    started = await sessions.start(patron_key="pk", databases=frozenset({"x"}))
+    copy = await sessions.load(started.id)
+    assert copy is not None
+    await sessions.end(started.id)
+    copy.jars["x"] = [{"name": "x", "value": "1"}]
+    await sessions.save_vendor(copy, "x")
+    assert await sessions.suspend(started.id, "late") is False
+    assert await store.get(started.id) is None and await store.count() == 0
+
+
 async def test_end_destroys_the_session(store: SessionStore) -> None:
     sessions = Sessions(store, idle_timeout_s=60, lifetime_s=600)
     started = await sessions.start(patron_key="pk", databases=frozenset())
