@@ -64,9 +64,7 @@ end
 """
 
 # KEYS: session key, live, born. ARGV: sealed value, ttl ms, member, created (s).
-_PUT = (
-    _PRUNE
-    + """
+_STORE = """
 local now = now_ms()
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], string.format('%d', now + tonumber(ARGV[2])), ARGV[3])
@@ -74,24 +72,10 @@ redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 prune(KEYS[2], KEYS[3], now)
 return 1
 """
-)
-
-# `_PUT` only while the session key still exists (a session that ended stays ended). Same
-# KEYS and ARGV; returns 1 when stored, 0 when not.
-_UPDATE = (
-    _PRUNE
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
-end
-local now = now_ms()
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[2], string.format('%d', now + tonumber(ARGV[2])), ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
-prune(KEYS[2], KEYS[3], now)
-return 1
-"""
-)
+_PUT = _PRUNE + _STORE
+# `_PUT` only while the session key still exists (a session that ended stays ended): returns 1
+# when stored, 0 when not.
+_UPDATE = _PRUNE + "\nif redis.call('EXISTS', KEYS[1]) == 0 then\n  return 0\nend\n" + _STORE
 
 # KEYS: session key, live, born. ARGV: member.
 _DELETE = """
