@@ -32,6 +32,7 @@ class Admission:
     """The process's slots: one semaphore for all proxied requests, one per vendor share."""
 
     def __init__(self, max_in_flight: int) -> None:
+        self._max = max_in_flight
         self.whole = asyncio.Semaphore(max_in_flight)
         # Per vendor id, for /metrics: requests holding both slots, and requests waiting for one.
         self.in_flight: dict[str, int] = {}
@@ -39,6 +40,13 @@ class Admission:
         # Keyed by (vendor id, share): a reload that changes a share starts a new semaphore;
         # requests holding the old one release it as they end.
         self._shares: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+    def resize(self, max_in_flight: int) -> None:
+        """A new cap for the whole (a reload): new requests take the new semaphore; requests
+        holding or awaiting the old one finish on it, so the two may briefly add up."""
+        if max_in_flight != self._max:
+            self._max = max_in_flight
+            self.whole = asyncio.Semaphore(max_in_flight)
 
     def share(self, vendor_id: str, size: int) -> asyncio.Semaphore:
         key = (vendor_id, size)
@@ -59,7 +67,7 @@ class Admission:
 class _Slot:
     # A class, not @asynccontextmanager: it runs on every proxied request, and a generator-based
     # context manager costs several times as much to enter and leave.
-    __slots__ = ("_admission", "_own", "_vendor_id", "_wait_s")
+    __slots__ = ("_admission", "_own", "_vendor_id", "_wait_s", "_whole")
 
     def __init__(
         self, admission: Admission, own: asyncio.Semaphore, vendor_id: str, wait_s: float
@@ -72,6 +80,7 @@ class _Slot:
     async def __aenter__(self) -> None:
         # A free slot with nobody queued before us is taken without a timer (the usual case).
         own, whole, vendor_id = self._own, self._admission.whole, self._vendor_id
+        self._whole = whole  # given back to this one even if a reload replaces it meanwhile
         deadline = None
         if own.locked():
             deadline = asyncio.get_running_loop().time() + self._wait_s
@@ -93,7 +102,7 @@ class _Slot:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._admission.in_flight[self._vendor_id] -= 1
-        self._admission.whole.release()
+        self._whole.release()
         self._own.release()
 
     async def _wait(self, sem: asyncio.Semaphore, deadline: float, *, whole: bool) -> None:

@@ -219,4 +219,5 @@ def swap_services(svc: Services, new: Services) -> Services:
     old = dataclasses.replace(svc)
     for f in dataclasses.fields(Services):
         setattr(svc, f.name, getattr(new, f.name))
+    svc.admission.resize(new.config.server.max_in_flight)  # shared, like the sessions
     return old

@@ -208,6 +208,22 @@ async def test_slot_waits_end_at_the_deadline_and_never_leak_a_slot() -> None:
     assert all(admission.share(v, 2)._value == 2 for v in "abc")
 
 
+async def test_a_resized_whole_takes_new_requests_and_the_old_one_gets_its_slots_back() -> None:
+    admission = Admission(2)
+    old = admission.whole
+    async with admission.slot("a", 2, wait_s=1):
+        admission.resize(1)
+        assert admission.whole is not old
+        async with admission.slot("b", 2, wait_s=1):
+            with pytest.raises(Busy) as full:  # the new cap of 1 is taken
+                async with admission.slot("c", 2, wait_s=0.05):
+                    raise AssertionError("admitted past the new max_in_flight")
+            assert full.value.whole
+    assert old._value == 2 and admission.whole._value == 1
+    admission.resize(1)  # the same cap again changes nothing
+    assert admission.whole._value == 1
+
+
 def test_vendor_share_comes_from_the_vendor_then_the_server_then_three_quarters() -> None:
     vendor = VendorConfig(id="v", title="V", origin="https://v.test", hosts=("v.test",))
     assert vendor_share(ServerConfig(max_in_flight=64), vendor) == 48

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from proxy.auth import hash_password
 from proxy.config import load_config
@@ -237,6 +238,40 @@ async def test_restart_only_setting_is_refused(served: Served) -> None:
     assert outcome["event"] == "reload_refused"
     assert any(": server.listen: changed" in p for p in outcome["problems"])
     assert (await served.driver.own("GET", "/healthz")).status == 200
+
+
+async def test_a_new_max_in_flight_applies_after_reload(
+    served: Served, one: RecordingVendor, vendor_factory: Any
+) -> None:
+    """server.max_in_flight is not restart-only, so a reload applies it: after lowering it to 1,
+    slow requests to two vendors reach them one after the other (each vendor's own share would
+    let one of each in at once)."""
+    two: RecordingVendor = await vendor_factory(TWO)
+    at_vendors = most = 0
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        nonlocal at_vendors, most
+        at_vendors += 1
+        most = max(most, at_vendors)
+        await asyncio.sleep(0.3)
+        at_vendors -= 1
+        return web.Response(body=b"ok", content_type="application/octet-stream")
+
+    one.routes["/slow"] = two.routes["/slow"] = slow
+    (served.cfg.parent / "vendors" / "two.toml").write_text(vendor_toml("two", two))
+    assert (await served.hup())["event"] == "reloaded"
+    await signed_in(served)
+    both = [served.driver.get_vendor(host, "/slow") for host in (ONE, TWO)]
+    assert [r.status for r in await asyncio.gather(*both)] == [200, 200]
+    assert most == 2  # the default cap lets both in at once
+    served.cfg.write_text(
+        served.cfg.read_text().replace("[server]\n", "[server]\nmax_in_flight = 1\n", 1)
+    )
+    assert (await served.hup())["event"] == "reloaded"
+    most = 0
+    both = [served.driver.get_vendor(host, "/slow") for host in (ONE, TWO)]
+    assert [r.status for r in await asyncio.gather(*both)] == [200, 200]
+    assert most == 1
 
 
 async def test_rotated_key_is_published_after_reload(served: Served) -> None:
