@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
@@ -94,6 +95,24 @@ class RecordingVendor:
     async def close(self) -> None:
         if self.server is not None:
             await self.server.close()
+
+
+class SlowRoute:
+    """A vendor route that answers after `delay_s`, counting the requests it holds at once."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.now = 0
+        self.most = 0
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.now -= 1
+        return web.Response(body=b"ok", content_type="application/octet-stream")
 
 
 def vendor_toml(

@@ -16,7 +16,7 @@ from proxy.admission import Admission, vendor_share
 from proxy.config import ServerConfig, VendorConfig
 from proxy.errors import Busy
 from tests.canary import CANARY, leaks
-from tests.harness import ldap_directory, vendor_toml, write_config
+from tests.harness import SlowRoute, ldap_directory, vendor_toml, write_config
 
 VENDOR_HOST = "www.vendor-one.test"
 OTHER_HOST = "www.vendor-two.test"
@@ -37,17 +37,7 @@ async def test_requests_beyond_the_cap_wait_their_turn_and_all_succeed(
     """With max_in_flight = 2, a burst of 8 slow requests never has more than 2 at the vendor,
     and every one of them is answered 200 (queued, not refused)."""
     vendor = await vendor_factory(VENDOR_HOST)
-    at_vendor = 0
-    most = 0
-
-    async def slow(request: web.Request) -> web.StreamResponse:
-        nonlocal at_vendor, most
-        at_vendor += 1
-        most = max(most, at_vendor)
-        await asyncio.sleep(0.2)
-        at_vendor -= 1
-        return web.Response(body=b"ok", content_type="application/octet-stream")
-
+    slow = SlowRoute(0.2)
     vendor.routes["/slow"] = slow
     cfg = _config(
         tmp_path, port, running_slapd, {"one": vendor_toml("one", vendor)}, "max_in_flight = 2"
@@ -56,7 +46,7 @@ async def test_requests_beyond_the_cap_wait_their_turn_and_all_succeed(
     assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
     responses = await asyncio.gather(*(driver.get_vendor(VENDOR_HOST, "/slow") for _ in range(8)))
     assert [r.status for r in responses] == [200] * 8
-    assert most == 2
+    assert slow.most == 2
 
 
 def test_max_in_flight_must_be_positive(tmp_path: Path) -> None:

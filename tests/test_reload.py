@@ -24,7 +24,7 @@ from aiohttp import web
 
 from proxy.auth import hash_password
 from proxy.config import load_config
-from tests.harness import ProxyDriver, RecordingVendor, vendor_toml, write_config
+from tests.harness import ProxyDriver, RecordingVendor, SlowRoute, vendor_toml, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CARD, PIN = "29999000000001", "synthetic-pin-4821"
@@ -247,31 +247,22 @@ async def test_a_new_max_in_flight_applies_after_reload(
     slow requests to two vendors reach them one after the other (each vendor's own share would
     let one of each in at once)."""
     two: RecordingVendor = await vendor_factory(TWO)
-    at_vendors = most = 0
-
-    async def slow(request: web.Request) -> web.StreamResponse:
-        nonlocal at_vendors, most
-        at_vendors += 1
-        most = max(most, at_vendors)
-        await asyncio.sleep(0.3)
-        at_vendors -= 1
-        return web.Response(body=b"ok", content_type="application/octet-stream")
-
+    slow = SlowRoute(0.3)
     one.routes["/slow"] = two.routes["/slow"] = slow
     (served.cfg.parent / "vendors" / "two.toml").write_text(vendor_toml("two", two))
     assert (await served.hup())["event"] == "reloaded"
     await signed_in(served)
     both = [served.driver.get_vendor(host, "/slow") for host in (ONE, TWO)]
     assert [r.status for r in await asyncio.gather(*both)] == [200, 200]
-    assert most == 2  # the default cap lets both in at once
+    assert slow.most == 2  # the default cap lets both in at once
     served.cfg.write_text(
         served.cfg.read_text().replace("[server]\n", "[server]\nmax_in_flight = 1\n", 1)
     )
     assert (await served.hup())["event"] == "reloaded"
-    most = 0
+    slow.most = 0
     both = [served.driver.get_vendor(host, "/slow") for host in (ONE, TWO)]
     assert [r.status for r in await asyncio.gather(*both)] == [200, 200]
-    assert most == 1
+    assert slow.most == 1
 
 
 async def test_rotated_key_is_published_after_reload(served: Served) -> None:
@@ -324,7 +315,6 @@ async def test_download_in_progress_finishes_across_a_reload(
     served: Served, one: RecordingVendor
 ) -> None:
     """A response still streaming when the reload swaps the upstream arrives whole."""
-    from aiohttp import web
 
     chunk = b"x" * 4096
 
