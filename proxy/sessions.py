@@ -230,11 +230,16 @@ class Sessions:
         return session
 
     async def touch(self, session: Session, *, min_interval_s: float = 15.0) -> None:
-        """Record activity; writes at most every `min_interval_s` unless something else changed."""
+        """Record activity; writes at most every `min_interval_s`, and then only the time of use,
+        onto the session as stored now (this request's whole copy would put back what
+        overlapping requests changed since it was loaded)."""
         now = time.time()
         if now - session.last_seen >= min_interval_s:
             session.last_seen = now
-            await self.store.update(session, self._ttl(session, now))
+            stored = await self.store.get(session.id)
+            if stored is not None:
+                stored.last_seen = now
+                await self.store.update(stored, self._ttl(stored, now))
 
     async def save(self, session: Session) -> None:
         """Store a loaded session's changes; one that ended meanwhile (signed out, expired)

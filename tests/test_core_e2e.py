@@ -354,6 +354,40 @@ async def test_a_request_running_at_logout_does_not_bring_the_session_back(setup
     assert len(vendor.requests) == before
 
 
+async def test_session_time_post_counts_as_use_and_get_does_not(setup: Any) -> None:
+    """The menu's time-out warning: GET says how long is left; POST with the session's CSRF token
+    counts as use (and only with it); neither brings back a session that has ended."""
+    from proxy.app import SERVICES
+
+    driver, _ = setup
+    await driver.login(CANARY.uid, CANARY.password)
+    sid = driver.session_id()
+    sessions = driver.client.server.app[SERVICES].sessions
+    session = await sessions.load(sid)
+    assert session is not None
+    session.last_seen -= 600  # last used ten minutes ago
+    await sessions.store.put(session, 600)
+    idle = sessions.idle_timeout_s
+
+    r = await driver.own("GET", "/session")
+    assert r.status == 200 and (await r.json())["left_s"] <= idle - 595
+    assert (await sessions.load(sid)).last_seen == session.last_seen
+    r = await driver.own("POST", "/session", headers={"X-CSRF-Token": "not-the-token"})
+    assert r.status == 403
+    assert (await sessions.load(sid)).last_seen == session.last_seen
+    r = await driver.own("POST", "/session", headers={"X-CSRF-Token": session.csrf})
+    assert r.status == 200 and (await r.json())["left_s"] >= idle - 5
+    assert (await sessions.load(sid)).last_seen > session.last_seen + 595
+
+    assert (await driver.own("GET", "/logout")).status == 200
+    cookie = f"{driver.config.server.cookie_name}={sid}"
+    r = await driver.own(
+        "POST", "/session", headers={"X-CSRF-Token": session.csrf, "Cookie": cookie}
+    )
+    assert r.status == 401
+    assert await sessions.store.get(sid) is None
+
+
 async def test_menu_lists_databases_with_mapped_links(setup: Any) -> None:
     driver, _ = setup
     await driver.login(CANARY.uid, CANARY.password)

@@ -332,6 +332,22 @@ async def test_save_vendor_keeps_what_overlapping_requests_changed(store: Sessio
     assert final.suspended == "too many downloads"
 
 
+async def test_touch_records_use_without_undoing_what_others_changed(store: SessionStore) -> None:
+    sessions = Sessions(store, idle_timeout_s=60, lifetime_s=3600)
+    started = await sessions.start(patron_key="pk", databases=frozenset({"y"}))
+    a = await sessions.load(started.id)
+    b = await sessions.load(started.id)
+    assert a is not None and b is not None
+    b.jars["y"] = [{"name": "y", "value": "1"}]
+    await sessions.save_vendor(b, "y")
+    a.last_seen -= 30  # a's time of use is due to be written
+    await sessions.touch(a)
+    final = await store.get(started.id)
+    assert final is not None
+    assert final.jars == {"y": [{"name": "y", "value": "1"}]}
+    assert final.last_seen == a.last_seen and final.last_seen > started.last_seen
+
+
 async def test_save_vendor_of_an_ended_session_stores_nothing(store: SessionStore) -> None:
     sessions = Sessions(store, idle_timeout_s=60, lifetime_s=3600)
     started = await sessions.start(patron_key="pk", databases=frozenset({"x"}))

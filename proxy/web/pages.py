@@ -343,7 +343,7 @@ async def session_time(request: web.Request) -> web.StreamResponse:
         sent = request.headers.get("X-CSRF-Token", "")
         if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
             return web.json_response({"signed_in": True, "error": "csrf"}, status=403)
-        await svc.sessions.save(session)
+        await svc.sessions.touch(session, min_interval_s=0)
     return web.json_response(_time_left(svc, session))
 
 
