@@ -45,12 +45,15 @@ from proxy.hook_plug import plugged
 from proxy.logs import get_logger
 from proxy.sessions import Session, storage_key
 from proxy.stats import download_metric
+from proxy.tasks import stop
 from proxy.throttle import Window
 
 if TYPE_CHECKING:
     from proxy.services import Services
 
 BYTE_UNITS = 256  # bytes_per_hour is counted in this many units
+# How long shutdown waits for counts still being written before it stops them.
+CLOSE_WAIT_S = 2.0
 REASON_REQUESTS = "requests_per_minute"
 REASON_DOWNLOADS = "downloads_per_hour"
 REASON_BYTES = "bytes_per_hour"
@@ -178,9 +181,17 @@ class UsageLimits:
         self._pending[tracked.counter] = task
         task.add_done_callback(lambda t: self._forget(tracked.counter, t))
 
-    def close(self) -> None:
-        for task in list(self._pending.values()):
-            task.cancel()
+    async def close(self) -> None:
+        """Let the counts still being written land (a few store increments each; the store
+        closes only after the features), for at most CLOSE_WAIT_S, then stop what is left."""
+        pending = list(self._pending.values())
+        if pending:
+            await asyncio.wait(pending, timeout=CLOSE_WAIT_S)
+        for task in pending:
+            try:
+                await stop(task)
+            except Exception as exc:  # a store outage is handled inside; anything else is news
+                log.error("usage_count_failed", exc_type=type(exc).__name__)
 
     def _forget(self, name: str, task: asyncio.Task[None]) -> None:
         if self._pending.get(name) is task:
@@ -234,4 +245,4 @@ async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
         with plugged((svc.hooks.gates, limits.gate), (svc.hooks.observers, limits.observe)):
             yield
     finally:
-        limits.close()
+        await limits.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import statistics
 from pathlib import Path
@@ -238,3 +239,29 @@ def test_byte_units_are_right_on_average() -> None:
     assert set(samples) == {2, 3}
     assert abs(statistics.mean(samples) - 2.5) < 0.05
     assert limits.byte_units(10**12, per_hour) == BYTE_UNITS + 1
+
+
+async def test_close_lets_counts_being_written_land_and_stops_the_rest(monkeypatch: Any) -> None:
+    """At shutdown a count still being written is waited for (the store closes after the
+    features), a stuck one is stopped after CLOSE_WAIT_S, and close returns with none left."""
+    import types
+
+    from proxy import usage_limits
+
+    monkeypatch.setattr(usage_limits, "CLOSE_WAIT_S", 0.3)
+    limits = usage_limits.UsageLimits(types.SimpleNamespace(secret=b"synthetic"))  # type: ignore[arg-type]
+    landed = asyncio.Event()
+
+    async def quick() -> None:
+        await asyncio.sleep(0.05)
+        landed.set()
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    tasks = {"a": asyncio.create_task(quick()), "b": asyncio.create_task(stuck())}
+    limits._pending.update(tasks)
+    await limits.close()
+    assert landed.is_set()
+    assert tasks["a"].done() and not tasks["a"].cancelled()
+    assert tasks["b"].cancelled()
