@@ -13,6 +13,7 @@ import copy
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -236,21 +237,7 @@ class Sessions:
         now = time.time()
         if now - session.last_seen >= min_interval_s:
             session.last_seen = now
-            stored = await self.store.get(session.id)
-            if stored is not None:
-                stored.last_seen = now
-                await self.store.update(stored, self._ttl(stored, now))
-
-    async def save(self, session: Session) -> None:
-        """Store a loaded session's changes; one that ended meanwhile (signed out, expired)
-        stays ended and the changes are dropped."""
-        now = time.time()
-        session.last_seen = now
-        ttl = self._ttl(session, now)
-        if ttl <= 0:
-            await self.store.delete(session.id)
-        else:
-            await self.store.update(session, ttl)
+            await self._amend(session.id, lambda stored: True, now)
 
     async def save_vendor(self, session: Session, vendor_id: str) -> None:
         """Store what one proxied request for `vendor_id` changed onto the session as stored now:
@@ -259,39 +246,59 @@ class Sessions:
 
         Requests overlap (a page's, other tabs', another worker's), each with its own copy of the
         session. Saving the whole copy would put back what the others changed meanwhile:
-        another vendor's cookies, or a suspension for usage limits. What is left is the moment
-        between this load and this update. A session that ended meanwhile stays ended.
+        another vendor's cookies, or a suspension for usage limits.
         """
-        stored = await self.store.get(session.id)
-        if stored is None:
-            return
-        jar = session.jars.get(vendor_id)
-        if jar is None:
-            stored.jars.pop(vendor_id, None)
-        else:
-            stored.jars[vendor_id] = jar
-        for key in set(session.state) | set(stored.state):
-            mine, theirs = session.state.get(key), stored.state.get(key)
-            if not isinstance(mine, list | None) or not isinstance(theirs, list | None):
-                # Not a list of vendor ids: this request's value, as a whole save would store.
-                if key in session.state:
-                    stored.state[key] = mine
-                continue
-            merged = [v for v in theirs or [] if v != vendor_id]
-            if vendor_id in (mine or []):
-                merged.append(vendor_id)
-            stored.state[key] = merged
-        await self.save(stored)
+
+        def change(stored: Session) -> bool:
+            jar = session.jars.get(vendor_id)
+            if jar is None:
+                stored.jars.pop(vendor_id, None)
+            else:
+                stored.jars[vendor_id] = jar
+            for key in set(session.state) | set(stored.state):
+                mine, theirs = session.state.get(key), stored.state.get(key)
+                if not isinstance(mine, list | None) or not isinstance(theirs, list | None):
+                    # Not a list of vendor ids: this request's value, as a whole save would store.
+                    if key in session.state:
+                        stored.state[key] = mine
+                    continue
+                merged = [v for v in theirs or [] if v != vendor_id]
+                if vendor_id in (mine or []):
+                    merged.append(vendor_id)
+                stored.state[key] = merged
+            return True
+
+        await self._amend(session.id, change)
 
     async def suspend(self, session_id: str, reason: str) -> bool:
         """Mark the stored session suspended (usage limits); False when it had ended, or was
         suspended already."""
+
+        def change(stored: Session) -> bool:
+            if stored.suspended:
+                return False
+            stored.suspended = reason
+            return True
+
+        return await self._amend(session_id, change)
+
+    async def _amend(
+        self, session_id: str, change: Callable[[Session], bool], now: float | None = None
+    ) -> bool:
+        """The one way a running session is written: `change` applied to it as stored now, and
+        written back with its time of use only while it is still stored (a session that ended
+        meanwhile, signed out or expired, stays ended). What is left open is the moment between
+        this read and this write. False when nothing was written."""
         stored = await self.store.get(session_id)
-        if stored is None or stored.suspended:
+        if stored is None or not change(stored):
             return False
-        stored.suspended = reason
-        await self.save(stored)
-        return True
+        now = time.time() if now is None else now
+        stored.last_seen = now
+        ttl = self._ttl(stored, now)
+        if ttl <= 0:
+            await self.store.delete(session_id)
+            return False
+        return await self.store.update(stored, ttl)
 
     async def end(self, session_id: str) -> None:
         await self.store.delete(session_id)
