@@ -47,6 +47,7 @@ from proxy.services import (
     build_services,
     close_services,
 )
+from proxy.web.messages import FORMAT_DEFAULTS
 from proxy.web.pages import (
     _public,
     _session_cookie,
@@ -110,16 +111,11 @@ async def dispatch(
         svc.metrics.denials.labels("busy").inc()
         if exc.whole:
             return message_page(request, "busy")
-        v = svc.vendors.get(str(exc))
-        return message_page(request, "vendor_busy", database=v.title if v else "The database")
+        return message_page(request, "vendor_busy", database=_database(svc, str(exc)))
     except VendorTimeout as exc:
-        v = svc.vendors.get(str(exc))
-        return message_page(request, "vendor_timeout", database=v.title if v else "The database")
+        return message_page(request, "vendor_timeout", database=_database(svc, str(exc)))
     except VendorUnavailable as exc:
-        v = svc.vendors.get(str(exc))
-        return message_page(
-            request, "vendor_unavailable", database=v.title if v else "The database"
-        )
+        return message_page(request, "vendor_unavailable", database=_database(svc, str(exc)))
     except web.HTTPRequestEntityTooLarge:
         return message_page(request, "too_large")
     except web.HTTPException:
@@ -127,6 +123,13 @@ async def dispatch(
     except Exception as exc:
         log.error("internal_error", exc_type=type(exc).__name__)
         return message_page(request, "internal")
+
+
+def _database(svc: Services, vendor_id: str) -> str:
+    """A vendor error page's {database}: the vendor's title, or the messages' own default for a
+    vendor a reload has removed meanwhile."""
+    vendor = svc.vendors.get(vendor_id)
+    return vendor.title if vendor is not None else FORMAT_DEFAULTS["database"]
 
 
 # --------------------------------------------------------------------------- proxying
