@@ -44,14 +44,7 @@ class _Login:
         self, task: asyncio.Future[tuple[list[dict[str, Any]], bool]], before: list[dict[str, Any]]
     ) -> None:
         self.task = task
-        self.before = before
-        self.added: list[dict[str, Any]] = []  # the cookies the login brought, once it is done
-
-    def finished(self, task: asyncio.Future[tuple[list[dict[str, Any]], bool]]) -> None:
-        if not task.cancelled() and task.exception() is None:
-            jar_after, _ = task.result()
-            self.added = [cookie for cookie in jar_after if cookie not in self.before]
-        # (An exception is retrieved above: it reaches every waiter, never the loop's log.)
+        self.before = before  # the jar it started from
 
     def serves(self, jar: list[dict[str, Any]]) -> bool:
         """Whether a request whose jar is `jar` should take this login's cookies: while it runs,
@@ -62,8 +55,9 @@ class _Login:
             return True
         if self.task.cancelled() or self.task.exception() is not None:
             return False
-        ok = self.task.result()[1]
-        return ok and any(cookie not in jar for cookie in self.added)
+        jar_after, ok = self.task.result()
+        brought = [cookie for cookie in jar_after if cookie not in self.before]
+        return ok and any(cookie not in jar for cookie in brought)
 
 
 class SharedLoginAdapter(VendorAdapter):
@@ -130,9 +124,9 @@ class SharedLoginAdapter(VendorAdapter):
             jar = list(out.session.jars.get(self.vendor.id, []))
             login = _Login(asyncio.ensure_future(self._login(jar)), jar)
             self._logins[key] = login
-            login.task.add_done_callback(login.finished)
             # Dropped LOGIN_REUSE_S after it ends: the cookies it holds are the session's, and
-            # they must not outlive it by more than that.
+            # they must not outlive it by more than that. (Its error reaches every waiter
+            # through the shield below.)
             login.task.add_done_callback(
                 lambda _: asyncio.get_running_loop().call_later(
                     LOGIN_REUSE_S, self._drop, key, login
