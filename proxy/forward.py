@@ -28,7 +28,7 @@ from proxy.assertion import Signer
 from proxy.config import Config, VendorConfig
 from proxy.errors import ProxyError, VendorTimeout, VendorUnavailable
 from proxy.hosts import HostMap
-from proxy.jar import cookie_header, dump_jar, load_jar, merged_jar, store_set_cookies
+from proxy.jar import cookie_header, dump_jar, load_jar, store_set_cookies
 from proxy.logs import get_logger
 from proxy.privacy import outbound_headers, response_headers
 from proxy.rewrite import (
@@ -274,9 +274,9 @@ class Upstream:
             vendor=vendor, session=session, method=request.method, url=url, headers=headers
         )
         out.session_changed = first_at_vendor
-        # The jar as this request found it: what the request itself changes is merged by it.
+        # The jar as this request found it: what the request changes from it is what it stores.
         before = list(session.jars.get(vendor.id, []))
-        resp = await self._send_with_jar(out, data, before)
+        resp = await self._send_with_jar(out, data)
         try:  # whatever fails from here (the vendor, the store, the patron leaving), resp is let go
             head = b""
             if request.method in IDEMPOTENT:
@@ -284,17 +284,15 @@ class Upstream:
                 if await adapter.vendor_session_expired(out, resp.status, _decoded(resp, head)):
                     resp.release()
                     await adapter.renew(out)
-                    resp = await self._send_with_jar(out, None, before)
+                    resp = await self._send_with_jar(out, None)
                     head = b""
             if out.session_changed:
-                await self.sessions.save_vendor(session, vendor.id)
+                await self.sessions.save_vendor(session, vendor.id, before)
             return await self._relay(request, resp, vendor, out, started, first_at_vendor, head)
         finally:
             resp.release()
 
-    async def _send_with_jar(
-        self, out: Outbound, data: Any, before: list[dict[str, Any]]
-    ) -> VendorResponse:
+    async def _send_with_jar(self, out: Outbound, data: Any) -> VendorResponse:
         adapter = self.adapters[out.vendor.id]
         out.headers.popall("Cookie", None)
         # Authorize first: a shared login puts its cookies in the jar, and they must go on this
@@ -308,18 +306,12 @@ class Upstream:
         resp = await self.send(out.vendor, out.method, out.url, out.headers, data)
         set_cookies = resp.headers.getall("Set-Cookie", [])
         if set_cookies:
-            try:
-                # Requests of one page overlap; start from the jar as stored now so cookies
-                # another request stored meanwhile are kept (the store has no compare-and-set).
-                stored = await self.sessions.load(out.session.id)
-                latest = stored.jars.get(out.vendor.id, []) if stored is not None else []
-                jar = merged_jar(latest, before, out.session.jars.get(out.vendor.id, []))
-                store_set_cookies(jar, str(out.url), set_cookies)
-            except BaseException:
-                resp.release()
-                raise
-            out.session.jars[out.vendor.id] = dump_jar(jar)
-            out.session_changed = True
+            # Into this request's copy of the jar; `Sessions.save_vendor` then stores only the
+            # cookies this request changed onto the jar as stored by then (requests overlap).
+            jar = load_jar(out.session.jars.get(out.vendor.id, []))
+            if store_set_cookies(jar, str(out.url), set_cookies):
+                out.session.jars[out.vendor.id] = dump_jar(jar)
+                out.session_changed = True
         return resp
 
     def _body_decoder(self, resp: VendorResponse, headers: CIMultiDict[str]) -> BodyDecoder | None:

@@ -11,12 +11,15 @@ Layout under the configured prefix (default ``weston:``):
 - ``c:<key>`` — fixed-window counters; callers pass keys that are already hashed.
 
 Multi-key updates run as Lua scripts so two proxies never see a session without its index entry.
+Writes during a request are a compare-and-set (`replace`: only over the value read, by its
+SHA-1), so requests of one patron in two proxies never write over each other's changes.
 Any failure to get an answer from Redis is StoreUnavailable: "store down" must never look like
 "no session".
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -34,7 +37,7 @@ from redis.exceptions import RedisError
 
 from proxy.crypto import Sealer, Unsealable
 from proxy.errors import StoreUnavailable
-from proxy.sessions import Session, storage_key
+from proxy.sessions import Replaced, Session, storage_key
 
 # Short timeouts: a patron waiting on a dead store should get the "store down" page, not a hang.
 _TIMEOUT_S = 2.0
@@ -76,6 +79,22 @@ _PUT = _PRUNE + _STORE
 # `_PUT` only while the session key still exists (a session that ended stays ended): returns 1
 # when stored, 0 when not.
 _UPDATE = _PRUNE + "\nif redis.call('EXISTS', KEYS[1]) == 0 then\n  return 0\nend\n" + _STORE
+# `_UPDATE` only while the stored value is the one read (ARGV[5]: its SHA-1, as `_version`
+# gives): 1 stored, 0 ended, -1 changed meanwhile. Each seal has a fresh nonce, so every write
+# changes the value even when the session's content is the same.
+_REPLACE = (
+    _PRUNE
+    + """
+local current = redis.call('GET', KEYS[1])
+if not current then
+  return 0
+end
+if redis.sha1hex(current) ~= ARGV[5] then
+  return -1
+end
+"""
+    + _STORE
+)
 
 # KEYS: session key, live, born. ARGV: member.
 _DELETE = """
@@ -113,6 +132,11 @@ def _store_errors() -> Iterator[None]:
         ) from exc
 
 
+def _version(blob: bytes) -> str:
+    """What `_REPLACE` compares: the stored value's SHA-1 (a fingerprint, not a secret)."""
+    return hashlib.sha1(blob, usedforsecurity=False).hexdigest()
+
+
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
@@ -141,6 +165,7 @@ class RedisStore:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url, **options)
         self._put = self._redis.register_script(_PUT)
         self._update = self._redis.register_script(_UPDATE)
+        self._replace = self._redis.register_script(_REPLACE)
         self._delete = self._redis.register_script(_DELETE)
         self._count = self._redis.register_script(_COUNT)
         self._created = self._redis.register_script(_CREATED)
@@ -154,22 +179,32 @@ class RedisStore:
         await self._store(self._put, session, ttl_s)
 
     async def update(self, session: Session, ttl_s: float) -> bool:
-        return await self._store(self._update, session, ttl_s)
+        return await self._store(self._update, session, ttl_s) == 1
 
-    async def _store(self, script: AsyncScript, session: Session, ttl_s: float) -> bool:
+    async def replace(self, session: Session, ttl_s: float, version: str) -> Replaced:
+        stored = await self._store(self._replace, session, ttl_s, version)
+        return "stored" if stored == 1 else "changed" if stored == -1 else "ended"
+
+    async def _store(
+        self, script: AsyncScript, session: Session, ttl_s: float, *version: str
+    ) -> int:
         redis_key, member = self._session_key(session.id)
         if ttl_s <= 0:
             # Already past its life: the same outcome as storing it and letting it expire.
             await self.delete(session.id)
-            return False
+            return 0
         plaintext = json.dumps(session.to_dict(), separators=(",", ":")).encode()
         blob = self._sealer.seal(plaintext, redis_key.encode())
         keys = [redis_key, self._live, self._born]
+        args: list[bytes | str | int] = [blob, _ms(ttl_s), member, repr(session.created), *version]
         with _store_errors():
-            stored = await script(keys=keys, args=[blob, _ms(ttl_s), member, repr(session.created)])
-        return bool(stored)
+            return int(await script(keys=keys, args=args))
 
     async def get(self, session_id: str) -> Session | None:
+        got = await self.get_versioned(session_id)
+        return None if got is None else got[0]
+
+    async def get_versioned(self, session_id: str) -> tuple[Session, str] | None:
         redis_key, _ = self._session_key(session_id)
         with _store_errors():
             blob = cast(bytes | None, await self._redis.get(redis_key))
@@ -183,7 +218,7 @@ class RedisStore:
             structlog.get_logger(__name__).warning("session_store.unsealable_value")
             return None
         session = Session.from_dict(data)
-        return session if session.id == session_id else None
+        return (session, _version(blob)) if session.id == session_id else None
 
     async def delete(self, session_id: str) -> None:
         redis_key, member = self._session_key(session_id)

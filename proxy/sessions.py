@@ -11,14 +11,23 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
+import itertools
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+import structlog
 
 from proxy.errors import StoreUnavailable
+from proxy.jar import dump_jar, merged_jar
 from proxy.tasks import stop
+
+# How often `Sessions._amend` reads and applies its change again when another write came
+# between its read and its write. Writers of one session are the requests of a patron's pages,
+# a handful at a time, each writing once: a few attempts see every one of them through.
+AMEND_ATTEMPTS = 8
 
 
 def new_session_id() -> str:
@@ -82,6 +91,9 @@ def copy_session(session: Session) -> Session:
     )
 
 
+Replaced = Literal["stored", "changed", "ended"]
+
+
 class SessionStore(Protocol):
     """Where sessions live. Every method raises StoreUnavailable when the store cannot answer."""
 
@@ -94,6 +106,17 @@ class SessionStore(Protocol):
         ...
 
     async def get(self, session_id: str) -> Session | None: ...
+
+    async def get_versioned(self, session_id: str) -> tuple[Session, str] | None:
+        """`get`, with a token for the stored value that `replace` compares."""
+        ...
+
+    async def replace(self, session: Session, ttl_s: float, version: str) -> Replaced:
+        """`update`, but only while the stored value is still the one `version` was read with:
+        "stored"; "changed" (nothing stored) when another write came between; "ended" (nothing
+        stored) once the session is gone. A compare-and-set, so overlapping requests that each
+        amend the session (a page's requests each bringing a vendor cookie) lose nothing."""
+        ...
 
     async def delete(self, session_id: str) -> None: ...
 
@@ -116,12 +139,14 @@ class MemoryStore:
     """Sessions in this process's memory; for one proxy process."""
 
     def __init__(self) -> None:
-        self._items: dict[str, tuple[float, Session]] = {}
+        # storage key -> (monotonic expiry, the session, its revision for `replace`)
+        self._items: dict[str, tuple[float, Session, int]] = {}
+        self._revisions = itertools.count(1)
         self._counters: dict[str, tuple[float, int]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     def _sweep(self, now: float) -> None:
-        for k in [k for k, (exp, _) in self._items.items() if exp <= now]:
+        for k in [k for k, (exp, _, _) in self._items.items() if exp <= now]:
             del self._items[k]
         for k in [k for k, (exp, _) in self._counters.items() if exp <= now]:
             del self._counters[k]
@@ -142,6 +167,7 @@ class MemoryStore:
         self._items[storage_key(session.id)] = (
             time.monotonic() + ttl_s,
             copy_session(session),
+            next(self._revisions),
         )
 
     async def update(self, session: Session, ttl_s: float) -> bool:
@@ -151,16 +177,31 @@ class MemoryStore:
         await self.put(session, ttl_s)
         return ttl_s > 0
 
+    async def replace(self, session: Session, ttl_s: float, version: str) -> Replaced:
+        item = self._items.get(storage_key(session.id))
+        if item is None or item[0] <= time.monotonic():
+            return "ended"
+        if str(item[2]) != version:
+            return "changed"
+        await self.put(session, ttl_s)
+        return "stored" if ttl_s > 0 else "ended"
+
+    def _live(self, session_id: str) -> tuple[float, Session, int] | None:
+        key = storage_key(session_id)
+        item = self._items.get(key)
+        if item is not None and item[0] <= time.monotonic():
+            del self._items[key]
+            return None
+        return item
+
     async def get(self, session_id: str) -> Session | None:
-        item = self._items.get(storage_key(session_id))
-        if item is None:
-            return None
-        exp, session = item
-        if exp <= time.monotonic():
-            del self._items[storage_key(session_id)]
-            return None
+        item = self._live(session_id)
         # Hand out a copy so a handler's changes only count once saved with put().
-        return copy_session(session)
+        return None if item is None else copy_session(item[1])
+
+    async def get_versioned(self, session_id: str) -> tuple[Session, str] | None:
+        item = self._live(session_id)
+        return None if item is None else (copy_session(item[1]), str(item[2]))
 
     async def delete(self, session_id: str) -> None:
         self._items.pop(storage_key(session_id), None)
@@ -172,7 +213,7 @@ class MemoryStore:
     async def ages(self) -> list[float]:
         self._sweep(time.monotonic())
         now = time.time()
-        return [now - s.created for _, s in self._items.values()]
+        return [now - s.created for _, s, _ in self._items.values()]
 
     async def incr(self, key: str, window_s: float) -> int:
         now = time.monotonic()
@@ -239,22 +280,28 @@ class Sessions:
             session.last_seen = now
             await self._amend(session.id, lambda stored: True, now)
 
-    async def save_vendor(self, session: Session, vendor_id: str) -> None:
+    async def save_vendor(
+        self, session: Session, vendor_id: str, jar_before: list[dict[str, Any]]
+    ) -> None:
         """Store what one proxied request for `vendor_id` changed onto the session as stored now:
-        that vendor's jar, and whether `vendor_id` is in each of the state's vendor lists
-        ("seen", "shared_login").
+        the cookies it changed in that vendor's jar (from `jar_before`, the jar as the request
+        found it, to the jar it has now), and whether `vendor_id` is in each of the state's
+        vendor lists ("seen", "shared_login").
 
         Requests overlap (a page's, other tabs', another worker's), each with its own copy of the
-        session. Saving the whole copy would put back what the others changed meanwhile:
-        another vendor's cookies, or a suspension for usage limits.
+        session. Saving the whole copy, or even the whole jar, would put back what the others
+        changed meanwhile: a cookie another response set, another vendor's cookies, or a
+        suspension for usage limits.
         """
+        ours = session.jars.get(vendor_id, [])
 
         def change(stored: Session) -> bool:
-            jar = session.jars.get(vendor_id)
-            if jar is None:
-                stored.jars.pop(vendor_id, None)
-            else:
-                stored.jars[vendor_id] = jar
+            if ours != jar_before:
+                jar = dump_jar(merged_jar(stored.jars.get(vendor_id, []), jar_before, ours))
+                if jar:
+                    stored.jars[vendor_id] = jar
+                else:
+                    stored.jars.pop(vendor_id, None)
             for key in set(session.state) | set(stored.state):
                 mine, theirs = session.state.get(key), stored.state.get(key)
                 if not isinstance(mine, list | None) or not isinstance(theirs, list | None):
@@ -287,18 +334,29 @@ class Sessions:
     ) -> bool:
         """The one way a running session is written: `change` applied to it as stored now, and
         written back with its time of use only while it is still stored (a session that ended
-        meanwhile, signed out or expired, stays ended). What is left open is the moment between
-        this read and this write. False when nothing was written."""
-        stored = await self.store.get(session_id)
-        if stored is None or not change(stored):
-            return False
-        now = time.time() if now is None else now
-        stored.last_seen = now
-        ttl = self._ttl(stored, now)
-        if ttl <= 0:
-            await self.store.delete(session_id)
-            return False
-        return await self.store.update(stored, ttl)
+        meanwhile, signed out or expired, stays ended) and still the value read (a compare-and-
+        set: when another write came between, `change` is applied again to what that wrote).
+        False when nothing was written."""
+        for _ in range(AMEND_ATTEMPTS):
+            got = await self.store.get_versioned(session_id)
+            if got is None:
+                return False
+            stored, version = got
+            if not change(stored):
+                return False
+            at = time.time() if now is None else now
+            stored.last_seen = at
+            ttl = self._ttl(stored, at)
+            if ttl <= 0:
+                await self.store.delete(session_id)
+                return False
+            replaced = await self.store.replace(stored, ttl, version)
+            if replaced != "changed":
+                return replaced == "stored"
+        # Every attempt met another write: this one change is dropped rather than written over
+        # theirs. The event only, for IT: no session, patron or vendor.
+        structlog.get_logger(__name__).warning("session_update_contended", attempts=AMEND_ATTEMPTS)
+        return False
 
     async def end(self, session_id: str) -> None:
         await self.store.delete(session_id)

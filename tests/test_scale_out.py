@@ -253,6 +253,45 @@ async def test_vendor_cookie_set_via_a_is_replayed_via_b(
     assert "vendor_sid=v-7731" in last.get("Cookie", "")
 
 
+PAGE_REQUESTS = 16
+
+
+async def test_cookies_a_page_brings_through_both_instances_are_all_kept(
+    pair: tuple[ServedProxy, ServedProxy], vendor: Any
+) -> None:
+    """A page's requests run at once, half through each instance, and every response sets a
+    cookie of its own and renews a load balancer's: all of them are in the jar afterwards.
+    Each request stores its own changes by compare-and-set onto the jar as stored then; when
+    each stored its copy, or had no compare-and-set, the writes in between were lost."""
+    a, b = pair
+
+    async def set_one(request: web.Request) -> web.StreamResponse:
+        n = request.match_info.get("n") or request.path.rsplit("/", 1)[-1]
+        await asyncio.sleep(0.01 * (int(n) % 4))
+        resp = web.Response(text="ok", content_type="text/plain")
+        resp.set_cookie(f"c{n}", n, path="/")
+        resp.set_cookie("AWSALB", f"lb-{n}", path="/")
+        return resp
+
+    for n in range(PAGE_REQUESTS):
+        vendor.routes[f"/c/{n}"] = set_one
+    assert (await a.driver.login(CANARY.uid, CANARY.password)).status == 303
+    b.driver.sid = a.driver.sid
+    drivers = (a.driver, b.driver)
+    replies = await asyncio.gather(
+        *(drivers[n % 2].get_vendor(VENDOR_HOST, f"/c/{n}") for n in range(PAGE_REQUESTS))
+    )
+    assert [r.status for r in replies] == [200] * PAGE_REQUESTS
+    r = await a.driver.get_vendor(VENDOR_HOST, "/after")
+    assert r.status == 200
+    sent = dict(vendor.requests[-1].headers).get("Cookie", "")
+    got = dict(part.split("=", 1) for part in sent.split("; ") if part)
+    assert {k: v for k, v in got.items() if k != "AWSALB"} == {
+        f"c{n}": str(n) for n in range(PAGE_REQUESTS)
+    }
+    assert got["AWSALB"] in {f"lb-{n}" for n in range(PAGE_REQUESTS)}
+
+
 async def test_logout_on_a_ends_access_on_b(
     pair: tuple[ServedProxy, ServedProxy], vendor: Any
 ) -> None:

@@ -9,12 +9,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 import pytest
+from structlog.testing import capture_logs
 
-from proxy.sessions import MemoryStore, Session, Sessions, SessionStore, make_store, new_session_id
+from proxy.jar import dump_jar, load_jar, store_set_cookies
+from proxy.sessions import (
+    AMEND_ATTEMPTS,
+    MemoryStore,
+    Session,
+    Sessions,
+    SessionStore,
+    make_store,
+    new_session_id,
+    storage_key,
+)
 
 STORE_SECRET = b"contract-suite sealing secret, synthetic"
 
@@ -125,6 +136,42 @@ async def test_update_of_a_never_stored_session_stores_nothing(store: SessionSto
     session = make_session()
     assert await store.update(session, 30) is False
     assert await store.get(session.id) is None
+
+
+async def test_replace_stores_only_over_the_value_it_read(store: SessionStore) -> None:
+    """The compare-and-set under every write during a request."""
+    session = make_session()
+    await store.put(session, 30)
+    got = await store.get_versioned(session.id)
+    assert got is not None
+    mine, version = got
+    other = await store.get(session.id)
+    assert other is not None
+    other.state["theirs"] = 1
+    assert await store.update(other, 30) is True  # a write between my read and my write
+    mine.state["mine"] = 1
+    assert await store.replace(mine, 30, version) == "changed"
+    stored = await store.get(session.id)
+    assert stored is not None and stored.state == {"theirs": 1}
+    again = await store.get_versioned(session.id)
+    assert again is not None and again[1] != version
+    again[0].state["mine"] = 1
+    assert await store.replace(again[0], 30, again[1]) == "stored"
+    stored = await store.get(session.id)
+    assert stored is not None and stored.state == {"theirs": 1, "mine": 1}
+    await store.delete(session.id)
+    assert await store.replace(again[0], 30, again[1]) == "ended"
+    assert await store.get(session.id) is None and await store.count() == 0
+
+
+async def test_a_write_of_the_same_content_is_still_a_new_version(store: SessionStore) -> None:
+    session = make_session()
+    await store.put(session, 30)
+    first = await store.get_versioned(session.id)
+    assert first is not None
+    await store.update(first[0], 30)
+    second = await store.get_versioned(session.id)
+    assert second is not None and second[1] != first[1]
 
 
 async def test_session_is_there_before_its_ttl(store: SessionStore) -> None:
@@ -315,18 +362,18 @@ async def test_save_vendor_keeps_what_overlapping_requests_changed(store: Sessio
     a = await sessions.load(started.id)
     b = await sessions.load(started.id)
     assert a is not None and b is not None
-    b.jars["y"] = [{"name": "y", "value": "1"}]
+    b.jars["y"] = dump_jar_of("y=1; Path=/")
     b.state.setdefault("seen", []).append("y")
-    await sessions.save_vendor(b, "y")
+    await sessions.save_vendor(b, "y", [])
     assert await sessions.suspend(started.id, "too many downloads") is True
     assert await sessions.suspend(started.id, "again") is False  # counted once
-    a.jars["x"] = [{"name": "x", "value": "1"}]
+    a.jars["x"] = dump_jar_of("x=1; Path=/")
     a.state.setdefault("seen", []).append("x")
     a.state["shared_login"] = ["x"]
-    await sessions.save_vendor(a, "x")
+    await sessions.save_vendor(a, "x", [])
     final = await store.get(started.id)
     assert final is not None
-    assert final.jars == {"x": [{"name": "x", "value": "1"}], "y": [{"name": "y", "value": "1"}]}
+    assert final.jars == {"x": dump_jar_of("x=1; Path=/"), "y": dump_jar_of("y=1; Path=/")}
     assert sorted(final.state["seen"]) == ["x", "y"]
     assert final.state["shared_login"] == ["x"]
     assert final.suspended == "too many downloads"
@@ -338,13 +385,13 @@ async def test_touch_records_use_without_undoing_what_others_changed(store: Sess
     a = await sessions.load(started.id)
     b = await sessions.load(started.id)
     assert a is not None and b is not None
-    b.jars["y"] = [{"name": "y", "value": "1"}]
-    await sessions.save_vendor(b, "y")
+    b.jars["y"] = dump_jar_of("y=1; Path=/")
+    await sessions.save_vendor(b, "y", [])
     a.last_seen -= 30  # a's time of use is due to be written
     await sessions.touch(a)
     final = await store.get(started.id)
     assert final is not None
-    assert final.jars == {"y": [{"name": "y", "value": "1"}]}
+    assert final.jars == {"y": dump_jar_of("y=1; Path=/")}
     assert final.last_seen == a.last_seen and final.last_seen > started.last_seen
 
 
@@ -354,10 +401,116 @@ async def test_save_vendor_of_an_ended_session_stores_nothing(store: SessionStor
     copy = await sessions.load(started.id)
     assert copy is not None
     await sessions.end(started.id)
-    copy.jars["x"] = [{"name": "x", "value": "1"}]
-    await sessions.save_vendor(copy, "x")
+    copy.jars["x"] = dump_jar_of("x=1; Path=/")
+    await sessions.save_vendor(copy, "x", [])
     assert await sessions.suspend(started.id, "late") is False
     assert await store.get(started.id) is None and await store.count() == 0
+
+
+class _Interleaved:
+    """The store, with one other write made right after the first `get_versioned`: what a
+    second worker's request does between this one's read and its write."""
+
+    def __init__(self, store: SessionStore, other_write: Callable[[], Awaitable[None]]) -> None:
+        self._store = store
+        self._other_write: Callable[[], Awaitable[None]] | None = other_write
+        self.reads = 0
+
+    async def get_versioned(self, session_id: str) -> tuple[Session, str] | None:
+        got = await self._store.get_versioned(session_id)
+        self.reads += 1
+        if self._other_write is not None:
+            other_write, self._other_write = self._other_write, None
+            await other_write()
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def dump_jar_of(*set_cookies: str, start: list[dict[str, Any]] | None = None) -> Any:
+    jar = load_jar(start or [])
+    store_set_cookies(jar, "https://www.vendor.test/", list(set_cookies))
+    return dump_jar(jar)
+
+
+async def test_a_write_between_read_and_write_is_kept(store: SessionStore) -> None:
+    """Two requests of one page at one vendor each bring a cookie; the second stores its own
+    between the first's read and write. The first applies its change again to what is stored
+    then, so both cookies are kept (without the compare-and-set, the first wrote over it)."""
+    plain = Sessions(store, idle_timeout_s=60, lifetime_s=3600)
+    started = await plain.start(patron_key="pk", databases=frozenset({"v"}))
+    a = await plain.load(started.id)
+    b = await plain.load(started.id)
+    assert a is not None and b is not None
+    b.jars["v"] = dump_jar_of("b=2; Path=/")
+
+    async def b_saves() -> None:
+        await plain.save_vendor(b, "v", [])
+
+    interleaved = _Interleaved(store, b_saves)
+    racing = Sessions(cast(SessionStore, interleaved), idle_timeout_s=60, lifetime_s=3600)
+    a.jars["v"] = dump_jar_of("a=1; Path=/")
+    await racing.save_vendor(a, "v", [])
+    assert interleaved.reads == 2  # read, lost the race, read again
+    final = await store.get(started.id)
+    assert final is not None
+    assert {c["name"]: c["value"] for c in final.jars["v"]} == {"a": "1", "b": "2"}
+
+
+async def test_each_request_stores_only_the_cookies_it_changed(store: SessionStore) -> None:
+    """Of one vendor's jar, a request stores its own changes (a new cookie, a new value, a
+    deletion) onto the jar as stored now; cookies it only carried are not put back over newer
+    ones another request stored."""
+    sessions = Sessions(store, idle_timeout_s=60, lifetime_s=3600)
+    started = await sessions.start(patron_key="pk", databases=frozenset({"v"}))
+    seed = await sessions.load(started.id)
+    assert seed is not None
+    seed.jars["v"] = dump_jar_of("keep=1; Path=/", "bye=1; Path=/", "lb=old; Path=/")
+    await sessions.save_vendor(seed, "v", [])
+    a = await sessions.load(started.id)
+    b = await sessions.load(started.id)
+    assert a is not None and b is not None
+    before = list(a.jars["v"])
+    b.jars["v"] = dump_jar_of("lb=new; Path=/", start=b.jars["v"])  # a load balancer's cookie
+    await sessions.save_vendor(b, "v", before)
+    a.jars["v"] = dump_jar_of("sid=s1; Path=/", "bye=; Path=/; Max-Age=0", start=a.jars["v"])
+    await sessions.save_vendor(a, "v", before)
+    final = await store.get(started.id)
+    assert final is not None
+    assert {c["name"]: c["value"] for c in final.jars["v"]} == {
+        "keep": "1",
+        "lb": "new",
+        "sid": "s1",
+    }
+
+
+async def test_an_amend_that_always_loses_the_race_gives_up_and_says_so(
+    store: SessionStore,
+) -> None:
+    """A write between every read and write: after AMEND_ATTEMPTS reads the change is dropped
+    (never written over the others') and IT sees an event naming no session."""
+    plain = Sessions(store, idle_timeout_s=60, lifetime_s=3600)
+    started = await plain.start(patron_key="pk", databases=frozenset({"v"}))
+    other = await plain.load(started.id)
+    assert other is not None
+
+    class Busy(_Interleaved):
+        async def get_versioned(self, session_id: str) -> tuple[Session, str] | None:
+            got = await super().get_versioned(session_id)
+            other.state["n"] = self.reads
+            await store.update(other, 30)
+            return got
+
+    busy = Busy(store, lambda: asyncio.sleep(0))
+    racing = Sessions(cast(SessionStore, busy), idle_timeout_s=60, lifetime_s=3600)
+    with capture_logs() as logs:
+        assert await racing.suspend(started.id, "limits") is False
+    assert busy.reads == AMEND_ATTEMPTS
+    final = await store.get(started.id)
+    assert final is not None and final.suspended == "" and final.state["n"] == AMEND_ATTEMPTS
+    assert [e["event"] for e in logs] == ["session_update_contended"]
+    assert started.id not in repr(logs) and storage_key(started.id) not in repr(logs)
 
 
 async def test_end_destroys_the_session(store: SessionStore) -> None:
