@@ -41,8 +41,9 @@ from typing import Any, TypeVar
 
 import ldap3
 import structlog
-from ldap3.core.exceptions import LDAPException
+from ldap3.core.exceptions import LDAPException, LDAPPasswordIsMandatoryError, LDAPSASLPrepError
 from ldap3.operation.search import parse_filter
+from ldap3.protocol.sasl.sasl import validate_simple_password
 from ldap3.utils.conv import escape_filter_chars
 
 from proxy.auth import Patron, check_credentials_shape, databases_for, patron_key
@@ -302,6 +303,13 @@ class LdapDirectory:
         card = username.strip()
         if not card:
             raise BadCredentials
+        try:
+            # ldap3 prepares every PIN for the bind (SASLprep, RFC 4013) and raises before
+            # sending one it cannot, or one that prepares to nothing: a wrong PIN (counted by
+            # the throttle), not a fault of the server.
+            validate_simple_password(password)
+        except (LDAPSASLPrepError, LDAPPasswordIsMandatoryError) as exc:
+            raise BadCredentials from exc
         outcome = await self._call("login", card, password)
         return Patron(
             key=patron_key(self._secret, "ldap", outcome.key),
@@ -616,15 +624,17 @@ class _Worker:
             raise _ServerFailed(f"search result {code}")
         return [e for e in conn.response or () if e.get("type") == "searchResEntry"]
 
-    def _find(self, conn: Any, card: str, *, eligible: bool) -> _Entry | None:
-        """The one entry whose filter matches the card number (and, when `eligible`, the
-        eligible_filter), or None (none, or ambiguous)."""
+    def _find(self, conn: Any, card: str) -> _Entry | None:
+        """The one entry whose filter matches the card number, or None (none, or ambiguous).
+        Two entries for one card (an old and a new one, say) are told apart by eligible_filter
+        when there is one."""
         d = self._d
         flt = _parenthesised(d.user_filter.replace("{username}", escape_filter_chars(card)))
-        if eligible and d.eligible_filter:
-            flt = f"(&{flt}{_parenthesised(d.eligible_filter)})"
         wanted = [d.key_attribute] + ([d.group_attribute] if d.group_attribute else [])
         found = self._search(conn, d.base_dn, flt, ldap3.SUBTREE, wanted)
+        if len(found) > 1 and d.eligible_filter:
+            flt = f"(&{flt}{_parenthesised(d.eligible_filter)})"
+            found = self._search(conn, d.base_dn, flt, ldap3.SUBTREE, wanted)
         if len(found) != 1:
             return None
         attrs = found[0].get("attributes") or {}
@@ -645,22 +655,28 @@ class _Worker:
     def _login_on(
         self, url: str, deadline: float, card: str, password: str
     ) -> tuple[_Entry, frozenset[str]]:
-        """(the patron's entry, the vendors whose ldap_filter it matches), or an AuthError."""
-        entry = self._as_service(url, deadline, lambda c: self._find(c, card, eligible=True))
-        eligible = entry is not None
-        if entry is None and self._d.eligible_filter:
-            entry = self._as_service(url, deadline, lambda c: self._find(c, card, eligible=False))
+        """(the patron's entry, the vendors whose ldap_filter it matches), or an AuthError.
+
+        Until the PIN has opened the entry, every card costs the same two round trips, one
+        search and one bind (an unknown card binds against the decoy entry), so the time of
+        an answer does not tell whether a card number exists. Eligibility is asked only
+        after the bind: without the PIN, it is nobody's business."""
+        entry = self._as_service(url, deadline, lambda c: self._find(c, card))
         if entry is None:
             self._pin_opens(url, deadline, self._decoy_dn, password)
             raise BadCredentials
         if not self._pin_opens(url, deadline, entry.dn, password):
             raise BadCredentials
+        dn, eligible_filter = entry.dn, self._d.eligible_filter
+
+        def after_bind(c: Any) -> tuple[bool, frozenset[str]]:
+            if eligible_filter and not self._matches(c, dn, _parenthesised(eligible_filter)):
+                return False, frozenset()
+            return True, self._vendor_filters_met(c, dn) if self._vendor_filters else frozenset()
+
+        eligible, matched = self._as_service(url, deadline, after_bind)
         if not eligible:
-            raise NotEligible  # said only now: without the PIN, eligibility is nobody's business
-        dn = entry.dn
-        matched = frozenset[str]()
-        if self._vendor_filters:
-            matched = self._as_service(url, deadline, lambda c: self._vendor_filters_met(c, dn))
+            raise NotEligible
         return entry, matched
 
     def _read_root_dse(self, conn: Any) -> None:

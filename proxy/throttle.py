@@ -1,4 +1,5 @@
-"""Login throttling: failed sign-ins limited per card number and per client address.
+"""Login throttling: failed sign-ins limited per card number and per client address (for IPv6,
+per /64: the block one client holds).
 
 Counters live in the session store (`SessionStore.incr`), so every proxy instance sharing a Redis
 enforces one limit. A counter is named by an HMAC of the card number or address under a key that
@@ -27,8 +28,10 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import math
 import time
+import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -57,7 +60,9 @@ class ThrottleSection:
     enabled: bool = doc("limit failed sign-ins per card number and per client address", True)
     card_limit: int = doc("failed sign-ins allowed per card number per window", 5)
     card_window_s: int = doc("length of a card window in seconds (must divide a day)", 900)
-    address_limit: int = doc("failed sign-ins allowed per client address per window", 20)
+    address_limit: int = doc(
+        "failed sign-ins allowed per client address (an IPv6 client's /64) per window", 20
+    )
     address_window_s: int = doc("length of an address window in seconds (must divide a day)", 900)
     # A frozen dataclass is immutable, so one shared default instance is safe.
     http: HttpLimits = doc("HTTP server limits ([throttle.http])", HttpLimits())  # noqa: RUF009
@@ -119,9 +124,25 @@ def counter_name(key: bytes, kind: str, value: str) -> str:
 
 
 def normal_card(username: str) -> str:
-    """The card number as the directory compares it (case- and space-insensitively), so spelling
-    variants of one card share one counter."""
-    return " ".join(username.split()).casefold()
+    """The card number as the directory compares it (case- and space-insensitively, and with
+    Unicode compatibility forms folded, NFKC, as LDAP's string preparation does: a fullwidth
+    two, U+FF12, is a 2), so spelling variants of one card share one counter."""
+    return " ".join(unicodedata.normalize("NFKC", username).split()).casefold()
+
+
+def address_bucket(address: str) -> str:
+    """What the address limit counts: an IPv4 address, or an IPv6 address's /64. One IPv6
+    client holds a whole /64 (RFC 4291 interface identifiers; SLAAC privacy addresses change
+    on their own), so counting single addresses would give it 2^64 counters."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 @dataclass(frozen=True)
@@ -167,7 +188,8 @@ class Throttle:
             w = Window.at(now, s.card_window_s)
             out.append((f"{counter_name(key, 'card', card)}:{w.index}", s.card_limit, w))
         w = Window.at(now, s.address_window_s)
-        out.append((f"{counter_name(key, 'addr', address)}:{w.index}", s.address_limit, w))
+        bucket = address_bucket(address)
+        out.append((f"{counter_name(key, 'addr', bucket)}:{w.index}", s.address_limit, w))
         return out
 
     async def _failures(self, name: str, window: Window, now: float) -> int:

@@ -590,3 +590,48 @@ async def test_start_tls_with_an_untrusted_certificate_is_unavailable(
     )
     with pytest.raises(DirectoryUnavailable):
         await d.authenticate(CANARY.uid, CANARY.password)
+
+
+# ------------------------------------------------------ what the time of an answer tells
+
+
+def _operations(worker: _Worker, order: list[str], card: str, pin: str) -> tuple[str, list[str]]:
+    """The outcome of one sign-in and the directory operations it took, in order."""
+    ops: list[str] = []
+    search, bind_as = worker._search, worker._bind_as
+
+    def counted_search(*a: Any, **k: Any) -> Any:
+        ops.append("search")
+        return search(*a, **k)
+
+    def counted_bind(*a: Any, **k: Any) -> Any:
+        ops.append("bind")
+        return bind_as(*a, **k)
+
+    worker._search, worker._bind_as = counted_search, counted_bind  # type: ignore[method-assign]
+    try:
+        outcome = worker.run("login", order, card, pin)
+    finally:
+        worker._search, worker._bind_as = search, bind_as  # type: ignore[method-assign]
+    return outcome.status, ops
+
+
+def test_every_card_costs_the_same_operations_until_the_pin_opens_it(
+    tmp_path: Path, slapd: Slapd
+) -> None:
+    """With an eligible_filter: a wrong PIN on an eligible card, on an ineligible one and on no
+    card at all take one search and one bind each, so the time of the refusal does not tell
+    whether the card exists (or whether it is eligible). Eligibility is asked after the bind."""
+    config = load_config(write_config(tmp_path, slapd, [OPEN_VENDOR]))
+    assert config.directory.eligible_filter
+    worker = _Worker(_Settings(config.directory, _service_password(config), None, ()))
+    order = [slapd.url]
+    worker.run("login", order, CANARY.uid, CANARY.password)  # the kept connections, opened
+    refusals = {
+        "eligible": _operations(worker, order, CANARY.uid, "wrong-pin"),
+        "ineligible": _operations(worker, order, EXPIRED.uid, "wrong-pin"),
+        "unknown": _operations(worker, order, "29999000999999", "wrong-pin"),
+    }
+    assert all(r == ("bad_credentials", ["search", "bind"]) for r in refusals.values()), refusals
+    status, ops = _operations(worker, order, EXPIRED.uid, EXPIRED.password)
+    assert status == "not_eligible" and ops[:2] == ["search", "bind"], ops
