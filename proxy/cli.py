@@ -113,6 +113,11 @@ def _serve_one(config: Config, *, reuse_port: bool) -> None:
         backlog=config.server.listen_backlog,
         print=None,
         handle_signals=True,
+        # A patron who leaves (closes the tab, reloads during a slow search) ends the request:
+        # its admission slots and vendor connection go back at once, not when the vendor has
+        # answered or upstream_timeout_s has passed (aiohttp's default keeps the handler going).
+        # The test server always cancels, so this is also what the tests run.
+        handler_cancellation=True,
         **server_limits(config),
     )
 

@@ -31,6 +31,7 @@ from proxy.hosts import HostMap
 from proxy.jar import cookie_header, dump_jar, load_jar, store_set_cookies
 from proxy.logs import get_logger
 from proxy.privacy import outbound_headers, response_headers
+from proxy.request_bodies import boundary, unmap_multipart
 from proxy.rewrite import (
     BodyDecoder,
     CorruptBody,
@@ -51,7 +52,19 @@ CHUNK = 64 * 1024
 # cut to CHUNK: every cut copied the rest of the read (a 256 KiB read was copied ~2.5 times).
 BODY_READ = 256 * 1024
 MAX_UNMAP_BODY = 1024 * 1024
+# Request bodies read whole (up to MAX_UNMAP_BODY) to map the proxy's URLs in them back; also
+# any `+json` type, and multipart forms (proxy.request_bodies).
+UNMAPPED_BODIES = frozenset({"application/x-www-form-urlencoded", "application/json"})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# Types a browser renders as a document that loads sub-resources and runs scripts: the tracker
+# shield's CSP goes on each (HTML, and SVG opened as a page, XML with an XHTML root, feeds …).
+SHIELDED_TYPES = HTML_TYPES | {"image/svg+xml", "application/xml", "text/xml"}
+
+
+def shielded(mt: str) -> bool:
+    return mt in SHIELDED_TYPES or mt.endswith("+xml")
+
+
 # Third-party counting keeps at most this many hosts and this much unscanned text per response.
 MAX_THIRD_PARTY = 256
 MAX_SCAN_CARRY = 4096
@@ -229,29 +242,37 @@ class Upstream:
     ) -> Any:
         if not request.body_exists:
             return None
-        ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        content_type = request.headers.get("Content-Type", "")
+        ctype = media_type(content_type)
         limit = vendor.limits.max_upload_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-        if self.rewriter is not None and ctype in (
-            "application/x-www-form-urlencoded",
-            "application/json",
-        ):
-            # Small form/JSON bodies are read whole so mapped URLs in them can be mapped back.
-            body = await request.content.read(MAX_UNMAP_BODY + 1)
-            if len(body) <= MAX_UNMAP_BODY:
-                body = self.rewriter.unmap_body(body, ctype)
-                out_headers["Content-Length"] = str(len(body))
-                return body
+        length = request.content_length
+        if length is not None and length > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+        rewriter = self.rewriter
+        if rewriter is None or length is None or length > MAX_UNMAP_BODY:
+            return request.content
+        if ctype == "multipart/form-data":
+            separator = boundary(content_type)
+            if separator is None:
+                return request.content
 
-            async def rest(first: bytes = body) -> Any:
-                yield first
-                async for chunk in request.content.iter_chunked(CHUNK):
-                    yield chunk
+            def unmap(body: bytes) -> bytes:
+                return unmap_multipart(body, separator, rewriter.unmap_bytes)
+        elif ctype in UNMAPPED_BODIES or ctype.endswith("+json"):
 
-            out_headers.popall("Content-Length", None)
-            return rest()
-        return request.content
+            def unmap(body: bytes) -> bytes:
+                return rewriter.unmap_body(body, ctype)
+        else:
+            return request.content
+        # Small form and JSON bodies are read whole (they arrive in as many pieces as the
+        # network makes of them) so mapped URLs in them can be mapped back.
+        try:
+            body = await request.content.readexactly(length)
+        except asyncio.IncompleteReadError as exc:
+            raise web.HTTPBadRequest(text="The request body ended early.") from exc
+        body = unmap(body)
+        out_headers["Content-Length"] = str(len(body))
+        return body
 
     async def forward(
         self, request: web.Request, vendor: VendorConfig, vendor_host: str, session: Session
@@ -279,12 +300,19 @@ class Upstream:
         resp = await self._send_with_jar(out, data)
         try:  # whatever fails from here (the vendor, the store, the patron leaving), resp is let go
             head = b""
-            if request.method in IDEMPOTENT:
-                head = await _peek(resp, adapter.expiry_peek_bytes())
+            # Sent again after a renewal only when it can be sent whole: without a body, or
+            # one read whole (a streamed upload is gone; its answer goes to the patron as it is).
+            if request.method in IDEMPOTENT and (data is None or isinstance(data, bytes)):
+                try:
+                    head = await _peek(resp, adapter.expiry_peek_bytes())
+                except TimeoutError as exc:
+                    raise VendorTimeout(vendor.id) from exc
+                except OSError as exc:
+                    raise VendorUnavailable(vendor.id) from exc
                 if await adapter.vendor_session_expired(out, resp.status, _decoded(resp, head)):
                     resp.release()
                     await adapter.renew(out)
-                    resp = await self._send_with_jar(out, None)
+                    resp = await self._send_with_jar(out, data)
                     head = b""
             if out.session_changed:
                 await self.sessions.save_vendor(session, vendor.id, before)
@@ -354,12 +382,14 @@ class Upstream:
         if rewriter is not None:
             rewrite_response_headers(rewriter, headers)
             decoder = self._body_decoder(resp, headers)
+            mt = media_type(ctype)
             csp = None
-            if media_type(ctype) in HTML_TYPES:
+            if shielded(mt):
                 csp = rewriter.shield_csp(vendor.id, vendor.third_party == "allow")
             if csp:
                 headers.add("Content-Security-Policy", csp)
-                if decoder is not None and has_body:
+                # Counted on HTML, whose attributes the count reads.
+                if decoder is not None and has_body and mt in HTML_TYPES:
                     third_party = _ThirdPartyCount(rewriter)
 
         if resp.status == 304:
@@ -445,13 +475,7 @@ async def _peek(resp: VendorResponse, limit: int) -> bytes:
         ("text/", "application/json", "application/xhtml")
     ):
         return b""
-    head = b""
-    while len(head) < limit:
-        piece = await resp.content.read(limit - len(head))
-        if not piece:
-            break
-        head += piece
-    return head
+    return await resp.content.read_up_to(limit)
 
 
 def _decoded(resp: VendorResponse, head: bytes) -> bytes:

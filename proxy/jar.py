@@ -48,9 +48,17 @@ class _Response:
 
 
 def _policy() -> http.cookiejar.DefaultCookiePolicy:
-    # Strict domain rules: a vendor cannot set cookies for a bare TLD or an unrelated domain.
-    return http.cookiejar.DefaultCookiePolicy(
-        strict_ns_domain=http.cookiejar.DefaultCookiePolicy.DomainStrict
+    # Domain rules as RFC 6265 5.3 has them: a vendor cannot set cookies for a bare TLD, a
+    # country's registry (`.co.uk`: strict_domain) or an unrelated domain, and a Domain cookie
+    # is only ever sent to that domain and its subdomains. Not DomainStrict: it includes
+    # DomainStrictNoDots, which drops a cookie for `.ebscohost.com` set by `web.b.ebscohost.com`
+    # (a dot in the part before the domain), and with it the vendor session of a platform that
+    # serves from deep hosts. (A jar is one vendor's: its cookies only ever go to that vendor's
+    # configured hosts, whatever Domain they name.)
+    policy = http.cookiejar.DefaultCookiePolicy
+    return policy(
+        strict_domain=True,
+        strict_ns_domain=policy.DomainStrictNonDomain | policy.DomainRFC2965Match,
     )
 
 

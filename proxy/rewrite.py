@@ -644,6 +644,10 @@ class Rewriter:
         """Every mapped-host URL in `value` (plain, percent- or form-encoded) back to the vendor's."""
         return self._unmapper.unmap_text(value)
 
+    def unmap_bytes(self, data: bytes) -> bytes:
+        """Mapped URLs in `data` (a field of a multipart form, say) mapped back."""
+        return self._unmapper.unmap_bytes(data)
+
     def unmap_body(self, data: bytes, content_type: str | None) -> bytes:
         """Mapped URLs in a form or JSON request body mapped back; other bodies unchanged."""
         mt = media_type(content_type)

@@ -145,6 +145,19 @@ class ResponseBody:
             self._conn.resume()
         return first
 
+    async def read_up_to(self, limit: int) -> bytes:
+        """The first `limit` bytes of the body, or all of it when shorter: `read` answers with
+        what has arrived, and a body comes in as many pieces as the network makes of it."""
+        parts: list[bytes] = []
+        size = 0
+        while size < limit:
+            piece = await self.read(limit - size)
+            if not piece:
+                break
+            parts.append(piece)
+            size += len(piece)
+        return b"".join(parts)
+
     async def iter_chunked(self, n: int) -> collections.abc.AsyncIterator[bytes]:
         while True:
             chunk = await self.read(n)

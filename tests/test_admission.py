@@ -257,3 +257,57 @@ def test_admission_settings_out_of_range_name_their_file_and_key(
     found = [(p.file, p.key) for p in exc.value.problems]
     expected_file = "v.toml" if vendor else "proxy.toml"
     assert any(k == key and f.endswith(expected_file) for f, k in found), found
+
+
+async def test_a_patron_who_leaves_gives_the_slot_back_at_once(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any
+) -> None:
+    """`weston-proxy serve` itself (aiohttp's test server always cancels a handler whose patron
+    left; `web.run_app` does not unless told): a patron who closes the tab during a slow search
+    gives its slots back at once, not after the vendor's answer or upstream_timeout_s."""
+    from tests.test_scale_out import serve
+
+    vendor = await vendor_factory(VENDOR_HOST)
+    answer = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.wait_for(answer.wait(), 30)
+        return web.Response(text="late")
+
+    vendor.routes["/slow"] = slow
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={"one": vendor_toml("one", vendor)},
+    )
+    served = await serve(cfg)
+    try:
+        d = served.driver
+        assert (await d.login(CANARY.uid, CANARY.password)).status == 303
+
+        async def in_flight() -> float:
+            text = await (await d.own("GET", "/metrics")).text()
+            line = 'weston_proxy_in_flight{vendor="one"} '
+            return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith(line))
+
+        async def until(value: float) -> float:
+            for _ in range(50):
+                if (now := await in_flight()) == value:
+                    return now
+                await asyncio.sleep(0.1)
+            return await in_flight()
+
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        cookie = f"{d.config.server.cookie_name}={d.session_id()}"
+        writer.write(
+            f"GET /slow HTTP/1.1\r\nHost: {d.mapped(VENDOR_HOST)}\r\nCookie: {cookie}\r\n\r\n"
+            .encode()
+        )  # fmt: skip
+        await writer.drain()
+        assert await until(1) == 1  # at the vendor
+        writer.close()
+        assert await until(0) == 0, "the slot stayed taken after the patron left"
+    finally:
+        answer.set()
+        await served.stop()

@@ -23,6 +23,7 @@ from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_t
 WWW = "www.vendor-one.test"
 CDN = "cdn.vendor-one.test"
 TWO = "www.vendor-two.test"
+DEEP = "web.b.vendor-one.test"
 SET_COOKIES = (
     "vsid=S1; Domain=vendor-one.test; Path=/; Max-Age=3600; HttpOnly",
     "pref=host-only; Path=/; Max-Age=3600",
@@ -105,6 +106,24 @@ async def test_parent_domain_cookie_reaches_the_other_vendor_host(setup: Any) ->
     await visit(driver, CDN, "/account/img.png")
     assert vendor.requests[-1].host == CDN
     assert cookies_received(vendor) == {"vsid": "S1"}
+
+
+async def test_parent_domain_cookie_set_by_a_deeper_host_is_kept(setup: Any) -> None:
+    """Platforms serve from hosts like `web.b.ebscohost.com` and scope their session cookie to
+    `Domain=.ebscohost.com` (RFC 6265 5.3 accepts it); the jar keeps it for every host."""
+    driver, vendor = setup
+
+    async def deep_set(request: web.Request) -> web.StreamResponse:
+        resp = web.Response(text="<p>session started</p>", content_type="text/html")
+        resp.headers.add("Set-Cookie", "deep=D1; Domain=vendor-one.test; Path=/; Max-Age=3600")
+        return resp
+
+    vendor.routes["/deep-start"] = deep_set
+    await visit(driver, DEEP, "/deep-start")
+    await visit(driver, DEEP, "/results")
+    assert cookies_received(vendor) == {"deep": "D1"}
+    await visit(driver, WWW, "/search")
+    assert cookies_received(vendor) == {"deep": "D1"}
 
 
 async def test_browser_cookies_on_the_vendor_host_are_not_forwarded(setup: Any) -> None:
@@ -228,3 +247,20 @@ def test_merge_keeps_this_requests_deletion() -> None:
     before = _dumped("a=1; Path=/", "c=3; Path=/")
     ours = _dumped("c=; Path=/; Max-Age=0", start=before)
     assert _names(merged_jar(before, before, ours)) == {"a": "1"}
+
+
+@pytest.mark.parametrize(
+    ("url", "set_cookie", "kept"),
+    [
+        ("https://web.b.ebscohost.com/x", "a=1; Domain=.ebscohost.com; Path=/", ".ebscohost.com"),
+        ("https://a.b.vendor.test/x", "a=1; Domain=b.vendor.test; Path=/", ".b.vendor.test"),
+        ("https://www.vendor.co.uk/x", "a=1; Domain=vendor.co.uk; Path=/", ".vendor.co.uk"),
+        ("https://www.vendor.co.uk/x", "a=1; Domain=co.uk; Path=/", None),  # a registry
+        ("https://www.vendor.test/x", "a=1; Domain=test; Path=/", None),  # a bare TLD
+        ("https://www.vendor.test/x", "a=1; Domain=other.test; Path=/", None),  # not its own
+    ],
+)
+def test_domain_cookies_as_rfc_6265_has_them(url: str, set_cookie: str, kept: str | None) -> None:
+    jar = load_jar([])
+    store_set_cookies(jar, url, [set_cookie])
+    assert [c.domain for c in jar] == ([kept] if kept else [])

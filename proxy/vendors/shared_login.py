@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.config import SharedLogin, VendorConfig
+from proxy.errors import VendorTimeout, VendorUnavailable
 from proxy.jar import dump_jar, load_jar, store_set_cookies
 from proxy.logs import get_logger
 from proxy.secrets_ import SecretError, read_secret_file
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 _STATE_KEY = "shared_login"
 # Vendors' "please sign in" pages are small; the phrase is expected near the top.
 EXPIRY_PEEK_BYTES = 32 * 1024
+# How much of the vendor's answer to a login is searched for `success_text`.
+LOGIN_PAGE_BYTES = 256 * 1024
 # How long a finished login's cookies serve requests that went out without them (the requests of
 # one page arrive within seconds).
 LOGIN_REUSE_S = 10.0
@@ -163,7 +166,12 @@ class SharedLoginAdapter(VendorAdapter):
             self.vendor, "POST", login_url, headers, urlencode(fields).encode()
         )
         try:
-            body = await resp.content.read(256 * 1024)
+            try:
+                body = await resp.content.read_up_to(LOGIN_PAGE_BYTES)
+            except TimeoutError as exc:
+                raise VendorTimeout(self.vendor.id) from exc
+            except OSError as exc:
+                raise VendorUnavailable(self.vendor.id) from exc
             store_set_cookies(jar, str(login_url), resp.headers.getall("Set-Cookie", []))
             ok = resp.status < 400 and (not sl.success_text or sl.success_text.encode() in body)
         finally:
