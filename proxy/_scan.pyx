@@ -104,13 +104,26 @@ cdef inline Py_ssize_t _colon_len(const unsigned char* p, Py_ssize_t n, Py_ssize
     return 0
 
 
+cdef inline bint _is_u002f(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """`u002f` (any case) at i: the unicode escape of `/` after its backslash."""
+    return (
+        _low(_at(p, n, i)) == 117
+        and _at(p, n, i + 1) == 48
+        and _at(p, n, i + 2) == 48
+        and _at(p, n, i + 3) == 50
+        and _low(_at(p, n, i + 4)) == 102
+    )
+
+
 cdef inline Py_ssize_t _slash_len(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
-    """SLASH at i (`/`, `\\/`, `%2f`, `%252f`, any case): its length, or 0."""
+    """SLASH at i (`/`, `\\/`, `%2f`, `%252f`, `\\u002f`, any case): its length, or 0."""
     cdef unsigned char c = _at(p, n, i)
     if c == 47:
         return 1
     if c == 92:
-        return 2 if _at(p, n, i + 1) == 47 else 0
+        if _at(p, n, i + 1) == 47:
+            return 2
+        return 6 if _is_u002f(p, n, i + 1) else 0
     if c == 37 and _at(p, n, i + 1) == 50:
         if _low(_at(p, n, i + 2)) == 102:
             return 3
@@ -135,9 +148,9 @@ cdef Py_ssize_t _full_match(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) 
 
     Absolute: `h` (any case) not after [a-zA-Z0-9+.-], `ttp`, `s`?, a COLON, a SLASH twice in the
     same spelling, the host, then the same COLON and 1-5 digits if they follow. Protocol-relative:
-    `//` or `\\/\\/` not after [a-zA-Z0-9_:/], the host, then `:` and 1-5 digits if they follow.
-    The alternatives of each group differ in their first bytes, so the first that fits is the only
-    one: no backtracking to mirror."""
+    `//`, `\\/\\/` or `\\u002f\\u002f` (any case) not after [a-zA-Z0-9_:/], the host, then `:` and
+    1-5 digits if they follow. The alternatives of each group differ in their first two bytes, so
+    the first that fits is the only one: no backtracking to mirror."""
     cdef Py_ssize_t j, colon_at, colon_len, slash_len, end, digits
     cdef unsigned char c = p[i]
     if c == 104 or c == 72:
@@ -177,10 +190,14 @@ cdef Py_ssize_t _full_match(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) 
         if _at(p, n, i + 1) != 47:
             return -1
         j = i + 2
-    else:  # `\\/\\/`
-        if not (_at(p, n, i + 1) == 47 and _at(p, n, i + 2) == 92 and _at(p, n, i + 3) == 47):
+    elif _at(p, n, i + 1) == 47:  # `\\/\\/`
+        if not (_at(p, n, i + 2) == 92 and _at(p, n, i + 3) == 47):
             return -1
         j = i + 4
+    else:  # `\\u002f\\u002f`
+        if not (_is_u002f(p, n, i + 1) and _at(p, n, i + 6) == 92 and _is_u002f(p, n, i + 7)):
+            return -1
+        j = i + 12
     end = _host_end(p, n, j)
     if end < 0:
         return -1

@@ -2,10 +2,12 @@
 
 One `Rewriter` is built per config; it holds one compiled bytes regex that finds every URL form
 vendors write: `https://host`, `http://host`, protocol-relative `//host`, percent-encoded
-`https%3A%2F%2Fhost` (and double-encoded `%253A%252F`), and JSON-escaped `https:\\/\\/host`. A found
-host is rewritten only when `HostMap.vendor_for_host` accepts it, and the match is whole-host
-(`www.my-db.com.evil.org` and `notwww.my-db.com` are not `www.my-db.com`). A bare host without a
-scheme or `//` is never touched: it is indistinguishable from text.
+`https%3A%2F%2Fhost` (and double-encoded `%253A%252F`), JSON-escaped `https:\\/\\/host` and
+`\\/\\/host`, and unicode-escaped `https:\\u002F\\u002Fhost` and `\\u002F\\u002Fhost` (JSON and
+JavaScript's `/`, which devalue in Nuxt and SvelteKit and serialize-javascript write for every
+slash). A found host is rewritten only when `HostMap.vendor_for_host` accepts it, and the match
+is whole-host (`www.my-db.com.evil.org` and `notwww.my-db.com` are not `www.my-db.com`). A bare
+host without a scheme or `//` is never touched: it is indistinguishable from text.
 
 Speed (hand-written because no library rewrites URLs with these rules): the body is cut after
 bytes no URL contains (quotes, `<`, `>`, spaces), and each piece is rewritten by one compiled
@@ -19,7 +21,7 @@ Choices worth knowing:
 - An explicit vendor port (`https://host:8443/`) is dropped from the mapped URL: the mapped host
   says which vendor host is meant and the forwarder knows the vendor's origin (and `connect_to`).
 - Absolute URLs take the proxy's public scheme; protocol-relative ones stay protocol-relative;
-  percent-encoded and JSON-escaped URLs keep their encoding.
+  percent-encoded and escaped URLs keep their encoding, each separator spelled as it was.
 - Bodies are rewritten as bytes for ASCII-compatible charsets (UTF-8 and single-byte ones). Other
   charsets (UTF-16/32, Shift_JIS, ISO-2022 …) are decoded and re-encoded incrementally
   (`rewrite_headers.Transcoded`).
@@ -78,7 +80,9 @@ _REWRITABLE_TYPES = frozenset(
 
 # The URL forms, as regex pieces. Hosts are matched generously and judged by HostMap afterwards.
 COLON = rb":|%3a|%253a"
-SLASH = rb"/|\\/|%2f|%252f"
+# `\u002f` is JSON's and JavaScript's escape of `/`. Like every spelling here it is matched in any
+# case (`\U002F` is no escape, but mapping one changes no URL a browser would follow).
+SLASH = rb"/|\\/|%2f|%252f|\\u002f"
 # A dot belongs to the host only when a label follows it, so "see https://x.com." keeps its period.
 # The final lookahead makes the match whole-host: no shorter prefix of a longer name can match.
 HOST_END = rb"(?![a-z0-9_\-]|\.[a-z0-9_\-])"
@@ -125,21 +129,24 @@ def _finds(text: bytes, literal: bytes, limit: int = -1) -> list[int]:
 
 # Percent signs looked at one by one before the percent-encoded forms are searched for instead.
 _PERCENT_SCAN = 64
+# Backslashes looked at one by one before the escaped forms are searched for instead.
+_BACKSLASH_SCAN = 64
 
 
 def _spots(data: bytes, lower: bytes, other_case: bool, limit: int) -> list[int] | None:
     """Where `data` holds what the two literal-led passes cannot handle, unsorted; None when that
     is more than `limit` places (the full scan of the whole text is then cheaper).
 
-    Those are a JSON-escaped `\\/`, a percent-encoded `:` (also double-encoded, or `:` before an
-    encoded `/`), `//http`, which the one scan takes as a protocol-relative URL to the host
-    "http…", and `http` in another case. No cut byte occurs in any of them, so each lies whole
-    inside one piece. `bytes.count` and multi-byte `find` read ~1.3 GB/s, a one-byte `find` is
-    memchr: the escaped and percent forms are looked for only where their first byte occurs.
+    Those are a JSON-escaped `\\/`, a unicode-escaped `\\u002f` (any case), a percent-encoded
+    `:` (also double-encoded, or `:` before an encoded `/`), `//http`, which the one scan takes as
+    a protocol-relative URL to the host "http…", and `http` in another case. No cut byte occurs in
+    any of them, so each lies whole inside one piece. `bytes.count` and multi-byte `find` read
+    ~1.3 GB/s, a one-byte `find` is memchr: the escaped and percent forms are looked for only
+    where their first byte occurs.
     """
     out: list[int] = []
     if b"\\" in data:
-        out += _finds(data, b"\\/", limit + 1)
+        out += _escape_spots(data, lower, limit + 1)
     if b"%" in data:
         out += _percent_spots(data, lower, limit + 1 - len(out))
     if len(out) <= limit:
@@ -147,6 +154,23 @@ def _spots(data: bytes, lower: bytes, other_case: bool, limit: int) -> list[int]
     if other_case and len(out) <= limit:  # where lower-cased text has `http` and the text does not
         out += [at for at in _finds(lower, b"http") if data[at : at + 4] != b"http"]
     return None if len(out) > limit else out
+
+
+def _escape_spots(data: bytes, lower: bytes, limit: int) -> list[int]:
+    """The escaped spots (`\\/`, `\\u002f`), at most about `limit` of them."""
+    out: list[int] = []
+    at = data.find(b"\\")
+    for _ in range(_BACKSLASH_SCAN):
+        if at == -1 or len(out) >= limit:
+            return out
+        if lower.startswith((b"\\/", b"\\u002f"), at):
+            out.append(at)
+        at = data.find(b"\\", at + 1)
+    # Many backslashes (a script's `\\n`s, regexes): the literal searches read the text once each.
+    out = []
+    for literal in (b"\\/", b"\\u002f"):
+        out += _finds(lower, literal, max(0, limit - len(out)))
+    return out
 
 
 def _percent_spots(data: bytes, lower: bytes, limit: int) -> list[int]:
@@ -175,8 +199,8 @@ def url_pattern(host: bytes) -> bytes:
         rb"(?=[h/\\])(?:(?<![a-z0-9+.\-])(?P<scheme>https?)(?P<colon>" + COLON + rb")"
         rb"(?P<slash>" + SLASH + rb")(?P=slash)(?P<host>" + host + rb")"
         rb"(?:(?P=colon)(?P<port>[0-9]{1,5})" + PORT_END + rb")?"
-        # `//host`, but not the `//` of another scheme (`ftp://`) or of a path (`a//b`).
-        rb"|(?<![\w:/])(?P<rel>//|\\/\\/)(?P<rhost>" + host + rb")"
+        # `//host` (or escaped), but not the `//` of another scheme (`ftp://`) or a path (`a//b`).
+        rb"|(?<![\w:/])(?P<rel>//|\\/\\/|\\u002f\\u002f)(?P<rhost>" + host + rb")"
         rb"(?::(?P<rport>[0-9]{1,5})" + PORT_END + rb")?)"
     )
 
@@ -198,7 +222,7 @@ def scan_pattern(host: bytes) -> bytes:
         + rb"(?:(?P=colon)[0-9]{1,5}"
         + PORT_END
         + rb")?"
-        rb"|(?<![\w:/][/\\])(?:(?<=/)/|(?<=\\)/\\/)"
+        rb"|(?<![\w:/][/\\])(?:(?<=/)/|(?<=\\)(?:/\\/|u002f\\u002f))"
         + host
         + rb"(?::[0-9]{1,5}"
         + PORT_END
@@ -383,7 +407,7 @@ class _Unmapper:
         if not absolute:
             return m.group("rel") + netloc
         vendor_scheme = (origin.scheme if origin is not None else "https").encode("ascii")
-        return vendor_scheme + colon + m.group("slash") * 2 + netloc
+        return vendor_scheme + m.string[m.start("colon") : m.start("host")] + netloc
 
     def unmap_bytes(self, data: bytes) -> bytes:
         return self._re.sub(self._replace, data)
@@ -458,8 +482,9 @@ class Rewriter:
         if mapped is None:
             return matched
         if absolute:
-            colon, slash = m.group("colon"), m.group("slash")
-            head = self._public_scheme + colon + slash + slash
+            # Colon and slashes as written (`\\u002F\\u002f` stays so); the port takes the colon's.
+            colon = m.group("colon")
+            head = self._public_scheme + matched[m.start("colon") : m.start("host")]
         else:
             colon, head = b":", m.group("rel")
         port = colon + self._public_port if self._public_port else b""
@@ -641,7 +666,8 @@ class Rewriter:
     # ----------------------------------------------------------------------------- request side
 
     def unmap_url(self, value: str) -> str:
-        """Every mapped-host URL in `value` (plain, percent- or form-encoded) back to the vendor's."""
+        """Every mapped-host URL in `value` (plain, percent- or form-encoded, escaped) back to the
+        vendor's, each separator spelled as it was."""
         return self._unmapper.unmap_text(value)
 
     def unmap_bytes(self, data: bytes) -> bytes:

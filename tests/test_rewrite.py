@@ -9,6 +9,7 @@ import zlib
 import brotli
 import pytest
 
+from proxy import rewrite_headers
 from proxy.config import RewriteRule
 from proxy.hosts import HostMap
 from proxy.rewrite import (
@@ -47,6 +48,8 @@ SAMPLE = b"""<!DOCTYPE html>
   window.__CONFIG__ = {"api":"https:\\/\\/search.ebscohost.com\\/api\\/v1","cdn":"\\/\\/static.my-db.com\\/x",
     "login":"https://www.my-db.com/login?returnUrl=https%3A%2F%2Fwww.my-db.com%2Fsearch%3Fq%3Dcats",
     "lookalike":"https://www.my-db.com.evil.org/steal","other":"https://notwww.my-db.com/"};
+  window.__NUXT__ = {"record":"https:\\u002F\\u002Fwww.my-db.com\\u002Frecord\\u002F1",
+    "cdn":"\\u002f\\u002fstatic.my-db.com\\u002fimg.png"};
   var img = "http://www.my-db.com:8443/pic.jpg"; // explicit vendor port
 </script>
 </head>
@@ -64,10 +67,11 @@ SAMPLE = b"""<!DOCTYPE html>
 <p>Mirror: https://www.my-db.com.evil.org/ and notwww.my-db.com and ftp://www.my-db.com/file.</p>
 </body></html>
 """
-# Whole-host occurrence of a configured host (not part of a longer name).
+# Whole-host occurrence of a configured host (not part of a longer name), also after `\u002F`.
 ORIGINAL_HOST = re.compile(
-    rb"(?<![a-z0-9.\-])(?:www\.my-db\.com|static\.my-db\.com|search\.ebscohost\.com|"
-    rb"img\.cdn\.ebscohost\.com)(?![a-z0-9\-]|\.[a-z0-9])",
+    rb"(?:(?<![a-z0-9.\-])|(?<=\\u002f))"
+    rb"(?:www\.my-db\.com|static\.my-db\.com|search\.ebscohost\.com|img\.cdn\.ebscohost\.com)"
+    rb"(?![a-z0-9\-]|\.[a-z0-9])",
     re.IGNORECASE,
 )
 
@@ -116,6 +120,8 @@ def _html(rw: Rewriter, data: bytes = SAMPLE) -> bytes:
         b'src="https://www-my--db-com.proxy.lib.org/js/app.js?v=3"',
         b'"https:\\/\\/search-ebscohost-com.proxy.lib.org\\/api\\/v1"',
         b'"\\/\\/static-my--db-com.proxy.lib.org\\/x"',
+        b'"https:\\u002F\\u002Fwww-my--db-com.proxy.lib.org\\u002Frecord\\u002F1"',
+        b'"\\u002f\\u002fstatic-my--db-com.proxy.lib.org\\u002fimg.png"',
         b"returnUrl=https%3A%2F%2Fwww-my--db-com.proxy.lib.org%2Fsearch%3Fq%3Dcats",
         b'"https://www-my--db-com.proxy.lib.org/pic.jpg"',
         b'background="https://img-cdn-ebscohost-com.proxy.lib.org/body.jpg"',
@@ -180,6 +186,62 @@ def test_double_percent_encoded_url_is_mapped(rw: Rewriter) -> None:
 
 def test_scheme_glued_to_a_word_is_not_a_url(rw: Rewriter) -> None:
     assert rw.rewrite_text("xhttps://www.my-db.com/") == "xhttps://www.my-db.com/"
+
+
+# State that devalue (Nuxt, SvelteKit) and serialize-javascript embed in a page for its app.
+NUXT_STATE = (
+    b'<script>window.__NUXT__={"record":"https:\\u002F\\u002Fwww.my-db.com\\u002Frecord\\u002F1",'
+    b'"cdn":"\\u002F\\u002Fwww.my-db.com\\u002Fimg.png"}</script>'
+)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+@pytest.mark.parametrize(
+    "content_type", ["text/html", "application/json", "application/javascript"]
+)
+def test_unicode_escaped_urls_are_mapped_keeping_their_escapes(
+    rw: Rewriter, content_type: str, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`\\u002F` is JSON's and JavaScript's `/`; serialisers write it for every slash, and the app
+    then navigates or fetches with the URL. Left unmapped it sends the patron to the vendor
+    directly. Absolute and protocol-relative, on the compiled scan and the Python passes."""
+    if not compiled:
+        monkeypatch.setattr(rewrite_headers, "compiled_scan", None)
+    out = rw.rewrite_body("mydb", content_type, "utf-8", NUXT_STATE)
+    assert out == NUXT_STATE.replace(b"www.my-db.com", b"www-my--db-com.proxy.lib.org")
+
+
+def test_each_unicode_escape_keeps_its_case(rw: Rewriter) -> None:
+    text = 'a="https:\\u002f\\u002Fwww.my-db.com\\u002f" b="\\u002f\\u002Fstatic.my-db.com"'
+    assert rw.rewrite_text(text) == (
+        'a="https:\\u002f\\u002Fwww-my--db-com.proxy.lib.org\\u002f" '
+        'b="\\u002f\\u002Fstatic-my--db-com.proxy.lib.org"'
+    )
+
+
+def test_unicode_escaped_urls_take_the_public_port(rw_port: Rewriter) -> None:
+    text = '"https:\\u002F\\u002Fwww.my-db.com:444\\u002Fx" "\\u002F\\u002Fstatic.my-db.com:444"'
+    assert rw_port.rewrite_text(text) == (
+        '"https:\\u002F\\u002Fwww-my--db-com.proxy.lib.org:8443\\u002Fx" '
+        '"\\u002F\\u002Fstatic-my--db-com.proxy.lib.org:8443"'
+    )
+
+
+@pytest.mark.parametrize(
+    "untouched",
+    [
+        '"ftp:\\u002F\\u002Fwww.my-db.com"',  # another scheme
+        '"a\\u002F\\u002Fwww.my-db.com"',  # a path
+        '"https:\\u002F\\u002Fwww.my-db.com.evil.org"',
+        '"https:\\u002F/www.my-db.com"',  # two spellings of the slash
+        '"https:\\u002E\\u002Ewww.my-db.com"',  # not a slash
+        '"https:\\u002F\\u002F\\u002Fwww.my-db.com"',
+        '"\\u002Fwww.my-db.com"',
+        '"https:\\\\u002F\\\\u002Fwww.my-db.com"',
+    ],
+)
+def test_unicode_escaped_lookalikes_are_left_alone(rw: Rewriter, untouched: str) -> None:
+    assert rw.rewrite_text(untouched) == untouched
 
 
 # ---------------------------------------------------------------------------- streaming
@@ -534,6 +596,22 @@ def test_unmap_body_handles_form_and_json(rw: Rewriter) -> None:
     body = b'{"u":"https:\\/\\/www-my--db-com.proxy.lib.org\\/r"}'
     assert rw.unmap_body(body, "application/json; charset=utf-8") == (
         b'{"u":"https:\\/\\/www.my-db.com\\/r"}'
+    )
+
+
+def test_unmap_restores_unicode_escaped_urls_in_a_query_and_a_json_body(rw: Rewriter) -> None:
+    """A client app sends back the escaped URLs it was given: in a query (a browser's URL
+    parser leaves `\\` raw there) and in a JSON body, each keeping its escapes."""
+    query = (
+        "next=https:\\u002F\\u002Fwww-my--db-com.proxy.lib.org\\u002Fr"
+        "&c=\\u002f\\u002fstatic-my--db-com.proxy.lib.org"
+    )
+    assert rw.unmap_url(query) == (
+        "next=https:\\u002F\\u002Fwww.my-db.com\\u002Fr&c=\\u002f\\u002fstatic.my-db.com"
+    )
+    body = b'{"u":"https:\\u002F\\u002fwww-my--db-com.proxy.lib.org\\u002Fr"}'
+    assert rw.unmap_body(body, "application/json") == (
+        b'{"u":"https:\\u002F\\u002fwww.my-db.com\\u002Fr"}'
     )
 
 

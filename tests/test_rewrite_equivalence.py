@@ -25,7 +25,8 @@ TOKENS = [
     "wild.test", "vendor.test", "evil.org", "www.vendor.test.evil.org", "notwww.vendor.test",
     "secret.wild.test", "a.deep.wild.test", "deep.wild.test", "a-b.wild.test", "a..wild.test",
     ".", "-", "_", "+", "8443", ":99", ":080", "0", '"', "<", ">", " ", "\n", "'", "=", "?", "#",
-    "x", "abc", "<a href=\"", "\">", "\\u002F",
+    "x", "abc", "<a href=\"", "\">", "\\u002F", "\\u002f", "\\U002F", "\\u002", "u002F", "\\u002E",
+    "\\u", "\\\\u002F",
 ]  # fmt: skip
 
 
@@ -68,7 +69,15 @@ def reference(rw: Rewriter, data: bytes) -> bytes:
 URLS = [
     f"{scheme}{colon}{slash}{slash}{host}{port}"
     for scheme in ("https", "http", "HTTP")
-    for colon, slash in ((":", "/"), (":", "\\/"), ("%3A", "%2F"), ("%253a", "%252f"), (":", "%2F"))
+    for colon, slash in (
+        (":", "/"),
+        (":", "\\/"),
+        ("%3A", "%2F"),
+        ("%253a", "%252f"),
+        (":", "%2F"),
+        (":", "\\u002F"),
+        (":", "\\u002f"),
+    )
     for host in (
         "www.vendor.test",
         "Cdn.Vendor.test",
@@ -77,7 +86,11 @@ URLS = [
         "s.deep.wild.test",
     )
     for port in ("", ":8443")
-] + [f"{rel}{host}" for rel in ("//", "\\/\\/") for host in ("www.vendor.test", "a.wild.test")]
+] + [
+    f"{rel}{host}"
+    for rel in ("//", "\\/\\/", "\\u002F\\u002F", "\\u002f\\u002F")
+    for host in ("www.vendor.test", "a.wild.test")
+]
 
 
 def generated(rng: random.Random, n: int) -> bytes:
@@ -93,7 +106,7 @@ def test_one_shot_matches_the_reference_on_generated_text(rw: Rewriter) -> None:
     for _ in range(20_000):
         data = generated(rng, rng.randint(1, 14))
         assert rw.rewrite_bytes(data) == reference(rw, data), data
-        fast_path_used += b"\\/" not in data and b"%" not in data and b"HTTP" not in data.upper()
+        fast_path_used += b"\\" not in data and b"%" not in data and b"HTTP" not in data.upper()
     assert fast_path_used > 1000  # the literal-led passes were really exercised
 
 
@@ -111,7 +124,7 @@ def test_long_text_cut_around_escaped_urls_and_capitals_matches_the_reference(
 
 PLAIN_URLS = [u for u in URLS if "%" not in u and "\\" not in u and "HTTP" not in u]
 PLAIN_TOKENS = [
-    t for t in TOKENS if t.lower() not in {"http", "https", "\\/", "\\"} and "%" not in t
+    t for t in TOKENS if t.lower() not in {"http", "https"} and "%" not in t and "\\" not in t
 ]
 
 
@@ -123,7 +136,16 @@ def plain_parts(rng: random.Random) -> list[str]:
     ]
 
 
-SPOTS = ["https:\\/\\/www.vendor.test", "https%3A%2F%2Fcdn.vendor.test", "%253a", "\\/", "//https"]
+SPOTS = [
+    "https:\\/\\/www.vendor.test",
+    "https%3A%2F%2Fcdn.vendor.test",
+    "%253a",
+    "\\/",
+    "//https",
+    "https:\\u002F\\u002Fwww.vendor.test",
+    "\\u002f\\u002Fa.wild.test",
+    "\\U002F",
+]
 
 
 def test_long_plain_text_with_sparse_escaped_urls_matches_the_reference(rw: Rewriter) -> None:
@@ -181,6 +203,31 @@ def test_plain_text_with_percent_signs_and_sparse_encoded_urls_matches_the_refer
         assert rw.rewrite_bytes(data) == reference(rw, data), data
 
 
+def test_plain_text_with_backslashes_and_sparse_escaped_urls_matches_the_reference(
+    rw: Rewriter,
+) -> None:
+    """Backslashes that escape no slash (a script's `\\n`, `\\d`, `\\u00e9`) among sparse escaped
+    URLs: with few of them each is looked at, with many (past _BACKSLASH_SCAN) the escaped forms
+    are searched for instead; both must find every spot the one scan handles differently."""
+    rng = random.Random(31)
+    backslashes = ["\\n", "\\d+", "\\\\", "\\u00e9", "\\u002", "\\u002E", "a\\", "\\U002F"]
+    escaped = [
+        "https:\\u002F\\u002Fcdn.vendor.test",
+        "http:\\u002f\\u002fwww.vendor.test",
+        "\\u002F\\u002Fa.wild.test",
+        "https:\\/\\/www.vendor.test",
+        "\\/\\/a.wild.test",
+    ]
+    for _ in range(300):
+        parts = plain_parts(rng)
+        for _ in range(rng.choice([1, 5, 40, 200])):
+            parts.insert(rng.randrange(len(parts) + 1), rng.choice(backslashes))
+        for _ in range(rng.randint(0, 4)):
+            parts.insert(rng.randrange(len(parts) + 1), rng.choice(escaped))
+        data = "".join(parts).encode()
+        assert rw.rewrite_bytes(data) == reference(rw, data), data
+
+
 def test_streamed_pieces_match_the_reference(rw: Rewriter) -> None:
     rng = random.Random(11)
     for _ in range(1500):
@@ -199,15 +246,42 @@ def test_long_text_without_cut_bytes_uses_the_window_and_stays_exact(rw: Rewrite
     """No byte to cut after for more than MAX_CUT_WAIT: the window logic takes over (bounded
     memory), then cuts resume; the output is still the reference's."""
     rng = random.Random(5)
-    body = b"".join(
-        rng.choice([b"https://www.vendor.test/", b"x", b"//cdn.vendor.test", b"%2F", b"aa"])
-        for _ in range(MAX_CUT_WAIT)
-    )
+    pieces = [b"https://www.vendor.test/", b"x", b"//cdn.vendor.test", b"%2F", b"aa"]
+    pieces += [b"=\\u002F\\u002Fa.wild.test", b"https:\\u002F\\u002Fwww.vendor.test\\u002F"]
+    body = b"".join(rng.choice(pieces) for _ in range(MAX_CUT_WAIT))
     data = b'<a href="' + body + b'">' + body + b" https://www.vendor.test/end"
     sr = rw.stream("v", "text/html", "utf-8")
     out = [sr.feed(data[i : i + 1000]) for i in range(0, len(data), 1000)]
     out.append(sr.finish())
     assert b"".join(out) == reference(rw, data)
+
+
+# Unicode-escaped URLs of hosts every `rw` maps, and where they lie: after a cut byte, or inside a
+# run with none for longer than MAX_CUT_WAIT (the stream's window then holds back the tail).
+ESCAPED_URLS = [
+    b"https:\\u002F\\u002Fwww.vendor.test\\u002Fp",
+    b"http:\\u002f\\u002Fa.wild.test:8443\\u002fp",
+    b"\\u002F\\u002Fwww.vendor.test:1\\u002F",
+]
+LEADS = {"after a cut byte": b'x"', "in a long run": b"x" * (MAX_CUT_WAIT + 100) + b"="}
+
+
+@pytest.mark.parametrize("lead", LEADS)
+def test_a_split_at_every_byte_of_an_escaped_url_keeps_it_whole(rw: Rewriter, lead: str) -> None:
+    """A chunk boundary anywhere in `\\u002F\\u002Fhost` (inside an escape, between the two) must
+    not stop the URL from being mapped: two chunks split at each byte, and one byte at a time."""
+    for url in ESCAPED_URLS:
+        data = LEADS[lead] + url + b'" tail'
+        whole = reference(rw, data)
+        assert b"vendor.test" not in whole and b"wild.test" not in whole  # really mapped
+        assert rw.rewrite_bytes(data) == whole
+        for i in range(len(LEADS[lead]) - 1, len(data) + 1):
+            sr = rw.stream("v", "application/json", "utf-8")
+            assert sr.feed(data[:i]) + sr.feed(data[i:]) + sr.finish() == whole, (url, i)
+        sr = rw.stream("v", "application/json", "utf-8")
+        out = [sr.feed(data[: len(LEADS[lead])])]
+        out += [sr.feed(data[i : i + 1]) for i in range(len(LEADS[lead]), len(data))]
+        assert b"".join(out) + sr.finish() == whole, url
 
 
 # --------------------------------------------------------------------------- third-party hosts

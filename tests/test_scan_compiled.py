@@ -70,8 +70,8 @@ def check(rw: Rewriter, data: bytes) -> bytes:
 
 
 def test_rewrite_matches_the_reference_on_generated_text(rw: Rewriter) -> None:
-    """Every URL spelling (plain, JSON-escaped, percent- and double-encoded, any case, with
-    ports) next to every token; also long texts, where the Python path cuts pieces."""
+    """Every URL spelling (plain, JSON- and unicode-escaped, percent- and double-encoded, any
+    case, with ports) next to every token; also long texts, where the Python path cuts pieces."""
     rng = random.Random(41)
     changed = 0
     for i in range(20_000):
@@ -80,7 +80,7 @@ def test_rewrite_matches_the_reference_on_generated_text(rw: Rewriter) -> None:
     assert changed > 5000  # URLs were really rewritten, not only left alone
 
 
-URL_BYTES = b"hHtTpPsS:/\\%3aA25fF.-_w0123456789 \"'<>@?#"
+URL_BYTES = b"hHtTpPsS:/\\%3aA25fF.-_w0123456789 \"'<>@?#uU"
 
 
 def test_random_bytes_of_every_value(rw: Rewriter) -> None:
@@ -107,6 +107,14 @@ def test_text_cut_at_every_byte_of_a_url(rw: Rewriter) -> None:
         "https%25xa%2F%2Fwww.vendor.test",
         "https%3A%25xf%25xfwww.vendor.test",
         "\\.\\.www.vendor.test",
+        # and of the unicode escape
+        "https:\\u002F\\/www.vendor.test",
+        "https:\\u002F\\u002Ewww.vendor.test",
+        "https:\\u02F\\u02Fwww.vendor.test",
+        "\\u002F\\u002F\\u002Fwww.vendor.test",
+        "\\u002F/www.vendor.test",
+        "\\\\u002F\\\\u002Fwww.vendor.test",
+        "\\U002F\\u002fa.wild.test:8443",
     ]
     for url in [*URLS, *extra]:
         raw = url.encode()
@@ -122,7 +130,7 @@ def test_every_url_spelling_with_one_byte_changed(rw: Rewriter) -> None:
     for url in URLS:
         raw = url.encode()
         for i in range(len(raw)):
-            for b in b"x/\\%:.5aA_":
+            for b in b"x/\\%:.5aA_U":
                 check(rw, b" " + raw[:i] + bytes([b]) + raw[i + 1 :] + b"/p")
 
 
