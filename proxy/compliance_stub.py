@@ -163,8 +163,9 @@ def live_config(config: Config, port: int, work: Path) -> Config:
         session=SessionConfig(store="memory", secret_file=str(work / "server-secret")),
         keys=KeysConfig(dir=str(work / "keys"), activate_after_s=0),
         demo=DemoConfig(),
-        # Statistics and throttling would count or slow synthetic traffic; the shield stays.
-        extra={k: v for k, v in config.extra.items() if k in ("shield", "compliance")},
+        # Statistics and throttling would count or slow synthetic traffic. The tracker shield is
+        # per vendor (third_party), so it stays with each vendor.
+        extra={k: v for k, v in config.extra.items() if k == "compliance"},
         vendors=tuple(live_vendor(v, port, work) for v in config.vendors),
     )
 

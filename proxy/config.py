@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from proxy.config_checks import (
     ADAPTER_KINDS,
@@ -24,16 +23,18 @@ from proxy.config_checks import (
     STORE_KINDS,
     check_directory,
     check_host_port,
+    check_logging_and_keys,
     check_server,
     check_session,
     check_vendor,
     check_vendor_access,
     check_vendors_together,
     covers_public_suffix,
+    url_parts,
     vendor_path,
 )
 from proxy.config_read import doc, read_table
-from proxy.errors import ConfigError, Problem
+from proxy.errors import ConfigError, EnvironmentProblem, Problem
 from proxy.hosts import HostMap
 
 
@@ -138,7 +139,7 @@ class VendorsConfig:
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    level: str = doc("debug, info, warning or error", "info")
+    level: str = doc("debug, info, warning, error or critical", "info")
     format: str = doc("json, console, or auto (console on a TTY)", "auto")
 
 
@@ -197,7 +198,9 @@ class Limits:
     requests_per_minute: int = doc("per session; 0 = no limit", 0)
     downloads_per_hour: int = doc("full-text downloads per session per hour; 0 = no limit", 0)
     bytes_per_hour: int = doc("bytes per session per hour; 0 = no limit", 0)
-    max_upload_bytes: int = doc("largest request body forwarded", 10 * 1024 * 1024)
+    max_upload_bytes: int = doc(
+        "largest request body forwarded; 0 = no request bodies", 10 * 1024 * 1024
+    )
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,9 @@ class VendorConfig:
     third_party_reason: str = doc("why the shield is off (required when allow)", "")
     never_proxy: tuple[str, ...] = doc("host patterns never proxied even if under hosts", ())
     tls_verify: bool = doc("verify the vendor's TLS certificate", True)
-    tls_ca_file: str = doc("CA bundle for the vendor's certificate", "")
+    tls_ca_file: str = doc(
+        "CA bundle for the vendor's certificate, relative to this vendor file", ""
+    )
     timeout_s: float = doc("response timeout for this vendor; 0 = server default", 0.0)
     max_in_flight: int = doc(
         "requests to this vendor worked on at once per process; 0 = "
@@ -236,8 +241,11 @@ class VendorConfig:
     @functools.cached_property
     def origin_parts(self) -> tuple[str, str, int | None]:
         # Cached (read on every proxied request); the config is frozen, so it cannot go stale.
-        parts = urlsplit(self.origin)
-        return parts.scheme, (parts.hostname or ""), parts.port
+        return url_parts(self.origin)
+
+    def resolve(self, relative: str) -> Path:
+        """A path from this vendor file, relative to that file's folder."""
+        return vendor_path(self, relative)
 
     @property
     def origin_host(self) -> str:
@@ -273,8 +281,7 @@ class Config:
 
     @property
     def public(self) -> tuple[str, str, int | None]:
-        parts = urlsplit(self.server.public_url)
-        return parts.scheme, (parts.hostname or ""), parts.port
+        return url_parts(self.server.public_url)
 
     @property
     def listen_addr(self) -> tuple[str, int]:
@@ -299,16 +306,31 @@ class Config:
 
 
 # Sections of proxy.toml other modules own (stats, compliance, limits …) are kept raw in `extra`
-# and validated by their owners, so the loader does not need to know every later feature.
-EXTRA_SECTIONS = ("stats", "compliance", "throttle", "shield")
+# and validated by their owners, so the loader does not need to know every later feature. The
+# tracker shield has no section: it is set per vendor (`third_party`, `third_party_reason`).
+EXTRA_SECTIONS = ("stats", "compliance", "throttle")
+_NOT_A_SECTION = {
+    "shield": "unknown section; the tracker shield is set per vendor file "
+    '(third_party = "block" or "allow" with a third_party_reason)',
+}
+
+
+def _undecodable(exc: UnicodeDecodeError) -> str:
+    return (
+        f"cannot be read: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+        f"{exc.start}); save it as UTF-8"
+    )
 
 
 def load_vendor(path: Path, problems: list[Problem]) -> VendorConfig | None:
     name = str(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         problems.append(Problem(name, "(file)", f"cannot be read: {exc}"))
+        return None
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(name, "(file)", _undecodable(exc)))
         return None
     except tomllib.TOMLDecodeError as exc:
         problems.append(Problem(name, "(syntax)", str(exc)))
@@ -343,8 +365,14 @@ _SECTIONS: dict[str, tuple[str, type[Any]]] = {
 ExtraChecker = Callable[[Config, list[Problem]], None]
 
 
-def load_config(path: str | Path, *, extra_checks: tuple[ExtraChecker, ...] = ()) -> Config:
-    """Read proxy.toml and every vendor file; raise ConfigError listing every mistake."""
+def load_config(
+    path: str | Path, *, extra_checks: tuple[ExtraChecker, ...] = (), environment: bool = True
+) -> Config:
+    """Read proxy.toml and every vendor file; raise ConfigError listing every mistake.
+
+    `environment=False` leaves out the checks that a secret's environment variable is set, for a
+    command run outside the service's environment (`reload`); the running proxy still makes them.
+    """
     path = Path(path).resolve()
     name = str(path)
     problems: list[Problem] = []
@@ -352,6 +380,8 @@ def load_config(path: str | Path, *, extra_checks: tuple[ExtraChecker, ...] = ()
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError([Problem(name, "(file)", f"cannot be read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(name, "(file)", _undecodable(exc))]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem(name, "(syntax)", str(exc))]) from None
     kwargs: dict[str, Any] = {"path": path}
@@ -365,12 +395,13 @@ def load_config(path: str | Path, *, extra_checks: tuple[ExtraChecker, ...] = ()
         elif key in EXTRA_SECTIONS and isinstance(value, dict):
             extra[key] = value
         else:
-            problems.append(Problem(name, key, "unknown section"))
+            problems.append(Problem(name, key, _NOT_A_SECTION.get(key, "unknown section")))
     kwargs["extra"] = extra
     cfg = Config(**kwargs)
     check_server(cfg, name, problems)
     check_directory(cfg, name, problems)
     check_session(cfg, name, problems)
+    check_logging_and_keys(cfg, name, problems)
     vendors: list[VendorConfig] = []
     vdir = cfg.resolve(cfg.vendors_dir.dir)
     if not vdir.is_dir():
@@ -385,6 +416,8 @@ def load_config(path: str | Path, *, extra_checks: tuple[ExtraChecker, ...] = ()
     check_vendors_together(cfg, problems)
     for check in extra_checks:
         check(cfg, problems)
+    if not environment:
+        problems = [p for p in problems if not isinstance(p, EnvironmentProblem)]
     if problems:
         raise ConfigError(problems)
     return cfg

@@ -12,10 +12,11 @@ import re
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-from proxy.errors import Problem
+from proxy.errors import EnvironmentProblem, Problem
 from proxy.hosts import host_matches, is_valid_hostname
+from proxy.logs import LOG_FORMATS, LOG_LEVELS
 
 if TYPE_CHECKING:
     from proxy.config import Config, VendorConfig
@@ -54,6 +55,58 @@ def covers_public_suffix(pattern: str) -> bool:
     return "." not in suffix or suffix in _MULTI_LABEL_SUFFIXES
 
 
+def split_url(url: str) -> SplitResult:
+    """urlsplit, or an empty result for what urllib cannot split (unbalanced IPv6 brackets), so
+    a check reports the value as not an http(s) URL instead of raising."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return urlsplit("")
+
+
+def url_parts(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a configured URL; no port where urllib cannot read one
+    (`url_mistake` says what is wrong, and check-config refuses it)."""
+    parts = split_url(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or ""), port
+
+
+def url_mistake(url: str) -> str | None:
+    """Why urllib cannot read `url`'s host and port (a port out of range or not a number,
+    unbalanced IPv6 brackets), or None."""
+    try:
+        port = urlsplit(url).port
+    except ValueError as exc:
+        return f"{url!r} is not a usable URL: {exc}"
+    if port == 0:
+        return f"{url!r} is not a usable URL: port 0"
+    return None
+
+
+def check_environment(name: str, file: str, key: str, problems: list[Problem]) -> None:
+    """A secret's environment variable must be set where this check runs (see
+    EnvironmentProblem for the one place it is not: `weston-proxy reload`)."""
+    if name and name not in os.environ:
+        problems.append(EnvironmentProblem(file, key, f"environment variable {name} is not set"))
+
+
+def _not_negative(
+    obj: object, zero_means: dict[str, str], file: str, prefix: str, problems: list[Problem]
+) -> None:
+    """Numbers where 0 has a meaning (given) and a negative one none: each dotted name is read
+    from `obj`; an unset (None) value is left alone."""
+    for name, zero in zero_means.items():
+        value: object = obj
+        for part in name.split("."):
+            value = getattr(value, part)
+        if isinstance(value, int | float) and value < 0:
+            problems.append(Problem(file, f"{prefix}{name}", f"must not be negative (0 = {zero})"))
+
+
 def check_host_port(value: str) -> bool:
     host, sep, port = value.rpartition(":")
     return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
@@ -75,8 +128,11 @@ def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
     s = cfg.server
     if not check_host_port(s.listen):
         problems.append(Problem(file, "server.listen", f"must be address:port, not {s.listen!r}"))
-    parts = urlsplit(s.public_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    parts = split_url(s.public_url)
+    mistake = url_mistake(s.public_url)
+    if mistake:
+        problems.append(Problem(file, "server.public_url", mistake))
+    elif parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(Problem(file, "server.public_url", "must be an http(s) URL with a host"))
     elif parts.path not in ("", "/") or parts.query:
         problems.append(Problem(file, "server.public_url", "must not have a path or query"))
@@ -99,12 +155,25 @@ def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
                 f"({s.max_in_flight})",
             )
         )
-    if not s.admission_wait_s > 0:
-        problems.append(Problem(file, "server.admission_wait_s", "must be positive"))
-    if s.workers < 1:
-        problems.append(Problem(file, "server.workers", "must be at least 1"))
+    for key in ("admission_wait_s", "upstream_timeout_s", "upstream_connect_timeout_s"):
+        if not getattr(s, key) > 0:
+            problems.append(Problem(file, f"server.{key}", "must be positive"))
+    _not_negative(s, {"shutdown_grace_s": "stop at once"}, file, "server.", problems)
+    for key in ("workers", "listen_backlog"):
+        if getattr(s, key) < 1:
+            problems.append(Problem(file, f"server.{key}", "must be at least 1"))
     if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", s.cookie_name):
         problems.append(Problem(file, "server.cookie_name", "must be letters, digits or _"))
+
+
+def check_logging_and_keys(cfg: Config, file: str, problems: list[Problem]) -> None:
+    """Values `serve` would otherwise only meet at start (configure_logging raises on a level it
+    does not know) or act on wrongly (a negative delay activates a rotated key at once)."""
+    if cfg.logging.level.lower() not in LOG_LEVELS:
+        problems.append(Problem(file, "logging.level", f"must be one of {', '.join(LOG_LEVELS)}"))
+    if cfg.logging.format not in LOG_FORMATS:
+        problems.append(Problem(file, "logging.format", f"must be one of {', '.join(LOG_FORMATS)}"))
+    _not_negative(cfg.keys, {"activate_after_s": "sign at once"}, file, "keys.", problems)
 
 
 def check_directory(cfg: Config, file: str, problems: list[Problem]) -> None:
@@ -127,7 +196,7 @@ def check_directory(cfg: Config, file: str, problems: list[Problem]) -> None:
     if not d.urls:
         problems.append(Problem(file, "directory.urls", "at least one LDAP URL is required"))
     for i, url in enumerate(d.urls):
-        u = urlsplit(url)
+        u = split_url(url)
         if u.scheme not in ("ldap", "ldaps") or not u.hostname:
             problems.append(
                 Problem(file, f"directory.urls[{i}]", f"must be ldap:// or ldaps://, not {url!r}")
@@ -160,14 +229,7 @@ def check_directory(cfg: Config, file: str, problems: list[Problem]) -> None:
         _check_secret_file(
             cfg.resolve(d.bind_password_file), file, "directory.bind_password_file", problems
         )
-    if d.bind_password_env and d.bind_password_env not in os.environ:
-        problems.append(
-            Problem(
-                file,
-                "directory.bind_password_env",
-                f"environment variable {d.bind_password_env} is not set",
-            )
-        )
+    check_environment(d.bind_password_env, file, "directory.bind_password_env", problems)
     if d.ca_file and not cfg.resolve(d.ca_file).is_file():
         problems.append(
             Problem(file, "directory.ca_file", f"{cfg.resolve(d.ca_file)} does not exist")
@@ -193,11 +255,9 @@ def check_session(cfg: Config, file: str, problems: list[Problem]) -> None:
         problems.append(Problem(file, "session.idle_timeout_s", "timeouts must be positive"))
     if s.idle_timeout_s > s.lifetime_s:
         problems.append(Problem(file, "session.idle_timeout_s", "must not exceed lifetime_s"))
-    if s.secret_env and s.secret_env not in os.environ:
-        problems.append(
-            Problem(file, "session.secret_env", f"environment variable {s.secret_env} is not set")
-        )
-    elif not s.secret_env:
+    if s.secret_env:
+        check_environment(s.secret_env, file, "session.secret_env", problems)
+    else:
         p = cfg.resolve(s.secret_file)
         if p.exists():
             _check_secret_file(p, file, "session.secret_file", problems)
@@ -205,6 +265,19 @@ def check_session(cfg: Config, file: str, problems: list[Problem]) -> None:
         _check_secret_file(
             cfg.resolve(s.redis_password_file), file, "session.redis_password_file", problems
         )
+
+
+# A vendor file's numbers where 0 has a meaning, and a negative value none (e.g. timeout_s = -1
+# made every request a 504, requests_per_minute = -1 suspended every session at its first).
+_VENDOR_ZERO_MEANS = {
+    "timeout_s": "server.upstream_timeout_s",
+    "limits.requests_per_minute": "no limit",
+    "limits.downloads_per_hour": "no limit",
+    "limits.bytes_per_hour": "no limit",
+    "limits.max_upload_bytes": "no request bodies",
+    "contract.retention_days": "not kept",
+    "contract.breach_notice_days": "the same day",
+}
 
 
 def vendor_path(v: VendorConfig, relative: str) -> Path:
@@ -219,7 +292,10 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", v.id):
         problems.append(Problem(f, "id", "must be lowercase letters, digits, - or _"))
     scheme, host, _ = v.origin_parts
-    if scheme not in ("http", "https") or not host:
+    mistake = url_mistake(v.origin)
+    if mistake:
+        problems.append(Problem(f, "origin", mistake))
+    elif scheme not in ("http", "https") or not host:
         problems.append(Problem(f, "origin", f"must be an http(s) URL, not {v.origin!r}"))
     if not v.hosts:
         problems.append(Problem(f, "hosts", "at least one host is required"))
@@ -256,6 +332,9 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
                 f"({cfg.server.max_in_flight})",
             )
         )
+    _not_negative(v, _VENDOR_ZERO_MEANS, f, "", problems)
+    if v.tls_ca_file and not v.resolve(v.tls_ca_file).is_file():
+        problems.append(Problem(f, "tls_ca_file", f"{v.resolve(v.tls_ca_file)} does not exist"))
     if v.connect_to and not check_host_port(v.connect_to):
         problems.append(Problem(f, "connect_to", f"must be host:port, not {v.connect_to!r}"))
     if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", v.assertion_header):
@@ -295,8 +374,8 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
             re.compile(pat)
         except re.error as exc:
             problems.append(Problem(f, f"search_paths[{i}]", f"not a regular expression: {exc}"))
-    scheme_s = urlsplit(v.start).scheme
-    start_host = urlsplit(v.start).hostname or ""
+    scheme_s = split_url(v.start).scheme
+    start_host = split_url(v.start).hostname or ""
     if scheme_s not in ("http", "https") or not any(host_matches(p, start_host) for p in v.hosts):
         problems.append(
             Problem(f, "start_url", "must be an http(s) URL on one of the vendor's hosts")
@@ -316,16 +395,16 @@ def check_vendor_access(v: VendorConfig, cfg: Config, problems: list[Problem]) -
     and eligibility conditions the configured directory can actually decide."""
     f = v.file
     policy = v.contract.privacy_policy_url
-    if policy and urlsplit(policy).scheme not in ("http", "https"):
+    if policy and split_url(policy).scheme not in ("http", "https"):
         # It becomes a link on /privacy: a javascript: URL there would run in the proxy's origin.
         problems.append(Problem(f, "contract.privacy_policy_url", "must be an http(s) URL"))
     if v.auth == "assertion" and v.assertion_header.lower() in _RESERVED_HEADERS:
         problems.append(Problem(f, "assertion_header", f"{v.assertion_header} is reserved"))
-    if v.auth == "referer" and v.referer and urlsplit(v.referer).scheme not in ("http", "https"):
+    if v.auth == "referer" and v.referer and split_url(v.referer).scheme not in ("http", "https"):
         problems.append(Problem(f, "referer", "must be an http(s) URL"))
     sl = v.shared_login
     if v.auth == "shared-login" and sl is not None:
-        login_host = urlsplit(sl.login_url).hostname or ""
+        login_host = split_url(sl.login_url).hostname or ""
         if (
             sl.method == "form"
             and sl.login_url
@@ -336,11 +415,7 @@ def check_vendor_access(v: VendorConfig, cfg: Config, problems: list[Problem]) -
                 Problem(f, "shared_login.login_url", "must be on one of the vendor's hosts")
             )
         for key in ("username_env", "password_env"):
-            env = getattr(sl, key)
-            if env and env not in os.environ:
-                problems.append(
-                    Problem(f, f"shared_login.{key}", f"environment variable {env} is not set")
-                )
+            check_environment(getattr(sl, key), f, f"shared_login.{key}", problems)
     e = v.eligibility
     if e.ldap_filter and cfg.directory.kind != "ldap":
         problems.append(

@@ -34,6 +34,14 @@ class Problem:
         return f"{self.file}: {self.key}: {self.message}"
 
 
+@dataclass(frozen=True)
+class EnvironmentProblem(Problem):
+    """An environment variable a secret comes from is not set where the check ran.
+
+    `weston-proxy reload` runs in the operator's shell, not in the service's environment
+    (systemd Environment=, compose env), so it leaves this check to the running proxy."""
+
+
 class ConfigError(ProxyError):
     """The configuration is invalid; `problems` lists every mistake found, not just the first."""
 

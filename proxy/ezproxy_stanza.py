@@ -135,7 +135,11 @@ def _parse_url(d: Draft) -> tuple[str, str] | str:
         return f"its URL carries a patron substitution (^u, ^i, ^0-9 or ^{{…}}) that {PATRON_DATA}"
     if len(rest) > 1 and not d.form:
         d.warn(d.url, "URL label form (sent patrons past EZproxy unproxied); now proxied")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port that is no number from 0 to 65535, unbalanced [ ]
+        return f"URL {url!r} cannot be used: {exc}"
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return f"URL {url!r} is not an http(s) URL"
     if parts.username or parts.password:
@@ -149,7 +153,7 @@ def _parse_url(d: Draft) -> tuple[str, str] | str:
     ]
     if len(kept) != len(pairs):
         d.warn(d.url, "URL query carried an account or password; removed from start_url")
-    netloc = parts.hostname.lower() + (f":{parts.port}" if parts.port else "")
+    netloc = parts.hostname.lower() + (f":{port}" if port else "")
     origin = f"{parts.scheme.lower()}://{netloc}"
     start = urlunsplit((parts.scheme.lower(), netloc, parts.path, "&".join(kept), ""))
     d.hosts.insert(0, (d.url, parts.hostname.lower(), False))

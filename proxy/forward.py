@@ -194,7 +194,7 @@ class Upstream:
                 unverified.verify_mode = ssl.CERT_NONE
                 self._ssl[v.id] = unverified
             elif v.tls_ca_file:
-                self._ssl[v.id] = ssl.create_default_context(cafile=v.tls_ca_file)
+                self._ssl[v.id] = ssl.create_default_context(cafile=v.resolve(v.tls_ca_file))
             # Otherwise none: the client verifies against the system store by default.
             self.adapters[v.id] = make_adapter(v, self)
         # Large bodies arrive in large reads, while a slow patron holds back at most 256 KiB per

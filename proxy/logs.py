@@ -51,6 +51,10 @@ ALLOWED_KEYS = frozenset(
         "compiled_rewriter",
     }
 )
+# What `[logging]` accepts: `level` case-insensitively (configure_logging upper-cases it for the
+# logging module), `format` as written.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("json", "console", "auto")
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
 _IPV6 = re.compile(r"\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}\b")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")

@@ -32,19 +32,24 @@ from aiohttp import web
 from proxy import tasks
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError, Problem
+from proxy.limits_http import http_limits
 from proxy.logs import get_logger
 from proxy.services import Services, rebuild_services, swap_services
 
 log = get_logger("proxy.reload")
 
-# What a running process cannot change: the socket, the cookie patrons hold, the session store
-# and secret (sessions must survive), and process-wide logging. Changing these needs a restart.
+# What a running process cannot change: the socket and what `serve` hands web.run_app once
+# (backlog, shutdown grace, and the [throttle.http] limits, see restart_only_changes), the cookie
+# patrons hold, the session store and secret (sessions must survive), and process-wide logging.
+# Changing these needs a restart.
 RESTART_ONLY = (
     ("server", "listen"),
     ("server", "workers"),
     ("server", "public_url"),
     ("server", "cookie_name"),
     ("server", "pid_file"),
+    ("server", "shutdown_grace_s"),
+    ("server", "listen_backlog"),
     ("session", None),
     ("logging", None),
     ("demo", None),
@@ -87,21 +92,21 @@ def status_path(config: Config) -> Path:
 
 def restart_only_changes(old: Config, new: Config) -> list[Problem]:
     """Settings that differ between `old` and `new` but only take effect on a restart."""
-    problems = []
+    changed = []
     for section, key in RESTART_ONLY:
         a, b = getattr(old, section), getattr(new, section)
         if key is not None:
             a, b = getattr(a, key), getattr(b, key)
         if a != b:
-            name = f"{section}.{key}" if key else f"[{section}]"
-            problems.append(
-                Problem(
-                    str(new.path),
-                    name,
-                    "changed; only a restart applies this, so nothing was reloaded",
-                )
-            )
-    return problems
+            changed.append(f"{section}.{key}" if key else f"[{section}]")
+    if http_limits(old) != http_limits(new):
+        changed.append("[throttle.http]")
+    return [
+        Problem(
+            str(new.path), name, "changed; only a restart applies this, so nothing was reloaded"
+        )
+        for name in changed
+    ]
 
 
 def template_problems(svc: Services) -> list[Problem]:
@@ -114,7 +119,27 @@ def template_problems(svc: Services) -> list[Problem]:
         except jinja2.TemplateSyntaxError as exc:
             where = exc.filename or name
             problems.append(Problem(where, f"line {exc.lineno}", f"template error: {exc.message}"))
+        except UnicodeDecodeError as exc:
+            # A branding template saved by an editor in Windows-1252 or Latin-1 ("Bibliothèque").
+            problems.append(
+                Problem(
+                    _template_file(svc, name),
+                    "(file)",
+                    f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                    "save it as UTF-8",
+                )
+            )
+        except OSError as exc:
+            problems.append(
+                Problem(_template_file(svc, name), "(file)", f"cannot be read: {exc.strerror}")
+            )
     return problems
+
+
+def _template_file(svc: Services, name: str) -> str:
+    """Where a template comes from: the branding override folder if it has one by that name."""
+    override = svc.config.resolve("web/templates") / name
+    return str(override) if override.is_file() else name
 
 
 @dataclass

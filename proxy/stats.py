@@ -6,10 +6,12 @@ moves the in-memory deltas to a sink every `flush_interval_s`: SQLite (`StatsSto
 proxy.stats_store and are re-exported here. What reaches disk is only
 `(day, vendor, metric, count)`: no patron, session, address, URL or time of day.
 
-`unique()` counts a token (e.g. a session's random per-vendor token) once per vendor and hour. The
-tokens live in one in-memory set per open hour, thrown away when the hour closes; only the count is
-kept. Daily figures of a unique metric are therefore "distinct sessions per hour, summed over the
-day" (session-hours), not distinct sessions per day — a per-day set would hold tokens far longer.
+`unique()` counts a token (a keyed digest of the session id, the same in every proxy) once per
+vendor and hour. The tokens live in one in-memory set per open hour, thrown away when the hour
+closes; those seen for the first time since the last flush go to the sink, which counts the ones
+no other proxy sharing it has seen that hour (proxy.stats_store). Only the count is kept. Daily
+figures of a unique metric are therefore "distinct sessions per hour, summed over the day"
+(session-hours), not distinct sessions per day — a per-day set would hold tokens far longer.
 
 Reports over these counts (small-cell suppression, COUNTER-like layout) live in proxy.stats_report.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +34,8 @@ from proxy.config import Config, doc, read_table
 from proxy.errors import ConfigError, Problem
 from proxy.stats_store import (
     REDIS_PREFIX,
+    REDIS_SEEN_PREFIX,
+    HourKey,
     Key,
     RedisStatsStore,
     Row,
@@ -38,6 +43,7 @@ from proxy.stats_store import (
     StatsStore,
     redis_password,
     redis_rows_sync,
+    seen_counts,
     sqlite_add,
     sqlite_rows,
     stats_inventory,
@@ -58,6 +64,7 @@ __all__ = [
     "LOGINS_SUCCESS",
     "METRICS",
     "REDIS_PREFIX",
+    "REDIS_SEEN_PREFIX",
     "REQUESTS",
     "SEARCHES",
     "SESSIONS_STARTED",
@@ -232,13 +239,15 @@ def utcnow() -> dt.datetime:
 
 
 class Counters:
-    """In-memory deltas per (UTC day, vendor, metric) since the last flush, and this hour's tokens."""
+    """In-memory deltas per (UTC day, vendor, metric) since the last flush, this hour's tokens, and
+    the tokens seen for the first time since the last flush."""
 
     def __init__(self, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self._clock = clock
         self._deltas: dict[Key, int] = {}
         self._hour: dt.datetime | None = None
         self._tokens: dict[tuple[str, str], set[str]] = {}
+        self._fresh: dict[HourKey, set[str]] = {}
 
     def count(self, vendor_id: str, metric: str, n: int = 1) -> None:
         """Add n to today's count of `metric` at `vendor_id` ("" = library-wide)."""
@@ -256,21 +265,29 @@ class Counters:
                 self._add(day, vendor_id, metric, n)
 
     def unique(self, vendor_id: str, metric: str, token: str) -> None:
-        """Count `token` once per hour at `vendor_id`; the token itself is never stored."""
+        """Count `token` once per hour at `vendor_id`; the sink gets it to tell whether another
+        proxy saw it already, and keeps at most a keyed digest of it that expires."""
         _check_key(vendor_id, metric, UNIQUE_METRICS)
         now = self._clock()
         self.roll(now)
         seen = self._tokens.setdefault((vendor_id, metric), set())
         if token not in seen:
             seen.add(token)
-            self._add(now.date().isoformat(), vendor_id, metric, 1)
+            self._fresh.setdefault((_hour_label(now), vendor_id, metric), set()).add(token)
 
     def roll(self, now: dt.datetime | None = None) -> None:
-        """Forget the tokens of an hour that has closed (the Recorder calls this even when idle)."""
+        """Forget the tokens of an hour that has closed (the Recorder calls this even when idle).
+
+        First sightings wait for a flush until the hour after theirs has closed too; older ones
+        (the sink failed that long) become plain counts, so no token outlives its sink's sets."""
         hour = (now or self._clock()).replace(minute=0, second=0, microsecond=0)
         if hour != self._hour:
             self._tokens = {}
             self._hour = hour
+            oldest = _hour_label(hour - dt.timedelta(hours=1))
+            for key in [k for k in self._fresh if k[0] < oldest]:
+                hour_label, vendor_id, metric = key
+                self._add(hour_label[:10], vendor_id, metric, len(self._fresh.pop(key)))
 
     def open_tokens(self) -> int:
         """How many tokens are held right now (for tests and /metrics; never the tokens)."""
@@ -280,17 +297,29 @@ class Counters:
         key = (day, vendor_id, metric)
         self._deltas[key] = self._deltas.get(key, 0) + n
 
-    def take(self) -> dict[Key, int]:
-        """Hand over the deltas and start afresh; give them back with restore() if a write fails."""
+    def take(self) -> tuple[dict[Key, int], dict[HourKey, set[str]]]:
+        """Hand over the deltas and first sightings and start afresh; give them back with
+        restore() if a write fails."""
         deltas, self._deltas = self._deltas, {}
-        return deltas
+        fresh, self._fresh = self._fresh, {}
+        return deltas, fresh
 
-    def restore(self, deltas: Mapping[Key, int]) -> None:
+    def restore(self, deltas: Mapping[Key, int], fresh: Mapping[HourKey, set[str]]) -> None:
         for (day, vendor_id, metric), n in deltas.items():
             self._add(day, vendor_id, metric, n)
+        for key, tokens in fresh.items():
+            self._fresh.setdefault(key, set()).update(tokens)
 
     def pending(self) -> dict[Key, int]:
-        return dict(self._deltas)
+        """What this process would add on its own (first sightings counted as distinct)."""
+        out = dict(self._deltas)
+        for key, n in seen_counts(self._fresh).items():
+            out[key] = out.get(key, 0) + n
+        return out
+
+
+def _hour_label(at: dt.datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H")
 
 
 def _check_key(vendor_id: str, metric: str, allowed: tuple[str, ...]) -> None:
@@ -306,10 +335,14 @@ def _vendor_id_ok(vendor_id: str) -> bool:
     return _VENDOR_ID.fullmatch(vendor_id) is not None
 
 
-def make_sink(config: Config, settings: StatsSettings) -> StatsSink:
+def make_sink(config: Config, settings: StatsSettings, *, secret: bytes) -> StatsSink:
     """Redis when sessions are shared through Redis (several proxies), else the SQLite file."""
     if config.session.store == "redis":
-        return RedisStatsStore(config.session.redis_url, password=redis_password(config))
+        return RedisStatsStore(
+            config.session.redis_url,
+            password=redis_password(config),
+            seen_key=hashlib.sha256(b"stats-seen-v1\x00" + secret).digest(),
+        )
     return StatsStore(settings.path)
 
 
@@ -336,11 +369,11 @@ class Recorder:
         """Move the deltas to the sink; on failure they go back into memory for the next try."""
         async with self._lock:
             self.counters.roll()
-            deltas = self.counters.take()
+            deltas, fresh = self.counters.take()
             try:
-                await self.sink.add(deltas)
+                await self.sink.add(deltas, fresh)
             except BaseException:
-                self.counters.restore(deltas)
+                self.counters.restore(deltas, fresh)
                 raise
 
     async def start(self) -> None:

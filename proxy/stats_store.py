@@ -3,14 +3,22 @@
 What is stored is only `(day, vendor, metric, count)`; every sink adds a batch of deltas all or
 nothing and reads rows back for reports. The records inventory reads the SQLite file's size and
 span, never its contents.
+
+Distinct sessions per hour arrive as the tokens a process saw for the first time (`Seen`), and
+the sink decides how many are new. The SQLite file has one writer, so each is new. Proxies
+sharing Redis may each have seen one session: there each hour's tokens go into a Redis set, as
+keyed digests bound to that hour and named by a keyed digest of hour, vendor and metric (the key
+derives from the server secret, so every proxy agrees), and only what the set did not hold yet
+is counted. The set expires `SEEN_TTL_S` after its last write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +33,18 @@ if TYPE_CHECKING:
 
 
 Key = tuple[str, str, str]  # (day as YYYY-MM-DD, vendor id, metric)
+HourKey = tuple[str, str, str]  # (UTC hour as YYYY-MM-DDTHH, vendor id, metric)
+# Per hour, vendor and unique metric: the tokens one process saw for the first time that hour.
+Seen = Mapping[HourKey, Collection[str]]
+
+
+def seen_counts(seen: Seen) -> dict[Key, int]:
+    """The daily counts one process's first sightings make on their own."""
+    counts: dict[Key, int] = {}
+    for (hour, vendor, metric), tokens in seen.items():
+        key = (hour[:10], vendor, metric)
+        counts[key] = counts.get(key, 0) + len(tokens)
+    return counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +58,10 @@ class Row:
 
 
 class StatsSink(Protocol):
-    """Where counts are kept: add deltas atomically (all or nothing), read rows back."""
+    """Where counts are kept: add deltas and first sightings atomically (all or nothing), read
+    rows back."""
 
-    async def add(self, deltas: Mapping[Key, int]) -> None: ...
+    async def add(self, deltas: Mapping[Key, int], seen: Seen | None = None) -> None: ...
 
     async def rows(
         self, date_from: dt.date | None = None, date_to: dt.date | None = None
@@ -102,9 +123,13 @@ class StatsStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    async def add(self, deltas: Mapping[Key, int]) -> None:
-        if deltas:
-            await asyncio.to_thread(sqlite_add, self.path, dict(deltas))
+    async def add(self, deltas: Mapping[Key, int], seen: Seen | None = None) -> None:
+        # One process writes this file, so each of its first sightings is a distinct session.
+        total = dict(deltas)
+        for key, n in seen_counts(seen or {}).items():
+            total[key] = total.get(key, 0) + n
+        if total:
+            await asyncio.to_thread(sqlite_add, self.path, total)
 
     async def rows(
         self, date_from: dt.date | None = None, date_to: dt.date | None = None
@@ -116,6 +141,19 @@ class StatsStore:
 
 
 REDIS_PREFIX = "weston:stats:"
+# Outside REDIS_PREFIX, so reading the daily hashes never meets the hourly sets.
+REDIS_SEEN_PREFIX = "weston:stats-seen:"
+# Long enough for every proxy to flush an hour's tokens after it closes (and retry a failed
+# flush); a set expires this long after its last write.
+SEEN_TTL_S = 2 * 3600
+_SEEN_BATCH = 1000  # tokens per script call (Lua's unpack has a stack limit)
+# KEYS: the hour's set, the day's hash. ARGV: hash field, TTL (s), tokens. Counts what is new.
+_COUNT_NEW = """
+local added = redis.call('SADD', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if added > 0 then redis.call('HINCRBY', KEYS[2], ARGV[1], added) end
+return added
+"""
 
 
 def _redis_rows(items: Iterable[tuple[str, Mapping[Any, Any]]]) -> list[Row]:
@@ -138,19 +176,41 @@ def _in_range(key: str, date_from: dt.date | None, date_to: dt.date | None) -> b
 
 
 class RedisStatsStore:
-    """Daily counts in Redis: hash `weston:stats:<day>`, field `<vendor>|<metric>`, no expiry."""
+    """Daily counts in Redis: hash `weston:stats:<day>`, field `<vendor>|<metric>`, no expiry.
 
-    def __init__(self, url: str, *, password: str | None = None) -> None:
+    `seen_key` (from the server secret, the same in every proxy) names and fills the hourly sets
+    of distinct sessions; without it this store only reads, and refuses first sightings.
+    """
+
+    def __init__(
+        self, url: str, *, password: str | None = None, seen_key: bytes | None = None
+    ) -> None:
         self._redis = aioredis.Redis.from_url(url, password=password, socket_timeout=2.0)
+        self._seen_key = seen_key
 
-    async def add(self, deltas: Mapping[Key, int]) -> None:
-        if not deltas:
+    async def add(self, deltas: Mapping[Key, int], seen: Seen | None = None) -> None:
+        seen = {k: tokens for k, tokens in (seen or {}).items() if tokens}
+        if not deltas and not seen:
             return
+        if seen and self._seen_key is None:
+            raise ValueError("distinct sessions need the seen_key every proxy shares")
         # MULTI/EXEC: the whole batch is applied or, if the connection drops first, none of it.
         async with self._redis.pipeline(transaction=True) as pipe:
             for (day, vendor, metric), n in deltas.items():
                 pipe.hincrby(f"{REDIS_PREFIX}{day}", f"{vendor}|{metric}", n)
+            for (hour, vendor, metric), tokens in seen.items():
+                name = REDIS_SEEN_PREFIX + self._digest(f"{hour}|{vendor}|{metric}")
+                members = [self._digest(f"{hour}|{t}") for t in tokens]
+                for i in range(0, len(members), _SEEN_BATCH):
+                    pipe.eval(
+                        _COUNT_NEW, 2, name, f"{REDIS_PREFIX}{hour[:10]}", f"{vendor}|{metric}",
+                        SEEN_TTL_S, *members[i : i + _SEEN_BATCH],
+                    )  # fmt: skip
             await pipe.execute()
+
+    def _digest(self, text: str) -> str:
+        assert self._seen_key is not None
+        return hashlib.blake2b(text.encode(), key=self._seen_key, digest_size=16).hexdigest()
 
     async def rows(
         self, date_from: dt.date | None = None, date_to: dt.date | None = None

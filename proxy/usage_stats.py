@@ -6,10 +6,13 @@ that need a question to a dependency (directory and store health, session ages).
 a request: each hook call adds to a count and returns.
 
 Distinct sessions per vendor and hour: `Counters.unique()` needs a token per session. The token is
-an HMAC of the session id under a key drawn at startup and held only in this object's memory, so it
-matches neither the cookie nor the store's key, dies with the process, and Counters drops it when
-the hour closes. It is derived in a gate (gates see the session; observers do not), which keeps
-`Observation` free of anything session-shaped. The gate never refuses.
+a keyed digest of the session id under a key derived from the server secret, so every proxy
+process sharing the session store gives one session the same token (one session served by two
+replicas is one distinct session), while the token matches neither the cookie nor the store's key
+and cannot be turned back into either. Counters drops it when the hour closes; with Redis, the
+sink keeps an hour-bound digest of it for at most two hours (proxy.stats_store). It is derived in
+a gate (gates see the session; observers do not), which keeps `Observation` free of anything
+session-shaped. The gate never refuses.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import re
-import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -69,13 +71,16 @@ log = get_logger("proxy.usage_stats")
 
 
 class UsageCounter:
-    """Turns hook calls into counts; holds the per-process token key and nothing per request."""
+    """Turns hook calls into counts; holds the session-token key and nothing per request."""
 
-    def __init__(self, counters: Counters, search_paths: Mapping[str, Sequence[str]]) -> None:
-        """`search_paths`: per vendor id, the regexes whose match on a path marks a search."""
+    def __init__(
+        self, counters: Counters, search_paths: Mapping[str, Sequence[str]], *, secret: bytes
+    ) -> None:
+        """`search_paths`: per vendor id, the regexes whose match on a path marks a search;
+        `secret`: the server secret, which every proxy sharing the session store has."""
         self.counters = counters
         self.set_search_paths(search_paths)
-        self._token_key = secrets.token_bytes(32)
+        self._token_key = hashlib.sha256(b"stats-token-v1\x00" + secret).digest()
 
     def set_search_paths(self, search_paths: Mapping[str, Sequence[str]]) -> None:
         self._searches = {vid: [re.compile(p) for p in ps] for vid, ps in search_paths.items()}
@@ -155,11 +160,13 @@ async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
     settings = stats_settings(svc.config)
     counters = Counters(clock=app.get(CLOCK, utcnow))
     recorder = Recorder(
-        make_sink(svc.config, settings),
+        make_sink(svc.config, settings, secret=svc.secret),
         flush_interval_s=settings.flush_interval_s,
         counters=counters,
     )
-    usage = UsageCounter(counters, {v.id: v.search_paths for v in svc.config.vendors})
+    usage = UsageCounter(
+        counters, {v.id: v.search_paths for v in svc.config.vendors}, secret=svc.secret
+    )
     svc.hooks.reloaded.append(usage.reloaded)
     svc.hooks.observers.append(usage.observe)
     svc.hooks.login_outcome.append(usage.login_outcome)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import certifi
 import pytest
 
+from proxy.cli import config_checks
 from proxy.config import load_config
 from proxy.errors import ConfigError
+from proxy.forward import Upstream
+from proxy.logs import LOG_LEVELS, configure_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,3 +156,180 @@ def test_check_config_cli_ok_on_demo() -> None:
         text=True,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------- values a type admits
+
+FILE_DIRECTORY = '[directory]\nkind = "file"\npatrons_file = "p.toml"\n'
+
+
+def _minimal(root: Path, *, vendor: str = GOOD_VENDOR, server: str = "", extra: str = "") -> Path:
+    """proxy.toml on a local patrons file, `server` lines added to [server], one vendor file."""
+    (root / "p.toml").write_text("")
+    proxy = (
+        f'[server]\npublic_url = "http://proxy.localhost:8080"\n{server}\n{FILE_DIRECTORY}{extra}'
+    )
+    return _write(root, proxy, {"ebsco": vendor})
+
+
+def check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def problem_keys(path: Path) -> set[tuple[str, str]]:
+    """(file name, key) of every problem check-config would list; empty when it loads."""
+    try:
+        load_config(path, extra_checks=config_checks())
+    except ConfigError as exc:
+        return {(Path(p.file).name, p.key) for p in exc.problems}
+    return set()
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://search.ebscohost.com:99999", "https://search.ebscohost.com:44x"]
+)
+def test_a_vendor_origin_with_a_bad_port_is_named_not_a_traceback(
+    tmp_path: Path, origin: str
+) -> None:
+    vendor = GOOD_VENDOR.replace('"https://search.ebscohost.com"', f'"{origin}"')
+    r = check_config(_minimal(tmp_path, vendor=vendor))
+    assert "Traceback" not in r.stderr, r.stderr[-600:]
+    assert r.returncode == 1
+    assert "ebsco.toml: origin" in r.stdout and "is not a usable URL" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "url", ["https://proxy.westonlibrary.org:99999", "https://[proxy.westonlibrary.org"]
+)
+def test_a_public_url_urllib_cannot_read_is_named_not_a_traceback(tmp_path: Path, url: str) -> None:
+    path = _minimal(tmp_path)
+    path.write_text(path.read_text().replace('"http://proxy.localhost:8080"', f'"{url}"'))
+    r = check_config(path)
+    assert "Traceback" not in r.stderr, r.stderr[-600:]
+    assert r.returncode == 1
+    assert "server.public_url" in r.stdout
+
+
+def test_a_proxy_toml_not_in_utf8_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """Saved by Notepad in Windows-1252 ('Café', an en dash): the file is named, with the fix."""
+    path = _minimal(tmp_path)
+    path.write_bytes(
+        path.read_bytes() + '[library]\nname = "Caf\u00e9 \u2013 Weston"\n'.encode("cp1252")
+    )
+    r = check_config(path)
+    assert "Traceback" not in r.stderr, r.stderr[-300:]
+    assert r.returncode == 1
+    assert f"{path}: (file): cannot be read: not UTF-8 text" in r.stdout
+    assert "save it as UTF-8" in r.stdout
+
+
+def test_an_unknown_logging_level_or_format_is_refused(tmp_path: Path) -> None:
+    """check-config said OK and `serve` then died in configure_logging (Unknown level)."""
+    path = _minimal(tmp_path, extra='[logging]\nlevel = "verbose"\nformat = "jsn"\n')
+    assert problem_keys(path) == {("proxy.toml", "logging.level"), ("proxy.toml", "logging.format")}
+
+
+@pytest.mark.parametrize("level", [*LOG_LEVELS, "INFO", "Warning"])
+def test_every_level_check_config_accepts_is_one_serve_starts_with(
+    tmp_path: Path, level: str
+) -> None:
+    path = _minimal(tmp_path, extra=f'[logging]\nlevel = "{level}"\nformat = "json"\n')
+    assert problem_keys(path) == set()
+    cfg = load_config(path)
+    try:
+        configure_logging(cfg.logging.level, cfg.logging.format, stream=io.StringIO())
+    finally:
+        configure_logging("info", "json", stream=io.StringIO())
+
+
+def test_a_shield_section_is_refused_and_says_where_the_shield_is_set(tmp_path: Path) -> None:
+    """Nothing ever read [shield]: any key and value passed. The shield is per vendor."""
+    path = _minimal(tmp_path, extra='[shield]\nenabled = "no"\nallow_hosts = ["t.example"]\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, extra_checks=config_checks())
+    (problem,) = exc.value.problems
+    assert problem.key == "shield" and "third_party" in problem.message
+
+
+def test_a_missing_vendor_tls_ca_file_is_refused(tmp_path: Path) -> None:
+    path = _minimal(tmp_path, vendor=GOOD_VENDOR + 'tls_ca_file = "certs/vendor-ca.pem"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, extra_checks=config_checks())
+    (problem,) = exc.value.problems
+    assert (Path(problem.file).name, problem.key) == ("ebsco.toml", "tls_ca_file")
+    assert str(tmp_path / "vendors" / "certs" / "vendor-ca.pem") in problem.message
+
+
+async def test_a_vendor_tls_ca_file_is_relative_to_the_vendor_file(tmp_path: Path) -> None:
+    """As every path in the config: not to the directory systemd or Docker starts `serve` in."""
+    (tmp_path / "vendors").mkdir()
+    (tmp_path / "vendors" / "vendor-ca.pem").write_bytes(Path(certifi.where()).read_bytes())
+    cfg = load_config(
+        _minimal(tmp_path, vendor=GOOD_VENDOR + 'tls_ca_file = "vendor-ca.pem"\n'),
+        extra_checks=config_checks(),
+    )
+    up = Upstream(
+        cfg,
+        hosts=cfg.host_map(),
+        signer=None,
+        sessions=None,
+        rewriter=None,
+        observe=lambda o: None,  # type: ignore[arg-type]
+    )
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        await up.start()
+    finally:
+        os.chdir(cwd)
+        await up.close()
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "bad", "zero_ok"),
+    [
+        ("server", "upstream_timeout_s", 0, False),
+        ("server", "upstream_connect_timeout_s", -1, False),
+        ("server", "shutdown_grace_s", -1, True),
+        ("server", "listen_backlog", 0, False),
+        ("keys", "activate_after_s", -3600, True),
+        ("vendor", "timeout_s", -1, True),  # 0 = server.upstream_timeout_s; -1 made every page 504
+        ("limits", "requests_per_minute", -1, True),  # -1 suspended every session at once
+        ("limits", "downloads_per_hour", -1, True),
+        ("limits", "bytes_per_hour", -1, True),
+        ("limits", "max_upload_bytes", -1, True),  # 0 = no request bodies
+        ("contract", "retention_days", -30, True),
+        ("contract", "breach_notice_days", -1, True),
+    ],
+)
+def test_numbers_without_a_meaning_are_refused_and_a_meaningful_zero_is_not(
+    tmp_path: Path, where: str, key: str, bad: int, zero_ok: bool
+) -> None:
+    def config_with(value: int) -> Path:
+        line = f"{key} = {value}\n"
+        if where == "server":
+            return _minimal(tmp_path, server=line)
+        if where == "keys":
+            return _minimal(tmp_path, extra=f"[keys]\n{line}")
+        if where == "vendor":
+            return _minimal(tmp_path, vendor=line + GOOD_VENDOR)
+        return _minimal(tmp_path, vendor=GOOD_VENDOR + f"[{where}]\n{line}")
+
+    prefix = {"server": "server.", "keys": "keys.", "vendor": ""}.get(where, f"{where}.")
+    file = "ebsco.toml" if where in ("vendor", "limits", "contract") else "proxy.toml"
+    assert problem_keys(config_with(bad)) == {(file, prefix + key)}
+    if zero_ok:
+        assert problem_keys(config_with(0)) == set()
+
+
+def test_reload_can_leave_environment_variables_to_the_running_proxy(tmp_path: Path) -> None:
+    """load_config(environment=False), as `weston-proxy reload` runs it, skips only the checks
+    that a secret's environment variable is set here."""
+    path = _minimal(tmp_path, extra='[session]\nsecret_env = "WESTON_TEST_UNSET_SECRET"\n')
+    assert problem_keys(path) == {("proxy.toml", "session.secret_env")}
+    load_config(path, extra_checks=config_checks(), environment=False)

@@ -404,3 +404,22 @@ def test_a_referer_without_a_name_directive_asks_for_the_full_url() -> None:
     (s,) = convert(text).stanzas
     assert s.vendor is not None and s.vendor["referer"] == "abc123"
     assert any("full referring URL" in m.text for m in s.warnings)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://www.typo-db.com:80a/", "http://www.typo-db.com:99999/", "http://[typo-db.com/"]
+)
+def test_a_url_urllib_cannot_read_skips_its_stanza_and_the_rest_is_imported(
+    tmp_path: Path, url: str
+) -> None:
+    """A port typo in one URL line used to abort the whole import with a traceback."""
+    src = tmp_path / "config.txt"
+    src.write_text(
+        "Title Good Database\nURL https://www.good-db.com/start\nDomain good-db.com\n\n"
+        f"Title Typo Database\nURL {url}\nDomain typo-db.com\n"
+    )
+    status, stdout = run(tmp_path / "vendors", config=src)
+    assert status == 0, stdout
+    assert (tmp_path / "vendors" / "good-database.toml").exists()
+    assert not (tmp_path / "vendors" / "typo-database.toml").exists()
+    assert f"config.txt:5-7 'Typo Database': URL '{url}' cannot be used" in stdout

@@ -8,6 +8,7 @@ and `weston-proxy reload` finds the process through its pid file.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from proxy.auth import hash_password
 from proxy.config import load_config
+from proxy.reload import restart_only_changes
 from tests.harness import ProxyDriver, RecordingVendor, SlowRoute, vendor_toml, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,9 +33,9 @@ CARD, PIN = "29999000000001", "synthetic-pin-4821"
 ONE, TWO = "www.vendor-one.test", "www.vendor-two.test"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "proxy", *args], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "proxy", *args], capture_output=True, text=True, cwd=ROOT, env=env
     )
 
 
@@ -113,7 +115,9 @@ async def serve(cfg: Path) -> AsyncIterator[Served]:
             proc.wait()
 
 
-def file_directory_config(root: Path, port: int, vendors: dict[str, str]) -> Path:
+def file_directory_config(
+    root: Path, port: int, vendors: dict[str, str], session: str = 'store = "memory"'
+) -> Path:
     """A config with a local patrons file holding one synthetic patron."""
     (root / "patrons.toml").write_text(
         f'[[patron]]\ncard = "{CARD}"\nhash = "{hash_password(PIN)}"\n'
@@ -123,6 +127,7 @@ def file_directory_config(root: Path, port: int, vendors: dict[str, str]) -> Pat
         port=port,
         directory='kind = "file"\npatrons_file = "patrons.toml"\n',
         vendors=vendors,
+        session=session,
         extra='\n[logging]\nformat = "json"\nlevel = "info"\n',
     )
 
@@ -295,6 +300,64 @@ async def test_reload_command_sends_nothing_for_a_broken_config(served: Served) 
     await asyncio.sleep(0.3)
     assert served.events("reloaded") == [] and served.events("reload_refused") == []
     assert not (served.cfg.parent / "state" / "proxy.pid.reload.json").exists()
+
+
+async def test_reload_command_leaves_secret_environment_variables_to_the_running_proxy(
+    tmp_path: Path, port: int, one: RecordingVendor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`session.secret_env` set in the service's environment only (systemd Environment=,
+    compose env): the command, run from a shell without it, still signals, and the proxy, which
+    has it, reloads."""
+    monkeypatch.setenv("WESTON_TEST_SERVICE_SECRET", "s" * 64)
+    cfg = file_directory_config(
+        tmp_path,
+        port,
+        {"one": vendor_toml("one", one)},
+        session='store = "memory"\nsecret_env = "WESTON_TEST_SERVICE_SECRET"',
+    )
+    async for s in serve(cfg):
+        shell = {k: v for k, v in os.environ.items() if k != "WESTON_TEST_SERVICE_SECRET"}
+        r = await asyncio.to_thread(run_cli, "reload", "--config", str(cfg), env=shell)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "reloaded: 1 vendor(s)" in r.stdout
+        assert len(s.events("reloaded")) == 1
+
+
+async def test_a_template_not_in_utf8_refuses_the_reload_with_an_outcome(served: Served) -> None:
+    """A branding template saved as Windows-1252 ("Bibliothèque"): the reload is refused with the
+    file named, in the log and to `weston-proxy reload`, and the running pages stay."""
+    templates = served.cfg.parent / "web" / "templates"
+    templates.mkdir(parents=True)
+    (templates / "brand.html").write_bytes("<b>Biblioth\u00e8que de Weston</b>\n".encode("cp1252"))
+    r = await asyncio.to_thread(run_cli, "reload", "--config", str(served.cfg))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "refused" in r.stdout and "brand.html: (file): not UTF-8" in r.stdout
+    (refused,) = served.events("reload_refused")
+    assert any("brand.html" in p for p in refused["problems"])
+    assert (await served.driver.own("GET", "/login")).status == 200
+
+
+@pytest.mark.parametrize(
+    ("section", "change"),
+    [
+        ("server", {"shutdown_grace_s": 60.0}),
+        ("server", {"listen_backlog": 16}),
+        ("throttle", {"http": {"max_headers": 50}}),
+    ],
+)
+def test_settings_serve_applies_once_need_a_restart(
+    tmp_path: Path, port: int, section: str, change: dict[str, Any]
+) -> None:
+    """What `serve` hands web.run_app once (shutdown grace, listen backlog, [throttle.http]):
+    a reload that changes it is refused as restart-only, not reported as reloaded."""
+    old = load_config(file_directory_config(tmp_path, port, {}))
+    if section == "server":
+        new = dataclasses.replace(old, server=dataclasses.replace(old.server, **change))
+    else:
+        new = dataclasses.replace(old, extra={section: change})
+    assert [p.key for p in restart_only_changes(old, new)] == [
+        f"server.{next(iter(change))}" if section == "server" else "[throttle.http]"
+    ]
 
 
 def test_reload_command_without_a_running_proxy(tmp_path: Path, port: int) -> None:

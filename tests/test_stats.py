@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -45,6 +46,7 @@ from proxy.stats import (
     StatsStore,
     check_stats,
     download_metric,
+    make_sink,
     sqlite_rows,
     stats_inventory,
     stats_settings,
@@ -60,11 +62,14 @@ from proxy.stats_report import (
     render_text,
     run_stats,
 )
+from proxy.stats_store import REDIS_SEEN_PREFIX, SEEN_TTL_S
 from proxy.usage_stats import UsageCounter
 from tests.canary import ALL, CANARY, WREN, leaks
 from tests.fixtures_redis import RedisServer, redis_server, redis_url  # noqa: F401
 
 DAY = dt.datetime(2026, 6, 3, 10, 15, tzinfo=dt.UTC)
+SECRET = b"server-secret-of-the-test-proxies"
+SEEN_KEY = b"k" * 32
 
 
 class Clock:
@@ -244,7 +249,7 @@ async def test_redis_sink_keeps_counts_per_day_hash_without_expiry(
     redis_url: str,  # noqa: F811
 ) -> None:
     clock = Clock()
-    rec = Recorder(RedisStatsStore(redis_url), counters=Counters(clock))
+    rec = Recorder(RedisStatsStore(redis_url, seen_key=SEEN_KEY), counters=Counters(clock))
     rec.counters.count("ebsco", REQUESTS, 2)
     rec.counters.unique("ebsco", UNIQUE_SESSIONS, CANARY.uid)
     await rec.flush()
@@ -268,6 +273,76 @@ async def test_redis_sink_keeps_counts_per_day_hash_without_expiry(
     }
     assert await reader.rows(dt.date(2026, 7, 1), None) == []
     await reader.close()
+
+
+def test_first_sightings_a_sink_could_not_take_become_plain_counts_after_two_hours() -> None:
+    """Tokens wait for a flush until the hour after theirs has closed too, then only their count
+    is kept: a long store outage never makes the process hold tokens for longer."""
+    clock = Clock()
+    counters = Counters(clock)
+    counters.unique("ebsco", UNIQUE_SESSIONS, "tok-a")
+    counters.unique("ebsco", UNIQUE_SESSIONS, "tok-b")
+    deltas, fresh = counters.take()
+    counters.restore(deltas, fresh)  # what a failed flush does
+    clock.now += dt.timedelta(hours=1)
+    counters.roll()
+    assert counters.take()[1] == {("2026-06-03T10", "ebsco", UNIQUE_SESSIONS): {"tok-a", "tok-b"}}
+    counters.restore({}, {("2026-06-03T10", "ebsco", UNIQUE_SESSIONS): {"tok-a", "tok-b"}})
+    clock.now += dt.timedelta(hours=1)
+    counters.roll()
+    assert counters.take() == ({("2026-06-03", "ebsco", UNIQUE_SESSIONS): 2}, {})
+
+
+async def test_one_session_seen_by_two_proxies_sharing_redis_is_one_distinct_session(
+    redis_url: str,  # noqa: F811
+) -> None:
+    """Two replicas (or `serve --workers 2`) on one Redis, nginx sending a session's requests to
+    each in turn: the hour counts one distinct session, not one per process."""
+    cfg = Config(
+        path=Path("/nonexistent/proxy.toml"),
+        session=SessionConfig(store="redis", redis_url=redis_url),
+    )
+    replicas = [UsageCounter(Counters(Clock()), {"ebsco": ()}, secret=SECRET) for _ in range(2)]
+    recorders = [
+        Recorder(make_sink(cfg, stats_settings(cfg), secret=SECRET), counters=u.counters)
+        for u in replicas
+    ]
+    session, other = SimpleNamespace(id=secrets.token_urlsafe(32)), SimpleNamespace(id="x" * 43)
+    vendor = SimpleNamespace(id="ebsco")
+    for i in range(4):
+        await replicas[i % 2].gate(None, session, vendor)  # type: ignore[arg-type]
+        await recorders[i % 2].flush()
+    await replicas[1].gate(None, other, vendor)  # type: ignore[arg-type]
+    for r in recorders:
+        await r.close()
+    reader = RedisStatsStore(redis_url)
+    assert as_dict(await reader.rows()) == {("2026-06-03", "ebsco", UNIQUE_SESSIONS): 2}
+    await reader.close()
+
+
+async def test_redis_keeps_only_expiring_hour_bound_digests_of_the_tokens(
+    redis_server: RedisServer,  # noqa: F811
+    redis_url: str,  # noqa: F811
+) -> None:
+    """The hour's set of distinct sessions: named by a keyed digest (no vendor, no hour in the
+    name), members neither the session id nor its token, and it expires."""
+    sid = secrets.token_urlsafe(32)
+    u = UsageCounter(Counters(Clock()), {"ebsco": ()}, secret=SECRET)
+    token = u.session_token(sid)
+    rec = Recorder(RedisStatsStore(redis_url, seen_key=SEEN_KEY), counters=u.counters)
+    await u.gate(None, SimpleNamespace(id=sid), SimpleNamespace(id="ebsco"))  # type: ignore[arg-type]
+    await rec.close()
+    client = redis_server.client()
+    try:
+        (name,) = client.keys(REDIS_SEEN_PREFIX + "*")
+        assert b"ebsco" not in name and b"2026" not in name
+        assert 0 < client.ttl(name) <= SEEN_TTL_S
+        (member,) = client.smembers(name)
+        assert member.decode() not in (sid, token, storage_key(sid))
+        dump = b"".join(client.dump(k) or b"" for k in client.keys("*"))
+        assert sid.encode() not in dump and token.encode() not in dump
+    finally:
+        client.close()
 
 
 async def test_redis_sink_failure_keeps_the_deltas(
@@ -720,9 +795,11 @@ async def test_inventory_gives_size_span_and_row_count_never_contents(tmp_path: 
 # --------------------------------------------------------------------------- usage_stats wiring
 
 
-def usage(clock_day: dt.date = dt.date(2026, 3, 10)) -> UsageCounter:
+def usage(clock_day: dt.date = dt.date(2026, 3, 10), secret: bytes = SECRET) -> UsageCounter:
     at = dt.datetime.combine(clock_day, dt.time(9, 30), tzinfo=dt.UTC)
-    return UsageCounter(Counters(clock=lambda: at), {"one": ["^/find", r"/search\b"]})
+    return UsageCounter(
+        Counters(clock=lambda: at), {"one": ["^/find", r"/search\b"]}, secret=secret
+    )
 
 
 def seen(u: UsageCounter) -> dict[tuple[str, str], int]:
@@ -803,13 +880,14 @@ def test_first_request_at_a_vendor_starts_a_session_there() -> None:
     assert seen(u)[("one", BYTES)] == 15
 
 
-def test_session_token_is_neither_the_id_nor_its_storage_key_and_dies_with_the_process() -> None:
-    """The unique-sessions token is an HMAC under a per-process key: stable within one counter,
-    different in another, and unlike the session id or the store's hash of it."""
+def test_session_token_is_one_for_all_proxies_and_neither_the_id_nor_its_storage_key() -> None:
+    """The unique-sessions token is keyed by the server secret: every process sharing the secret
+    gives a session the same token, another secret another one, and it is unlike the session id
+    or the store's hash of it."""
     sid = secrets.token_urlsafe(32)
-    a, b = usage(), usage()
-    assert a.session_token(sid) == a.session_token(sid)
-    assert a.session_token(sid) != b.session_token(sid)
+    a, b, other = usage(), usage(), usage(secret=b"another-library's-server-secret")
+    assert a.session_token(sid) == b.session_token(sid)
+    assert a.session_token(sid) != other.session_token(sid)
     assert sid not in a.session_token(sid)
     assert a.session_token(sid) != storage_key(sid)
 
