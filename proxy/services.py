@@ -194,14 +194,20 @@ async def rebuild_services(svc: Services, config: Config) -> Services:
         observe=observe,
     )
     await upstream.start()
+    try:
+        directory = make_directory(config, secret=svc.secret)
+        templates = template_env(config)
+    except BaseException:
+        await upstream.close()  # the refused reload leaves no vendor connections behind
+        raise
     return Services(
         config=config,
         hosts=hosts,
         sessions=svc.sessions,
-        directory=make_directory(config, secret=svc.secret),
+        directory=directory,
         signer=signer,
         upstream=upstream,
-        templates=template_env(config),
+        templates=templates,
         metrics=svc.metrics,
         secret=svc.secret,
         hooks=hooks,

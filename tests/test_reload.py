@@ -398,3 +398,46 @@ async def test_download_in_progress_finishes_across_a_reload(
     assert (await served.hup())["event"] == "reloaded"
     rest = await r.content.read()
     assert len(first) + len(rest) == 20 * 4096
+
+
+async def test_a_rebuild_that_fails_after_the_vendor_client_started_closes_it(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A reload refused while its parts are built leaves no vendor connection pool open."""
+    from proxy import services
+    from proxy.app import SERVICES
+    from proxy.forward import Upstream
+    from tests.harness import ldap_directory
+
+    vendor = await vendor_factory("www.vendor-one.test")
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={"one": vendor_toml("one", vendor)},
+    )
+    driver = await proxy_factory(cfg)
+    svc = driver.client.server.app[SERVICES]
+    started: list[Upstream] = []
+    closed: list[Upstream] = []
+    start, close = Upstream.start, Upstream.close
+
+    async def recording_start(self: Upstream) -> None:
+        started.append(self)
+        await start(self)
+
+    async def recording_close(self: Upstream) -> None:
+        closed.append(self)
+        await close(self)
+
+    def broken_directory(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the directory could not be built")
+
+    monkeypatch.setattr(Upstream, "start", recording_start)
+    monkeypatch.setattr(Upstream, "close", recording_close)
+    monkeypatch.setattr(services, "make_directory", broken_directory)
+    with pytest.raises(RuntimeError):
+        await services.rebuild_services(svc, svc.config)
+    assert len(started) == 1 and closed == started
+    assert svc.upstream not in closed  # the running one is untouched
