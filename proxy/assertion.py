@@ -9,11 +9,13 @@ JWK thumbprint.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,9 @@ ASSERTION_LIFETIME_S = 300
 # Re-sign when less than this is left, so a vendor never receives an assertion about to expire.
 REFRESH_MARGIN_S = 60
 _CACHE_MAX = 50_000
+# How often signing a new assertion also drops the expired ones (at most ASSERTION_LIFETIME_S
+# after a session's last request, plus this).
+CACHE_SWEEP_S = 60
 
 
 def _b64url(data: bytes) -> str:
@@ -62,14 +67,28 @@ class SigningKey:
         }
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+def _write_atomically(path: Path, data: bytes) -> None:
+    """`data` at `path`, mode 0600: written under a temporary name, synced, then renamed, so a
+    reader finds the whole file or none."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def create_key(key_dir: Path, *, not_before: float) -> SigningKey:
-    """Generate a key into `key_dir` (0600), active from `not_before`."""
+    """Generate a key into `key_dir` (0600), active from `not_before`.
+
+    The activation time is written before the key: a process loading the directory meanwhile
+    (a reload, a worker starting) sees either no new key or the key with its time, never a key
+    without one (which would count as active at once, before vendors have its public half)."""
     key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     private = Ed25519PrivateKey.generate()
     kid = thumbprint(public_jwk(private.public_key()))
@@ -77,22 +96,30 @@ def create_key(key_dir: Path, *, not_before: float) -> SigningKey:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     path = key_dir / f"{kid}.pem"
-    _write_private(path, pem)
-    (key_dir / f"{kid}.json").write_text(json.dumps({"not_before": not_before}))
+    _write_atomically(key_dir / f"{kid}.json", json.dumps({"not_before": not_before}).encode())
+    _write_atomically(path, pem)
     return SigningKey(kid=kid, private=private, not_before=not_before, path=path)
 
 
 def load_keys(key_dir: Path) -> list[SigningKey]:
-    """Every key in the directory, oldest activation first."""
+    """Every key in the directory, oldest activation first.
+
+    ValueError for a key file group or others can read: whoever reads it can sign "valid Weston
+    patron" (the same rule as every secret file, proxy.secrets_). A key whose activation file is
+    missing is skipped: it is being written, or was restored without its partner."""
     keys: list[SigningKey] = []
     if not key_dir.is_dir():
         return keys
     for pem in sorted(key_dir.glob("*.pem")):
+        if pem.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ValueError(f"{pem}: readable by group or others; chmod 600 it")
+        meta_path = pem.with_suffix(".json")
+        if not meta_path.exists():
+            continue
         private = serialization.load_pem_private_key(pem.read_bytes(), password=None)
         if not isinstance(private, Ed25519PrivateKey):
             raise ValueError(f"{pem}: not an Ed25519 key")
-        meta_path = pem.with_suffix(".json")
-        meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
         kid = thumbprint(public_jwk(private.public_key()))
         keys.append(SigningKey(kid, private, float(meta.get("not_before", 0.0)), pem))
     keys.sort(key=lambda k: (k.not_before, k.kid))
@@ -100,13 +127,22 @@ def load_keys(key_dir: Path) -> list[SigningKey]:
 
 
 def ensure_keys(key_dir: Path) -> list[SigningKey]:
-    """Load the keys, generating a first one (active at once) when there is none."""
+    """Load the keys, generating a first one (active at once) when there is none.
+
+    Under an exclusive lock on `key_dir/.lock`, so instances starting together on one empty
+    (shared) directory make one key between them, not one each."""
     keys = load_keys(key_dir)
-    if not keys:
-        try:
+    if keys:
+        return keys
+    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(key_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        keys = load_keys(key_dir)  # made by whoever held the lock before
+        if not keys:
             keys = [create_key(key_dir, not_before=0.0)]
-        except FileExistsError:  # another worker created it first
-            keys = load_keys(key_dir)
+    finally:
+        os.close(fd)  # closing releases the lock
     return keys
 
 
@@ -138,6 +174,7 @@ class Signer:
         self.scope = scope
         self._pairwise_secret = pairwise_secret
         self._cache: dict[tuple[str, str], tuple[str, float]] = {}
+        self._swept = time.time()
 
     def active_key(self, now: float | None = None) -> SigningKey:
         now = time.time() if now is None else now
@@ -185,8 +222,11 @@ class Signer:
             now=int(now),
         )
         token = self.sign(claims)
-        if len(self._cache) >= _CACHE_MAX:
+        if len(self._cache) >= _CACHE_MAX or now - self._swept >= CACHE_SWEEP_S:
+            # Assertions of sessions that ended by timeout (no `forget`) go once expired: the
+            # cache holds which session used which vendor, and that must not outlive them.
             self._cache = {k: v for k, v in self._cache.items() if v[1] - now > REFRESH_MARGIN_S}
+            self._swept = now
         self._cache[(cache_key, vendor_id)] = (token, float(claims["exp"]))
         return token
 

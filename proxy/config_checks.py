@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
+from proxy.crypto import server_secret_problem
 from proxy.errors import EnvironmentProblem, Problem
 from proxy.hosts import host_matches, is_valid_hostname
 from proxy.logs import LOG_FORMATS, LOG_LEVELS
@@ -124,6 +125,22 @@ def _check_secret_file(path: Path, file: str, key: str, problems: list[Problem])
         )
 
 
+def _check_server_secret(value: str, file: str, key: str, problems: list[Problem]) -> None:
+    problem = server_secret_problem(value)
+    if problem is not None:
+        problems.append(Problem(file, key, problem))
+
+
+def _check_key_files(cfg: Config, file: str, problems: list[Problem]) -> None:
+    """Signing keys readable by group or others are refused (proxy.assertion.load_keys)."""
+    key_dir = cfg.resolve(cfg.keys.dir)
+    for pem in sorted(key_dir.glob("*.pem")) if key_dir.is_dir() else ():
+        if pem.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            problems.append(
+                Problem(file, "keys.dir", f"{pem} is readable by group or others; chmod 600 it")
+            )
+
+
 def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
     s = cfg.server
     if not check_host_port(s.listen):
@@ -174,6 +191,7 @@ def check_logging_and_keys(cfg: Config, file: str, problems: list[Problem]) -> N
     if cfg.logging.format not in LOG_FORMATS:
         problems.append(Problem(file, "logging.format", f"must be one of {', '.join(LOG_FORMATS)}"))
     _not_negative(cfg.keys, {"activate_after_s": "sign at once"}, file, "keys.", problems)
+    _check_key_files(cfg, file, problems)
 
 
 def check_directory(cfg: Config, file: str, problems: list[Problem]) -> None:
@@ -257,10 +275,16 @@ def check_session(cfg: Config, file: str, problems: list[Problem]) -> None:
         problems.append(Problem(file, "session.idle_timeout_s", "must not exceed lifetime_s"))
     if s.secret_env:
         check_environment(s.secret_env, file, "session.secret_env", problems)
+        if s.secret_env in os.environ:
+            _check_server_secret(os.environ[s.secret_env], file, "session.secret_env", problems)
     else:
         p = cfg.resolve(s.secret_file)
         if p.exists():
+            before = len(problems)
             _check_secret_file(p, file, "session.secret_file", problems)
+            if len(problems) == before:
+                value = p.read_text(encoding="utf-8", errors="replace").rstrip("\r\n")
+                _check_server_secret(value, file, "session.secret_file", problems)
     if s.redis_password_file:
         _check_secret_file(
             cfg.resolve(s.redis_password_file), file, "session.redis_password_file", problems

@@ -20,6 +20,23 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 # Below this a secret is guessable offline from a copy of the store; HKDF cannot add entropy.
 MIN_SECRET_BYTES = 16
+# The server secret keys every opaque patron key and pairwise `sub`: one short enough to guess
+# would let a vendor compute a patron's `sub` from the card number. The generated one is 64 hex
+# characters.
+MIN_SERVER_SECRET_BYTES = 32
+
+
+def server_secret_problem(value: str) -> str | None:
+    """Why `value` cannot be the server secret, or None."""
+    n = len(value.encode())
+    if n < MIN_SERVER_SECRET_BYTES:
+        return (
+            f"the server secret is {n} bytes; it must be at least {MIN_SERVER_SECRET_BYTES} "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+    return None
+
+
 _VERSION = b"\x01"
 _NONCE_BYTES = 12  # 96-bit random nonces: the size GCM is specified for
 _PURPOSE = b"weston-proxy session store sealing v1"
@@ -59,4 +76,11 @@ class Sealer:
             raise Unsealable("sealed value does not open with this key") from None
 
 
-__all__ = ["MIN_SECRET_BYTES", "Sealer", "Unsealable", "derive_key"]
+__all__ = [
+    "MIN_SECRET_BYTES",
+    "MIN_SERVER_SECRET_BYTES",
+    "Sealer",
+    "Unsealable",
+    "derive_key",
+    "server_secret_problem",
+]

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 from proxy.config import Config
+from proxy.crypto import server_secret_problem
 
 
 class SecretError(Exception):
@@ -38,10 +39,19 @@ def read_secret(config: Config, *, file: str, env: str, base: Path | None = None
 
 
 def server_secret(config: Config) -> bytes:
-    """The server secret for opaque keys; generated (32 random bytes, 0600) on first start."""
+    """The server secret for opaque keys; generated (32 random bytes, 0600) on first start.
+    SecretError for one too short to be safe (`crypto.MIN_SERVER_SECRET_BYTES`)."""
+    value = _server_secret(config)
+    problem = server_secret_problem(value)
+    if problem is not None:
+        raise SecretError(problem)
+    return value.encode()
+
+
+def _server_secret(config: Config) -> str:
     s = config.session
     if s.secret_env:
-        return read_secret(config, file="", env=s.secret_env).encode()
+        return read_secret(config, file="", env=s.secret_env)
     path = config.resolve(s.secret_file)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -51,4 +61,4 @@ def server_secret(config: Config) -> bytes:
                 f.write(secrets.token_hex(32) + "\n")
         except FileExistsError:
             pass  # another worker wrote it first
-    return read_secret_file(path).encode()
+    return read_secret_file(path)

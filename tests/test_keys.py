@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -160,3 +161,147 @@ def test_retire_takes_a_kid_that_starts_with_a_dash(tmp_path: Path, port: int, w
     r = run_cli("keys", "retire", *args)
     assert r.returncode == 1, r.stderr
     assert f"no key {kid} in" in r.stderr
+
+
+# ------------------------------------------------------------------ key files on disk
+
+
+def test_a_process_loading_during_a_rotation_never_signs_with_the_new_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`keys rotate` writes the activation time, then the key, each whole (a temporary name
+    renamed): a process loading the directory at either moment (a reload, a worker starting)
+    sees the old key signing, never the new one without its time (it counted as active since
+    1970, and signed before vendors had its public half)."""
+    import proxy.assertion as assertion
+
+    key_dir = tmp_path / "keys"
+    old = assertion.ensure_keys(key_dir)[0]  # active since 0
+    seen: list[list[assertion.SigningKey]] = []
+    replace = os.replace
+
+    def loading_meanwhile(src: Any, dst: Any) -> None:
+        seen.append(assertion.load_keys(key_dir))  # before the rename
+        replace(src, dst)
+        seen.append(assertion.load_keys(key_dir))  # after it
+
+    monkeypatch.setattr(assertion.os, "replace", loading_meanwhile)
+    new = assertion.create_key(key_dir, not_before=time.time() + 600)
+    monkeypatch.setattr(assertion.os, "replace", replace)
+    assert len(seen) == 4
+    for keys in seen:
+        signer = assertion.Signer(keys, issuer="https://p", scope="lib.org", pairwise_secret=b"s")
+        assert signer.active_key().kid == old.kid
+        assert all(k.not_before > 0 for k in keys if k.kid == new.kid)
+    assert [k.kid for k in seen[-1]] == [old.kid, new.kid]
+    assert not list(key_dir.glob(".*.tmp"))
+
+
+def test_a_key_without_its_activation_file_is_not_loaded(tmp_path: Path) -> None:
+    from proxy.assertion import create_key, ensure_keys, load_keys
+
+    key_dir = tmp_path / "keys"
+    first = ensure_keys(key_dir)[0]
+    half = create_key(key_dir, not_before=0.0)
+    (key_dir / f"{half.kid}.json").unlink()
+    assert [k.kid for k in load_keys(key_dir)] == [first.kid]
+
+
+def test_instances_starting_together_on_an_empty_key_directory_make_one_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both look, find nothing, and then take turns: the second finds the first's key."""
+    import threading
+
+    import proxy.assertion as assertion
+
+    key_dir = tmp_path / "keys"
+    both_looked = threading.Barrier(2)
+    first_look = threading.local()
+    load = assertion.load_keys
+
+    def looking_together(d: Path) -> list[assertion.SigningKey]:
+        keys = load(d)
+        if not getattr(first_look, "done", False):
+            first_look.done = True
+            both_looked.wait(timeout=5)
+        return keys
+
+    monkeypatch.setattr(assertion, "load_keys", looking_together)
+    kids: list[list[str]] = []
+    threads = [
+        threading.Thread(
+            target=lambda: kids.append([k.kid for k in assertion.ensure_keys(key_dir)])
+        )
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(kids) == 2 and kids[0] == kids[1] and len(kids[0]) == 1
+    assert len(list(key_dir.glob("*.pem"))) == 1
+
+
+def test_a_signing_key_readable_by_others_is_refused(tmp_path: Path, port: int) -> None:
+    """Whoever reads the key can sign "valid Weston patron": the rule of every secret file."""
+    from proxy.assertion import ensure_keys, load_keys
+    from proxy.cli import config_checks
+    from proxy.config import load_config
+    from proxy.errors import ConfigError
+
+    cfg = file_directory_config(tmp_path, port, {})
+    key = ensure_keys(load_config(cfg).resolve(load_config(cfg).keys.dir))[0]
+    key.path.chmod(0o640)
+    with pytest.raises(ValueError, match="readable by group or others"):
+        load_keys(key.path.parent)
+    with pytest.raises(ConfigError, match=r"keys\.dir: .*readable by group or others"):
+        load_config(cfg, extra_checks=config_checks())
+
+
+def test_expired_assertions_leave_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most sessions end by timeout, with no `forget`: their assertions (which session used
+    which vendor, and when) go once expired, at the next signing after a sweep interval."""
+    import proxy.assertion as assertion
+
+    signer = assertion.Signer(
+        assertion.ensure_keys(tmp_path / "keys"), issuer="https://p", scope="lib.org",
+        pairwise_secret=b"s" * 32,
+    )  # fmt: skip
+    t0 = time.time()
+    signer.assertion(
+        cache_key="ended", audience="v", patron_key="p", vendor_id="v", pseudonymous=True
+    )
+    later = t0 + assertion.ASSERTION_LIFETIME_S + assertion.CACHE_SWEEP_S
+    monkeypatch.setattr(assertion.time, "time", lambda: later)
+    signer.assertion(
+        cache_key="other", audience="v", patron_key="q", vendor_id="v", pseudonymous=True
+    )
+    assert [k for k, _ in signer._cache.items()] == [("other", "v")]
+
+
+@pytest.mark.parametrize("secret", ["7", "x" * 31])
+def test_a_server_secret_short_enough_to_guess_is_refused(
+    tmp_path: Path, port: int, secret: str
+) -> None:
+    """It keys every pairwise `sub`: a vendor that knows the card-number format could compute a
+    patron's `sub` from the card number with a guessed secret. At least 32 bytes, whatever the
+    store (only Redis sealing checked a length before)."""
+    from proxy.cli import config_checks
+    from proxy.config import load_config
+    from proxy.errors import ConfigError
+    from proxy.secrets_ import SecretError, server_secret
+    from tests.harness import write_secret
+
+    cfg = file_directory_config(tmp_path, port, {})
+    path = tmp_path / "state" / "server-secret"
+    write_secret(path, "x" * 32)  # the shortest accepted
+    config = load_config(cfg, extra_checks=config_checks())
+    assert config.resolve(config.session.secret_file) == path
+    write_secret(path, secret)
+    with pytest.raises(ConfigError, match=r"session\.secret_file: the server secret is \d+ bytes"):
+        load_config(cfg, extra_checks=config_checks())
+    with pytest.raises(SecretError, match="at least 32"):
+        server_secret(config)
