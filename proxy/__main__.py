@@ -2,7 +2,7 @@
 
 import sys
 
-from proxy.cli import main
+from proxy.launch import main
 
 if __name__ == "__main__":  # worker processes import this module too
     sys.exit(main())

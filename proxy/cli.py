@@ -31,6 +31,7 @@ CONFIG_CHECKS: tuple[tuple[str, str], ...] = (
     ("proxy.stats", "check_stats"),
     ("proxy.compliance", "check_compliance_settings"),
     ("proxy.throttle", "check_throttle"),
+    ("proxy.web.branding", "check_templates"),
 )
 
 
@@ -150,6 +151,12 @@ def _workers_refusal(config: Config, workers: int) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    # A reload (SIGHUP) waits until the proxy can reload (see proxy.launch, which blocks it
+    # before any import; this covers a serve started through `main` itself). proxy.reload
+    # unblocks it once its handler is in place; workers inherit the block.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     config = load(args.config, sys.stderr)
     if config is None:
         return EXIT_USAGE
@@ -208,7 +215,8 @@ def _serve_workers(config: Config, workers: int) -> int:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, signal.SIGTERM)
 
-    # Blocked until the handlers are in place, so a signal during start-up is forwarded, not lost.
+    # Blocked until the handlers are in place, so a signal during start-up is forwarded, not lost
+    # (SIGHUP since cmd_serve; each worker unblocks its own once it can reload).
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     try:
         for p in procs:
@@ -217,7 +225,7 @@ def _serve_workers(config: Config, workers: int) -> int:
         signal.signal(signal.SIGINT, stop_all)
         signal.signal(signal.SIGHUP, importlib.import_module("proxy.reload").hup_forwarder(procs))
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
     running = list(procs)
     while running:
         for sentinel in wait([p.sentinel for p in running]):
@@ -233,6 +241,8 @@ def _serve_workers(config: Config, workers: int) -> int:
                 stop_all()
             elif done.exitcode != 0:
                 print(f"worker {done.pid} exited with {done.exitcode}", file=sys.stderr)
+    # No worker is left to reload: a late reload must not end the stopping parent either.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     clean = not unexpected and all(p.exitcode == 0 for p in procs)
     return EXIT_OK if clean else EXIT_FAIL
 

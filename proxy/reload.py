@@ -272,11 +272,18 @@ async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
     except (NotImplementedError, RuntimeError, ValueError):
         handled = False  # not the main thread (e.g. embedded): `reload` cannot reach this app
+    if handled:
+        # `serve` blocks SIGHUP until now (proxy.cli.cmd_serve): one sent during start-up is
+        # delivered here, as a reload.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     try:
         yield
     finally:
         if handled:
             loop.remove_signal_handler(signal.SIGHUP)
+            # Not back to the default action (end the process): a reload overlapping a stop
+            # would cut short what closes after this (the last statistics flush, the services).
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
         for t in list(pending):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
