@@ -15,7 +15,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -154,6 +154,9 @@ class Observation:
 
 
 Observer = Callable[[Observation], None]
+# Asked once the vendor's response head is in (request, vendor, status, Content-Type): a response
+# goes to the patron instead of the vendor's (proxy.services.Hooks.head_gates).
+HeadCheck = Callable[[web.Request, VendorConfig, int, str], Awaitable[web.StreamResponse | None]]
 
 
 class Upstream:
@@ -168,6 +171,7 @@ class Upstream:
         sessions: Sessions,
         rewriter: Rewriter | None = None,
         observe: Observer | None = None,
+        check_head: HeadCheck | None = None,
     ) -> None:
         self.config = config
         self.hosts = hosts
@@ -175,6 +179,7 @@ class Upstream:
         self.sessions = sessions
         self.rewriter = rewriter
         self.observe = observe
+        self.check_head = check_head
         self.vendor_origins = {v.id: v.origin for v in config.vendors}
         self.adapters: dict[str, VendorAdapter] = {}
         self._client: VendorClient | None = None
@@ -373,8 +378,12 @@ class Upstream:
         head: bytes = b"",
     ) -> web.StreamResponse:
         """Streams the vendor's response to the patron; `head` is body already read from `resp`."""
-        headers = response_headers(resp.headers.items())
         ctype = resp.headers.get("Content-Type", "")
+        if self.check_head is not None:
+            refusal = await self.check_head(request, vendor, resp.status, ctype)
+            if refusal is not None:
+                return refusal  # the vendor's response is let go unread by forward()
+        headers = response_headers(resp.headers.items())
         has_body = request.method != "HEAD" and resp.status not in (204, 304)
         rewriter = self.rewriter
         decoder: BodyDecoder | None = None

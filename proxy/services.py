@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from aiohttp import web
@@ -24,6 +24,9 @@ from proxy.secrets_ import server_secret
 from proxy.sessions import Session, Sessions, make_store
 from proxy.web.messages import UI
 
+if TYPE_CHECKING:
+    from proxy.rewrite import Rewriter
+
 WEB_DIR = Path(__file__).parent / "web"
 log = get_logger("proxy.services")
 
@@ -32,6 +35,8 @@ Gate = Callable[[web.Request, Session, VendorConfig], Awaitable[web.StreamRespon
 
 
 LoginGate = Callable[[web.Request, str], Awaitable[web.StreamResponse | None]]
+# (request, vendor, response status, response Content-Type)
+HeadGate = Callable[[web.Request, VendorConfig, int, str], Awaitable[web.StreamResponse | None]]
 
 
 LoginFailed = Callable[[web.Request, str, str], Awaitable[None]]
@@ -42,6 +47,9 @@ class Hooks:
     """Where feature modules (stats, throttling, usage limits) plug into the request flow."""
 
     gates: list[Gate] = field(default_factory=list)  # before forwarding; a response refuses
+    # Once the vendor's response head is in, before anything reaches the patron; a response
+    # refuses (usage limits count downloads here, so parallel ones are held to the limit).
+    head_gates: list[HeadGate] = field(default_factory=list)
     login_gates: list[LoginGate] = field(default_factory=list)  # before asking the directory
     login_failed: list[LoginFailed] = field(default_factory=list)
     login_outcome: list[Callable[[str], None]] = field(default_factory=list)
@@ -107,6 +115,41 @@ def make_signer(config: Config, secret: bytes) -> Signer:
     )
 
 
+def make_upstream(
+    config: Config,
+    hosts: HostMap,
+    signer: Signer,
+    sessions: Sessions,
+    rewriter: Rewriter,
+    hooks: Hooks,
+) -> Upstream:
+    """The forwarder, calling the features' head gates and observers as they are at each
+    request (features plug in after it is built, and stay plugged in across reloads)."""
+
+    def observe(o: Observation) -> None:
+        for fn in hooks.observers:
+            fn(o)
+
+    async def check_head(
+        request: web.Request, vendor: VendorConfig, status: int, content_type: str
+    ) -> web.StreamResponse | None:
+        for gate in hooks.head_gates:
+            refusal = await gate(request, vendor, status, content_type)
+            if refusal is not None:
+                return refusal
+        return None
+
+    return Upstream(
+        config,
+        hosts=hosts,
+        signer=signer,
+        sessions=sessions,
+        rewriter=rewriter,
+        observe=observe,
+        check_head=check_head,
+    )
+
+
 async def build_services(config: Config) -> Services:
     secret = server_secret(config)
     hosts = config.host_map()
@@ -136,16 +179,8 @@ async def build_services(config: Config) -> Services:
     metrics_ = Metrics()
     from proxy.rewrite import Rewriter
 
-    rewriter = Rewriter.from_config(config)
     hooks = Hooks(observers=[metrics_.observe])
-
-    def observe(o: Observation) -> None:
-        for fn in hooks.observers:
-            fn(o)
-
-    upstream = Upstream(
-        config, hosts=hosts, signer=signer, sessions=sessions, rewriter=rewriter, observe=observe
-    )
+    upstream = make_upstream(config, hosts, signer, sessions, Rewriter.from_config(config), hooks)
     await upstream.start()
     svc = Services(
         config=config,
@@ -178,20 +213,10 @@ async def rebuild_services(svc: Services, config: Config) -> Services:
     from proxy.rewrite import Rewriter
 
     hooks = svc.hooks
-
-    def observe(o: Observation) -> None:
-        for fn in hooks.observers:
-            fn(o)
-
     hosts = config.host_map()
     signer = make_signer(config, svc.secret)
-    upstream = Upstream(
-        config,
-        hosts=hosts,
-        signer=signer,
-        sessions=svc.sessions,
-        rewriter=Rewriter.from_config(config),
-        observe=observe,
+    upstream = make_upstream(
+        config, hosts, signer, svc.sessions, Rewriter.from_config(config), hooks
     )
     await upstream.start()
     try:

@@ -2,7 +2,9 @@
 downloads more than a vendor's `[limits]` allow is suspended before the vendor cuts off the library.
 
 Per session and vendor: requests per minute (counted in the gate, before forwarding), full-text
-downloads and bytes per hour (counted after each response). Counters live in the session store
+downloads per hour (counted when the vendor's answer starts, before the patron gets any of it, so
+downloads fetched in parallel are held to the limit too) and bytes per hour (counted after each
+response). Counters live in the session store
 (`incr`), so all instances share them; each is named by an HMAC of the session's storage key and
 the vendor id under a key derived from the server secret, so the store shows neither the session
 id nor the vendor, and each expires when its clock-aligned window ends.
@@ -128,26 +130,44 @@ class UsageLimits:
         return None
 
     def refusal(self, request: web.Request) -> web.Response:
-        """The "suspended" page with how to reach the library; the same for every reason."""
-        from proxy.web.messages import MESSAGES, UI, Message
-        from proxy.web.pages import render
+        """The "suspended" page with how to reach the library; the same for every reason. A
+        problem page like the others (proxy.web.pages.message_page): its headers (no Referer
+        from a vendor host to the library's help page), and the code help-desk staff ask for."""
+        from proxy.web.messages import UI
+        from proxy.web.pages import message_page
 
-        svc = self.svc
-        m = MESSAGES["suspended"]
-        action = f"{m.action} {svc.config.library.contact}".strip()
+        library = self.svc.config.library
         links = [{"href": "/logout", "text": UI["sign_out"]}]
-        if svc.config.library.help_url:
-            links.insert(0, {"href": svc.config.library.help_url, "text": UI["help"]})
-        resp = render(
-            request,
-            "message.html",
-            status=m.status,
-            message=Message(m.status, m.title, m.text, action),
-            links=links,
-            signed_in=False,
-        )
+        if library.help_url:
+            links.insert(0, {"href": library.help_url, "text": UI["help"]})
+        resp = message_page(request, "suspended", links=links, contact=library.contact)
         resp.headers["Cache-Control"] = "no-store"
         return resp
+
+    async def check_head(
+        self, request: web.Request, vendor: VendorConfig, status: int, content_type: str
+    ) -> web.StreamResponse | None:
+        """Count a full-text download when the vendor's answer starts, before the patron gets
+        any of it: downloads fetched at once are each counted before any is sent, so parallel
+        ones are held to `downloads_per_hour` (the vendor has answered them; the patron gets
+        none past the limit). The download that reaches the limit is delivered, and the
+        session is suspended with it."""
+        tracked = self._current.get()
+        limit = vendor.limits.downloads_per_hour
+        if (
+            tracked is None
+            or tracked.vendor_id != vendor.id
+            or not limit
+            or not is_full_text(request.method, status, content_type)
+        ):
+            return None
+        now = time.time()
+        w = Window.at(now, 3600)
+        # A store outage raises: the patron gets the store page (fail closed).
+        n = await self.svc.sessions.store.incr(f"{tracked.counter}:dl:{w.index}", w.ends - now + 1)
+        if n >= limit:
+            await self.suspend(tracked.session, vendor.id, REASON_DOWNLOADS)
+        return self.refusal(request) if n > limit else None
 
     async def suspend(self, session: Session, vendor_id: str, reason: str) -> None:
         if session.suspended:
@@ -172,12 +192,11 @@ class UsageLimits:
         if vendor is None:
             return
         lim = vendor.limits
-        download = bool(lim.downloads_per_hour) and is_full_text(o.method, o.status, o.content_type)
         units = self.byte_units(o.bytes, lim.bytes_per_hour) if lim.bytes_per_hour else 0
-        if not download and not units:
+        if not units:
             return
         previous = self._pending.get(tracked.counter)
-        task = asyncio.create_task(self._account(tracked, lim, download, units, previous))
+        task = asyncio.create_task(self._account(tracked, units, previous))
         self._pending[tracked.counter] = task
         task.add_done_callback(lambda t: self._forget(tracked.counter, t))
 
@@ -207,13 +226,9 @@ class UsageLimits:
         return min(whole, BYTE_UNITS + 1)  # past the limit, more counting changes nothing
 
     async def _account(
-        self,
-        tracked: Tracked,
-        lim: Limits,
-        download: bool,
-        units: int,
-        previous: asyncio.Task[None] | None,
+        self, tracked: Tracked, units: int, previous: asyncio.Task[None] | None
     ) -> None:
+        """Bytes sent, counted after the response (downloads are counted at its start)."""
         if previous is not None:
             with contextlib.suppress(Exception):
                 await previous
@@ -221,18 +236,11 @@ class UsageLimits:
         now = time.time()
         w = Window.at(now, 3600)
         ttl = w.ends - now + 1
-        reason = ""
         try:
-            if download:
-                n = await store.incr(f"{tracked.counter}:dl:{w.index}", ttl)
-                if n >= lim.downloads_per_hour:
-                    reason = REASON_DOWNLOADS
             for _ in range(units):
                 if await store.incr(f"{tracked.counter}:bytes:{w.index}", ttl) >= BYTE_UNITS:
-                    reason = reason or REASON_BYTES
+                    await self.suspend(tracked.session, tracked.vendor_id, REASON_BYTES)
                     break
-            if reason:
-                await self.suspend(tracked.session, tracked.vendor_id, reason)
         except StoreUnavailable:
             # The next gate meets the same outage and refuses with the store page (fail closed).
             log.warning("store_unavailable", dependency="store")
@@ -242,7 +250,11 @@ async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
     """Plug usage limits into the proxying flow (cleanup_ctx style)."""
     limits = UsageLimits(svc)
     try:
-        with plugged((svc.hooks.gates, limits.gate), (svc.hooks.observers, limits.observe)):
+        with plugged(
+            (svc.hooks.gates, limits.gate),
+            (svc.hooks.head_gates, limits.check_head),
+            (svc.hooks.observers, limits.observe),
+        ):
             yield
     finally:
         await limits.close()

@@ -111,6 +111,47 @@ async def test_stolen_card_downloading_in_a_loop_is_suspended_at_the_limit(
     assert b"suspend" not in vendor.all_bytes().lower()
 
 
+async def test_downloads_fetched_at_once_are_held_to_the_limit(downloads: Any) -> None:
+    """A script fetching twelve PDFs at once (bulk downloaders do): each is counted when the
+    vendor's answer starts, so five reach the patron and the rest get the paused page (the vendor
+    answered those too, once; counting after each body let all twelve through)."""
+    driver, vendor = downloads
+    await driver.login(CANARY.uid, CANARY.password)
+
+    async def one(i: int) -> tuple[int, bytes]:
+        r = await driver.get_vendor(VENDOR_HOST, f"/paper.pdf?n={i}")
+        return r.status, await r.read()
+
+    answers = await asyncio.gather(*(one(i) for i in range(12)))
+    delivered = [body for status, body in answers if status == 200]
+    assert len(delivered) == 5 and all(body.startswith(b"%PDF") for body in delivered)
+    assert sorted(status for status, _ in answers) == [200] * 5 + [429] * 7
+    before = _pdf_requests(vendor)
+    assert (await driver.get_vendor(VENDOR_HOST, "/paper.pdf?later")).status == 429
+    assert _pdf_requests(vendor) == before, "a suspended session sends the vendor nothing"
+
+
+async def test_the_paused_page_is_a_problem_page_like_the_others(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """On a vendor host: the own-page headers every other problem page has (no Referer from the
+    vendor host to the library's help page, own assets only, no framing) and the staff code."""
+    driver, _ = await _setup(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory, "requests_per_minute = 1"
+    )
+    await driver.login(CANARY.uid, CANARY.password)
+    for i in range(3):
+        r = await driver.get_vendor(VENDOR_HOST, f"/p{i}")
+        html = await r.text()
+    assert r.status == 429
+    assert r.headers["Referrer-Policy"] == "no-referrer"
+    for name in ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options"):
+        assert name in r.headers, name
+    assert r.headers["Cache-Control"] == "no-store"
+    assert "suspended (429)" in html
+    assert driver.config.library.contact in html.replace("&#39;", "'")
+
+
 async def test_other_patrons_are_unaffected_by_a_suspension(downloads: Any) -> None:
     driver, _vendor = downloads
     await driver.login(CANARY.uid, CANARY.password)

@@ -100,7 +100,8 @@ MESSAGES: dict[str, Message] = {
         "This session made more requests or downloads than the library's agreements with database "
         "vendors allow in a short time. Vendors can cut off the whole library's access when that "
         "happens, so the session was paused. The vendor was not told who you are.",
-        "If you were doing ordinary research, please contact the library and we will help.",
+        "If you were doing ordinary research, please contact the library and we will help. "
+        "{contact}",
     ),
     "too_many_attempts": Message(
         429,
