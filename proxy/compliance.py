@@ -233,14 +233,21 @@ def _release_check(v: VendorConfig, today: dt.date) -> Check:
 
 def _template_pattern(words: Iterable[str]) -> re.Pattern[str]:
     names = "|".join(sorted({re.escape(w.lower()) for w in words if w}, key=len, reverse=True))
-    return re.compile(
-        r"\{\{?\s*(?:" + names + r")\s*\}?\}"  # {uid}, {{ mail }}
-        r"|\$\{?(?:" + names + r")\b\}?"  # $user, ${mail}
-        r"|%(?:" + names + r")%"  # %username%
-        r"|\^[uUpP]"  # EZproxy's ^u (user) and ^p substitutions
-        r"|[?&;](?:" + names + r")=",  # a patron attribute as a URL parameter
-        re.IGNORECASE,
+    # The attribute may be one step of an object path: {{ patron.mail }}, {user[barcode]},
+    # ${patron.id}; a template filter may follow the path: {{ patron.mail | e }}.
+    step = r"[\w.\[\]\"']"
+    # (Checked ahead, then taken whole, so a long path costs linear time.)
+    name = rf"(?={step}*?(?<!\w)(?:{names})\b){step}++"
+    filters = r"(?:\s*\|[^{}|][^{}]*)?"
+    forms = (
+        r"\{\{?\s*" + name + filters + r"\s*\}?\}",  # {uid}, {{ mail }}, {{ patron.mail }}
+        r"\$\{\s*" + name + filters + r"\s*\}",  # ${mail}, ${user.barcode}
+        r"\$(?=\w)" + name,  # $user, $session.mail
+        r"%" + name + r"%",  # %username%, %user.barcode%
+        r"\^[uUpP]",  # EZproxy's ^u (user) and ^p substitutions
+        r"[?&;](?:" + names + r")=",  # a patron attribute as a URL parameter
     )
+    return re.compile("|".join(forms), re.IGNORECASE)
 
 
 def _vendor_settings_text(v: VendorConfig) -> list[tuple[str, str]]:

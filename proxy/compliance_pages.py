@@ -1,7 +1,8 @@
 """Check a vendor's saved start page: third-party hosts, known trackers and cookies it would set.
 
 The page is a saved copy (plain HTML, or a whole `curl -i` response whose Set-Cookie headers are
-kept), so no vendor is contacted; known trackers come from the shipped list proxy/data/trackers.txt.
+kept), so no vendor is contacted; known trackers come from the shipped list proxy/data/trackers.txt,
+and how long each cookie would last is read by proxy.compliance_cookies.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
 
+from proxy.compliance_cookies import LASTING, UNREADABLE, cookie_lifetime, script_cookies
 from proxy.compliance_model import CRITICAL, FAIL, PASS, UNKNOWN, WARNING, Check
 from proxy.config import Config, VendorConfig
 from proxy.hosts import is_valid_hostname
@@ -79,7 +81,6 @@ def _script_texts(html: bytes) -> list[str]:
 
 
 _URL_IN_SCRIPT = re.compile(r"""["'`](?:https?:)?//([a-z0-9][a-z0-9.-]*\.[a-z]{2,})""", re.I)
-_COOKIE_WRITE = re.compile(r"""document\.cookie\s*=\s*(?:(["'`])(.*?)\1|([^;\n]+))""")
 
 
 def page_third_parties(config: Config, html: bytes) -> list[str]:
@@ -95,28 +96,6 @@ def page_third_parties(config: Config, html: bytes) -> list[str]:
             if is_valid_hostname(host) and not ours and host_map.vendor_for_host(host) is None:
                 hosts.add(host)
     return sorted(hosts)
-
-
-def _lifetime(attributes: str) -> str | None:
-    """`max-age=…`/`expires=…` of a cookie string, as words; None for a session cookie."""
-    m = re.search(r"max-age\s*=\s*(-?\d+)", attributes, re.I)
-    if m:
-        seconds = int(m.group(1))
-        return f"{seconds // 86400} days" if seconds >= 86400 else f"{seconds} s"
-    m = re.search(r"expires\s*=\s*([^;]+)", attributes, re.I)
-    return f"until {m.group(1).strip()}" if m else None
-
-
-def _script_cookies(html: bytes) -> list[tuple[str, str | None]]:
-    found = []
-    for text in _script_texts(html):
-        for m in _COOKIE_WRITE.finditer(text):
-            literal = m.group(2)
-            if literal is None:
-                found.append(("(computed)", _lifetime(m.group(3))))
-            else:
-                found.append((literal.split("=", 1)[0].strip() or "(unnamed)", _lifetime(literal)))
-    return found
 
 
 def check_page(
@@ -154,17 +133,25 @@ def check_page(
             or f"{source}; {len(trackers)} tracker hosts checked",
         ),
     ]
-    script = _script_cookies(page.html)
-    persistent = [f"{n} ({life}, set by script)" for n, life in script if life]
-    described = [f"{n} ({life or 'session'}, set by script in the browser)" for n, life in script]
+    script = [c for text in _script_texts(page.html) for c in script_cookies(text)]
+    kinds = {c.lifetime.kind for c in script}
+    described = [f"{c.name} ({c.lifetime.words}, set by script in the browser)" for c in script]
     for header in page.set_cookies or ():
         name = header.split("=", 1)[0].strip()
-        life = _lifetime(header) or "session"
+        life = cookie_lifetime(header).words
         described.append(f"{name} ({life}, Set-Cookie: kept in the proxy's session jar)")
-    if persistent:
+    headerless = "A page saved without headers cannot show its Set-Cookie."
+    if LASTING in kinds:
         result, message = FAIL, "The page's scripts store lasting cookies in the patron's browser."
+    elif UNREADABLE in kinds:
+        result = UNKNOWN
+        message = (
+            "A script on the page sets a cookie whose lifetime it works out as the page runs; "
+            "read the script to see whether the cookie outlasts the visit."
+            + (f" {headerless}" if page.set_cookies is None else "")
+        )
     elif page.set_cookies is None:
-        result, message = UNKNOWN, "A page saved without headers cannot show its Set-Cookie."
+        result, message = UNKNOWN, headerless
     else:
         result, message = PASS, "The page sets no lasting cookie in the patron's browser."
     checks.append(Check("page.cookies", WARNING, result, message, "; ".join(described) or source))

@@ -27,6 +27,7 @@ from proxy.compliance import (
     FAIL,
     PASS,
     UNKNOWN,
+    Check,
     PageSource,
     Report,
     check_all,
@@ -189,6 +190,41 @@ def test_ordinary_rewrite_rules_are_not_mistaken_for_templates(config: Config) -
     assert check_of(report, "good", "config.patron_data_template").result == PASS
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ patron.mail }}",
+        "{user.barcode}",
+        "{{user.cardnumber}}",
+        "${user.barcode}",
+        "%user.barcode%",
+        "$session.mail",
+        '{{ patron["mail"] }}',
+        "{{ patron.mail | urlencode }}",
+        "{{ patron.id }}",
+    ],
+)
+def test_patron_attributes_on_an_object_path_are_templates(config: Config, template: str) -> None:
+    """{{ patron.mail }}, {user.barcode}: a patron attribute reached through an object (or an
+    object that is the patron) fails config.patron_data_template, the whole template as evidence."""
+    good = config.vendor("good")
+    assert good is not None
+    rule = RewriteRule("<form ", f"<input type=hidden name=patron value={template}><form ")
+    report = check_all(config, [dataclasses.replace(good, rewrite=(rule,))])
+    check = check_of(report, "good", "config.patron_data_template")
+    assert check.result == FAIL
+    assert f"rewrite[0].replace: {template!r}" in check.evidence
+
+
+def test_object_paths_that_name_no_patron_attribute_are_not_templates(config: Config) -> None:
+    """Script and template paths to other things ({{ page.title }}, userAgent) are not patron data."""
+    good = config.vendor("good")
+    assert good is not None
+    rule = RewriteRule("x", "{vendor.title} ${navigator.userAgent} {{ page.title }} ${a || b}")
+    report = check_all(config, [dataclasses.replace(good, rewrite=(rule,))])
+    assert check_of(report, "good", "config.patron_data_template").result == PASS
+
+
 def test_an_unrecorded_clause_is_unknown_not_passed(config: Config) -> None:
     """A required clause missing from the contract entry is reported as unknown."""
     good = config.vendor("good")
@@ -298,6 +334,91 @@ def test_a_page_without_headers_has_unknown_cookies(config: Config) -> None:
     page = PageSource("bare.html", b"<html><body>hello</body></html>", None)
     cookies = next(c for c in check_page(good, config, page, ()) if c.id == "page.cookies")
     assert cookies.result == UNKNOWN
+
+
+def page_cookies(config: Config, script: str) -> Check:
+    """page.cookies of a start page saved with its headers (no Set-Cookie) that runs `script`."""
+    good = config.vendor("good")
+    assert good is not None
+    html = f"<html><head><script>var id = 'x';\n{script}\n</script></head></html>"
+    page = PageSource("start.http", html.encode(), ())
+    return next(c for c in check_page(good, config, page, ()) if c.id == "page.cookies")
+
+
+# The usual ways a script writes a lasting cookie, and what the evidence says about each.
+LASTING_SCRIPT_COOKIES = {
+    "computed value": (
+        'document.cookie = "visitor=" + id + "; max-age=31536000; path=/";',
+        "visitor (365 days, set by script",
+    ),
+    "expiry appended": (
+        "document.cookie = 'visitor=' + id + '; expires=' + d.toUTCString();",
+        "visitor (expiry date worked out by the script, set by script",
+    ),
+    "all computed": (
+        'document.cookie = name + "=" + value + ";expires=" + date.toUTCString() + ";path=/";',
+        "(computed) (expiry date worked out by the script, set by script",
+    ),
+    "template literal": (
+        "document.cookie = `visitor=${id}; max-age=${60 * 60 * 24 * 365}`;",
+        "visitor (max-age worked out by the script, set by script",
+    ),
+    "over two lines": (
+        'document.cookie = "visitor=" + id +\n    "; max-age=" + 31536000;',
+        "visitor (365 days, set by script",
+    ),
+    "js-cookie": ("Cookies.set('visitor', id, { expires: 365 });", "visitor (365 days, set by"),
+    "Cookie Store": (
+        "cookieStore.set({ name: 'visitor', value: id, expires: Date.now() + 864e5 });",
+        "visitor (expires set by the script, set by script",
+    ),
+}
+
+
+@pytest.mark.parametrize("idiom", sorted(LASTING_SCRIPT_COOKIES))
+def test_a_script_cookie_with_a_lifetime_anywhere_in_its_statement_fails(
+    config: Config, idiom: str
+) -> None:
+    """max-age/expires after a computed part, or computed itself, still makes a lasting cookie."""
+    script, evidence = LASTING_SCRIPT_COOKIES[idiom]
+    cookies = page_cookies(config, script)
+    assert cookies.result == FAIL
+    assert evidence in cookies.evidence
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "document.cookie = cookie;",
+        'document.cookie = name + "=" + value + expires + "; path=/";',
+        "Cookies.set('visitor', id, options);",
+    ],
+)
+def test_a_script_cookie_whose_lifetime_is_computed_needs_review(
+    config: Config, script: str
+) -> None:
+    """A lifetime that may sit in a computed part is unknown, never taken for a session cookie."""
+    cookies = page_cookies(config, script)
+    assert cookies.result == UNKNOWN
+    assert "read the script" in cookies.message
+    assert "lifetime worked out by the script: needs review" in cookies.evidence
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        'document.cookie = "lang=en; path=/";',
+        'document.cookie = "lang=" + lang + "; path=/; SameSite=Lax";',
+        "document.cookie = `lang=${encodeURIComponent(lang)}; path=/`;",
+        'document.cookie = "old=; max-age=0; path=/";',
+        "document.cookie = name + '=; expires=Thu, 01 Jan 1970 00:00:01 GMT; path=/';",
+        'document.cookie = "lang=en"; var note = "; max-age=31536000";',
+        'if (document.cookie == "") { Cookies.get("lang"); $.cookie("lang"); }',
+    ],
+)
+def test_session_cookies_deletions_and_reads_pass(config: Config, script: str) -> None:
+    """A session cookie, a cookie being deleted, a later statement or a read is no lasting cookie."""
+    assert page_cookies(config, script).result == PASS
 
 
 def test_tracker_list_is_dated_and_says_how_to_refresh() -> None:
