@@ -118,8 +118,16 @@ async def dispatch(
         return message_page(request, "vendor_unavailable", database=_database(svc, str(exc)))
     except web.HTTPRequestEntityTooLarge:
         return message_page(request, "too_large")
+    except web.HTTPNotFound:
+        # An unknown path on the own host (vendor hosts take every path): the patron's own page,
+        # not aiohttp's bare text.
+        return message_page(request, "not_found")
+    except web.HTTPMethodNotAllowed as exc:
+        refused = message_page(request, "method_not_allowed")
+        refused.headers["Allow"] = exc.headers["Allow"]
+        return refused
     except web.HTTPException:
-        raise
+        raise  # redirects, and a refusal aiohttp has already worded
     except Exception as exc:
         log.error("internal_error", exc_type=type(exc).__name__)
         return message_page(request, "internal")

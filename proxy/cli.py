@@ -31,6 +31,7 @@ CONFIG_CHECKS: tuple[tuple[str, str], ...] = (
     ("proxy.stats", "check_stats"),
     ("proxy.compliance", "check_compliance_settings"),
     ("proxy.throttle", "check_throttle"),
+    ("proxy.web.branding", "check_templates"),
 )
 
 

@@ -23,6 +23,7 @@ from proxy.config_checks import (
     STORE_KINDS,
     check_directory,
     check_host_port,
+    check_library,
     check_logging_and_keys,
     check_server,
     check_session,
@@ -399,6 +400,7 @@ def load_config(
     kwargs["extra"] = extra
     cfg = Config(**kwargs)
     check_server(cfg, name, problems)
+    check_library(cfg, name, problems)
     check_directory(cfg, name, problems)
     check_session(cfg, name, problems)
     check_logging_and_keys(cfg, name, problems)

@@ -183,6 +183,15 @@ def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
         problems.append(Problem(file, "server.cookie_name", "must be letters, digits or _"))
 
 
+def check_library(cfg: Config, file: str, problems: list[Problem]) -> None:
+    help_url = cfg.library.help_url
+    parts = split_url(help_url)
+    if help_url and (parts.scheme not in ("http", "https") or not parts.hostname):
+        # It becomes a link on every page (footer, sign-in help, the suspended page): a
+        # javascript: URL there would run in the proxy's origin, as for privacy_policy_url.
+        problems.append(Problem(file, "library.help_url", "must be an http(s) URL"))
+
+
 def check_logging_and_keys(cfg: Config, file: str, problems: list[Problem]) -> None:
     """Values `serve` would otherwise only meet at start (configure_logging raises on a level it
     does not know) or act on wrongly (a negative delay activates a rotated key at once)."""

@@ -90,8 +90,7 @@ async def require_length(
     if request.body_exists and request.content_length is None:
         from proxy.web.pages import message_page
 
-        resp = message_page(request, "bad_request")
-        resp.set_status(411)
+        resp = message_page(request, "length_required")
         # The unread body must not be taken for the next request on this connection.
         resp.force_close()
         return resp

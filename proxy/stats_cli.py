@@ -34,6 +34,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             period=args.period,
             fmt=args.format,
             stdout=sys.stdout,
+            stderr=sys.stderr,
         )
     except ConfigError as exc:
         for p in exc.problems:

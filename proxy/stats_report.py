@@ -313,14 +313,19 @@ def run_stats(
     period: str,
     fmt: str,
     stdout: TextIO,
+    stderr: TextIO,
     today: dt.date | None = None,
 ) -> int:
-    """The `stats` command: read the SQLite file (and Redis when sessions live there), print."""
+    """The `stats` command: read the SQLite file (and Redis when sessions live there), print.
+
+    Only the report goes to `stdout` (staff redirect it into the file they hand on); refusals and
+    failures go to `stderr`, so they reach the terminal and never end up inside a report.
+    """
     if fmt not in _RENDERERS:
-        print(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}", file=stdout)
+        print(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}", file=stderr)
         return 2
     if fmt == "counter" and period != "month":
-        print("the counter format is monthly; use --period month", file=stdout)
+        print("the counter format is monthly; use --period month", file=stderr)
         return 2
     settings = stats_settings(config)
     try:
@@ -329,7 +334,7 @@ def run_stats(
             url, password = config.session.redis_url, redis_password(config)
             rows += redis_rows_sync(url, None, date_to, password=password)
     except (sqlite3.Error, OSError, RedisError) as exc:  # say what failed; no partial report
-        print(f"statistics could not be read: {type(exc).__name__}: {exc}", file=stdout)
+        print(f"statistics could not be read: {type(exc).__name__}: {exc}", file=stderr)
         return 1
     report = build_report(
         rows,

@@ -17,6 +17,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Locator, Page, async_playwright
 
 from proxy.demo_vendor import DEMO_HOST
+from proxy.errors import StoreUnavailable
 from proxy.web.messages import MESSAGES, UI, shown
 from tests.browser_support import (
     AXE_JS,
@@ -344,6 +345,43 @@ async def test_menu_warns_before_idle_expiry_and_extends_the_session(
         assert await page.evaluate("() => document.activeElement.id") == "timeout-extend"
         await button.click()
         await page.locator("#timeout").wait_for(state="hidden")
+        await asyncio.sleep(max(0.0, 13 - (time.monotonic() - signed_in)))
+        await page.goto(short.url("/menu"))
+        assert page.url == short.url("/menu")
+        await context.close()
+    finally:
+        await short.close()
+
+
+async def test_a_store_outage_while_extending_is_not_called_an_ended_session(
+    running_slapd: Any, browser: Browser, tmp_path: Path
+) -> None:
+    """Pressing the button while the session store does not answer (what RedisStore raises, put
+    on the stack's memory store so the session survives): the warning stays and says the session
+    could not be checked, never that it has ended; once the store answers, the menu tries again
+    by itself and the session outlives its original expiry."""
+    short = await start_stack(tmp_path, running_slapd, idle_timeout_s=12)
+    try:
+        context, page, _ = await new_page(browser)
+        await sign_in(page, short)
+        signed_in = time.monotonic()
+        button = page.get_by_role("button", name=UI["timeout_extend"])
+        await button.wait_for(timeout=12_000)
+        store = short.services.sessions.store
+
+        async def down(*args: Any, **kwargs: Any) -> Any:
+            raise StoreUnavailable("session store (redis) did not answer: ConnectionError")
+
+        real = store.get, store.get_versioned
+        store.get = store.get_versioned = down  # type: ignore[method-assign]
+        try:
+            await button.click()
+            await page.locator("#timeout-unchecked").wait_for()
+            assert await page.locator("#timeout-ended").is_hidden()
+            assert await button.is_visible()
+        finally:
+            store.get, store.get_versioned = real  # type: ignore[method-assign]
+        await page.locator("#timeout").wait_for(state="hidden", timeout=6_000)
         await asyncio.sleep(max(0.0, 13 - (time.monotonic() - signed_in)))
         await page.goto(short.url("/menu"))
         assert page.url == short.url("/menu")

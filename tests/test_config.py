@@ -333,3 +333,43 @@ def test_reload_can_leave_environment_variables_to_the_running_proxy(tmp_path: P
     path = _minimal(tmp_path, extra='[session]\nsecret_env = "WESTON_TEST_UNSET_SECRET"\n')
     assert problem_keys(path) == {("proxy.toml", "session.secret_env")}
     load_config(path, extra_checks=config_checks(), environment=False)
+
+
+@pytest.mark.parametrize(
+    "help_url",
+    ["javascript:alert(document.cookie)", "data:text/html,<b>help</b>", "/help", "https://"],
+)
+def test_a_library_help_url_that_is_not_an_http_url_is_refused(
+    tmp_path: Path, help_url: str
+) -> None:
+    """It becomes a link in every page's footer, the sign-in help box and the suspended page:
+    refused unless http(s), as a vendor's privacy_policy_url is."""
+    path = _minimal(tmp_path, extra=f'[library]\nhelp_url = "{help_url}"\n')
+    assert problem_keys(path) == {("proxy.toml", "library.help_url")}
+
+
+def test_a_library_help_url_on_the_web_is_accepted(tmp_path: Path) -> None:
+    path = _minimal(tmp_path, extra='[library]\nhelp_url = "https://www.westonlibrary.org/help"\n')
+    assert problem_keys(path) == set()
+
+
+def test_a_branding_template_that_does_not_compile_is_refused_with_file_and_line(
+    tmp_path: Path,
+) -> None:
+    """check-config (and so serve) compile the templates as a reload does: a syntax error in an
+    override is refused here, not shown to every patron as a bare 500."""
+    path = _minimal(tmp_path)
+    override = tmp_path / "web" / "templates"
+    override.mkdir(parents=True)
+    (override / "brand.html").write_text('<a href="{{ own }}/menu">{{ library.name }</a>\n')
+    r = check_config(path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{override / 'brand.html'}: line 1: template error" in r.stdout
+
+
+def test_a_branding_template_not_in_utf8_is_refused(tmp_path: Path) -> None:
+    path = _minimal(tmp_path)
+    override = tmp_path / "web" / "templates"
+    override.mkdir(parents=True)
+    (override / "brand.html").write_bytes("<b>Biblioth\u00e8que</b>\n".encode("cp1252"))
+    assert problem_keys(path) == {("brand.html", "(file)")}

@@ -17,6 +17,8 @@ import pytest
 from aiohttp import web
 
 from proxy.app import SERVICES
+from proxy.sessions import storage_key
+from proxy.web.messages import MESSAGES
 from tests.canary import CANARY, leaks
 from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
 
@@ -259,6 +261,41 @@ async def test_service_resumes_by_itself_when_redis_returns(
     assert r.status == 302 and "/login?url=" in r.headers["Location"]
     assert (await redis_proxy.login(CANARY.uid, CANARY.password)).status == 303
     assert (await redis_proxy.get_vendor(VENDOR_HOST, "/after")).status == 200
+
+
+async def test_sign_out_while_redis_is_down_still_drops_the_cookie_and_says_so(
+    redis_proxy: ProxyDriver, redis_server: Any
+) -> None:
+    """The store cannot delete the session: the browser's cookie goes all the same (on a shared
+    computer it would sign the next person in once the store is back), the cached assertions are
+    forgotten, and the page says sign-out could not be confirmed and to close the browser."""
+    assert (await redis_proxy.login(CANARY.uid, CANARY.password)).status == 303
+    assert (await redis_proxy.get_vendor(VENDOR_HOST, "/before")).status == 200
+    svc = redis_proxy.client.server.app[SERVICES]
+    key = storage_key(redis_proxy.session_id())
+    assert [k for k in svc.signer._cache if k[0] == key], "an assertion was signed and cached"
+    redis_server.stop()
+    r = await redis_proxy.own("POST", "/logout")
+    html = (await r.text()).replace("&#39;", "'")
+    assert r.status == 503 and r.headers["Retry-After"] == "60"
+    assert MESSAGES["logout_unconfirmed"].title in html and "close the browser" in html.lower()
+    assert "<code>logout_unconfirmed (503)</code>" in html
+    cleared = r.cookies[redis_proxy.config.server.cookie_name]
+    assert cleared.value == "" and cleared["max-age"] == "0"
+    assert [k for k in svc.signer._cache if k[0] == key] == []
+
+
+async def test_session_time_answers_json_503_while_redis_is_down(
+    redis_proxy: ProxyDriver, redis_server: Any
+) -> None:
+    """The menu's time-out warning reads /session as JSON: a store outage is a JSON 503 with
+    Retry-After, not the 401 that means the session has ended."""
+    assert (await redis_proxy.login(CANARY.uid, CANARY.password)).status == 303
+    redis_server.stop()
+    for method in ("GET", "POST"):
+        r = await redis_proxy.own(method, "/session", headers={"X-CSRF-Token": "x"})
+        assert r.status == 503 and r.headers["Retry-After"] == "60", method
+        assert await r.json() == {"error": "store_unavailable"}
 
 
 async def test_store_failing_while_a_vendor_answers_lets_the_vendor_connection_go(

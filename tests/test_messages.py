@@ -27,3 +27,15 @@ def test_every_message_page_says_what_happened_and_what_to_do(kind: str) -> None
     assert m.title and m.text and m.action
     assert "{" not in m.title + m.text + m.action
     assert "Traceback" not in html and len(html.encode()) < PAGE_BUDGET
+
+
+@pytest.mark.parametrize(("retry_minutes", "wait"), [(1, "in 1 minute,"), (5, "in 5 minutes,")])
+def test_the_sign_in_pause_names_its_minutes_in_the_right_number(
+    retry_minutes: int, wait: str
+) -> None:
+    """Please try again in 1 minute, never in 1 minutes."""
+    assert wait in shown("too_many_attempts", {"retry_minutes": retry_minutes}).action
+
+
+def test_the_sign_in_pause_without_a_number_reads_a_few_minutes() -> None:
+    assert "in a few minutes," in shown("too_many_attempts", {}).action

@@ -325,15 +325,17 @@ async def test_reload_command_leaves_secret_environment_variables_to_the_running
 
 async def test_a_template_not_in_utf8_refuses_the_reload_with_an_outcome(served: Served) -> None:
     """A branding template saved as Windows-1252 ("Bibliothèque"): the reload is refused with the
-    file named, in the log and to `weston-proxy reload`, and the running pages stay."""
+    file named, in the log, and the running pages stay. `weston-proxy reload` checks the
+    templates as check-config does, so it names the file and sends nothing."""
     templates = served.cfg.parent / "web" / "templates"
     templates.mkdir(parents=True)
     (templates / "brand.html").write_bytes("<b>Biblioth\u00e8que de Weston</b>\n".encode("cp1252"))
     r = await asyncio.to_thread(run_cli, "reload", "--config", str(served.cfg))
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "refused" in r.stdout and "brand.html: (file): not UTF-8" in r.stdout
-    (refused,) = served.events("reload_refused")
-    assert any("brand.html" in p for p in refused["problems"])
+    assert "brand.html: (file): not UTF-8" in r.stdout and "nothing was sent" in r.stdout
+    refused = await served.hup()  # a SIGHUP sent some other way (systemctl reload)
+    assert refused["event"] == "reload_refused"
+    assert any("brand.html: (file): not UTF-8" in p for p in refused["problems"])
     assert (await served.driver.own("GET", "/login")).status == 200
 
 

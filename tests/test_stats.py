@@ -9,6 +9,8 @@ import io
 import json
 import secrets
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -67,6 +69,7 @@ from proxy.usage_stats import UsageCounter
 from tests.canary import ALL, CANARY, WREN, leaks
 from tests.fixtures_redis import RedisServer, redis_server, redis_url  # noqa: F401
 
+ROOT = Path(__file__).resolve().parent.parent
 DAY = dt.datetime(2026, 6, 3, 10, 15, tzinfo=dt.UTC)
 SECRET = b"server-secret-of-the-test-proxies"
 SEEN_KEY = b"k" * 32
@@ -723,13 +726,20 @@ def test_stats_settings_refuses_a_bad_section_even_without_check_stats(tmp_path:
 
 def _run_stats(
     cfg: Config, *, period: str, fmt: str, today: dt.date | None = None
-) -> tuple[int, str]:
-    """The `stats` command over the whole stored range: (exit status, what it printed)."""
-    out = io.StringIO()
+) -> tuple[int, str, str]:
+    """The `stats` command over the whole stored range: (exit status, report, error output)."""
+    out, err = io.StringIO(), io.StringIO()
     code = run_stats(
-        cfg, date_from=None, date_to=None, period=period, fmt=fmt, stdout=out, today=today
+        cfg,
+        date_from=None,
+        date_to=None,
+        period=period,
+        fmt=fmt,
+        stdout=out,
+        stderr=err,
+        today=today,
     )
-    return code, out.getvalue()
+    return code, out.getvalue(), err.getvalue()
 
 
 async def test_run_stats_prints_the_report_from_the_sqlite_file(tmp_path: Path) -> None:
@@ -740,7 +750,7 @@ async def test_run_stats_prints_the_report_from_the_sqlite_file(tmp_path: Path) 
     rec.counters.count("ebsco", REQUESTS, 42)
     rec.counters.count("gale", REQUESTS, 4)
     await rec.close()
-    code, out = _run_stats(cfg, period="month", fmt="json", today=dt.date(2026, 7, 1))
+    code, out, _ = _run_stats(cfg, period="month", fmt="json", today=dt.date(2026, 7, 1))
     assert code == 0
     doc = json.loads(out)
     assert doc["min_cell"] == 5
@@ -761,7 +771,7 @@ async def test_run_stats_adds_redis_counts_when_sessions_live_in_redis(
         rec = Recorder(sink, counters=Counters(Clock()))
         rec.counters.count("ebsco", SEARCHES, n)
         await rec.close()
-    code, out = _run_stats(cfg, period="day", fmt="csv", today=dt.date(2026, 6, 4))
+    code, out, _ = _run_stats(cfg, period="day", fmt="csv", today=dt.date(2026, 6, 4))
     assert code == 0
     body = [line for line in out.splitlines() if not line.startswith("#")]
     rows = {(r["vendor"], r["period"]): r for r in csv.DictReader(io.StringIO("\n".join(body)))}
@@ -769,8 +779,40 @@ async def test_run_stats_adds_redis_counts_when_sessions_live_in_redis(
 
 
 def test_run_stats_refuses_an_unknown_format(tmp_path: Path) -> None:
-    code, out = _run_stats(Config(path=tmp_path / "proxy.toml"), period="month", fmt="xml")
-    assert code == 2 and "unknown format" in out
+    code, out, err = _run_stats(Config(path=tmp_path / "proxy.toml"), period="month", fmt="xml")
+    assert code == 2 and "unknown format" in err and out == ""
+
+
+def test_a_refused_period_is_told_on_stderr_and_leaves_the_report_output_empty(
+    tmp_path: Path,
+) -> None:
+    """`stats --format counter --period day > usage.csv`: the refusal reaches the terminal,
+    not the file staff hand on."""
+    code, out, err = _run_stats(Config(path=tmp_path / "proxy.toml"), period="day", fmt="counter")
+    assert code == 2 and out == "" and "--period month" in err
+
+
+def test_unreadable_statistics_are_told_on_stderr_and_leave_the_report_output_empty(
+    tmp_path: Path,
+) -> None:
+    cfg = Config(path=tmp_path / "proxy.toml", extra={"stats": {"path": "s.sqlite3"}})
+    (tmp_path / "s.sqlite3").write_bytes(b"this is not a sqlite database" * 100)
+    code, out, err = _run_stats(cfg, period="month", fmt="csv")
+    assert code == 1 and out == "" and "statistics could not be read" in err
+
+
+def test_stats_command_writes_its_refusals_to_stderr(tmp_path: Path) -> None:
+    """The command line hands run_stats the terminal's stderr, not stdout."""
+    cfg = write_config(tmp_path, '[server]\npublic_url = "http://proxy.localhost:8080"\n')
+    command = ["stats", "--config", str(cfg), "--format", "counter", "--period", "day"]
+    r = subprocess.run(
+        [sys.executable, "-m", "proxy", *command],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 2
+    assert r.stdout == "" and "--period month" in r.stderr
 
 
 async def test_inventory_gives_size_span_and_row_count_never_contents(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ says whether a card number exists.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,22 @@ MESSAGES: dict[str, Message] = {
         "This web address is not one of the library's databases, so nothing was opened.",
         "Start from the library's list of databases.",
     ),
+    "not_found": Message(
+        404,
+        "There is no page at this address",
+        "This address is not a page of the library's access service. The link may be mistyped "
+        "or out of date.",
+        "Start from your list of databases; if you are not signed in yet, you will be asked to "
+        "sign in with your library card first.",
+    ),
+    "method_not_allowed": Message(
+        405,
+        "That page can't be used this way",
+        "This page of the library's access service does not accept that kind of request. Your "
+        "library card is fine.",
+        "Start from your list of databases; if you are not signed in yet, you will be asked to "
+        "sign in with your library card first.",
+    ),
     "vendor_unavailable": Message(
         502,
         "The database isn't responding",
@@ -88,6 +104,15 @@ MESSAGES: dict[str, Message] = {
         "The library's access service cannot check your sign-in right now, so nothing was opened.",
         "Please try again in a few minutes.",
     ),
+    "logout_unconfirmed": Message(
+        503,
+        "Sign-out could not be confirmed",
+        "This browser no longer holds your session, but the library's access service could not "
+        "confirm that it deleted the session on its side, because that part of the service is "
+        "briefly unavailable.",
+        "Close the browser now, all of its windows, especially on a shared computer. The session "
+        "also ends by itself after a short time without use.",
+    ),
     "session_expired": Message(
         401,
         "Your session has ended",
@@ -108,7 +133,7 @@ MESSAGES: dict[str, Message] = {
         "Too many sign-in attempts",
         "There have been too many unsuccessful sign-in attempts. For your security, sign-in is "
         "paused for a while.",
-        "Please try again in {retry_minutes} minutes, or contact the library for help.",
+        "Please try again in {retry_in}, or contact the library for help.",
     ),
     "bad_request": Message(
         400,
@@ -122,6 +147,13 @@ MESSAGES: dict[str, Message] = {
         "The sign-in form had expired or your browser did not send it back complete. Cookies must "
         "be allowed for the library's proxy address.",
         "Reload the page and sign in again.",
+    ),
+    "length_required": Message(
+        411,
+        "That form or upload could not be sent",
+        "Your browser sent it without saying how large it is, so it could not be checked against "
+        "what this database accepts through the library. Nothing was sent to the database.",
+        "Go back and try again. If it keeps happening, try another browser or contact the library.",
     ),
     "too_large": Message(
         413,
@@ -140,11 +172,25 @@ MESSAGES: dict[str, Message] = {
 
 # What a message shows when the page that raised it could not fill a blank in (never a KeyError
 # on an error page).
-FORMAT_DEFAULTS: dict[str, str] = {"database": "The database", "retry_minutes": "a few"}
+FORMAT_DEFAULTS: dict[str, str] = {"database": "The database", "retry_in": "a few minutes"}
+
+
+def minutes(n: Any) -> str:
+    """A number of minutes as a patron reads it: 1 minute, 5 minutes."""
+    return "1 minute" if n == 1 else f"{n} minutes"
+
+
+# Blanks worded from a number the caller gives (`retry_minutes=1` fills `{retry_in}` with
+# "1 minute"), so callers pass numbers and the wording, plural included, stays in this file.
+WORDED: dict[str, tuple[str, Callable[[Any], str]]] = {"retry_in": ("retry_minutes", minutes)}
 
 
 class _Blanks(dict[str, Any]):
     def __missing__(self, key: str) -> str:
+        if key in WORDED:
+            source, word = WORDED[key]
+            if source in self:
+                return word(self[source])
         return FORMAT_DEFAULTS.get(key, "")
 
 
@@ -214,6 +260,8 @@ UI: dict[str, str] = {
     "further. You can sign in again afterwards.",
     "timeout_extend": "Stay signed in",
     "timeout_extended": "You are still signed in.",
+    "timeout_unchecked": "Your session could not be checked just now, so it may not have been "
+    "extended. We will try again in a moment, or you can press the button again.",
     "timeout_ended": "Your session has ended. Sign in again to carry on.",
     # logout
     "signed_out_title": "Signed out",

@@ -242,8 +242,16 @@ async def logout(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     sid = _session_cookie(request)
     if sid:
-        await svc.sessions.end(sid)
         svc.signer.forget(storage_key(sid))
+        try:
+            await svc.sessions.end(sid)
+        except StoreUnavailable:
+            # The session record may outlive this: the browser must still drop its cookie, or on
+            # a shared computer the next person is signed in as this patron once the store is back.
+            log.warning("logout_unconfirmed", dependency="store")
+            resp = message_page(request, "logout_unconfirmed", links=[])
+            _clear_session_cookie(resp, svc.config)
+            return resp
         log.info("logout")
     resp = render(
         request,
@@ -333,17 +341,25 @@ def _time_left(svc: Services, session: Session) -> dict[str, Any]:
 async def session_time(request: web.Request) -> web.StreamResponse:
     """GET: how long the session has left (no effect). POST: count as use, then the same.
 
-    For the menu's time-out warning (menu.js); the POST needs the session's CSRF token.
+    For the menu's time-out warning (menu.js); the POST needs the session's CSRF token. Only
+    401 means the session has ended; a store outage is a JSON 503 with Retry-After, so the menu
+    says the session could not be checked rather than that it ended.
     """
     svc = request.app[SERVICES]
-    session = await svc.sessions.load(_session_cookie(request))
-    if session is None:
-        return web.json_response({"signed_in": False}, status=401)
-    if request.method == "POST":
-        sent = request.headers.get("X-CSRF-Token", "")
-        if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
-            return web.json_response({"signed_in": True, "error": "csrf"}, status=403)
-        await svc.sessions.touch(session, min_interval_s=0)
+    try:
+        session = await svc.sessions.load(_session_cookie(request))
+        if session is None:
+            return web.json_response({"signed_in": False}, status=401)
+        if request.method == "POST":
+            sent = request.headers.get("X-CSRF-Token", "")
+            if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+                return web.json_response({"signed_in": True, "error": "csrf"}, status=403)
+            await svc.sessions.touch(session, min_interval_s=0)
+    except StoreUnavailable:
+        log.warning("store_unavailable", dependency="store")
+        return web.json_response(
+            {"error": "store_unavailable"}, status=503, headers={"Retry-After": "60"}
+        )
     return web.json_response(_time_left(svc, session))
 
 

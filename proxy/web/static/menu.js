@@ -50,8 +50,12 @@
   var finalText = document.getElementById("timeout-final");
   var ended = document.getElementById("timeout-ended");
   var ok = document.getElementById("timeout-ok");
+  // A branding override of menu.html made before this paragraph existed may lack it.
+  var unchecked = document.getElementById("timeout-unchecked") || document.createElement("p");
   var checkTimer = 0;
   var endTimer = 0;
+  var retryTimer = 0;
+  var endsAt = 0;
   var before = null;
 
   function schedule(leftS) {
@@ -61,16 +65,19 @@
   function showEnded() {
     clearTimeout(checkTimer);
     clearTimeout(endTimer);
+    clearTimeout(retryTimer);
     box.hidden = false;
     text.hidden = true;
     finalText.hidden = true;
     extendButton.hidden = true;
+    unchecked.hidden = true;
     ended.hidden = false;
   }
   function warn(state) {
     text.hidden = !state.extendable;
     finalText.hidden = state.extendable;
     extendButton.hidden = !state.extendable;
+    unchecked.hidden = true;
     ended.hidden = true;
     box.hidden = false;
     if (state.extendable && box.hidden === false && document.activeElement !== extendButton) {
@@ -78,12 +85,15 @@
       extendButton.focus();
     }
     clearTimeout(endTimer);
+    endsAt = Date.now() + state.left_s * 1000;
     endTimer = setTimeout(showEnded, state.left_s * 1000);
   }
   function ask(method) {
     var options = { method: method, credentials: "same-origin", cache: "no-store", headers: {} };
     if (method === "POST") options.headers["X-CSRF-Token"] = box.getAttribute("data-csrf");
     return fetch("/session", options).then(function (r) {
+      // Only 401 says the session has ended. Anything else (503 while the session store does
+      // not answer, a CSRF refusal) says nothing about it: the caller tries again.
       if (!r.ok && r.status !== 401) throw new Error("session check failed");
       return r.json();
     });
@@ -96,17 +106,27 @@
       else warn(state);
     }, function () { schedule(warnS + 30); });
   }
-  extendButton.addEventListener("click", function () {
+  function extend() {
+    clearTimeout(retryTimer);
     ask("POST").then(function (state) {
       if (!state.signed_in) { showEnded(); return; }
       clearTimeout(endTimer);
+      unchecked.hidden = true;
       box.hidden = true;
       ok.textContent = ok.getAttribute("data-text");
       // Put the patron back where they were before the warning took the focus.
       var back = before && before !== document.body ? before : document.getElementById("main");
       if (back) back.focus();
       schedule(state.left_s);
-    }, showEnded);
-  });
+    }, function () {
+      // Not known to have ended (the store or the network did not answer): keep the warning,
+      // say the session could not be checked, and try again while there is time left (not
+      // after Retry-After: the warning is shorter than that).
+      unchecked.hidden = false;
+      var waitMs = Math.max(1000, Math.min(5000, (endsAt - Date.now()) / 2));
+      retryTimer = setTimeout(extend, waitMs);
+    });
+  }
+  extendButton.addEventListener("click", extend);
   schedule(Number(box.getAttribute("data-left-s")));
 })();
