@@ -48,6 +48,10 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = doc(
         "load balancer addresses whose X-Forwarded-For is used for throttling", ()
     )
+    metrics_from: tuple[str, ...] = doc(
+        "networks that may read /metrics (the client address as for throttling); [] = anyone",
+        ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"),
+    )
     upstream_timeout_s: float = doc("default vendor response timeout", 30.0)
     upstream_connect_timeout_s: float = doc("vendor connect timeout", 10.0)
     shutdown_grace_s: float = doc("how long SIGTERM waits for in-flight requests", 10.0)

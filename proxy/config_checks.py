@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
+from proxy.client_ip import parse_networks
 from proxy.crypto import server_secret_problem
 from proxy.errors import EnvironmentProblem, Problem
 from proxy.hosts import host_matches, is_valid_hostname
@@ -181,6 +182,10 @@ def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
             problems.append(Problem(file, f"server.{key}", "must be at least 1"))
     if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", s.cookie_name):
         problems.append(Problem(file, "server.cookie_name", "must be letters, digits or _"))
+    try:
+        parse_networks(s.metrics_from)
+    except ValueError as exc:
+        problems.append(Problem(file, "server.metrics_from", str(exc)))
 
 
 def check_library(cfg: Config, file: str, problems: list[Problem]) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import json
 import os
 from collections.abc import Awaitable
 
 from aiohttp import web
 
+from proxy.client_ip import Network, client_address, parse_networks
+from proxy.config import ServerConfig
 from proxy.errors import (
     DirectoryUnavailable,
     StoreUnavailable,
@@ -54,8 +58,33 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     return web.json_response(body, status=200 if not failing else 503)
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
+    return parse_networks(entries)  # checked by check-config
+
+
+def metrics_allowed(request: web.Request, server: ServerConfig) -> bool:
+    """Whether the client may read /metrics: from `server.metrics_from` (by default loopback and
+    private networks, where a Prometheus scrapes from). The counters identify no one, but read
+    live from the internet they would show when a database is in use at a small library."""
+    if not server.metrics_from:
+        return True
+    address = client_address(
+        request.remote,
+        request.headers.getall("X-Forwarded-For", []),
+        _networks(server.trusted_proxies),
+    )
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in _networks(server.metrics_from))
+
+
 async def metrics(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
+    if not metrics_allowed(request, svc.config.server):
+        raise web.HTTPNotFound()  # as if there were none: the own host's not-found page
     svc.metrics.set_admission(svc.vendors, svc.admission.in_flight, svc.admission.waiting)
     try:
         svc.metrics.active_sessions.set(await svc.sessions.store.count())

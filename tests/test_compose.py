@@ -97,7 +97,7 @@ def _stand_in_config(tmp_path: Path) -> Path:
     (tmp_path / "secrets").mkdir()
     for name in ("ldap-bind-password", "ldap-ca.pem", "redis-password", "server-secret"):
         path = tmp_path / "secrets" / name
-        path.write_text("stand-in\n")
+        path.write_text("stand-in " * 8 + "\n")  # a server secret takes at least 32 bytes
         os.chmod(path, 0o600)
     return tmp_path / "proxy.toml"
 
@@ -176,3 +176,41 @@ def test_dockerfile_builds_from_python_311_slim_as_a_non_root_user() -> None:
     # A checkout's own build of the scans (this machine's Python and libc) stays out of the image.
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {"proxy/*.so", "proxy/_scan.c", "build", "conf/compose/secrets"} <= set(ignored)
+
+
+def test_nginx_keeps_metrics_off_the_public_side(tmp_path: Path) -> None:
+    """Debian's nginx with the compose file, its replicas replaced by a port nothing answers on:
+    /metrics is refused by nginx itself (404), while other paths go on to the replicas (502)."""
+    import http.client
+    import time
+
+    from tests.harness import free_port
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    listen, dead = free_port(), free_port()
+    conf = re.sub(
+        r"server proxy-\d+:8080", f"server 127.0.0.1:{dead}", (CONF / "nginx.conf").read_text()
+    )
+    conf = conf.replace("listen 8080", f"listen 127.0.0.1:{listen}")
+    conf = conf.replace("pid /tmp/nginx.pid;", "pid nginx.pid;")
+    (tmp_path / "nginx.conf").write_text(conf)
+    (tmp_path / "logs").mkdir()
+    args = [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"]
+    server = subprocess.Popen([*args, "-g", "daemon off;"], stderr=subprocess.PIPE)
+    try:
+
+        def status(path: str) -> int:
+            for _ in range(100):
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", listen, timeout=5)
+                    c.request("GET", path, headers={"Host": f"proxy.localhost:{listen}"})
+                    return c.getresponse().status
+                except ConnectionRefusedError:
+                    time.sleep(0.05)
+            raise AssertionError("nginx did not start")
+
+        assert status("/metrics") == 404
+        assert status("/menu") == 502  # passed on to the (absent) replicas
+    finally:
+        server.terminate()
+        server.wait(10)

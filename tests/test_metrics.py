@@ -132,3 +132,69 @@ async def test_a_dead_directory_shows_as_down_in_metrics(
         await asyncio.sleep(0.1)
     assert samples(await scrape(driver))[key] == 0
     assert (await driver.login(CANARY.uid, CANARY.password)).status == 503
+
+
+# ------------------------------------------------------------------ who may read /metrics
+
+
+@pytest.mark.parametrize(
+    ("metrics_from", "client", "readable"),
+    [
+        (None, "203.0.113.9", False),  # the default: loopback and private networks only
+        (None, "10.1.2.3", True),
+        (None, "192.168.7.7", True),
+        (None, "2001:db8::9", False),
+        ('["198.51.100.0/24"]', "198.51.100.20", True),
+        ('["198.51.100.0/24"]', "10.1.2.3", False),
+        ("[]", "203.0.113.9", True),  # the library chose: anyone
+    ],
+)
+async def test_metrics_are_read_only_from_the_networks_allowed(
+    tmp_path: Path,
+    port: int,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    metrics_from: str | None,
+    client: str,
+    readable: bool,
+) -> None:
+    """Behind a trusted balancer, as the client address is worked out for throttling. The counts
+    identify no one, but read live from the internet they show when a database is in use; from
+    elsewhere /metrics is the own host's not-found page."""
+    from tests.harness import vendor_toml, write_config
+
+    vendor = await vendor_factory("www.vendor-one.test")
+    (tmp_path / "patrons.toml").write_text("")
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory='kind = "file"\npatrons_file = "patrons.toml"\n',
+        vendors={"one": vendor_toml("one", vendor)},
+    )
+    server = 'trusted_proxies = ["127.0.0.1"]\n'
+    if metrics_from is not None:
+        server += f"metrics_from = {metrics_from}\n"
+    cfg.write_text(cfg.read_text().replace("[server]\n", f"[server]\n{server}", 1))
+    driver = await proxy_factory(cfg)
+    r = await driver.own("GET", "/metrics", headers={"X-Forwarded-For": client})
+    body = await r.text()
+    if readable:
+        assert r.status == 200 and "weston_proxy_requests_total" in body
+    else:
+        assert r.status == 404 and "weston_proxy" not in body
+        assert "There is no page at this address" in body
+
+
+def test_a_metrics_network_that_is_not_one_names_the_key(tmp_path: Path) -> None:
+    from proxy.config import load_config
+    from proxy.errors import ConfigError
+
+    (tmp_path / "patrons.toml").write_text("")
+    cfg = tmp_path / "proxy.toml"
+    cfg.write_text(
+        '[server]\npublic_url = "http://proxy.localhost:8080"\n'
+        'metrics_from = ["10.0.0.0/33"]\n'
+        '[directory]\nkind = "file"\npatrons_file = "patrons.toml"\n'
+    )
+    with pytest.raises(ConfigError, match=r"server\.metrics_from: .*10\.0\.0\.0/33"):
+        load_config(cfg)
