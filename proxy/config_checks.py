@@ -6,6 +6,7 @@ Each check appends `Problem`s (file, key, message) and never stops at the first,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -13,6 +14,8 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
+
+from publicsuffixlist import PublicSuffixList
 
 from proxy.client_ip import parse_networks
 from proxy.crypto import server_secret_problem
@@ -28,16 +31,16 @@ RELEASE_LEVELS = ("anonymous", "pseudonymous")
 STORE_KINDS = ("memory", "redis")
 DIRECTORY_KINDS = ("ldap", "file")
 
-# Public suffixes with more than one label that a vendor wildcard must not cover. The full Public
-# Suffix List is large and changes; a wildcard on a bare TLD is caught by label count, these cover
-# the common two-label registries vendors actually sit under.
-_MULTI_LABEL_SUFFIXES = frozenset(
-    {
-        "co.uk", "ac.uk", "org.uk", "gov.uk", "com.au", "edu.au", "org.au", "co.nz", "ac.nz",
-        "co.jp", "ac.jp", "com.br", "com.cn", "edu.cn", "co.in", "ac.in", "github.io",
-        "herokuapp.com", "cloudfront.net", "amazonaws.com", "azurewebsites.net", "appspot.com",
-    }
-)  # fmt: skip
+# Names under which any registrant holds a domain: a vendor wildcard over one would proxy every
+# registrant's hosts (anyone's S3 bucket, anyone's blog) as that vendor, assertion and all. The
+# Public Suffix List (publicsuffixlist bundles it, ICANN and private sections) decides; these are
+# refused as well, as shared hosting no vendor's own wildcard should span.
+_SHARED_HOSTING = frozenset({"amazonaws.com", "cloudfront.net", "azurewebsites.net"})
+
+
+@functools.lru_cache(maxsize=1)
+def _public_suffixes() -> PublicSuffixList:
+    return PublicSuffixList()  # reads the bundled list once (~0.1 s)
 
 
 def _is_loopback(host: str) -> bool:
@@ -50,11 +53,14 @@ def _is_loopback(host: str) -> bool:
 
 
 def covers_public_suffix(pattern: str) -> bool:
-    """True when a wildcard host pattern would proxy a whole public suffix (e.g. *.com, *.co.uk)."""
+    """True when a wildcard host pattern would proxy a whole public suffix (*.com, *.co.uk,
+    *.co.za, *.s3.amazonaws.com, *.blogspot.com …)."""
     if not pattern.startswith("*."):
         return False
-    suffix = pattern[2:]
-    return "." not in suffix or suffix in _MULTI_LABEL_SUFFIXES
+    suffix = pattern[2:].lower().rstrip(".")
+    return (
+        "." not in suffix or suffix in _SHARED_HOSTING or bool(_public_suffixes().is_public(suffix))
+    )
 
 
 def split_url(url: str) -> SplitResult:
@@ -347,6 +353,14 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
             problems.append(Problem(f, "hosts", f"{h!r} would proxy a whole public suffix"))
     if host and v.hosts and not any(host_matches(p, host) for p in v.hosts):
         problems.append(Problem(f, "origin", f"host {host!r} is not listed in hosts"))
+    for i, np in enumerate(v.never_proxy):
+        # Every vendor's never_proxy applies to the whole host map: an entry outside this
+        # vendor's own hosts would take hosts away from another vendor (its origin, even).
+        sample = "a" + np[1:] if np.startswith("*.") else np
+        if not any(host_matches(p, sample.lower()) for p in v.hosts):
+            problems.append(
+                Problem(f, f"never_proxy[{i}]", f"{np!r} is not under this vendor's own hosts")
+            )
     if v.auth not in ADAPTER_KINDS:
         problems.append(
             Problem(
@@ -466,7 +480,9 @@ def check_vendor_access(v: VendorConfig, cfg: Config, problems: list[Problem]) -
 
 
 def check_vendors_together(cfg: Config, problems: list[Problem]) -> None:
-    """Cross-vendor checks: duplicate ids, two vendors claiming one host, wildcards over our host."""
+    """Cross-vendor checks: duplicate ids, two vendors claiming one host, wildcards over our host,
+    a vendor's own addresses served as another vendor."""
+    check_own_addresses(cfg, problems)
     seen_ids: dict[str, str] = {}
     claimed: dict[str, VendorConfig] = {}
     _, public_host, _ = cfg.public
@@ -484,4 +500,22 @@ def check_vendors_together(cfg: Config, problems: list[Problem]) -> None:
             ):
                 problems.append(
                     Problem(v.file, "hosts", f"{h!r} covers the proxy's own host {public_host}")
+                )
+
+
+def check_own_addresses(cfg: Config, problems: list[Problem]) -> None:
+    """A vendor's origin, start URL and shared-login URL must be served as that vendor. Another
+    vendor's more specific host (an exact `go.gale.com` against `*.gale.com`) would serve them
+    with its own adapter and eligibility: a patron without the first database would reach it."""
+    host_map = cfg.host_map()
+    for v in cfg.vendors:
+        urls = [("origin", v.origin), ("start_url", v.start)]
+        if v.shared_login is not None and v.shared_login.login_url:
+            urls.append(("shared_login.login_url", v.shared_login.login_url))
+        for key, url in urls:
+            host = (split_url(url).hostname or "").lower()
+            served_as = host_map.vendor_for_host(host) if host else None
+            if served_as is not None and served_as != v.id:
+                problems.append(
+                    Problem(v.file, key, f"{host} is served as vendor {served_as!r}, not {v.id!r}")
                 )
