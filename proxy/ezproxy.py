@@ -15,8 +15,12 @@ Decisions (see OCLC's config.txt directive pages):
   substitutions (`^H`, `^P host^` …) has no literal equivalent and is left out with a warning.
 - Library-wide credentials (`FormVariable`) and URL credentials are never copied: the vendor file
   names secret files instead.
+- `NeverProxy` is not part of a stanza, wherever it stands: each one goes to the vendors whose own
+  hosts it falls under (check-config refuses a never_proxy entry outside them). Without a `*` it
+  covers the host and every subdomain, so `h` becomes `h` and `*.h`; a pattern that only partly
+  falls under a vendor's hosts becomes the vendor hosts it covers.
 
-This module is the whole-file pass (scopes that run across stanzas, vendor ids, global
+This module is the whole-file pass (scopes that run across stanzas, vendor ids, every
 NeverProxy) and the `import-ezproxy` command; lines are read by proxy.ezproxy_read, each stanza is
 converted by proxy.ezproxy_stanza, and a vendor file's text and the summary come from
 proxy.ezproxy_write.
@@ -27,11 +31,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from proxy.config import load_vendor
+from proxy.config import Config, VendorConfig, check_vendor, check_vendors_together, load_vendor
 from proxy.errors import Problem, ProxyError
 from proxy.ezproxy_read import Line, Message, read_lines, split_lines
 from proxy.ezproxy_stanza import (
@@ -43,7 +47,7 @@ from proxy.ezproxy_stanza import (
     host_of,
 )
 from proxy.ezproxy_write import render, summary
-from proxy.hosts import host_matches
+from proxy.hosts import host_matches, is_valid_hostname
 
 __all__ = [
     "PATRON_DATA",
@@ -133,7 +137,7 @@ def _apply_scope(d: Draft, scope: _Scope) -> None:
 def _inside(lines: list[Line], i: int) -> bool:
     """True when a stanza directive, not a Title, comes next after the scope lines from `i`."""
     for ln in lines[i + 1 :]:
-        if ln.directive in ("group", "referer", "adduserheader", "option"):
+        if ln.directive in ("group", "referer", "adduserheader", "option", "neverproxy"):
             continue
         return ln.directive != "title"
     return False
@@ -150,7 +154,7 @@ def convert(source: str | Path) -> ImportResult:
             raise EzproxyImportError(f"{source}: cannot be read: {exc.strerror}") from None
         name = str(source)
     else:
-        lines, name = split_lines(source, "config.txt"), "config.txt"
+        lines, name = split_lines(source, "config.txt", warnings), "config.txt"
         for ln in lines:
             if ln.directive == "includefile":
                 warnings.append(
@@ -158,10 +162,12 @@ def convert(source: str | Path) -> ImportResult:
                 )
     scope, server = _Scope(), {}
     drafts: list[Draft] = []
-    global_never: list[Line] = []
+    never_proxy: list[Line] = []
     for i, ln in enumerate(lines):
         open_draft = drafts[-1] if drafts else None
-        if ln.directive == "title":
+        if ln.directive == "neverproxy":
+            never_proxy.append(ln)  # position-independent in EZproxy, even inside a stanza
+        elif ln.directive == "title":
             title = re.sub(r"^(-\w+\s+)+", "", ln.value).strip()
             d = Draft(ln, title, scope.groups, scope.referer, ln.number)
             if title != ln.value:
@@ -173,8 +179,6 @@ def convert(source: str | Path) -> ImportResult:
         elif open_draft is None:
             if ln.directive in ("name", "loginport"):
                 server[ln.directive] = ln.value.split()[0] if ln.value else ""
-            elif ln.directive == "neverproxy":
-                global_never.append(ln)
         else:
             add_stanza_line(open_draft, ln)
     ids: set[str] = set()
@@ -188,28 +192,89 @@ def convert(source: str | Path) -> ImportResult:
             vendor_id = f"{base}-{n}"
         ids.add(vendor_id)
         stanzas.append(finish_stanza(d, vendor_id, claimed, server))
-    stanzas = _attach_global_never_proxy(stanzas, global_never, warnings)
+    for ln in never_proxy:
+        _attach_never_proxy(stanzas, ln, warnings)
     return ImportResult(name, tuple(stanzas), tuple(warnings))
 
 
-def _attach_global_never_proxy(
-    stanzas: list[StanzaResult], lines: list[Line], warnings: list[Message]
-) -> list[StanzaResult]:
-    """NeverProxy outside a stanza goes to every vendor whose hosts it falls under."""
-    for ln in lines:
-        pattern = host_of(ln.value) if "*" not in ln.value else ln.value.lower()
-        owners = [
-            s for s in stanzas
-            if s.vendor and any(host_matches(p, pattern.removeprefix("*.")) for p in s.vendor["hosts"])
-        ]  # fmt: skip
-        if not owners:
-            warnings.append(
-                Message(ln.where, f"NeverProxy {ln.value}: no imported vendor covers it")
+def _never_proxy_patterns(ln: Line, warnings: list[Message]) -> list[str]:
+    """The never_proxy entries one NeverProxy line stands for; none (reported) when its pattern
+    has no equivalent here."""
+    words = ln.value.split()
+    if len(words) != 1 or words[0].startswith("-"):
+        warnings.append(Message(ln.where, f"NeverProxy {ln.value!r}: not converted, review"))
+        return []
+    value = words[0].lower()
+    if "*" not in value and "?" not in value:
+        host = host_of(value)
+        if is_valid_hostname(host):
+            return [host, "*." + host]  # EZproxy: the host and every host ending in .host
+    elif value.startswith("*.") and is_valid_hostname(value[2:]):
+        return [value]
+    warnings.append(
+        Message(
+            ln.where,
+            f"NeverProxy {ln.value}: not a host or *.domain pattern (EZproxy's other wildcards "
+            "have no equivalent); left out, review",
+        )
+    )
+    return []
+
+
+def _owned(pattern: str, hosts: list[str]) -> bool:
+    """check-config's test that a never_proxy entry is under the vendor's own hosts."""
+    sample = "a" + pattern[1:] if pattern.startswith("*.") else pattern
+    return any(host_matches(p, sample) for p in hosts)
+
+
+def _covered(pattern: str, host: str) -> bool:
+    """True when every host that vendor host pattern `host` stands for falls under `pattern`."""
+    if host.startswith("*."):
+        return pattern.startswith("*.") and host_matches(pattern, "a" + host[1:])
+    return host_matches(pattern, host)
+
+
+def _attach_never_proxy(stanzas: list[StanzaResult], ln: Line, warnings: list[Message]) -> None:
+    """A NeverProxy line goes to every vendor whose hosts it falls under. Where it is wider than
+    a vendor's hosts (`jstor.example` over exact `www.jstor.example`), the vendor hosts it covers
+    are written instead, as check-config refuses an entry outside the vendor's own hosts."""
+    patterns = _never_proxy_patterns(ln, warnings)
+    attached = False
+    for k, s in enumerate(stanzas):
+        vendor = s.vendor
+        if vendor is None:
+            continue
+        hosts: list[str] = vendor["hosts"]
+        entries = [p for p in patterns if _owned(p, hosts)]
+        wider = [h for p in patterns if p not in entries for h in hosts if _covered(p, h)]
+        if wider:
+            text = (
+                f"NeverProxy {ln.value} covers {', '.join(wider)} of this vendor: never proxied, "
+                "as in EZproxy; review"
             )
-        for s in owners:
-            assert s.vendor is not None
-            s.vendor.setdefault("never_proxy", []).append(pattern)
-    return stanzas
+            warned = (*s.warnings, Message(ln.where, text))
+            stanzas[k] = replace(s, warnings=warned, status="converted-with-warnings")
+        written: list[str] = vendor.get("never_proxy", [])
+        new = [p for p in dict.fromkeys(entries + wider) if p not in written]
+        if new:
+            vendor["never_proxy"] = written + new
+        attached = attached or bool(entries or wider)
+    if patterns and not attached:
+        warnings.append(
+            Message(ln.where, f"NeverProxy {ln.value}: no imported vendor's hosts cover it")
+        )
+
+
+def _vendor_problems(out_dir: Path, vendors: list[VendorConfig]) -> list[Problem]:
+    """… and pass check-config's vendor checks, except that the shared-login secret files the
+    summary asks for do not exist yet."""
+    cfg = Config(path=out_dir.parent / "proxy.toml", vendors=tuple(vendors))
+    problems: list[Problem] = []
+    for v in vendors:
+        check_vendor(v, cfg, problems)
+    check_vendors_together(cfg, problems)
+    waiting = {"shared_login.username_file", "shared_login.password_file"}
+    return [p for p in problems if not (p.key in waiting and "does not exist" in p.message)]
 
 
 def run_import(config_txt: Path, out_dir: Path, *, stdout: TextIO, force: bool = False) -> int:
@@ -237,6 +302,7 @@ def run_import(config_txt: Path, out_dir: Path, *, stdout: TextIO, force: bool =
         return 1
     today = dt.date.today()
     problems: list[Problem] = []
+    loaded: list[VendorConfig] = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for s in todo:
@@ -245,11 +311,14 @@ def run_import(config_txt: Path, out_dir: Path, *, stdout: TextIO, force: bool =
                 fh.write(render(s, today=today))
             if s.vendor is not None and s.vendor.get("auth") == "referer":
                 path.chmod(0o600)  # the referer code is a shared secret
-            load_vendor(path, problems)  # self-check: what we wrote must load
+            v = load_vendor(path, problems)  # self-check: what we wrote must load …
+            if v is not None:
+                loaded.append(v)
     except OSError as exc:
         print(f"error: cannot write to {out_dir}: {exc}", file=stdout)
         return 1
     print(f"wrote {len(todo)} vendor file(s) to {out_dir}", file=stdout)
+    problems += _vendor_problems(out_dir, loaded)
     for p in problems:
         print(f"problem: {p}", file=stdout)
     return 1 if problems else 0

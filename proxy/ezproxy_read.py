@@ -51,14 +51,18 @@ def _decode(data: bytes) -> str:
         return data.decode("cp1252", errors="replace")  # config.txt is often a Windows file
 
 
-def split_lines(text: str, name: str) -> list[Line]:
+def split_lines(text: str, name: str, warnings: list[Message]) -> list[Line]:
+    """Directive lines of one file; a line that cannot be read is reported in `warnings`."""
     out = []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        m = re.match(r"(\S+)(?:[ \t](.*))?$", line.lstrip())
-        assert m is not None  # a non-empty stripped line always has a first word
+        # Any Unicode whitespace ends the directive: stanzas pasted from web pages carry U+00A0.
+        m = re.match(r"(\S+)(?:\s(.*))?$", line.lstrip(), flags=re.S)
+        if m is None:
+            warnings.append(Message(f"{name}:{number}", "line could not be read; skipped"))
+            continue
         word = m.group(1).lower()
         raw = (m.group(2) or "").rstrip("\r\n")
         directive = _ABBREVIATIONS.get(word, word)
@@ -76,7 +80,7 @@ def read_lines(
     except ValueError:
         name = str(path)
     lines = []
-    for ln in split_lines(_decode(path.read_bytes()), name):
+    for ln in split_lines(_decode(path.read_bytes()), name, warnings):
         if ln.directive != "includefile":
             lines.append(ln)
             continue

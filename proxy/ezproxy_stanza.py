@@ -19,6 +19,8 @@ from proxy.hosts import host_matches, is_valid_hostname
 PATRON_DATA = "would send patron data to the vendor"
 JS_TYPES = ("text/html", "application/javascript", "text/javascript", "application/x-javascript")
 _IDENTITY_DIRECTIVES = {"encryptvar", "allowvars", "eblsecret"}
+# EZproxy makes a token for each user from these and puts it in the URL (^B for Books24x7).
+_TOKEN_DIRECTIVES = {"tokenkey", "tokensignaturekey"}
 _NOT_CONVERTED = {
     "formselect", "formsubmit", "httpheader", "httpmethod", "proxyhostnameedit", "cookie",
     "cookiefilter", "anonymousurl", "autologinip", "description", "metafind", "addcookie",
@@ -26,6 +28,8 @@ _NOT_CONVERTED = {
 # ^u is the patron's username, ^i (and ^0-^9, UsrVar values) further patron attributes; ^{…} is
 # an expression that can read anything about the patron, so it is treated the same way.
 _IDENTITY_CARET = re.compile(r"\^(?:[uUiI0-9]|\{)")
+# Every other caret substitution (^A, ^B token, ^H host, ^P host^, ^R, ^S …): EZproxy filled it in
+# for each request, and nothing here can.
 _EZPROXY_CARET = re.compile(r"\^[A-Za-z{]")
 _PASSWORD_FIELD = re.compile(r"pass|pwd|pin$", re.I)
 _USERNAME_FIELD = re.compile(r"user|login|account|acct|email|card|barcode|id$", re.I)
@@ -64,7 +68,6 @@ class Draft:
     url: Line | None = None
     form: str = ""  # -Form= method, empty for an ordinary URL
     hosts: list[tuple[Line, str, bool]] = field(default_factory=list)  # (line, pattern, js)
-    never_proxy: list[tuple[Line, str]] = field(default_factory=list)
     finds: list[Line] = field(default_factory=list)
     rewrite: list[tuple[Line, Line]] = field(default_factory=list)
     form_vars: list[Line] = field(default_factory=list)
@@ -100,8 +103,6 @@ def add_stanza_line(d: Draft, ln: Line) -> None:
     elif k in ("domain", "domainjavascript"):
         dom = host_of(ln.value)
         d.hosts += [(ln, dom, k == "domainjavascript"), (ln, "*." + dom, k == "domainjavascript")]
-    elif k == "neverproxy":
-        d.never_proxy.append((ln, host_of(ln.value) if "*" not in ln.value else ln.value.lower()))
     elif k == "find":
         d.finds.append(ln)
     elif k == "replace":
@@ -115,8 +116,12 @@ def add_stanza_line(d: Draft, ln: Line) -> None:
         d.warn(ln, f"{ln.word} refused: it {PATRON_DATA}")
     elif k == "option":
         d.note(ln, f"Option {ln.value} has no equivalent here; ignored")
+    elif k in _TOKEN_DIRECTIVES:
+        d.warn(ln, f"{ln.word} not converted: EZproxy's per-user tokens have no equivalent here")
     elif k in _NOT_CONVERTED:
         d.note(ln, f"{ln.word} has no equivalent here; ignored")  # values may be secrets
+    elif k != "includefile":  # IncludeFile is reported where lines are read
+        d.note(ln, f"{ln.word} not converted; review what it did for this database")
 
 
 def _parse_url(d: Draft) -> tuple[str, str] | str:
@@ -133,6 +138,12 @@ def _parse_url(d: Draft) -> tuple[str, str] | str:
     url = rest[-1]
     if _IDENTITY_CARET.search(url):
         return f"its URL carries a patron substitution (^u, ^i, ^0-9 or ^{{…}}) that {PATRON_DATA}"
+    caret = _EZPROXY_CARET.search(url)
+    if caret:
+        return (
+            f"its URL carries the EZproxy substitution {caret.group()} (filled in by EZproxy for "
+            "each request), which has no equivalent here"
+        )
     if len(rest) > 1 and not d.form:
         d.warn(d.url, "URL label form (sent patrons past EZproxy unproxied); now proxied")
     try:
@@ -226,14 +237,33 @@ def _clean_hosts(d: Draft, claimed: dict[str, str]) -> list[str]:
         bare = pattern[2:] if pattern.startswith("*.") else pattern
         if not is_valid_hostname(bare):
             d.warn(ln, f"{ln.word} {ln.value!r} is not a hostname; left out")
-        elif covers_public_suffix(pattern) or covers_public_suffix("*." + bare):
+        elif ln.directive in ("domain", "domainjavascript") and covers_public_suffix("*." + bare):
+            # Once per line: the Domain's own host and its wildcard are both left out.
             if pattern.startswith("*."):
-                d.warn(ln, f"{ln.word} {bare} would proxy a whole public suffix; left out")
+                d.warn(
+                    ln, f"{ln.word} {bare} would proxy a whole public suffix; left out (list the "
+                    "exact hosts the vendor uses with Host)",
+                )  # fmt: skip
+        elif covers_public_suffix(pattern):  # an exact host is fine; check-config accepts it
+            d.warn(ln, f"{ln.word} {pattern} would proxy a whole public suffix; left out")
         elif pattern in claimed:
             d.warn(ln, f"{pattern} is already proxied by {claimed[pattern]}; left out here")
         elif pattern not in hosts:
             hosts.append(pattern)
     return hosts
+
+
+def _why_not_proxied(host: str, claimed: dict[str, str]) -> str:
+    """Why a stanza's own starting host is not among the hosts it could be given."""
+    if not is_valid_hostname(host):
+        return (
+            f"its host {host!r} is not a valid hostname (write an international name in its "
+            "xn-- form)"
+        )
+    owner = next((v for p, v in claimed.items() if host_matches(p, host)), None)
+    if owner is not None:
+        return f"its host {host} is already proxied by {owner}"
+    return f"its host {host} could not be given to this vendor (see the warnings)"
 
 
 def finish_stanza(
@@ -256,22 +286,11 @@ def finish_stanza(
     hosts = _clean_hosts(d, claimed)
     origin_host = urlsplit(origin).hostname or ""
     if not any(host_matches(p, origin_host) for p in hosts):
-        return result(
-            "skipped", None, f"its host {origin_host} is already proxied by another vendor"
-        )
+        return result("skipped", None, _why_not_proxied(origin_host, claimed))
     vendor: dict[str, Any] = {"id": vendor_id, "title": d.title, "origin": origin}
     if not d.form:
         vendor["start_url"] = start
     vendor["hosts"] = hosts
-    never = []
-    for ln, pattern in d.never_proxy:
-        bare = pattern[2:] if pattern.startswith("*.") else pattern
-        if is_valid_hostname(bare):
-            never.append(pattern)
-        else:
-            d.warn(ln, f"NeverProxy {ln.value!r} is not a host or *.domain pattern; left out")
-    if never:
-        vendor["never_proxy"] = never
     js = [ln for ln, _, is_js in d.hosts if is_js]
     if js:
         numbers = ", ".join(str(n) for n in sorted({ln.number for ln in js}))

@@ -42,10 +42,9 @@ def summary(result: ImportResult) -> str:
         out += [f"  {m} [{s.vendor_id}]" for s in result.stanzas for m in s.warnings if s.vendor]
     if skipped:
         out.append("Skipped:")
-        out += [
-            f"  {s.source}:{s.first_line}-{s.last_line} {s.title!r}: {s.skip_reason}"
-            for s in skipped
-        ]
+        for s in skipped:
+            out.append(f"  {s.source}:{s.first_line}-{s.last_line} {s.title!r}: {s.skip_reason}")
+            out += [f"    {m}" for m in s.warnings]  # still true of the stanza, e.g. TokenKey
     notes = [f"  {m} [{s.vendor_id}]" for s in result.stanzas for m in s.notes if s.vendor]
     if notes:
         out += ["Notes:", *notes]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.cli import load
 from proxy.config import Config, VendorConfig, check_vendor, check_vendors_together, load_vendor
 from proxy.errors import Problem
 from proxy.ezproxy import PATRON_DATA, ImportResult, StanzaResult, convert, run_import
@@ -128,12 +129,15 @@ def test_each_vendor_proxies_its_own_hosts(out: Path) -> None:
 
 def test_neverproxy_lands_in_never_proxy(out: Path) -> None:
     vendors = load_all(out)
-    assert vendors["sciencedirect-elsevier"].never_proxy == ("pendo-static.sciencedirect.example",)
+    assert vendors["sciencedirect-elsevier"].never_proxy == (
+        "pendo-static.sciencedirect.example",
+        "*.pendo-static.sciencedirect.example",
+    )
     assert vendors["value-line-research-center"].never_proxy == ("*.static.valueline.example",)
 
 
 def test_global_neverproxy_goes_to_the_vendor_that_covers_it(out: Path) -> None:
-    assert load_all(out)["jstor"].never_proxy == ("ads.jstor.example",)
+    assert load_all(out)["jstor"].never_proxy == ("ads.jstor.example", "*.ads.jstor.example")
 
 
 def test_ids_are_stable_across_runs(tmp_path: Path) -> None:
@@ -423,3 +427,221 @@ def test_a_url_urllib_cannot_read_skips_its_stanza_and_the_rest_is_imported(
     assert (tmp_path / "vendors" / "good-database.toml").exists()
     assert not (tmp_path / "vendors" / "typo-database.toml").exists()
     assert f"config.txt:5-7 'Typo Database': URL '{url}' cannot be used" in stdout
+
+
+PROXY_TOML = """\
+[server]
+listen = "127.0.0.1:18080"
+public_url = "https://proxy.westonlibrary.org"
+
+[directory]
+kind = "file"
+patrons_file = "patrons.toml"
+
+[keys]
+dir = "state/keys"
+
+[vendors]
+dir = "vendors"
+"""
+
+
+def host_map(result: ImportResult) -> HostMap:
+    vendors = [s.vendor for s in result.stanzas if s.vendor]
+    return HostMap.build(
+        public_scheme="https",
+        public_host="proxy.westonlibrary.example",
+        public_port=None,
+        vendor_hosts=[(v["id"], v["hosts"]) for v in vendors],
+        never_proxy=[p for v in vendors for p in v.get("never_proxy", [])],
+    )
+
+
+def import_text(tmp_path: Path, text: str) -> tuple[int, str]:
+    """run_import on `text` as tmp_path/config.txt, writing to tmp_path/vendors."""
+    src = tmp_path / "config.txt"
+    src.write_text(text, encoding="utf-8")
+    return run(tmp_path / "vendors", config=src)
+
+
+def check_config(tmp_path: Path) -> str:
+    """What check-config says about tmp_path/vendors ('' when it accepts them)."""
+    (tmp_path / "patrons.toml").write_text("")
+    (tmp_path / "proxy.toml").write_text(PROXY_TOML)
+    buf = io.StringIO()
+    return "" if load(str(tmp_path / "proxy.toml"), buf) is not None else buf.getvalue()
+
+
+@pytest.mark.parametrize("where", ["before the stanza", "inside the stanza"])
+def test_neverproxy_without_a_wildcard_also_covers_subdomains(where: str) -> None:
+    """OCLC: without `*`, NeverProxy matches the host and any host ending in .host."""
+    never = "NeverProxy ads.jstor.example\n"
+    stanza_text = "Title JSTOR\nURL https://www.jstor.example/\nDomain jstor.example\n"
+    text = never + stanza_text if where == "before the stanza" else stanza_text + never
+    result = convert(text)
+    (s,) = result.stanzas
+    assert s.vendor is not None
+    assert s.vendor["never_proxy"] == ["ads.jstor.example", "*.ads.jstor.example"]
+    hosts = host_map(result)
+    assert hosts.vendor_for_host("ads.jstor.example") is None
+    assert hosts.vendor_for_host("cdn.ads.jstor.example") is None
+    assert hosts.vendor_for_host("www.jstor.example") == "jstor"
+
+
+def test_a_neverproxy_over_a_parent_domain_keeps_the_hosts_it_covers_unproxied(
+    tmp_path: Path,
+) -> None:
+    """The vendor's exact hosts under it become its never_proxy entries, with a warning."""
+    text = (
+        "NeverProxy jstor.example\nTitle JSTOR\nURL https://search.jstor.example/\n"
+        "Host www.jstor.example\n"
+    )
+    (s,) = convert(text).stanzas
+    assert s.vendor is not None
+    assert s.vendor["never_proxy"] == ["search.jstor.example", "www.jstor.example"]
+    assert [m.where for m in s.warnings] == ["config.txt:1"]
+    assert "never proxied" in s.warnings[0].text
+    status, stdout = import_text(tmp_path, text)
+    assert status == 0, stdout
+    assert check_config(tmp_path) == ""
+
+
+def test_a_wildcard_neverproxy_over_exact_hosts_passes_check_config(tmp_path: Path) -> None:
+    """`*.jstor.example` is not under exact hosts as check-config tests it: the hosts it covers
+    are written instead, and jstor.example itself stays proxied."""
+    text = (
+        "NeverProxy *.jstor.example\nTitle JSTOR\nURL https://jstor.example/\n"
+        "Host www.jstor.example\n"
+    )
+    result = convert(text)
+    assert result.stanzas[0].vendor is not None
+    assert result.stanzas[0].vendor["never_proxy"] == ["www.jstor.example"]
+    assert host_map(result).vendor_for_host("jstor.example") == "jstor"
+    status, stdout = import_text(tmp_path, text)
+    assert status == 0, stdout
+    assert check_config(tmp_path) == ""
+
+
+def test_a_neverproxy_with_an_inner_wildcard_is_reported_not_written() -> None:
+    """EZproxy's `*ads.jstor.example` (* = any characters) has no never_proxy equivalent."""
+    result = convert(
+        "NeverProxy *ads.jstor.example\nTitle JSTOR\nURL https://www.jstor.example/\n"
+        "Domain jstor.example\n"
+    )
+    (s,) = result.stanzas
+    assert s.vendor is not None and "never_proxy" not in s.vendor
+    assert [m.where for m in result.warnings] == ["config.txt:1"]
+    assert "*ads.jstor.example" in result.warnings[0].text
+
+
+def test_a_neverproxy_no_vendor_covers_is_reported_with_its_line() -> None:
+    result = convert("NeverProxy ads.other.example\nTitle A\nURL https://www.a.example/\n")
+    assert [str(m) for m in result.warnings] == [
+        "config.txt:1: NeverProxy ads.other.example: no imported vendor's hosts cover it"
+    ]
+
+
+def test_neverproxy_in_a_skipped_stanza_still_applies() -> None:
+    """NeverProxy is position-independent (OCLC); skipping the stanza it sits in keeps it."""
+    result = convert(
+        "Title Patron URL DB\nURL https://a.example/start?user=^u\nNeverProxy shop.b.example\n"
+        "Title B\nURL https://www.b.example/\nDomain b.example\n"
+    )
+    assert result.stanzas[0].status == "skipped"
+    assert host_map(result).vendor_for_host("shop.b.example") is None
+
+
+def test_neverproxy_inside_a_stanza_goes_to_the_vendor_whose_hosts_cover_it(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "Title A\nURL https://www.a.example/\nDomain a.example\nNeverProxy shop.b.example\n"
+        "Title B\nURL https://www.b.example/\nDomain b.example\n"
+    )
+    a, b = convert(text).stanzas
+    assert a.vendor is not None and "never_proxy" not in a.vendor
+    assert b.vendor is not None
+    assert b.vendor["never_proxy"] == ["shop.b.example", "*.shop.b.example"]
+    status, stdout = import_text(tmp_path, text)
+    assert status == 0, stdout
+    assert check_config(tmp_path) == ""
+
+
+def test_an_exact_host_on_shared_hosting_is_kept() -> None:
+    """Only a `*.` pattern over a public suffix is left out; check-config accepts exact hosts."""
+    (s,) = convert("Title A\nURL https://www.a.example/\nHJ s3.amazonaws.com\n").stanzas
+    assert s.vendor is not None
+    assert s.vendor["hosts"] == ["www.a.example", "s3.amazonaws.com"]
+    assert s.warnings == ()
+
+
+def test_a_starting_url_on_shared_hosting_converts() -> None:
+    (s,) = convert("Title A\nURL https://s3.amazonaws.com/vendor-bucket/index.html\n").stanzas
+    assert s.vendor is not None and s.vendor["hosts"] == ["s3.amazonaws.com"]
+
+
+@pytest.mark.parametrize("url", ["https://my_db.example.com/", "https://www.bücher.example/"])
+def test_a_stanza_skipped_for_its_url_host_says_it_is_not_a_hostname(
+    tmp_path: Path, url: str
+) -> None:
+    """Not "already proxied by another vendor": nothing else can have proxied it."""
+    status, stdout = import_text(
+        tmp_path, f"Title A\nURL {url}\nTitle B\nURL https://www.b.example/\n"
+    )
+    assert status == 0, stdout
+    assert "config.txt:1-2 'A': its host" in stdout
+    assert "is not a valid hostname" in stdout
+    assert "already proxied" not in stdout
+
+
+@pytest.mark.parametrize("line", ["URL\u00a0https://www.a.example/", "Host\u00a0cdn.a.example"])
+def test_a_non_breaking_space_after_a_directive_is_read_as_a_space(
+    tmp_path: Path, line: str
+) -> None:
+    """Stanzas pasted from web pages carry U+00A0; the import died with a bare AssertionError."""
+    text = f"Title A\n{line}\n"
+    if line.startswith("Host"):
+        text = f"Title A\nURL https://www.a.example/\n{line}\n"
+    status, stdout = import_text(tmp_path, text)
+    assert status == 0, stdout
+    assert load_all(tmp_path / "vendors")["a"].hosts[0] == "www.a.example"
+    if line.startswith("Host"):
+        assert load_all(tmp_path / "vendors")["a"].hosts == ("www.a.example", "cdn.a.example")
+
+
+def test_an_ezproxy_substitution_in_the_starting_url_skips_the_stanza(tmp_path: Path) -> None:
+    """OCLC's Books24x7 stanza: `^B` is a token EZproxy made for each user from TokenKey and
+    TokenSignatureKey; nothing here can, so the stanza is skipped and its token lines reported."""
+    text = (
+        "Title Books24x7\nURL http://library.books24x7.example/library.asp?^B\n"
+        "Books24x7Site ABC123\nTokenKey SomethingYouPick\nTokenSignatureKey FromVendor\n"
+        "DJ books24x7.example\n"
+    )
+    (s,) = convert(text).stanzas
+    assert s.status == "skipped" and s.vendor is None
+    assert "EZproxy substitution ^B" in s.skip_reason
+    assert [m.where for m in s.warnings] == ["config.txt:4", "config.txt:5"]
+    status, stdout = import_text(tmp_path, text)
+    assert status == 1  # nothing could be converted
+    assert "    config.txt:5: TokenSignatureKey not converted" in stdout
+    assert "FromVendor" not in stdout and "SomethingYouPick" not in stdout
+
+
+def test_an_unknown_directive_in_a_stanza_is_noted_with_its_line() -> None:
+    """MimeFilter changed which responses EZproxy rewrote; it is not dropped silently."""
+    (s,) = convert(
+        "Title A\nURL https://www.a.example/\nMimeFilter application/json .* javascript\n"
+    ).stanzas
+    assert [str(m) for m in s.notes] == [
+        "config.txt:3: MimeFilter not converted; review what it did for this database"
+    ]
+
+
+def test_output_check_config_would_refuse_is_reported_and_exits_1(tmp_path: Path) -> None:
+    """A Referer code without a Name directive is not a URL: check-config refuses it."""
+    status, stdout = import_text(
+        tmp_path, "Referer abc123\nTitle Demo\nURL https://www.demo.example/\nReferer\n"
+    )
+    assert status == 1
+    assert "problem: " in stdout and "referer: must be an http(s) URL" in stdout
+    assert check_config(tmp_path) != ""
