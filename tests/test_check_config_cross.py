@@ -24,11 +24,11 @@ dir = "vendors"
 """
 
 
-def vendor(vid: str, origin_host: str, hosts: list[str]) -> str:
+def vendor(vid: str, origin_host: str, hosts: list[str], extra: str = "", auth: str = "ip") -> str:
     listed = ", ".join(f'"{h}"' for h in hosts)
     return (
         f'id = "{vid}"\ntitle = "{vid.title()}"\norigin = "https://{origin_host}"\n'
-        f'hosts = [{listed}]\nauth = "ip"\n'
+        f'hosts = [{listed}]\nauth = "{auth}"\n' + extra
     )
 
 

@@ -12,6 +12,7 @@ from proxy.config import Config, VendorConfig, check_vendor, check_vendors_toget
 from proxy.errors import Problem
 from proxy.ezproxy import PATRON_DATA, ImportResult, StanzaResult, convert, run_import
 from proxy.hosts import HostMap
+from tests.test_check_config_cross import PROXY
 
 DATA = Path(__file__).parent / "data" / "ezproxy"
 CONFIG = DATA / "config.txt"
@@ -429,23 +430,6 @@ def test_a_url_urllib_cannot_read_skips_its_stanza_and_the_rest_is_imported(
     assert f"config.txt:5-7 'Typo Database': URL '{url}' cannot be used" in stdout
 
 
-PROXY_TOML = """\
-[server]
-listen = "127.0.0.1:18080"
-public_url = "https://proxy.westonlibrary.org"
-
-[directory]
-kind = "file"
-patrons_file = "patrons.toml"
-
-[keys]
-dir = "state/keys"
-
-[vendors]
-dir = "vendors"
-"""
-
-
 def host_map(result: ImportResult) -> HostMap:
     vendors = [s.vendor for s in result.stanzas if s.vendor]
     return HostMap.build(
@@ -467,7 +451,7 @@ def import_text(tmp_path: Path, text: str) -> tuple[int, str]:
 def check_config(tmp_path: Path) -> str:
     """What check-config says about tmp_path/vendors ('' when it accepts them)."""
     (tmp_path / "patrons.toml").write_text("")
-    (tmp_path / "proxy.toml").write_text(PROXY_TOML)
+    (tmp_path / "proxy.toml").write_text(PROXY)
     buf = io.StringIO()
     return "" if load(str(tmp_path / "proxy.toml"), buf) is not None else buf.getvalue()
 

@@ -86,33 +86,41 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+async def _still_serving(
+    proc: subprocess.Popen[bytes], log: Path, config_path: Path, failure: str
+) -> None:
+    """A second after the signal the process lives, and it answers /healthz."""
+    await asyncio.sleep(1.0)
+    port = load_config(config_path).listen_addr[1]
+    alive = proc.poll() is None
+    healthy = alive and await _healthy_within(port, f"proxy.localhost:{port}", proc, 20)
+    assert alive and healthy, (
+        f"{failure}: returncode={proc.returncode}\n{log.read_text(errors='replace')[-3000:]}"
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc)
+
+
 async def test_reload_signal_during_startup_does_not_kill_single_process_serve(
     config_path: Path,
 ) -> None:
     """`systemctl start` then `systemctl reload` at once: the proxy must keep running."""
-    config = load_config(config_path)
     proc, log = _spawn(config_path)
     try:
         # The interpreter is up and importing (well before the reload feature's handler).
         await asyncio.sleep(0.3)
         assert proc.poll() is None
         os.kill(proc.pid, signal.SIGHUP)
-        await asyncio.sleep(1.0)
-        alive = proc.poll() is None
-        healthy = alive and await _healthy_within(
-            config.listen_addr[1], f"proxy.localhost:{config.listen_addr[1]}", proc, 20
-        )
-        assert alive and healthy, (
-            f"serve died on an early SIGHUP: returncode={proc.returncode}\n"
-            f"{log.read_text(errors='replace')[-3000:]}"
-        )
+        await _still_serving(proc, log, config_path, "serve died on an early SIGHUP")
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                _kill_tree(proc)
+        _stop(proc)
 
 
 async def test_reload_signal_while_workers_start_does_not_stop_the_service(
@@ -120,7 +128,6 @@ async def test_reload_signal_while_workers_start_does_not_stop_the_service(
 ) -> None:
     """`serve --workers 2`: the parent forwards SIGHUP to workers still starting; they must not
     die of it (a dead worker makes the parent stop everything and exit 1)."""
-    config = load_config(config_path)
     proc, log = _spawn(config_path, "--workers", "2")
     try:
         # Wait until the parent has its SIGHUP forwarder installed (the workers are forked then).
@@ -130,22 +137,11 @@ async def test_reload_signal_while_workers_start_does_not_stop_the_service(
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
         os.kill(proc.pid, signal.SIGHUP)
-        await asyncio.sleep(1.0)
-        alive = proc.poll() is None
-        healthy = alive and await _healthy_within(
-            config.listen_addr[1], f"proxy.localhost:{config.listen_addr[1]}", proc, 20
-        )
-        assert alive and healthy, (
-            f"serve --workers 2 stopped after an early SIGHUP: returncode={proc.returncode}\n"
-            f"{log.read_text(errors='replace')[-3000:]}"
+        await _still_serving(
+            proc, log, config_path, "serve --workers 2 stopped after an early SIGHUP"
         )
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                _kill_tree(proc)
+        _stop(proc)
 
 
 async def test_reload_signal_during_shutdown_does_not_fail_the_stop(config_path: Path) -> None:

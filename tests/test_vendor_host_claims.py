@@ -5,53 +5,19 @@ serving a vendor's own origin, start or login address (with its own adapter and 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from proxy.ezproxy import convert
-
-ROOT = Path(__file__).resolve().parent.parent
-PROXY = """\
-[server]
-listen = "127.0.0.1:18080"
-public_url = "https://proxy.westonlibrary.org"
-
-[directory]
-kind = "file"
-patrons_file = "patrons.toml"
-
-[keys]
-dir = "state/keys"
-
-[vendors]
-dir = "vendors"
-"""
-
-
-def vendor(vid: str, origin_host: str, hosts: list[str], extra: str = "") -> str:
-    listed = ", ".join(f'"{h}"' for h in hosts)
-    return (
-        f'id = "{vid}"\ntitle = "{vid.title()}"\norigin = "https://{origin_host}"\n'
-        f'hosts = [{listed}]\nauth = "assertion"\n' + extra
-    )
+from tests.test_check_config_cross import check as check_lines
+from tests.test_check_config_cross import vendor
 
 
 def check(tmp_path: Path, vendors: dict[str, str]) -> tuple[int, str]:
-    (tmp_path / "patrons.toml").write_text("")
-    (tmp_path / "vendors").mkdir()
-    for vid, text in vendors.items():
-        (tmp_path / "vendors" / f"{vid}.toml").write_text(text)
-    (tmp_path / "proxy.toml").write_text(PROXY)
-    r = subprocess.run(
-        [sys.executable, "-m", "proxy", "check-config", "--config", str(tmp_path / "proxy.toml")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    return r.returncode, r.stdout + r.stderr
+    """check-config's exit status and its problem lines, as one text."""
+    code, problems = check_lines(tmp_path, vendors)
+    return code, "\n".join(problems)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +26,12 @@ def check(tmp_path: Path, vendors: dict[str, str]) -> tuple[int, str]:
 def test_a_wildcard_over_a_public_suffix_is_refused(tmp_path: Path, suffix: str) -> None:
     """`*.s3.amazonaws.com` would serve anyone's bucket as the vendor, assertion included."""
     code, out = check(
-        tmp_path, {"films": vendor("films", "www.films.test", ["www.films.test", f"*.{suffix}"])}
+        tmp_path,
+        {
+            "films": vendor(
+                "films", "www.films.test", ["www.films.test", f"*.{suffix}"], auth="assertion"
+            )
+        },
     )
     assert code == 1 and f"'*.{suffix}' would proxy a whole public suffix" in out, out
 
