@@ -76,12 +76,10 @@ prune(KEYS[2], KEYS[3], now)
 return 1
 """
 _PUT = _PRUNE + _STORE
-# `_PUT` only while the session key still exists (a session that ended stays ended): returns 1
-# when stored, 0 when not.
-_UPDATE = _PRUNE + "\nif redis.call('EXISTS', KEYS[1]) == 0 then\n  return 0\nend\n" + _STORE
-# `_UPDATE` only while the stored value is the one read (ARGV[5]: its SHA-1, as `_version`
-# gives): 1 stored, 0 ended, -1 changed meanwhile. Each seal has a fresh nonce, so every write
-# changes the value even when the session's content is the same.
+# `_PUT` only while the session key still exists (a session that ended stays ended) and holds
+# the value read (ARGV[5]: its SHA-1, as `_version` gives): 1 stored, 0 ended, -1 changed
+# meanwhile. Each seal has a fresh nonce, so every write changes the value even when the
+# session's content is the same.
 _REPLACE = (
     _PRUNE
     + """
@@ -164,7 +162,6 @@ class RedisStore:
             options["password"] = password
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url, **options)
         self._put = self._redis.register_script(_PUT)
-        self._update = self._redis.register_script(_UPDATE)
         self._replace = self._redis.register_script(_REPLACE)
         self._delete = self._redis.register_script(_DELETE)
         self._count = self._redis.register_script(_COUNT)
@@ -177,9 +174,6 @@ class RedisStore:
 
     async def put(self, session: Session, ttl_s: float) -> None:
         await self._store(self._put, session, ttl_s)
-
-    async def update(self, session: Session, ttl_s: float) -> bool:
-        return await self._store(self._update, session, ttl_s) == 1
 
     async def replace(self, session: Session, ttl_s: float, version: str) -> Replaced:
         stored = await self._store(self._replace, session, ttl_s, version)

@@ -99,12 +99,6 @@ class SessionStore(Protocol):
 
     async def put(self, session: Session, ttl_s: float) -> None: ...
 
-    async def update(self, session: Session, ttl_s: float) -> bool:
-        """`put`, but only while the session is still stored; False (and nothing stored) once it
-        has ended. Saves during a request use it, so a request still running when the patron
-        signs out cannot bring the session back."""
-        ...
-
     async def get(self, session_id: str) -> Session | None: ...
 
     async def get_versioned(self, session_id: str) -> tuple[Session, str] | None:
@@ -112,10 +106,12 @@ class SessionStore(Protocol):
         ...
 
     async def replace(self, session: Session, ttl_s: float, version: str) -> Replaced:
-        """`update`, but only while the stored value is still the one `version` was read with:
+        """`put`, but only while the stored value is still the one `version` was read with:
         "stored"; "changed" (nothing stored) when another write came between; "ended" (nothing
-        stored) once the session is gone. A compare-and-set, so overlapping requests that each
-        amend the session (a page's requests each bringing a vendor cookie) lose nothing."""
+        stored) once the session is gone. Every write during a request goes through it: a
+        request still running when the patron signs out cannot bring the session back, and
+        overlapping requests that each amend the session (a page's requests each bringing a
+        vendor cookie) lose nothing. Only sign-in creates a session (`put`)."""
         ...
 
     async def delete(self, session_id: str) -> None: ...
@@ -169,13 +165,6 @@ class MemoryStore:
             copy_session(session),
             next(self._revisions),
         )
-
-    async def update(self, session: Session, ttl_s: float) -> bool:
-        item = self._items.get(storage_key(session.id))
-        if item is None or item[0] <= time.monotonic():
-            return False
-        await self.put(session, ttl_s)
-        return ttl_s > 0
 
     async def replace(self, session: Session, ttl_s: float, version: str) -> Replaced:
         item = self._items.get(storage_key(session.id))

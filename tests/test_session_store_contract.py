@@ -102,39 +102,48 @@ async def test_put_again_replaces_the_session(store: SessionStore) -> None:
     assert await store.count() == 1
 
 
-async def test_update_replaces_a_live_session(store: SessionStore) -> None:
+async def _version(store: SessionStore, session_id: str) -> str:
+    got = await store.get_versioned(session_id)
+    assert got is not None
+    return got[1]
+
+
+async def test_replace_writes_over_a_live_session(store: SessionStore) -> None:
     session = make_session()
     await store.put(session, 30)
+    version = await _version(store, session.id)
     session.state["step"] = 2
-    assert await store.update(session, 30) is True
+    assert await store.replace(session, 30, version) == "stored"
     loaded = await store.get(session.id)
     assert loaded is not None and loaded.state == {"step": 2}
     assert await store.count() == 1
 
 
-async def test_update_never_brings_back_a_deleted_session(store: SessionStore) -> None:
+async def test_replace_never_brings_back_a_deleted_session(store: SessionStore) -> None:
     """A request still running when its patron signs out saves into nothing."""
     session = make_session()
     await store.put(session, 30)
+    version = await _version(store, session.id)
     await store.delete(session.id)
     session.state["step"] = 2
-    assert await store.update(session, 30) is False
+    assert await store.replace(session, 30, version) == "ended"
     assert await store.get(session.id) is None
     assert await store.count() == 0
 
 
-async def test_update_never_brings_back_an_expired_session(store: SessionStore) -> None:
+async def test_replace_never_brings_back_an_expired_session(store: SessionStore) -> None:
     session = make_session()
     await store.put(session, 0.3)
+    version = await _version(store, session.id)
     await asyncio.sleep(0.5)
-    assert await store.update(session, 30) is False
+    assert await store.replace(session, 30, version) == "ended"
     assert await store.get(session.id) is None
     assert await store.count() == 0
 
 
-async def test_update_of_a_never_stored_session_stores_nothing(store: SessionStore) -> None:
+async def test_replace_of_a_never_stored_session_stores_nothing(store: SessionStore) -> None:
     session = make_session()
-    assert await store.update(session, 30) is False
+    assert await store.replace(session, 30, "no-such-version") == "ended"
     assert await store.get(session.id) is None
 
 
@@ -148,7 +157,7 @@ async def test_replace_stores_only_over_the_value_it_read(store: SessionStore) -
     other = await store.get(session.id)
     assert other is not None
     other.state["theirs"] = 1
-    assert await store.update(other, 30) is True  # a write between my read and my write
+    await store.put(other, 30)  # a write between my read and my write
     mine.state["mine"] = 1
     assert await store.replace(mine, 30, version) == "changed"
     stored = await store.get(session.id)
@@ -169,7 +178,7 @@ async def test_a_write_of_the_same_content_is_still_a_new_version(store: Session
     await store.put(session, 30)
     first = await store.get_versioned(session.id)
     assert first is not None
-    await store.update(first[0], 30)
+    assert await store.replace(first[0], 30, first[1]) == "stored"
     second = await store.get_versioned(session.id)
     assert second is not None and second[1] != first[1]
 
@@ -499,7 +508,7 @@ async def test_an_amend_that_always_loses_the_race_gives_up_and_says_so(
         async def get_versioned(self, session_id: str) -> tuple[Session, str] | None:
             got = await super().get_versioned(session_id)
             other.state["n"] = self.reads
-            await store.update(other, 30)
+            await store.put(other, 30)
             return got
 
     busy = Busy(store, lambda: asyncio.sleep(0))
