@@ -26,7 +26,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import jinja2
 from aiohttp import web
 
 from proxy import tasks
@@ -109,39 +108,6 @@ def restart_only_changes(old: Config, new: Config) -> list[Problem]:
     ]
 
 
-def template_problems(svc: Services) -> list[Problem]:
-    """Compile every template now, so a syntax error refuses the reload instead of a patron page."""
-    problems = []
-    env = svc.templates
-    for name in env.list_templates(extensions=("html", "txt", "xml")):
-        try:
-            env.get_template(name)
-        except jinja2.TemplateSyntaxError as exc:
-            where = exc.filename or name
-            problems.append(Problem(where, f"line {exc.lineno}", f"template error: {exc.message}"))
-        except UnicodeDecodeError as exc:
-            # A branding template saved by an editor in Windows-1252 or Latin-1 ("Bibliothèque").
-            problems.append(
-                Problem(
-                    _template_file(svc, name),
-                    "(file)",
-                    f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                    "save it as UTF-8",
-                )
-            )
-        except OSError as exc:
-            problems.append(
-                Problem(_template_file(svc, name), "(file)", f"cannot be read: {exc.strerror}")
-            )
-    return problems
-
-
-def _template_file(svc: Services, name: str) -> str:
-    """Where a template comes from: the branding override folder if it has one by that name."""
-    override = svc.config.resolve("web/templates") / name
-    return str(override) if override.is_file() else name
-
-
 @dataclass
 class Reloader:
     """Serialises reloads of one app and closes replaced parts once they are idle."""
@@ -174,10 +140,6 @@ class Reloader:
         except (OSError, ValueError) as exc:
             # Key directory unreadable, a broken key file, a secret file gone: keep what runs.
             return self._refused([Problem(str(path), "(services)", f"{type(exc).__name__}: {exc}")])
-        problems = template_problems(new)
-        if problems:
-            await _close(new)
-            return self._refused(problems)
         old = swap_services(svc, new)
         task = asyncio.create_task(self._retire(old))
         self.retiring.add(task)
@@ -222,11 +184,6 @@ class Reloader:
         """On shutdown, replaced parts close now rather than after their grace."""
         for t in list(self.retiring):
             await tasks.stop(t)
-
-
-async def _close(parts: Services) -> None:
-    await parts.upstream.close()
-    await parts.directory.close()
 
 
 def _signal_target() -> int:

@@ -1,35 +1,46 @@
 """The template check: every page template, branding overrides included, compiles before serving.
 
 A branding override (conf/web/templates) with a syntax error, or saved in another encoding than
-UTF-8, would otherwise pass `check-config` and `serve` and then turn every page, the error page
-included, into a bare 500. `weston-proxy reload` already refuses such a template; this runs the
-same compile (`proxy.reload.template_problems`) as a config check, so check-config and serve
-refuse it too.
+UTF-8, would otherwise pass `check-config`, `serve` and `reload` and then turn every page, the
+error page included, into a bare 500. It is one of the config checks (proxy.cli.CONFIG_CHECKS), so
+check-config, serve and a reload (before it builds anything) all refuse such a template.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import cast
 
 import jinja2
 
 from proxy.config import Config
 from proxy.errors import Problem
-from proxy.reload import template_problems
-from proxy.services import Services, template_env
-
-
-@dataclass(frozen=True)
-class _Templates:
-    """What `template_problems` reads of the running parts: the config and its templates."""
-
-    config: Config
-    templates: jinja2.Environment
+from proxy.services import template_env
 
 
 def check_templates(config: Config, problems: list[Problem]) -> None:
     """Append a Problem (file, line) for every template that does not compile."""
-    # No services are started for a config check: the compile needs only these two of them.
-    parts = _Templates(config, template_env(config))
-    problems.extend(template_problems(cast(Services, parts)))
+    env = template_env(config)
+    for name in env.list_templates(extensions=("html", "txt", "xml")):
+        try:
+            env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            where = exc.filename or name
+            problems.append(Problem(where, f"line {exc.lineno}", f"template error: {exc.message}"))
+        except UnicodeDecodeError as exc:
+            # A branding template saved by an editor in Windows-1252 or Latin-1 ("Bibliothèque").
+            problems.append(
+                Problem(
+                    _template_file(config, name),
+                    "(file)",
+                    f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                    "save it as UTF-8",
+                )
+            )
+        except OSError as exc:
+            problems.append(
+                Problem(_template_file(config, name), "(file)", f"cannot be read: {exc.strerror}")
+            )
+
+
+def _template_file(config: Config, name: str) -> str:
+    """Where a template comes from: the branding override folder if it has one by that name."""
+    override = config.resolve("web/templates") / name
+    return str(override) if override.is_file() else name
