@@ -35,8 +35,14 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
-def _trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, nets: Sequence[Network]) -> bool:
+def in_networks(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, nets: Sequence[Network]) -> bool:
     return any(ip.version == n.version and ip in n for n in nets)
+
+
+def address_in(address: str, nets: Sequence[Network]) -> bool:
+    """Whether `address` (as `client_address` gives it) is in one of `nets`."""
+    ip = _address(address)
+    return ip is not None and in_networks(ip, nets)
 
 
 def client_address(
@@ -47,7 +53,7 @@ def client_address(
     peer = _address(remote or "")
     if peer is None:
         return remote or ""
-    if not trusted or not _trusted(peer, trusted):
+    if not trusted or not in_networks(peer, trusted):
         return str(peer)
     hops = [h for value in forwarded_for for h in value.split(",")]
     for hop in reversed(hops):
@@ -56,7 +62,7 @@ def client_address(
             # A garbled hop means the chain can't be followed further; the last good
             # trusted hop's own view is the most we can stand behind.
             break
-        if not _trusted(ip, trusted):
+        if not in_networks(ip, trusted):
             return str(ip)
         peer = ip
     return str(peer)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import json
 import os
 from collections.abc import Awaitable
 
 from aiohttp import web
 
-from proxy.client_ip import Network, client_address, parse_networks
+from proxy.client_ip import Network, address_in, client_address, parse_networks
 from proxy.config import ServerConfig
 from proxy.errors import (
     DirectoryUnavailable,
@@ -74,11 +73,7 @@ def metrics_allowed(request: web.Request, server: ServerConfig) -> bool:
         request.headers.getall("X-Forwarded-For", []),
         _networks(server.trusted_proxies),
     )
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip.version == n.version and ip in n for n in _networks(server.metrics_from))
+    return address_in(address, _networks(server.metrics_from))
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
