@@ -31,7 +31,6 @@ from proxy.hosts import HostMap
 from proxy.jar import cookie_header, dump_jar, load_jar, store_set_cookies
 from proxy.logs import get_logger
 from proxy.privacy import outbound_headers, response_headers
-from proxy.request_bodies import boundary, unmap_multipart
 from proxy.rewrite import (
     BodyDecoder,
     CorruptBody,
@@ -52,9 +51,6 @@ CHUNK = 64 * 1024
 # cut to CHUNK: every cut copied the rest of the read (a 256 KiB read was copied ~2.5 times).
 BODY_READ = 256 * 1024
 MAX_UNMAP_BODY = 1024 * 1024
-# Request bodies read whole (up to MAX_UNMAP_BODY) to map the proxy's URLs in them back; also
-# any `+json` type, and multipart forms (proxy.request_bodies).
-UNMAPPED_BODIES = frozenset({"application/x-www-form-urlencoded", "application/json"})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Types a browser renders as a document that loads sub-resources and runs scripts: the tracker
 # shield's CSP goes on each (HTML, and SVG opened as a page, XML with an XHTML root, feeds …).
@@ -248,34 +244,25 @@ class Upstream:
         if not request.body_exists:
             return None
         content_type = request.headers.get("Content-Type", "")
-        ctype = media_type(content_type)
         limit = vendor.limits.max_upload_bytes
         length = request.content_length
         if length is not None and length > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
         rewriter = self.rewriter
-        if rewriter is None or length is None or length > MAX_UNMAP_BODY:
-            return request.content
-        if ctype == "multipart/form-data":
-            separator = boundary(content_type)
-            if separator is None:
-                return request.content
-
-            def unmap(body: bytes) -> bytes:
-                return unmap_multipart(body, separator, rewriter.unmap_bytes)
-        elif ctype in UNMAPPED_BODIES or ctype.endswith("+json"):
-
-            def unmap(body: bytes) -> bytes:
-                return rewriter.unmap_body(body, ctype)
-        else:
+        if (
+            rewriter is None
+            or length is None
+            or length > MAX_UNMAP_BODY
+            or not rewriter.unmaps_body(content_type)
+        ):
             return request.content
         # Small form and JSON bodies are read whole (they arrive in as many pieces as the
-        # network makes of them) so mapped URLs in them can be mapped back.
+        # network makes of them) so mapped URLs in them can be mapped back (Rewriter.unmap_body).
         try:
             body = await request.content.readexactly(length)
         except asyncio.IncompleteReadError as exc:
             raise web.HTTPBadRequest(text="The request body ended early.") from exc
-        body = unmap(body)
+        body = rewriter.unmap_body(body, content_type)
         out_headers["Content-Length"] = str(len(body))
         return body
 

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 from proxy import rewrite_headers
 from proxy.config import Config, RewriteRule
 from proxy.hosts import HostMap, unmap_label
+from proxy.request_bodies import boundary, unmap_multipart
 from proxy.rewrite_headers import (
     BodyDecoder,
     CorruptBody,
@@ -77,6 +78,10 @@ _REWRITABLE_TYPES = frozenset(
         "application/xml",
     }
 )
+
+# Request bodies whose mapped URLs go back to the vendor's (besides `+json` types and the fields of
+# multipart forms).
+_UNMAPPED_BODIES = frozenset({"application/x-www-form-urlencoded", "application/json"})
 
 # The URL forms, as regex pieces. Hosts are matched generously and judged by HostMap afterwards.
 COLON = rb":|%3a|%253a"
@@ -670,13 +675,22 @@ class Rewriter:
         vendor's, each separator spelled as it was."""
         return self._unmapper.unmap_text(value)
 
-    def unmap_bytes(self, data: bytes) -> bytes:
-        """Mapped URLs in `data` (a field of a multipart form, say) mapped back."""
-        return self._unmapper.unmap_bytes(data)
+    @staticmethod
+    def unmaps_body(content_type: str | None) -> bool:
+        """Whether `unmap_body` changes a request body of this type: forms (urlencoded and the
+        fields of multipart ones) and JSON. The forwarder reads such bodies whole."""
+        mt = media_type(content_type)
+        if mt == "multipart/form-data":
+            return boundary(content_type or "") is not None
+        return mt in _UNMAPPED_BODIES or mt.endswith("+json")
 
     def unmap_body(self, data: bytes, content_type: str | None) -> bytes:
-        """Mapped URLs in a form or JSON request body mapped back; other bodies unchanged."""
-        mt = media_type(content_type)
-        if mt in ("application/x-www-form-urlencoded", "application/json") or mt.endswith("+json"):
-            return self._unmapper.unmap_bytes(data)
-        return data
+        """Mapped URLs in a form or JSON request body mapped back (a multipart form's fields,
+        never its files); other bodies unchanged."""
+        if not self.unmaps_body(content_type):
+            return data
+        if media_type(content_type) == "multipart/form-data":
+            separator = boundary(content_type or "")
+            assert separator is not None  # unmaps_body checked it
+            return unmap_multipart(data, separator, self._unmapper.unmap_bytes)
+        return self._unmapper.unmap_bytes(data)
