@@ -8,13 +8,16 @@ ProxyError
 │   └── DirectoryUnavailable  the library's directory could not be asked
 ├── StoreUnavailable          the session store could not be reached
 ├── Busy                      no admission slot came free in time (503; proxy/admission.py)
-└── VendorError               a vendor could not be reached
+└── VendorError               a vendor could not be reached (`vendor_failures` turns what the
+    │                         client raises into these)
     ├── VendorUnavailable     connection refused, reset or closed mid-response (502)
     └── VendorTimeout         the vendor did not answer in time (504)
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -80,6 +83,19 @@ class VendorUnavailable(VendorError):
 
 class VendorTimeout(VendorError):
     """The vendor did not answer within the configured timeout."""
+
+
+@contextlib.contextmanager
+def vendor_failures(vendor_id: str) -> Iterator[None]:
+    """What talking to a vendor can raise, as the patron's error pages know it: a timeout is
+    VendorTimeout, a refused, reset or garbled exchange (an OSError, or a URL the client cannot
+    use) VendorUnavailable, each naming the vendor."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise VendorTimeout(vendor_id) from exc
+    except (OSError, ValueError) as exc:
+        raise VendorUnavailable(vendor_id) from exc
 
 
 class Busy(ProxyError):

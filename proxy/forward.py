@@ -26,7 +26,7 @@ from yarl import URL
 
 from proxy.assertion import Signer
 from proxy.config import Config, VendorConfig
-from proxy.errors import ProxyError, VendorTimeout, VendorUnavailable
+from proxy.errors import ProxyError, vendor_failures
 from proxy.hosts import HostMap
 from proxy.jar import cookie_header, dump_jar, load_jar, store_set_cookies
 from proxy.logs import get_logger
@@ -223,7 +223,7 @@ class Upstream:
     ) -> VendorResponse:
         """One request to a vendor, errors turned into VendorTimeout / VendorUnavailable."""
         s = self.config.server
-        try:
+        with vendor_failures(vendor.id):
             return await self.client.request(
                 method,
                 url,
@@ -233,10 +233,6 @@ class Upstream:
                 connect_timeout=s.upstream_connect_timeout_s,
                 read_timeout=vendor.timeout_s or s.upstream_timeout_s,
             )
-        except TimeoutError as exc:
-            raise VendorTimeout(vendor.id) from exc
-        except (OSError, ValueError) as exc:
-            raise VendorUnavailable(vendor.id) from exc
 
     async def _request_body(
         self, request: web.Request, out_headers: CIMultiDict[str], vendor: VendorConfig
@@ -295,12 +291,8 @@ class Upstream:
             # Sent again after a renewal only when it can be sent whole: without a body, or
             # one read whole (a streamed upload is gone; its answer goes to the patron as it is).
             if request.method in IDEMPOTENT and (data is None or isinstance(data, bytes)):
-                try:
+                with vendor_failures(vendor.id):
                     head = await _peek(resp, adapter.expiry_peek_bytes())
-                except TimeoutError as exc:
-                    raise VendorTimeout(vendor.id) from exc
-                except OSError as exc:
-                    raise VendorUnavailable(vendor.id) from exc
                 if await adapter.vendor_session_expired(out, resp.status, _decoded(resp, head)):
                     resp.release()
                     await adapter.renew(out)

@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.config import SharedLogin, VendorConfig
-from proxy.errors import VendorTimeout, VendorUnavailable
+from proxy.errors import vendor_failures
 from proxy.jar import dump_jar, load_jar, store_set_cookies
 from proxy.logs import get_logger
 from proxy.secrets_ import SecretError, read_secret_file
@@ -166,12 +166,8 @@ class SharedLoginAdapter(VendorAdapter):
             self.vendor, "POST", login_url, headers, urlencode(fields).encode()
         )
         try:
-            try:
+            with vendor_failures(self.vendor.id):
                 body = await resp.content.read_up_to(LOGIN_PAGE_BYTES)
-            except TimeoutError as exc:
-                raise VendorTimeout(self.vendor.id) from exc
-            except OSError as exc:
-                raise VendorUnavailable(self.vendor.id) from exc
             store_set_cookies(jar, str(login_url), resp.headers.getall("Set-Cookie", []))
             ok = resp.status < 400 and (not sl.success_text or sl.success_text.encode() in body)
         finally:
