@@ -320,10 +320,11 @@ _NOT_A_SECTION = {
 }
 
 
-def _undecodable(exc: UnicodeDecodeError) -> str:
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """What a config or template file that is not UTF-8 is told."""
     return (
-        f"cannot be read: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-        f"{exc.start}); save it as UTF-8"
+        f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+        "save it as UTF-8"
     )
 
 
@@ -335,7 +336,7 @@ def load_vendor(path: Path, problems: list[Problem]) -> VendorConfig | None:
         problems.append(Problem(name, "(file)", f"cannot be read: {exc}"))
         return None
     except UnicodeDecodeError as exc:
-        problems.append(Problem(name, "(file)", _undecodable(exc)))
+        problems.append(Problem(name, "(file)", f"cannot be read: {not_utf8(exc)}"))
         return None
     except tomllib.TOMLDecodeError as exc:
         problems.append(Problem(name, "(syntax)", str(exc)))
@@ -386,7 +387,7 @@ def load_config(
     except OSError as exc:
         raise ConfigError([Problem(name, "(file)", f"cannot be read: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(name, "(file)", _undecodable(exc))]) from None
+        raise ConfigError([Problem(name, "(file)", f"cannot be read: {not_utf8(exc)}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem(name, "(syntax)", str(exc))]) from None
     kwargs: dict[str, Any] = {"path": path}

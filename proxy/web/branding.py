@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import jinja2
 
-from proxy.config import Config
+from proxy.config import Config, not_utf8
 from proxy.errors import Problem
 from proxy.services import template_env
 
@@ -26,14 +26,7 @@ def check_templates(config: Config, problems: list[Problem]) -> None:
             problems.append(Problem(where, f"line {exc.lineno}", f"template error: {exc.message}"))
         except UnicodeDecodeError as exc:
             # A branding template saved by an editor in Windows-1252 or Latin-1 ("Bibliothèque").
-            problems.append(
-                Problem(
-                    _template_file(config, name),
-                    "(file)",
-                    f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                    "save it as UTF-8",
-                )
-            )
+            problems.append(Problem(_template_file(config, name), "(file)", not_utf8(exc)))
         except OSError as exc:
             problems.append(
                 Problem(_template_file(config, name), "(file)", f"cannot be read: {exc.strerror}")
