@@ -142,10 +142,7 @@ def _check_key_files(cfg: Config, file: str, problems: list[Problem]) -> None:
     """Signing keys readable by group or others are refused (proxy.assertion.load_keys)."""
     key_dir = cfg.resolve(cfg.keys.dir)
     for pem in sorted(key_dir.glob("*.pem")) if key_dir.is_dir() else ():
-        if pem.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            problems.append(
-                Problem(file, "keys.dir", f"{pem} is readable by group or others; chmod 600 it")
-            )
+        _check_secret_file(pem, file, "keys.dir", problems)
 
 
 def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
