@@ -49,8 +49,10 @@ from proxy.services import (
 )
 from proxy.web.messages import FORMAT_DEFAULTS
 from proxy.web.pages import (
+    FORGET_PATH,
     _public,
     _session_cookie,
+    forget_here,
     login_form,
     login_submit,
     logout,
@@ -101,6 +103,8 @@ async def dispatch(
             for hook in svc.hooks.denied:
                 hook("", "not_configured")
             return message_page(request, "not_configured")
+        if request.path == FORGET_PATH:
+            return forget_here()  # the sign-out page's request; nothing reaches the vendor
         return await proxy_request(request, vendor_host)
     except StoreUnavailable:
         log.warning("store_unavailable", dependency="store")
@@ -170,6 +174,7 @@ async def _proxy_admitted(
         if refused is not None:
             return refused
     await svc.sessions.touch(session)
+    await svc.sessions.note_host(session, vendor_host)
     upstream = svc.upstream  # a reload may replace it meanwhile; this request ends on this one
     svc.forwarding[upstream] = svc.forwarding.get(upstream, 0) + 1
     try:

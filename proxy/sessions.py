@@ -28,6 +28,9 @@ from proxy.tasks import stop
 # between its read and its write. Writers of one session are the requests of a patron's pages,
 # a handful at a time, each writing once: a few attempts see every one of them through.
 AMEND_ATTEMPTS = 8
+# How many vendor hosts a session remembers for signing out (`Session.hosts`); a patron's
+# databases use a few each. Past it, later hosts are not cleared from the browser at sign-out.
+MAX_NOTED_HOSTS = 100
 
 
 def new_session_id() -> str:
@@ -51,6 +54,9 @@ class Session:
     jars: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     suspended: str = ""  # reason, when usage limits suspended the session
+    # Vendor hosts this session's browser was sent to, so that signing out can ask the browser
+    # to forget what those pages stored in it (`forget_hosts`); dies with the session like `jars`.
+    hosts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -88,6 +94,7 @@ def copy_session(session: Session) -> Session:
         jars=_clone(session.jars),
         state=_clone(session.state),
         suspended=session.suspended,
+        hosts=list(session.hosts),
     )
 
 
@@ -302,6 +309,21 @@ class Sessions:
                 if vendor_id in (mine or []):
                     merged.append(vendor_id)
                 stored.state[key] = merged
+            return True
+
+        await self._amend(session.id, change)
+
+    async def note_host(self, session: Session, vendor_host: str) -> None:
+        """Remember that this session's browser was sent to `vendor_host` (up to
+        MAX_NOTED_HOSTS): written once per host, so a page's later requests cost a list lookup."""
+        if vendor_host in session.hosts or len(session.hosts) >= MAX_NOTED_HOSTS:
+            return
+        session.hosts.append(vendor_host)
+
+        def change(stored: Session) -> bool:
+            if vendor_host in stored.hosts or len(stored.hosts) >= MAX_NOTED_HOSTS:
+                return False
+            stored.hosts.append(vendor_host)
             return True
 
         await self._amend(session.id, change)

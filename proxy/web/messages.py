@@ -267,7 +267,8 @@ UI: dict[str, str] = {
     "signed_out_title": "Signed out",
     "signed_out_heading": "You are signed out",
     "signed_out_text": "Your session has ended and everything the library's proxy held for it has "
-    "been deleted.",
+    "been deleted. This browser has also been asked to forget what the databases you used stored "
+    "in it (saved pages, recent searches).",
     "signed_out_action": "On a shared computer, close the browser too.",
     "sign_in_again": "Sign in again",
     "back_to_menu": "Back to your databases",

@@ -238,12 +238,56 @@ async def _login_failed(
     return resp
 
 
+# On every mapped vendor host, this path answers the proxy itself (the vendor never sees it):
+# an empty response asking the browser to delete what that host's pages stored in it.
+FORGET_PATH = "/.weston-proxy/forget"
+# Not "cookies": browsers clear those for the whole registrable domain, which is the library's
+# (lib.org for proxy.lib.org: its catalogue's sign-in too), not the vendor host's. Vendor cookies
+# live on the proxy anyway; cookies vendor scripts write stay (the compliance check page.cookies
+# names vendors that write them).
+FORGET_WHAT = '"cache", "storage"'
+
+
+def forget_here() -> web.Response:
+    """The answer on FORGET_PATH: Clear-Site-Data for this origin (HTTP cache, localStorage,
+    IndexedDB, service workers ...)."""
+    return web.Response(
+        status=204,
+        headers={
+            "Clear-Site-Data": FORGET_WHAT,
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def _forget_page_headers(resp: web.StreamResponse, config: Config, urls: list[str]) -> None:
+    """The sign-out page loads FORGET_PATH from each vendor host as an image: its CSP lets
+    images come from the proxy's mapped hosts (all subdomains of the public host)."""
+    if not urls:
+        return
+    scheme, host, port = config.public
+    mapped = f"{scheme}://*.{host}" + (f":{port}" if port else "")
+    csp = OWN_PAGE_HEADERS["Content-Security-Policy"]
+    resp.headers["Content-Security-Policy"] = csp.replace(
+        "img-src 'self' data:", f"img-src 'self' data: {mapped}"
+    )
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
+    """Signing out: the session is deleted, the browser drops its cookie, and the page asks the
+    browser to forget what the vendor pages of this session stored in it (a shared computer's
+    next user would otherwise find the last one's pages in the cache and a database's "recent
+    searches" in its local storage)."""
     svc = request.app[SERVICES]
     sid = _session_cookie(request)
+    forget: list[str] = []
     if sid:
         svc.signer.forget(storage_key(sid))
         try:
+            session = await svc.sessions.load(sid)
+            if session is not None:
+                forget = [svc.hosts.mapped_origin(h) + FORGET_PATH for h in session.hosts]
             await svc.sessions.end(sid)
         except StoreUnavailable:
             # The session record may outlive this: the browser must still drop its cookie, or on
@@ -261,7 +305,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
         ),
         links=[{"href": "/login", "text": UI["sign_in_again"]}],
         signed_in=False,
+        forget=forget,
     )
+    _forget_page_headers(resp, svc.config, forget)
     _clear_session_cookie(resp, svc.config)
     return resp
 
