@@ -33,8 +33,9 @@ from proxy.config import Config, VendorConfig
 from proxy.errors import (
     Busy,
     StoreUnavailable,
+    VendorError,
     VendorTimeout,
-    VendorUnavailable,
+    failure_kind,
 )
 from proxy.forward import upstream_url
 from proxy.logs import get_logger
@@ -116,10 +117,14 @@ async def dispatch(
         if exc.whole:
             return message_page(request, "busy")
         return message_page(request, "vendor_busy", database=_database(svc, str(exc)))
-    except VendorTimeout as exc:
-        return message_page(request, "vendor_timeout", database=_database(svc, str(exc)))
-    except VendorUnavailable as exc:
-        return message_page(request, "vendor_unavailable", database=_database(svc, str(exc)))
+    except VendorError as exc:
+        # The vendor and what failed, for IT ("tls_certificate: certificate has expired" means
+        # call the vendor; "refused" means it is down): no patron, address or URL.
+        kind, detail = failure_kind(exc)
+        log.warning("vendor_failed", vendor=str(exc), error=kind, reason=detail)
+        svc.metrics.vendor_failures.labels(str(exc), kind).inc()
+        page = "vendor_timeout" if isinstance(exc, VendorTimeout) else "vendor_unavailable"
+        return message_page(request, page, database=_database(svc, str(exc)))
     except web.HTTPRequestEntityTooLarge:
         return message_page(request, "too_large")
     except web.HTTPNotFound:

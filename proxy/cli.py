@@ -123,17 +123,33 @@ def _serve_one(config: Config, *, reuse_port: bool) -> None:
     )
 
 
-def _prepare_shared_state(config: Config) -> None:
-    """Create the server secret and first signing key before any worker starts.
+def _prepare_shared_state(config: Config) -> str | None:
+    """Create the server secret and first signing key before serving; None, or why not.
 
-    Workers that raced to create them could read a half-written secret, or each make a key of
-    their own; then one worker could not open sessions sealed by another.
+    Before any worker starts: workers that raced to create them could read a half-written
+    secret, or each make a key of their own; then one worker could not open sessions sealed by
+    another. And before the banner: a key directory that cannot be written (a read-only
+    mount, another owner, a file in its place) is one line naming the key, not a traceback
+    after "listening on".
     """
     from proxy.assertion import ensure_keys
     from proxy.secrets_ import server_secret
 
-    server_secret(config)
-    ensure_keys(config.resolve(config.keys.dir))
+    def cannot(key: str, path: Path, exc: OSError) -> str:
+        why = exc.strerror or type(exc).__name__
+        return f"{config.path}: {key}: {path} cannot be used: {why}"
+
+    if not config.session.secret_env:
+        try:
+            server_secret(config)
+        except OSError as exc:
+            return cannot("session.secret_file", config.resolve(config.session.secret_file), exc)
+    key_dir = config.resolve(config.keys.dir)
+    try:
+        ensure_keys(key_dir)
+    except OSError as exc:
+        return cannot("keys.dir", key_dir, exc)
+    return None
 
 
 def _workers_refusal(config: Config, workers: int) -> str | None:
@@ -168,11 +184,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.logs import stacks_on_usr1
 
     stacks_on_usr1()
+    problem = _prepare_shared_state(config)
+    if problem is not None:
+        print(f"cannot serve: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     _banner(config, sys.stdout)
     if workers <= 1:
         _serve_one(config, reuse_port=False)
         return EXIT_OK
-    _prepare_shared_state(config)
     return _serve_workers(config, workers)
 
 

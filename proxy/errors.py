@@ -17,6 +17,8 @@ ProxyError
 from __future__ import annotations
 
 import contextlib
+import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -96,6 +98,37 @@ def vendor_failures(vendor_id: str) -> Iterator[None]:
         raise VendorTimeout(vendor_id) from exc
     except (OSError, ValueError) as exc:
         raise VendorUnavailable(vendor_id) from exc
+
+
+def failure_kind(exc: VendorError) -> tuple[str, str]:
+    """What went wrong talking to a vendor, for IT staff (a metric label and a log detail).
+
+    Kinds: "timeout", "dns", "refused", "reset", "tls_certificate" (with OpenSSL's reason:
+    "self-signed certificate", "certificate has expired" ...), "tls", and "protocol" for a
+    garbled or cut answer (with the error's type). Only exception types and OpenSSL's fixed
+    texts are used, never a message that could quote a URL."""
+    chain: list[BaseException] = []
+    cause = exc.__cause__
+    while cause is not None and len(chain) < 8:  # the client chains what it met (`from`)
+        chain.append(cause)
+        cause = cause.__cause__
+
+    def met(kind: type[BaseException]) -> BaseException | None:
+        return next((c for c in chain if isinstance(c, kind)), None)
+
+    if isinstance(exc, VendorTimeout) or met(TimeoutError):
+        return "timeout", ""
+    if (cert := met(ssl.SSLCertVerificationError)) is not None:
+        return "tls_certificate", str(getattr(cert, "verify_message", "") or "")
+    if (tls := met(ssl.SSLError)) is not None:
+        return "tls", str(getattr(tls, "reason", "") or "")
+    if met(socket.gaierror):
+        return "dns", ""
+    if met(ConnectionRefusedError):
+        return "refused", ""
+    if met(ConnectionResetError) or met(BrokenPipeError) or met(ConnectionAbortedError):
+        return "reset", ""
+    return "protocol", type(chain[-1]).__name__ if chain else ""
 
 
 class Busy(ProxyError):

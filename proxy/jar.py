@@ -8,7 +8,6 @@ aiohttp's headers and to a JSON-serialisable form the session store can hold.
 from __future__ import annotations
 
 import contextlib
-import email.message
 import http.cookiejar
 import time
 import urllib.request
@@ -35,16 +34,30 @@ _FIELDS = (
 MAX_COOKIES_PER_JAR = 200
 
 
+class _Headers:
+    """The headers http.cookiejar reads from a response: `get_all` of Set-Cookie (and the
+    obsolete Set-Cookie2, never kept). Not `email.message.Message`: for a value with a byte
+    outside ASCII (a vendor's locale or preference cookie in Latin-1) it hands back a `Header`
+    object, cookiejar's parser fails on it, and every cookie of that response is lost, the
+    vendor's session cookie with the rest."""
+
+    def __init__(self, set_cookies: Iterable[str]) -> None:
+        self._set_cookies = list(set_cookies)
+
+    def get_all(self, name: str, default: list[str]) -> list[str]:
+        if name.lower() == "set-cookie" and self._set_cookies:
+            return list(self._set_cookies)
+        return default
+
+
 class _Response:
     """The minimal response object http.cookiejar.extract_cookies reads."""
 
     def __init__(self, set_cookies: Iterable[str]) -> None:
-        self._msg = email.message.Message()
-        for value in set_cookies:
-            self._msg["Set-Cookie"] = value
+        self._headers = _Headers(set_cookies)
 
-    def info(self) -> email.message.Message:
-        return self._msg
+    def info(self) -> _Headers:
+        return self._headers
 
 
 def _policy() -> http.cookiejar.DefaultCookiePolicy:

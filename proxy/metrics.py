@@ -87,6 +87,12 @@ class Metrics:
             ["vendor"],
             registry=r,
         )
+        self.vendor_failures = Counter(
+            "weston_proxy_vendor_failures",
+            "Proxied requests a vendor did not answer (the patron got a 502 or 504 page), by kind",
+            ["vendor", "kind"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "weston_proxy_in_flight",
             "Proxied requests being worked on in this process, per vendor",

@@ -278,7 +278,7 @@ class Sessions:
 
     async def save_vendor(
         self, session: Session, vendor_id: str, jar_before: list[dict[str, Any]]
-    ) -> None:
+    ) -> frozenset[str]:
         """Store what one proxied request for `vendor_id` changed onto the session as stored now:
         the cookies it changed in that vendor's jar (from `jar_before`, the jar as the request
         found it, to the jar it has now), and whether `vendor_id` is in each of the state's
@@ -288,10 +288,17 @@ class Sessions:
         session. Saving the whole copy, or even the whole jar, would put back what the others
         changed meanwhile: a cookie another response set, another vendor's cookies, or a
         suspension for usage limits.
+
+        Returns the state lists this write put `vendor_id` into (empty when nothing was
+        written): of a page's overlapping requests that each found "seen" without the vendor,
+        only the one whose write added it gets "seen" back, so a session is counted as started
+        at a vendor once.
         """
         ours = session.jars.get(vendor_id, [])
+        added: set[str] = set()
 
         def change(stored: Session) -> bool:
+            added.clear()  # a retry applies the change again, to what another write stored
             if ours != jar_before:
                 jar = dump_jar(merged_jar(stored.jars.get(vendor_id, []), jar_before, ours))
                 if jar:
@@ -308,10 +315,12 @@ class Sessions:
                 merged = [v for v in theirs or [] if v != vendor_id]
                 if vendor_id in (mine or []):
                     merged.append(vendor_id)
+                    if vendor_id not in (theirs or []):
+                        added.add(key)
                 stored.state[key] = merged
             return True
 
-        await self._amend(session.id, change)
+        return frozenset(added) if await self._amend(session.id, change) else frozenset()
 
     async def note_host(self, session: Session, vendor_host: str) -> None:
         """Remember that this session's browser was sent to `vendor_host` (up to

@@ -388,6 +388,26 @@ async def test_save_vendor_keeps_what_overlapping_requests_changed(store: Sessio
     assert final.suspended == "too many downloads"
 
 
+async def test_save_vendor_says_which_overlapping_request_first_saw_the_vendor(
+    store: SessionStore,
+) -> None:
+    """A page's requests all find "seen" without the vendor; only the one whose write adds it
+    is told so (it counts the session as started there, once). A save onto a session that
+    has ended is told nothing."""
+    sessions = Sessions(store, idle_timeout_s=60, lifetime_s=3600)
+    started = await sessions.start(patron_key="pk", databases=frozenset({"x"}))
+    copies = [await sessions.load(started.id) for _ in range(3)]
+    for copy in copies:
+        assert copy is not None
+        copy.state.setdefault("seen", []).append("x")
+    answers = [await sessions.save_vendor(c, "x", []) for c in copies if c is not None]
+    assert answers == [frozenset({"seen"}), frozenset(), frozenset()]
+    later = await sessions.load(started.id)
+    assert later is not None and later.state["seen"] == ["x"]
+    await sessions.end(started.id)
+    assert await sessions.save_vendor(later, "x", []) == frozenset()
+
+
 async def test_touch_records_use_without_undoing_what_others_changed(store: SessionStore) -> None:
     sessions = Sessions(store, idle_timeout_s=60, lifetime_s=3600)
     started = await sessions.start(patron_key="pk", databases=frozenset({"y"}))

@@ -280,7 +280,9 @@ UI: dict[str, str] = {
     "for you. Databases see the library's address, not yours, and never your name, card number, "
     "e-mail or PIN.",
     "privacy_p2": "The library keeps no record of which databases you use or what you search. "
-    "Your session is deleted when you sign out or stop using it.",
+    "Your session is deleted when you sign out or stop using it. Signing out also asks this "
+    "browser to forget the pages and saved data of the databases you used, which matters on a "
+    "shared computer.",
     "privacy_p3": "Under Connecticut law (C.G.S. § 11-25(b)) library records that identify you "
     "are confidential.",
     "privacy_caption": "What each database receives",
