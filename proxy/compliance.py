@@ -5,8 +5,9 @@ The terms are `[compliance]` of proxy.toml (proxy.compliance_settings); every ch
 member can verify. This module is also the one place callers import compliance from: it
 re-exports the settings, the report model and the saved-page checks (proxy.compliance_pages).
 Transmission checks (`--live`) are in proxy.compliance_live, renderers in proxy.compliance_report.
-Only checks with severity "critical" and result "fail" make a vendor (and the run) fail; an
-"unknown" is reported for a human to look at, never silently counted as a pass.
+A critical check that fails makes a vendor (and the run) FAILED; a critical check that is
+"unknown" (a required term not recorded) makes it INCOMPLETE, never silently a pass
+(proxy.compliance_model).
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from urllib.parse import urlsplit
 from proxy.compliance_model import (
     CRITICAL,
     FAIL,
+    FAILED,
+    INCOMPLETE,
     INFO,
     PASS,
+    PASSED,
     UNKNOWN,
     WARNING,
     Check,
@@ -48,8 +52,11 @@ __all__ = [
     "CLAUSES",
     "CRITICAL",
     "FAIL",
+    "FAILED",
+    "INCOMPLETE",
     "INFO",
     "PASS",
+    "PASSED",
     "PATRON_WORDS",
     "UNKNOWN",
     "WARNING",

@@ -1,7 +1,9 @@
 """`weston-proxy compliance`: check vendors against the library's privacy terms and print a report.
 
-Exit status: 0 when every critical check passes, 1 when any critical check fails, 2 on a usage or
-configuration error (bad config, unknown vendor, unreadable page file, unwritable --out).
+Exit status: 0 when every critical check passes (PASSED), 1 when any critical check fails
+(FAILED), 3 when none fails but one is unknown because a term the library requires is not recorded
+in a vendor's contract entry (INCOMPLETE: record it, then run again), 2 on a usage or configuration
+error (bad config, unknown vendor, unreadable page file, unwritable --out).
 """
 
 from __future__ import annotations
@@ -13,13 +15,36 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from proxy.compliance import INFO, UNKNOWN, Check, check_all, check_page, load_trackers, read_page
+from proxy.compliance import (
+    FAILED,
+    INCOMPLETE,
+    INFO,
+    UNKNOWN,
+    Check,
+    check_all,
+    check_page,
+    load_trackers,
+    read_page,
+)
 from proxy.compliance_report import FORMATS, render
+
+# Beside proxy.cli's 0, 1 and 2: a run with critical terms unrecorded is neither passed nor failed,
+# and a cron job alerting on any non-zero status must hear of it.
+EXIT_INCOMPLETE = 3
+
+EPILOG = """\
+exit status: 0 every critical check passed; 1 a critical check failed; 3 no critical check
+failed, but one is unknown because a required term is not recorded in a vendor's [contract]
+(record it from the signed agreement, then run again); 2 usage or configuration error.
+"""
 
 
 def register(sub: Any) -> None:
     s = sub.add_parser(
-        "compliance", help="check every vendor's contract, configuration and transmissions"
+        "compliance",
+        help="check every vendor's contract, configuration and transmissions",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("--config", required=True)
     s.add_argument(
@@ -101,7 +126,7 @@ def cmd_compliance(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     else:
         sys.stdout.write(text)
-    return EXIT_OK if report.passed else EXIT_FAIL
+    return {FAILED: EXIT_FAIL, INCOMPLETE: EXIT_INCOMPLETE}.get(report.verdict, EXIT_OK)
 
 
 def _run_live(config: Any, ids: list[str]) -> dict[str, list[Check]]:

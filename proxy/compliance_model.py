@@ -1,8 +1,14 @@
 """The compliance report model: findings (`Check`) per vendor, and what makes a run fail.
 
 Every check yields a `Check` with a stable id, a severity, a result and the evidence a staff member
-can verify. Only checks with severity "critical" and result "fail" make a vendor (and the run)
-fail; an "unknown" is reported for a human to look at, never silently counted as a pass.
+can verify. The verdict of a vendor, and of the run (the worst of its vendors), is:
+
+- FAILED when a critical check fails;
+- INCOMPLETE when no critical check fails but one is unknown (a term the library requires is not
+  recorded in the vendor's contract entry, so it cannot be checked): an unknown is reported for a
+  human to look at, never silently counted as a pass;
+- PASSED when every critical check passes. Warnings, and unknowns that are not critical, are for
+  staff review and do not change the verdict.
 """
 
 from __future__ import annotations
@@ -13,6 +19,13 @@ from typing import Any
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
+PASSED, FAILED, INCOMPLETE = "passed", "failed", "incomplete"  # verdicts
+
+
+def _worst(verdicts: list[str]) -> str:
+    if FAILED in verdicts:
+        return FAILED
+    return INCOMPLETE if INCOMPLETE in verdicts else PASSED
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,11 @@ class Check:
     @property
     def blocking(self) -> bool:
         return self.severity == CRITICAL and self.result == FAIL
+
+    @property
+    def unresolved(self) -> bool:
+        """A critical check that could not be made: no pass, and not yet a failure."""
+        return self.severity == CRITICAL and self.result == UNKNOWN
 
     @classmethod
     def of_findings(
@@ -53,8 +71,14 @@ class VendorReport:
     checks: list[Check] = field(default_factory=list)
 
     @property
+    def verdict(self) -> str:
+        if any(c.blocking for c in self.checks):
+            return FAILED
+        return INCOMPLETE if any(c.unresolved for c in self.checks) else PASSED
+
+    @property
     def passed(self) -> bool:
-        return not any(c.blocking for c in self.checks)
+        return self.verdict == PASSED
 
 
 @dataclass
@@ -63,19 +87,25 @@ class Report:
     vendors: list[VendorReport] = field(default_factory=list)
 
     @property
+    def verdict(self) -> str:
+        return _worst([v.verdict for v in self.vendors])
+
+    @property
     def passed(self) -> bool:
-        return all(v.passed for v in self.vendors)
+        return self.verdict == PASSED
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON shape; nothing more, so consumers can rely on it."""
         return {
             "passed": self.passed,
+            "verdict": self.verdict,
             "generated": self.generated.isoformat(timespec="seconds"),
             "vendors": [
                 {
                     "id": v.id,
                     "title": v.title,
                     "passed": v.passed,
+                    "verdict": v.verdict,
                     "checks": [
                         {
                             "id": c.id,

@@ -10,22 +10,30 @@ import json
 import textwrap
 from html import escape
 
-from proxy.compliance import FAIL, PASS, Check, Report, VendorReport
+from proxy.compliance import FAIL, FAILED, INCOMPLETE, PASS, Check, Report, VendorReport
 
 FORMATS = ("text", "json", "html")
 
 
-def _verdict(passed: bool) -> str:
-    return "PASSED" if passed else "FAILED"
+def _verdict(verdict: str) -> str:
+    return verdict.upper()  # PASSED, FAILED or INCOMPLETE
 
 
 def _summary(report: Report) -> str:
-    failing = [v for v in report.vendors if not v.passed]
     if not report.vendors:
         return "no vendors checked"
-    if not failing:
-        return f"every critical check passed for {len(report.vendors)} vendor(s)"
-    return f"{len(failing)} of {len(report.vendors)} vendor(s) fail a critical check"
+    n = len(report.vendors)
+    failing = sum(v.verdict == FAILED for v in report.vendors)
+    incomplete = sum(v.verdict == INCOMPLETE for v in report.vendors)
+    if not failing and not incomplete:
+        return f"every critical check passed for {n} vendor(s)"
+    parts = [f"{failing} of {n} vendor(s) fail a critical check"] if failing else []
+    if incomplete:
+        parts.append(
+            f"{incomplete} of {n} vendor(s) have a critical check unknown: a required term is not "
+            "recorded in the contract entry"
+        )
+    return "; ".join(parts)
 
 
 def _counts(checks: list[Check]) -> str:
@@ -39,12 +47,12 @@ def render_text(report: Report, *, library: str = "", width: int = 100) -> str:
     lines = [
         title,
         f"generated {report.generated.isoformat(timespec='seconds')}",
-        f"overall: {_verdict(report.passed)} ({_summary(report)})",
+        f"overall: {_verdict(report.verdict)} ({_summary(report)})",
         "",
     ]
     for v in report.vendors:
         id_width = max((len(c.id) for c in v.checks), default=10)
-        lines.append(f"{v.id} — {v.title}: {_verdict(v.passed)} ({_counts(v.checks)})")
+        lines.append(f"{v.id} — {v.title}: {_verdict(v.verdict)} ({_counts(v.checks)})")
         lines.append(f"  {'RESULT':<8}{'SEVERITY':<10}{'CHECK':<{id_width + 2}}MESSAGE")
         for c in v.checks:
             mark = c.result.upper() if c.result != PASS else "pass"
@@ -81,6 +89,7 @@ h2 { font-size: 1.15rem; margin: 2rem 0 .4rem; border-bottom: 2px solid #ccc; }
          font-size: .85em; }
 .passed { background: #dff3e4; color: #14532d; }
 .failed { background: #fde2e1; color: #7f1d1d; }
+.incomplete { background: #fef3c7; color: #78350f; }
 table { border-collapse: collapse; width: 100%; margin: .3rem 0 1rem; }
 th, td { text-align: left; vertical-align: top; padding: .3rem .45rem;
          border-bottom: 1px solid #e3e3e3; }
@@ -111,10 +120,9 @@ def _vendor_html(v: VendorReport) -> str:
         + "</td></tr>"
         for c in v.checks
     )
-    state = "passed" if v.passed else "failed"
     return (
         f'<section id="vendor-{escape(v.id)}"><h2>{escape(v.title)} <small>({escape(v.id)})</small> '
-        f'<span class="badge {state}">{_verdict(v.passed)}</span></h2>'
+        f'<span class="badge {v.verdict}">{_verdict(v.verdict)}</span></h2>'
         f'<p class="meta">{escape(_counts(v.checks))}</p>'
         "<table><thead><tr><th>Result</th><th>Severity</th><th>Check</th>"
         f"<th>Finding and evidence</th></tr></thead><tbody>\n{rows}\n</tbody></table></section>"
@@ -123,7 +131,6 @@ def _vendor_html(v: VendorReport) -> str:
 
 def render_html(report: Report, *, library: str = "") -> str:
     title = f"{library} — vendor compliance report" if library else "Vendor compliance report"
-    state = "passed" if report.passed else "failed"
     vendors = "\n".join(_vendor_html(v) for v in report.vendors)
     generated = report.generated.isoformat(timespec="seconds")
     return f"""<!doctype html>
@@ -137,9 +144,11 @@ def render_html(report: Report, *, library: str = "") -> str:
 <body>
 <h1>{escape(title)}</h1>
 <p class="meta">Generated {escape(generated)} by <code>weston-proxy compliance</code>.</p>
-<p>Overall: <span class="badge {state}" id="overall">{_verdict(report.passed)}</span>
- — {escape(_summary(report))}. A vendor fails when any <em>critical</em> check fails;
- warnings and unknowns are for staff review.</p>
+<p>Overall: <span class="badge {report.verdict}" id="overall">{_verdict(report.verdict)}</span>
+ — {escape(_summary(report))}. A vendor fails when any <em>critical</em> check fails; it is
+ incomplete when none fails but a critical check is unknown, because a term the library requires
+ is not recorded in its contract entry (record it, then run the report again). Warnings and other
+ unknowns are for staff review.</p>
 {vendors}
 </body>
 </html>

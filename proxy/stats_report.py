@@ -12,9 +12,18 @@ hidden to protect a small one. Derived figures (all downloads, COUNTER Investiga
 suppressed tables: a derived cell is shown only if every part is shown, so it never adds an
 equation that was not public.
 
-What this does not cover, on purpose: bounds reasoning (a suppressed cell is at least 1 and below
-min_cell) can narrow a value to a range, and two reports over different ranges or periods (a
-month and its days) can be subtracted from each other. Publish one period kind over whole periods.
+Across reports. Each period is protected on its own, from its own counts, so a closed period is
+published the same in every report of the same period kind, whatever other periods the report
+covers; a vendor's total over the report's periods (and the grand total) is shown only when every
+period it adds up is shown. Subtracting one such report from another (this month's from last
+month's, a long range from a short one) therefore gives nothing that either did not show.
+
+What this does not cover: bounds reasoning (a suppressed cell is at least 1 and below min_cell)
+can narrow a value to a range, on purpose; a month and its days are protected separately, so a
+month report and day reports of the same month can be subtracted from each other: publish one
+period kind. A period is published the same only once its counts stop changing: a day report
+run within `flush_interval_s` after midnight UTC (or while the sink is failing) may miss the day's
+last counts, and a later report of that day would differ.
 """
 
 from __future__ import annotations

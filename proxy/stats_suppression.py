@@ -1,140 +1,63 @@
 """Choose which cells of a count table to hide so that no small count can be worked out.
 
-`protect(grid, min_cell)` takes one metric's table with its totals (last row and last column) and
-returns the cells to suppress. Hidden cells are never told apart in a report, whether small or
-hidden to protect a small one.
+`protect(grid, min_cell)` takes one metric's table (vendors by periods) with its totals (the last
+row is all vendors, the last column each vendor's total over the periods) and returns the cells to
+suppress. Hidden cells are never told apart in a report, whether small or hidden to protect a
+small one.
 
-1. Primary: every cell, total included, whose count is between 1 and min_cell - 1 is suppressed.
-   Zero is published: it says nothing about any one patron.
-2. Complementary: take the table with its totals as a graph — one node per row (the total row too),
-   one per column (the total column too), and one edge per suppressed cell between its row and its
-   column. Each row and each column is one equation (cells = total), so the published numbers fix
-   the sum of the suppressed cells at every node. A suppressed value can be worked out exactly, by
-   subtraction or by any linear combination of rows and columns, if and only if its edge is a
-   bridge of that graph (lies on no cycle): a cycle's edges can be shifted by +t/-t alternately
-   without changing any row or column sum. So while the graph has a bridge (row, col), we suppress
-   the cheapest path from row to col that avoids the bridge — Dijkstra over all cells, where an
-   already suppressed cell costs 0, a published cell costs its value (hide as little as possible)
-   and a zero costs a great deal (a zero on a cycle would bound its neighbours: with a suppressed
-   1 opposite, the pair could be pinned). The rule "a row or column never has exactly one
-   suppressed cell" is the special case of a node with one edge; it alone is not enough (two
-   suppressed rectangles joined by one shared row and column still leak the joining cell).
+Each period is protected on its own, so what a report shows for a period depends only on that
+period's counts, never on which other periods the report covers: staff who report January in
+February and January again (with February) in March publish January's cells identically, and
+nothing is gained by subtracting one report from the other.
+
+1. Primary: every period cell, the period's all-vendors total included, whose count is between 1
+   and min_cell - 1 is suppressed. Zero is published: it says nothing about any one patron.
+2. Complementary, per period (`protect_line`): a period's column is one equation (its vendor cells
+   add up to its all-vendors total), so a lone hidden entry in it could be worked out by
+   subtraction. When exactly one is hidden, the smallest published non-zero entry of the column is
+   hidden too (on a tie the first, vendors being in id order, so the choice is the same in every
+   report). With two or more hidden entries the column alone pins none of them. A zero is never
+   hidden as a complement: a zero on a cycle would bound its neighbours (with a suppressed 1
+   opposite, the pair is pinned).
+3. Totals across periods: a vendor's total (and the grand total) is shown only when every period
+   cell it adds up is shown, so a shown one is the sum of published numbers and adds no equation,
+   in this report or combined with any other report over other periods. (A small total is hidden
+   by this rule too: some period under it is small.)
+
+Why no hidden cell can be worked out from the table (by subtraction or any linear combination of
+rows and columns): take the table as a graph with a node per row and per column and an edge per
+hidden cell; a hidden value is determined exactly if and only if its edge is a bridge (lies on no
+cycle). A hidden cell (v, p) has a second hidden cell (v', p) in its column (rule 2), and both
+rows' totals are hidden (rule 3), so the cycle p, v, total, v', p runs through it and through
+both totals; every hidden total has such a hidden period cell in its row.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-
-_ZERO_COST = 10**15  # hide a zero only when nothing else closes the cycle
+from collections.abc import Sequence
 
 
 def protect(grid: Sequence[Sequence[int]], min_cell: int) -> set[tuple[int, int]]:
     """Which cells of `grid` to suppress; its last row and last column are the totals."""
     n_rows, n_cols = len(grid), len(grid[0])
-    hidden = {(i, j) for i in range(n_rows) for j in range(n_cols) if 0 < grid[i][j] < min_cell}
-    while bridges := _bridges(hidden, n_rows, n_cols):
-        for edge in bridges:
-            if _is_bridge(edge, hidden):
-                hidden |= _cheapest_cycle(edge, hidden, grid)
+    hidden: set[tuple[int, int]] = set()
+    for j in range(n_cols - 1):
+        column = [grid[i][j] for i in range(n_rows)]
+        hidden |= {(i, j) for i in protect_line(column, min_cell)}
+    rows_with_hidden = {i for i, _ in hidden}
+    return hidden | {(i, n_cols - 1) for i in rows_with_hidden}
+
+
+def protect_line(line: Sequence[int], min_cell: int) -> set[int]:
+    """Which entries of one period's column to suppress; its last entry is the column's total.
+
+    Depends on nothing but the column's counts and their order (callers keep one order, e.g.
+    vendors sorted by id): zeros anywhere in it change nothing.
+    """
+    hidden = {k for k, value in enumerate(line) if 0 < value < min_cell}
+    if len(hidden) == 1:
+        # The lone hidden entry is a vendor cell and the total is shown (a small total has a small
+        # cell under it), so there is always a published non-zero entry to hide with it.
+        shown = [k for k, value in enumerate(line) if value > 0 and k not in hidden]
+        hidden.add(min(shown, key=lambda k: (line[k], k)))
     return hidden
-
-
-def _adjacency(hidden: Iterable[tuple[int, int]]) -> dict[tuple[str, int], list[tuple[str, int]]]:
-    adj: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
-    for i, j in hidden:
-        adj[("r", i)].append(("c", j))
-        adj[("c", j)].append(("r", i))
-    return adj
-
-
-def _bridges(hidden: set[tuple[int, int]], n_rows: int, n_cols: int) -> list[tuple[int, int]]:
-    """Tarjan's bridge search, iterative (tables can be larger than the recursion limit)."""
-    adj = _adjacency(sorted(hidden))
-    order: dict[tuple[str, int], int] = {}
-    low: dict[tuple[str, int], int] = {}
-    found: list[tuple[int, int]] = []
-    for root in sorted(adj):
-        if root in order:
-            continue
-        order[root] = low[root] = len(order)
-        stack = [(root, (("", -1)), iter(adj[root]))]
-        while stack:
-            node, parent, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                if stack:
-                    up = stack[-1][0]
-                    low[up] = min(low[up], low[node])
-                    if low[node] > order[up]:
-                        r, c = (up, node) if up[0] == "r" else (node, up)
-                        found.append((r[1], c[1]))
-                continue
-            if child == parent:  # a simple graph: one edge per (row, column) pair
-                continue
-            if child in order:
-                low[node] = min(low[node], order[child])
-            else:
-                order[child] = low[child] = len(order)
-                stack.append((child, node, iter(adj[child])))
-    return sorted(found)
-
-
-def _is_bridge(edge: tuple[int, int], hidden: set[tuple[int, int]]) -> bool:
-    """Is `edge` still on no cycle (an earlier repair in the same pass may have fixed it)?"""
-    adj = _adjacency(hidden - {edge})
-    start, goal = ("r", edge[0]), ("c", edge[1])
-    seen, todo = {start}, [start]
-    while todo:
-        node = todo.pop()
-        if node == goal:
-            return False
-        for nxt in adj.get(node, ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return True
-
-
-def _cheapest_cycle(
-    edge: tuple[int, int], hidden: set[tuple[int, int]], grid: Sequence[Sequence[int]]
-) -> set[tuple[int, int]]:
-    """Cells of the cheapest row→column path avoiding `edge`; with it they make a cycle."""
-
-    def cost(i: int, j: int) -> int:
-        if (i, j) in hidden:
-            return 0
-        return grid[i][j] if grid[i][j] > 0 else _ZERO_COST
-
-    n_rows, n_cols = len(grid), len(grid[0])
-    start, goal = ("r", edge[0]), ("c", edge[1])
-    best: dict[tuple[str, int], int] = {start: 0}
-    back: dict[tuple[str, int], tuple[str, int]] = {}
-    heap = [(0, start)]
-    while heap:
-        d, node = heapq.heappop(heap)
-        if node == goal:
-            break
-        if d > best[node]:
-            continue
-        side, k = node
-        others = (
-            [("c", j) for j in range(n_cols)] if side == "r" else [("r", i) for i in range(n_rows)]
-        )
-        for nxt in others:
-            i, j = (k, nxt[1]) if side == "r" else (nxt[1], k)
-            if (i, j) == edge:
-                continue
-            nd = d + cost(i, j)
-            if nd < best.get(nxt, nd + 1):
-                best[nxt], back[nxt] = nd, node
-                heapq.heappush(heap, (nd, nxt))
-    path: set[tuple[int, int]] = set()
-    node = goal
-    while node != start:
-        prev = back[node]
-        path.add((prev[1], node[1]) if prev[0] == "r" else (node[1], prev[1]))
-        node = prev
-    return path

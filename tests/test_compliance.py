@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,10 @@ from proxy.cli import config_checks, main
 from proxy.compliance import (
     CRITICAL,
     FAIL,
+    FAILED,
+    INCOMPLETE,
     PASS,
+    PASSED,
     UNKNOWN,
     Check,
     PageSource,
@@ -236,6 +240,29 @@ def test_an_unrecorded_clause_is_unknown_not_passed(config: Config) -> None:
     assert check.result == UNKNOWN
 
 
+def test_an_unrecorded_critical_term_makes_the_vendor_incomplete_and_a_failure_still_wins(
+    config: Config,
+) -> None:
+    """Unrecorded retention is neither a pass nor a failure: INCOMPLETE, so the run is not passed;
+    a vendor that also fails a critical check is FAILED, and the run is as bad as its worst."""
+    good, seller = config.vendor("good"), config.vendor("seller")
+    assert good is not None and seller is not None
+    bare = dataclasses.replace(
+        good, contract=dataclasses.replace(good.contract, retention_days=None)
+    )
+    report = check_all(config, [bare])
+    assert (report.vendors[0].verdict, report.verdict, report.passed) == (
+        INCOMPLETE, INCOMPLETE, False,
+    )  # fmt: skip
+    hoarding = dataclasses.replace(
+        seller, contract=dataclasses.replace(seller.contract, retention_days=None)
+    )
+    assert check_all(config, [hoarding]).verdict == FAILED
+    assert check_all(config, [bare, seller]).verdict == FAILED
+    assert check_all(config, [good, bare]).verdict == INCOMPLETE
+    assert check_all(config, [good]).verdict == PASSED
+
+
 def test_clauses_the_library_does_not_require_are_informational(tmp_path: Path) -> None:
     """With required_clauses = [] a false clause is reported, but it is not a failure."""
     cfg_path = materialise(tmp_path, ["seller"])
@@ -433,20 +460,22 @@ def test_tracker_list_is_dated_and_says_how_to_refresh() -> None:
 SCHEMA = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["passed", "generated", "vendors"],
+    "required": ["passed", "verdict", "generated", "vendors"],
     "properties": {
         "passed": {"type": "boolean"},
+        "verdict": {"enum": ["passed", "failed", "incomplete"]},
         "generated": {"type": "string", "format": "date-time"},
         "vendors": {
             "type": "array",
             "items": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["id", "title", "passed", "checks"],
+                "required": ["id", "title", "passed", "verdict", "checks"],
                 "properties": {
                     "id": {"type": "string"},
                     "title": {"type": "string"},
                     "passed": {"type": "boolean"},
+                    "verdict": {"enum": ["passed", "failed", "incomplete"]},
                     "checks": {
                         "type": "array",
                         "items": {
@@ -560,6 +589,106 @@ def test_cli_exit_1_and_html_file_when_a_critical_check_fails(tmp_path: Path) ->
     assert r.returncode == 1, r.stderr
     assert r.stdout == ""
     assert "clause.no_sale_of_data" in out.read_text()
+
+
+def _bare_contract_config(root: Path, contract: str) -> Path:
+    """The fixture config with one vendor, "bare", whose [contract] holds only `contract`."""
+    (root / "vendors").mkdir(parents=True)
+    shutil.copy(FIXTURES / "proxy.toml", root / "proxy.toml")
+    shutil.copy(FIXTURES / "patrons.toml", root / "patrons.toml")
+    (root / "vendors" / "bare.toml").write_text(
+        textwrap.dedent(
+            """\
+            id = "bare"
+            title = "Bare Contract Databases"
+            origin = "https://search.bare.test"
+            hosts = ["search.bare.test"]
+            auth = "assertion"
+
+            [contract]
+            """
+        )
+        + textwrap.dedent(contract)
+    )
+    return root / "proxy.toml"
+
+
+def test_compliance_exit_status_is_not_0_when_critical_terms_are_unrecorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A vendor whose contract entry records only its dates and policy (the usual state of a
+    vendor just converted with import-ezproxy) has the critical retention check and all five
+    required clauses "unknown": the run is not "passed" and exits non-zero, so a nightly cron job
+    that alerts on a non-zero exit tells staff. (An unknown is never silently counted as a pass.)"""
+    expires = (dt.date.today() + dt.timedelta(days=365)).isoformat()
+    reviewed = (dt.date.today() - dt.timedelta(days=30)).isoformat()
+    cfg = _bare_contract_config(
+        tmp_path,
+        f"""\
+        privacy_policy_url = "https://www.bare.test/privacy"
+        reviewed = {reviewed}
+        expires = {expires}
+        """,
+    )
+    code = main(["compliance", "--config", str(cfg), "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    unknown_critical = [
+        c["id"]
+        for c in doc["vendors"][0]["checks"]
+        if c["severity"] == "critical" and c["result"] == "unknown"
+    ]
+    assert "contract.retention" in unknown_critical
+    assert len(unknown_critical) == 6
+    assert (code, doc["passed"]) != (0, True), (
+        f"exit {code}, passed={doc['passed']} with critical checks unknown: {unknown_critical}"
+    )
+
+
+def test_cli_exit_3_and_incomplete_in_every_format_when_a_critical_term_is_unrecorded(
+    tmp_path: Path,
+) -> None:
+    """Exit 3 (not 1: nothing failed) and INCOMPLETE on the overall line of text, JSON and HTML,
+    naming the unrecorded term as the reason."""
+    cfg = materialise(tmp_path / "conf", ["good"])
+    vendor = cfg.parent / "vendors" / "good.toml"
+    vendor.write_text(vendor.read_text().replace("retention_days = 30\n", ""))
+    text = run_cli("--config", str(cfg))
+    assert text.returncode == 3, text.stderr
+    assert "overall: INCOMPLETE" in text.stdout and "not recorded" in text.stdout
+    assert "good — Good Research Databases: INCOMPLETE" in text.stdout
+    as_json = run_cli("--config", str(cfg), "--format", "json")
+    assert as_json.returncode == 3
+    doc = json.loads(as_json.stdout)
+    assert (doc["passed"], doc["verdict"], doc["vendors"][0]["verdict"]) == (
+        False, INCOMPLETE, INCOMPLETE,
+    )  # fmt: skip
+    out = tmp_path / "report.html"
+    as_html = run_cli("--config", str(cfg), "--format", "html", "--out", str(out))
+    assert as_html.returncode == 3
+    assert '<span class="badge incomplete" id="overall">INCOMPLETE</span>' in out.read_text()
+
+
+def test_cli_exit_1_when_a_critical_check_fails_and_another_is_unrecorded(tmp_path: Path) -> None:
+    cfg = materialise(tmp_path / "conf", ["good", "seller"])
+    vendor = cfg.parent / "vendors" / "good.toml"
+    vendor.write_text(vendor.read_text().replace("retention_days = 30\n", ""))
+    r = run_cli("--config", str(cfg))
+    assert r.returncode == 1, r.stderr
+    assert "overall: FAILED (1 of 2 vendor(s) fail a critical check; 1 of 2" in r.stdout
+
+
+def test_cli_help_describes_every_exit_status() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "proxy", "compliance", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert r.returncode == 0
+    help_text = " ".join(r.stdout.split("exit status:")[1].split())
+    for status in ("0 every critical", "1 a critical check failed", "3 no critical", "2 usage"):
+        assert status in help_text
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,11 @@ reviewed = 2026-01-01
 expires = 2099-01-01
 retention_days = 30
 permits_pseudonymous_id = true
+no_sale_of_data = true
+breach_notice_days = 3
+law_enforcement_notice = true
+subprocessors_bound = true
+deletion_at_termination = true
 """
 VENDORS = {
     "anon": 'auth = "assertion"\n',

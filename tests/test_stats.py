@@ -49,6 +49,7 @@ from proxy.stats import (
     check_stats,
     download_metric,
     make_sink,
+    sqlite_add,
     sqlite_rows,
     stats_inventory,
     stats_settings,
@@ -681,6 +682,84 @@ def test_no_published_table_lets_a_hidden_count_be_recovered() -> None:
             if report.cell(metric, v, p).suppressed
         }
         assert linear_attack(grid, hidden) == set(), metric
+
+
+MONTHS = ("2026-01", "2026-02", "2026-03", "2026-04")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.lists(cell_values, min_size=len(MONTHS), max_size=len(MONTHS)), min_size=1, max_size=4
+    )
+)
+def test_a_closed_period_is_published_the_same_whatever_else_the_report_covers(
+    counts: list[list[int]],
+) -> None:
+    """Reports over different runs of whole months (January alone, January to March, February
+    to April, ...) show each month's cells identically, and show a total across months only
+    when every month it adds up is shown: nothing one report adds to another can be subtracted."""
+    vendors = [f"v{k}" for k in range(len(counts))]
+    rows = [
+        Row(dt.date.fromisoformat(f"{month}-15"), vendor, REQUESTS, n)
+        for vendor, line in zip(vendors, counts, strict=True)
+        for month, n in zip(MONTHS, line, strict=True)
+    ]
+    spans = [(a, b) for a in range(len(MONTHS)) for b in range(a, len(MONTHS))]
+    seen: dict[tuple[str, str], int | None] = {}
+    for a, b in spans:
+        first = dt.date(2026, a + 1, 1)  # MONTHS[a] to MONTHS[b], whole
+        last = dt.date(2026, b + 2, 1) - dt.timedelta(days=1)
+        report = build_report(
+            rows, period="month", date_from=first, date_to=last, min_cell=10, today=TODAY
+        )
+        assert report.periods == MONTHS[a : b + 1]
+        for vendor in [*vendors, ALL_VENDORS]:
+            parts = [report.cell(REQUESTS, vendor, p).value for p in report.periods]
+            for period, value in zip(report.periods, parts, strict=True):
+                assert seen.setdefault((vendor, period), value) == value, (vendor, period)
+            total = report.cell(REQUESTS, vendor, TOTAL).value
+            assert total == (None if None in parts else sum(p or 0 for p in parts))
+
+
+def test_successive_monthly_reports_do_not_give_away_a_small_count(tmp_path: Path) -> None:
+    """Staff run the default monthly report every month (whole months, no --from/--to). The run
+    in February covers January; the run in March covers January and February. Were January
+    protected afresh with each run's complements, the February run could publish z's January
+    (60) and the all-vendors January (112), the March run y's January (50), and together
+    x's January = 112 - 60 - 50 = 2, a hidden small count (min_cell 10), would be worked out."""
+    stats_file = tmp_path / "state" / "stats.sqlite3"
+    sqlite_add(
+        stats_file,
+        {
+            ("2026-01-15", "x", REQUESTS): 2,
+            ("2026-01-15", "y", REQUESTS): 50,
+            ("2026-01-15", "z", REQUESTS): 60,
+            ("2026-02-15", "x", REQUESTS): 40,
+            ("2026-02-15", "y", REQUESTS): 100,
+            ("2026-02-15", "z", REQUESTS): 10,
+        },
+    )
+    cfg = Config(path=tmp_path / "proxy.toml", extra={"stats": {"min_cell": 10}})
+    reports = []
+    for today in (dt.date(2026, 2, 10), dt.date(2026, 3, 10)):  # January; January and February
+        code, out, err = _run_stats(cfg, period="month", fmt="json", today=today)
+        assert code == 0, err
+        rows = json.loads(out)["rows"]
+        reports.append({(r["vendor"], r["period"]): r["counts"][REQUESTS] for r in rows})
+    february, march = reports
+    jan = "2026-01"
+    assert february[("x", jan)] is None and march[("x", jan)] is None  # hidden in both runs
+    published: dict[str, int] = {}
+    for report in (february, march):
+        for vendor in ("y", "z", ALL_VENDORS):
+            value = report[(vendor, jan)]
+            if value is not None:
+                published[vendor] = value
+    worked_out = None
+    if {"y", "z", ALL_VENDORS} <= set(published):
+        worked_out = published[ALL_VENDORS] - published["y"] - published["z"]
+    assert worked_out is None, f"x's January requests worked out from two reports: {worked_out}"
 
 
 # --------------------------------------------------------------------------- config, CLI, inventory
