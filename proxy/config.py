@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import functools
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,7 +328,32 @@ def not_utf8(exc: UnicodeDecodeError) -> str:
     )
 
 
+def _key_root(key: str) -> str:
+    """`hosts` for `hosts[2]`, `shared_login` for `shared_login.method`."""
+    return key.split(".", 1)[0].split("[", 1)[0]
+
+
+# A required vendor key that is missing or wrong gets a stand-in, so the file's other keys are
+# still checked (and its hosts still checked against the other vendors).
+_STAND_INS: dict[str, Callable[[Path], Any]] = {
+    "id": lambda path: path.stem,
+    "title": lambda path: "",
+    "origin": lambda path: "",
+    "hosts": lambda path: [],
+}
+# Keys whose checks a wrong (so defaulted or stood-in) key would set off again.
+_FOLLOWS_FROM: dict[str, frozenset[str]] = {
+    "hosts": frozenset({"origin", "start_url", "never_proxy"}),
+    "origin": frozenset({"start_url"}),
+}
+
+
 def load_vendor(path: Path, problems: list[Problem]) -> VendorConfig | None:
+    """Read one vendor file, appending a Problem for every wrong key.
+
+    A wrong key is left at its default (a required one gets a stand-in) and the rest is still
+    read, so `check-config` reports every problem of the file at once; None only when the file
+    cannot be read or parsed at all. Check it with `check_loaded_vendor`."""
     name = str(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -341,20 +366,45 @@ def load_vendor(path: Path, problems: list[Problem]) -> VendorConfig | None:
     except tomllib.TOMLDecodeError as exc:
         problems.append(Problem(name, "(syntax)", str(exc)))
         return None
-    data["file"] = name
+    data.pop("file", None)  # set from where the file is, below
     before = len(problems)
-    data_no_file = {k: v for k, v in data.items() if k != "file"}
-    v = read_table(VendorConfig, data_no_file, name, "", problems)
+    v = read_table(VendorConfig, data, name, "", problems)
     if v is None:
-        return None
-    v = dataclasses.replace(v, file=name)
-    if len(problems) > before:
-        return None
-    if data.get("id") and path.stem != data["id"]:
+        broken = {_key_root(p.key) for p in problems[before:]}
+        stand_ins = {
+            key: make(path) for key, make in _STAND_INS.items() if key in broken or key not in data
+        }
+        v = read_table(VendorConfig, {**data, **stand_ins}, name, "", [])  # reported above
+        if v is None:
+            return None
+    if isinstance(data.get("id"), str) and path.stem != data["id"]:
         problems.append(
             Problem(name, "id", f"{data['id']!r} should match the file name {path.stem!r}")
         )
-    return v
+    return dataclasses.replace(v, file=name)
+
+
+def _repeats(key: str, broken: set[str]) -> bool:
+    """Whether a check of `key` only repeats a problem already reported for one of `broken`:
+    the same key, a key inside it (`hosts[0]` of `hosts`), or the table holding it (a
+    `shared_login` left out because `shared_login.login_url` was wrong)."""
+    return any(
+        key == b or key.startswith((b + ".", b + "[")) or b.startswith((key + ".", key + "["))
+        for b in broken
+    )
+
+
+def check_loaded_vendor(
+    v: VendorConfig, cfg: Config, problems: list[Problem], loading: Sequence[Problem]
+) -> None:
+    """`check_vendor`, less the problems that only repeat one of `loading` (what `load_vendor`
+    reported for this file): a key left at its default or a stand-in is reported once."""
+    broken = {p.key for p in loading if p.file == v.file and p.key != "id"}
+    for key in list(broken):
+        broken |= _FOLLOWS_FROM.get(key, frozenset())
+    found: list[Problem] = []
+    check_vendor(v, cfg, found)
+    problems.extend(p for p in found if not _repeats(p.key, broken))
 
 
 _SECTIONS: dict[str, tuple[str, type[Any]]] = {
@@ -410,16 +460,22 @@ def load_config(
     check_session(cfg, name, problems)
     check_logging_and_keys(cfg, name, problems)
     vendors: list[VendorConfig] = []
+    faulty: list[VendorConfig] = []
     vdir = cfg.resolve(cfg.vendors_dir.dir)
     if not vdir.is_dir():
         problems.append(Problem(name, "vendors.dir", f"{vdir} is not a directory"))
     else:
         for vpath in sorted(vdir.glob("*.toml")):
+            before = len(problems)
             v = load_vendor(vpath, problems)
             if v is not None:
-                check_vendor(v, cfg, problems)
-                vendors.append(v)
-    cfg = dataclasses.replace(cfg, vendors=tuple(vendors))
+                check_loaded_vendor(v, cfg, problems, problems[before:])
+                wrong = any(not isinstance(p, EnvironmentProblem) for p in problems[before:])
+                (faulty if wrong else vendors).append(v)
+    # Of two files claiming one host the later is named: a file with problems of its own comes
+    # after the clean ones, so a clean file is not blamed for a broken one's hosts. (Such a
+    # problem refuses the config, so this order never reaches a running proxy.)
+    cfg = dataclasses.replace(cfg, vendors=(*vendors, *faulty))
     check_vendors_together(cfg, problems)
     for check in extra_checks:
         check(cfg, problems)
@@ -439,6 +495,7 @@ __all__ = [
     "ExtraChecker",
     "VendorConfig",
     "check_host_port",
+    "check_loaded_vendor",
     "check_vendor",
     "check_vendor_access",
     "check_vendors_together",

@@ -34,6 +34,7 @@ import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from proxy.config import Config, VendorConfig, check_vendor, check_vendors_together, load_vendor
 from proxy.errors import Problem, ProxyError
@@ -247,11 +248,20 @@ def _attach_never_proxy(stanzas: list[StanzaResult], ln: Line, warnings: list[Me
         hosts: list[str] = vendor["hosts"]
         entries = [p for p in patterns if _owned(p, hosts)]
         wider = [h for p in patterns if p not in entries for h in hosts if _covered(p, h)]
+        texts = []
         if wider:
-            text = (
-                f"NeverProxy {ln.value} covers {', '.join(wider)} of this vendor: never proxied, "
-                "as in EZproxy; review"
+            texts.append(f"covers {', '.join(wider)} of this vendor: never proxied, as in EZproxy")
+        start_host = urlsplit(vendor.get("start_url") or vendor["origin"]).hostname or ""
+        if any(host_matches(p, start_host) for p in entries + wider):
+            # The menu link would take patrons to the vendor directly, outside the proxy (and
+            # an IP-authenticated vendor would refuse them).
+            texts.append(
+                f"covers this vendor's starting point {start_host}: its menu link goes to the "
+                "vendor outside the proxy (the stanza was not in use through EZproxy either); "
+                "remove the NeverProxy or the vendor"
             )
+        if texts:
+            text = f"NeverProxy {ln.value} {'; it '.join(texts)}; review"
             warned = (*s.warnings, Message(ln.where, text))
             stanzas[k] = replace(s, warnings=warned, status="converted-with-warnings")
         written: list[str] = vendor.get("never_proxy", [])

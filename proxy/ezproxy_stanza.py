@@ -31,7 +31,8 @@ _IDENTITY_CARET = re.compile(r"\^(?:[uUiI0-9]|\{)")
 # Every other caret substitution (^A, ^B token, ^H host, ^P host^, ^R, ^S …): EZproxy filled it in
 # for each request, and nothing here can.
 _EZPROXY_CARET = re.compile(r"\^[A-Za-z{]")
-_PASSWORD_FIELD = re.compile(r"pass|pwd|pin$", re.I)
+# pass, passwd, password, pwd, pw, userpw, pin, pincode, secret, credentials …
+_PASSWORD_FIELD = re.compile(r"pass|pw|^pin|pin$|secret|cred", re.I)
 _USERNAME_FIELD = re.compile(r"user|login|account|acct|email|card|barcode|id$", re.I)
 _SECRET_FIELD = re.compile(r"secret|token|key|sig|hash|code|session|auth(?!type)", re.I)
 
@@ -185,6 +186,7 @@ def _shared_login(d: Draft, vendor_id: str, login_url: str) -> dict[str, Any]:
         d.warn(anchor, "FormVariable without URL -Form=; treated as a form login")
     table: dict[str, Any] = {"method": "form", "login_url": login_url}
     extra: dict[str, str] = {}
+    extra_lines: dict[str, Line] = {}
     secrets: set[str] = set()
     for ln in d.form_vars:
         name, eq, value = ln.value.partition("=")
@@ -204,9 +206,19 @@ def _shared_login(d: Draft, vendor_id: str, login_url: str) -> dict[str, Any]:
         elif value in secrets:
             d.warn(ln, f"FormVariable {name} repeats a credential; its value was not copied")
         else:
-            extra[name] = value
+            extra[name], extra_lines[name] = value, ln
     if "username_field" not in table or "password_field" not in table:
         d.warn(anchor, "could not tell the account and password fields apart; review")
+        # Any field left may be the account or the password under a name not recognised here,
+        # so no value is written in clear: the line says where to find it.
+        for name, ln in extra_lines.items():
+            d.warn(
+                ln,
+                f"FormVariable {name}: its value was not copied, as it may be the account or "
+                "password; if it is, name the field in username_field or password_field and put "
+                "the value in that secret file, otherwise copy it into extra_fields by hand",
+            )
+        extra = {}
     if extra:
         table["extra_fields"] = extra
     table["username_file"] = f"secrets/{vendor_id}-username"

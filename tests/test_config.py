@@ -373,3 +373,59 @@ def test_a_branding_template_not_in_utf8_is_refused(tmp_path: Path) -> None:
     override.mkdir(parents=True)
     (override / "brand.html").write_bytes("<b>Biblioth\u00e8que</b>\n".encode("cp1252"))
     assert problem_keys(path) == {("brand.html", "(file)")}
+
+
+_PROXY_TOML = """\
+[server]
+public_url = "https://proxy.westonlibrary.org"
+
+[directory]
+kind = "file"
+patrons_file = "patrons.toml"
+
+[session]
+secret_file = "state/server-secret"
+
+[keys]
+dir = "state/keys"
+
+[vendors]
+dir = "vendors"
+"""
+
+_JSTOR = """\
+id = "jstor"
+title = "JSTOR"
+origin = "https://www.jstor.org"
+hosts = ["www.jstor.org", "*.jstor.org"]
+auth = "ip"
+"""
+
+# One file, three ordinary mistakes: a misspelt optional key, an adapter in capitals, and a
+# host another vendor already claims.
+_GALE_WITH_MISTAKES = """\
+id = "gale"
+title = "Gale OneFile"
+descripton = "Newspapers from around the world."
+origin = "https://go.gale.com"
+hosts = ["go.gale.com", "www.jstor.org"]
+auth = "IP"
+"""
+
+
+def test_check_config_lists_every_problem_of_a_vendor_file_at_once(tmp_path: Path) -> None:
+    """docs/vendor-setup.md: "Every problem is printed with its file and key". A vendor file
+    with a misspelt key gets only that one reported: its invalid `auth` and the host another
+    vendor already claims are hidden until the typo is fixed, so IT staff go round
+    check-config once per mistake (and a file with a typo never has its hosts checked
+    against the other vendors)."""
+    (tmp_path / "proxy.toml").write_text(_PROXY_TOML)
+    (tmp_path / "patrons.toml").write_text("")
+    (tmp_path / "vendors").mkdir()
+    (tmp_path / "vendors" / "jstor.toml").write_text(_JSTOR)
+    (tmp_path / "vendors" / "gale.toml").write_text(_GALE_WITH_MISTAKES)
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "proxy.toml")
+    found = {(Path(p.file).name, p.key) for p in exc.value.problems}
+    assert ("gale.toml", "descripton") in found
+    assert {("gale.toml", "auth"), ("gale.toml", "hosts")} <= found, sorted(found)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -629,3 +630,80 @@ def test_output_check_config_would_refuse_is_reported_and_exits_1(tmp_path: Path
     assert status == 1
     assert "problem: " in stdout and "referer: must be an http(s) URL" in stdout
     assert check_config(tmp_path) != ""
+
+
+def test_import_does_not_copy_a_form_password_it_cannot_name(tmp_path: Path) -> None:
+    """docs/migrating-from-ezproxy.md: "FormVariable / -Form: a shared-login draft; the secret
+    values are **not** copied". A stanza logging in with `FormVariable pw=…` (a common field
+    name) gets the library-wide password written in clear into the vendor file's
+    `[shared_login.extra_fields]`, which IT staff then move into /etc/weston-proxy/vendors."""
+    password = "Weston-Vendor-Pa55"
+    text = (
+        "Title Music Library\n"
+        "URL -Form=post https://www.music.example/login\n"
+        "FormVariable user=westonlib\n"
+        f"FormVariable pw={password}\n"
+        "Host www.music.example\n"
+    )
+    _status, summary = import_text(tmp_path, text)
+    written = "".join(p.read_text() for p in (tmp_path / "vendors").glob("*.toml"))
+    assert written, summary
+    assert password not in written, written
+    assert password not in summary
+
+
+def test_import_warns_when_neverproxy_covers_a_vendors_own_start_url(tmp_path: Path) -> None:
+    """docs/migrating-from-ezproxy.md says to read the warnings first, and that a NeverProxy
+    covering a stanza's starting point is reported so IT can decide whether to keep it. A
+    `NeverProxy` naming the stanza's own URL host is written into never_proxy silently: the
+    summary says "converted" with no warning, check-config accepts it, and the database's menu
+    link then sends patrons straight to the vendor, outside the proxy (an IP-authenticated
+    vendor refuses them)."""
+    text = (
+        "Title Legacy Archive\n"
+        "URL https://www.legacy.example/start\n"
+        "Host www.legacy.example\n"
+        "NeverProxy www.legacy.example\n"
+    )
+    _status, summary = import_text(tmp_path, text)
+    (written,) = (tmp_path / "vendors").glob("*.toml")
+    vendor = tomllib.loads(written.read_text())
+    assert "www.legacy.example" in vendor.get("never_proxy", [])  # as EZproxy: never proxied
+    assert "converted with warnings: 1" in summary, summary
+    assert "www.legacy.example" in summary.split("Warnings:", 1)[-1], summary
+
+
+@pytest.mark.parametrize("name", ["pw", "passwd", "userpw", "pincode", "secret", "credential"])
+def test_import_recognises_common_password_field_names(name: str) -> None:
+    """A FormVariable named like a password becomes password_field; its value is not copied."""
+    text = (
+        "Title Music Library\nURL -Form=post https://www.music.example/login\n"
+        f"FormVariable user=westonlib\nFormVariable {name}=Vendor-Pa55\nHost www.music.example\n"
+    )
+    (s,) = convert(text).stanzas
+    assert s.vendor is not None
+    assert s.vendor["shared_login"]["password_field"] == name
+    assert "Vendor-Pa55" not in repr(s.vendor)
+
+
+def test_import_copies_no_form_value_when_it_cannot_tell_the_password_field(
+    tmp_path: Path,
+) -> None:
+    """With a password field under a name nothing recognises (`k`), any field left may be the
+    secret: no FormVariable value is written, each is warned about with its line, and the value
+    appears nowhere in the vendor file or the summary."""
+    text = (
+        "Title Music Library\n"
+        "URL -Form=post https://www.music.example/login\n"
+        "FormVariable user=westonlib\n"
+        "FormVariable k=Weston-Vendor-Pa55\n"
+        "FormVariable lang=en\n"
+        "Host www.music.example\n"
+    )
+    _status, summary = import_text(tmp_path, text)
+    (written,) = (tmp_path / "vendors").glob("*.toml")
+    assert "Weston-Vendor-Pa55" not in written.read_text() + summary
+    assert "extra_fields" not in tomllib.loads(written.read_text())["shared_login"]
+    (s,) = convert(text).stanzas
+    withheld = [m.where for m in s.warnings if "was not copied" in m.text]
+    assert withheld == ["config.txt:4", "config.txt:5"], s.warnings
