@@ -19,7 +19,7 @@ bytes of every value and text cut at every byte of a URL.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdlib cimport free, realloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 
 # Byte classes, as the rewriter's patterns spell them.
 cdef unsigned char HOSTCH[256]  # [a-zA-Z0-9-]
@@ -372,3 +372,49 @@ cdef inline bint _same_lower(const char* lowered, const char* b, Py_ssize_t leng
         if <unsigned char>lowered[j] != _low(<unsigned char>b[j]):
             return False
     return True
+
+
+cdef inline bint _tag_name(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, const char* name, Py_ssize_t length) noexcept:
+    """`name` (lower case) at i in any case."""
+    cdef Py_ssize_t k
+    for k in range(length):
+        if _low(_at(p, n, i + k)) != <unsigned char>name[k]:
+            return False
+    return True
+
+
+def tag_spans(bytes data, Py_ssize_t max_len):
+    """The spans of `proxy.rewrite_headers._TAG` in `data`: `<` and `script`, `link` or `meta`
+    (any case) before a tab, LF, FF, CR, space, `/` or `>`, then at most `max_len` bytes that are
+    neither `<` nor `>`, then `>`. A list of (start, end) pairs."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t i = 0, j, k
+    cdef const void* found
+    cdef unsigned char c
+    spans = []
+    while i < n:
+        found = memchr(p + i, 60, n - i)  # `<`
+        if found == NULL:
+            break
+        i = <const unsigned char*>found - p
+        if _tag_name(p, n, i + 1, b"script", 6):
+            j = i + 7
+        elif _tag_name(p, n, i + 1, b"link", 4) or _tag_name(p, n, i + 1, b"meta", 4):
+            j = i + 5
+        else:
+            i += 1
+            continue
+        c = _at(p, n, j)
+        if not (c == 9 or c == 10 or c == 12 or c == 13 or c == 32 or c == 47 or c == 62):
+            i += 1
+            continue
+        k = j
+        while k < n and k - j <= max_len and p[k] != 60 and p[k] != 62:
+            k += 1
+        if k < n and k - j <= max_len and p[k] == 62:
+            spans.append((i, k + 1))
+            i = k + 1
+        else:
+            i += 1
+    return spans

@@ -39,6 +39,7 @@ from proxy.rewrite import (
     media_type,
     should_rewrite,
 )
+from proxy.rewrite_headers import SNIFF_BYTES, sniff_decided, sniff_document
 from proxy.sessions import Session, Sessions
 from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
@@ -326,13 +327,16 @@ class Upstream:
                 out.session_changed = True
         return resp
 
-    def _body_decoder(self, resp: VendorResponse, headers: CIMultiDict[str]) -> BodyDecoder | None:
-        """The decoder for a body the rewriter will change, with the headers made to match it.
+    def _body_decoder(
+        self, resp: VendorResponse, ctype: str, headers: CIMultiDict[str]
+    ) -> BodyDecoder | None:
+        """The decoder for a body of type `ctype` the rewriter will change, with the headers made
+        to match it.
 
         Decided on the type alone, so HEAD and 304 carry the same headers a GET would: no
         Content-Length or Content-Encoding of the vendor's bytes, and a weak ETag.
         """
-        if not should_rewrite(resp.headers.get("Content-Type")):
+        if not should_rewrite(ctype):
             return None
         try:
             decoder = decoder_for(resp.headers.get("Content-Encoding"))
@@ -364,15 +368,26 @@ class Upstream:
                 return refusal  # the vendor's response is let go unread by forward()
         headers = response_headers(resp.headers.items())
         has_body = request.method != "HEAD" and resp.status not in (204, 304)
+        untyped = "Content-Type" not in resp.headers
+        if untyped and has_body:
+            # A browser sniffs an untyped body (WHATWG MIME Sniffing); an HTML or XML document
+            # it would render is typed, rewritten and shielded as one. Anything else goes on
+            # untyped, for the browser to sniff as it would the vendor's.
+            with vendor_failures(vendor.id):
+                head = await _sniff_head(resp, head)
+            sniffed = sniff_document(_decoded(resp, head))
+            if sniffed is not None:
+                ctype = headers["Content-Type"] = sniffed
+                untyped = False
         rewriter = self.rewriter
         decoder: BodyDecoder | None = None
         third_party: _ThirdPartyCount | None = None
         if rewriter is not None:
             rewrite_response_headers(rewriter, headers)
-            decoder = self._body_decoder(resp, headers)
+            decoder = self._body_decoder(resp, ctype, headers)
             mt = media_type(ctype)
             csp = None
-            if shielded(mt):
+            if shielded(mt) or untyped:  # untyped: whatever the browser makes of it
                 csp = rewriter.shield_csp(vendor.id, vendor.third_party == "allow")
             if csp:
                 headers.add("Content-Security-Policy", csp)
@@ -385,7 +400,8 @@ class Upstream:
         stream = None
         if rewriter is not None and decoder is not None and has_body:
             stream = rewriter.stream(vendor.id, ctype, resp.charset)
-        response = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
+        kind = _UntypedResponse if untyped else web.StreamResponse
+        response = kind(status=resp.status, reason=resp.reason, headers=headers)
         if stream is None and "Content-Length" in headers and has_body:
             response.content_length = int(headers["Content-Length"])
         await response.prepare(request)
@@ -464,6 +480,30 @@ async def _peek(resp: VendorResponse, limit: int) -> bytes:
     ):
         return b""
     return await resp.content.read_up_to(limit)
+
+
+async def _sniff_head(resp: VendorResponse, head: bytes) -> bytes:
+    """`head` and more of the body, until what a browser sniffs from it is decided (or the body
+    ends): at most SNIFF_BYTES, usually the first piece that arrives."""
+    while len(head) < SNIFF_BYTES and not sniff_decided(_decoded(resp, head)):
+        piece = await resp.content.read(SNIFF_BYTES - len(head))
+        if not piece:
+            break
+        head += piece
+    return head
+
+
+class _UntypedResponse(web.StreamResponse):
+    """A response sent on without a Content-Type, as the vendor sent it.
+
+    aiohttp gives any response with a body `application/octet-stream` when it has no type, and a
+    browser then offers the page as a download instead of sniffing it. It has no option against
+    that, so the header is taken out again right after aiohttp prepares the headers and before
+    they are written (tests/test_vendor_content.py checks this still holds)."""
+
+    async def _prepare_headers(self) -> None:
+        await super()._prepare_headers()
+        self.headers.popall("Content-Type", None)
 
 
 def _decoded(resp: VendorResponse, head: bytes) -> bytes:

@@ -24,7 +24,12 @@ Choices worth knowing:
   percent-encoded and escaped URLs keep their encoding, each separator spelled as it was.
 - Bodies are rewritten as bytes for ASCII-compatible charsets (UTF-8 and single-byte ones). Other
   charsets (UTF-16/32, Shift_JIS, ISO-2022 …) are decoded and re-encoded incrementally
-  (`rewrite_headers.Transcoded`).
+  (`rewrite_headers.Transcoded`). The charset is the one a browser would use: a byte-order mark
+  first, then the Content-Type label read as WHATWG labels are (`Windows-31J` is Shift_JIS); a
+  label with no codec leaves the body unrewritten.
+- In HTML, `integrity` is dropped from scripts and style sheets the proxy serves (it may change
+  their bytes) and a `<meta http-equiv="Content-Security-Policy">` is mapped like the header
+  (`rewrite_headers.edit_tag`).
 - HTML entity-encoded URLs (`https:&#x2F;&#x2F;`) and URLs with userinfo are not rewritten.
 
 What the Content-Type charset and Content-Encoding call for, and the CSP, are in `rewrite_headers`.
@@ -45,9 +50,13 @@ from proxy.request_bodies import boundary, unmap_multipart
 from proxy.rewrite_headers import (
     BodyDecoder,
     CorruptBody,
+    HtmlTagStage,
     Stage,
     Transcoded,
     UnsupportedEncoding,
+    bom_codec,
+    bom_pending,
+    charset_codec,
     charset_is_bytes_safe,
     decoder_for,
 )
@@ -76,8 +85,17 @@ _REWRITABLE_TYPES = frozenset(
         "application/json",
         "text/xml",
         "application/xml",
+        # HLS playlists: segment and key URLs, often absolute on the vendor's CDN.
+        "application/vnd.apple.mpegurl",
+        "application/x-mpegurl",
+        "audio/mpegurl",
+        "audio/x-mpegurl",
+        # Server-sent events (assistants streaming answers with links): every event ends with an
+        # empty line, a cut byte (_CUTS), so an event is written out as soon as it has arrived.
+        "text/event-stream",
     }
 )
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 # Request bodies whose mapped URLs go back to the vendor's (besides `+json` types and the fields of
 # multipart forms).
@@ -111,11 +129,12 @@ REL_PLAIN = rb"//(?<![\w:/]//)" + _HOST_SCAN_CS + _PORT
 # Bytes that never occur in a URL match nor change one next to them (every lookaround treats them
 # like the start or end of the text), so a body can be cut after any of them and each piece
 # rewritten on its own.
-_CUTS = (b'"', b">", b" ", b"\n", b"'", b"<")
+# `\r` is one so that a server-sent event written with CR line ends is not held back either.
+_CUTS = (b'"', b">", b" ", b"\n", b"'", b"<", b"\r")
 # A piece whose last cut byte is further back than this is handled by the window logic instead
 # of waiting for more (so a long run without one, like base64, is not held whole).
 MAX_CUT_WAIT = 4096
-_CUT_BYTE = re.compile(rb"[\"'<> \n]")
+_CUT_BYTE = re.compile(rb"[\"'<> \n\r]")
 # Spots that are not plain and closer than this share one full-scan piece; text with more than
 # one spot per this many bytes takes the full scan whole (Rewriter._segment). A separate piece
 # costs about what the full scan of ~200 bytes does.
@@ -343,32 +362,51 @@ class UrlStage(RegexStage):
 
 
 class StreamRewriter:
-    """Rewrites one response body: `feed` each chunk, then `finish` once; concatenate the outputs."""
+    """Rewrites one response body: `feed` each chunk, then `finish` once; concatenate the outputs.
 
-    def __init__(self, stages: list[Stage], charset: str | None = None) -> None:
-        self._stages: list[Stage] = stages
-        if stages and charset and not charset_is_bytes_safe(charset):
-            self._stages = [Transcoded(charset, stages)]
+    The stages are built once the body's encoding is known: a byte-order mark at its start
+    decides it over the Content-Type charset, as in browsers (WHATWG Encoding, "decode"), so up to
+    three first bytes wait until they can be told from a mark. A charset without a codec
+    (`rewrite_headers.charset_codec`) leaves the body as it is: rewriting it as bytes could miss
+    URLs a browser shows, and transcoding it is impossible.
+    """
+
+    def __init__(
+        self, build: Callable[[str], list[Stage]] | None = None, charset: str | None = None
+    ) -> None:
+        self._build = build  # None once the stages are built
+        self._charset = charset
+        self._head = b""
+        self._stages: list[Stage] = []
+
+    def _start(self, head: bytes) -> None:
+        assert self._build is not None
+        codec = bom_codec(head) or charset_codec(self._charset)
+        if codec is not None:
+            stages = self._build(codec)
+            self._stages = stages if charset_is_bytes_safe(codec) else [Transcoded(codec, stages)]
+        self._build = None
 
     def feed(self, chunk: bytes) -> bytes:
+        if self._build is not None:
+            chunk = self._head + chunk
+            if bom_pending(chunk):
+                self._head = chunk
+                return b""
+            self._head = b""
+            self._start(chunk)
         for stage in self._stages:
             chunk = stage.feed(chunk)
         return chunk
 
     def finish(self) -> bytes:
         data = b""
+        if self._build is not None:
+            data, self._head = self._head, b""
+            self._start(data)
         for stage in self._stages:
             data = stage.feed(data) + stage.finish()
         return data
-
-
-@lru_cache(maxsize=256)
-def _codec_name(charset: str | None) -> str:
-    """Python's name for a bytes-safe charset label; UTF-8 for none or an unknown one."""
-    try:
-        return codecs.lookup(charset or "utf-8").name
-    except LookupError:
-        return "utf-8"
 
 
 def _rule_matches_type(rule: RewriteRule, mt: str) -> bool:
@@ -614,14 +652,26 @@ class Rewriter:
         vendor URLs and still get mapped.
         """
         mt = media_type(content_type)
+        if not should_rewrite(mt):
+            return StreamRewriter()
+        return StreamRewriter(partial(self._stages, vendor_id, mt), charset)
+
+    def _stages(self, vendor_id: str, mt: str, codec: str) -> list[Stage]:
+        """The stages for a body of type `mt` in `codec`: the vendor's rules, then (HTML only) the
+        tags that name what the proxy changes (`rewrite_headers.edit_tag`), then the URLs."""
+        # Transcoded bodies reach the stages as UTF-8.
+        encoding = codecs.lookup(codec if charset_is_bytes_safe(codec) else "utf-8").name
         stages: list[Stage] = []
-        if should_rewrite(mt):
-            encoding = _codec_name(charset if charset and charset_is_bytes_safe(charset) else None)
-            rules = self._rule_stage(vendor_id, mt, encoding)
-            if rules is not None:
-                stages.append(rules)
-            stages.append(self._url_stage())
-        return StreamRewriter(stages, charset)
+        rules = self._rule_stage(vendor_id, mt, encoding)
+        if rules is not None:
+            stages.append(rules)
+        if mt in HTML_TYPES:
+            stages.append(HtmlTagStage(self._edit_tag))
+        stages.append(self._url_stage())
+        return stages
+
+    def _edit_tag(self, tag: bytes) -> bytes:
+        return rewrite_headers.edit_tag(self.host_map, self.rewrite_text, tag)
 
     def rewrite_body(
         self, vendor_id: str, content_type: str | None, charset: str | None, data: bytes

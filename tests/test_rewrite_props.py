@@ -150,3 +150,33 @@ def test_random_chunkings_of_wide_charsets_never_change_the_output(
     chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
     sr = rw.stream("one", "text/html", charset)
     assert b"".join(sr.feed(c) for c in chunks) + sr.finish() == whole
+
+
+TAG_PIECES = st.sampled_from(
+    [
+        "<script ", "<LINK ", "<meta ", "<p>", "<", ">", "/>", ' src="', " href=/", '"', "'",
+        " integrity=sha384-x ", ' http-equiv="Content-Security-Policy" ', " content='",
+        "script-src www.vendor-one.com *.vendor-one.com 'self'", "https://www.vendor-one.com/a",
+        "//evil.org/x", "\ufeff", "\xff",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(TAG_PIECES, max_size=30).map("".join),
+    st.lists(st.integers(0, 400), max_size=12),
+    st.sampled_from(["utf-8", "utf-16-le"]),
+)
+def test_random_chunkings_of_tags_and_marks_never_change_the_output(
+    doc: str, cuts: list[int], codec: str
+) -> None:
+    """The HTML tag stage (integrity, meta CSP) and the byte-order-mark sniff hold back only what
+    they must: any chunking gives the bytes of the whole body."""
+    rw = _rewriter(8443)
+    data = doc.encode(codec)
+    whole = rw.rewrite_body("one", "text/html", None, data)
+    points = sorted({min(c, len(data)) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    sr = rw.stream("one", "text/html", None)
+    assert b"".join(sr.feed(c) for c in chunks) + sr.finish() == whole

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -274,3 +275,25 @@ def test_a_machine_without_a_c_compiler_still_gets_a_package(tmp_path: Path) -> 
         [sys.executable, "-c", probe], cwd=src, capture_output=True, text=True, timeout=60
     )
     assert ran.stdout.split() == ["True", str(src / "proxy" / "rewrite_headers.py")], ran.stderr
+
+
+TAG_TOKENS = [
+    "<", ">", "<script", "<SCRIPT", "<link", "<Meta", "<scrip", "<links", " ", "\t", "/", "=",
+    '"', "'", "integrity", "src", "x", "\r", "\n", "\f", "<meta>", "<script/", "a" * 40,
+]  # fmt: skip
+
+
+def test_tag_spans_match_the_tag_regex() -> None:
+    """`tag_spans` finds exactly the spans `_TAG` does (the HTML tag stage's two paths)."""
+    assert scan is not None
+    rng = random.Random(11)
+    for _ in range(3000):
+        data = "".join(rng.choice(TAG_TOKENS) for _ in range(rng.randrange(40))).encode()
+        for max_len in (rewrite_headers.MAX_TAG, 3, 0):
+            regex = re.compile(rb"<(?i:script|link|meta)(?=[\t\n\f\r />])[^<>]{0,%d}>" % max_len)
+            assert scan.tag_spans(data, max_len) == [m.span() for m in regex.finditer(data)], data
+    noise = bytes(rng.randrange(256) for _ in range(20000))
+    assert scan.tag_spans(noise, 50) == [
+        m.span()
+        for m in re.finditer(rb"<(?i:script|link|meta)(?=[\t\n\f\r />])[^<>]{0,50}>", noise)
+    ]
