@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from aiohttp import web
+from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -29,6 +29,7 @@ from proxy.config import Config, VendorConfig
 from proxy.errors import ProxyError, vendor_failures
 from proxy.hosts import HostMap
 from proxy.jar import cookie_header, dump_jar, load_jar, store_set_cookies
+from proxy.limits_http import http_limits
 from proxy.logs import get_logger
 from proxy.privacy import outbound_headers, response_headers
 from proxy.rewrite import (
@@ -178,6 +179,9 @@ class Upstream:
         self.observe = observe
         self.check_head = check_head
         self.vendor_origins = {v.id: v.origin for v in config.vendors}
+        # The longest pause a request body read whole may make: the request holds its admission
+        # slots meanwhile, so a client that stops sending must not keep them.
+        self.body_idle_s = http_limits(config).header_timeout_s
         self.adapters: dict[str, VendorAdapter] = {}
         self._client: VendorClient | None = None
         self._ssl: dict[str, ssl.SSLContext] = {}
@@ -252,14 +256,12 @@ class Upstream:
             or length > MAX_UNMAP_BODY
             or not rewriter.unmaps_body(content_type)
         ):
-            return request.content
+            return _Paced(request.content, self.body_idle_s)
         # Small form and JSON bodies are read whole (they arrive in as many pieces as the
         # network makes of them) so mapped URLs in them can be mapped back (Rewriter.unmap_body).
-        try:
-            body = await request.content.readexactly(length)
-        except asyncio.IncompleteReadError as exc:
-            raise web.HTTPBadRequest(text="The request body ended early.") from exc
-        body = rewriter.unmap_body(body, content_type)
+        body = rewriter.unmap_body(
+            await _read_whole(request.content, length, self.body_idle_s), content_type
+        )
         out_headers["Content-Length"] = str(len(body))
         return body
 
@@ -276,6 +278,8 @@ class Upstream:
             request.headers, hosts=self.hosts, vendor_origins=self.vendor_origins
         )
         data = await self._request_body(request, headers, vendor)
+        # This request's copy says whether the session has been to the vendor; of a page's
+        # requests that each found it had not, the one whose write adds it counts (below).
         first_at_vendor = vendor.id not in session.state.get("seen", [])
         if first_at_vendor:
             session.state.setdefault("seen", []).append(vendor.id)
@@ -286,7 +290,13 @@ class Upstream:
         out.session_changed = first_at_vendor
         # The jar as this request found it: what the request changes from it is what it stores.
         before = list(session.jars.get(vendor.id, []))
-        resp = await self._send_with_jar(out, data)
+        try:
+            resp = await self._send_with_jar(out, data)
+        except ProxyError:
+            if isinstance(data, _Paced) and data.stalled:
+                # The patron's upload stopped, not the vendor: no vendor failure to report.
+                raise web.HTTPRequestTimeout(text="The request body stopped arriving.") from None
+            raise
         try:  # whatever fails from here (the vendor, the store, the patron leaving), resp is let go
             head = b""
             # Sent again after a renewal only when it can be sent whole: without a body, or
@@ -300,7 +310,8 @@ class Upstream:
                     resp = await self._send_with_jar(out, data)
                     head = b""
             if out.session_changed:
-                await self.sessions.save_vendor(session, vendor.id, before)
+                added = await self.sessions.save_vendor(session, vendor.id, before)
+                first_at_vendor = first_at_vendor and "seen" in added
             return await self._relay(request, resp, vendor, out, started, first_at_vendor, head)
         finally:
             resp.release()
@@ -480,6 +491,47 @@ async def _peek(resp: VendorResponse, limit: int) -> bytes:
     ):
         return b""
     return await resp.content.read_up_to(limit)
+
+
+class _Paced:
+    """A streamed request body that may pause at most `idle_s` between pieces: the request
+    holds its admission slots while it is sent, and a client that stops sending must not keep
+    them. Whether it stopped is kept, so the failed exchange is not taken for the vendor's."""
+
+    def __init__(self, content: StreamReader, idle_s: float) -> None:
+        self.content = content
+        self.idle_s = idle_s
+        self.stalled = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                async with asyncio.timeout(self.idle_s):
+                    piece = await self.content.readany()
+            except TimeoutError:
+                self.stalled = True
+                raise
+            if not piece:
+                return
+            yield piece
+
+
+async def _read_whole(content: StreamReader, length: int, idle_s: float) -> bytes:
+    """A request body of `length` bytes, as many pieces as the network makes of it; 408 when
+    `idle_s` pass without a byte, 400 when it ends early."""
+    pieces: list[bytes] = []
+    missing = length
+    while missing > 0:
+        try:
+            async with asyncio.timeout(idle_s):
+                piece = await content.read(missing)
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text="The request body stopped arriving.") from None
+        if not piece:
+            raise web.HTTPBadRequest(text="The request body ended early.")
+        pieces.append(piece)
+        missing -= len(piece)
+    return b"".join(pieces)
 
 
 async def _sniff_head(resp: VendorResponse, head: bytes) -> bytes:

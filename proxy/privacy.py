@@ -138,8 +138,22 @@ def response_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
         lname = name.lower()
         if lname in RESPONSE_DROP or lname in connection_named:
             continue
+        if not value.isascii():
+            value = _as_sent(value)
         out.add(name, value)
     return out
+
+
+def _as_sent(value: str) -> str:
+    """A vendor header value with bytes that are not UTF-8 (kept by the client as surrogate
+    escapes), as Latin-1 text. aiohttp writes header values as UTF-8 and drops such escapes:
+    `filename="café.pdf"` in Latin-1 reached the patron as `caf.pdf`. Sent as UTF-8 text it
+    is read right by browsers, which try UTF-8 first for a download's file name."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("latin-1")
+    return value
 
 
 OWN_PAGE_HEADERS = {

@@ -1,6 +1,6 @@
 """What IT staff and patrons see when a vendor, a patron's connection or the proxy's own start
-fails: the vendor failure logged and counted by kind, a vendor cookie in Latin-1, a stalled
-request body, a key directory or secret file that cannot be written.
+fails: the vendor failure logged and counted by kind, a vendor cookie or download name in
+Latin-1, a stalled request body, a key directory or secret file that cannot be written.
 
 Real slapd, real aiohttp or raw asyncio vendors on 127.0.0.1, the real proxy through the harness
 (or `python -m proxy serve` where start-up itself is the subject).
@@ -16,15 +16,18 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from proxy.errors import VendorError, VendorTimeout, VendorUnavailable, failure_kind
 from tests import ports
 from tests.canary import CANARY
 from tests.fixtures_ldap import make_tls_files
-from tests.harness import ProxyDriver, ldap_directory, write_config
+from tests.harness import ProxyDriver, ldap_directory, vendor_toml, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "www.outage-db.test"
@@ -199,7 +202,110 @@ async def test_one_non_ascii_set_cookie_does_not_drop_the_vendors_session_cookie
         server.close()
 
 
+async def test_a_latin_1_download_name_reaches_the_patron_whole(
+    tmp_path: Path, port: int, running_slapd: Any, proxy_factory: Any
+) -> None:
+    """A vendor names a download in Latin-1 (`filename="café.pdf"`, byte 0xE9). The patron's
+    browser gets the name whole, as UTF-8 (which browsers try first for a file name), not with
+    the byte silently dropped (`caf.pdf`, as aiohttp wrote it). UTF-8 names pass unchanged."""
+
+    async def reply(n: int, head: bytes) -> bytes:
+        name = b"caf\xe9.pdf" if n == 1 else "naïve.pdf".encode()
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n"
+            b'Content-Disposition: attachment; filename="' + name + b'"\r\n'
+            b"Content-Length: 4\r\n\r\n%PDF"
+        )
+
+    server, vendor_port, _seen = await _raw_vendor(reply)
+    try:
+        vendor = _vendor_file("latin", "http://www.latin-db.test", "www.latin-db.test", vendor_port)
+        driver: ProxyDriver = await proxy_factory(
+            _config(tmp_path, port, running_slapd, {"latin": vendor})
+        )
+        assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+        names = []
+        for _ in range(2):
+            r = await driver.get_vendor("www.latin-db.test", "/file")
+            assert r.status == 200 and await r.read() == b"%PDF"
+            raw = dict(r.raw_headers)[b"Content-Disposition"]
+            names.append(raw.decode("utf-8"))
+        assert names == ['attachment; filename="café.pdf"', 'attachment; filename="naïve.pdf"']
+    finally:
+        server.close()
+
+
 # --------------------------------------------------------------------------- slow patrons
+
+
+@pytest.mark.parametrize(
+    ("content_type", "length"),
+    [
+        ("application/x-www-form-urlencoded", 100),  # read whole, to map URLs back
+        ("application/octet-stream", 5_000_000),  # streamed to the vendor as it comes
+    ],
+)
+async def test_a_stalled_form_body_does_not_hold_the_vendors_slot_for_ever(
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    log_stream: Any,
+    content_type: str,
+    length: int,
+) -> None:
+    """A signed-in client (a broken mobile connection, or a slowloris) sends a form POST's
+    headers with Content-Length and then stops sending the body. The request holds the vendor's
+    admission slot while the body is read, so the body may pause at most
+    `throttle.http.header_timeout_s` (2 s here) before the request is given up and the slot is
+    free again for other patrons. Before, it was read without a time limit: other patrons of
+    that vendor got the 503 "busy" page for as long as the socket stayed open, and a few such
+    sockets (the vendor's share, 48 by default) shut a database for everyone. The patron's
+    stall is not logged or counted as the vendor's failure."""
+    vendor = await vendor_factory(HOST)
+    cfg = _config(
+        tmp_path,
+        port,
+        running_slapd,
+        {"one": vendor_toml("one", vendor, extra="timeout_s = 1\nmax_in_flight = 1\n")},
+        extra="\n[throttle.http]\nheader_timeout_s = 2\n",
+    )
+    cfg.write_text(cfg.read_text().replace("[server]\n", "[server]\nadmission_wait_s = 1\n", 1))
+    driver: ProxyDriver = await proxy_factory(cfg)
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    _reader, writer = await asyncio.open_connection("127.0.0.1", driver.port)
+    try:
+        cookie = f"{driver.config.server.cookie_name}={driver.session_id()}"
+        writer.write(
+            (
+                f"POST /search HTTP/1.1\r\nHost: {driver.mapped(HOST)}\r\nCookie: {cookie}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+                "q=abc"
+            ).encode()
+        )
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        statuses: list[int] = []
+        while time.monotonic() - started < 12:
+            r = await driver.get_vendor(HOST, "/other", headers={"Connection": "close"})
+            statuses.append(r.status)
+            await r.read()
+            if r.status == 200:
+                break
+            await asyncio.sleep(0.5)
+        assert statuses[-1] == 200, (
+            f"after {time.monotonic() - started:.0f} s another patron still gets {statuses[-1]} "
+            f"(the stalled upload holds the vendor's only slot): {statuses}"
+        )
+        assert not [e for e in _log_events(log_stream) if e.get("event") == "vendor_failed"]
+        assert (
+            "weston_proxy_vendor_failures_total{"
+            not in await (await driver.own("GET", "/metrics")).text()
+        )
+    finally:
+        writer.close()
 
 
 # --------------------------------------------------------------------------- start-up
