@@ -9,7 +9,9 @@ a raw socket). What it needs from us are the sizes and the time it may spend on 
   `max_headers` how many there are; anything over gets 400 before a handler runs.
 - `header_timeout_s` is aiohttp's keep-alive timer, which runs from the moment a connection opens
   (and again after each response) until a request's headers are complete: a client that trickles
-  its headers is cut off when it fires, as is an idle keep-alive connection.
+  its headers is cut off when it fires, as is an idle keep-alive connection. A request body
+  forwarded to a vendor may pause no longer between pieces (proxy/forward.py): the request
+  holds its admission slots meanwhile.
 
 The values live in `[throttle.http]` of proxy.toml, checked with the rest of `[throttle]`.
 
@@ -43,7 +45,8 @@ class HttpLimits:
     max_header_size: int = doc("longest single header line in bytes", 8190)
     max_headers: int = doc("most header lines in one request", 100)
     header_timeout_s: float = doc(
-        "seconds a connection may take to send a request's headers (also the idle keep-alive)",
+        "seconds a connection may take to send a request's headers (also the idle keep-alive,"
+        " and the longest pause in a request body forwarded to a vendor)",
         15.0,
     )
 
