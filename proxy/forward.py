@@ -390,6 +390,8 @@ class Upstream:
             if sniffed is not None:
                 ctype = headers["Content-Type"] = sniffed
                 untyped = False
+        if shielded(media_type(ctype)):
+            _document_cache(headers)
         rewriter = self.rewriter
         decoder: BodyDecoder | None = None
         third_party: _ThirdPartyCount | None = None
@@ -566,6 +568,21 @@ def _decoded(resp: VendorResponse, head: bytes) -> bytes:
         return b"".join(decoder_for(resp.headers.get("Content-Encoding")).feed(head))
     except (UnsupportedEncoding, CorruptBody, ValueError):
         return head
+
+
+def _document_cache(headers: CIMultiDict[str]) -> None:
+    """A vendor page may be kept by the browser, but shown again only after asking the proxy
+    (`private, no-cache`), whatever the vendor allowed (`no-store` stays).
+
+    A page is the patron's own (their search, their results): a shared cache in front of the
+    proxy must never hand it to another patron (`public` dropped), and once the session has
+    ended (expired, on a shared computer, with no sign-out to clear the browser) the next person
+    must not be shown it from the cache: revalidating sends them to the sign-in page. Images,
+    scripts and styles keep the vendor's caching."""
+    asked = ",".join(headers.getall("Cache-Control", [])).lower()
+    kept = "private, no-store" if "no-store" in asked else "private, no-cache"
+    headers["Cache-Control"] = kept
+    headers.popall("Expires", None)
 
 
 def _match_weak_etag(request: web.Request, headers: CIMultiDict[str]) -> None:

@@ -5,7 +5,9 @@ Vendor pages live on the proxy's mapped hosts, so what they keep in the browser 
 "recent searches" in localStorage, pages in the HTTP cache) stays there after the patron signs
 out — unless the proxy clears it. The sign-out page loads `/.weston-proxy/forget` from every
 vendor host the session used; the proxy itself answers there with `Clear-Site-Data`, and the
-vendor never sees the request.
+vendor never sees the request. And a vendor page is never shown again from the browser's cache
+without asking the proxy, so once a session has expired (no sign-out) the next person gets the
+sign-in page, not the last patron's results.
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ document.getElementById("out").textContent = String(localStorage.getItem("recent
 
 
 async def _stack(
-    tmp_path: Path, port: int, slapd: Any, vendor_factory: Any, proxy_factory: Any
+    tmp_path: Path,
+    port: int,
+    slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    session: str = 'store = "memory"',
 ) -> tuple[Any, Any]:
     vendor = await vendor_factory(WWW)
 
@@ -58,12 +65,26 @@ async def _stack(
             headers={"Cache-Control": "private, max-age=3600"},
         )
 
-    vendor.routes.update({"/search": remember, "/recall": recall, "/results": results})
+    async def typed(request: web.Request) -> web.StreamResponse:
+        kind = request.query["type"]
+        return web.Response(
+            body=b"<x/>" if "xml" in kind or "svg" in kind else b"data",
+            headers={
+                "Content-Type": kind,
+                "Cache-Control": request.query["cc"],
+                "Expires": "Thu, 01 Jan 2099 00:00:00 GMT",
+            },
+        )
+
+    vendor.routes.update(
+        {"/search": remember, "/recall": recall, "/results": results, "/typed": typed}
+    )
     cfg = write_config(
         tmp_path,
         port=port,
         directory=ldap_directory(slapd, tmp_path),
         vendors={"one": vendor_toml("one", vendor, hosts=[WWW, "*.vendor-one.test"])},
+        session=session,
     )
     driver = await proxy_factory(cfg)
     return driver, vendor
@@ -197,3 +218,70 @@ async def test_hosts_are_noted_once_each_and_up_to_the_cap(redis_url: str) -> No
         await sessions.end(session.id)
     finally:
         await store.close()
+
+
+@pytest.mark.browser
+async def test_an_expired_sessions_page_is_not_shown_again_from_the_cache(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """The patron walks away without signing out; the session expires. The next person at the
+    computer opens the results page again (history, the address bar): the browser must ask
+    the proxy, which wants a session, although the vendor said the page may be kept an hour."""
+    driver, _ = await _stack(
+        tmp_path,
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
+        session='store = "memory"\nidle_timeout_s = 2',
+    )
+    own = f"http://{driver.public}"
+    results = f"http://{driver.mapped(WWW)}/results"
+    async with async_playwright() as p:
+        browser = await launch(p)
+        try:
+            page = await (await browser.new_context()).new_page()
+            await page.goto(f"{own}/login")
+            await page.fill("input[name=username]", CANARY.uid)
+            await page.fill("input[name=password]", CANARY.password)
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{own}/menu")
+            await page.goto(results)
+            assert await page.text_content("#out") == "canary results page"
+            await page.goto(f"{own}/privacy")
+            await page.wait_for_timeout(3000)  # idle_timeout_s passes
+            await page.goto(results)
+            assert "canary results page" not in await page.content()
+            assert page.url.startswith(f"{own}/login")
+        finally:
+            await browser.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "vendor_says", "sent"),
+    [
+        ("text/html", "public, max-age=3600", "private, no-cache"),
+        ("application/xhtml+xml", "max-age=600", "private, no-cache"),
+        ("image/svg+xml", "public, max-age=86400, immutable", "private, no-cache"),
+        ("text/html", "no-store, max-age=0", "private, no-store"),
+        ("image/png", "public, max-age=86400", "public, max-age=86400"),
+        ("text/css", "max-age=3600", "max-age=3600"),
+    ],
+)
+async def test_vendor_documents_are_kept_only_until_asked_again(
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    kind: str,
+    vendor_says: str,
+    sent: str,
+) -> None:
+    driver, _ = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    r = await driver.get_vendor(WWW, "/typed", params={"type": kind, "cc": vendor_says})
+    assert r.status == 200
+    assert r.headers.getall("Cache-Control") == [sent]
+    document = sent.startswith("private")
+    assert ("Expires" in r.headers) is not document
