@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import async_playwright
+from playwright.async_api import Page, async_playwright
 
 from proxy.sessions import MAX_NOTED_HOSTS, Sessions
 from tests.browser_support import launch
@@ -90,6 +90,15 @@ async def _stack(
     return driver, vendor
 
 
+async def _sign_in(page: Page, own: str) -> None:
+    """Through the real sign-in form, as a patron would."""
+    await page.goto(f"{own}/login")
+    await page.fill("input[name=username]", CANARY.uid)
+    await page.fill("input[name=password]", CANARY.password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{own}/menu")
+
+
 def _forget_requests(vendor: Any) -> list[Any]:
     return [r for r in vendor.requests if r.path_qs.startswith("/.weston")]
 
@@ -104,11 +113,7 @@ async def test_signing_out_clears_what_vendor_pages_stored_in_the_browser(
         browser = await launch(p)
         try:
             page = await (await browser.new_context()).new_page()
-            await page.goto(f"{own}/login")
-            await page.fill("input[name=username]", CANARY.uid)
-            await page.fill("input[name=password]", CANARY.password)
-            await page.click("button[type=submit]")
-            await page.wait_for_url(f"{own}/menu")
+            await _sign_in(page, own)
             results = f"http://{driver.mapped(WWW)}/results"
             await page.goto(results)
             assert await page.text_content("#out") == "canary results page"
@@ -131,11 +136,7 @@ async def test_signing_out_clears_what_vendor_pages_stored_in_the_browser(
             assert page.url.startswith(f"{own}/login")
 
             # Signed in again, as the next person at this computer would be.
-            await page.goto(f"{own}/login")
-            await page.fill("input[name=username]", CANARY.uid)
-            await page.fill("input[name=password]", CANARY.password)
-            await page.click("button[type=submit]")
-            await page.wait_for_url(f"{own}/menu")
+            await _sign_in(page, own)
             for host in (WWW, DEEP):
                 await page.goto(f"http://{driver.mapped(host)}/recall")
                 assert await page.text_content("#out") == "null", host
@@ -233,7 +234,7 @@ async def test_an_expired_sessions_page_is_not_shown_again_from_the_cache(
         running_slapd,
         vendor_factory,
         proxy_factory,
-        session='store = "memory"\nidle_timeout_s = 2',
+        session='store = "memory"\nidle_timeout_s = 6',
     )
     own = f"http://{driver.public}"
     results = f"http://{driver.mapped(WWW)}/results"
@@ -241,15 +242,11 @@ async def test_an_expired_sessions_page_is_not_shown_again_from_the_cache(
         browser = await launch(p)
         try:
             page = await (await browser.new_context()).new_page()
-            await page.goto(f"{own}/login")
-            await page.fill("input[name=username]", CANARY.uid)
-            await page.fill("input[name=password]", CANARY.password)
-            await page.click("button[type=submit]")
-            await page.wait_for_url(f"{own}/menu")
+            await _sign_in(page, own)
             await page.goto(results)
             assert await page.text_content("#out") == "canary results page"
             await page.goto(f"{own}/privacy")
-            await page.wait_for_timeout(3000)  # idle_timeout_s passes
+            await page.wait_for_timeout(7000)  # idle_timeout_s passes (counted from sign-in)
             await page.goto(results)
             assert "canary results page" not in await page.content()
             assert page.url.startswith(f"{own}/login")

@@ -83,6 +83,17 @@ async def _raw_vendor(
     return server, server.sockets[0].getsockname()[1], seen
 
 
+async def _signed_in_behind_raw_vendor(
+    reply: Reply, tmp_path: Path, port: int, slapd: Any, proxy_factory: Any
+) -> tuple[asyncio.Server, ProxyDriver, list[bytes]]:
+    """A raw vendor at www.latin-db.test, the proxy in front of it, a patron signed in."""
+    server, vendor_port, seen = await _raw_vendor(reply)
+    vendor = _vendor_file("latin", "http://www.latin-db.test", "www.latin-db.test", vendor_port)
+    driver: ProxyDriver = await proxy_factory(_config(tmp_path, port, slapd, {"latin": vendor}))
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    return server, driver, seen
+
+
 def _log_events(log_stream: Any) -> list[dict[str, Any]]:
     events = []
     for line in log_stream.getvalue().splitlines():
@@ -183,13 +194,10 @@ async def test_one_non_ascii_set_cookie_does_not_drop_the_vendors_session_cookie
             )
         return b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
-    server, vendor_port, seen = await _raw_vendor(reply)
+    server, driver, seen = await _signed_in_behind_raw_vendor(
+        reply, tmp_path, port, running_slapd, proxy_factory
+    )
     try:
-        vendor = _vendor_file("latin", "http://www.latin-db.test", "www.latin-db.test", vendor_port)
-        driver: ProxyDriver = await proxy_factory(
-            _config(tmp_path, port, running_slapd, {"latin": vendor})
-        )
-        assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
         assert (await driver.get_vendor("www.latin-db.test", "/start")).status == 200
         assert (await driver.get_vendor("www.latin-db.test", "/next")).status == 200
         assert len(seen) == 2
@@ -217,13 +225,10 @@ async def test_a_latin_1_download_name_reaches_the_patron_whole(
             b"Content-Length: 4\r\n\r\n%PDF"
         )
 
-    server, vendor_port, _seen = await _raw_vendor(reply)
+    server, driver, _seen = await _signed_in_behind_raw_vendor(
+        reply, tmp_path, port, running_slapd, proxy_factory
+    )
     try:
-        vendor = _vendor_file("latin", "http://www.latin-db.test", "www.latin-db.test", vendor_port)
-        driver: ProxyDriver = await proxy_factory(
-            _config(tmp_path, port, running_slapd, {"latin": vendor})
-        )
-        assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
         names = []
         for _ in range(2):
             r = await driver.get_vendor("www.latin-db.test", "/file")
