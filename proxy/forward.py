@@ -26,22 +26,16 @@ from yarl import URL
 
 from proxy.assertion import Signer
 from proxy.config import Config, VendorConfig
+from proxy.content_coding import BodyDecoder, CorruptBody, UnsupportedEncoding, decoder_for
 from proxy.errors import ProxyError, vendor_failures
 from proxy.hosts import HostMap
 from proxy.jar import cookie_header, dump_jar, load_jar, store_set_cookies
 from proxy.limits_http import http_limits
 from proxy.logs import get_logger
 from proxy.privacy import outbound_headers, response_headers
-from proxy.rewrite import (
-    BodyDecoder,
-    CorruptBody,
-    UnsupportedEncoding,
-    decoder_for,
-    media_type,
-    should_rewrite,
-)
-from proxy.rewrite_headers import SNIFF_BYTES, sniff_decided, sniff_document
+from proxy.rewrite import media_type, should_rewrite
 from proxy.sessions import Session, Sessions
+from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
 from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
 

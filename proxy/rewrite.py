@@ -24,15 +24,16 @@ Choices worth knowing:
   percent-encoded and escaped URLs keep their encoding, each separator spelled as it was.
 - Bodies are rewritten as bytes for ASCII-compatible charsets (UTF-8 and single-byte ones). Other
   charsets (UTF-16/32, Shift_JIS, ISO-2022 …) are decoded and re-encoded incrementally
-  (`rewrite_headers.Transcoded`). The charset is the one a browser would use: a byte-order mark
+  (`charsets.Transcoded`). The charset is the one a browser would use: a byte-order mark
   first, then the Content-Type label read as WHATWG labels are (`Windows-31J` is Shift_JIS); a
   label with no codec leaves the body unrewritten.
 - In HTML, `integrity` is dropped from scripts and style sheets the proxy serves (it may change
   their bytes) and a `<meta http-equiv="Content-Security-Policy">` is mapped like the header
-  (`rewrite_headers.edit_tag`).
+  (`html_tags.edit_tag`).
 - HTML entity-encoded URLs (`https:&#x2F;&#x2F;`) and URLs with userinfo are not rewritten.
 
-What the Content-Type charset and Content-Encoding call for, and the CSP, are in `rewrite_headers`.
+What the Content-Type charset calls for is in `charsets`, Content-Encoding in `content_coding`,
+the CSP in `rewrite_headers`, `integrity` and meta CSP tags in `html_tags`.
 """
 
 from __future__ import annotations
@@ -43,23 +44,20 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache, partial
 from urllib.parse import urlsplit
 
-from proxy import rewrite_headers
-from proxy.config import Config, RewriteRule
-from proxy.hosts import HostMap, unmap_label
-from proxy.request_bodies import boundary, unmap_multipart
-from proxy.rewrite_headers import (
-    BodyDecoder,
-    CorruptBody,
-    HtmlTagStage,
+from proxy import html_tags, rewrite_headers
+from proxy.charsets import (
     Stage,
     Transcoded,
-    UnsupportedEncoding,
     bom_codec,
     bom_pending,
     charset_codec,
     charset_is_bytes_safe,
-    decoder_for,
 )
+from proxy.config import Config, RewriteRule
+from proxy.content_coding import BodyDecoder, CorruptBody, UnsupportedEncoding, decoder_for
+from proxy.hosts import HostMap, unmap_label
+from proxy.html_tags import HtmlTagStage
+from proxy.request_bodies import boundary, unmap_multipart
 
 __all__ = [
     "BodyDecoder",
@@ -367,7 +365,7 @@ class StreamRewriter:
     The stages are built once the body's encoding is known: a byte-order mark at its start
     decides it over the Content-Type charset, as in browsers (WHATWG Encoding, "decode"), so up to
     three first bytes wait until they can be told from a mark. A charset without a codec
-    (`rewrite_headers.charset_codec`) leaves the body as it is: rewriting it as bytes could miss
+    (`charsets.charset_codec`) leaves the body as it is: rewriting it as bytes could miss
     URLs a browser shows, and transcoding it is impossible.
     """
 
@@ -658,7 +656,7 @@ class Rewriter:
 
     def _stages(self, vendor_id: str, mt: str, codec: str) -> list[Stage]:
         """The stages for a body of type `mt` in `codec`: the vendor's rules, then (HTML only) the
-        tags that name what the proxy changes (`rewrite_headers.edit_tag`), then the URLs."""
+        tags that name what the proxy changes (`html_tags.edit_tag`), then the URLs."""
         # Transcoded bodies reach the stages as UTF-8.
         encoding = codecs.lookup(codec if charset_is_bytes_safe(codec) else "utf-8").name
         stages: list[Stage] = []
@@ -671,7 +669,7 @@ class Rewriter:
         return stages
 
     def _edit_tag(self, tag: bytes) -> bytes:
-        return rewrite_headers.edit_tag(self.host_map, self.rewrite_text, tag)
+        return html_tags.edit_tag(self.host_map, self.rewrite_text, tag)
 
     def rewrite_body(
         self, vendor_id: str, content_type: str | None, charset: str | None, data: bytes

@@ -1,4 +1,4 @@
-"""Unit tests for proxy.rewrite and proxy.rewrite_headers: bodies, streaming, codings, headers."""
+"""Unit tests for proxy.rewrite and the modules it uses: bodies, streaming, codings, headers."""
 
 from __future__ import annotations
 
@@ -11,17 +11,9 @@ import pytest
 
 from proxy import rewrite_headers
 from proxy.config import RewriteRule
+from proxy.content_coding import DECODE_PIECE, CorruptBody, UnsupportedEncoding, decoder_for
 from proxy.hosts import HostMap
-from proxy.rewrite import (
-    URL_CONTEXT,
-    URL_WINDOW,
-    CorruptBody,
-    Rewriter,
-    UnsupportedEncoding,
-    decoder_for,
-    should_rewrite,
-)
-from proxy.rewrite_headers import DECODE_PIECE
+from proxy.rewrite import URL_CONTEXT, URL_WINDOW, Rewriter, should_rewrite
 
 CONFIGURED = ("www.my-db.com", "static.my-db.com", "search.ebscohost.com", "img.cdn.ebscohost.com")
 UNCONFIGURED = (

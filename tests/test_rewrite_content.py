@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.charsets import charset_codec, charset_is_bytes_safe
 from proxy.hosts import HostMap
+from proxy.html_tags import MAX_TAG
 from proxy.rewrite import Rewriter, should_rewrite
-from proxy.rewrite_headers import (
-    MAX_TAG,
-    charset_codec,
-    charset_is_bytes_safe,
-    sniff_decided,
-    sniff_document,
-)
+from proxy.sniff import sniff_decided, sniff_document
 
 MAPPED = b"https://www-my--db-com.proxy.lib.org"
 

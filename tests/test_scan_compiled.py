@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from proxy import rewrite_headers
+from proxy import html_tags, rewrite_headers
 from proxy.auth import hash_password
 from proxy.hosts import HostMap
 from proxy.rewrite import Rewriter
@@ -289,7 +289,7 @@ def test_tag_spans_match_the_tag_regex() -> None:
     rng = random.Random(11)
     for _ in range(3000):
         data = "".join(rng.choice(TAG_TOKENS) for _ in range(rng.randrange(40))).encode()
-        for max_len in (rewrite_headers.MAX_TAG, 3, 0):
+        for max_len in (html_tags.MAX_TAG, 3, 0):
             regex = re.compile(rb"<(?i:script|link|meta)(?=[\t\n\f\r />])[^<>]{0,%d}>" % max_len)
             assert scan.tag_spans(data, max_len) == [m.span() for m in regex.finditer(data)], data
     noise = bytes(rng.randrange(256) for _ in range(20000))

@@ -309,7 +309,7 @@ async def test_csp_in_meta_tag_lets_the_vendors_own_scripts_run(setup: Any) -> N
 async def test_windows_31j_page_links_after_fullwidth_colon_are_mapped(setup: Any) -> None:
     """Japanese Java platforms label Shift_JIS pages `charset=Windows-31J` (Java's name for it;
     browsers treat it as Shift_JIS). Python has no such codec name, and
-    `rewrite_headers.charset_is_bytes_safe` takes an unknown label for an ASCII superset, so the
+    `charsets.charset_is_bytes_safe` takes an unknown label for an ASCII superset, so the
     page is rewritten as raw bytes. In Shift_JIS a double-byte character's second byte can be an
     ASCII letter: the full-width colon (U+FF1A) that Japanese text writes before a link is
     0x81 0x46 (`F`), which the URL pattern's lookbehind takes for part of a word, so that link
