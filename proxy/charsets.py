@@ -107,9 +107,11 @@ def charset_codec(charset: str | None) -> str | None:
 
     A WHATWG label gets the codec browsers decode it with. A label only Python knows (`utf-32`,
     `shift_jisx0213`) gets Python's codec: the vendor said so, and it is the best guess there is.
-    No label means UTF-8 (an ASCII superset, like every default a browser picks). An unknown
-    label, or one of the "replacement" encoding's, gives None: the body's characters cannot be
-    told from its bytes.
+    No label means UTF-8 (an ASCII superset, like every default a browser picks), and so does a
+    label nobody knows (`utf8mb4`, which PHP and MySQL sites send): a browser ignores it and
+    renders the page with its default, so its links must be mapped as in any ASCII-compatible
+    page, or a click would leave the proxy. Only a "replacement" label gives None: browsers
+    show such a body as one replacement character, with nothing to follow.
     """
     if not charset:
         return "utf-8"
@@ -122,7 +124,7 @@ def charset_codec(charset: str | None) -> str | None:
     try:
         return codecs.lookup(label).name
     except LookupError:
-        return None
+        return "utf-8"
 
 
 @functools.lru_cache(maxsize=256)  # asked per response; decoding 256 bytes costs ~10 µs
@@ -131,8 +133,7 @@ def charset_is_bytes_safe(charset: str | None) -> bool:
 
     That holds for UTF-8 and single-byte charsets. Multi-byte charsets whose trailing bytes can be
     ASCII (Shift_JIS, Big5, GBK), stateful ones (ISO-2022, UTF-7) and UTF-16/32 are transcoded.
-    A label without a codec (`charset_codec`) is not bytes-safe: a browser ignores a label it does
-    not know and decodes by other means, perhaps as Shift_JIS.
+    A "replacement" label (no codec) is not.
     """
     name = charset_codec(charset)
     if name is None:

@@ -343,7 +343,7 @@ _STAND_INS: dict[str, Callable[[Path], Any]] = {
 }
 # Keys whose checks a wrong (so defaulted or stood-in) key would set off again.
 _FOLLOWS_FROM: dict[str, frozenset[str]] = {
-    "hosts": frozenset({"origin", "start_url", "never_proxy"}),
+    "hosts": frozenset({"start_url", "never_proxy"}),
     "origin": frozenset({"start_url"}),
 }
 

@@ -53,6 +53,10 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 SHIELDED_TYPES = HTML_TYPES | {"image/svg+xml", "application/xml", "text/xml"}
 
 
+# Types a browser sniffs as if there were none (WHATWG MIME Sniffing, "unknown MIME type").
+UNKNOWN_TYPES = frozenset({"unknown/unknown", "application/unknown", "*/*"})
+
+
 def shielded(mt: str) -> bool:
     return mt in SHIELDED_TYPES or mt.endswith("+xml")
 
@@ -374,10 +378,11 @@ class Upstream:
         headers = response_headers(resp.headers.items())
         has_body = request.method != "HEAD" and resp.status not in (204, 304)
         untyped = "Content-Type" not in resp.headers
-        if untyped and has_body:
-            # A browser sniffs an untyped body (WHATWG MIME Sniffing); an HTML or XML document
-            # it would render is typed, rewritten and shielded as one. Anything else goes on
-            # untyped, for the browser to sniff as it would the vendor's.
+        unknown = untyped or media_type(ctype) in UNKNOWN_TYPES
+        if unknown and has_body:
+            # A browser sniffs an untyped body, or one typed "unknown" (WHATWG MIME Sniffing);
+            # an HTML or XML document it would render is typed, rewritten and shielded as one.
+            # Anything else goes on as the vendor sent it, for the browser to sniff.
             with vendor_failures(vendor.id):
                 head = await _sniff_head(resp, head)
             sniffed = sniff_document(_decoded(resp, head))
@@ -394,7 +399,7 @@ class Upstream:
             decoder = self._body_decoder(resp, ctype, headers)
             mt = media_type(ctype)
             csp = None
-            if shielded(mt) or untyped:  # untyped: whatever the browser makes of it
+            if shielded(mt) or unknown:  # whatever the browser makes of it
                 csp = rewriter.shield_csp(vendor.id, vendor.third_party == "allow")
             if csp:
                 headers.add("Content-Security-Policy", csp)

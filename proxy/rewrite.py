@@ -54,18 +54,13 @@ from proxy.charsets import (
     charset_is_bytes_safe,
 )
 from proxy.config import Config, RewriteRule
-from proxy.content_coding import BodyDecoder, CorruptBody, UnsupportedEncoding, decoder_for
 from proxy.hosts import HostMap, unmap_label
 from proxy.html_tags import HtmlTagStage
 from proxy.request_bodies import boundary, unmap_multipart
 
 __all__ = [
-    "BodyDecoder",
-    "CorruptBody",
     "Rewriter",
     "StreamRewriter",
-    "UnsupportedEncoding",
-    "decoder_for",
     "media_type",
     "should_rewrite",
 ]

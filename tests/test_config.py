@@ -429,3 +429,29 @@ def test_check_config_lists_every_problem_of_a_vendor_file_at_once(tmp_path: Pat
     found = {(Path(p.file).name, p.key) for p in exc.value.problems}
     assert ("gale.toml", "descripton") in found
     assert {("gale.toml", "auth"), ("gale.toml", "hosts")} <= found, sorted(found)
+
+
+def test_check_config_names_a_wrong_origin_beside_a_wrong_hosts_list(tmp_path: Path) -> None:
+    """With `hosts` of the wrong type and an `origin` that is not an http(s) URL, both are named
+    at once: a wrong `hosts` (left empty) sets off no origin check of its own, so none of the
+    origin's problems is taken for a repeat."""
+    from proxy.config import load_config
+    from proxy.errors import ConfigError
+
+    (tmp_path / "vendors").mkdir()
+    (tmp_path / "patrons.toml").write_text("")
+    (tmp_path / "vendors" / "one.toml").write_text(
+        'id = "one"\ntitle = "One"\norigin = "ftp://www.vendor-one.test"\n'
+        'hosts = "www.vendor-one.test"\nauth = "ip"\n'
+    )
+    cfg = tmp_path / "proxy.toml"
+    cfg.write_text(
+        '[server]\nlisten = "127.0.0.1:18080"\npublic_url = "http://proxy.localhost:18080"\n'
+        '[library]\nname = "W"\nscope = "w.org"\n[directory]\nkind = "file"\n'
+        '[session]\nstore = "memory"\n[vendors]\ndir = "vendors"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(cfg)
+    keys = {p.key for p in caught.value.problems if p.file.endswith("one.toml")}
+    assert "hosts" in keys
+    assert "origin" in keys, f"only {sorted(keys)} named; the ftp origin is not"

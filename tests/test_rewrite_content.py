@@ -162,15 +162,21 @@ def test_charset_labels_are_read_as_browsers_read_them(label: str | None, codec:
     assert charset_codec(label) == codec
 
 
-@pytest.mark.parametrize("label", ["x-no-such-charset", "iso-2022-kr", "replacement"])
-def test_a_label_without_a_codec_is_not_taken_for_ascii(label: str) -> None:
+@pytest.mark.parametrize("label", ["iso-2022-kr", "replacement", "hz-gb-2312"])
+def test_a_replacement_label_has_no_codec(label: str) -> None:
     assert charset_codec(label) is None
     assert not charset_is_bytes_safe(label)
 
 
-def test_a_body_in_an_unknown_charset_passes_untouched(rw: Rewriter) -> None:
+@pytest.mark.parametrize("label", ["x-no-such-charset", "utf8mb4"])
+def test_a_body_in_an_unknown_charset_is_mapped_as_browsers_render_it(
+    rw: Rewriter, label: str
+) -> None:
+    """A browser ignores a label it does not know and renders with its (ASCII-compatible)
+    default: the page's links must be mapped, or a click leaves the proxy."""
+    assert charset_codec(label) == "utf-8" and charset_is_bytes_safe(label)
     body = b'<a href="https://www.my-db.com/x">'
-    assert html(rw, body, "x-no-such-charset") == body
+    assert html(rw, body, label) == b'<a href="' + MAPPED + b'/x">'
 
 
 def test_windows_31j_links_after_a_fullwidth_colon_are_mapped(rw: Rewriter) -> None:
