@@ -56,7 +56,7 @@ from bench.bench import (
 from proxy.privacy import outbound_headers
 from proxy.sessions import storage_key
 from proxy.stats import UNIQUE_SESSIONS
-from proxy.web.pages import last_cookie
+from proxy.web.session_cookie import cookie_values
 
 KINDS = ("aiohttp", "aiohttp+raw", "raw+aiohttp", "raw", "raw+work", "raw+rewrite")
 BENCH_SESSION = "ceiling-session"
@@ -267,7 +267,7 @@ def serve(kind: str, port: int, origin_port: int) -> None:
         hosts = work["hosts"]
         vendor_host = hosts.vendor_host_from_request(incoming.get("Host", ""))
         vendor_id = hosts.vendor_for_host(vendor_host or "")
-        cookie = last_cookie(incoming.get("Cookie", ""), "weston_session")
+        cookie = (cookie_values(incoming.get("Cookie", ""), "weston_session") or [None])[-1]
         session = await work["sessions"].load(work["cookie"].get(cookie or ""))
         if vendor_id is None or session is None or vendor_id not in session.databases:
             raise SystemExit("the ceiling relay got a request it was not set up for")

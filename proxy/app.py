@@ -32,6 +32,7 @@ from proxy.auth import may_use
 from proxy.config import Config, VendorConfig
 from proxy.errors import (
     Busy,
+    SessionConflict,
     StoreUnavailable,
     VendorError,
     VendorTimeout,
@@ -48,11 +49,12 @@ from proxy.services import (
     build_services,
     close_services,
 )
-from proxy.web.messages import FORMAT_DEFAULTS
+from proxy.web.messages import FORMAT_DEFAULTS, UI
 from proxy.web.pages import (
     FORGET_PATH,
     _public,
     _session_cookie,
+    end_sessions,
     forget_here,
     login_form,
     login_submit,
@@ -64,6 +66,7 @@ from proxy.web.pages import (
     session_time,
     static_file,
 )
+from proxy.web.session_cookie import clear_copies
 
 # Feature modules plugged into every app, in order. Each has
 # `async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]` (a cleanup_ctx-style
@@ -110,6 +113,18 @@ async def dispatch(
     except StoreUnavailable:
         log.warning("store_unavailable", dependency="store")
         return message_page(request, "store_unavailable", links=[])
+    except SessionConflict as exc:
+        # No session is taken: each one named ends and every copy of the cookie goes
+        # (proxy/web/session_cookie.py). The event only: no session, patron or address.
+        log.warning("session_cookie_conflict", count=len(exc.ids))
+        svc.metrics.denials.labels("session_conflict").inc()
+        with contextlib.suppress(StoreUnavailable):  # the cookies go; the sessions end unused
+            await end_sessions(svc, exc.ids)
+        refused = message_page(
+            request, "session_conflict", links=[{"href": "/login", "text": UI["sign_in"]}]
+        )
+        clear_copies(refused, request, svc.config)
+        return refused
     except Busy as exc:
         # Counted and logged by the vendor alone: which patron waited is nobody's business.
         log.warning("admission_timeout", vendor=str(exc), whole=exc.whole)

@@ -7,6 +7,7 @@ ProxyError
 │   ├── NotEligible           the card is valid but may not use remote access
 │   └── DirectoryUnavailable  the library's directory could not be asked
 ├── StoreUnavailable          the session store could not be reached
+├── SessionConflict           the browser sent two different session cookies (cookie tossing)
 ├── Busy                      no admission slot came free in time (503; proxy/admission.py)
 └── VendorError               a vendor could not be reached (`vendor_failures` turns what the
     │                         client raises into these)
@@ -75,6 +76,15 @@ class StoreUnavailable(ProxyError):
     """The session store did not answer; the proxy must not serve without a session check."""
 
 
+class SessionConflict(ProxyError):
+    """The browser sent the session cookie twice with different values (a page on one of the
+    proxy's subdomains added one: proxy/web/session_cookie.py); `ids` has each."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__("conflicting session cookies")
+        self.ids = ids
+
+
 class VendorError(ProxyError):
     """A vendor could not be reached or failed mid-response."""
 
@@ -98,6 +108,10 @@ def vendor_failures(vendor_id: str) -> Iterator[None]:
         raise VendorTimeout(vendor_id) from exc
     except (OSError, ValueError) as exc:
         raise VendorUnavailable(vendor_id) from exc
+
+
+# What `failure_kind` can say (the label values of weston_proxy_vendor_failures_total).
+FAILURE_KINDS = ("timeout", "dns", "refused", "reset", "tls_certificate", "tls", "protocol")
 
 
 def failure_kind(exc: VendorError) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from proxy import rewrite_headers
+from proxy.errors import FAILURE_KINDS
 from proxy.forward import Observation
 
 LOGIN_OUTCOMES = (
@@ -21,7 +22,7 @@ LOGIN_OUTCOMES = (
     "throttled",
 )
 DEPENDENCIES = ("directory", "store")
-DENIAL_REASONS = ("not_configured", "not_eligible", "busy")
+DENIAL_REASONS = ("not_configured", "not_eligible", "busy", "session_conflict")
 # Session ages, coarse on purpose: counts per bucket say how long sessions live, never whose.
 AGE_BUCKETS: tuple[tuple[float, str], ...] = (
     (15 * 60, "under_15m"),
@@ -32,7 +33,7 @@ AGE_BUCKETS: tuple[tuple[float, str], ...] = (
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 # Every label value a metric may carry besides a configured vendor id (tests check the output).
 LABEL_VOCABULARY = frozenset(
-    {*LOGIN_OUTCOMES, *DEPENDENCIES, *DENIAL_REASONS, *STATUS_CLASSES}
+    {*LOGIN_OUTCOMES, *DEPENDENCIES, *DENIAL_REASONS, *STATUS_CLASSES, *FAILURE_KINDS}
     | {name for _, name in AGE_BUCKETS}
 )
 

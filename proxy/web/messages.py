@@ -141,6 +141,21 @@ MESSAGES: dict[str, Message] = {
         "The request could not be understood.",
         "Go back and try again, or start from the list of databases.",
     ),
+    "session_conflict": Message(
+        400,
+        "Please sign in again",
+        "Your browser sent this library's sign-in cookie twice, with different values. A "
+        "database page you opened may have tried to put you in someone else's session, so for "
+        "your privacy every session it named has been ended.",
+        "Sign in again. If this keeps happening, tell the library which database you were using.",
+    ),
+    "foreign_form": Message(
+        403,
+        "This form did not come from the library",
+        "A page from another address tried to send a sign-in form to the library's proxy in "
+        "your name, so nothing was done.",
+        "If you meant to sign in, open the library's sign-in page yourself and sign in there.",
+    ),
     "csrf": Message(
         400,
         "Please try again",

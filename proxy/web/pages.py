@@ -18,6 +18,7 @@ from proxy.errors import (
     BadCredentials,
     DirectoryUnavailable,
     NotEligible,
+    SessionConflict,
     StoreUnavailable,
 )
 from proxy.logs import get_logger
@@ -26,6 +27,7 @@ from proxy.redirects import safe_target
 from proxy.services import SERVICES, Services
 from proxy.sessions import Session, storage_key
 from proxy.web.messages import LANG, MESSAGES, UI, Message, shown
+from proxy.web.session_cookie import clear_copies, session_id, session_ids
 
 WEB_DIR = Path(__file__).parent
 CSRF_COOKIE = "weston_csrf"
@@ -79,23 +81,10 @@ def message_page(
 
 
 def _session_cookie(request: web.Request) -> str | None:
-    """The session cookie's value, as `request.cookies` would give it (the last one of that
-    name wins), without parsing every other cookie on every proxied request."""
-    name = request.app[SERVICES].config.server.cookie_name
-    value = last_cookie(request.headers.get("Cookie", ""), name)
-    if value is not None and value.startswith('"'):
-        return request.cookies.get(name)  # quoted: let aiohttp unquote it
-    return value
-
-
-def last_cookie(header: str, name: str) -> str | None:
-    """The raw value of the last cookie called `name` in a Cookie header, or None."""
-    value = None
-    for part in header.split(";"):
-        key, _, text = part.partition("=")
-        if key.strip() == name:
-            value = text.strip()  # a bare name is an empty value, as aiohttp reads it
-    return value
+    """The session cookie's value (unquoted as aiohttp would), without parsing every other
+    cookie on every proxied request; SessionConflict when the browser sent two different ones
+    (proxy/web/session_cookie.py)."""
+    return session_id(request)
 
 
 def _set_session_cookie(resp: web.StreamResponse, config: Config, value: str) -> None:
@@ -110,14 +99,35 @@ def _set_session_cookie(resp: web.StreamResponse, config: Config, value: str) ->
     )
 
 
-def _clear_session_cookie(resp: web.StreamResponse, config: Config) -> None:
-    resp.del_cookie(config.server.cookie_name, domain=config.public[1], path="/")
+def _clear_session_cookie(
+    resp: web.StreamResponse, config: Config, request: web.Request, *, several: bool = False
+) -> None:
+    """Delete the session cookie the proxy set; with `several`, every copy a page could have
+    added beside it too (proxy/web/session_cookie.py)."""
+    if several:
+        clear_copies(resp, request, config)
+    else:
+        resp.del_cookie(config.server.cookie_name, domain=config.public[1], path="/")
+
+
+async def end_sessions(svc: Services, ids: list[str]) -> None:
+    """End each session named (and forget the assertions signed for it)."""
+    for sid in ids:
+        svc.signer.forget(storage_key(sid))
+        await svc.sessions.end(sid)
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     url = request.query.get("url", "")[:4096]
-    sid = _session_cookie(request)
+    try:
+        sid = _session_cookie(request)
+    except SessionConflict as exc:
+        # Sign-in is how the patron gets out of it: every session named ends, every copy goes.
+        await end_sessions(svc, exc.ids)
+        resp = _login_page(request, url=url, notice=MESSAGES["session_conflict"])
+        clear_copies(resp, request, svc.config)
+        return resp
     session = await svc.sessions.load(sid)
     if session is not None:
         # Already signed in: go straight on, as EZproxy does for login?url=.
@@ -127,7 +137,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     # A session cookie the store no longer knows: the session ended (idle or lifetime) while the
     # patron was away — logout deletes the cookie. Say so once, then drop the dead cookie.
     resp = _login_page(request, url=url, notice=MESSAGES["session_expired"])
-    _clear_session_cookie(resp, svc.config)
+    _clear_session_cookie(resp, svc.config, request)
     return resp
 
 
@@ -171,8 +181,34 @@ def _login_page(
     return resp
 
 
+def _posted_from_elsewhere(request: web.Request, config: Config) -> bool:
+    """Whether a form post comes from a page that is not one of the proxy's own.
+
+    The CSRF cookie alone does not tell: a vendor page runs on a subdomain (same site) and can
+    write a `weston_csrf` cookie of its own choosing for the proxy's host, then post the
+    matching token, signing the patron in as someone else. Browsers say where a post comes from
+    (Sec-Fetch-Site, Origin); a client that sends neither (a script, a monitor) is judged by
+    the CSRF token alone. `Origin: null` says nothing: the proxy's own pages send it, as their
+    Referrer-Policy is no-referrer (Fetch: a no-referrer post serializes its origin as null);
+    Sec-Fetch-Site still tells a vendor page's post ("same-site") from the own form's."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return False
+    scheme, host, port = config.public
+    own = f"{scheme}://{host}" + (f":{port}" if port else "")
+    return origin.lower() != own
+
+
 async def login_submit(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
+    if _posted_from_elsewhere(request, svc.config):
+        log.warning("login_refused", reason="cross_origin")
+        return message_page(
+            request, "foreign_form", links=[{"href": "/login", "text": UI["sign_in"]}]
+        )
     if request.content_length is None or request.content_length > MAX_LOGIN_BODY:
         return message_page(request, "bad_request")
     try:
@@ -204,11 +240,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return await _login_failed(request, "directory_unavailable", username, url)
     finally:
         del password
-    old = _session_cookie(request)
-    if old:
-        # Never carry a pre-login id into the new session (fixation).
-        await svc.sessions.end(old)
-        svc.signer.forget(storage_key(old))
+    # Never carry a pre-login id into the new session (fixation), nor one a page tossed in.
+    old = session_ids(request)
+    await end_sessions(svc, old)
     session = await svc.sessions.start(patron_key=patron.key, databases=patron.databases)
     svc.metrics.logins.labels("success").inc()
     for hook in svc.hooks.login_outcome:
@@ -216,6 +250,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     log.info("login", outcome="success")
     target = safe_target(url, svc.hosts) or _public(svc.config, "/menu")
     resp = web.HTTPSeeOther(target)
+    if len(old) > 1:
+        clear_copies(resp, request, svc.config)  # before the new cookie, which aiohttp adds last
     _set_session_cookie(resp, svc.config, session.id)
     resp.del_cookie(CSRF_COOKIE, path="/login")
     raise resp
@@ -280,21 +316,26 @@ async def logout(request: web.Request) -> web.StreamResponse:
     next user would otherwise find the last one's pages in the cache and a database's "recent
     searches" in its local storage)."""
     svc = request.app[SERVICES]
-    sid = _session_cookie(request)
+    # Every session the browser names ends: with a tossed cookie beside the patron's, ending
+    # only one could leave the patron's session alive after "You are signed out".
+    ids = session_ids(request)
     forget: list[str] = []
-    if sid:
+    for sid in ids:
         svc.signer.forget(storage_key(sid))
+    if ids:
         try:
-            session = await svc.sessions.load(sid)
-            if session is not None:
-                forget = [svc.hosts.mapped_origin(h) + FORGET_PATH for h in session.hosts]
-            await svc.sessions.end(sid)
+            for sid in ids:
+                session = await svc.sessions.load(sid)
+                if session is not None:
+                    forget += [svc.hosts.mapped_origin(h) + FORGET_PATH for h in session.hosts]
+            forget = list(dict.fromkeys(forget))
+            await end_sessions(svc, ids)
         except StoreUnavailable:
             # The session record may outlive this: the browser must still drop its cookie, or on
             # a shared computer the next person is signed in as this patron once the store is back.
             log.warning("logout_unconfirmed", dependency="store")
             resp = message_page(request, "logout_unconfirmed", links=[])
-            _clear_session_cookie(resp, svc.config)
+            _clear_session_cookie(resp, svc.config, request, several=len(ids) > 1)
             return resp
         log.info("logout")
     resp = render(
@@ -308,7 +349,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         forget=forget,
     )
     _forget_page_headers(resp, svc.config, forget)
-    _clear_session_cookie(resp, svc.config)
+    _clear_session_cookie(resp, svc.config, request, several=len(ids) > 1)
     return resp
 
 

@@ -1,0 +1,128 @@
+"""The session cookie as the browser sends it, and what to do when it arrives twice.
+
+Every vendor is served on a subdomain of the proxy's host, so vendor pages (scripts the library
+does not control) run on the same site as the sign-in and may write cookies for the proxy's
+host and its parent domains. A script cannot overwrite the proxy's HttpOnly session cookie, but
+it can add one of the same name with another Domain or Path ("cookie tossing"), and the browser
+then sends both. Taking either one would be wrong: the newer or longer-path one is the page's,
+and it can name the page author's own session, so the patron's next databases would fill the
+author's cookie jar, and signing out would end the author's session and leave the patron's.
+
+So two different values of the session cookie are never taken for a session: the request gets
+a page saying so (`SessionConflict`, handled in `proxy/app.py`), every session named is ended,
+and every copy the browser could hold for this request is deleted (`clear_copies`): on the host
+the request went to, on the proxy's host and on each parent domain up to the registrable one,
+for each path the request's path lies under (a cookie is only sent on a path under its own).
+"""
+
+from __future__ import annotations
+
+import functools
+from http.cookies import SimpleCookie
+
+from aiohttp import web
+from publicsuffixlist import PublicSuffixList
+
+from proxy.config import Config
+from proxy.errors import SessionConflict
+from proxy.services import SERVICES
+
+# Deepest request path whose prefixes get a deletion each (a longer path is cut there).
+MAX_PATH_DEPTH = 12
+
+
+def cookie_values(header: str, name: str) -> list[str]:
+    """The raw values of every cookie called `name` in a Cookie header, in order."""
+    values = []
+    for part in header.split(";"):
+        key, _, text = part.partition("=")
+        if key.strip() == name:
+            values.append(text.strip())  # a bare name is an empty value, as aiohttp reads it
+    return values
+
+
+def _unquoted(name: str, value: str) -> str:
+    if not value.startswith('"'):
+        return value
+    parsed: SimpleCookie = SimpleCookie()
+    parsed.load(f"{name}={value}")
+    morsel = parsed.get(name)
+    return morsel.value if morsel is not None else value
+
+
+def ids_in(header: str, name: str) -> list[str]:
+    """Each different non-empty value of cookie `name` in a Cookie header, unquoted as aiohttp
+    unquotes it, in the order sent."""
+    ids: list[str] = []
+    for value in cookie_values(header, name):
+        value = _unquoted(name, value)
+        if value and value not in ids:
+            ids.append(value)
+    return ids
+
+
+def session_ids(request: web.Request) -> list[str]:
+    """Each different session id the request carries, in the order sent (usually one)."""
+    name = request.app[SERVICES].config.server.cookie_name
+    return ids_in(request.headers.get("Cookie", ""), name)
+
+
+def session_id(request: web.Request) -> str | None:
+    """The one session id the request carries, None without one; SessionConflict for two."""
+    ids = session_ids(request)
+    if len(ids) > 1:
+        raise SessionConflict(ids)
+    return ids[0] if ids else None
+
+
+@functools.lru_cache(maxsize=1)
+def _suffixes() -> PublicSuffixList:
+    return PublicSuffixList()  # reads the bundled list once (~0.1 s)
+
+
+def _domains(public_host: str) -> list[str]:
+    """The proxy's host and its parent domains up to the registrable one (cookies can be set
+    for each of them from the proxy's subdomains)."""
+    top = _suffixes().privatesuffix(public_host) or public_host
+    labels = public_host.split(".")
+    found = []
+    for i in range(len(labels)):
+        domain = ".".join(labels[i:])
+        found.append(domain)
+        if domain == top:
+            break
+    return found
+
+
+def _paths(path: str) -> list[str]:
+    """Every cookie path under which `path` lies: "/", "/a", "/a/", "/a/b" ... (RFC 6265 5.1.4)."""
+    found = ["/"]
+    parts = [p for p in path.split("/")[1:] if p][:MAX_PATH_DEPTH]
+    prefix = ""
+    for part in parts:
+        prefix += "/" + part
+        found += [prefix, prefix + "/"]
+    return found
+
+
+def clear_copies(resp: web.StreamResponse, request: web.Request, config: Config) -> None:
+    """Delete every copy of the session cookie this request could have carried.
+
+    Written as raw headers before any cookie the response sets itself, which aiohttp adds
+    after them, so a new session cookie set on the same response is not deleted again."""
+    name = config.server.cookie_name
+    expired = f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+    for path in _paths(request.path):
+        resp.headers.add("Set-Cookie", f"{expired}; Path={path}")  # host-only on this host
+        for domain in _domains(config.public[1]):
+            resp.headers.add("Set-Cookie", f"{expired}; Domain={domain}; Path={path}")
+
+
+__all__ = [
+    "MAX_PATH_DEPTH",
+    "clear_copies",
+    "cookie_values",
+    "ids_in",
+    "session_id",
+    "session_ids",
+]
