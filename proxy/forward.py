@@ -29,10 +29,18 @@ from proxy.config import Config, VendorConfig
 from proxy.content_coding import BodyDecoder, CorruptBody, UnsupportedEncoding, decoder_for
 from proxy.errors import ProxyError, vendor_failures
 from proxy.hosts import HostMap
-from proxy.jar import cookie_header, dump_jar, load_jar, store_set_cookies
+from proxy.jar import (
+    cookie_header,
+    cross_site_cookies,
+    dump_jar,
+    load_jar,
+    same_site,
+    storable_cross_site,
+    store_set_cookies,
+)
 from proxy.limits_http import http_limits
 from proxy.logs import get_logger
-from proxy.privacy import outbound_headers, response_headers
+from proxy.privacy import Initiator, initiator_host, outbound_headers, response_headers
 from proxy.rewrite import media_type, should_rewrite
 from proxy.sessions import Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
@@ -321,12 +329,23 @@ class Upstream:
         # very request (and not be overwritten by a jar loaded before the login).
         await adapter.authorize(out)
         stored_jar = out.session.jars.get(out.vendor.id)
+        initiator = getattr(out.headers, "initiator", None)
+        cross: bool | None = None  # asked only when there are cookies to send or to store
         if stored_jar:  # an empty jar sends nothing; building an http.cookiejar costs per request
+            cross = initiator is not None and self._cross_site(initiator, out.url.host or "")
+            if cross and initiator is not None:
+                top_level = initiator.top_level
+                stored_jar = cross_site_cookies(stored_jar, method=out.method, top_level=top_level)
             cookie = cookie_header(load_jar(stored_jar), str(out.url))
             if cookie:
                 out.headers["Cookie"] = cookie
         resp = await self.send(out.vendor, out.method, out.url, out.headers, data)
         set_cookies = resp.headers.getall("Set-Cookie", [])
+        if set_cookies and initiator is not None and not initiator.top_level:
+            if cross is None:
+                cross = self._cross_site(initiator, out.url.host or "")
+            if cross:
+                set_cookies = storable_cross_site(set_cookies)
         if set_cookies:
             # Into this request's copy of the jar; `Sessions.save_vendor` then stores only the
             # cookies this request changed onto the jar as stored by then (requests overlap).
@@ -335,6 +354,33 @@ class Upstream:
                 out.session.jars[out.vendor.id] = dump_jar(jar)
                 out.session_changed = True
         return resp
+
+    def _cross_site(self, initiator: Initiator, vendor_host: str) -> bool:
+        """Whether the browser, without the proxy, would have taken this request for a
+        cross-site one (and held back SameSite cookies): the page that started it, mapped back
+        to the vendor URL it stands for, is on another registrable domain than `vendor_host`.
+
+        The browser's own answer (`Sec-Fetch-Site`) only helps when it is "same-origin" (the same
+        mapped host, so the same vendor host) or "none" (typed, a bookmark): all vendors and the
+        proxy are one site to it. The proxy's own pages (the menu) count as same-site, and so
+        does a request with neither Origin nor Referer, unless the browser says another page
+        started it and it is no top-level navigation (a page can drop both with
+        `referrerpolicy=no-referrer`; the menu's links are navigations). An opaque Origin
+        ("null": a sandboxed frame, a no-referrer form) with no Referer is cross-site.
+        """
+        if initiator.fetch_site in ("same-origin", "none"):
+            return False
+        origin = initiator.origin if initiator.origin != "null" else None
+        source = origin or initiator.referer
+        if not source:
+            if initiator.origin == "null":
+                return True
+            started_elsewhere = initiator.fetch_site in ("same-site", "cross-site")
+            return started_elsewhere and not initiator.top_level
+        own, host = initiator_host(source, self.hosts)
+        if own:
+            return False
+        return host is None or not same_site(host, vendor_host)
 
     def _body_decoder(
         self, resp: VendorResponse, ctype: str, headers: CIMultiDict[str]

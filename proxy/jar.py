@@ -2,17 +2,25 @@
 
 The cookie rules (Domain, Path, Expires/Max-Age, Secure, host-only) are the standard library's
 `http.cookiejar`, a long-maintained RFC 6265-style implementation; this module only adapts it to
-aiohttp's headers and to a JSON-serialisable form the session store can hold.
+aiohttp's headers and to a JSON-serialisable form the session store can hold. It keeps each
+cookie's SameSite attribute (cookiejar keeps unknown attributes in `Cookie._rest`, but stores
+only the standard ones), so a cross-site request gets only what a browser would send it
+(`cross_site_cookies`, RFC 6265bis): every vendor is served on a subdomain of the proxy's host,
+so in the browser all vendors are one site, and only the proxy can tell them apart.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.cookiejar
+import ipaddress
 import time
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
+
+from publicsuffixlist import PublicSuffixList
 
 _FIELDS = (
     "version",
@@ -32,6 +40,12 @@ _FIELDS = (
     "comment_url",
 )
 MAX_COOKIES_PER_JAR = 200
+# SameSite values as stored ("samesite" in a serialised cookie); any other value, or none, is
+# stored as None: RFC 6265bis treats it as "Default", which browsers enforce as Lax.
+SAMESITE_VALUES = frozenset({"strict", "lax", "none"})
+# Methods RFC 6265bis calls safe: a cross-site top-level navigation with one of them carries Lax
+# cookies (OPTIONS and TRACE are never navigations).
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 class _Headers:
@@ -87,7 +101,20 @@ def load_jar(serialised: list[dict[str, Any]]) -> http.cookiejar.CookieJar:
 
 def _cookie(d: dict[str, Any]) -> http.cookiejar.Cookie:
     kwargs = {k: d.get(k) for k in _FIELDS}
-    return http.cookiejar.Cookie(**kwargs, rest={}, rfc2109=False)  # type: ignore[arg-type]
+    samesite = d.get("samesite")
+    rest = {"SameSite": samesite} if samesite else {}
+    return http.cookiejar.Cookie(**kwargs, rest=rest, rfc2109=False)  # type: ignore[arg-type]
+
+
+def _samesite(cookie: http.cookiejar.Cookie) -> str | None:
+    """The cookie's SameSite as stored: "strict", "lax", "none", or None when unset or unknown.
+    cookiejar keeps an unknown attribute under the name as the vendor spelt it; the last wins."""
+    rest: dict[str, str | None] = getattr(cookie, "_rest", {})
+    value = None
+    for name, text in rest.items():
+        if name.lower() == "samesite":
+            value = (text or "").strip().lower()
+    return value if value in SAMESITE_VALUES else None
 
 
 def dump_jar(jar: http.cookiejar.CookieJar) -> list[dict[str, Any]]:
@@ -95,6 +122,7 @@ def dump_jar(jar: http.cookiejar.CookieJar) -> list[dict[str, Any]]:
     out = []
     for c in list(jar)[:MAX_COOKIES_PER_JAR]:
         d = {k: getattr(c, k) for k in _FIELDS}
+        d["samesite"] = _samesite(c)
         if d["discard"] and d["expires"] is None:
             # Session cookies live as long as the proxy session; keep them.
             d["discard"] = False
@@ -128,10 +156,10 @@ def store_set_cookies(jar: http.cookiejar.CookieJar, url: str, set_cookies: list
     """Put a response's Set-Cookie headers into the jar; True when the jar changed."""
     if not set_cookies:
         return False
-    before = [(c.domain, c.path, c.name, c.value, c.expires) for c in jar]
+    before = [(c.domain, c.path, c.name, c.value, c.expires, _samesite(c)) for c in jar]
     # The Request is only a container for the URL here: nothing is ever opened.
     jar.extract_cookies(_Response(set_cookies), urllib.request.Request(url))  # type: ignore[arg-type]  # noqa: S310
-    return before != [(c.domain, c.path, c.name, c.value, c.expires) for c in jar]
+    return before != [(c.domain, c.path, c.name, c.value, c.expires, _samesite(c)) for c in jar]
 
 
 def cookie_header(jar: http.cookiejar.CookieJar, url: str) -> str | None:
@@ -140,3 +168,60 @@ def cookie_header(jar: http.cookiejar.CookieJar, url: str) -> str | None:
     jar.add_cookie_header(req)
     value = req.get_header("Cookie")
     return value if value else None
+
+
+def storable_cross_site(set_cookies: list[str]) -> list[str]:
+    """The Set-Cookie headers of an answer to a cross-site request that is no top-level
+    navigation which a browser would store (RFC 6265bis 5.7, step 13): only SameSite=None ones.
+    Without it another vendor's page could plant cookies in this vendor's jar (post this
+    vendor's sign-in form with an account of its own, and the patron's reading there would land
+    in that account)."""
+    kept = []
+    for header in set_cookies:
+        value = None
+        for attribute in header.split(";")[1:]:
+            name, _, text = attribute.partition("=")
+            if name.strip().lower() == "samesite":
+                value = text.strip().lower()
+        if value == "none":
+            kept.append(header)
+    return kept
+
+
+def cross_site_cookies(
+    serialised: list[dict[str, Any]], *, method: str, top_level: bool
+) -> list[dict[str, Any]]:
+    """The cookies of a serialised jar a browser would send on a cross-site request (RFC 6265bis
+    5.8.3): never SameSite=Strict; Lax, and unset (browsers default it to Lax), only on a
+    top-level navigation with a safe method; SameSite=None always. (Browsers also require Secure
+    of a None cookie; the jar talks to the vendor itself, where Secure already keeps the cookie
+    off plain http, so it is not asked again here. Chromium's two-minute "Lax+POST" grace for
+    new unset cookies is not copied: such a cookie stays off cross-site POSTs.)"""
+    lax = top_level and method.upper() in SAFE_METHODS
+    return [
+        d
+        for d in serialised
+        if d.get("samesite") == "none" or (lax and d.get("samesite") != "strict")
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def _suffixes() -> PublicSuffixList:
+    return PublicSuffixList()  # reads the bundled list once
+
+
+@functools.lru_cache(maxsize=4096)
+def registrable_domain(host: str) -> str:
+    """The site a host belongs to for SameSite: its registrable domain (eTLD+1 by the Public
+    Suffix List), an IP address itself, a public suffix itself. Cached: it is asked per
+    cross-site request, about the few hosts a patron's pages come from."""
+    host = host.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return _suffixes().privatesuffix(host) or host
+    return host
+
+
+def same_site(host: str, other: str) -> bool:
+    return registrable_domain(host) == registrable_domain(other)

@@ -9,6 +9,7 @@ Authorization, cookies and any client-sent assertion are dropped without being l
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -95,14 +96,63 @@ def map_back_origin(value: str, hosts: HostMap, vendor_origins: Mapping[str, str
     return f"{scheme}://{vendor_host}" + (f":{port}" if port else "")
 
 
+@dataclass(frozen=True, slots=True)
+class Initiator:
+    """Where the browser said a request came from, as it sent it: Origin, Referer and the fetch
+    metadata (`Sec-Fetch-Site`, `-Mode`, `-Dest`, which a page cannot set). The jar decides from
+    it which SameSite cookies go on the request; none of it is sent to the vendor as it is."""
+
+    origin: str | None = None
+    referer: str | None = None
+    fetch_site: str | None = None
+    fetch_mode: str | None = None
+    fetch_dest: str | None = None
+
+    @property
+    def top_level(self) -> bool:
+        """A top-level navigation (not a frame, fetch or sub-resource); without fetch metadata
+        (older browsers) any request counts as one."""
+        return self.fetch_mode in (None, "navigate") and self.fetch_dest in (None, "document")
+
+
+class OutboundHeaders(CIMultiDict[str]):
+    """The headers a vendor receives, with the request's `Initiator` beside them (not a header:
+    nothing puts it on the wire)."""
+
+    initiator: Initiator | None = None
+
+
+def initiator_host(value: str, hosts: HostMap) -> tuple[bool, str | None]:
+    """Where a page named by an Origin or Referer is in the vendors' world: (True, None) for the
+    proxy's own pages; (False, vendor host) for a mapped host; (False, host) for any other
+    site; (False, None) for an opaque origin ("null") or anything that names no host."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return False, None
+    if parts.scheme not in ("http", "https") or not host:
+        return False, None
+    if hosts.is_public_host(parts.netloc):
+        return True, None
+    return False, hosts.vendor_host_from_request(parts.netloc) or host
+
+
 def outbound_headers(
     incoming: CIMultiDictProxy[str] | CIMultiDict[str],
     *,
     hosts: HostMap,
     vendor_origins: Mapping[str, str],
-) -> CIMultiDict[str]:
+) -> OutboundHeaders:
     """The request headers a vendor receives: the allowlist, with Referer/Origin mapped back."""
-    out: CIMultiDict[str] = CIMultiDict()
+    out = OutboundHeaders()
+    out.initiator = Initiator(
+        origin=incoming.get("Origin"),
+        referer=incoming.get("Referer"),
+        fetch_site=incoming.get("Sec-Fetch-Site"),
+        fetch_mode=incoming.get("Sec-Fetch-Mode"),
+        fetch_dest=incoming.get("Sec-Fetch-Dest"),
+    )
     for name, value in incoming.items():
         lname = name.lower()
         if lname in REQUEST_ALLOWLIST:
