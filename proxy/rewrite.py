@@ -359,9 +359,10 @@ class StreamRewriter:
 
     The stages are built once the body's encoding is known: a byte-order mark at its start
     decides it over the Content-Type charset, as in browsers (WHATWG Encoding, "decode"), so up to
-    three first bytes wait until they can be told from a mark. A charset without a codec
-    (`charsets.charset_codec`) leaves the body as it is: rewriting it as bytes could miss
-    URLs a browser shows, and transcoding it is impossible.
+    three first bytes wait until they can be told from a mark. A "replacement" charset (no codec,
+    `charsets.charset_codec`) leaves the body as it is: browsers show such a body as one
+    replacement character. A `<meta charset>` is not read: without a header charset or a mark
+    the body is rewritten as ASCII-compatible bytes.
     """
 
     def __init__(
