@@ -89,6 +89,21 @@ async def _browser_sid(context: Any, driver: ProxyDriver) -> str:
     return str(sid)
 
 
+async def _attacker_signed_in(
+    tmp_path: Path, port: int, slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> tuple[ProxyDriver, Any, str]:
+    """The proxy under the library's domain; the attacker (WREN) signed in, and the evil
+    vendor's /hostile page tossing the attacker's session cookie for the parent domain."""
+    driver, evil, good = await _stack(
+        tmp_path, port, slapd, vendor_factory, proxy_factory, public_host=f"proxy.{PARENT}"
+    )
+    assert (await driver.login(WREN.uid, WREN.password)).status == 303
+    atk = driver.session_id()
+    assert atk
+    evil.routes["/hostile"] = _hostile(_toss_session(atk, driver.config.server.cookie_name))
+    return driver, good, atk
+
+
 def _toss_session(atk: str, cookie_name: str) -> str:
     """The hostile page's script: a session cookie for the library's parent domain."""
     return (
@@ -108,18 +123,9 @@ async def test_vendor_page_cannot_move_patron_into_attackers_session(
     attacker's session, whose jar then collected the patron's vendor cookies. Now no session is
     taken: the patron gets "Please sign in again" (400), the vendor is not contacted, both
     sessions end, every copy of the cookie is deleted, and signing in again works."""
-    driver, evil, good = await _stack(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        public_host=f"proxy.{PARENT}",
+    driver, good, atk = await _attacker_signed_in(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory
     )
-    assert (await driver.login(WREN.uid, WREN.password)).status == 303
-    atk = driver.session_id()
-    assert atk
-    evil.routes["/hostile"] = _hostile(_toss_session(atk, driver.config.server.cookie_name))
 
     async def search(request: web.Request) -> web.StreamResponse:
         resp = web.Response(text="<!doctype html><p id=out>results</p>", content_type="text/html")
@@ -171,18 +177,9 @@ async def test_vendor_page_cannot_make_sign_out_end_another_session(
     the last cookie's session (as the proxy did) left the patron's own session, with its
     vendor jars, alive while the page said "You are signed out", and the browser carrying it
     for the next person. Now every session named ends and every copy of the cookie goes."""
-    driver, evil, _good = await _stack(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        public_host=f"proxy.{PARENT}",
+    driver, _good, atk = await _attacker_signed_in(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory
     )
-    assert (await driver.login(WREN.uid, WREN.password)).status == 303
-    atk = driver.session_id()
-    assert atk
-    evil.routes["/hostile"] = _hostile(_toss_session(atk, driver.config.server.cookie_name))
     own = f"http://{driver.public}"
     async with async_playwright() as p:
         browser = await launch(p)

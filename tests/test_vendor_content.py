@@ -382,3 +382,67 @@ async def test_untyped_body_that_is_no_document_goes_on_untyped(raw_vendor: Any)
     assert "Content-Type" not in r.headers
     assert "Content-Security-Policy" in r.headers
     assert await r.read() == body
+
+
+# --- pages whose headers say little: an unknown charset label, an "unknown" type -------------
+
+
+UNLABELLED_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Results</title></head>"
+    b'<body><a href="http://www.vendor-one.test/article/1">Article</a></body></html>'
+)
+
+
+def _answer(content_type: bytes, body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        content_type,
+        len(body),
+        body,
+    )
+
+
+async def test_html_with_unknown_charset_label_has_its_vendor_links_mapped(
+    raw_vendor: Any,
+) -> None:
+    """A vendor page labelled with a charset no codec knows (PHP/MySQL sites really send
+    `charset=utf8mb4`) is rendered by Chromium as an ordinary page (it ignores the label), so
+    its links are mapped as in any ASCII-compatible page. For a while the proxy left such a
+    body unrewritten (`charsets.charset_codec` gave None): a click took the patron's browser
+    to the vendor outside the proxy (P3)."""
+    driver, answer = raw_vendor
+    answer["raw"] = _answer(b"text/html; charset=utf8mb4", UNLABELLED_PAGE)
+    r = await driver.get_vendor(WWW, "/results")
+    assert r.status == 200
+    body = await r.read()
+    shown: dict[str, Any] = {}
+    async with chromium(driver) as (pg, _errors):
+        await pg.goto(f"http://{driver.mapped(WWW)}/results")
+        shown["type"] = await pg.evaluate("() => document.contentType")
+        shown["link"] = await pg.evaluate("() => document.querySelector('a').hostname")
+    assert shown["type"] == "text/html"  # the browser shows it as a page
+    assert b"http://www.vendor-one.test/" not in body
+    assert shown["link"] == driver.mapped(WWW).split(":")[0]
+
+
+@pytest.mark.parametrize("content_type", [b"unknown/unknown", b"application/unknown", b"*/*"])
+async def test_html_with_unknown_mime_type_is_shielded_and_rewritten(
+    raw_vendor: Any, content_type: bytes
+) -> None:
+    """Browsers sniff a body typed `unknown/unknown`, `application/unknown` or `*/*` as if it
+    had no type, and Chromium renders such an HTML body as a page (checked here straight
+    against the vendor). The proxy sniffs it too: the page gets the tracker shield and its
+    links are mapped. Before, only a missing Content-Type was sniffed, and such a page went
+    out unshielded with its links leading off the proxy."""
+    driver, answer = raw_vendor
+    answer["raw"] = _answer(content_type, UNLABELLED_PAGE)
+    shown: dict[str, Any] = {}
+    async with chromium(driver) as (pg, _errors):
+        await pg.goto(f"http://127.0.0.1:{answer['port'].decode()}/direct")
+        shown["direct"] = await pg.evaluate("() => document.contentType")
+        resp = await pg.goto(f"http://{driver.mapped(WWW)}/results")
+        assert resp is not None
+        shown["csp"] = (await resp.all_headers()).get("content-security-policy")
+        shown["link"] = await pg.evaluate("() => document.querySelector('a').hostname")
+    assert shown["direct"] == "text/html"  # the browser renders it as HTML
+    assert shown["csp"], "no tracker shield on a page the browser renders"
+    assert shown["link"] == driver.mapped(WWW).split(":")[0]
