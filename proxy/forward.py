@@ -616,17 +616,16 @@ def _decoded(resp: VendorResponse, head: bytes) -> bytes:
 
 
 def _document_cache(headers: CIMultiDict[str]) -> None:
-    """A vendor page may be kept by the browser, but shown again only after asking the proxy
-    (`private, no-cache`), whatever the vendor allowed (`no-store` stays).
+    """A vendor page is never kept by the browser (`private, no-store`), whatever the vendor
+    allowed.
 
-    A page is the patron's own (their search, their results): a shared cache in front of the
-    proxy must never hand it to another patron (`public` dropped), and once the session has
-    ended (expired, on a shared computer, with no sign-out to clear the browser) the next person
-    must not be shown it from the cache: revalidating sends them to the sign-in page. Images,
-    scripts and styles keep the vendor's caching."""
-    asked = ",".join(headers.getall("Cache-Control", [])).lower()
-    kept = "private, no-store" if "no-store" in asked else "private, no-cache"
-    headers["Cache-Control"] = kept
+    A page is the patron's own (their search, their results). Once the session has ended
+    (expired, on a shared computer, with no sign-out to clear the browser) the next person must
+    not be shown it from the cache, nor by pressing Back: `no-cache` made the browser ask the
+    proxy for a typed or bookmarked address, but history navigation showed the stored page
+    without asking. A shared cache in front of the proxy must never hand it to another patron
+    either. Images, scripts and styles keep the vendor's caching."""
+    headers["Cache-Control"] = "private, no-store"
     headers.popall("Expires", None)
 
 

@@ -101,7 +101,7 @@ async def test_two_session_cookies_get_no_session_and_every_copy_deleted(
     svc = driver.client.app[SERVICES]
     assert await svc.sessions.load(mine) is None and await svc.sessions.load(other) is None
     deleted = _deletions(r)
-    for path in ("/", "/a", "/a/", "/a/b", "/a/b/"):
+    for path in ("/", "/a", "/a/", "/a/b"):  # every cookie path that path-matches /a/b
         assert any(c.endswith(f"; Path={path}") and "Domain" not in c for c in deleted), path
         assert any(f"; Domain=proxy.localhost; Path={path}" in c for c in deleted), path
     assert all("Max-Age=0" in c for c in deleted)
@@ -163,7 +163,8 @@ async def test_signing_in_with_two_session_cookies_deletes_them_before_the_new_o
         ({"Sec-Fetch-Site": "cross-site"}, True),
         ({"Origin": "http://www-vendor--one-test.proxy.localhost:{port}"}, True),
         ({"Origin": "https://elsewhere.test"}, True),
-        ({"Sec-Fetch-Site": "same-origin", "Origin": "null"}, False),  # the own form
+        ({"Origin": "null"}, True),  # no fetch metadata: a no-referrer page elsewhere
+        ({"Sec-Fetch-Site": "same-origin", "Origin": "null"}, False),  # an older branding copy
         ({"Sec-Fetch-Site": "none"}, False),
         ({"Origin": "http://proxy.localhost:{port}"}, False),
         ({}, False),  # a client that says nothing: the CSRF token decides
@@ -195,3 +196,27 @@ async def test_sign_in_form_posted_from_another_origin_is_refused(
         assert NAME not in r.cookies
     else:
         assert r.status == 303 and NAME in r.cookies
+
+
+async def test_the_sign_in_page_lets_its_form_send_its_origin(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """A no-referrer page posts `Origin: null`: the sign-in page is same-origin instead (which
+    still sends no Referer to any other host), header and meta tag alike."""
+    driver, _ = await one_vendor_proxy(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory, HOST
+    )
+    r = await driver.client.get("/login", headers={"Host": driver.public})
+    assert r.headers["Referrer-Policy"] == "same-origin"
+    assert '<meta name="referrer" content="same-origin">' in await r.text()
+    menu = await driver.client.get("/privacy", headers={"Host": driver.public})
+    assert menu.headers["Referrer-Policy"] == "no-referrer"
+    assert '<meta name="referrer" content="no-referrer">' in await menu.text()
+
+
+def test_deletion_paths_are_every_cookie_path_that_matches_the_raw_path() -> None:
+    from proxy.web.session_cookie import _paths
+
+    assert _paths("/a//b%20c?x=1") == ["/", "/a", "/a/", "/a//", "/a//b%20c"]
+    assert _paths("/") == ["/"]
+    assert _paths("/r%C3%A9sultats/") == ["/", "/r%C3%A9sultats", "/r%C3%A9sultats/"]

@@ -5,9 +5,9 @@ Vendor pages live on the proxy's mapped hosts, so what they keep in the browser 
 "recent searches" in localStorage, pages in the HTTP cache) stays there after the patron signs
 out — unless the proxy clears it. The sign-out page loads `/.weston-proxy/forget` from every
 vendor host the session used; the proxy itself answers there with `Clear-Site-Data`, and the
-vendor never sees the request. And a vendor page is never shown again from the browser's cache
-without asking the proxy, so once a session has expired (no sign-out) the next person gets the
-sign-in page, not the last patron's results.
+vendor never sees the request. And a vendor page is never kept by the browser (`no-store`), so
+once a session has expired (no sign-out) the next person gets the sign-in page, not the last
+patron's results.
 """
 
 from __future__ import annotations
@@ -257,9 +257,9 @@ async def test_an_expired_sessions_page_is_not_shown_again_from_the_cache(
 @pytest.mark.parametrize(
     ("kind", "vendor_says", "sent"),
     [
-        ("text/html", "public, max-age=3600", "private, no-cache"),
-        ("application/xhtml+xml", "max-age=600", "private, no-cache"),
-        ("image/svg+xml", "public, max-age=86400, immutable", "private, no-cache"),
+        ("text/html", "public, max-age=3600", "private, no-store"),
+        ("application/xhtml+xml", "max-age=600", "private, no-store"),
+        ("image/svg+xml", "public, max-age=86400, immutable", "private, no-store"),
         ("text/html", "no-store, max-age=0", "private, no-store"),
         ("image/png", "public, max-age=86400", "public, max-age=86400"),
         ("text/css", "max-age=3600", "max-age=3600"),

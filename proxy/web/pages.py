@@ -170,6 +170,9 @@ def _login_page(
     resp.headers["Content-Security-Policy"] = OWN_PAGE_HEADERS["Content-Security-Policy"].replace(
         "form-action 'self'", f"form-action 'self' {mapped}"
     )
+    # Not no-referrer: the form must send its real Origin (`_posted_from_elsewhere`). Same-origin
+    # still sends no Referer to any other host, a vendor's included.
+    resp.headers["Referrer-Policy"] = "same-origin"
     resp.set_cookie(
         CSRF_COOKIE,
         token,
@@ -188,18 +191,28 @@ def _posted_from_elsewhere(request: web.Request, config: Config) -> bool:
     write a `weston_csrf` cookie of its own choosing for the proxy's host, then post the
     matching token, signing the patron in as someone else. Browsers say where a post comes from
     (Sec-Fetch-Site, Origin); a client that sends neither (a script, a monitor) is judged by
-    the CSRF token alone. `Origin: null` says nothing: the proxy's own pages send it, as their
-    Referrer-Policy is no-referrer (Fetch: a no-referrer post serializes its origin as null);
-    Sec-Fetch-Site still tells a vendor page's post ("same-site") from the own form's."""
+    the CSRF token alone. The sign-in page's Referrer-Policy is same-origin so that its own
+    form sends its real Origin (a no-referrer page posts `Origin: null`, Fetch standard).
+    `null` is refused unless the browser also said "same-origin" (a branding copy of an older
+    base template may still make the form no-referrer): without fetch metadata (Safari before
+    16.4) it is what a vendor page posting with no-referrer sends."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site not in ("same-origin", "none"):
         return True
     origin = request.headers.get("Origin")
-    if origin is None or origin == "null":
+    if origin is None:
         return False
+    origin = origin.strip().lower()
+    if origin == "null":
+        return site is None
+    return origin != _own_origin(config)
+
+
+def _own_origin(config: Config) -> str:
+    """The proxy's own origin as a browser writes it in Origin: no default port."""
     scheme, host, port = config.public
-    own = f"{scheme}://{host}" + (f":{port}" if port else "")
-    return origin.lower() != own
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:

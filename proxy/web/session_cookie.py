@@ -27,8 +27,8 @@ from proxy.config import Config
 from proxy.errors import SessionConflict
 from proxy.services import SERVICES
 
-# Deepest request path whose prefixes get a deletion each (a longer path is cut there).
-MAX_PATH_DEPTH = 12
+# Most `/` of a request path whose prefixes get a deletion each (a deeper path is cut there).
+MAX_PATH_DEPTH = 32
 
 
 def cookie_values(header: str, name: str) -> list[str]:
@@ -94,15 +94,18 @@ def _domains(public_host: str) -> list[str]:
     return found
 
 
-def _paths(path: str) -> list[str]:
-    """Every cookie path under which `path` lies: "/", "/a", "/a/", "/a/b" ... (RFC 6265 5.1.4)."""
+def _paths(raw_path: str) -> list[str]:
+    """Every cookie path a cookie sent on `raw_path` can have (RFC 6265 5.1.4 path-match): each
+    prefix ending at a `/`, with and without it, and the whole path. The path as the browser
+    sent it (percent-encoded, query cut): cookie paths are matched against that, not against
+    the decoded path."""
+    path = raw_path.split("?", 1)[0] or "/"
     found = ["/"]
-    parts = [p for p in path.split("/")[1:] if p][:MAX_PATH_DEPTH]
-    prefix = ""
-    for part in parts:
-        prefix += "/" + part
-        found += [prefix, prefix + "/"]
-    return found
+    slashes = [i for i, c in enumerate(path) if c == "/"][1 : MAX_PATH_DEPTH + 1]
+    for i in slashes:
+        found += [path[:i], path[: i + 1]]
+    found.append(path)
+    return list(dict.fromkeys(found))
 
 
 def clear_copies(resp: web.StreamResponse, request: web.Request, config: Config) -> None:
@@ -112,9 +115,13 @@ def clear_copies(resp: web.StreamResponse, request: web.Request, config: Config)
     after them, so a new session cookie set on the same response is not deleted again."""
     name = config.server.cookie_name
     expired = f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
-    for path in _paths(request.path):
+    here = (request.host or "").rsplit(":", 1)[0].lower()
+    domains = _domains(config.public[1])
+    if here and here not in domains:
+        domains = [here, *domains]  # a Domain cookie for the mapped host the request went to
+    for path in _paths(request.raw_path):
         resp.headers.add("Set-Cookie", f"{expired}; Path={path}")  # host-only on this host
-        for domain in _domains(config.public[1]):
+        for domain in domains:
             resp.headers.add("Set-Cookie", f"{expired}; Domain={domain}; Path={path}")
 
 
