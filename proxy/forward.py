@@ -65,6 +65,10 @@ SHIELDED_TYPES = HTML_TYPES | {"image/svg+xml", "application/xml", "text/xml"}
 UNKNOWN_TYPES = frozenset({"unknown/unknown", "application/unknown", "*/*"})
 
 
+# What `Upstream._site` says of a request for the vendor cookie jar's SameSite rules.
+SAME, CROSS, UNSURE = "same", "cross", "unsure"
+
+
 def shielded(mt: str) -> bool:
     return mt in SHIELDED_TYPES or mt.endswith("+xml")
 
@@ -330,21 +334,23 @@ class Upstream:
         await adapter.authorize(out)
         stored_jar = out.session.jars.get(out.vendor.id)
         initiator = getattr(out.headers, "initiator", None)
-        cross: bool | None = None  # asked only when there are cookies to send or to store
+        site: str | None = None  # asked only when there are cookies to send or to store
         if stored_jar:  # an empty jar sends nothing; building an http.cookiejar costs per request
-            cross = initiator is not None and self._cross_site(initiator, out.url.host or "")
-            if cross and initiator is not None:
+            site = SAME if initiator is None else self._site(initiator, out.url.host or "")
+            if site == CROSS and initiator is not None:
                 top_level = initiator.top_level
                 stored_jar = cross_site_cookies(stored_jar, method=out.method, top_level=top_level)
+            elif site == UNSURE:
+                stored_jar = [d for d in stored_jar if d.get("samesite") != "strict"]
             cookie = cookie_header(load_jar(stored_jar), str(out.url))
             if cookie:
                 out.headers["Cookie"] = cookie
         resp = await self.send(out.vendor, out.method, out.url, out.headers, data)
         set_cookies = resp.headers.getall("Set-Cookie", [])
         if set_cookies and initiator is not None and not initiator.top_level:
-            if cross is None:
-                cross = self._cross_site(initiator, out.url.host or "")
-            if cross:
+            if site is None:
+                site = self._site(initiator, out.url.host or "")
+            if site == CROSS:
                 set_cookies = storable_cross_site(set_cookies)
         if set_cookies:
             # Into this request's copy of the jar; `Sessions.save_vendor` then stores only the
@@ -355,32 +361,40 @@ class Upstream:
                 out.session_changed = True
         return resp
 
-    def _cross_site(self, initiator: Initiator, vendor_host: str) -> bool:
-        """Whether the browser, without the proxy, would have taken this request for a
+    def _site(self, initiator: Initiator, vendor_host: str) -> str:
+        """CROSS when the browser, without the proxy, would have taken this request for a
         cross-site one (and held back SameSite cookies): the page that started it, mapped back
         to the vendor URL it stands for, is on another registrable domain than `vendor_host`.
+        SAME otherwise; UNSURE when nothing tells (below).
 
         The browser's own answer (`Sec-Fetch-Site`) only helps when it is "same-origin" (the same
         mapped host, so the same vendor host) or "none" (typed, a bookmark): all vendors and the
         proxy are one site to it. The proxy's own pages (the menu) count as same-site, and so
-        does a request with neither Origin nor Referer, unless the browser says another page
-        started it and it is no top-level navigation (a page can drop both with
-        `referrerpolicy=no-referrer`; the menu's links are navigations). An opaque Origin
-        ("null": a sandboxed frame, a no-referrer form) with no Referer is cross-site.
+        does a request with neither Origin nor Referer that is a top-level navigation (the
+        menu's links, a typed address). An opaque Origin ("null": a sandboxed frame, a
+        no-referrer form) with no Referer is cross-site, as is a sub-resource a site outside
+        the proxy asked for. A sub-resource or frame one of the proxy's hosts asked for without
+        naming itself (a page with `Referrer-Policy: no-referrer` or `same-origin`) is UNSURE:
+        it may be the vendor's own page on a sibling host (its images host, its sign-on frame),
+        which gets Lax cookies without the proxy, or another vendor's page dropping its referrer
+        on purpose; it gets all but the Strict ones.
         """
         if initiator.fetch_site in ("same-origin", "none"):
-            return False
+            return SAME
         origin = initiator.origin if initiator.origin != "null" else None
         source = origin or initiator.referer
         if not source:
             if initiator.origin == "null":
-                return True
-            started_elsewhere = initiator.fetch_site in ("same-site", "cross-site")
-            return started_elsewhere and not initiator.top_level
+                return CROSS
+            if initiator.top_level:
+                return SAME
+            if initiator.fetch_site == "same-site":
+                return UNSURE
+            return CROSS if initiator.fetch_site == "cross-site" else SAME
         own, host = initiator_host(source, self.hosts)
         if own:
-            return False
-        return host is None or not same_site(host, vendor_host)
+            return SAME
+        return CROSS if host is None or not same_site(host, vendor_host) else SAME
 
     def _body_decoder(
         self, resp: VendorResponse, ctype: str, headers: CIMultiDict[str]

@@ -305,13 +305,21 @@ async def test_menu_link_without_referer_is_same_site(stack: Any) -> None:
     assert _received(b) == ALL
 
 
-async def test_subresource_without_origin_or_referer_from_another_page_is_cross_site(
+async def test_a_subresource_a_proxied_page_asked_for_without_naming_itself_gets_no_strict(
     stack: Any,
 ) -> None:
-    """A page can drop its Referer (`referrerpolicy=no-referrer`); the browser still says
-    another page started the request, and it is no navigation."""
+    """A page can drop its Referer (`referrerpolicy=no-referrer`): the browser says only that a
+    page of the same site (one of the proxy's hosts) asked for it. It may be B's own page on a
+    sibling host (its images host, its sign-on frame), which would get Lax cookies without the
+    proxy, or A's page hiding: Strict cookies stay home, Lax and unset ones go."""
     driver, b = stack
     await _send(driver, "GET", _nav(dest="image"))
+    assert _received(b) == LAX
+
+
+async def test_a_subresource_a_site_outside_the_proxy_asked_for_is_cross_site(stack: Any) -> None:
+    driver, b = stack
+    await _send(driver, "GET", _nav("cross-site", dest="image"))
     assert _received(b) == NONE
 
 
