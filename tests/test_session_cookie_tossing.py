@@ -9,6 +9,7 @@ real proxy, real slapd and recording vendors (proxy/web/session_cookie.py, pages
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ async def _stack(
     proxy_factory: Any,
     *,
     public_host: str = "proxy.localhost",
+    public_url: str | None = None,
+    session: str = 'store = "memory"',
 ) -> tuple[ProxyDriver, Any, Any]:
     evil = await vendor_factory(EVIL)
     good = await vendor_factory(GOOD)
@@ -57,9 +60,13 @@ async def _stack(
         port=port,
         directory=ldap_directory(slapd, tmp_path),
         vendors={"evil": vendor_toml("evil", evil), "good": vendor_toml("good", good)},
+        session=session,
         extra="\n[throttle]\naddress_limit = 1000\n",
     )
-    cfg.write_text(cfg.read_text().replace("proxy.localhost", public_host))
+    text = cfg.read_text().replace("proxy.localhost", public_host)
+    if public_url is not None:
+        text = re.sub(r'public_url = "[^"]*"', f'public_url = "{public_url}"', text)
+    cfg.write_text(text)
     driver: ProxyDriver = await proxy_factory(cfg)
     driver.public = f"{public_host}:{port}"
     return driver, evil, good

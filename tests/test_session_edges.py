@@ -10,60 +10,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import async_playwright
 
-from proxy.hosts import map_label
 from tests.browser_support import launch
 from tests.canary import CANARY, WREN
-from tests.harness import ProxyDriver, ldap_directory, vendor_toml, write_config
+from tests.test_session_cookie_tossing import EVIL, GOOD, PARENT, _mapped, _sign_in, _stack
 
-EVIL = "www.evil-db.test"
-GOOD = "www.good-db.test"
-PARENT = "weston.localhost"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]*)"')
-
-
-async def _stack(
-    tmp_path: Path,
-    port: int,
-    slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    *,
-    public_host: str = "proxy.localhost",
-    public_url: str | None = None,
-    session: str = 'store = "memory"',
-) -> tuple[ProxyDriver, Any, Any]:
-    evil = await vendor_factory(EVIL)
-    good = await vendor_factory(GOOD)
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(slapd, tmp_path),
-        vendors={"evil": vendor_toml("evil", evil), "good": vendor_toml("good", good)},
-        session=session,
-        extra="\n[throttle]\naddress_limit = 1000\n",
-    )
-    text = cfg.read_text().replace("proxy.localhost", public_host)
-    if public_url is not None:
-        text = re.sub(r'public_url = "[^"]*"', f'public_url = "{public_url}"', text)
-    cfg.write_text(text)
-    driver: ProxyDriver = await proxy_factory(cfg)
-    driver.public = f"{public_host}:{port}"
-    return driver, evil, good
-
-
-def _mapped(driver: ProxyDriver, vendor_host: str) -> str:
-    return f"http://{map_label(vendor_host)}.{driver.public}"
-
-
-async def _sign_in(page: Page, driver: ProxyDriver, card: str, pin: str) -> None:
-    own = f"http://{driver.public}"
-    await page.goto(f"{own}/login")
-    await page.fill("input[name=username]", card)
-    await page.fill("input[name=password]", pin)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{own}/menu")
 
 
 async def test_sign_in_forgery_without_fetch_metadata_is_refused(
