@@ -194,7 +194,6 @@ async def _proxy_admitted(
         if refused is not None:
             return refused
     await svc.sessions.touch(session)
-    await svc.sessions.note_host(session, vendor_host)
     upstream = svc.upstream  # a reload may replace it meanwhile; this request ends on this one
     svc.forwarding[upstream] = svc.forwarding.get(upstream, 0) + 1
     try:

@@ -42,7 +42,7 @@ from proxy.limits_http import http_limits
 from proxy.logs import get_logger
 from proxy.privacy import Initiator, initiator_host, outbound_headers, response_headers
 from proxy.rewrite import media_type, should_rewrite
-from proxy.sessions import Session, Sessions
+from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
 from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
@@ -297,7 +297,10 @@ class Upstream:
         out = Outbound(
             vendor=vendor, session=session, method=request.method, url=url, headers=headers
         )
-        out.session_changed = first_at_vendor
+        # A host new to the session is noted with the rest of this request's write, for
+        # sign-out to clear from the browser (Sessions.save_vendor).
+        new_host = vendor_host not in session.hosts and len(session.hosts) < MAX_NOTED_HOSTS
+        out.session_changed = first_at_vendor or new_host
         # The jar as this request found it: what the request changes from it is what it stores.
         before = list(session.jars.get(vendor.id, []))
         try:
@@ -320,7 +323,9 @@ class Upstream:
                     resp = await self._send_with_jar(out, data)
                     head = b""
             if out.session_changed:
-                added = await self.sessions.save_vendor(session, vendor.id, before)
+                added = await self.sessions.save_vendor(
+                    session, vendor.id, before, vendor_host if new_host else None
+                )
                 first_at_vendor = first_at_vendor and "seen" in added
             return await self._relay(request, resp, vendor, out, started, first_at_vendor, head)
         finally:
@@ -370,25 +375,26 @@ class Upstream:
         The browser's own answer (`Sec-Fetch-Site`) only helps when it is "same-origin" (the same
         mapped host, so the same vendor host) or "none" (typed, a bookmark): all vendors and the
         proxy are one site to it. The proxy's own pages (the menu) count as same-site, and so
-        does a request with neither Origin nor Referer that is a top-level navigation (the
-        menu's links, a typed address). An opaque Origin ("null": a sandboxed frame, a
-        no-referrer form) with no Referer is cross-site, as is a sub-resource a site outside
-        the proxy asked for. A sub-resource or frame one of the proxy's hosts asked for without
-        naming itself (a page with `Referrer-Policy: no-referrer` or `same-origin`) is UNSURE:
-        it may be the vendor's own page on a sibling host (its images host, its sign-on frame),
-        which gets Lax cookies without the proxy, or another vendor's page dropping its referrer
-        on purpose; it gets all but the Strict ones.
+        does a top-level navigation with neither Origin nor Referer (the menu's links, a typed
+        address). What a site outside the proxy asked for is cross-site, as is an opaque Origin
+        ("null") the browser does not place. A sub-resource, frame or form post one of the
+        proxy's hosts asked for without naming itself ("same-site", no Referer, Origin absent or
+        "null": a page with `Referrer-Policy: no-referrer` or `same-origin`, helmet's default)
+        is UNSURE: it may be the vendor's own page on a sibling host (its images host, a form
+        to its sign-on host), which gets its Lax cookies without the proxy, or another vendor's
+        page hiding on purpose; it gets all but the Strict ones.
         """
         if initiator.fetch_site in ("same-origin", "none"):
             return SAME
         origin = initiator.origin if initiator.origin != "null" else None
         source = origin or initiator.referer
         if not source:
+            hidden = initiator.fetch_site == "same-site"  # one of the proxy's pages (below)
             if initiator.origin == "null":
-                return CROSS
+                return UNSURE if hidden else CROSS
             if initiator.top_level:
                 return SAME
-            if initiator.fetch_site == "same-site":
+            if hidden:
                 return UNSURE
             return CROSS if initiator.fetch_site == "cross-site" else SAME
         own, host = initiator_host(source, self.hosts)

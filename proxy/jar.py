@@ -141,8 +141,11 @@ def merged_jar(
     between `before` and `ours` (a shared login's cookies, say). Cookies other overlapping
     requests stored meanwhile are kept; this request's own changes win over them."""
     jar = load_jar(latest)
-    was = {_key(d): d for d in before}
-    now = {_key(d): d for d in ours}
+    # Compared with SameSite filled in: a jar stored before it was kept has entries without it,
+    # and `ours` (from dump_jar) has it, so every cookie would look changed and this request's
+    # stale copies would be written over what overlapping requests stored.
+    was = {_key(d): {"samesite": None, **d} for d in before}
+    now = {_key(d): {"samesite": None, **d} for d in ours}
     for key, d in now.items():
         if was.get(key) != d:
             jar.set_cookie(_cookie(d))

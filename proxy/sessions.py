@@ -12,10 +12,11 @@ import asyncio
 import copy
 import hashlib
 import itertools
+import random
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -26,8 +27,12 @@ from proxy.tasks import stop
 
 # How often `Sessions._amend` reads and applies its change again when another write came
 # between its read and its write. Writers of one session are the requests of a patron's pages,
-# a handful at a time, each writing once: a few attempts see every one of them through.
-AMEND_ATTEMPTS = 8
+# each writing at most once; a page's 16 parallel requests through two instances on Redis
+# lost writes after 8 attempts (tests/test_scale_out.py).
+AMEND_ATTEMPTS = 24
+# After a lost compare-and-set, wait up to this many seconds times the attempt number (random):
+# the writers of a page's parallel requests then stop meeting each other in lockstep.
+AMEND_BACKOFF_S = 0.002
 # How many vendor hosts a session remembers for signing out (`Session.hosts`); a patron's
 # databases use a few each. Past it, later hosts are not cleared from the browser at sign-out.
 MAX_NOTED_HOSTS = 100
@@ -65,7 +70,10 @@ class Session:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Session:
-        d = dict(d)
+        """A stored session; fields this code does not know are left out, so a session written
+        by a newer instance (a rolling upgrade adds a field) still loads here."""
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
         d["databases"] = frozenset(d.get("databases", ()))
         return cls(**d)
 
@@ -277,7 +285,11 @@ class Sessions:
             await self._amend(session.id, lambda stored: True, now)
 
     async def save_vendor(
-        self, session: Session, vendor_id: str, jar_before: list[dict[str, Any]]
+        self,
+        session: Session,
+        vendor_id: str,
+        jar_before: list[dict[str, Any]],
+        host: str | None = None,
     ) -> frozenset[str]:
         """Store what one proxied request for `vendor_id` changed onto the session as stored now:
         the cookies it changed in that vendor's jar (from `jar_before`, the jar as the request
@@ -289,6 +301,9 @@ class Sessions:
         changed meanwhile: a cookie another response set, another vendor's cookies, or a
         suspension for usage limits.
 
+        `host`, the vendor host the request went to, is added to `Session.hosts` (up to
+        MAX_NOTED_HOSTS) in the same write, for sign-out to clear from the browser.
+
         Returns the state lists this write put `vendor_id` into (empty when nothing was
         written): of a page's overlapping requests that each found "seen" without the vendor,
         only the one whose write added it gets "seen" back, so a session is counted as started
@@ -299,6 +314,8 @@ class Sessions:
 
         def change(stored: Session) -> bool:
             added.clear()  # a retry applies the change again, to what another write stored
+            if host and host not in stored.hosts and len(stored.hosts) < MAX_NOTED_HOSTS:
+                stored.hosts.append(host)
             if ours != jar_before:
                 jar = dump_jar(merged_jar(stored.jars.get(vendor_id, []), jar_before, ours))
                 if jar:
@@ -322,21 +339,6 @@ class Sessions:
 
         return frozenset(added) if await self._amend(session.id, change) else frozenset()
 
-    async def note_host(self, session: Session, vendor_host: str) -> None:
-        """Remember that this session's browser was sent to `vendor_host` (up to
-        MAX_NOTED_HOSTS): written once per host, so a page's later requests cost a list lookup."""
-        if vendor_host in session.hosts or len(session.hosts) >= MAX_NOTED_HOSTS:
-            return
-        session.hosts.append(vendor_host)
-
-        def change(stored: Session) -> bool:
-            if vendor_host in stored.hosts or len(stored.hosts) >= MAX_NOTED_HOSTS:
-                return False
-            stored.hosts.append(vendor_host)
-            return True
-
-        await self._amend(session.id, change)
-
     async def suspend(self, session_id: str, reason: str) -> bool:
         """Mark the stored session suspended (usage limits); False when it had ended, or was
         suspended already."""
@@ -357,7 +359,7 @@ class Sessions:
         meanwhile, signed out or expired, stays ended) and still the value read (a compare-and-
         set: when another write came between, `change` is applied again to what that wrote).
         False when nothing was written."""
-        for _ in range(AMEND_ATTEMPTS):
+        for attempt in range(AMEND_ATTEMPTS):
             got = await self.store.get_versioned(session_id)
             if got is None:
                 return False
@@ -373,6 +375,7 @@ class Sessions:
             replaced = await self.store.replace(stored, ttl, version)
             if replaced != "changed":
                 return replaced == "stored"
+            await asyncio.sleep(random.uniform(0, AMEND_BACKOFF_S * (attempt + 1)))
         # Every attempt met another write: this one change is dropped rather than written over
         # theirs. The event only, for IT: no session, patron or vendor.
         structlog.get_logger(__name__).warning("session_update_contended", attempts=AMEND_ATTEMPTS)

@@ -281,8 +281,17 @@ async def test_a_page_on_another_site_outside_the_proxy_is_cross_site(stack: Any
 
 async def test_opaque_origin_is_cross_site(stack: Any) -> None:
     driver, b = stack
-    await _send(driver, "POST", {"Origin": "null", **_nav(dest="empty")})
+    await _send(driver, "POST", {"Origin": "null", **_nav("cross-site", dest="empty")})
     assert _received(b) == NONE
+
+
+async def test_opaque_origin_from_one_of_the_proxys_pages_gets_no_strict(stack: Any) -> None:
+    """A no-referrer (or same-origin) page posting a form to a sibling host sends `Origin: null`
+    and `Sec-Fetch-Site: same-site`: maybe the vendor's own sign-on form, maybe another
+    vendor hiding. Strict cookies stay home; Lax and unset ones go."""
+    driver, b = stack
+    await _send(driver, "POST", {"Origin": "null", **_nav(dest="document")})
+    assert _received(b) == LAX
 
 
 async def test_request_from_the_proxys_own_pages_is_same_site(stack: Any) -> None:

@@ -193,6 +193,8 @@ async def test_forget_path_is_answered_by_the_proxy_without_a_session(
 
 
 async def test_hosts_are_noted_once_each_and_up_to_the_cap(redis_url: str) -> None:
+    """A request's write (`save_vendor`) notes the vendor host it went to: once, also when a
+    copy loaded before another request's write names it again, and at most MAX_NOTED_HOSTS."""
     from proxy.redis_store import RedisStore
 
     store = RedisStore(url=redis_url, key=b"k" * 32, prefix="forget-test:")
@@ -200,20 +202,19 @@ async def test_hosts_are_noted_once_each_and_up_to_the_cap(redis_url: str) -> No
     try:
         session = await sessions.start(patron_key="k", databases=frozenset({"one"}))
         for host in (WWW, DEEP, WWW):
-            await sessions.note_host(session, host)
+            await sessions.save_vendor(session, "one", [], host)
         stored = await sessions.load(session.id)
         assert stored is not None and stored.hosts == [WWW, DEEP]
 
-        # A copy loaded before another request noted a host does not write it twice.
         stale = await sessions.load(session.id)
         assert stale is not None
-        await sessions.note_host(session, "a.vendor-one.test")
-        await sessions.note_host(stale, "a.vendor-one.test")
+        await sessions.save_vendor(session, "one", [], "a.vendor-one.test")
+        await sessions.save_vendor(stale, "one", [], "a.vendor-one.test")
         again = await sessions.load(session.id)
         assert again is not None and again.hosts == [WWW, DEEP, "a.vendor-one.test"]
 
         for i in range(MAX_NOTED_HOSTS + 5):
-            await sessions.note_host(again, f"h{i}.vendor-one.test")
+            await sessions.save_vendor(again, "one", [], f"h{i}.vendor-one.test")
         last = await sessions.load(session.id)
         assert last is not None and len(last.hosts) == MAX_NOTED_HOSTS
         await sessions.end(session.id)

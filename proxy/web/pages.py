@@ -266,7 +266,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if len(old) > 1:
         clear_copies(resp, request, svc.config)  # before the new cookie, which aiohttp adds last
     _set_session_cookie(resp, svc.config, session.id)
-    resp.del_cookie(CSRF_COOKIE, path="/login")
+    # The CSRF cookie stays: a sign-in form open in another tab carries the same token, and
+    # deleting it made that tab's sign-in fail with "Please try again".
     raise resp
 
 
