@@ -111,6 +111,17 @@ async def _attacker_signed_in(
     return driver, good, atk
 
 
+async def _patron_meets_hostile_page(context: Any, driver: ProxyDriver) -> tuple[Page, str]:
+    """The patron signs in (their session id is returned) and opens the evil vendor's
+    /hostile page, which has done its work when it says "tossed"."""
+    page = await context.new_page()
+    await _sign_in(page, driver, CANARY.uid, CANARY.password)
+    victim = await _browser_sid(context, driver)
+    await page.goto(_mapped(driver, EVIL) + "/hostile")
+    assert await page.text_content("#out") == "tossed"
+    return page, victim
+
+
 def _toss_session(atk: str, cookie_name: str) -> str:
     """The hostile page's script: a session cookie for the library's parent domain."""
     return (
@@ -145,11 +156,7 @@ async def test_vendor_page_cannot_move_patron_into_attackers_session(
         browser = await launch(p)
         try:
             context = await browser.new_context()
-            page = await context.new_page()
-            await _sign_in(page, driver, CANARY.uid, CANARY.password)
-            victim = await _browser_sid(context, driver)
-            await page.goto(_mapped(driver, EVIL) + "/hostile")
-            assert await page.text_content("#out") == "tossed"
+            page, victim = await _patron_meets_hostile_page(context, driver)
             # The hostile page's own later requests (its favicon) may meet the two cookies
             # first: the patron then finds the sign-in page rather than the notice.
             await page.goto(_mapped(driver, GOOD) + "/search?q=canary")
@@ -192,11 +199,7 @@ async def test_vendor_page_cannot_make_sign_out_end_another_session(
         browser = await launch(p)
         try:
             context = await browser.new_context()
-            page = await context.new_page()
-            await _sign_in(page, driver, CANARY.uid, CANARY.password)
-            victim = await _browser_sid(context, driver)
-            await page.goto(_mapped(driver, EVIL) + "/hostile")
-            assert await page.text_content("#out") == "tossed"
+            page, victim = await _patron_meets_hostile_page(context, driver)
             await page.goto(f"{own}/logout")
             assert "You are signed out" in await page.content()
             names = [c["name"] for c in await context.cookies()]

@@ -14,7 +14,14 @@ from playwright.async_api import async_playwright
 
 from tests.browser_support import launch
 from tests.canary import CANARY, WREN
-from tests.test_session_cookie_tossing import EVIL, GOOD, PARENT, _mapped, _sign_in, _stack
+from tests.test_session_cookie_tossing import (
+    GOOD,
+    PARENT,
+    _mapped,
+    _patron_meets_hostile_page,
+    _sign_in,
+    _stack,
+)
 
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]*)"')
 
@@ -131,10 +138,7 @@ async def test_tossed_cookie_on_an_encoded_path_is_deleted(
         browser = await launch(p)
         try:
             context = await browser.new_context()
-            page = await context.new_page()
-            await _sign_in(page, driver, CANARY.uid, CANARY.password)
-            await page.goto(_mapped(driver, EVIL) + "/hostile")
-            assert await page.text_content("#out") == "tossed"
+            page, _victim = await _patron_meets_hostile_page(context, driver)
             resp = await page.goto(_mapped(driver, GOOD) + "/r%C3%A9sultats/list")
             assert resp is not None and resp.status == 400  # the conflict is seen
             left = [(c["domain"], c["path"]) for c in await context.cookies() if c["name"] == name]
