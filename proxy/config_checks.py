@@ -6,7 +6,6 @@ Each check appends `Problem`s (file, key, message) and never stops at the first,
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
 import re
@@ -15,13 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
-from publicsuffixlist import PublicSuffixList
-
 from proxy.client_ip import parse_networks
 from proxy.crypto import server_secret_problem
 from proxy.errors import EnvironmentProblem, Problem
 from proxy.hosts import host_matches, is_valid_hostname
 from proxy.logs import LOG_FORMATS, LOG_LEVELS
+from proxy.public_suffix import suffix_list
 
 if TYPE_CHECKING:
     from proxy.config import Config, VendorConfig
@@ -36,11 +34,6 @@ DIRECTORY_KINDS = ("ldap", "file")
 # Public Suffix List (publicsuffixlist bundles it, ICANN and private sections) decides; these are
 # refused as well, as shared hosting no vendor's own wildcard should span.
 _SHARED_HOSTING = frozenset({"amazonaws.com", "cloudfront.net", "azurewebsites.net"})
-
-
-@functools.lru_cache(maxsize=1)
-def _public_suffixes() -> PublicSuffixList:
-    return PublicSuffixList()  # reads the bundled list once (~0.1 s)
 
 
 def _is_loopback(host: str) -> bool:
@@ -58,9 +51,7 @@ def covers_public_suffix(pattern: str) -> bool:
     if not pattern.startswith("*."):
         return False
     suffix = pattern[2:].lower().rstrip(".")
-    return (
-        "." not in suffix or suffix in _SHARED_HOSTING or bool(_public_suffixes().is_public(suffix))
-    )
+    return "." not in suffix or suffix in _SHARED_HOSTING or bool(suffix_list().is_public(suffix))
 
 
 def split_url(url: str) -> SplitResult:

@@ -34,13 +34,13 @@ from proxy.jar import (
     cross_site_cookies,
     dump_jar,
     load_jar,
-    same_site,
     storable_cross_site,
     store_set_cookies,
 )
 from proxy.limits_http import http_limits
 from proxy.logs import get_logger
 from proxy.privacy import Initiator, initiator_host, outbound_headers, response_headers
+from proxy.public_suffix import same_site
 from proxy.rewrite import media_type, should_rewrite
 from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document

@@ -12,15 +12,11 @@ so in the browser all vendors are one site, and only the proxy can tell them apa
 from __future__ import annotations
 
 import contextlib
-import functools
 import http.cookiejar
-import ipaddress
 import time
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
-
-from publicsuffixlist import PublicSuffixList
 
 _FIELDS = (
     "version",
@@ -206,25 +202,3 @@ def cross_site_cookies(
         for d in serialised
         if d.get("samesite") == "none" or (lax and d.get("samesite") != "strict")
     ]
-
-
-@functools.lru_cache(maxsize=1)
-def _suffixes() -> PublicSuffixList:
-    return PublicSuffixList()  # reads the bundled list once
-
-
-@functools.lru_cache(maxsize=4096)
-def registrable_domain(host: str) -> str:
-    """The site a host belongs to for SameSite: its registrable domain (eTLD+1 by the Public
-    Suffix List), an IP address itself, a public suffix itself. Cached: it is asked per
-    cross-site request, about the few hosts a patron's pages come from."""
-    host = host.lower().rstrip(".")
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return _suffixes().privatesuffix(host) or host
-    return host
-
-
-def same_site(host: str, other: str) -> bool:
-    return registrable_domain(host) == registrable_domain(other)

@@ -26,10 +26,10 @@ from proxy.jar import (
     dump_jar,
     load_jar,
     merged_jar,
-    registrable_domain,
     storable_cross_site,
     store_set_cookies,
 )
+from proxy.public_suffix import registrable_domain
 from proxy.sessions import Session, make_store, new_session_id
 from tests.browser_support import launch
 from tests.canary import CANARY

@@ -17,14 +17,13 @@ for each path the request's path lies under (a cookie is only sent on a path und
 
 from __future__ import annotations
 
-import functools
 from http.cookies import SimpleCookie
 
 from aiohttp import web
-from publicsuffixlist import PublicSuffixList
 
 from proxy.config import Config
 from proxy.errors import SessionConflict
+from proxy.public_suffix import registrable_domain
 from proxy.services import SERVICES
 
 # Most `/` of a request path whose prefixes get a deletion each (a deeper path is cut there).
@@ -75,15 +74,10 @@ def session_id(request: web.Request) -> str | None:
     return ids[0] if ids else None
 
 
-@functools.lru_cache(maxsize=1)
-def _suffixes() -> PublicSuffixList:
-    return PublicSuffixList()  # reads the bundled list once (~0.1 s)
-
-
 def _domains(public_host: str) -> list[str]:
     """The proxy's host and its parent domains up to the registrable one (cookies can be set
     for each of them from the proxy's subdomains)."""
-    top = _suffixes().privatesuffix(public_host) or public_host
+    top = registrable_domain(public_host)
     labels = public_host.split(".")
     found = []
     for i in range(len(labels)):
