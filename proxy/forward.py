@@ -584,21 +584,15 @@ class _Paced:
 
 
 async def _read_whole(content: StreamReader, length: int, idle_s: float) -> bytes:
-    """A request body of `length` bytes, as many pieces as the network makes of it; 408 when
-    `idle_s` pass without a byte, 400 when it ends early."""
-    pieces: list[bytes] = []
-    missing = length
-    while missing > 0:
-        try:
-            async with asyncio.timeout(idle_s):
-                piece = await content.read(missing)
-        except TimeoutError:
-            raise web.HTTPRequestTimeout(text="The request body stopped arriving.") from None
-        if not piece:
-            raise web.HTTPBadRequest(text="The request body ended early.")
-        pieces.append(piece)
-        missing -= len(piece)
-    return b"".join(pieces)
+    """A request body of `length` bytes (at most MAX_UNMAP_BODY), read as `_Paced` reads a
+    streamed one; 408 when `idle_s` pass without a byte, 400 when it ends early."""
+    try:
+        body = b"".join([piece async for piece in _Paced(content, idle_s)])
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="The request body stopped arriving.") from None
+    if len(body) < length:
+        raise web.HTTPBadRequest(text="The request body ended early.")
+    return body
 
 
 async def _sniff_head(resp: VendorResponse, head: bytes) -> bytes:

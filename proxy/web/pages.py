@@ -165,10 +165,8 @@ def _login_page(
     )
     # The form's answer is a redirect to the starting point on a mapped vendor host, and browsers
     # hold redirects after a form post to `form-action` too: 'self' alone would stop the patron.
-    scheme, host, port = svc.config.public
-    mapped = f"{scheme}://*.{host}" + (f":{port}" if port else "")
     resp.headers["Content-Security-Policy"] = OWN_PAGE_HEADERS["Content-Security-Policy"].replace(
-        "form-action 'self'", f"form-action 'self' {mapped}"
+        "form-action 'self'", f"form-action 'self' {_mapped_hosts(svc.config)}"
     )
     # Not no-referrer: the form must send its real Origin (`_posted_from_elsewhere`). Same-origin
     # still sends no Referer to any other host, a vendor's included.
@@ -206,6 +204,12 @@ def _posted_from_elsewhere(request: web.Request, config: Config) -> bool:
     if origin == "null":
         return site is None
     return origin != _own_origin(config)
+
+
+def _mapped_hosts(config: Config) -> str:
+    """A CSP source for every mapped vendor host: each is a subdomain of the public host."""
+    scheme, host, port = config.public
+    return f"{scheme}://*.{host}" + (f":{port}" if port else "")
 
 
 def _own_origin(config: Config) -> str:
@@ -316,11 +320,9 @@ def _forget_page_headers(resp: web.StreamResponse, config: Config, urls: list[st
     images come from the proxy's mapped hosts (all subdomains of the public host)."""
     if not urls:
         return
-    scheme, host, port = config.public
-    mapped = f"{scheme}://*.{host}" + (f":{port}" if port else "")
     csp = OWN_PAGE_HEADERS["Content-Security-Policy"]
     resp.headers["Content-Security-Policy"] = csp.replace(
-        "img-src 'self' data:", f"img-src 'self' data: {mapped}"
+        "img-src 'self' data:", f"img-src 'self' data: {_mapped_hosts(config)}"
     )
 
 
