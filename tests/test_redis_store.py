@@ -40,6 +40,7 @@ def canary_session() -> Session:
         csrf="csrf-token-synthetic-5150",
         jars={"ebsco": [{"name": "patron", "value": WREN.email, "domain": "ebscohost.com"}]},
         state={"login": {"username": CANARY.uid, "name": CANARY.cn, "address": CANARY.address}},
+        hosts=["search.ebscohost.com", "web.b.ebscohost.com"],  # which vendors: P5, sealed
     )
 
 
