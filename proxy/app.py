@@ -67,6 +67,7 @@ from proxy.web.pages import (
     static_file,
 )
 from proxy.web.session_cookie import clear_copies
+from proxy.websocket import SocketRelay
 
 # Feature modules plugged into every app, in order. Each has
 # `async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]` (a cleanup_ctx-style
@@ -173,7 +174,22 @@ async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamRes
     server = svc.config.server
     share = vendor_share(server, vendor)
     async with svc.admission.slot(vendor.id, share, server.admission_wait_s):
-        return await _proxy_admitted(request, vendor, vendor_host)
+        resp = await _proxy_admitted(request, vendor, vendor_host)
+    if isinstance(resp, SocketRelay):
+        # Open for as long as the patron's page keeps it: outside the admission slot, and
+        # counted busy on its forwarder so a reload does not close it with the old one.
+        owner = resp.owner
+        svc.forwarding[owner] = svc.forwarding.get(owner, 0) + 1
+        try:
+            return await resp.relay(
+                request,
+                svc.sessions,
+                server.websocket_check_s,
+                lambda s: not s.suspended and may_use(s.databases, vendor),
+            )
+        finally:
+            svc.forwarding[owner] -= 1
+    return resp
 
 
 async def _proxy_admitted(

@@ -69,6 +69,12 @@ class ServerConfig:
         15.0,
     )
     listen_backlog: int = doc("pending connections the kernel queues before accept", 1024)
+    max_websockets: int = doc(
+        "WebSockets to vendors open at once per process; more are refused (503); 0 = none", 1000
+    )
+    websocket_check_s: float = doc(
+        "how often an open WebSocket checks that its session lives (sign-out, expiry)", 15.0
+    )
     pid_file: str = doc("where serve writes the pid that `reload` signals", "state/proxy.pid")
 
 

@@ -167,10 +167,21 @@ def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
                 f"({s.max_in_flight})",
             )
         )
-    for key in ("admission_wait_s", "upstream_timeout_s", "upstream_connect_timeout_s"):
+    for key in (
+        "admission_wait_s",
+        "upstream_timeout_s",
+        "upstream_connect_timeout_s",
+        "websocket_check_s",
+    ):
         if not getattr(s, key) > 0:
             problems.append(Problem(file, f"server.{key}", "must be positive"))
-    _not_negative(s, {"shutdown_grace_s": "stop at once"}, file, "server.", problems)
+    _not_negative(
+        s,
+        {"shutdown_grace_s": "stop at once", "max_websockets": "no WebSockets"},
+        file,
+        "server.",
+        problems,
+    )
     for key in ("workers", "listen_backlog"):
         if getattr(s, key) < 1:
             problems.append(Problem(file, f"server.{key}", "must be at least 1"))

@@ -46,6 +46,7 @@ from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
 from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
+from proxy.websocket import SocketRelay, VendorSockets, offered_protocols, wants_websocket
 
 if TYPE_CHECKING:
     from proxy.rewrite import Rewriter
@@ -194,6 +195,7 @@ class Upstream:
         self.body_idle_s = http_limits(config).header_timeout_s
         self.adapters: dict[str, VendorAdapter] = {}
         self._client: VendorClient | None = None
+        self._sockets: VendorSockets | None = None
         self._ssl: dict[str, ssl.SSLContext] = {}
 
     async def start(self) -> None:
@@ -215,11 +217,13 @@ class Upstream:
             self.adapters[v.id] = make_adapter(v, self)
         # Large bodies arrive in large reads, while a slow patron holds back at most 256 KiB per
         # vendor response before reading from the vendor pauses.
-        self._client = VendorClient(
-            VendorResolver(connect_to, self.hosts), read_limit=256 * 1024, idle_per_host=64
-        )
+        resolver = VendorResolver(connect_to, self.hosts)
+        self._client = VendorClient(resolver, read_limit=256 * 1024, idle_per_host=64)
+        self._sockets = VendorSockets(resolver, self.config.server.max_websockets)
 
     async def close(self) -> None:
+        if self._sockets is not None:
+            await self._sockets.close()
         if self._client is not None:
             await self._client.close()
 
@@ -275,15 +279,20 @@ class Upstream:
         out_headers["Content-Length"] = str(len(body))
         return body
 
-    async def forward(
-        self, request: web.Request, vendor: VendorConfig, vendor_host: str, session: Session
-    ) -> web.StreamResponse:
-        started = time.monotonic()
+    def _outbound_url(self, request: web.Request, vendor: VendorConfig, vendor_host: str) -> URL:
         raw_path = request.raw_path
         if self.rewriter is not None and "?" in raw_path:
             path, _, query = raw_path.partition("?")
             raw_path = path + "?" + self.rewriter.unmap_url(query)
-        url = upstream_url(vendor, vendor_host, raw_path)
+        return upstream_url(vendor, vendor_host, raw_path)
+
+    async def forward(
+        self, request: web.Request, vendor: VendorConfig, vendor_host: str, session: Session
+    ) -> web.StreamResponse:
+        if wants_websocket(request):
+            return await self._open_socket(request, vendor, vendor_host, session)
+        started = time.monotonic()
+        url = self._outbound_url(request, vendor, vendor_host)
         headers = outbound_headers(
             request.headers, hosts=self.hosts, vendor_origins=self.vendor_origins
         )
@@ -331,7 +340,42 @@ class Upstream:
         finally:
             resp.release()
 
-    async def _send_with_jar(self, out: Outbound, data: Any) -> VendorResponse:
+    async def _open_socket(
+        self, request: web.Request, vendor: VendorConfig, vendor_host: str, session: Session
+    ) -> web.StreamResponse:
+        """The vendor's side of a WebSocket, opened with the request scrubbed and authorized as
+        any other; the patron's side is answered by `SocketRelay.relay` (proxy/websocket.py),
+        once the admission slot is let go."""
+        assert self._sockets is not None, "Upstream.start() not awaited"
+        started = time.monotonic()
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            raise web.HTTPBadRequest(text="This is not a WebSocket handshake.")
+        headers = outbound_headers(
+            request.headers, hosts=self.hosts, vendor_origins=self.vendor_origins
+        )
+        url = self._outbound_url(request, vendor, vendor_host)
+        out = Outbound(vendor=vendor, session=session, method="GET", url=url, headers=headers)
+        await self.authorized(out)
+        s = self.config.server
+        try:
+            vendor_ws = await self._sockets.connect(
+                out,
+                offered_protocols(request),
+                ssl_context=self._ssl.get(vendor.id),
+                connect_timeout=s.upstream_connect_timeout_s,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            # The vendor answered, and not with a socket: its status, for the page's script.
+            status = exc.status if 400 <= exc.status <= 599 else 502
+            self._observe(vendor, out, status, 0, started, "", False)
+            return web.Response(status=status, text="The database did not open the connection.")
+        self._observe(vendor, out, 101, 0, started, "", False)
+        return SocketRelay(vendor_ws, vendor, session, self._sockets, owner=self)
+
+    async def authorized(self, out: Outbound) -> str | None:
+        """`out` as it leaves: what the vendor's adapter adds, and the Cookie header from the
+        session's jar as SameSite allows. Returns the site decision when one was taken (SAME,
+        CROSS or UNSURE; None when the jar was empty and it was not asked)."""
         adapter = self.adapters[out.vendor.id]
         out.headers.popall("Cookie", None)
         # Authorize first: a shared login puts its cookies in the jar, and they must go on this
@@ -350,6 +394,11 @@ class Upstream:
             cookie = cookie_header(load_jar(stored_jar), str(out.url))
             if cookie:
                 out.headers["Cookie"] = cookie
+        return site
+
+    async def _send_with_jar(self, out: Outbound, data: Any) -> VendorResponse:
+        site = await self.authorized(out)
+        initiator = getattr(out.headers, "initiator", None)
         resp = await self.send(out.vendor, out.method, out.url, out.headers, data)
         set_cookies = resp.headers.getall("Set-Cookie", [])
         if set_cookies and initiator is not None and not initiator.top_level:
