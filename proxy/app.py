@@ -52,6 +52,7 @@ from proxy.services import (
 from proxy.web.messages import FORMAT_DEFAULTS, UI
 from proxy.web.pages import (
     FORGET_PATH,
+    FORGET_WHAT,
     _public,
     _session_cookie,
     end_sessions,
@@ -196,10 +197,19 @@ async def _proxy_admitted(
     request: web.Request, vendor: VendorConfig, vendor_host: str
 ) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    session = await svc.sessions.load(_session_cookie(request))
+    sid = _session_cookie(request)
+    session = await svc.sessions.load(sid)
     if session is None:
         start = upstream_url(vendor, vendor_host, request.raw_path)
-        raise web.HTTPFound(_public(svc.config, "/login?url=" + quote(str(start), safe="")))
+        to_login = _public(svc.config, "/login?url=" + quote(str(start), safe=""))
+        if sid:
+            # A session that ended without sign-out (idle, too old): the next person on a
+            # shared computer is here. What the vendor's pages kept in the browser on this
+            # host (cache, local storage) is forgotten before the sign-in page; the hosts the
+            # session used are not known any more (they died with it), so each is cleared
+            # when it is next opened.
+            raise web.HTTPFound(to_login, headers={"Clear-Site-Data": FORGET_WHAT})
+        raise web.HTTPFound(to_login)
     if not may_use(session.databases, vendor):
         svc.metrics.denials.labels("not_eligible").inc()
         for hook in svc.hooks.denied:

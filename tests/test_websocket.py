@@ -149,8 +149,9 @@ async def test_messages_flow_both_ways_and_the_handshake_is_scrubbed(
     assert "cookie" not in headers  # neither the proxy's session nor the browser's own
     assert "x-forwarded-for" not in headers
     raw = vendor.all_bytes()
-    assert driver.session_id() is not None
-    assert driver.session_id().encode() not in raw
+    sid = driver.session_id()
+    assert sid is not None
+    assert sid.encode() not in raw
     assert b"203.0.113.77" not in raw and b"canary-cookie" not in raw
     assert leaks(raw) == []
     await asyncio.sleep(0.1)

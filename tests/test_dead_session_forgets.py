@@ -1,0 +1,116 @@
+"""A session that ended without sign-out (the patron walked away; it expired) leaves nothing of
+the vendor's pages in the browser for the next person: the first request to a vendor host with
+the dead session cookie is sent to sign-in with `Clear-Site-Data` for that host.
+
+Sign-out clears every host the session used (tests/test_sign_out_forgets.py); after expiry the
+list of hosts is gone with the session, so each host is cleared when it is next opened.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from playwright.async_api import async_playwright
+
+from tests.browser_support import launch
+from tests.canary import CANARY
+from tests.harness import ProxyDriver, ldap_directory, vendor_toml, write_config
+
+WWW = "www.vendor-one.test"
+
+REMEMBER = """<!doctype html><title>search</title><p id="out">saving</p>
+<script>
+localStorage.setItem("recent", "canary-search-" + location.hostname);
+document.getElementById("out").textContent = "saved";
+</script>"""
+
+RECALL = """<!doctype html><title>recall</title><p id="out"></p>
+<script>
+document.getElementById("out").textContent = String(localStorage.getItem("recent"));
+</script>"""
+
+
+async def _stack(
+    tmp_path: Path, port: int, slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> ProxyDriver:
+    vendor = await vendor_factory(WWW)
+
+    def page(text: str) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.Response(text=text, content_type="text/html")
+
+        return handler
+
+    vendor.routes.update({"/search": page(REMEMBER), "/recall": page(RECALL)})
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(slapd, tmp_path),
+        vendors={"one": vendor_toml("one", vendor)},
+        session='store = "memory"\nidle_timeout_s = 6',
+    )
+    driver: ProxyDriver = await proxy_factory(cfg)
+    return driver
+
+
+@pytest.mark.browser
+async def test_an_expired_sessions_vendor_storage_is_gone_for_the_next_person(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """The patron searches (the vendor's page keeps "recent searches" in local storage) and
+    walks away. The session expires. The next person opens the vendor page and is sent to
+    sign-in; signed in as themselves, they do not find the last patron's searches."""
+    driver = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    own = f"http://{driver.public}"
+    vendor_page = f"http://{driver.mapped(WWW)}"
+    async with async_playwright() as p:
+        browser = await launch(p)
+        try:
+            page = await (await browser.new_context()).new_page()
+
+            async def sign_in() -> None:
+                await page.goto(f"{own}/login")
+                await page.fill("input[name=username]", CANARY.uid)
+                await page.fill("input[name=password]", CANARY.password)
+                await page.click("button[type=submit]")
+                await page.wait_for_url(f"{own}/menu")
+
+            await sign_in()
+            await page.goto(f"{vendor_page}/search")
+            assert await page.text_content("#out") == "saved"
+            await page.goto(f"{vendor_page}/recall")
+            hostname = driver.mapped(WWW).split(":")[0]
+            assert await page.text_content("#out") == f"canary-search-{hostname}"
+            await page.wait_for_timeout(7000)  # idle_timeout_s passes: the session is dead
+
+            # The next person, with the dead cookie still in the browser.
+            response = await page.goto(f"{vendor_page}/recall")
+            assert page.url.startswith(f"{own}/login")
+            assert response is not None
+            redirect = response.request.redirected_from
+            assert redirect is not None
+            first = await redirect.response()
+            assert first is not None and first.status == 302
+            assert (await first.all_headers()).get("clear-site-data") == '"cache", "storage"'
+            await sign_in()
+            await page.goto(f"{vendor_page}/recall")
+            assert await page.text_content("#out") == "null"
+        finally:
+            await browser.close()
+
+
+async def test_no_cookie_no_clearing(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """A browser that never had a session (no cookie) is sent to sign-in without clearing: the
+    header is for a session that ended, not for every first visit."""
+    driver = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    r = await driver.get_vendor(WWW, "/recall", sid="")
+    assert r.status == 302
+    assert "Clear-Site-Data" not in r.headers
+    r = await driver.get_vendor(WWW, "/recall", sid="an-ended-session-id")
+    assert r.status == 302
+    assert r.headers["Clear-Site-Data"] == '"cache", "storage"'
