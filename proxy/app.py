@@ -326,6 +326,14 @@ def create_app(config: Config) -> web.Application:
         await close_services(app[SERVICES])
 
     app.cleanup_ctx.append(services_ctx)
+
+    async def end_sockets(app: web.Application) -> None:
+        # Open sockets never finish on their own: closed first (1001), or a shutdown would wait
+        # its whole grace for them while the other requests are long done.
+        if SERVICES in app:
+            await app[SERVICES].upstream.end_sockets()
+
+    app.on_shutdown.append(end_sockets)
     app.router.add_get("/", root)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_submit)

@@ -221,6 +221,11 @@ class Upstream:
         self._client = VendorClient(resolver, read_limit=256 * 1024, idle_per_host=64)
         self._sockets = VendorSockets(resolver, self.config.server.max_websockets)
 
+    async def end_sockets(self) -> None:
+        """Open WebSockets closed (1001), before a shutdown waits for requests to finish."""
+        if self._sockets is not None:
+            await self._sockets.end_all()
+
     async def close(self) -> None:
         if self._sockets is not None:
             await self._sockets.close()

@@ -165,10 +165,17 @@ class VendorSockets:
                 # forwarder reports them.
                 raise OSError(str(type(exc).__name__)) from exc
 
+    async def end_all(self) -> None:
+        """Every open relay closed, both sides told 1001 (going away): the proxy is stopping,
+        and the patron's page may reconnect to another instance at once."""
+        await asyncio.gather(
+            *(r.end(WSCloseCode.GOING_AWAY, b"proxy restarting") for r in list(self.open)),
+            return_exceptions=True,
+        )
+
     async def close(self) -> None:
-        """Closes every open relay (1001, going away) and the client."""
-        for relay in list(self.open):
-            await relay.end(WSCloseCode.GOING_AWAY, b"proxy restarting")
+        """Closes every open relay and the client."""
+        await self.end_all()
         if self._client is not None:
             await self._client.close()
 

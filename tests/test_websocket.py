@@ -408,3 +408,31 @@ async def test_sockets_pass_the_compose_load_balancer(
 
 
 _WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=5.0)
+
+
+async def test_stopping_the_proxy_closes_open_sockets_at_once(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """On shutdown (SIGTERM, a restart) open sockets are closed first with 1001 (going away),
+    both sides: the page can reconnect to another instance at once, and the shutdown does not
+    wait its whole grace for sockets that never end on their own."""
+    import time
+
+    driver, _, sockets = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    async with aiohttp.ClientSession() as patron:
+        ws = await patron.ws_connect(
+            f"http://127.0.0.1:{port}/ws", headers=_socket_headers(driver), timeout=_WS_TIMEOUT
+        )
+        await ws.send_str("before")
+        assert (await ws.receive(timeout=5)).data == "echo:before"
+        started = time.monotonic()
+        stopping = asyncio.ensure_future(driver.client.server.close())
+        msg = await ws.receive(timeout=20)
+        assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001)
+        await asyncio.wait_for(stopping, 20)
+        assert time.monotonic() - started < 10  # not aiohttp's 60 s shutdown wait
+    for _ in range(50):
+        if sockets.closed:
+            break
+        await asyncio.sleep(0.05)
+    assert sockets.closed == [1001]
