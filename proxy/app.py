@@ -186,7 +186,12 @@ async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamRes
                 request,
                 svc.sessions,
                 server.websocket_check_s,
-                lambda s: not s.suspended and may_use(s.databases, vendor),
+                # The vendor as configured now: a reload that removed it ends its sockets.
+                lambda s: (
+                    not s.suspended
+                    and (now := svc.vendors.get(vendor.id)) is not None
+                    and may_use(s.databases, now)
+                ),
             )
         finally:
             svc.forwarding[owner] -= 1

@@ -27,7 +27,7 @@ from yarl import URL
 from proxy.assertion import Signer
 from proxy.config import Config, VendorConfig
 from proxy.content_coding import BodyDecoder, CorruptBody, UnsupportedEncoding, decoder_for
-from proxy.errors import ProxyError, vendor_failures
+from proxy.errors import ProxyError, VendorUnavailable, vendor_failures
 from proxy.hosts import HostMap
 from proxy.jar import (
     cookie_header,
@@ -46,7 +46,15 @@ from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
 from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
-from proxy.websocket import SocketRelay, VendorSockets, offered_protocols, wants_websocket
+from proxy.websocket import (
+    NotASocket,
+    OpenSockets,
+    Redirected,
+    SocketRelay,
+    VendorSockets,
+    offered_protocols,
+    wants_websocket,
+)
 
 if TYPE_CHECKING:
     from proxy.rewrite import Rewriter
@@ -181,8 +189,12 @@ class Upstream:
         rewriter: Rewriter | None = None,
         observe: Observer | None = None,
         check_head: HeadCheck | None = None,
+        open_sockets: OpenSockets | None = None,
     ) -> None:
         self.config = config
+        # The process's open WebSockets: a reload's new forwarder takes over the old one's count.
+        self.open_sockets = open_sockets or OpenSockets(config.server.max_websockets)
+        self.open_sockets.max_open = config.server.max_websockets
         self.hosts = hosts
         self.signer = signer
         self.sessions = sessions
@@ -219,7 +231,7 @@ class Upstream:
         # vendor response before reading from the vendor pauses.
         resolver = VendorResolver(connect_to, self.hosts)
         self._client = VendorClient(resolver, read_limit=256 * 1024, idle_per_host=64)
-        self._sockets = VendorSockets(resolver, self.config.server.max_websockets)
+        self._sockets = VendorSockets(resolver, self.open_sockets)
 
     async def end_sockets(self) -> None:
         """Open WebSockets closed (1001), before a shutdown waits for requests to finish."""
@@ -362,18 +374,25 @@ class Upstream:
         out = Outbound(vendor=vendor, session=session, method="GET", url=url, headers=headers)
         await self.authorized(out)
         s = self.config.server
+        self.open_sockets.reserve(vendor.id, session.id)
         try:
             vendor_ws = await self._sockets.connect(
                 out,
                 offered_protocols(request),
                 ssl_context=self._ssl.get(vendor.id),
-                connect_timeout=s.upstream_connect_timeout_s,
+                timeout_s=s.upstream_connect_timeout_s + (vendor.timeout_s or s.upstream_timeout_s),
             )
-        except aiohttp.WSServerHandshakeError as exc:
-            # The vendor answered, and not with a socket: its status, for the page's script.
-            status = exc.status if 400 <= exc.status <= 599 else 502
-            self._observe(vendor, out, status, 0, started, "", False)
-            return web.Response(status=status, text="The database did not open the connection.")
+        except (aiohttp.WSServerHandshakeError, Redirected) as exc:
+            self.open_sockets.release(session.id)
+            if 400 <= exc.status <= 599:
+                # The vendor refused (403, 404, 503 ...): its answer, for the page's script.
+                self._observe(vendor, out, exc.status, 0, started, "", False)
+                return web.Response(status=exc.status, text="The database refused the connection.")
+            # Anything else (a page, a redirect) is no socket: the vendor failed to give one.
+            raise VendorUnavailable(vendor.id) from NotASocket(exc.status)
+        except BaseException:
+            self.open_sockets.release(session.id)
+            raise
         self._observe(vendor, out, 101, 0, started, "", False)
         return SocketRelay(vendor_ws, vendor, session, self._sockets, owner=self)
 

@@ -23,6 +23,7 @@ from proxy.metrics import Metrics
 from proxy.secrets_ import server_secret
 from proxy.sessions import Session, Sessions, make_store
 from proxy.web.messages import UI
+from proxy.websocket import OpenSockets
 
 if TYPE_CHECKING:
     from proxy.rewrite import Rewriter
@@ -122,6 +123,7 @@ def make_upstream(
     sessions: Sessions,
     rewriter: Rewriter,
     hooks: Hooks,
+    open_sockets: OpenSockets | None = None,
 ) -> Upstream:
     """The forwarder, calling the features' head gates and observers as they are at each
     request (features plug in after it is built, and stay plugged in across reloads)."""
@@ -147,6 +149,7 @@ def make_upstream(
         rewriter=rewriter,
         observe=observe,
         check_head=check_head,
+        open_sockets=open_sockets,
     )
 
 
@@ -215,8 +218,9 @@ async def rebuild_services(svc: Services, config: Config) -> Services:
     hooks = svc.hooks
     hosts = config.host_map()
     signer = make_signer(config, svc.secret)
+    rewriter = Rewriter.from_config(config)
     upstream = make_upstream(
-        config, hosts, signer, svc.sessions, Rewriter.from_config(config), hooks
+        config, hosts, signer, svc.sessions, rewriter, hooks, svc.upstream.open_sockets
     )
     await upstream.start()
     try:

@@ -55,6 +55,10 @@ POLICY = WSCloseCode.POLICY_VIOLATION
 # The largest message relayed either way; aiohttp's default, which browsers' own limits exceed.
 MAX_MESSAGE = 4 * 1024 * 1024
 HEARTBEAT_S = 30.0  # pings find a patron's or a vendor's vanished connection
+# Sockets one session may have open in a process (and never more than a quarter of
+# `server.max_websockets`): a page stuck reconnecting in a forgotten tab, or a script, must not
+# take every place from the other patrons.
+MAX_PER_SESSION = 16
 
 
 def wants_websocket(request: web.Request) -> bool:
@@ -110,17 +114,82 @@ class _Resolver(AbstractResolver):
         return None
 
 
-class VendorSockets:
-    """The process's WebSockets to vendors: one aiohttp client for them, and the open relays."""
+class TooManySockets(web.HTTPTooManyRequests):
+    """One session has MAX_PER_SESSION sockets open in this process already."""
 
-    def __init__(self, resolve: VendorResolver, max_open: int) -> None:
-        self._resolve = resolve
+    def __init__(self) -> None:
+        super().__init__(text="Too many live connections are open for this session.")
+
+
+class NotASocket(Exception):
+    """The vendor's answer to a handshake was neither a socket nor a refusal (a page, a
+    redirect): `vendor_failed` says `protocol` with this name."""
+
+
+class Redirected(Exception):
+    """The vendor answered the handshake with a redirect: a socket is never carried to
+    another URL (its host would get this vendor's assertion and cookies, with no gate asked)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+async def _refuse_redirect(
+    session: aiohttp.ClientSession,
+    context: object,
+    params: aiohttp.TraceRequestRedirectParams,
+) -> None:
+    params.response.close()
+    raise Redirected(params.response.status)
+
+
+class OpenSockets:
+    """The process's open sockets, shared by every forwarder a reload makes: the cap
+    (`server.max_websockets`) and each session's share (MAX_PER_SESSION, at most a quarter of
+    the cap), counted from the
+    moment a handshake starts, so handshakes at the same time cannot pass the cap together."""
+
+    def __init__(self, max_open: int) -> None:
         self.max_open = max_open
-        self.open: set[SocketRelay] = set()
+        self.relays: set[SocketRelay] = set()
+        self._count = 0
+        # By session id, in this process's memory only, while its sockets are open.
+        self._by_session: dict[str, int] = {}
+
+    def reserve(self, vendor_id: str, session_id: str) -> None:
+        """A place for one more socket of `session_id`, or Busy (503) / TooManySockets (429)."""
+        if self._count >= self.max_open:
+            raise Busy(vendor_id, whole=True)
+        held = self._by_session.get(session_id, 0)
+        if held >= min(MAX_PER_SESSION, max(1, self.max_open // 4)):
+            raise TooManySockets()
+        self._count += 1
+        self._by_session[session_id] = held + 1
+
+    def release(self, session_id: str) -> None:
+        self._count -= 1
+        left = self._by_session.pop(session_id, 1) - 1
+        if left > 0:
+            self._by_session[session_id] = left
+
+    def __len__(self) -> int:
+        return self._count
+
+
+class VendorSockets:
+    """One forwarder's WebSockets to vendors: an aiohttp client for them, and the process's
+    open sockets (shared with the other forwarders)."""
+
+    def __init__(self, resolve: VendorResolver, open_sockets: OpenSockets) -> None:
+        self._resolve = resolve
+        self.open = open_sockets
         self._client: aiohttp.ClientSession | None = None
 
     def client(self) -> aiohttp.ClientSession:
         if self._client is None:  # made on first use: most vendors never open a socket
+            no_redirects = aiohttp.TraceConfig()
+            no_redirects.on_request_redirect.append(_refuse_redirect)
             self._client = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     resolver=_Resolver(self._resolve), use_dns_cache=False, limit=0
@@ -128,6 +197,7 @@ class VendorSockets:
                 cookie_jar=aiohttp.DummyCookieJar(),  # the session's jar decides, not aiohttp's
                 trust_env=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                trace_configs=[no_redirects],
             )
         return self._client
 
@@ -137,29 +207,28 @@ class VendorSockets:
         protocols: list[str],
         *,
         ssl_context: ssl.SSLContext | None,
-        connect_timeout: float,
+        timeout_s: float,
     ) -> aiohttp.ClientWebSocketResponse:
-        """The vendor's socket for `out` (headers already scrubbed and authorized), or
-        VendorTimeout / VendorUnavailable, or aiohttp's WSServerHandshakeError when the vendor
-        answers the handshake with a refusal."""
-        if len(self.open) >= self.max_open:
-            raise Busy(out.vendor.id, whole=True)
+        """The vendor's socket for `out` (headers already scrubbed and authorized, a place
+        reserved), or VendorTimeout after `timeout_s` / VendorUnavailable, or Redirected or
+        aiohttp's WSServerHandshakeError when the vendor answers with something else."""
         url = out.url.with_scheme("wss" if out.url.scheme == "https" else "ws")
         headers = {k: v for k, v in out.headers.items() if k.lower() != "content-length"}
         with vendor_failures(out.vendor.id):
             try:
-                return await self.client().ws_connect(
-                    url,
-                    protocols=protocols,
-                    headers=headers,
-                    ssl=ssl_context if ssl_context is not None else True,
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
-                    heartbeat=HEARTBEAT_S,
-                    max_msg_size=MAX_MESSAGE,
-                    autoclose=False,
-                )
-            except aiohttp.WSServerHandshakeError:
-                raise  # the vendor answered: not a failure to reach it
+                async with asyncio.timeout(timeout_s):
+                    return await self.client().ws_connect(
+                        url,
+                        protocols=protocols,
+                        headers=headers,
+                        ssl=ssl_context if ssl_context is not None else True,
+                        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+                        heartbeat=HEARTBEAT_S,
+                        max_msg_size=MAX_MESSAGE,
+                        autoclose=False,
+                    )
+            except (aiohttp.WSServerHandshakeError, Redirected):
+                raise  # the vendor answered: the caller decides
             except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError) as exc:
                 # A connection the vendor cut, or an answer that was no HTTP: as the page
                 # forwarder reports them.
@@ -169,12 +238,15 @@ class VendorSockets:
         """Every open relay closed, both sides told 1001 (going away): the proxy is stopping,
         and the patron's page may reconnect to another instance at once."""
         await asyncio.gather(
-            *(r.end(WSCloseCode.GOING_AWAY, b"proxy restarting") for r in list(self.open)),
+            *(r.end(WSCloseCode.GOING_AWAY, b"proxy restarting") for r in self.mine()),
             return_exceptions=True,
         )
 
+    def mine(self) -> list[SocketRelay]:
+        return [r for r in self.open.relays if r.sockets is self]
+
     async def close(self) -> None:
-        """Closes every open relay and the client."""
+        """Closes every open relay of this forwarder, and the client."""
         await self.end_all()
         if self._client is not None:
             await self._client.close()
@@ -216,7 +288,7 @@ class SocketRelay(web.WebSocketResponse):
         still_allowed: Callable[[Session], bool],
     ) -> web.WebSocketResponse:
         """Answer 101 and relay; returns once both sides are closed."""
-        self.sockets.open.add(self)
+        self.sockets.open.relays.add(self)
         started = time.monotonic()
         try:
             await self.prepare(request)
@@ -232,7 +304,8 @@ class SocketRelay(web.WebSocketResponse):
                     task.cancel()
                 await asyncio.gather(*pumps, return_exceptions=True)
         finally:
-            self.sockets.open.discard(self)
+            self.sockets.open.relays.discard(self)
+            self.sockets.open.release(self.session_id)
             if self._ending is not None:
                 await self._ending
             await self._close_both(WSCloseCode.GOING_AWAY, b"")  # ended unasked (cancelled)
