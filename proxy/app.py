@@ -110,7 +110,7 @@ async def dispatch(
                 hook("", "not_configured")
             return message_page(request, "not_configured")
         if request.path == FORGET_PATH:
-            return forget_here()  # the sign-out page's request; nothing reaches the vendor
+            return forget_here(request)  # the sign-out page's request; nothing reaches the vendor
         return await proxy_request(request, vendor_host)
     except StoreUnavailable:
         log.warning("store_unavailable", dependency="store")

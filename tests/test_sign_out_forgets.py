@@ -5,13 +5,15 @@ Vendor pages live on the proxy's mapped hosts, so what they keep in the browser 
 "recent searches" in localStorage, pages in the HTTP cache) stays there after the patron signs
 out — unless the proxy clears it. The sign-out page loads `/.weston-proxy/forget` from every
 vendor host the session used; the proxy itself answers there with `Clear-Site-Data`, and the
-vendor never sees the request. And a vendor page is never kept by the browser (`no-store`), so
-once a session has expired (no sign-out) the next person gets the sign-in page, not the last
-patron's results.
+vendor never sees the request. The same answer deletes the cookies vendor scripts wrote with
+`document.cookie` (for the vendor host, or a parent domain below the library's registrable one).
+And a vendor page is never kept by the browser (`no-store`), so once a session has expired (no
+sign-out) the next person gets the sign-in page, not the last patron's results.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,11 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Page, async_playwright
 
+from proxy.hosts import map_label
 from proxy.sessions import MAX_NOTED_HOSTS, Sessions
 from tests.browser_support import launch
-from tests.canary import CANARY
-from tests.harness import ldap_directory, vendor_toml, write_config
+from tests.canary import CANARY, leaks
+from tests.harness import ProxyDriver, ldap_directory, vendor_toml, write_config
 
 WWW = "www.vendor-one.test"
 DEEP = "web.b.vendor-one.test"  # served by the wildcard, as EBSCO's deep hosts are
@@ -49,7 +52,11 @@ async def _stack(
     vendor_factory: Any,
     proxy_factory: Any,
     session: str = 'store = "memory"',
+    *,
+    public_host: str = "proxy.localhost",
 ) -> tuple[Any, Any]:
+    """Real slapd, one vendor (WWW and the DEEP hosts under its wildcard), a running proxy at
+    `public_host` (reach its hosts with `_at`: `driver.mapped` knows only proxy.localhost)."""
     vendor = await vendor_factory(WWW)
 
     async def remember(request: web.Request) -> web.StreamResponse:
@@ -86,8 +93,15 @@ async def _stack(
         vendors={"one": vendor_toml("one", vendor, hosts=[WWW, "*.vendor-one.test"])},
         session=session,
     )
+    cfg.write_text(cfg.read_text().replace("proxy.localhost", public_host))
     driver = await proxy_factory(cfg)
+    driver.public = f"{public_host}:{port}"
     return driver, vendor
+
+
+def _at(driver: ProxyDriver, vendor_host: str) -> str:
+    """The mapped host (with port) of `vendor_host` on the driver's public host."""
+    return f"{map_label(vendor_host)}.{driver.public}"
 
 
 async def _sign_in(page: Page, own: str) -> None:
@@ -283,3 +297,159 @@ async def test_vendor_documents_are_kept_only_until_asked_again(
     assert r.headers.getall("Cache-Control") == [sent]
     document = sent.startswith("private")
     assert ("Expires" in r.headers) is not document
+
+
+# ------------------------------------------------------------ cookies written by vendor scripts
+
+# As in production (proxy.westonlibrary.org): the proxy's host sits under the library's own
+# registrable domain, where the library's other sites (its catalogue) keep cookies too.
+LIBRARY = "weston.localhost"
+PUBLIC = f"proxy.{LIBRARY}"
+# What the vendor's script writes on each host it runs on, canary values all: host-only, for the
+# host itself as a Domain, for the proxy's host (a parent below the library's domain), nameless.
+WRITTEN = {
+    "host_note": CANARY.uid,
+    "own_domain_note": CANARY.phone,
+    "parent_note": CANARY.email,
+    "": CANARY.surname,
+}
+WRITE = f"""<!doctype html><html><head><title>write</title></head><body>
+<p id="out">writing</p>
+<script>
+document.cookie = "host_note={CANARY.uid}; path=/";
+document.cookie = "own_domain_note={CANARY.phone}; domain=" + location.hostname + "; path=/";
+document.cookie = "parent_note={CANARY.email}; domain={PUBLIC}; path=/";
+document.cookie = "{CANARY.surname}; path=/";
+document.cookie = "catalogue_pref=large-print; domain={LIBRARY}; path=/";
+document.getElementById("out").textContent = document.cookie;
+</script></body></html>"""
+READ = """<!doctype html><html><head><title>read</title></head><body>
+<p id="out"></p>
+<script>document.getElementById("out").textContent = "[" + document.cookie + "]";</script>
+</body></html>"""
+
+
+def _written_in(text: str) -> list[str]:
+    """Which of the canary values the vendor's script wrote appear in `text`."""
+    return [value for value in WRITTEN.values() if value in text]
+
+
+@pytest.mark.browser
+async def test_signing_out_deletes_the_cookies_vendor_scripts_wrote(
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    log_stream: io.StringIO,
+) -> None:
+    """A database's script writes cookies in the browser with `document.cookie` (host-only,
+    for its own host, for the proxy's host), each carrying a canary value. Sign-out's forget
+    answer on each vendor host deletes them, so the next person at a shared computer does not
+    find them; the library's own cookie (its registrable domain) and the proxy's sign-in are
+    left alone, the vendor sees no forget request, and no log names a value."""
+
+    async def write(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=WRITE, content_type="text/html")
+
+    async def read(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=READ, content_type="text/html")
+
+    driver, vendor = await _stack(
+        tmp_path,
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
+        public_host=PUBLIC,
+    )
+    vendor.routes.update({"/write": write, "/read": read})
+    own = f"http://{driver.public}"
+    async with async_playwright() as p:
+        browser = await launch(p)
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            await _sign_in(page, own)
+            for host in (WWW, DEEP):
+                await page.goto(f"http://{_at(driver, host)}/write")
+                written = await page.text_content("#out") or ""
+                assert _written_in(written) == list(WRITTEN.values()), host
+                assert "catalogue_pref=large-print" in written
+
+            await page.goto(f"{own}/menu")
+            async with page.expect_response(lambda r: r.url.endswith(FORGET)):
+                await page.click("form.signout button")
+            await page.wait_for_load_state("networkidle")
+            assert "You are signed out" in await page.content()
+            for host in (WWW, DEEP):
+                left = await context.cookies(f"http://{_at(driver, host)}/")
+                assert _written_in(repr(left)) == [], host
+                assert [c["name"] for c in left] == ["catalogue_pref"], host
+
+            # The next person signs in at this computer: the proxy's sign-in works, and the
+            # database's pages find nothing of the last patron's in document.cookie.
+            await _sign_in(page, own)
+            for host in (WWW, DEEP):
+                await page.goto(f"http://{_at(driver, host)}/read")
+                assert await page.text_content("#out") == "[catalogue_pref=large-print]", host
+        finally:
+            await browser.close()
+    assert _forget_requests(vendor) == []
+    assert leaks(log_stream.getvalue().encode()) == []
+
+
+@pytest.mark.parametrize(
+    ("public_host", "parents"),
+    [
+        (PUBLIC, [PUBLIC]),  # the proxy's host is below the library's registrable domain
+        ("proxy.localhost", []),  # the proxy's host is the registrable domain: never named
+    ],
+)
+async def test_the_forget_answer_deletes_each_cookie_sent_but_the_proxys_own(
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    log_stream: io.StringIO,
+    public_host: str,
+    parents: list[str],
+) -> None:
+    """Each cookie name the browser sent gets one deletion per domain: host-only, the vendor
+    host, and each parent domain below the registrable one, Path=/. Not the session cookie,
+    not the CSRF cookie; never a cookie's value, in the answer or in a log."""
+    driver, vendor = await _stack(
+        tmp_path,
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
+        public_host=public_host,
+    )
+    host = _at(driver, DEEP)
+    sent = (
+        f"weston_session=sess-{CANARY.uid}; note={CANARY.email}; weston_csrf=tok-{CANARY.uid}; "
+        f"__Secure-x={CANARY.phone}; note=again-{CANARY.uid}; {CANARY.surname}; ;"
+    )
+    r = await driver.client.get(FORGET, headers={"Host": host, "Cookie": sent})
+    assert r.status == 204
+    assert r.headers["Clear-Site-Data"] == '"cache", "storage"'
+    expired = "=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/"
+    domains = [host.split(":")[0], *parents]
+    wanted = []
+    for start in ("note" + expired, "__Secure-x" + expired, "x" + expired[1:]):
+        wanted += [start] + [f"{start}; Domain={d}" for d in domains]
+    got = r.headers.getall("Set-Cookie")
+    assert got == wanted
+    for value in (CANARY.uid, CANARY.email, CANARY.phone, CANARY.surname):
+        assert value not in repr(list(r.headers.items())) + log_stream.getvalue()
+    assert await r.read() == b""
+    assert _forget_requests(vendor) == []
+
+
+def test_a_cookie_header_gives_each_name_once_and_never_a_value() -> None:
+    from proxy.web.session_cookie import _page_cookie_names
+
+    header = "a=1; b=x=y;a=2;  ; =orphan; bare-value; c; \x01=z"
+    assert _page_cookie_names(header) == ["a", "b", ""]

@@ -113,6 +113,15 @@ MESSAGES: dict[str, Message] = {
         "Close the browser now, all of its windows, especially on a shared computer. The session "
         "also ends by itself after a short time without use.",
     ),
+    "logout_not_asked": Message(
+        200,
+        "You are still signed in",
+        "Something other than you asked to sign you out — a database page can do that without "
+        "you seeing it — so nothing was ended. Your session and the databases you have open are "
+        "as they were.",
+        "If you do want to sign out, press “Sign out” at the top of this page. Otherwise, go back "
+        "to your databases.",
+    ),
     "session_expired": Message(
         401,
         "Your session has ended",

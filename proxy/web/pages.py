@@ -27,7 +27,12 @@ from proxy.redirects import safe_target
 from proxy.services import SERVICES, Services
 from proxy.sessions import Session, storage_key
 from proxy.web.messages import LANG, MESSAGES, UI, Message, shown
-from proxy.web.session_cookie import clear_copies, session_id, session_ids
+from proxy.web.session_cookie import (
+    clear_copies,
+    clear_page_cookies,
+    session_id,
+    session_ids,
+)
 
 WEB_DIR = Path(__file__).parent
 CSRF_COOKIE = "weston_csrf"
@@ -55,8 +60,15 @@ def render(request: web.Request, template: str, *, status: int = 200, **ctx: Any
 
 
 def message_page(
-    request: web.Request, kind: str, *, links: list[dict[str, str]] | None = None, **fmt: Any
+    request: web.Request,
+    kind: str,
+    *,
+    links: list[dict[str, str]] | None = None,
+    session: Session | None = None,
+    **fmt: Any,
 ) -> web.Response:
+    """The page for `kind` (proxy/web/messages.py); with the patron's `session`, the page shows
+    the signed-in header and its sign-out button."""
     m = shown(kind, fmt)  # a blank the caller did not fill gets a default, never a KeyError
     svc = request.app[SERVICES]
     if links is None:
@@ -67,9 +79,16 @@ def message_page(
         status=m.status,
         message=m,
         links=links,
-        signed_in=False,
+        signed_in=session is not None,
+        csrf=session.csrf if session is not None else "",
+        # The sign-out form must send its real Origin (`_posted_from_elsewhere`), as the sign-in
+        # form does: a no-referrer page posts `Origin: null`, which a browser without fetch
+        # metadata also sends from a vendor page.
+        referrer="same-origin" if session is not None else "no-referrer",
         code=f"{kind} ({m.status})",  # lets help-desk staff tell which case the patron saw
     )
+    if session is not None:
+        resp.headers["Referrer-Policy"] = "same-origin"
     # On a vendor host the own-page headers are not added by `dispatch`; an error page there must
     # not be cached either, and may use only the proxy's own assets.
     own = _public(svc.config, "")
@@ -297,15 +316,18 @@ async def _login_failed(
 FORGET_PATH = "/.weston-proxy/forget"
 # Not "cookies": browsers clear those for the whole registrable domain, which is the library's
 # (lib.org for proxy.lib.org: its catalogue's sign-in too), not the vendor host's. Vendor cookies
-# live on the proxy anyway; cookies vendor scripts write stay (the compliance check page.cookies
-# names vendors that write them).
+# live on the proxy anyway; the cookies vendor scripts write are deleted one by one instead
+# (`clear_page_cookies`).
 FORGET_WHAT = '"cache", "storage"'
 
 
-def forget_here() -> web.Response:
+def forget_here(request: web.Request) -> web.Response:
     """The answer on FORGET_PATH: Clear-Site-Data for this origin (HTTP cache, localStorage,
-    IndexedDB, service workers ...)."""
-    return web.Response(
+    IndexedDB, service workers ...), and every cookie the browser sent here deleted, but the
+    proxy's own (a vendor script's `document.cookie`, for this host or a parent domain below
+    the library's registrable one)."""
+    config = request.app[SERVICES].config
+    resp = web.Response(
         status=204,
         headers={
             "Clear-Site-Data": FORGET_WHAT,
@@ -313,6 +335,13 @@ def forget_here() -> web.Response:
             "X-Content-Type-Options": "nosniff",
         },
     )
+    clear_page_cookies(resp, request, config, keep=_own_cookies(config))
+    return resp
+
+
+def _own_cookies(config: Config) -> frozenset[str]:
+    """The names of the cookies the proxy sets itself."""
+    return frozenset({config.server.cookie_name, CSRF_COOKIE})
 
 
 def _forget_page_headers(resp: web.StreamResponse, config: Config, urls: list[str]) -> None:
@@ -326,15 +355,50 @@ def _forget_page_headers(resp: web.StreamResponse, config: Config, urls: list[st
     )
 
 
+# Fetch metadata request headers: a browser that sends any of them sends Sec-Fetch-Site.
+FETCH_METADATA = ("Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-User")
+
+
+def _patrons_own_sign_out(request: web.Request) -> bool:
+    """Whether a GET /logout is the patron's own top-level action, as the browser tells it.
+
+    Vendor pages are same-site with the proxy's own, so an `<img>`, a script navigation or a
+    frame on one of them could otherwise sign the patron out. The patron's own: an address
+    typed or a bookmark (`Sec-Fetch-Site: none`), a link on the proxy's pages (same-origin),
+    or a link the patron clicked anywhere, such as on the library's web site (a document
+    navigation with user activation, `Sec-Fetch-User: ?1`). A client without fetch metadata
+    (an older browser, curl) is taken at its word, as before."""
+    headers = request.headers
+    if not any(name in headers for name in FETCH_METADATA):
+        return True
+    if headers.get("Sec-Fetch-Site") in ("none", "same-origin"):
+        return True
+    return headers.get("Sec-Fetch-Dest") == "document" and headers.get("Sec-Fetch-User") == "?1"
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
     """Signing out: the session is deleted, the browser drops its cookie, and the page asks the
     browser to forget what the vendor pages of this session stored in it (a shared computer's
     next user would otherwise find the last one's pages in the cache and a database's "recent
-    searches" in its local storage)."""
+    searches" in its local storage).
+
+    Only when the patron asked: a request a page made in the patron's name (`logout_refused`)
+    ends nothing and gets a page saying the patron is still signed in, with the sign-out
+    button."""
     svc = request.app[SERVICES]
     # Every session the browser names ends: with a tossed cookie beside the patron's, ending
     # only one could leave the patron's session alive after "You are signed out".
     ids = session_ids(request)
+    if request.method == "POST":
+        foreign = _posted_from_elsewhere(request, svc.config)
+    else:
+        foreign = not _patrons_own_sign_out(request)
+    if foreign and ids:
+        live = [s for s in [await svc.sessions.load(sid) for sid in ids] if s is not None]
+        if live:
+            log.warning("logout_refused", reason="not_the_patrons_own", method=request.method)
+            return message_page(request, "logout_not_asked", links=[], session=live[0])
+        # No session alive to keep: the ordinary answer below ends nothing.
     forget: list[str] = []
     for sid in ids:
         svc.signer.forget(storage_key(sid))
