@@ -372,7 +372,12 @@ class Upstream:
         )
         url = self._outbound_url(request, vendor, vendor_host)
         out = Outbound(vendor=vendor, session=session, method="GET", url=url, headers=headers)
+        before = list(session.jars.get(vendor.id, []))
         await self.authorized(out)
+        if out.session_changed:
+            # A shared login made for this handshake: its cookies are kept for the pages to come,
+            # as a page's request keeps them (one login per session, not one per request).
+            await self.sessions.save_vendor(session, vendor.id, before)
         s = self.config.server
         self.open_sockets.reserve(vendor.id, session.id)
         try:

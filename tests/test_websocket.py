@@ -436,3 +436,60 @@ async def test_stopping_the_proxy_closes_open_sockets_at_once(
             break
         await asyncio.sleep(0.05)
     assert sockets.closed == [1001]
+
+
+async def test_a_shared_login_made_for_a_socket_is_kept_for_the_pages(
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A shared-login vendor whose first contact in a session is a socket: the library-wide
+    login is made for the handshake (its cookie goes on it), and kept in the session's jar, so
+    the patron's pages afterwards use it instead of posting the library's credential again."""
+    from proxy.vendors import shared_login
+    from tests.harness import write_secret
+
+    # A finished login's cookies also serve requests for a few seconds without the jar (the
+    # requests of one page); shortened, so the page below can only find them in the jar.
+    monkeypatch.setattr(shared_login, "LOGIN_REUSE_S", 0.1)
+    vendor: RecordingVendor = await vendor_factory(HOST)
+    sockets = SocketVendor()
+    logins: list[str] = []
+
+    async def login(request: web.Request) -> web.StreamResponse:
+        logins.append("login")
+        resp = web.Response(text="<p>Signed in</p>", content_type="text/html")
+        resp.set_cookie("vsess", f"library-login-{len(logins)}", path="/")
+        return resp
+
+    vendor.routes.update({"/ws": sockets.echo, "/account/login": login})
+    write_secret(tmp_path / "vendors" / "secrets" / "u", "libacct")
+    write_secret(tmp_path / "vendors" / "secrets" / "p", "libpass")
+    extra = (
+        '\n[shared_login]\nmethod = "form"\n'
+        f'login_url = "http://{HOST}/account/login"\n'
+        'username_file = "secrets/u"\npassword_file = "secrets/p"\nsuccess_text = "Signed in"\n'
+    )
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={"one": vendor_toml("one", vendor, auth="shared-login", extra=extra)},
+    )
+    driver: ProxyDriver = await proxy_factory(cfg)
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    ws = await _connect(driver)
+    await ws.send_str("hello")
+    assert (await ws.receive(timeout=5)).data == "echo:hello"
+    await ws.close()
+    [handshake] = _handshakes(vendor)
+    assert dict((k.lower(), v) for k, v in handshake.headers)["cookie"] == "vsess=library-login-1"
+    await asyncio.sleep(0.3)
+    page = await driver.get_vendor(HOST, "/after")
+    assert page.status == 200
+    assert logins == ["login"]  # the page used the socket's login
+    [after] = [r for r in vendor.requests if r.path_qs == "/after"]
+    assert dict((k.lower(), v) for k, v in after.headers)["cookie"] == "vsess=library-login-1"
