@@ -280,6 +280,10 @@ cdef object _rewrite_into(
         i = _skip(FULL_STOP, p, n, i)
         if i >= n:
             break
+        if (p[i] | 32) == 119 and (_at(p, n, i + 1) | 32) != 115:
+            # A `w` not before `s` (most of a text's w's) starts no URL: passed without a call.
+            i += 1
+            continue
         end = _full_match(p, n, i)
         if end < 0:
             i += 1

@@ -123,6 +123,10 @@ _PORT = rb"(?::[0-9]{1,5}" + PORT_END + rb")?"
 # a piece holds no other URL form, and `scan_pattern` otherwise.
 ABS_PLAIN = rb"http(?<![a-zA-Z0-9+.\-]http)s?://" + _HOST_SCAN_CS + _PORT
 REL_PLAIN = rb"//(?<![\w:/]//)" + _HOST_SCAN_CS + _PORT
+# REL_PLAIN, or a bare `//` after `ws:` or `ss:` (any case): the mark of a plain `ws://` or
+# `wss://` URL, which the two passes do not map. The `//` pass finds the marks for free (it stops
+# at every `//` anyway), so text without WebSocket URLs pays no search of its own for them.
+REL_PLAIN_OR_SOCKET = REL_PLAIN.replace(b"//", b"//(?:", 1) + rb"|(?<=[wW][sS]://|[sS][sS]://))"
 # Bytes that never occur in a URL match nor change one next to them (every lookaround treats them
 # like the start or end of the text), so a body can be cut after any of them and each piece
 # rewritten on its own.
@@ -148,8 +152,9 @@ def _finds(text: bytes, literal: bytes, limit: int = -1) -> list[int]:
     return out
 
 
-# The plain WebSocket schemes, for `_spots` (in lower-cased text): one regex search, led by the
-# literal `ws`, reads the text about as fast as one `find` and finds both (`wss://` holds no `ws:`).
+# The plain WebSocket schemes, for `_spots` (in lower-cased text) once the `//` pass has seen one:
+# one regex search reads the text about as fast as one `find` and finds both (`wss://` holds no
+# `ws:`).
 _WS_SCHEME = re.compile(rb"wss?://")
 # Percent signs looked at one by one before the percent-encoded forms are searched for instead.
 _PERCENT_SCAN = 64
@@ -157,16 +162,18 @@ _PERCENT_SCAN = 64
 _BACKSLASH_SCAN = 64
 
 
-def _spots(data: bytes, lower: bytes, other_case: bool, limit: int) -> list[int] | None:
+def _spots(
+    data: bytes, lower: bytes, other_case: bool, limit: int, sockets: bool
+) -> list[int] | None:
     """Where `data` holds what the two literal-led passes cannot handle, unsorted; None when that
     is more than `limit` places (the full scan of the whole text is then cheaper).
 
     Those are a JSON-escaped `\\/`, a unicode-escaped `\\u002f` (any case), a percent-encoded
     `:` (also double-encoded, or `:` before an encoded `/`), `//http`, which the one scan takes as
-    a protocol-relative URL to the host "http…", `http` in another case, and `ws://` or `wss://`
-    (any case: the plain passes know only `http`; every other WebSocket spelling has one of the
-    escaped or encoded spots). No cut byte occurs in any of them, so each lies whole inside one
-    piece. `bytes.count` and multi-byte `find` read ~1.3 GB/s, a one-byte `find` is memchr: the
+    a protocol-relative URL to the host "http…", `http` in another case, and, when `sockets`,
+    `ws://` or `wss://` (any case: the plain passes know only `http`; every other WebSocket
+    spelling has one of the escaped or encoded spots). No cut byte occurs in any of them, so each
+    lies whole inside one piece. `bytes.count` and multi-byte `find` read ~1.3 GB/s, a one-byte `find` is memchr: the
     escaped and percent forms are looked for only where their first byte occurs.
     """
     out: list[int] = []
@@ -176,7 +183,7 @@ def _spots(data: bytes, lower: bytes, other_case: bool, limit: int) -> list[int]
         out += _percent_spots(data, lower, limit + 1 - len(out))
     if len(out) <= limit:
         out += _finds(lower, b"//http", limit + 1 - len(out))
-    if len(out) <= limit:
+    if sockets and len(out) <= limit:
         out += [m.start() for m in islice(_WS_SCHEME.finditer(lower), limit + 1 - len(out))]
     if other_case and len(out) <= limit:  # where lower-cased text has `http` and the text does not
         out += [at for at in _finds(lower, b"http") if data[at : at + 4] != b"http"]
@@ -485,7 +492,7 @@ class Rewriter:
         # The split forms (`_sub`): each pattern wrapped in one group that is the whole match.
         self._scan_split = re.compile(rb"(" + scan_pattern(HOST_SCAN) + rb")")
         self._abs_plain = re.compile(rb"(" + ABS_PLAIN + rb")")
-        self._rel_plain = re.compile(rb"(" + REL_PLAIN + rb")")
+        self._rel_plain = re.compile(rb"(" + REL_PLAIN_OR_SOCKET + rb")")
         self._public_scheme = host_map.public_scheme.encode("ascii")
         self._public_socket_scheme = socket_scheme(host_map.public_scheme).encode("ascii")
         self._public_port = (
@@ -558,19 +565,30 @@ class Rewriter:
         pass sees the other's output differently from the one scan. The spots that are not plain
         (a JSON config in the page head, say, or `HTTP` in capitals) are found with literal
         searches; the text around each, from the cut byte before it to the cut byte after it,
-        takes the full scan, and spots closer than _SPOT_GAP share one piece. Tests compare the
-        result with the one scan on generated text.
+        takes the full scan, and spots closer than _SPOT_GAP share one piece. A plain `ws://` or
+        `wss://` is not searched for up front (most pages have none): the `//` pass marks it, and
+        the text is then done again with those among the spots. Tests compare the result with
+        the one scan on generated text.
         """
         scan = rewrite_headers.compiled_scan
         if scan is not None:  # the one scan, compiled: every form in one pass
             return scan.rewrite(data, self._replace_url)
+        out = self._regex_segment(data, sockets=False)
+        if out is None:  # the `//` pass met a plain `ws://` or `wss://`: spots too, from the start
+            out = self._regex_segment(data, sockets=True)
+            assert out is not None  # every plain WebSocket URL was in a spot's piece
+        return out
+
+    def _regex_segment(self, data: bytes, *, sockets: bool) -> bytes | None:
+        """`_segment` without the compiled pass; None when a piece left to the plain passes holds
+        a plain WebSocket URL and `sockets` (look for them as spots) is off."""
         lower = data.lower()
         other_case = data.count(b"http") != lower.count(b"http")
-        spots = _spots(data, lower, other_case, len(data) // _SPOT_GAP)
+        spots = _spots(data, lower, other_case, len(data) // _SPOT_GAP, sockets)
         if spots is None:
             return self._sub(self._scan_split, data)  # dense: the spots would share one piece
         if not spots:
-            return self._plain(data)
+            return self._plain(data, sockets)
         spots.sort()
         parts: list[bytes] = []
         pos = 0  # data[:pos] is done
@@ -586,16 +604,30 @@ class Rewriter:
                 if i == len(spots) or spots[i] - end >= _SPOT_GAP:
                     break
             if start > pos:
-                parts.append(self._plain(data[pos:start]))
+                plain = self._plain(data[pos:start], sockets)
+                if plain is None:
+                    return None
+                parts.append(plain)
             parts.append(self._sub(self._scan_split, data[start:end]))
             pos = end
         if pos < len(data):
-            parts.append(self._plain(data[pos:]))
+            plain = self._plain(data[pos:], sockets)
+            if plain is None:
+                return None
+            parts.append(plain)
         return b"".join(parts)
 
-    def _plain(self, data: bytes) -> bytes:
-        """The two literal-led passes, for text with no spot that is not plain."""
-        return self._sub(self._rel_plain, self._sub(self._abs_plain, data))
+    def _plain(self, data: bytes, sockets: bool) -> bytes | None:
+        """The two literal-led passes, for text with no spot that is not plain; None when the `//`
+        pass marks a plain `ws://` or `wss://` and `sockets` is off (they were not spots)."""
+        parts = self._rel_plain.split(self._sub(self._abs_plain, data))
+        if len(parts) == 1:
+            return parts[0]
+        # A match of the `//` pass always has a host, but for the mark of a WebSocket URL.
+        if not sockets and b"//" in parts[1::2]:
+            return None
+        parts[1::2] = map(self._replace_url, parts[1::2])
+        return b"".join(parts)
 
     def _sub(self, pattern: re.Pattern[bytes], data: bytes) -> bytes:
         """`pattern.sub(self._replace, data)` for a pattern whose first group is the whole match,
