@@ -125,8 +125,10 @@ ABS_PLAIN = rb"http(?<![a-zA-Z0-9+.\-]http)s?://" + _HOST_SCAN_CS + _PORT
 REL_PLAIN = rb"//(?<![\w:/]//)" + _HOST_SCAN_CS + _PORT
 # REL_PLAIN, or a bare `//` after `ws:` or `ss:` (any case): the mark of a plain `ws://` or
 # `wss://` URL, which the two passes do not map. The `//` pass finds the marks for free (it stops
-# at every `//` anyway), so text without WebSocket URLs pays no search of its own for them.
-REL_PLAIN_OR_SOCKET = REL_PLAIN.replace(b"//", b"//(?:", 1) + rb"|(?<=[wW][sS]://|[sS][sS]://))"
+# at every `//` anyway), so text without WebSocket URLs pays no search of its own for them. The
+# one lookbehind fails on its first byte after `http:` and `https:` (`p`); what else it lets by
+# (`class://`) only costs the redo.
+REL_PLAIN_OR_SOCKET = REL_PLAIN.replace(b"//", b"//(?:", 1) + rb"|(?<=[wWsS][sS]://))"
 # Bytes that never occur in a URL match nor change one next to them (every lookaround treats them
 # like the start or end of the text), so a body can be cut after any of them and each piece
 # rewritten on its own.

@@ -146,6 +146,13 @@ def test_a_lone_websocket_url_in_long_plain_text_is_mapped(scan_path: str) -> No
         assert out.count(M_WWW) >= 600
 
 
+def test_a_scheme_ending_in_ss_is_no_websocket_url(scan_path: str) -> None:
+    """`class://host` looks like the end of `wss://` to the Python path's `//` pass: the text is
+    done again with WebSocket spots, and comes out as the reference says (only the https URL)."""
+    text = f"class://{WWW}/x Xss://{RT} https://{WWW}/y"
+    assert _rewrite(_rewriter(), text) == f"class://{WWW}/x Xss://{RT} https://{M_WWW}/y"
+
+
 def test_a_split_at_every_byte_of_a_websocket_url_gives_the_whole_result(scan_path: str) -> None:
     rw = _rewriter(port=8443)
     for body, content_type in (
