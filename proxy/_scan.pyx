@@ -26,7 +26,7 @@ cdef unsigned char HOSTCH[256]  # [a-zA-Z0-9-]
 cdef unsigned char ALNUM[256]  # [a-zA-Z0-9]
 cdef unsigned char ABS_BEFORE[256]  # [a-zA-Z0-9+.-]: no absolute URL starts after these
 cdef unsigned char REL_BEFORE[256]  # [a-zA-Z0-9_:/]: no protocol-relative URL starts after these
-cdef unsigned char FULL_STOP[256]  # bytes where any URL form can start: h H / \
+cdef unsigned char FULL_STOP[256]  # bytes where any URL form can start: h H w W / \
 cdef unsigned char SLASH_HOST[256]  # [a-zA-Z0-9.-]: the third-party count's host bytes
 cdef unsigned char SLASH[256]  # /
 
@@ -36,7 +36,7 @@ for _c in range(256):
     HOSTCH[_c] = ALNUM[_c] or _c == 45
     ABS_BEFORE[_c] = ALNUM[_c] or _c in (43, 46, 45)
     REL_BEFORE[_c] = ALNUM[_c] or _c in (95, 58, 47)
-    FULL_STOP[_c] = _c in (104, 72, 47, 92)
+    FULL_STOP[_c] = _c in (104, 72, 119, 87, 47, 92)
     SLASH_HOST[_c] = HOSTCH[_c] or _c == 46
     SLASH[_c] = _c == 47
 
@@ -146,23 +146,28 @@ cdef inline bint _same_spelling(
 cdef Py_ssize_t _full_match(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
     """End of the `scan_pattern(HOST_SCAN)` match starting at i, or -1.
 
-    Absolute: `h` (any case) not after [a-zA-Z0-9+.-], `ttp`, `s`?, a COLON, a SLASH twice in the
-    same spelling, the host, then the same COLON and 1-5 digits if they follow. Protocol-relative:
-    `//`, `\\/\\/` or `\\u002f\\u002f` (any case) not after [a-zA-Z0-9_:/], the host, then `:` and
-    1-5 digits if they follow. The alternatives of each group differ in their first two bytes, so
-    the first that fits is the only one: no backtracking to mirror."""
+    Absolute: `http` or `ws` (any case) not after [a-zA-Z0-9+.-], `s`?, a COLON, a SLASH twice in
+    the same spelling, the host, then the same COLON and 1-5 digits if they follow.
+    Protocol-relative: `//`, `\\/\\/` or `\\u002f\\u002f` (any case) not after [a-zA-Z0-9_:/],
+    the host, then `:` and 1-5 digits if they follow. The alternatives of each group differ in
+    their first two bytes, so the first that fits is the only one: no backtracking to mirror."""
     cdef Py_ssize_t j, colon_at, colon_len, slash_len, end, digits
     cdef unsigned char c = p[i]
-    if c == 104 or c == 72:
+    if c == 104 or c == 72 or c == 119 or c == 87:
         if i > 0 and ABS_BEFORE[p[i - 1]]:
             return -1
-        if not (
+        if c == 119 or c == 87:  # `ws`
+            if _low(_at(p, n, i + 1)) != 115:
+                return -1
+            j = i + 2
+        elif (
             _low(_at(p, n, i + 1)) == 116
             and _low(_at(p, n, i + 2)) == 116
             and _low(_at(p, n, i + 3)) == 112
         ):
+            j = i + 4
+        else:
             return -1
-        j = i + 4
         if _low(_at(p, n, j)) == 115:
             j += 1
         colon_len = _colon_len(p, n, j)
@@ -275,6 +280,10 @@ cdef object _rewrite_into(
         i = _skip(FULL_STOP, p, n, i)
         if i >= n:
             break
+        if (p[i] | 32) == 119 and (_at(p, n, i + 1) | 32) != 115:
+            # A `w` not before `s` (most of a text's w's) starts no URL: passed without a call.
+            i += 1
+            continue
         end = _full_match(p, n, i)
         if end < 0:
             i += 1

@@ -25,6 +25,11 @@ def is_valid_hostname(host: str) -> bool:
     return bool(_HOST_RE.match(host))
 
 
+def socket_scheme(scheme: str) -> str:
+    """The WebSocket scheme as secure as an HTTP one: `https` → `wss`, `http` → `ws`."""
+    return "wss" if scheme.lower() == "https" else "ws"
+
+
 def map_label(host: str) -> str:
     """The single DNS label that stands for vendor host `host` under the proxy's host."""
     return host.lower().replace("-", "--").replace(".", "-")

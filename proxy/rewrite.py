@@ -5,9 +5,11 @@ vendors write: `https://host`, `http://host`, protocol-relative `//host`, percen
 `https%3A%2F%2Fhost` (and double-encoded `%253A%252F`), JSON-escaped `https:\\/\\/host` and
 `\\/\\/host`, and unicode-escaped `https:\\u002F\\u002Fhost` and `\\u002F\\u002Fhost` (JSON and
 JavaScript's `/`, which devalue in Nuxt and SvelteKit and serialize-javascript write for every
-slash). A found host is rewritten only when `HostMap.vendor_for_host` accepts it, and the match
-is whole-host (`www.my-db.com.evil.org` and `notwww.my-db.com` are not `www.my-db.com`). A bare
-host without a scheme or `//` is never touched: it is indistinguishable from text.
+slash). WebSocket URLs (`wss://host`, `ws://host`) are found in each of those spellings as
+`https`/`http` ones are. A found host is rewritten only when `HostMap.vendor_for_host` accepts
+it, and the match is whole-host (`www.my-db.com.evil.org` and `notwww.my-db.com` are not
+`www.my-db.com`). A bare host without a scheme or `//` is never touched: it is indistinguishable
+from text.
 
 Speed (hand-written because no library rewrites URLs with these rules): the body is cut after
 bytes no URL contains (quotes, `<`, `>`, spaces), and each piece is rewritten by one compiled
@@ -20,7 +22,8 @@ every path with it on generated text.
 Choices worth knowing:
 - An explicit vendor port (`https://host:8443/`) is dropped from the mapped URL: the mapped host
   says which vendor host is meant and the forwarder knows the vendor's origin (and `connect_to`).
-- Absolute URLs take the proxy's public scheme; protocol-relative ones stay protocol-relative;
+- Absolute URLs take the proxy's public scheme (WebSocket ones, `ws://` and `wss://`, its
+  WebSocket twin: `wss` for `https`, `ws` for `http`); protocol-relative ones stay so;
   percent-encoded and escaped URLs keep their encoding, each separator spelled as it was.
 - Bodies are rewritten as bytes for ASCII-compatible charsets (UTF-8 and single-byte ones). Other
   charsets (UTF-16/32, Shift_JIS, ISO-2022 …) are decoded and re-encoded incrementally
@@ -42,6 +45,7 @@ import codecs
 import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache, partial
+from itertools import islice
 from urllib.parse import urlsplit
 
 from proxy import html_tags, rewrite_headers
@@ -54,7 +58,7 @@ from proxy.charsets import (
     charset_is_bytes_safe,
 )
 from proxy.config import Config, RewriteRule
-from proxy.hosts import HostMap, unmap_label
+from proxy.hosts import HostMap, socket_scheme, unmap_label
 from proxy.html_tags import HtmlTagStage
 from proxy.request_bodies import boundary, unmap_multipart
 
@@ -119,6 +123,12 @@ _PORT = rb"(?::[0-9]{1,5}" + PORT_END + rb")?"
 # a piece holds no other URL form, and `scan_pattern` otherwise.
 ABS_PLAIN = rb"http(?<![a-zA-Z0-9+.\-]http)s?://" + _HOST_SCAN_CS + _PORT
 REL_PLAIN = rb"//(?<![\w:/]//)" + _HOST_SCAN_CS + _PORT
+# REL_PLAIN, or a bare `//` after `ws:` or `ss:` (any case): the mark of a plain `ws://` or
+# `wss://` URL, which the two passes do not map. The `//` pass finds the marks for free (it stops
+# at every `//` anyway), so text without WebSocket URLs pays no search of its own for them. The
+# one lookbehind fails on its first byte after `http:` and `https:` (`p`); what else it lets by
+# (`class://`) only costs the redo.
+REL_PLAIN_OR_SOCKET = REL_PLAIN.replace(b"//", b"//(?:", 1) + rb"|(?<=[wWsS][sS]://))"
 # Bytes that never occur in a URL match nor change one next to them (every lookaround treats them
 # like the start or end of the text), so a body can be cut after any of them and each piece
 # rewritten on its own.
@@ -144,22 +154,29 @@ def _finds(text: bytes, literal: bytes, limit: int = -1) -> list[int]:
     return out
 
 
+# The plain WebSocket schemes, for `_spots` (in lower-cased text) once the `//` pass has seen one:
+# one regex search reads the text about as fast as one `find` and finds both (`wss://` holds no
+# `ws:`).
+_WS_SCHEME = re.compile(rb"wss?://")
 # Percent signs looked at one by one before the percent-encoded forms are searched for instead.
 _PERCENT_SCAN = 64
 # Backslashes looked at one by one before the escaped forms are searched for instead.
 _BACKSLASH_SCAN = 64
 
 
-def _spots(data: bytes, lower: bytes, other_case: bool, limit: int) -> list[int] | None:
+def _spots(
+    data: bytes, lower: bytes, other_case: bool, limit: int, sockets: bool
+) -> list[int] | None:
     """Where `data` holds what the two literal-led passes cannot handle, unsorted; None when that
     is more than `limit` places (the full scan of the whole text is then cheaper).
 
     Those are a JSON-escaped `\\/`, a unicode-escaped `\\u002f` (any case), a percent-encoded
     `:` (also double-encoded, or `:` before an encoded `/`), `//http`, which the one scan takes as
-    a protocol-relative URL to the host "http…", and `http` in another case. No cut byte occurs in
-    any of them, so each lies whole inside one piece. `bytes.count` and multi-byte `find` read
-    ~1.3 GB/s, a one-byte `find` is memchr: the escaped and percent forms are looked for only
-    where their first byte occurs.
+    a protocol-relative URL to the host "http…", `http` in another case, and, when `sockets`,
+    `ws://` or `wss://` (any case: the plain passes know only `http`; every other WebSocket
+    spelling has one of the escaped or encoded spots). No cut byte occurs in any of them, so each
+    lies whole inside one piece. `bytes.count` and multi-byte `find` read ~1.3 GB/s, a one-byte `find` is memchr: the
+    escaped and percent forms are looked for only where their first byte occurs.
     """
     out: list[int] = []
     if b"\\" in data:
@@ -168,6 +185,8 @@ def _spots(data: bytes, lower: bytes, other_case: bool, limit: int) -> list[int]
         out += _percent_spots(data, lower, limit + 1 - len(out))
     if len(out) <= limit:
         out += _finds(lower, b"//http", limit + 1 - len(out))
+    if sockets and len(out) <= limit:
+        out += [m.start() for m in islice(_WS_SCHEME.finditer(lower), limit + 1 - len(out))]
     if other_case and len(out) <= limit:  # where lower-cased text has `http` and the text does not
         out += [at for at in _finds(lower, b"http") if data[at : at + 4] != b"http"]
     return None if len(out) > limit else out
@@ -212,8 +231,8 @@ def _percent_spots(data: bytes, lower: bytes, limit: int) -> list[int]:
 def url_pattern(host: bytes) -> bytes:
     """The absolute-or-protocol-relative URL regex around a host sub-pattern (shared with unmap)."""
     return (
-        # Every match starts with h, / or \; saying so first lets the scan skip other bytes fast.
-        rb"(?=[h/\\])(?:(?<![a-z0-9+.\-])(?P<scheme>https?)(?P<colon>" + COLON + rb")"
+        # Every match starts with h, w, / or \; saying so first lets the scan skip other bytes fast.
+        rb"(?=[hw/\\])(?:(?<![a-z0-9+.\-])(?P<scheme>https?|wss?)(?P<colon>" + COLON + rb")"
         rb"(?P<slash>" + SLASH + rb")(?P=slash)(?P<host>" + host + rb")"
         rb"(?:(?P=colon)(?P<port>[0-9]{1,5})" + PORT_END + rb")?"
         # `//host` (or escaped), but not the `//` of another scheme (`ftp://`) or a path (`a//b`).
@@ -231,7 +250,8 @@ def scan_pattern(host: bytes) -> bytes:
     needs the groups re-matches the found bytes with `url_pattern`.
     """
     return (
-        rb"[hH/\\](?i:(?<=h)(?<![a-z0-9+.\-]h)ttps?(?P<colon>" + COLON + rb")"
+        rb"[hHwW/\\](?i:(?:(?<=h)(?<![a-z0-9+.\-]h)ttps?|(?<=w)(?<![a-z0-9+.\-]w)ss?)"
+        rb"(?P<colon>" + COLON + rb")"
         rb"(?P<slash>"
         + SLASH
         + rb")(?P=slash)"
@@ -410,7 +430,8 @@ def _rule_matches_type(rule: RewriteRule, mt: str) -> bool:
 class _Unmapper:
     """Request side: mapped-host URLs back to vendor URLs.
 
-    The scheme is the vendor origin's (https when the vendor has no configured origin), and the
+    The scheme is the vendor origin's (https when the vendor has no configured origin; for a
+    `ws://` or `wss://` URL its WebSocket twin), and the
     origin's explicit port is restored for the origin host itself, so the vendor sees the URL it
     would have seen without the proxy.
     """
@@ -428,7 +449,7 @@ class _Unmapper:
         absolute = m.group("scheme") is not None
         scheme = (m.group("scheme") or hm.public_scheme.encode("ascii")).lower()
         port_text = m.group("port") if absolute else m.group("rport")
-        port = int(port_text) if port_text else (443 if scheme == b"https" else 80)
+        port = int(port_text) if port_text else (443 if scheme in (b"https", b"wss") else 80)
         if port != (hm.public_port or (443 if hm.public_scheme == "https" else 80)):
             return m.group(0)  # another server on the public host name, not the proxy
         mapped = (m.group("host") if absolute else m.group("rhost")).decode("ascii").lower()
@@ -443,8 +464,10 @@ class _Unmapper:
             netloc += colon + str(origin.port).encode("ascii")
         if not absolute:
             return m.group("rel") + netloc
-        vendor_scheme = (origin.scheme if origin is not None else "https").encode("ascii")
-        return vendor_scheme + m.string[m.start("colon") : m.start("host")] + netloc
+        vendor_scheme = origin.scheme if origin is not None else "https"
+        if scheme.startswith(b"ws"):  # a WebSocket URL: the origin's scheme's WebSocket twin
+            vendor_scheme = socket_scheme(vendor_scheme)
+        return vendor_scheme.encode("ascii") + m.string[m.start("colon") : m.start("host")] + netloc
 
     def unmap_bytes(self, data: bytes) -> bytes:
         return self._re.sub(self._replace, data)
@@ -471,8 +494,9 @@ class Rewriter:
         # The split forms (`_sub`): each pattern wrapped in one group that is the whole match.
         self._scan_split = re.compile(rb"(" + scan_pattern(HOST_SCAN) + rb")")
         self._abs_plain = re.compile(rb"(" + ABS_PLAIN + rb")")
-        self._rel_plain = re.compile(rb"(" + REL_PLAIN + rb")")
+        self._rel_plain = re.compile(rb"(" + REL_PLAIN_OR_SOCKET + rb")")
         self._public_scheme = host_map.public_scheme.encode("ascii")
+        self._public_socket_scheme = socket_scheme(host_map.public_scheme).encode("ascii")
         self._public_port = (
             b"" if host_map.public_port is None else str(host_map.public_port).encode("ascii")
         )
@@ -521,7 +545,8 @@ class Rewriter:
         if absolute:
             # Colon and slashes as written (`\\u002F\\u002f` stays so); the port takes the colon's.
             colon = m.group("colon")
-            head = self._public_scheme + matched[m.start("colon") : m.start("host")]
+            scheme = self._public_socket_scheme if matched[0] in b"wW" else self._public_scheme
+            head = scheme + matched[m.start("colon") : m.start("host")]
         else:
             colon, head = b":", m.group("rel")
         port = colon + self._public_port if self._public_port else b""
@@ -542,19 +567,30 @@ class Rewriter:
         pass sees the other's output differently from the one scan. The spots that are not plain
         (a JSON config in the page head, say, or `HTTP` in capitals) are found with literal
         searches; the text around each, from the cut byte before it to the cut byte after it,
-        takes the full scan, and spots closer than _SPOT_GAP share one piece. Tests compare the
-        result with the one scan on generated text.
+        takes the full scan, and spots closer than _SPOT_GAP share one piece. A plain `ws://` or
+        `wss://` is not searched for up front (most pages have none): the `//` pass marks it, and
+        the text is then done again with those among the spots. Tests compare the result with
+        the one scan on generated text.
         """
         scan = rewrite_headers.compiled_scan
         if scan is not None:  # the one scan, compiled: every form in one pass
             return scan.rewrite(data, self._replace_url)
+        out = self._regex_segment(data, sockets=False)
+        if out is None:  # the `//` pass met a plain `ws://` or `wss://`: spots too, from the start
+            out = self._regex_segment(data, sockets=True)
+            assert out is not None  # every plain WebSocket URL was in a spot's piece
+        return out
+
+    def _regex_segment(self, data: bytes, *, sockets: bool) -> bytes | None:
+        """`_segment` without the compiled pass; None when a piece left to the plain passes holds
+        a plain WebSocket URL and `sockets` (look for them as spots) is off."""
         lower = data.lower()
         other_case = data.count(b"http") != lower.count(b"http")
-        spots = _spots(data, lower, other_case, len(data) // _SPOT_GAP)
+        spots = _spots(data, lower, other_case, len(data) // _SPOT_GAP, sockets)
         if spots is None:
             return self._sub(self._scan_split, data)  # dense: the spots would share one piece
         if not spots:
-            return self._plain(data)
+            return self._plain(data, sockets)
         spots.sort()
         parts: list[bytes] = []
         pos = 0  # data[:pos] is done
@@ -570,16 +606,30 @@ class Rewriter:
                 if i == len(spots) or spots[i] - end >= _SPOT_GAP:
                     break
             if start > pos:
-                parts.append(self._plain(data[pos:start]))
+                plain = self._plain(data[pos:start], sockets)
+                if plain is None:
+                    return None
+                parts.append(plain)
             parts.append(self._sub(self._scan_split, data[start:end]))
             pos = end
         if pos < len(data):
-            parts.append(self._plain(data[pos:]))
+            plain = self._plain(data[pos:], sockets)
+            if plain is None:
+                return None
+            parts.append(plain)
         return b"".join(parts)
 
-    def _plain(self, data: bytes) -> bytes:
-        """The two literal-led passes, for text with no spot that is not plain."""
-        return self._sub(self._rel_plain, self._sub(self._abs_plain, data))
+    def _plain(self, data: bytes, sockets: bool) -> bytes | None:
+        """The two literal-led passes, for text with no spot that is not plain; None when the `//`
+        pass marks a plain `ws://` or `wss://` and `sockets` is off (they were not spots)."""
+        parts = self._rel_plain.split(self._sub(self._abs_plain, data))
+        if len(parts) == 1:
+            return parts[0]
+        # A match of the `//` pass always has a host, but for the mark of a WebSocket URL.
+        if not sockets and b"//" in parts[1::2]:
+            return None
+        parts[1::2] = map(self._replace_url, parts[1::2])
+        return b"".join(parts)
 
     def _sub(self, pattern: re.Pattern[bytes], data: bytes) -> bytes:
         """`pattern.sub(self._replace, data)` for a pattern whose first group is the whole match,

@@ -1,10 +1,12 @@
 """What a response's Content-Security-Policy calls for, and which hosts a page refers to.
 
 Three pure functions on a `HostMap` deal with Content-Security-Policy:
-- `rewrite_csp`: vendor host sources in a vendor's CSP become mapped hosts. A wildcard source
-  `*.vendor.com` has no exact mapped form (every mapped host is one label under the public host),
-  so it becomes `*.<public host>[:port]`, which admits only hosts the proxy serves. The original
-  wildcard is kept as well when part of it is not proxied (an exact-only config, never_proxy).
+- `rewrite_csp`: vendor host sources in a vendor's CSP become mapped hosts (a `ws:`/`wss:`
+  source takes the public scheme's WebSocket twin, any other scheme the public one). A wildcard
+  source `*.vendor.com` has no exact mapped form (every mapped host is one label under the public
+  host), so it becomes `*.<public host>[:port]`, which admits only hosts the proxy serves. The
+  original wildcard is kept as well when part of it is not proxied (an exact-only config,
+  never_proxy).
   `report-uri` targets that are not proxied are dropped: reports carry page URLs and would go
   straight from the patron's browser to a third party.
 - `shield_csp`: a second, independent policy that limits every fetch to the proxy's own hosts,
@@ -22,7 +24,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from proxy.hosts import HostMap, is_valid_hostname
+from proxy.hosts import HostMap, is_valid_hostname, socket_scheme
 
 try:  # the compiled scans (proxy/_scan.pyx); without them the same answers come slower
     from proxy import _scan
@@ -71,13 +73,20 @@ def _wildcard_coverage(host_map: HostMap, domain: str) -> tuple[bool, bool]:
     return touches, full
 
 
+def _mapped_scheme(host_map: HostMap, scheme: str) -> str:
+    """A mapped source's scheme: the public one, or its WebSocket twin for `ws`/`wss` sources."""
+    if scheme.lower() in ("ws", "wss"):
+        return socket_scheme(host_map.public_scheme)
+    return host_map.public_scheme
+
+
 def _rewrite_source(host_map: HostMap, token: str) -> list[str]:
     """The sources that replace one CSP source expression (usually just itself)."""
     m = _SOURCE.match(token)
     if token.startswith("'") or m is None or token.endswith(":"):
         return [token]  # keyword, nonce, hash, scheme-source: nothing host-bound
     scheme, host = m.group("scheme"), m.group("host").lower()
-    head = f"{host_map.public_scheme}://" if scheme else ""
+    head = f"{_mapped_scheme(host_map, scheme)}://" if scheme else ""
     port = _port_suffix(host_map)
     if host.startswith("*."):
         touches, full = _wildcard_coverage(host_map, host[2:])
@@ -134,7 +143,7 @@ def shield_csp(host_map: HostMap, allow_third_party: bool) -> str | None:
     netloc = host_map.public_netloc
     scheme = host_map.public_scheme
     ours = f"'self' {scheme}://*.{netloc} {scheme}://{netloc}"
-    socket = f"{'wss' if scheme == 'https' else 'ws'}://*.{netloc}"
+    socket = f"{socket_scheme(scheme)}://*.{netloc}"
     directives = {
         "default-src": f"{ours} data: blob:",
         "script-src": f"{ours} 'unsafe-inline' 'unsafe-eval' data: blob:",

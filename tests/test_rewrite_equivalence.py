@@ -27,6 +27,8 @@ TOKENS = [
     ".", "-", "_", "+", "8443", ":99", ":080", "0", '"', "<", ">", " ", "\n", "'", "=", "?", "#",
     "x", "abc", "<a href=\"", "\">", "\\u002F", "\\u002f", "\\U002F", "\\u002", "u002F", "\\u002E",
     "\\u", "\\\\u002F",
+    # WebSocket schemes, their pieces and lookalikes (`news:`, `aws:`: a word before the scheme)
+    "wss", "ws", "WSS", "Ws", "w", "news", "aws", "wss:", "ws:", "//wss",
 ]  # fmt: skip
 
 
@@ -68,7 +70,7 @@ def reference(rw: Rewriter, data: bytes) -> bytes:
 # Whole URLs in every spelling, so that generated text puts each next to every neighbour.
 URLS = [
     f"{scheme}{colon}{slash}{slash}{host}{port}"
-    for scheme in ("https", "http", "HTTP")
+    for scheme in ("https", "http", "HTTP", "wss", "ws", "WsS")
     for colon, slash in (
         (":", "/"),
         (":", "\\/"),
@@ -122,9 +124,16 @@ def test_long_text_cut_around_escaped_urls_and_capitals_matches_the_reference(
         assert rw.rewrite_bytes(data) == reference(rw, data)
 
 
-PLAIN_URLS = [u for u in URLS if "%" not in u and "\\" not in u and "HTTP" not in u]
+PLAIN_URLS = [
+    u for u in URLS if "%" not in u and "\\" not in u and "HTTP" not in u and "ws" not in u.lower()
+]
 PLAIN_TOKENS = [
-    t for t in TOKENS if t.lower() not in {"http", "https"} and "%" not in t and "\\" not in t
+    t
+    for t in TOKENS
+    if t.lower() not in {"http", "https"}
+    and "%" not in t
+    and "\\" not in t
+    and "ws" not in t.lower()
 ]
 
 
@@ -137,6 +146,13 @@ def plain_parts(rng: random.Random) -> list[str]:
 
 
 SPOTS = [
+    "wss://www.vendor.test",
+    "ws://a.wild.test:8443",
+    "WSS://cdn.vendor.test",
+    "//wss://www.vendor.test",
+    "news://www.vendor.test",
+    "wss:\\/\\/a.wild.test",
+    "ws%3A%2F%2Fcdn.vendor.test",
     "https:\\/\\/www.vendor.test",
     "https%3A%2F%2Fcdn.vendor.test",
     "%253a",
@@ -262,6 +278,7 @@ ESCAPED_URLS = [
     b"https:\\u002F\\u002Fwww.vendor.test\\u002Fp",
     b"http:\\u002f\\u002Fa.wild.test:8443\\u002fp",
     b"\\u002F\\u002Fwww.vendor.test:1\\u002F",
+    b"wss:\\u002F\\u002Fwww.vendor.test\\u002Flive",
 ]
 LEADS = {"after a cut byte": b'x"', "in a long run": b"x" * (MAX_CUT_WAIT + 100) + b"="}
 

@@ -30,7 +30,7 @@ PATH = st.lists(st.text(alphabet="abcXYZ019._~-", max_size=8), max_size=3).map(
     lambda segments: "".join("/" + s for s in segments)
 )
 # Text between URLs: markup-ish characters, including the ones URLs are made of.
-FILLER = st.text(alphabet=" <>=\"'/:.%-\\abhpstxu02F\n", max_size=20)
+FILLER = st.text(alphabet=" <>=\"'/:.%-\\abhpstwxu02F\n", max_size=20)
 
 FORMS = (
     "https://{h}{p}",
@@ -41,6 +41,11 @@ FORMS = (
     "https:\\u002F\\u002F{h}{u}",
     "\\u002F\\u002F{h}{u}",
     "\\/\\/{h}{j}",
+    "wss://{h}{p}",
+    "ws://{h}{p}",
+    "wss%3A%2F%2F{h}{q}",
+    "wss:\\/\\/{h}{j}",
+    "wss:\\u002F\\u002F{h}{u}",
 )
 
 
@@ -105,12 +110,14 @@ def test_a_vendor_url_in_every_spelling_is_mapped_and_keeps_it(
 ) -> None:
     mapped = _host_map().to_mapped(host)
     text = quote + _spell(form, host, path) + quote
-    expected = quote + _spell(form.replace("http:", "https:"), mapped, path) + quote
+    secure = form.replace("http:", "https:").replace("ws:", "wss:")  # the public scheme's
+    expected = quote + _spell(secure, mapped, path) + quote
     assert _rewriter().rewrite_text(text) == expected
 
 
-# Only https and protocol-relative forms round-trip: `http://` comes back as the origin's https.
-@given(documents(forms=tuple(f for f in FORMS if not f.startswith("http:"))))
+# Only https, wss and protocol-relative forms round-trip: `http://` comes back as the origin's
+# https, `ws://` as its wss.
+@given(documents(forms=tuple(f for f in FORMS if not f.startswith(("http:", "ws:")))))
 def test_unmap_undoes_rewrite(doc: str) -> None:
     rw = _rewriter()
     assert rw.unmap_url(rw.rewrite_text(doc)) == doc

@@ -81,7 +81,7 @@ def test_rewrite_matches_the_reference_on_generated_text(rw: Rewriter) -> None:
     assert changed > 5000  # URLs were really rewritten, not only left alone
 
 
-URL_BYTES = b"hHtTpPsS:/\\%3aA25fF.-_w0123456789 \"'<>@?#uU"
+URL_BYTES = b"hHtTpPsS:/\\%3aA25fF.-_wW0123456789 \"'<>@?#uU"
 
 
 def test_random_bytes_of_every_value(rw: Rewriter) -> None:
@@ -116,6 +116,15 @@ def test_text_cut_at_every_byte_of_a_url(rw: Rewriter) -> None:
         "\\u002F/www.vendor.test",
         "\\\\u002F\\\\u002Fwww.vendor.test",
         "\\U002F\\u002fa.wild.test:8443",
+        # WebSocket schemes and lookalikes (a word before the scheme, `//` before it)
+        "//wss",
+        "//wss://www.vendor.test",
+        "wss://ws.wild.test",
+        "WS%3a%2F%2fx.wild.test%3A8",
+        "news://www.vendor.test",
+        "aws:\\/\\/www.vendor.test",
+        "wsss://www.vendor.test",
+        "w\\u002F\\u002Fwww.vendor.test",
     ]
     for url in [*URLS, *extra]:
         raw = url.encode()
@@ -131,7 +140,7 @@ def test_every_url_spelling_with_one_byte_changed(rw: Rewriter) -> None:
     for url in URLS:
         raw = url.encode()
         for i in range(len(raw)):
-            for b in b"x/\\%:.5aA_U":
+            for b in b"x/\\%:.5aA_Uws":
                 check(rw, b" " + raw[:i] + bytes([b]) + raw[i + 1 :] + b"/p")
 
 
