@@ -309,21 +309,31 @@ async def test_open_sockets_hold_no_admission_slot_and_are_capped(
 SOCKET_PAGE = """<!doctype html><html><head><title>live</title></head><body>
 <p id="out">waiting</p>
 <script>
-const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-const ws = new WebSocket(scheme + location.host + "/ws", ["chat.v2"]);
+const ws = new WebSocket(%s, ["chat.v2"]);
 ws.onopen = () => ws.send("from the browser");
 ws.onmessage = (e) => { document.getElementById("out").textContent = e.data + " via " + ws.protocol; };
 ws.onerror = () => { document.getElementById("out").textContent = "error"; };
 </script></body></html>"""
+# A socket on the page's own host, from `location` (socket.io's default), and a vendor URL
+# written into the script, which the rewriter maps to the mapped host.
+FROM_LOCATION = '(location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws"'
+LITERAL = '"ws://www.vendor-one.test/ws"'
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("url", [FROM_LOCATION, LITERAL], ids=["from-location", "literal"])
 async def test_browser_page_opens_a_socket_to_the_vendor(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    url: str,
 ) -> None:
-    """In Chromium, a vendor page's script opening a socket on its own host (as socket.io and
-    most pages do, from `location`) reaches the vendor through the proxy: the tracker shield
-    lets it connect, and the answer comes back on the page."""
+    """In Chromium, a vendor page's script opening a socket, on its own host (as socket.io
+    does, from `location`) or at the vendor URL written in the script (mapped by the
+    rewriter), reaches the vendor through the proxy: the tracker shield lets it connect, and
+    the answer comes back on the page."""
     from playwright.async_api import async_playwright
 
     from tests.browser_support import launch
@@ -333,7 +343,7 @@ async def test_browser_page_opens_a_socket_to_the_vendor(
     )
 
     async def live(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=SOCKET_PAGE, content_type="text/html")
+        return web.Response(text=SOCKET_PAGE % url, content_type="text/html")
 
     vendor.routes["/live"] = live
     own = f"http://{driver.public}"
