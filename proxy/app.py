@@ -49,14 +49,12 @@ from proxy.services import (
     build_services,
     close_services,
 )
+from proxy.web.forget import FORGET_PATH, FORGET_WHAT, forget_here
 from proxy.web.messages import FORMAT_DEFAULTS, UI
 from proxy.web.pages import (
-    FORGET_PATH,
-    FORGET_WHAT,
     _public,
     _session_cookie,
     end_sessions,
-    forget_here,
     login_form,
     login_submit,
     logout,

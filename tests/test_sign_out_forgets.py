@@ -6,7 +6,7 @@ Vendor pages live on the proxy's mapped hosts, so what they keep in the browser 
 out — unless the proxy clears it. The sign-out page loads `/.weston-proxy/forget` from every
 vendor host the session used; the proxy itself answers there with `Clear-Site-Data`, and the
 vendor never sees the request. The same answer deletes the cookies vendor scripts wrote with
-`document.cookie` (for the vendor host, or a parent domain below the library's registrable one).
+`document.cookie` (for the vendor host, or a parent domain down to the proxy's own host).
 And a vendor page is never kept by the browser (`no-store`), so once a session has expired (no
 sign-out) the next person gets the sign-in page, not the last patron's results.
 """
@@ -16,13 +16,16 @@ from __future__ import annotations
 import io
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
 from playwright.async_api import Page, async_playwright
 
 from proxy.hosts import map_label
+from proxy.services import SERVICES
 from proxy.sessions import MAX_NOTED_HOSTS, Sessions
+from proxy.web.forget import PARTS, forget_urls
 from tests.browser_support import launch
 from tests.canary import CANARY, leaks
 from tests.harness import ProxyDriver, ldap_directory, vendor_toml, write_config
@@ -139,7 +142,7 @@ async def test_signing_out_clears_what_vendor_pages_stored_in_the_browser(
                 assert await page.text_content("#out") == f"canary-search-{hostname}"
 
             await page.goto(f"{own}/menu")
-            async with page.expect_response(lambda r: r.url.endswith(FORGET)):
+            async with page.expect_response(lambda r: FORGET in r.url):
                 await page.click("form.signout button")
             await page.wait_for_load_state("networkidle")
             assert "You are signed out" in (await page.content())
@@ -170,9 +173,10 @@ async def test_sign_out_page_names_each_vendor_host_of_the_session_once(
     r = await driver.own("POST", "/logout")
     html = await r.text()
     assert r.status == 200
-    wanted = [f"http://{driver.mapped(h)}{FORGET}" for h in (WWW, DEEP)]
-    assert [html.count(f'src="{u}"') for u in wanted] == [1, 1]
-    assert html.count(f"{FORGET}") == 2
+    for h in (WWW, DEEP):  # each host once, in every part, signed for that host
+        for part in range(PARTS):
+            assert html.count(f'src="http://{driver.mapped(h)}{FORGET}?part={part}&amp;t=') == 1
+    assert html.count(f"{FORGET}") == 2 * PARTS
     csp = r.headers["Content-Security-Policy"]
     assert f"img-src 'self' data: http://*.proxy.localhost:{port};" in csp
     assert "default-src 'self'" in csp and "script-src 'self'" in csp
@@ -189,20 +193,53 @@ async def test_sign_out_without_vendor_pages_loads_nothing_more(
     assert "img-src 'self' data:;" in r.headers["Content-Security-Policy"]
 
 
+def _forget_paths(driver: ProxyDriver, vendor_host: str) -> list[str]:
+    """The forget addresses a sign-out page would load for `vendor_host` (path and query)."""
+    urls = forget_urls(driver.client.app[SERVICES], [vendor_host])
+    return [urlsplit(u).path + "?" + urlsplit(u).query for u in urls]
+
+
 async def test_forget_path_is_answered_by_the_proxy_without_a_session(
     tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
 ) -> None:
     driver, vendor = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
-    r = await driver.get_vendor(DEEP, FORGET, sid="")
-    assert r.status == 204
-    assert r.headers["Clear-Site-Data"] == '"cache", "storage"'
-    assert r.headers["Cache-Control"] == "no-store"
-    assert await r.read() == b""
+    for path in _forget_paths(driver, DEEP):
+        r = await driver.get_vendor(DEEP, path, sid="")
+        assert r.status == 204
+        assert r.headers["Clear-Site-Data"] == '"cache", "storage"'
+        assert r.headers["Cache-Control"] == "no-store"
+        assert await r.read() == b""
     # Another path on the same host is the vendor's, and needs a session.
     assert (await driver.get_vendor(DEEP, FORGET + "x", sid="")).status == 302
     # A host the proxy does not serve is still refused.
     r = await driver.client.get(FORGET, headers={"Host": f"www-other-test.proxy.localhost:{port}"})
     assert r.status == 404
+    assert _forget_requests(vendor) == []
+
+
+async def test_forget_clears_nothing_without_a_token_for_its_host(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """A page (another vendor's, in the middle of the patron's session) that loads a forget
+    address itself has no valid token: nothing is cleared. Only the proxy's own pages name
+    them, each signed for its host and for a few minutes."""
+    driver, vendor = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    good = _forget_paths(driver, WWW)[0]
+    expires, mac = good.split("&t=")[1].split(".")
+    for path in (
+        FORGET,  # no token
+        good.replace(f"&t={expires}", f"&t={int(expires) + 1}"),  # another expiry
+        good.replace(mac, mac[:-1] + ("0" if mac[-1] != "0" else "1")),  # another mac
+        good.replace(f"&t={expires}", "&t=1000000000"),  # long expired
+    ):
+        r = await driver.get_vendor(WWW, path, headers={"Cookie": "vendor_pref=1"})
+        assert r.status == 403, path
+        assert "Clear-Site-Data" not in r.headers
+        assert "Set-Cookie" not in r.headers
+    # Signed for the deep host, it clears nothing on the www host.
+    r = await driver.get_vendor(WWW, _forget_paths(driver, DEEP)[0])
+    assert r.status == 403
     assert _forget_requests(vendor) == []
 
 
@@ -378,7 +415,7 @@ async def test_signing_out_deletes_the_cookies_vendor_scripts_wrote(
                 assert "catalogue_pref=large-print" in written
 
             await page.goto(f"{own}/menu")
-            async with page.expect_response(lambda r: r.url.endswith(FORGET)):
+            async with page.expect_response(lambda r: FORGET in r.url):
                 await page.click("form.signout button")
             await page.wait_for_load_state("networkidle")
             assert "You are signed out" in await page.content()
@@ -403,7 +440,8 @@ async def test_signing_out_deletes_the_cookies_vendor_scripts_wrote(
     ("public_host", "parents"),
     [
         (PUBLIC, [PUBLIC]),  # the proxy's host is below the library's registrable domain
-        ("proxy.localhost", []),  # the proxy's host is the registrable domain: never named
+        # The proxy's host is itself the registrable domain: nothing of the library's is there.
+        ("proxy.localhost", ["proxy.localhost"]),
     ],
 )
 async def test_the_forget_answer_deletes_each_cookie_sent_but_the_proxys_own(
@@ -432,24 +470,26 @@ async def test_the_forget_answer_deletes_each_cookie_sent_but_the_proxys_own(
         f"weston_session=sess-{CANARY.uid}; note={CANARY.email}; weston_csrf=tok-{CANARY.uid}; "
         f"__Secure-x={CANARY.phone}; note=again-{CANARY.uid}; {CANARY.surname}; ;"
     )
-    r = await driver.client.get(FORGET, headers={"Host": host, "Cookie": sent})
-    assert r.status == 204
-    assert r.headers["Clear-Site-Data"] == '"cache", "storage"'
-    expired = "=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/"
+    got: list[str] = []
+    for path in _forget_paths(driver, DEEP):  # the parts together
+        r = await driver.client.get(path, headers={"Host": host, "Cookie": sent})
+        assert r.status == 204
+        assert r.headers["Clear-Site-Data"] == '"cache", "storage"'
+        got += r.headers.getall("Set-Cookie", [])
+        for value in (CANARY.uid, CANARY.email, CANARY.phone, CANARY.surname):
+            assert value not in repr(list(r.headers.items())) + log_stream.getvalue()
+        assert await r.read() == b""
+    expired = "=; Max-Age=0; Path=/"
     domains = [host.split(":")[0], *parents]
     wanted = []
     for start in ("note" + expired, "__Secure-x" + expired, "x" + expired[1:]):
         wanted += [start] + [f"{start}; Domain={d}" for d in domains]
-    got = r.headers.getall("Set-Cookie")
-    assert got == wanted
-    for value in (CANARY.uid, CANARY.email, CANARY.phone, CANARY.surname):
-        assert value not in repr(list(r.headers.items())) + log_stream.getvalue()
-    assert await r.read() == b""
+    assert sorted(got) == sorted(wanted)
     assert _forget_requests(vendor) == []
 
 
 def test_a_cookie_header_gives_each_name_once_and_never_a_value() -> None:
-    from proxy.web.session_cookie import _page_cookie_names
+    from proxy.web.forget import page_cookie_names
 
     header = "a=1; b=x=y;a=2;  ; =orphan; bare-value; c; \x01=z"
-    assert _page_cookie_names(header) == ["a", "b", ""]
+    assert page_cookie_names(header) == ["a", "b", ""]

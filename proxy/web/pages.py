@@ -9,6 +9,7 @@ import secrets
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -26,16 +27,11 @@ from proxy.privacy import OWN_PAGE_HEADERS
 from proxy.redirects import safe_target
 from proxy.services import SERVICES, Services
 from proxy.sessions import Session, storage_key
+from proxy.web.forget import configured_hosts, forget_urls
 from proxy.web.messages import LANG, MESSAGES, UI, Message, shown
-from proxy.web.session_cookie import (
-    clear_copies,
-    clear_page_cookies,
-    session_id,
-    session_ids,
-)
+from proxy.web.session_cookie import CSRF_COOKIE, clear_copies, session_id, session_ids
 
 WEB_DIR = Path(__file__).parent
-CSRF_COOKIE = "weston_csrf"
 MAX_LOGIN_BODY = 8 * 1024
 LOGIN_BODY_TIMEOUT_S = 10.0
 log = get_logger("proxy.pages")
@@ -154,8 +150,12 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     if not sid:
         return _login_page(request, url=url)
     # A session cookie the store no longer knows: the session ended (idle or lifetime) while the
-    # patron was away — logout deletes the cookie. Say so once, then drop the dead cookie.
-    resp = _login_page(request, url=url, notice=MESSAGES["session_expired"])
+    # patron was away — logout deletes the cookie. Say so once, then drop the dead cookie. This
+    # may be the next person at a shared computer: the page asks the browser to forget what
+    # every configured vendor host stored (the session's own list of hosts ended with it).
+    forget = forget_urls(svc, configured_hosts(svc.config))
+    resp = _login_page(request, url=url, notice=MESSAGES["session_expired"], forget=forget)
+    _forget_page_headers(resp, svc.config, forget)
     _clear_session_cookie(resp, svc.config, request)
     return resp
 
@@ -168,6 +168,7 @@ def _login_page(
     notice: Message | None = None,
     username: str = "",
     status: int = 200,
+    forget: list[str] | None = None,
 ) -> web.Response:
     svc = request.app[SERVICES]
     token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
@@ -181,6 +182,7 @@ def _login_page(
         notice=notice,
         username=username[:64],  # the patron's own card number, so only the PIN is retyped
         signed_in=False,
+        forget=forget,
     )
     # The form's answer is a redirect to the starting point on a mapped vendor host, and browsers
     # hold redirects after a form post to `form-action` too: 'self' alone would stop the patron.
@@ -311,45 +313,13 @@ async def _login_failed(
     return resp
 
 
-# On every mapped vendor host, this path answers the proxy itself (the vendor never sees it):
-# an empty response asking the browser to delete what that host's pages stored in it.
-FORGET_PATH = "/.weston-proxy/forget"
-# Not "cookies": browsers clear those for the whole registrable domain, which is the library's
-# (lib.org for proxy.lib.org: its catalogue's sign-in too), not the vendor host's. Vendor cookies
-# live on the proxy anyway; the cookies vendor scripts write are deleted one by one instead
-# (`clear_page_cookies`).
-FORGET_WHAT = '"cache", "storage"'
-
-
-def forget_here(request: web.Request) -> web.Response:
-    """The answer on FORGET_PATH: Clear-Site-Data for this origin (HTTP cache, localStorage,
-    IndexedDB, service workers ...), and every cookie the browser sent here deleted, but the
-    proxy's own (a vendor script's `document.cookie`, for this host or a parent domain below
-    the library's registrable one)."""
-    config = request.app[SERVICES].config
-    resp = web.Response(
-        status=204,
-        headers={
-            "Clear-Site-Data": FORGET_WHAT,
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
-    clear_page_cookies(resp, request, config, keep=_own_cookies(config))
-    return resp
-
-
-def _own_cookies(config: Config) -> frozenset[str]:
-    """The names of the cookies the proxy sets itself."""
-    return frozenset({config.server.cookie_name, CSRF_COOKIE})
-
-
 def _forget_page_headers(resp: web.StreamResponse, config: Config, urls: list[str]) -> None:
-    """The sign-out page loads FORGET_PATH from each vendor host as an image: its CSP lets
-    images come from the proxy's mapped hosts (all subdomains of the public host)."""
+    """A page that loads FORGET_PATH from vendor hosts as images (sign-out, the sign-in page
+    after a session ended): its CSP lets images come from the proxy's mapped hosts (all
+    subdomains of the public host)."""
     if not urls:
         return
-    csp = OWN_PAGE_HEADERS["Content-Security-Policy"]
+    csp = resp.headers.get("Content-Security-Policy", OWN_PAGE_HEADERS["Content-Security-Policy"])
     resp.headers["Content-Security-Policy"] = csp.replace(
         "img-src 'self' data:", f"img-src 'self' data: {_mapped_hosts(config)}"
     )
@@ -359,21 +329,28 @@ def _forget_page_headers(resp: web.StreamResponse, config: Config, urls: list[st
 FETCH_METADATA = ("Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-User")
 
 
-def _patrons_own_sign_out(request: web.Request) -> bool:
-    """Whether a GET /logout is the patron's own top-level action, as the browser tells it.
+def _patrons_own_sign_out(request: web.Request, config: Config) -> bool:
+    """Whether a GET /logout is the patron's own action, as the browser tells it.
 
-    Vendor pages are same-site with the proxy's own, so an `<img>`, a script navigation or a
-    frame on one of them could otherwise sign the patron out. The patron's own: an address
-    typed or a bookmark (`Sec-Fetch-Site: none`), a link on the proxy's pages (same-origin),
-    or a link the patron clicked anywhere, such as on the library's web site (a document
-    navigation with user activation, `Sec-Fetch-User: ?1`). A client without fetch metadata
-    (an older browser, curl) is taken at its word, as before."""
+    Vendor pages are same-site with the proxy's own, so an `<img>`, a frame or a script on one
+    could otherwise sign the patron out; and a navigation a vendor page's script starts on the
+    patron's first click anywhere on it comes with the same `Sec-Fetch-User: ?1` as a link the
+    patron chose. The patron's own: an address typed or a bookmark (`Sec-Fetch-Site: none`), the
+    proxy's own pages (same-origin), or a link clicked on a page that is not the proxy's, such as
+    the library's web site: a document navigation with user activation whose Referer names
+    another host than the proxy's (a vendor page's, on a mapped host, or hidden by its
+    Referrer-Policy, does not count). A client without fetch metadata (an older browser, curl)
+    is taken at its word, as before. Everyone else gets the button, one press away."""
     headers = request.headers
     if not any(name in headers for name in FETCH_METADATA):
         return True
     if headers.get("Sec-Fetch-Site") in ("none", "same-origin"):
         return True
-    return headers.get("Sec-Fetch-Dest") == "document" and headers.get("Sec-Fetch-User") == "?1"
+    if headers.get("Sec-Fetch-Dest") != "document" or headers.get("Sec-Fetch-User") != "?1":
+        return False
+    referer = urlsplit(headers.get("Referer", "")).hostname or ""
+    public = config.public[1]
+    return bool(referer) and referer != public and not referer.endswith("." + public)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -392,14 +369,15 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if request.method == "POST":
         foreign = _posted_from_elsewhere(request, svc.config)
     else:
-        foreign = not _patrons_own_sign_out(request)
+        foreign = not _patrons_own_sign_out(request, svc.config)
     if foreign and ids:
         live = [s for s in [await svc.sessions.load(sid) for sid in ids] if s is not None]
         if live:
             log.warning("logout_refused", reason="not_the_patrons_own", method=request.method)
-            return message_page(request, "logout_not_asked", links=[], session=live[0])
+            return message_page(request, "logout_not_asked", session=live[0])
         # No session alive to keep: the ordinary answer below ends nothing.
     forget: list[str] = []
+    hosts: list[str] = []
     for sid in ids:
         svc.signer.forget(storage_key(sid))
     if ids:
@@ -407,8 +385,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
             for sid in ids:
                 session = await svc.sessions.load(sid)
                 if session is not None:
-                    forget += [svc.hosts.mapped_origin(h) + FORGET_PATH for h in session.hosts]
-            forget = list(dict.fromkeys(forget))
+                    hosts += session.hosts
+            forget = forget_urls(svc, hosts)
             await end_sessions(svc, ids)
         except StoreUnavailable:
             # The session record may outlive this: the browser must still drop its cookie, or on

@@ -13,10 +13,6 @@ a page saying so (`SessionConflict`, handled in `proxy/app.py`), every session n
 and every copy the browser could hold for this request is deleted (`clear_copies`): on the host
 the request went to, on the proxy's host and on each parent domain up to the registrable one,
 for each path the request's path lies under (a cookie is only sent on a path under its own).
-
-The same parent domains serve sign-out on a mapped vendor host (`clear_page_cookies`): cookies a
-vendor page's script wrote in the browser are deleted there, for that host and its parents
-below the registrable domain (the library's own, whose other sites' cookies are left alone).
 """
 
 from __future__ import annotations
@@ -32,9 +28,8 @@ from proxy.services import SERVICES
 
 # Most `/` of a request path whose prefixes get a deletion each (a deeper path is cut there).
 MAX_PATH_DEPTH = 32
-# Most cookie names one sign-out deletes on a host: browsers keep no more than 180 cookies per
-# domain (Chromium's limit), so a longer Cookie header only asks for a longer answer.
-MAX_PAGE_COOKIES = 180
+# The sign-in form's double-submit cookie (proxy/web/pages.py).
+CSRF_COOKIE = "weston_csrf"
 
 
 def cookie_values(header: str, name: str) -> list[str]:
@@ -126,50 +121,10 @@ def clear_copies(resp: web.StreamResponse, request: web.Request, config: Config)
             resp.headers.add("Set-Cookie", f"{expired}; Domain={domain}; Path={path}")
 
 
-def _page_cookie_names(header: str) -> list[str]:
-    """Each different cookie name in a Cookie header, in order; "" for a nameless cookie (a
-    part without "=", which browsers send for `document.cookie = "text"`: all of it is value)."""
-    names: list[str] = []
-    for part in header.split(";"):
-        if not part.strip():
-            continue
-        name, eq, _value = part.partition("=")
-        name = name.strip() if eq else ""
-        # A name a Set-Cookie header could not carry back intact is left alone.
-        if name.isascii() and name.isprintable() and name not in names:
-            names.append(name)
-    return names
-
-
-def clear_page_cookies(
-    resp: web.StreamResponse, request: web.Request, config: Config, *, keep: frozenset[str]
-) -> None:
-    """Delete every cookie the request carried except those named in `keep`, on the host the
-    request went to (host-only) and for that host and each parent domain below the registrable
-    one (`_domains`), with Path=/ (a cookie with another path is not sent here, so it is not
-    known). Cookies for the registrable domain itself are the library's other sites' as much as
-    a page's, and stay. Names only: no value is written back, and none is logged."""
-    here = (request.host or "").rsplit(":", 1)[0].lower()
-    if not here:
-        return
-    top = registrable_domain(here)
-    domains = [d for d in _domains(here) if d != top]
-    secure = "; Secure" if config.public[0] == "https" else ""  # __Secure-/__Host- names need it
-    sent = _page_cookie_names(request.headers.get("Cookie", ""))
-    for name in [n for n in sent if n not in keep][:MAX_PAGE_COOKIES]:
-        # A nameless cookie is deleted by a nameless one: "x" alone is a value, its name is "".
-        expired = f"{name}=" if name else "x"
-        expired += f"; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/{secure}"
-        resp.headers.add("Set-Cookie", expired)  # host-only
-        for domain in domains:
-            resp.headers.add("Set-Cookie", f"{expired}; Domain={domain}")
-
-
 __all__ = [
-    "MAX_PAGE_COOKIES",
+    "CSRF_COOKIE",
     "MAX_PATH_DEPTH",
     "clear_copies",
-    "clear_page_cookies",
     "cookie_values",
     "ids_in",
     "session_id",

@@ -1,0 +1,165 @@
+"""Asking the browser to forget what vendor pages stored in it (shared computers).
+
+Vendor pages run on the proxy's mapped hosts, so what they keep in the browser (pages in the HTTP
+cache, a database's "recent searches" in local storage, cookies their scripts wrote) stays there
+for the next person at a shared computer unless the proxy clears it. On every mapped host,
+FORGET_PATH is answered by the proxy itself (the vendor never sees it) with `Clear-Site-Data` for
+that origin and a deletion of each cookie the browser sent there but the proxy's own.
+
+The pages that load it as images: sign-out (every host the session used) and the sign-in page
+shown after a session ended without sign-out (every host the vendor files name; the session's own
+list died with it). Each URL carries a token the proxy signed for that host, valid for
+TOKEN_S: without one, the answer clears nothing, so one vendor's page cannot wipe another's
+storage in the middle of a session by loading its forget address.
+
+The cookie deletions of one host are spread over PARTS requests (by a hash of the name, so the
+split does not depend on which cookies an earlier part deleted), each at most HEADER_BUDGET bytes
+of `Set-Cookie`: a TLS terminator in front refuses an answer whose head outgrows its buffer
+(nginx's default `proxy_buffer_size` is one 4 KiB page), and then nothing at all is cleared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import zlib
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from proxy.config import Config
+from proxy.public_suffix import registrable_domain
+from proxy.services import SERVICES, Services
+from proxy.web.session_cookie import CSRF_COOKIE
+
+FORGET_PATH = "/.weston-proxy/forget"
+# Not "cookies": browsers clear those for the whole registrable domain, which is the library's
+# (lib.org for proxy.lib.org: its catalogue's sign-in too), not the vendor host's. The cookies
+# vendor scripts write are deleted one by one instead.
+FORGET_WHAT = '"cache", "storage"'
+TOKEN_S = 600  # how long a page's forget addresses work after it was made
+PARTS = 2
+HEADER_BUDGET = 2800  # bytes of Set-Cookie in one answer: with the rest, under 4 KiB
+MAX_HOSTS = 200  # forget images on one page
+
+
+def _key(svc: Services) -> bytes:
+    return hashlib.sha256(b"forget-v1\x00" + svc.secret).digest()
+
+
+def _mac(key: bytes, host: str, expires: int) -> str:
+    return hmac.new(key, f"{host}|{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def forget_urls(svc: Services, vendor_hosts: list[str]) -> list[str]:
+    """The forget addresses (every part) of each vendor host's mapped host, signed."""
+    key = _key(svc)
+    expires = int(time.time()) + TOKEN_S
+    urls: list[str] = []
+    for vendor_host in list(dict.fromkeys(vendor_hosts))[:MAX_HOSTS]:
+        origin = svc.hosts.mapped_origin(vendor_host)
+        mapped = (urlsplit(origin).hostname or "").lower()
+        token = f"{expires}.{_mac(key, mapped, expires)}"
+        urls += [f"{origin}{FORGET_PATH}?part={part}&t={token}" for part in range(PARTS)]
+    return urls
+
+
+def configured_hosts(config: Config) -> list[str]:
+    """The vendor hosts the vendor files name (wildcards cannot be listed: their hosts are
+    cleared when next opened with a dead session's cookie, `proxy/app.py`)."""
+    return [h for v in config.vendors for h in v.hosts if not h.startswith("*")]
+
+
+def _valid(svc: Services, request: web.Request) -> bool:
+    expires_text, _, mac = request.query.get("t", "").partition(".")
+    if not expires_text.isdigit() or int(expires_text) < time.time():
+        return False
+    here = request.host.rsplit(":", 1)[0].lower()
+    return hmac.compare_digest(mac, _mac(_key(svc), here, int(expires_text)))
+
+
+def forget_here(request: web.Request) -> web.Response:
+    """The answer on FORGET_PATH: with a valid token, Clear-Site-Data for this origin (HTTP
+    cache, localStorage, IndexedDB, service workers ...) and this part's deletions of the
+    cookies the browser sent, but the proxy's own. Without one, 403 and nothing cleared."""
+    svc = request.app[SERVICES]
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    if not _valid(svc, request):
+        return web.Response(status=403, headers=headers)
+    resp = web.Response(status=204, headers={**headers, "Clear-Site-Data": FORGET_WHAT})
+    part = request.query.get("part", "0")
+    clear_page_cookies(
+        resp,
+        request,
+        svc.config,
+        keep=own_cookies(svc.config),
+        part=int(part) % PARTS if part.isdigit() else 0,
+    )
+    return resp
+
+
+def own_cookies(config: Config) -> frozenset[str]:
+    """The names of the cookies the proxy sets itself."""
+    return frozenset({config.server.cookie_name, CSRF_COOKIE})
+
+
+def page_cookie_names(header: str) -> list[str]:
+    """Each different cookie name in a Cookie header, in order; "" for a nameless cookie (a
+    part without "=", which browsers send for `document.cookie = "text"`: all of it is value)."""
+    names: list[str] = []
+    for piece in header.split(";"):
+        if not piece.strip():
+            continue
+        name, eq, _value = piece.partition("=")
+        name = name.strip() if eq else ""
+        # A name a Set-Cookie header could not carry back intact is left alone.
+        if name.isascii() and name.isprintable() and name not in names:
+            names.append(name)
+    return names
+
+
+def cookie_domains(host: str, public_host: str) -> list[str]:
+    """`host` and each parent domain of it down to the proxy's public host, never above it:
+    the library's other sites keep their cookies on the domains above (lib.org for
+    proxy.lib.org). When the public host is itself a registrable domain, nothing of the
+    library's lives there, and a script's cookie on it (a tracker every vendor page can read)
+    goes too."""
+    labels = host.split(".")
+    domains = [".".join(labels[i:]) for i in range(len(labels))]
+    ours = [d for d in domains if d == public_host or d.endswith("." + public_host)]
+    # A registrable domain above the public host is never reached; a public suffix never is.
+    top = registrable_domain(public_host)
+    return [d for d in ours if d == top or d.endswith("." + top)]
+
+
+def clear_page_cookies(
+    resp: web.StreamResponse,
+    request: web.Request,
+    config: Config,
+    *,
+    keep: frozenset[str],
+    part: int,
+) -> None:
+    """Delete the cookies of `part` that the request carried, except those named in `keep`:
+    host-only on this host, and for this host and each parent domain down to the proxy's public
+    host (`cookie_domains`), with Path=/ (a cookie with another path is not sent here, so it is
+    not known). Names only: no value is written back, and none is logged."""
+    here = request.host.rsplit(":", 1)[0].lower()
+    if not here:
+        return
+    domains = cookie_domains(here, config.public[1])
+    secure = "; Secure" if config.public[0] == "https" else ""  # __Secure-/__Host- names need it
+    budget = HEADER_BUDGET
+    for name in page_cookie_names(request.headers.get("Cookie", "")):
+        if name in keep or zlib.crc32(name.encode()) % PARTS != part:
+            continue
+        # A nameless cookie is deleted by a nameless one: "x" alone is a value, its name is "".
+        expired = (f"{name}=" if name else "x") + f"; Max-Age=0; Path=/{secure}"
+        lines = [expired] + [f"{expired}; Domain={d}" for d in domains]
+        cost = sum(len(line) + len("Set-Cookie: \r\n") for line in lines)
+        if cost > budget:
+            break  # the rest stay (the docs say so); the answer must reach the browser
+        budget -= cost
+        for line in lines:
+            resp.headers.add("Set-Cookie", line)
