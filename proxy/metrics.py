@@ -115,6 +115,12 @@ class Metrics:
             ["age"],
             registry=r,
         )
+        # Set as a function of the process's open sockets when the services are built.
+        self.websockets_open = Gauge(
+            "weston_proxy_websockets_open",
+            "WebSockets to vendors open in this process (server.max_websockets caps them)",
+            registry=r,
+        )
         # 0 means pages are rewritten by the slower regex paths (no C compiler at install).
         self.rewriter_compiled = Gauge(
             "weston_proxy_rewriter_compiled",

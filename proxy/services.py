@@ -185,6 +185,8 @@ async def build_services(config: Config) -> Services:
     hooks = Hooks(observers=[metrics_.observe])
     upstream = make_upstream(config, hosts, signer, sessions, Rewriter.from_config(config), hooks)
     await upstream.start()
+    # One count per process, which every forwarder a reload makes shares.
+    metrics_.websockets_open.set_function(upstream.open_sockets.__len__)
     svc = Services(
         config=config,
         hosts=hosts,

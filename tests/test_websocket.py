@@ -301,7 +301,15 @@ async def test_open_sockets_hold_no_admission_slot_and_are_capped(
     assert caught.value.status == 503
     await ws.send_str("two")
     assert (await ws.receive(timeout=5)).data == "echo:two"  # the first is untouched
+    metrics = await (await driver.own("GET", "/metrics")).text()
+    assert "weston_proxy_websockets_open 1.0" in metrics  # IT sees how full the cap is
     await ws.close()
+    for _ in range(50):
+        metrics = await (await driver.own("GET", "/metrics")).text()
+        if "weston_proxy_websockets_open 0.0" in metrics:
+            break
+        await asyncio.sleep(0.05)
+    assert "weston_proxy_websockets_open 0.0" in metrics
     ws = await _connect(driver)  # and its place is free again once it closed
     await ws.close()
 
