@@ -298,3 +298,17 @@ async def one_vendor_proxy(
     )
     driver: ProxyDriver = await proxy_factory(cfg)
     return driver, vendor
+
+
+async def sign_in_through_form(
+    page: Any, own: str, card: str | None = None, pin: str | None = None
+) -> None:
+    """Through the real sign-in form at `own` (the proxy's origin), as a patron would (the
+    canary patron unless `card` and `pin` are given); returns once the menu is shown."""
+    from tests.canary import CANARY
+
+    await page.goto(f"{own}/login")
+    await page.fill("input[name=username]", card or CANARY.uid)
+    await page.fill("input[name=password]", pin or CANARY.password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{own}/menu")

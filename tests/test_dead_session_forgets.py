@@ -16,8 +16,13 @@ from aiohttp import web
 from playwright.async_api import async_playwright
 
 from tests.browser_support import launch
-from tests.canary import CANARY
-from tests.harness import ProxyDriver, ldap_directory, vendor_toml, write_config
+from tests.harness import (
+    ProxyDriver,
+    ldap_directory,
+    sign_in_through_form,
+    vendor_toml,
+    write_config,
+)
 
 WWW = "www.vendor-one.test"
 
@@ -71,14 +76,7 @@ async def test_an_expired_sessions_vendor_storage_is_gone_for_the_next_person(
         try:
             page = await (await browser.new_context()).new_page()
 
-            async def sign_in() -> None:
-                await page.goto(f"{own}/login")
-                await page.fill("input[name=username]", CANARY.uid)
-                await page.fill("input[name=password]", CANARY.password)
-                await page.click("button[type=submit]")
-                await page.wait_for_url(f"{own}/menu")
-
-            await sign_in()
+            await sign_in_through_form(page, own)
             await page.goto(f"{vendor_page}/search")
             assert await page.text_content("#out") == "saved"
             await page.goto(f"{vendor_page}/recall")
@@ -95,7 +93,7 @@ async def test_an_expired_sessions_vendor_storage_is_gone_for_the_next_person(
             first = await redirect.response()
             assert first is not None and first.status == 302
             assert (await first.all_headers()).get("clear-site-data") == '"cache", "storage"'
-            await sign_in()
+            await sign_in_through_form(page, own)
             await page.goto(f"{vendor_page}/recall")
             assert await page.text_content("#out") == "null"
         finally:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import async_playwright
 
 from proxy.hosts import map_label
 from proxy.jar import (
@@ -33,7 +33,14 @@ from proxy.public_suffix import registrable_domain
 from proxy.sessions import Session, make_store, new_session_id
 from tests.browser_support import launch
 from tests.canary import CANARY
-from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
+from tests.harness import (
+    ProxyDriver,
+    RecordingVendor,
+    ldap_directory,
+    sign_in_through_form,
+    vendor_toml,
+    write_config,
+)
 
 A = "www.vendor-a.test"
 B = "www.vendor-b.test"
@@ -365,15 +372,6 @@ def _mapped(driver: ProxyDriver, vendor_host: str) -> str:
     return f"http://{map_label(vendor_host)}.{driver.public}"
 
 
-async def _sign_in(page: Page, driver: ProxyDriver) -> None:
-    own = f"http://{driver.public}"
-    await page.goto(f"{own}/login")
-    await page.fill("input[name=username]", CANARY.uid)
-    await page.fill("input[name=password]", CANARY.password)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{own}/menu")
-
-
 def _cookies_on(vendor: RecordingVendor, path: str) -> str:
     [hit] = [r for r in vendor.requests if r.path_qs == path]
     return ";".join(v for k, v in hit.headers if k.lower() == "cookie")
@@ -413,7 +411,7 @@ fetch(good + "/account/delete-history", {method: "POST", mode: "no-cors",
         browser = await launch(p)
         try:
             page = await (await browser.new_context()).new_page()
-            await _sign_in(page, driver)
+            await sign_in_through_form(page, f"http://{driver.public}")
             await page.goto(_mapped(driver, B) + "/home")
             assert await page.text_content("#out") == "home"
             await page.goto(_mapped(driver, A) + "/hostile")
@@ -449,7 +447,7 @@ async def test_chromium_link_to_another_vendor_carries_lax_not_strict(
         browser = await launch(p)
         try:
             page = await (await browser.new_context()).new_page()
-            await _sign_in(page, driver)
+            await sign_in_through_form(page, f"http://{driver.public}")
             await page.goto(_mapped(driver, B) + "/home")
             await page.goto(_mapped(driver, A) + "/results")
             await page.wait_for_load_state("networkidle")

@@ -21,7 +21,13 @@ from proxy.app import SERVICES
 from proxy.hosts import map_label
 from tests.browser_support import launch
 from tests.canary import CANARY, WREN
-from tests.harness import ProxyDriver, ldap_directory, vendor_toml, write_config
+from tests.harness import (
+    ProxyDriver,
+    ldap_directory,
+    sign_in_through_form,
+    vendor_toml,
+    write_config,
+)
 
 EVIL = "www.evil-db.test"
 GOOD = "www.good-db.test"
@@ -77,12 +83,7 @@ def _mapped(driver: ProxyDriver, vendor_host: str) -> str:
 
 
 async def _sign_in(page: Page, driver: ProxyDriver, card: str, pin: str) -> None:
-    own = f"http://{driver.public}"
-    await page.goto(f"{own}/login")
-    await page.fill("input[name=username]", card)
-    await page.fill("input[name=password]", pin)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{own}/menu")
+    await sign_in_through_form(page, f"http://{driver.public}", card, pin)
 
 
 async def _browser_sid(context: Any, driver: ProxyDriver) -> str:

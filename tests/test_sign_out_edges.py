@@ -13,13 +13,19 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import async_playwright
 
 from proxy.app import SERVICES
 from proxy.web.messages import MESSAGES
 from tests.browser_support import axe_serious, launch
 from tests.canary import CANARY, leaks
-from tests.harness import ProxyDriver, ldap_directory, vendor_toml, write_config
+from tests.harness import (
+    ProxyDriver,
+    ldap_directory,
+    sign_in_through_form,
+    vendor_toml,
+    write_config,
+)
 
 ONE = "www.vendor-one.test"
 TWO = "www.vendor-two.test"
@@ -74,14 +80,6 @@ async def _stack(
     )
     driver: ProxyDriver = await proxy_factory(cfg)
     return driver, one, two
-
-
-async def _sign_in(page: Page, own: str) -> None:
-    await page.goto(f"{own}/login")
-    await page.fill("input[name=username]", CANARY.uid)
-    await page.fill("input[name=password]", CANARY.password)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{own}/menu")
 
 
 async def _sid(context: Any, driver: ProxyDriver) -> str:
@@ -149,7 +147,7 @@ async def test_a_vendor_page_signs_the_patron_out_on_their_first_click(
         try:
             context = await browser.new_context()
             page = await context.new_page()
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             sid = await _sid(context, driver)
             await page.goto(f"http://{driver.mapped(ONE)}/trap")
             if trap == "window-open-on-any-click":
@@ -204,7 +202,7 @@ async def test_one_vendor_page_cannot_wipe_another_vendors_storage(
         try:
             context = await browser.new_context()
             page = await context.new_page()
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             sid = await _sid(context, driver)
             await page.goto(f"http://{two_host}/search")
             assert await page.text_content("#out") == "saved"
@@ -258,12 +256,12 @@ async def test_after_expiry_the_next_person_starting_at_sign_in_finds_the_last_p
         browser = await launch(p)
         try:
             page = await (await browser.new_context()).new_page()
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             await page.goto(f"{one_url}/search")
             assert await page.text_content("#out") == "saved"
             await page.wait_for_timeout(7000)  # idle_timeout_s passes: the session is dead
 
-            await _sign_in(page, own)  # the next person, at the library's sign-in page
+            await sign_in_through_form(page, own)  # the next person, at the library's sign-in page
             await page.goto(f"{one_url}/recall")
             assert await page.text_content("#out") == "null", "the last patron's searches"
         finally:
@@ -305,7 +303,7 @@ async def test_a_vendor_scripts_cookie_for_the_proxys_own_domain_survives_sign_o
         try:
             context = await browser.new_context()
             page = await context.new_page()
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             await page.goto(f"http://{driver.mapped(ONE)}/track")
             assert CANARY.uid in (await page.text_content("#out") or "")
             await page.goto(f"{own}/menu")
@@ -314,7 +312,7 @@ async def test_a_vendor_scripts_cookie_for_the_proxys_own_domain_survives_sign_o
             await page.wait_for_load_state("networkidle")
             assert SIGNED_OUT in await page.content()
 
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             await page.goto(f"http://{driver.mapped(TWO)}/read")
             assert CANARY.uid not in (await page.text_content("#out") or ""), "tracker survived"
         finally:
@@ -341,7 +339,7 @@ async def test_the_still_signed_in_page_is_accessible_and_leads_back(
         browser = await launch(p)
         try:
             page = await (await browser.new_context()).new_page()
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             await page.goto(f"http://{driver.mapped(ONE)}/hostile")
             await page.wait_for_url(f"{own}/logout")
             assert STILL_IN in await page.content()

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import async_playwright
 
 from proxy.hosts import map_label
 from proxy.services import SERVICES
@@ -28,7 +28,13 @@ from proxy.sessions import MAX_NOTED_HOSTS, Sessions
 from proxy.web.forget import PARTS, forget_urls
 from tests.browser_support import launch
 from tests.canary import CANARY, leaks
-from tests.harness import ProxyDriver, ldap_directory, vendor_toml, write_config
+from tests.harness import (
+    ProxyDriver,
+    ldap_directory,
+    sign_in_through_form,
+    vendor_toml,
+    write_config,
+)
 
 WWW = "www.vendor-one.test"
 DEEP = "web.b.vendor-one.test"  # served by the wildcard, as EBSCO's deep hosts are
@@ -107,15 +113,6 @@ def _at(driver: ProxyDriver, vendor_host: str) -> str:
     return f"{map_label(vendor_host)}.{driver.public}"
 
 
-async def _sign_in(page: Page, own: str) -> None:
-    """Through the real sign-in form, as a patron would."""
-    await page.goto(f"{own}/login")
-    await page.fill("input[name=username]", CANARY.uid)
-    await page.fill("input[name=password]", CANARY.password)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{own}/menu")
-
-
 def _forget_requests(vendor: Any) -> list[Any]:
     return [r for r in vendor.requests if r.path_qs.startswith("/.weston")]
 
@@ -130,7 +127,7 @@ async def test_signing_out_clears_what_vendor_pages_stored_in_the_browser(
         browser = await launch(p)
         try:
             page = await (await browser.new_context()).new_page()
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             results = f"http://{driver.mapped(WWW)}/results"
             await page.goto(results)
             assert await page.text_content("#out") == "canary results page"
@@ -153,7 +150,7 @@ async def test_signing_out_clears_what_vendor_pages_stored_in_the_browser(
             assert page.url.startswith(f"{own}/login")
 
             # Signed in again, as the next person at this computer would be.
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             for host in (WWW, DEEP):
                 await page.goto(f"http://{driver.mapped(host)}/recall")
                 assert await page.text_content("#out") == "null", host
@@ -294,7 +291,7 @@ async def test_an_expired_sessions_page_is_not_shown_again_from_the_cache(
         browser = await launch(p)
         try:
             page = await (await browser.new_context()).new_page()
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             await page.goto(results)
             assert await page.text_content("#out") == "canary results page"
             await page.goto(f"{own}/privacy")
@@ -407,7 +404,7 @@ async def test_signing_out_deletes_the_cookies_vendor_scripts_wrote(
         try:
             context = await browser.new_context()
             page = await context.new_page()
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             for host in (WWW, DEEP):
                 await page.goto(f"http://{_at(driver, host)}/write")
                 written = await page.text_content("#out") or ""
@@ -426,7 +423,7 @@ async def test_signing_out_deletes_the_cookies_vendor_scripts_wrote(
 
             # The next person signs in at this computer: the proxy's sign-in works, and the
             # database's pages find nothing of the last patron's in document.cookie.
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             for host in (WWW, DEEP):
                 await page.goto(f"http://{_at(driver, host)}/read")
                 assert await page.text_content("#out") == "[catalogue_pref=large-print]", host

@@ -22,8 +22,8 @@ from proxy.app import SERVICES
 from proxy.web.messages import MESSAGES
 from tests.browser_support import launch
 from tests.canary import CANARY
-from tests.harness import ProxyDriver
-from tests.test_sign_out_forgets import WWW, _sign_in, _stack
+from tests.harness import ProxyDriver, sign_in_through_form
+from tests.test_sign_out_forgets import WWW, _stack
 
 STILL_IN = MESSAGES["logout_not_asked"].title
 SIGNED_OUT = "You are signed out"
@@ -81,7 +81,7 @@ async def test_a_vendor_page_cannot_sign_the_patron_out(
         try:
             context = await browser.new_context()
             page = await context.new_page()
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             sid = await _browser_sid(context, driver)
             await page.goto(f"http://{driver.mapped(WWW)}/hostile")
             if attack == "image":
@@ -117,7 +117,7 @@ async def test_the_patrons_own_sign_out_still_signs_out(
         try:
             context = await browser.new_context()
             page = await context.new_page()
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             first = await _browser_sid(context, driver)
             await page.goto(f"http://{driver.mapped(WWW)}/hostile")
             await page.wait_for_url(f"{own}/logout")
@@ -129,7 +129,7 @@ async def test_the_patrons_own_sign_out_still_signs_out(
             assert page.url.startswith(f"{own}/login")
             assert not await _alive(driver, first)
 
-            await _sign_in(page, own)
+            await sign_in_through_form(page, own)
             second = await _browser_sid(context, driver)
             await page.goto(f"http://{driver.mapped(WWW)}/link")
             async with page.expect_navigation():

@@ -23,6 +23,7 @@ from tests.harness import (
     ProxyDriver,
     RecordingVendor,
     ldap_directory,
+    sign_in_through_form,
     vendor_toml,
     write_config,
 )
@@ -107,15 +108,23 @@ def _socket_headers(driver: ProxyDriver, sid: str | None = None) -> dict[str, st
     return headers
 
 
-async def _connect(driver: ProxyDriver, **kw: Any) -> aiohttp.ClientWebSocketResponse:
+_WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=5.0)
+
+
+async def _connect(
+    driver: ProxyDriver, path: str = "/ws", sid: str | None = None, **kw: Any
+) -> aiohttp.ClientWebSocketResponse:
+    """The patron's socket to `path` on the vendor's mapped host, with the session `sid` (the
+    driver's own by default; "" for none)."""
+    kw.setdefault("timeout", _WS_TIMEOUT)
     ws: aiohttp.ClientWebSocketResponse = await driver.client.ws_connect(
-        "/ws", headers=_socket_headers(driver), **kw
+        path, headers=_socket_headers(driver, sid), **kw
     )
     return ws
 
 
-def _handshakes(vendor: RecordingVendor) -> list[Any]:
-    return [r for r in vendor.requests if r.path_qs.startswith("/ws")]
+def _handshakes(vendor: RecordingVendor, path: str = "/ws") -> list[Any]:
+    return [r for r in vendor.requests if r.path_qs.startswith(path)]
 
 
 async def test_messages_flow_both_ways_and_the_handshake_is_scrubbed(
@@ -359,11 +368,7 @@ async def test_browser_page_opens_a_socket_to_the_vendor(
         browser = await launch(p)
         try:
             page = await (await browser.new_context()).new_page()
-            await page.goto(f"{own}/login")
-            await page.fill("input[name=username]", CANARY.uid)
-            await page.fill("input[name=password]", CANARY.password)
-            await page.click("button[type=submit]")
-            await page.wait_for_url(f"{own}/menu")
+            await sign_in_through_form(page, own)
             await page.goto(f"http://{driver.mapped(HOST)}/live")
             await page.wait_for_function(
                 "document.getElementById('out').textContent !== 'waiting'", timeout=10_000
@@ -423,9 +428,6 @@ async def test_sockets_pass_the_compose_load_balancer(
     finally:
         server.terminate()
         server.wait(10)
-
-
-_WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=5.0)
 
 
 async def test_stopping_the_proxy_closes_open_sockets_at_once(

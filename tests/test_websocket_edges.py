@@ -28,7 +28,7 @@ from tests.harness import (
     vendor_toml,
     write_config,
 )
-from tests.test_websocket import SocketVendor
+from tests.test_websocket import SocketVendor, _connect, _handshakes
 
 HOST = "www.vendor-one.test"
 TWO = "www.vendor-two.test"
@@ -72,31 +72,6 @@ async def _stack(
     r = await driver.login(CANARY.uid, CANARY.password)
     assert r.status == 303
     return driver, vendor, sockets, two, cfg
-
-
-def _socket_headers(driver: ProxyDriver, sid: str | None = None) -> dict[str, str]:
-    mapped = driver.mapped(HOST)
-    sid = sid if sid is not None else driver.session_id()
-    headers = {"Host": mapped, "Origin": f"http://{mapped}", "User-Agent": "Mozilla/5.0 test"}
-    if sid:
-        headers["Cookie"] = f"{driver.config.server.cookie_name}={sid}"
-    return headers
-
-
-_WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=5.0)
-
-
-async def _connect(
-    driver: ProxyDriver, path: str = "/ws", sid: str | None = None, **kw: Any
-) -> aiohttp.ClientWebSocketResponse:
-    ws: aiohttp.ClientWebSocketResponse = await driver.client.ws_connect(
-        path, headers=_socket_headers(driver, sid), timeout=_WS_TIMEOUT, **kw
-    )
-    return ws
-
-
-def _handshakes(vendor: RecordingVendor, path: str = "/ws") -> list[Any]:
-    return [r for r in vendor.requests if r.path_qs.startswith(path)]
 
 
 def _events(log_stream: io.StringIO, name: str) -> list[dict[str, Any]]:
