@@ -8,12 +8,18 @@ SameSite allows, nothing else (no proxy cookie, no patron address). aiohttp spea
 on both sides (the handshake, masking, ping/pong, fragments, permessage-deflate); this module
 only decides what is let through and when a socket must end:
 
-- the session ends (sign-out on any instance, expiry, suspension): the socket closes within
-  `server.websocket_check_s`, with 1008 (policy violation). Messages do not keep a session
-  alive: a page left open on a shared computer still times out;
+- the session ends (sign-out on any instance, expiry, suspension) or a reload removes the
+  database: the socket closes within `server.websocket_check_s`, with 1008 (policy
+  violation). Messages do not keep a session alive: a page left open on a shared computer
+  still times out;
 - the store cannot be asked: closed with 1011, as a request would get the "store" page;
-- `server.max_websockets` are open in this process: the next is refused (503);
-- either side closes: the other is closed with the same code and reason.
+- `server.max_websockets` are open (or opening) in this process: the next is refused (503);
+  one session has MAX_PER_SESSION: its next is refused (429);
+- the vendor does not answer the handshake in time (504), refuses it (its status), or answers
+  with a page or a redirect (502, a vendor failure: a redirect is never followed, since its
+  host would get this vendor's assertion and cookies with no gate asked);
+- either side closes: the other is closed with the same code and reason; the proxy stopping
+  closes both with 1001.
 
 Messages are not rewritten: a vendor's socket protocol is its own, and mapped URLs in it are the
 proxy's public ones. The admission slot is held for the handshake only (an open socket would
