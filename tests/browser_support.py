@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 AXE_JS = ROOT / "build" / "node_modules" / "axe-core" / "axe.min.js"
+SOCKET_IO_JS = ROOT / "build" / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 700}
