@@ -319,8 +319,8 @@ class SocketRelay(web.WebSocketResponse):
             log.info(
                 "websocket_closed",
                 vendor=self.vendor.id,
-                ended=self._ended or "proxy",
-                seconds=round(time.monotonic() - started, 1),
+                outcome=self._ended or "proxy",  # who ended it
+                duration_ms=int((time.monotonic() - started) * 1000),
             )
         return self
 

@@ -165,7 +165,14 @@ async def test_messages_flow_both_ways_and_the_handshake_is_scrubbed(
     assert leaks(raw) == []
     await asyncio.sleep(0.1)
     assert leaks(log_stream.getvalue().encode()) == []
-    assert '"websocket_closed"' in log_stream.getvalue()
+    closed = [
+        json.loads(line)
+        for line in log_stream.getvalue().splitlines()
+        if '"websocket_closed"' in line
+    ]
+    assert len(closed) == 1  # for IT: the vendor, who ended it, how long it was open
+    assert closed[0]["vendor"] == "one" and closed[0]["outcome"] == "patron"
+    assert isinstance(closed[0]["duration_ms"], int)
 
 
 async def test_the_jar_cookies_go_on_the_handshake(
