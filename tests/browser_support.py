@@ -7,23 +7,39 @@ resolver rules. The checks (axe-core, reflow, page weight, outside requests) tak
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp.test_utils import TestClient, TestServer
-from playwright.async_api import Browser, BrowserContext, Error, Page, Request, Response
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Error,
+    Page,
+    Request,
+    Response,
+    async_playwright,
+)
 
 from proxy.app import SERVICES, Services
 from proxy.demo_vendor import DEMO_HOST, create_demo_vendor_app
 from proxy.hosts import map_label
 from tests.fixtures_ldap import generic_uid
-from tests.harness import ProxyDriver, free_port, ldap_directory, start_proxy, write_config
+from tests.harness import (
+    ProxyDriver,
+    free_port,
+    ldap_directory,
+    sign_in_through_form,
+    start_proxy,
+    write_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -264,3 +280,21 @@ async def shoot(page: Page, name: str) -> None:
         await page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
     if before is not None:
         await page.set_viewport_size(before)
+
+
+@contextlib.asynccontextmanager
+async def signed_in(
+    own: str, card: str | None = None, pin: str | None = None
+) -> AsyncIterator[tuple[BrowserContext, Page]]:
+    """A fresh headless Chromium whose patron (the canary patron unless `card` and `pin` are
+    given) has signed in through the real form at `own`, the proxy's origin: its context and
+    page, the browser closed afterwards."""
+    async with async_playwright() as p:
+        browser = await launch(p)
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            await sign_in_through_form(page, own, card, pin)
+            yield context, page
+        finally:
+            await browser.close()

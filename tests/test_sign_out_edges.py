@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import async_playwright
 
 from proxy.app import SERVICES
 from proxy.web.messages import MESSAGES
-from tests.browser_support import axe_serious, launch
+from tests.browser_support import axe_serious, signed_in
 from tests.canary import CANARY, leaks
 from tests.harness import (
     ProxyDriver,
@@ -142,30 +141,23 @@ async def test_a_vendor_page_signs_the_patron_out_on_their_first_click(
     driver, one, _ = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
     own = f"http://{driver.public}"
     one.routes["/trap"] = _page(_click_trap(own)[trap])
-    async with async_playwright() as p:
-        browser = await launch(p)
-        try:
-            context = await browser.new_context()
-            page = await context.new_page()
-            await sign_in_through_form(page, own)
-            sid = await _sid(context, driver)
-            await page.goto(f"http://{driver.mapped(ONE)}/trap")
-            if trap == "window-open-on-any-click":
-                async with context.expect_page() as opened:
-                    await page.click("#q")
-                shown = await opened.value
-                await shown.wait_for_load_state()
-            else:
-                target = "#go" if trap == "own-get-form" else "#q"
-                async with page.expect_navigation():
-                    await page.click(target)
-                shown = page
-            assert "/logout" in shown.url
-            html = await shown.content()
-            assert await _alive(driver, sid), "a vendor page signed the patron out"
-            assert STILL_IN in html and SIGNED_OUT not in html
-        finally:
-            await browser.close()
+    async with signed_in(own) as (context, page):
+        sid = await _sid(context, driver)
+        await page.goto(f"http://{driver.mapped(ONE)}/trap")
+        if trap == "window-open-on-any-click":
+            async with context.expect_page() as opened:
+                await page.click("#q")
+            shown = await opened.value
+            await shown.wait_for_load_state()
+        else:
+            target = "#go" if trap == "own-get-form" else "#q"
+            async with page.expect_navigation():
+                await page.click(target)
+            shown = page
+        assert "/logout" in shown.url
+        html = await shown.content()
+        assert await _alive(driver, sid), "a vendor page signed the patron out"
+        assert STILL_IN in html and SIGNED_OUT not in html
 
 
 # ------------------------------------------------------------------ the forget answer, abused
@@ -197,31 +189,24 @@ async def test_one_vendor_page_cannot_wipe_another_vendors_storage(
         f'<img src="http://{two_host}{FORGET}" alt="" '
         "onload=\"out.textContent='done'\" onerror=\"out.textContent='done'\">"
     )
-    async with async_playwright() as p:
-        browser = await launch(p)
-        try:
-            context = await browser.new_context()
-            page = await context.new_page()
-            await sign_in_through_form(page, own)
-            sid = await _sid(context, driver)
-            await page.goto(f"http://{two_host}/search")
-            assert await page.text_content("#out") == "saved"
-            await page.goto(f"http://{two_host}/note")
-            assert await page.text_content("#out") == "noted"
+    async with signed_in(own) as (context, page):
+        sid = await _sid(context, driver)
+        await page.goto(f"http://{two_host}/search")
+        assert await page.text_content("#out") == "saved"
+        await page.goto(f"http://{two_host}/note")
+        assert await page.text_content("#out") == "noted"
 
-            await page.goto(f"http://{driver.mapped(ONE)}/hostile")
-            await page.wait_for_function("document.getElementById('out').textContent === 'done'")
-            await page.wait_for_timeout(300)
+        await page.goto(f"http://{driver.mapped(ONE)}/hostile")
+        await page.wait_for_function("document.getElementById('out').textContent === 'done'")
+        await page.wait_for_timeout(300)
 
-            assert await _alive(driver, sid)
-            await page.goto(f"http://{two_host}/recall")
-            recalled = await page.text_content("#out")
-            await page.goto(f"http://{two_host}/read")
-            cookies = await page.text_content("#out") or ""
-            assert recalled == f"canary-search-{two_host.split(':')[0]}", "TWO's storage wiped"
-            assert "prefs=large-type" in cookies, "TWO's script cookie deleted"
-        finally:
-            await browser.close()
+        assert await _alive(driver, sid)
+        await page.goto(f"http://{two_host}/recall")
+        recalled = await page.text_content("#out")
+        await page.goto(f"http://{two_host}/read")
+        cookies = await page.text_content("#out") or ""
+        assert recalled == f"canary-search-{two_host.split(':')[0]}", "TWO's storage wiped"
+        assert "prefs=large-type" in cookies, "TWO's script cookie deleted"
 
 
 # ------------------------------------------------------------ sessions that ended by expiry
@@ -252,20 +237,14 @@ async def test_after_expiry_the_next_person_starting_at_sign_in_finds_the_last_p
     )
     own = f"http://{driver.public}"
     one_url = f"http://{driver.mapped(ONE)}"
-    async with async_playwright() as p:
-        browser = await launch(p)
-        try:
-            page = await (await browser.new_context()).new_page()
-            await sign_in_through_form(page, own)
-            await page.goto(f"{one_url}/search")
-            assert await page.text_content("#out") == "saved"
-            await page.wait_for_timeout(7000)  # idle_timeout_s passes: the session is dead
+    async with signed_in(own) as (_context, page):
+        await page.goto(f"{one_url}/search")
+        assert await page.text_content("#out") == "saved"
+        await page.wait_for_timeout(7000)  # idle_timeout_s passes: the session is dead
 
-            await sign_in_through_form(page, own)  # the next person, at the library's sign-in page
-            await page.goto(f"{one_url}/recall")
-            assert await page.text_content("#out") == "null", "the last patron's searches"
-        finally:
-            await browser.close()
+        await sign_in_through_form(page, own)  # the next person, at the library's sign-in page
+        await page.goto(f"{one_url}/recall")
+        assert await page.text_content("#out") == "null", "the last patron's searches"
 
 
 # ---------------------------------------------------- cookies vendor scripts wrote, sign-out
@@ -298,25 +277,18 @@ async def test_a_vendor_scripts_cookie_for_the_proxys_own_domain_survives_sign_o
         f'document.cookie = "trk={CANARY.uid}; domain={public}; path=/; max-age=31536000";'
         'document.getElementById("out").textContent = document.cookie;</script>'
     )
-    async with async_playwright() as p:
-        browser = await launch(p)
-        try:
-            context = await browser.new_context()
-            page = await context.new_page()
-            await sign_in_through_form(page, own)
-            await page.goto(f"http://{driver.mapped(ONE)}/track")
-            assert CANARY.uid in (await page.text_content("#out") or "")
-            await page.goto(f"{own}/menu")
-            async with page.expect_response(lambda r: FORGET in r.url):
-                await page.click("form.signout button")
-            await page.wait_for_load_state("networkidle")
-            assert SIGNED_OUT in await page.content()
+    async with signed_in(own) as (_context, page):
+        await page.goto(f"http://{driver.mapped(ONE)}/track")
+        assert CANARY.uid in (await page.text_content("#out") or "")
+        await page.goto(f"{own}/menu")
+        async with page.expect_response(lambda r: FORGET in r.url):
+            await page.click("form.signout button")
+        await page.wait_for_load_state("networkidle")
+        assert SIGNED_OUT in await page.content()
 
-            await sign_in_through_form(page, own)
-            await page.goto(f"http://{driver.mapped(TWO)}/read")
-            assert CANARY.uid not in (await page.text_content("#out") or ""), "tracker survived"
-        finally:
-            await browser.close()
+        await sign_in_through_form(page, own)
+        await page.goto(f"http://{driver.mapped(TWO)}/read")
+        assert CANARY.uid not in (await page.text_content("#out") or ""), "tracker survived"
     assert leaks(log_stream.getvalue().encode()) == []
 
 
@@ -335,21 +307,15 @@ async def test_the_still_signed_in_page_is_accessible_and_leads_back(
     one.routes["/hostile"] = _page(
         f'<!doctype html><title>r</title><script>location = "{own}/logout";</script>'
     )
-    async with async_playwright() as p:
-        browser = await launch(p)
-        try:
-            page = await (await browser.new_context()).new_page()
-            await sign_in_through_form(page, own)
-            await page.goto(f"http://{driver.mapped(ONE)}/hostile")
-            await page.wait_for_url(f"{own}/logout")
-            assert STILL_IN in await page.content()
-            assert await axe_serious(page) == []
-            main_links = await page.eval_on_selector_all(
-                "main a", "els => els.map(a => a.getAttribute('href'))"
-            )
-            assert f"{own}/menu" in main_links, "no way back to the databases in the page"
-        finally:
-            await browser.close()
+    async with signed_in(own) as (_context, page):
+        await page.goto(f"http://{driver.mapped(ONE)}/hostile")
+        await page.wait_for_url(f"{own}/logout")
+        assert STILL_IN in await page.content()
+        assert await axe_serious(page) == []
+        main_links = await page.eval_on_selector_all(
+            "main a", "els => els.map(a => a.getAttribute('href'))"
+        )
+        assert f"{own}/menu" in main_links, "no way back to the databases in the page"
 
 
 # ------------------------------------------------------ the forget answer behind the terminator

@@ -26,7 +26,7 @@ from proxy.hosts import map_label
 from proxy.services import SERVICES
 from proxy.sessions import MAX_NOTED_HOSTS, Sessions
 from proxy.web.forget import PARTS, forget_urls
-from tests.browser_support import launch
+from tests.browser_support import launch, signed_in
 from tests.canary import CANARY, leaks
 from tests.harness import (
     ProxyDriver,
@@ -287,20 +287,14 @@ async def test_an_expired_sessions_page_is_not_shown_again_from_the_cache(
     )
     own = f"http://{driver.public}"
     results = f"http://{driver.mapped(WWW)}/results"
-    async with async_playwright() as p:
-        browser = await launch(p)
-        try:
-            page = await (await browser.new_context()).new_page()
-            await sign_in_through_form(page, own)
-            await page.goto(results)
-            assert await page.text_content("#out") == "canary results page"
-            await page.goto(f"{own}/privacy")
-            await page.wait_for_timeout(7000)  # idle_timeout_s passes (counted from sign-in)
-            await page.goto(results)
-            assert "canary results page" not in await page.content()
-            assert page.url.startswith(f"{own}/login")
-        finally:
-            await browser.close()
+    async with signed_in(own) as (_context, page):
+        await page.goto(results)
+        assert await page.text_content("#out") == "canary results page"
+        await page.goto(f"{own}/privacy")
+        await page.wait_for_timeout(7000)  # idle_timeout_s passes (counted from sign-in)
+        await page.goto(results)
+        assert "canary results page" not in await page.content()
+        assert page.url.startswith(f"{own}/login")
 
 
 @pytest.mark.parametrize(
@@ -399,36 +393,29 @@ async def test_signing_out_deletes_the_cookies_vendor_scripts_wrote(
     )
     vendor.routes.update({"/write": write, "/read": read})
     own = f"http://{driver.public}"
-    async with async_playwright() as p:
-        browser = await launch(p)
-        try:
-            context = await browser.new_context()
-            page = await context.new_page()
-            await sign_in_through_form(page, own)
-            for host in (WWW, DEEP):
-                await page.goto(f"http://{_at(driver, host)}/write")
-                written = await page.text_content("#out") or ""
-                assert _written_in(written) == list(WRITTEN.values()), host
-                assert "catalogue_pref=large-print" in written
+    async with signed_in(own) as (context, page):
+        for host in (WWW, DEEP):
+            await page.goto(f"http://{_at(driver, host)}/write")
+            written = await page.text_content("#out") or ""
+            assert _written_in(written) == list(WRITTEN.values()), host
+            assert "catalogue_pref=large-print" in written
 
-            await page.goto(f"{own}/menu")
-            async with page.expect_response(lambda r: FORGET in r.url):
-                await page.click("form.signout button")
-            await page.wait_for_load_state("networkidle")
-            assert "You are signed out" in await page.content()
-            for host in (WWW, DEEP):
-                left = await context.cookies(f"http://{_at(driver, host)}/")
-                assert _written_in(repr(left)) == [], host
-                assert [c["name"] for c in left] == ["catalogue_pref"], host
+        await page.goto(f"{own}/menu")
+        async with page.expect_response(lambda r: FORGET in r.url):
+            await page.click("form.signout button")
+        await page.wait_for_load_state("networkidle")
+        assert "You are signed out" in await page.content()
+        for host in (WWW, DEEP):
+            left = await context.cookies(f"http://{_at(driver, host)}/")
+            assert _written_in(repr(left)) == [], host
+            assert [c["name"] for c in left] == ["catalogue_pref"], host
 
-            # The next person signs in at this computer: the proxy's sign-in works, and the
-            # database's pages find nothing of the last patron's in document.cookie.
-            await sign_in_through_form(page, own)
-            for host in (WWW, DEEP):
-                await page.goto(f"http://{_at(driver, host)}/read")
-                assert await page.text_content("#out") == "[catalogue_pref=large-print]", host
-        finally:
-            await browser.close()
+        # The next person signs in at this computer: the proxy's sign-in works, and the
+        # database's pages find nothing of the last patron's in document.cookie.
+        await sign_in_through_form(page, own)
+        for host in (WWW, DEEP):
+            await page.goto(f"http://{_at(driver, host)}/read")
+            assert await page.text_content("#out") == "[catalogue_pref=large-print]", host
     assert _forget_requests(vendor) == []
     assert leaks(log_stream.getvalue().encode()) == []
 

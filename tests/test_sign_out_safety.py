@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import async_playwright
 
 from proxy.app import SERVICES
 from proxy.web.messages import MESSAGES
-from tests.browser_support import launch
+from tests.browser_support import signed_in
 from tests.canary import CANARY
 from tests.harness import ProxyDriver, sign_in_through_form
 from tests.test_sign_out_forgets import WWW, _stack
@@ -76,28 +75,19 @@ async def test_a_vendor_page_cannot_sign_the_patron_out(
     driver, vendor = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
     own = f"http://{driver.public}"
     vendor.routes["/hostile"] = _hostile(_attacks(own)[attack])
-    async with async_playwright() as p:
-        browser = await launch(p)
-        try:
-            context = await browser.new_context()
-            page = await context.new_page()
-            await sign_in_through_form(page, own)
-            sid = await _browser_sid(context, driver)
-            await page.goto(f"http://{driver.mapped(WWW)}/hostile")
-            if attack == "image":
-                await page.wait_for_function(
-                    "document.getElementById('out').textContent !== 'working'"
-                )
-            else:
-                await page.wait_for_url(f"{own}/logout")
-                shown = await page.content()
-                assert STILL_IN in shown and SIGNED_OUT not in shown
-            await page.goto(f"http://{driver.mapped(WWW)}/results")
-            assert page.url == f"http://{driver.mapped(WWW)}/results", "sent to sign in"
-            assert await page.text_content("#out") == "canary results page"
-            assert await _alive(driver, sid)
-        finally:
-            await browser.close()
+    async with signed_in(own) as (context, page):
+        sid = await _browser_sid(context, driver)
+        await page.goto(f"http://{driver.mapped(WWW)}/hostile")
+        if attack == "image":
+            await page.wait_for_function("document.getElementById('out').textContent !== 'working'")
+        else:
+            await page.wait_for_url(f"{own}/logout")
+            shown = await page.content()
+            assert STILL_IN in shown and SIGNED_OUT not in shown
+        await page.goto(f"http://{driver.mapped(WWW)}/results")
+        assert page.url == f"http://{driver.mapped(WWW)}/results", "sent to sign in"
+        assert await page.text_content("#out") == "canary results page"
+        assert await _alive(driver, sid)
 
 
 @pytest.mark.browser
@@ -112,36 +102,29 @@ async def test_the_patrons_own_sign_out_still_signs_out(
     vendor.routes["/hostile"] = _hostile(_attacks(own)["navigation"])
     vendor.routes["/link"] = _hostile(f'<a id="bye" href="{own}/logout">Sign out</a>')
     results = f"http://{driver.mapped(WWW)}/results"
-    async with async_playwright() as p:
-        browser = await launch(p)
-        try:
-            context = await browser.new_context()
-            page = await context.new_page()
-            await sign_in_through_form(page, own)
-            first = await _browser_sid(context, driver)
-            await page.goto(f"http://{driver.mapped(WWW)}/hostile")
-            await page.wait_for_url(f"{own}/logout")
-            assert STILL_IN in await page.content()
-            async with page.expect_navigation():
-                await page.click("form.signout button")
-            assert SIGNED_OUT in await page.content()
-            await page.goto(results)
-            assert page.url.startswith(f"{own}/login")
-            assert not await _alive(driver, first)
+    async with signed_in(own) as (context, page):
+        first = await _browser_sid(context, driver)
+        await page.goto(f"http://{driver.mapped(WWW)}/hostile")
+        await page.wait_for_url(f"{own}/logout")
+        assert STILL_IN in await page.content()
+        async with page.expect_navigation():
+            await page.click("form.signout button")
+        assert SIGNED_OUT in await page.content()
+        await page.goto(results)
+        assert page.url.startswith(f"{own}/login")
+        assert not await _alive(driver, first)
 
-            await sign_in_through_form(page, own)
-            second = await _browser_sid(context, driver)
-            await page.goto(f"http://{driver.mapped(WWW)}/link")
-            async with page.expect_navigation():
-                await page.click("#bye")
-            assert STILL_IN in await page.content()
-            assert await _alive(driver, second)
-            async with page.expect_navigation():
-                await page.click("form.signout button")
-            assert SIGNED_OUT in await page.content()
-            assert not await _alive(driver, second)
-        finally:
-            await browser.close()
+        await sign_in_through_form(page, own)
+        second = await _browser_sid(context, driver)
+        await page.goto(f"http://{driver.mapped(WWW)}/link")
+        async with page.expect_navigation():
+            await page.click("#bye")
+        assert STILL_IN in await page.content()
+        assert await _alive(driver, second)
+        async with page.expect_navigation():
+            await page.click("form.signout button")
+        assert SIGNED_OUT in await page.content()
+        assert not await _alive(driver, second)
 
 
 # ------------------------------------------------------------------- the rules, over plain HTTP
