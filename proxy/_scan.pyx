@@ -29,6 +29,7 @@ cdef unsigned char REL_BEFORE[256]  # [a-zA-Z0-9_:/]: no protocol-relative URL s
 cdef unsigned char FULL_STOP[256]  # bytes where any URL form can start: h H w W / \
 cdef unsigned char SLASH_HOST[256]  # [a-zA-Z0-9.-]: the third-party count's host bytes
 cdef unsigned char SLASH[256]  # /
+cdef unsigned char PORT_STOP[256]  # [a-zA-Z0-9_-]: no port ends before these (PORT_END)
 
 cdef int _c
 for _c in range(256):
@@ -39,6 +40,7 @@ for _c in range(256):
     FULL_STOP[_c] = _c in (104, 72, 119, 87, 47, 92)
     SLASH_HOST[_c] = HOSTCH[_c] or _c == 46
     SLASH[_c] = _c == 47
+    PORT_STOP[_c] = HOSTCH[_c] or _c == 95
 
 
 cdef inline unsigned char _at(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
@@ -74,14 +76,15 @@ cdef Py_ssize_t _host_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) no
 
 
 cdef Py_ssize_t _port_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
-    """`(?::[0-9]{1,5}(?![0-9]))?` at i: taken only when 1 to 5 digits follow the colon."""
+    """`(?::[0-9]{1,5}(?![0-9a-zA-Z_-]))?` at i: taken only when 1 to 5 digits follow the
+    colon, and no host byte follows them."""
     cdef Py_ssize_t j
     if _at(p, n, i) != 58:
         return i
     j = i + 1
     while j - i <= 6 and 48 <= _at(p, n, j) <= 57:
         j += 1
-    if 2 <= j - i <= 6:
+    if 2 <= j - i <= 6 and not PORT_STOP[_at(p, n, j)]:
         return j
     return i
 
@@ -186,7 +189,7 @@ cdef Py_ssize_t _full_match(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) 
             digits = 0
             while digits <= 5 and 48 <= _at(p, n, j + digits) <= 57:
                 digits += 1
-            if 1 <= digits <= 5:
+            if 1 <= digits <= 5 and not PORT_STOP[_at(p, n, j + digits)]:
                 return j + digits
         return end
     if i > 0 and REL_BEFORE[p[i - 1]]:

@@ -107,7 +107,10 @@ SLASH = rb"/|\\/|%2f|%252f|\\u002f"
 # The final lookahead makes the match whole-host: no shorter prefix of a longer name can match.
 HOST_END = rb"(?![a-z0-9_\-]|\.[a-z0-9_\-])"
 HOST = rb"[a-z0-9](?:[a-z0-9\-]|\.(?=[a-z0-9\-])){0,252}" + HOST_END
-PORT_END = rb"(?![0-9])"
+# A port is whole only when no host byte follows it, as a host is (HOST_END): in
+# `http://host:80x/` (jQuery's comments have one) `:80` is no port, and taking it for one glued
+# the `x` onto the mapped host. Without a port the URL maps with `:80x/` kept after the host.
+PORT_END = rb"(?![0-9a-zA-Z_\-])"
 
 
 # The same hosts as HOST for scanning, spelled so CPython's regex engine runs each label as one
