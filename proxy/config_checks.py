@@ -36,6 +36,13 @@ DIRECTORY_KINDS = ("ldap", "file")
 _SHARED_HOSTING = frozenset({"amazonaws.com", "cloudfront.net", "azurewebsites.net"})
 
 
+# Hosts whose URLs are also identifiers (XML namespace names in SVG, MathML, XHTML and scripts'
+# `createElementNS`): the rewriter maps every URL of a listed host, and a mapped namespace name
+# is another namespace, so browsers stop rendering the vendor's SVG. A review found them in
+# leaflet, tinymce and MathJax.
+NAMESPACE_HOSTS = ("www.w3.org", "w3.org", "www.w3c.org")
+
+
 def _is_loopback(host: str) -> bool:
     if host in ("localhost",) or host.endswith(".localhost"):
         return True
@@ -350,6 +357,16 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
             )
         elif covers_public_suffix(h):
             problems.append(Problem(f, "hosts", f"{h!r} would proxy a whole public suffix"))
+        elif any(host_matches(h, name) for name in NAMESPACE_HOSTS):
+            problems.append(
+                Problem(
+                    f,
+                    f"hosts[{i}]",
+                    f"{h!r} covers {next(n for n in NAMESPACE_HOSTS if host_matches(h, n))}, "
+                    "whose URLs name XML namespaces (SVG, MathML, XHTML): rewritten, the vendor's "
+                    "icons and charts stop rendering; no vendor needs it proxied",
+                )
+            )
     if host and v.hosts and not any(host_matches(p, host) for p in v.hosts):
         problems.append(Problem(f, "origin", f"host {host!r} is not listed in hosts"))
     for i, np in enumerate(v.never_proxy):

@@ -177,3 +177,21 @@ def test_example_vendor_files_have_https_origins_and_no_connect_to() -> None:
         v = load_vendor(f, [])
         assert v is not None and v.origin.startswith("https://") and not v.connect_to
         assert v.contract.privacy_policy_url and v.contract.expires is not None
+
+
+def test_a_host_whose_urls_name_xml_namespaces_is_refused(tmp_path: Path) -> None:
+    """www.w3.org in a vendor's hosts (or a wildcard over it) would rewrite
+    `http://www.w3.org/2000/svg` in every SVG and script: the vendor's icons stop rendering."""
+    for n, (hosts, named) in enumerate(
+        [
+            (["www.vendor.test", "www.w3.org"], "'www.w3.org' covers www.w3.org"),
+            (["www.vendor.test", "*.w3.org"], "'*.w3.org' covers www.w3.org"),
+        ]
+    ):
+        root = tmp_path / str(n)
+        root.mkdir()
+        code, problems = check(root, {"v": vendor("v", "www.vendor.test", hosts)})
+        assert code == 1
+        [problem] = problems
+        assert problem.startswith(f"{root / 'vendors' / 'v.toml'}: hosts[1]: {named}")
+        assert "XML namespaces" in problem
