@@ -7,6 +7,7 @@ that misbehave on purpose. Nothing here is mocked.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from proxy.app import SERVICES
 from proxy.sessions import storage_key
+from proxy.web.forget import PARTS
 from proxy.web.messages import MESSAGES
 from tests.canary import CANARY, leaks
 from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
@@ -280,6 +282,13 @@ async def test_sign_out_while_redis_is_down_still_drops_the_cookie_and_says_so(
     assert r.status == 503 and r.headers["Retry-After"] == "60"
     assert MESSAGES["logout_unconfirmed"].title in html and "close the browser" in html.lower()
     assert "<code>logout_unconfirmed (503)</code>" in html
+    # The session's hosts cannot be read: every configured host's storage is asked to go, and
+    # the page's CSP lets those images load.
+    mapped = redis_proxy.mapped(VENDOR_HOST)
+    assert html.count(f'src="http://{mapped}/.weston-proxy/forget?part=') == PARTS
+    assert f"http://*.proxy.localhost:{redis_proxy.port}" in re.search(
+        r"img-src [^;]*", r.headers["Content-Security-Policy"]
+    ).group(0)  # type: ignore[union-attr]
     cleared = r.cookies[redis_proxy.config.server.cookie_name]
     assert cleared.value == "" and cleared["max-age"] == "0"
     assert [k for k in svc.signer._cache if k[0] == key] == []

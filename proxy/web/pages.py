@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import secrets
 import time
 from pathlib import Path
@@ -61,10 +62,12 @@ def message_page(
     *,
     links: list[dict[str, str]] | None = None,
     session: Session | None = None,
+    forget: list[str] | None = None,
     **fmt: Any,
 ) -> web.Response:
     """The page for `kind` (proxy/web/messages.py); with the patron's `session`, the page shows
-    the signed-in header and its sign-out button."""
+    the signed-in header and its sign-out button; `forget` addresses (proxy/web/forget.py) load
+    as images."""
     m = shown(kind, fmt)  # a blank the caller did not fill gets a default, never a KeyError
     svc = request.app[SERVICES]
     if links is None:
@@ -82,6 +85,7 @@ def message_page(
         # metadata also sends from a vendor page.
         referrer="same-origin" if session is not None else "no-referrer",
         code=f"{kind} ({m.status})",  # lets help-desk staff tell which case the patron saw
+        forget=forget,
     )
     if session is not None:
         resp.headers["Referrer-Policy"] = "same-origin"
@@ -320,8 +324,8 @@ def _forget_page_headers(resp: web.StreamResponse, config: Config, urls: list[st
     if not urls:
         return
     csp = resp.headers.get("Content-Security-Policy", OWN_PAGE_HEADERS["Content-Security-Policy"])
-    resp.headers["Content-Security-Policy"] = csp.replace(
-        "img-src 'self' data:", f"img-src 'self' data: {_mapped_hosts(config)}"
+    resp.headers["Content-Security-Policy"] = re.sub(
+        r"img-src [^;]*", lambda m: f"{m.group(0)} {_mapped_hosts(config)}", csp, count=1
     )
 
 
@@ -392,7 +396,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
             # The session record may outlive this: the browser must still drop its cookie, or on
             # a shared computer the next person is signed in as this patron once the store is back.
             log.warning("logout_unconfirmed", dependency="store")
-            resp = message_page(request, "logout_unconfirmed", links=[])
+            # The session's hosts cannot be read: the browser forgets every configured host's.
+            forget = forget_urls(svc, configured_hosts(svc.config))
+            resp = message_page(request, "logout_unconfirmed", links=[], forget=forget)
+            _forget_page_headers(resp, svc.config, forget)
             _clear_session_cookie(resp, svc.config, request, several=len(ids) > 1)
             return resp
         log.info("logout")
