@@ -74,6 +74,10 @@ SHIELDED_TYPES = HTML_TYPES | {"image/svg+xml", "application/xml", "text/xml"}
 UNKNOWN_TYPES = frozenset({"unknown/unknown", "application/unknown", "*/*"})
 
 
+# Clear-Site-Data for a host a session opens for the first time (proxy/web/forget.py says the
+# same on sign-out: "cookies" would clear the library's whole registrable domain).
+FORGET_WHAT = '"cache", "storage"'
+
 # What `Upstream._site` says of a request for the vendor cookie jar's SameSite rules.
 SAME, CROSS, UNSURE = "same", "cross", "unsure"
 
@@ -353,7 +357,10 @@ class Upstream:
                     session, vendor.id, before, vendor_host if new_host else None
                 )
                 first_at_vendor = first_at_vendor and "seen" in added
-            return await self._relay(request, resp, vendor, out, started, first_at_vendor, head)
+            forget = new_host and _navigation(request)
+            return await self._relay(
+                request, resp, vendor, out, started, first_at_vendor, head, forget=forget
+            )
         finally:
             resp.release()
 
@@ -512,8 +519,11 @@ class Upstream:
         started: float,
         first_at_vendor: bool,
         head: bytes = b"",
+        *,
+        forget: bool = False,
     ) -> web.StreamResponse:
-        """Streams the vendor's response to the patron; `head` is body already read from `resp`."""
+        """Streams the vendor's response to the patron; `head` is body already read from `resp`.
+        With `forget`, the browser is asked to drop what it keeps for this host first."""
         ctype = resp.headers.get("Content-Type", "")
         if self.check_head is not None:
             refusal = await self.check_head(request, vendor, resp.status, ctype)
@@ -535,6 +545,12 @@ class Upstream:
                 untyped = False
         if shielded(media_type(ctype)):
             _document_cache(headers)
+        if forget:
+            # This session's first page on the host: what earlier sessions' pages stored in the
+            # browser there (local storage, an ID a script kept, cached responses) is dropped
+            # before this page runs, so no session finds another's, and a vendor script cannot
+            # link two sessions by what it left behind (P4).
+            headers["Clear-Site-Data"] = FORGET_WHAT
         rewriter = self.rewriter
         decoder: BodyDecoder | None = None
         third_party: _ThirdPartyCount | None = None
@@ -626,6 +642,15 @@ class Upstream:
         except Exception as exc:
             # The patron has the response already; a failing counter must not turn it into an error.
             log.error("observer_failed", vendor=vendor.id, exc_type=type(exc).__name__)
+
+
+def _navigation(request: web.Request) -> bool:
+    """A request for a page (a top-level or framed document), as fetch metadata says; without
+    it (older browsers), a GET that accepts HTML."""
+    mode = request.headers.get("Sec-Fetch-Mode")
+    if mode is not None:
+        return mode == "navigate"
+    return request.method == "GET" and "text/html" in request.headers.get("Accept", "")
 
 
 async def _peek(resp: VendorResponse, limit: int) -> bytes:

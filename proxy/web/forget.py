@@ -71,9 +71,14 @@ def configured_hosts(config: Config) -> list[str]:
     return [h for v in config.vendors for h in v.hosts if not h.startswith("*")]
 
 
+def _number(text: str) -> bool:
+    """ASCII digits, at most twelve (`str.isdigit` takes "²", which `int` refuses)."""
+    return 0 < len(text) <= 12 and text.isascii() and text.isdigit()
+
+
 def _valid(svc: Services, request: web.Request) -> bool:
     expires_text, _, mac = request.query.get("t", "").partition(".")
-    if not expires_text.isdigit() or int(expires_text) < time.time():
+    if not _number(expires_text) or int(expires_text) < time.time():
         return False
     here = request.host.rsplit(":", 1)[0].lower()
     return hmac.compare_digest(mac, _mac(_key(svc), here, int(expires_text)))
@@ -94,7 +99,7 @@ def forget_here(request: web.Request) -> web.Response:
         request,
         svc.config,
         keep=own_cookies(svc.config),
-        part=int(part) % PARTS if part.isdigit() else 0,
+        part=int(part) % PARTS if _number(part) else 0,
     )
     return resp
 

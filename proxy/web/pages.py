@@ -390,6 +390,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
                 session = await svc.sessions.load(sid)
                 if session is not None:
                     hosts += session.hosts
+                else:
+                    # Ended already (expired while the page stayed open): its hosts died with
+                    # it, so every configured host's are asked to go.
+                    hosts += configured_hosts(svc.config)
             forget = forget_urls(svc, hosts)
             await end_sessions(svc, ids)
         except StoreUnavailable:
