@@ -41,7 +41,7 @@ from proxy.errors import (
 from proxy.forward import upstream_url
 from proxy.logs import get_logger
 from proxy.ops import healthz, jwks, metrics, readyz
-from proxy.privacy import OWN_PAGE_HEADERS
+from proxy.privacy import FORGET_WHAT, OWN_PAGE_HEADERS
 from proxy.services import (
     CONFIG,
     SERVICES,
@@ -49,7 +49,7 @@ from proxy.services import (
     build_services,
     close_services,
 )
-from proxy.web.forget import FORGET_PATH, FORGET_WHAT, forget_here
+from proxy.web.forget import FORGET_PATH, forget_here
 from proxy.web.messages import FORMAT_DEFAULTS, UI
 from proxy.web.pages import (
     _public,

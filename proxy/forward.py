@@ -39,7 +39,13 @@ from proxy.jar import (
 )
 from proxy.limits_http import http_limits
 from proxy.logs import get_logger
-from proxy.privacy import Initiator, initiator_host, outbound_headers, response_headers
+from proxy.privacy import (
+    FORGET_WHAT,
+    Initiator,
+    initiator_host,
+    outbound_headers,
+    response_headers,
+)
 from proxy.public_suffix import same_site
 from proxy.rewrite import media_type, should_rewrite
 from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
@@ -73,10 +79,6 @@ SHIELDED_TYPES = HTML_TYPES | {"image/svg+xml", "application/xml", "text/xml"}
 # Types a browser sniffs as if there were none (WHATWG MIME Sniffing, "unknown MIME type").
 UNKNOWN_TYPES = frozenset({"unknown/unknown", "application/unknown", "*/*"})
 
-
-# Clear-Site-Data for a host a session opens for the first time (proxy/web/forget.py says the
-# same on sign-out: "cookies" would clear the library's whole registrable domain).
-FORGET_WHAT = '"cache", "storage"'
 
 # What `Upstream._site` says of a request for the vendor cookie jar's SameSite rules.
 SAME, CROSS, UNSURE = "same", "cross", "unsure"

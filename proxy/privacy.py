@@ -69,6 +69,13 @@ RESPONSE_DROP = frozenset(
 )
 
 
+# What the browser is asked to forget of a vendor host (`Clear-Site-Data`): at sign-out
+# (proxy/web/forget.py) and on a session's first page there (proxy/forward.py). Not "cookies":
+# browsers clear those for the whole registrable domain, which is the library's (lib.org for
+# proxy.lib.org: its catalogue's sign-in too), not the vendor host's.
+FORGET_WHAT = '"cache", "storage"'
+
+
 def _accept_encoding(value: str) -> str | None:
     wanted = []
     for part in value.split(","):

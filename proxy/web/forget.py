@@ -12,9 +12,10 @@ list died with it). Each URL carries a token the proxy signed for that host, val
 TOKEN_S: without one, the answer clears nothing, so one vendor's page cannot wipe another's
 storage in the middle of a session by loading its forget address.
 
-The cookie deletions of one host are spread over PARTS requests (by a hash of the name, so the
-split does not depend on which cookies an earlier part deleted), each at most HEADER_BUDGET bytes
-of `Set-Cookie`: a TLS terminator in front refuses an answer whose head outgrows its buffer
+`FORGET_WHAT` (proxy/privacy.py) leaves cookies out: the cookies vendor scripts wrote are
+deleted one by one instead. The deletions of one host are spread over PARTS requests (by a hash
+of the name, so the split does not depend on which cookies an earlier part deleted), each at
+most HEADER_BUDGET bytes of `Set-Cookie`: a TLS terminator in front refuses an answer whose head outgrows its buffer
 (nginx's default `proxy_buffer_size` is one 4 KiB page), and then nothing at all is cleared.
 """
 
@@ -29,15 +30,12 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from proxy.config import Config
+from proxy.privacy import FORGET_WHAT
 from proxy.public_suffix import registrable_domain
 from proxy.services import SERVICES, Services
 from proxy.web.session_cookie import CSRF_COOKIE
 
 FORGET_PATH = "/.weston-proxy/forget"
-# Not "cookies": browsers clear those for the whole registrable domain, which is the library's
-# (lib.org for proxy.lib.org: its catalogue's sign-in too), not the vendor host's. The cookies
-# vendor scripts write are deleted one by one instead.
-FORGET_WHAT = '"cache", "storage"'
 TOKEN_S = 600  # how long a page's forget addresses work after it was made
 PARTS = 2
 HEADER_BUDGET = 2800  # bytes of Set-Cookie in one answer: with the rest, under 4 KiB
