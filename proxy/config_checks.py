@@ -357,14 +357,14 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
             )
         elif covers_public_suffix(h):
             problems.append(Problem(f, "hosts", f"{h!r} would proxy a whole public suffix"))
-        elif any(host_matches(h, name) for name in NAMESPACE_HOSTS):
+        elif covered := next((n for n in NAMESPACE_HOSTS if host_matches(h, n)), None):
             problems.append(
                 Problem(
                     f,
                     f"hosts[{i}]",
-                    f"{h!r} covers {next(n for n in NAMESPACE_HOSTS if host_matches(h, n))}, "
-                    "whose URLs name XML namespaces (SVG, MathML, XHTML): rewritten, the vendor's "
-                    "icons and charts stop rendering; no vendor needs it proxied",
+                    f"{h!r} covers {covered}, whose URLs name XML namespaces (SVG, MathML, "
+                    "XHTML): rewritten, the vendor's icons and charts stop rendering; no vendor "
+                    "needs it proxied",
                 )
             )
     if host and v.hosts and not any(host_matches(p, host) for p in v.hosts):

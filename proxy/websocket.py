@@ -42,6 +42,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from proxy.errors import Busy, StoreUnavailable, vendor_failures
+from proxy.hosts import socket_scheme
 from proxy.logs import get_logger
 
 if TYPE_CHECKING:
@@ -218,7 +219,7 @@ class VendorSockets:
         """The vendor's socket for `out` (headers already scrubbed and authorized, a place
         reserved), or VendorTimeout after `timeout_s` / VendorUnavailable, or Redirected or
         aiohttp's WSServerHandshakeError when the vendor answers with something else."""
-        url = out.url.with_scheme("wss" if out.url.scheme == "https" else "ws")
+        url = out.url.with_scheme(socket_scheme(out.url.scheme))
         headers = {k: v for k, v in out.headers.items() if k.lower() != "content-length"}
         with vendor_failures(out.vendor.id):
             try:

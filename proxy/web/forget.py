@@ -31,9 +31,8 @@ from aiohttp import web
 
 from proxy.config import Config
 from proxy.privacy import FORGET_WHAT
-from proxy.public_suffix import registrable_domain
 from proxy.services import SERVICES, Services
-from proxy.web.session_cookie import CSRF_COOKIE
+from proxy.web.session_cookie import CSRF_COOKIE, parent_domains
 
 FORGET_PATH = "/.weston-proxy/forget"
 TOKEN_S = 600  # how long a page's forget addresses work after it was made
@@ -128,12 +127,7 @@ def cookie_domains(host: str, public_host: str) -> list[str]:
     proxy.lib.org). When the public host is itself a registrable domain, nothing of the
     library's lives there, and a script's cookie on it (a tracker every vendor page can read)
     goes too."""
-    labels = host.split(".")
-    domains = [".".join(labels[i:]) for i in range(len(labels))]
-    ours = [d for d in domains if d == public_host or d.endswith("." + public_host)]
-    # A registrable domain above the public host is never reached; a public suffix never is.
-    top = registrable_domain(public_host)
-    return [d for d in ours if d == top or d.endswith("." + top)]
+    return [d for d in parent_domains(host) if d == public_host or d.endswith("." + public_host)]
 
 
 def clear_page_cookies(

@@ -76,7 +76,7 @@ def session_id(request: web.Request) -> str | None:
     return ids[0] if ids else None
 
 
-def _domains(host: str) -> list[str]:
+def parent_domains(host: str) -> list[str]:
     """A host (the proxy's, or one of its subdomains) and its parent domains up to the
     registrable one (cookies can be set for each of them from the proxy's subdomains)."""
     top = registrable_domain(host)
@@ -112,7 +112,7 @@ def clear_copies(resp: web.StreamResponse, request: web.Request, config: Config)
     name = config.server.cookie_name
     expired = f"{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
     here = (request.host or "").rsplit(":", 1)[0].lower()
-    domains = _domains(config.public[1])
+    domains = parent_domains(config.public[1])
     if here and here not in domains:
         domains = [here, *domains]  # a Domain cookie for the mapped host the request went to
     for path in _paths(request.raw_path):
@@ -127,6 +127,7 @@ __all__ = [
     "clear_copies",
     "cookie_values",
     "ids_in",
+    "parent_domains",
     "session_id",
     "session_ids",
 ]
