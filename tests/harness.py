@@ -312,3 +312,26 @@ async def sign_in_through_form(
     await page.fill("input[name=password]", pin or CANARY.password)
     await page.click("button[type=submit]")
     await page.wait_for_url(f"{own}/menu")
+
+
+# A vendor page that keeps a "recent search" in local storage, and one that shows it: what a
+# database's page leaves in the browser on a shared computer.
+STORE_PAGE = """<!doctype html><title>search</title><p id="out">saving</p>
+<script>
+localStorage.setItem("recent", "canary-search-" + location.hostname);
+document.getElementById("out").textContent = "saved";
+</script>"""
+
+RECALL_PAGE = """<!doctype html><title>recall</title><p id="out"></p>
+<script>
+document.getElementById("out").textContent = String(localStorage.getItem("recent"));
+</script>"""
+
+
+def html_page(text: str) -> Handler:
+    """A vendor route answering `text` as an HTML page."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=text, content_type="text/html")
+
+    return handler

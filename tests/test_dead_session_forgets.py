@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from playwright.async_api import async_playwright
 
 from tests.browser_support import launch
 from tests.harness import (
+    RECALL_PAGE,
+    STORE_PAGE,
     ProxyDriver,
+    html_page,
     ldap_directory,
     sign_in_through_form,
     vendor_toml,
@@ -26,30 +28,13 @@ from tests.harness import (
 
 WWW = "www.vendor-one.test"
 
-REMEMBER = """<!doctype html><title>search</title><p id="out">saving</p>
-<script>
-localStorage.setItem("recent", "canary-search-" + location.hostname);
-document.getElementById("out").textContent = "saved";
-</script>"""
-
-RECALL = """<!doctype html><title>recall</title><p id="out"></p>
-<script>
-document.getElementById("out").textContent = String(localStorage.getItem("recent"));
-</script>"""
-
 
 async def _stack(
     tmp_path: Path, port: int, slapd: Any, vendor_factory: Any, proxy_factory: Any
 ) -> ProxyDriver:
     vendor = await vendor_factory(WWW)
 
-    def page(text: str) -> Any:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            return web.Response(text=text, content_type="text/html")
-
-        return handler
-
-    vendor.routes.update({"/search": page(REMEMBER), "/recall": page(RECALL)})
+    vendor.routes.update({"/search": html_page(STORE_PAGE), "/recall": html_page(RECALL_PAGE)})
     cfg = write_config(
         tmp_path,
         port=port,

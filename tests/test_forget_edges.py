@@ -9,29 +9,25 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from aiohttp import web
 from playwright.async_api import async_playwright
 
 from proxy.services import SERVICES
 from proxy.web.forget import MAX_HOSTS, PARTS, forget_urls
 from tests.browser_support import launch
 from tests.canary import CANARY
-from tests.harness import ldap_directory, sign_in_through_form, vendor_toml, write_config
+from tests.harness import (
+    RECALL_PAGE,
+    STORE_PAGE,
+    html_page,
+    ldap_directory,
+    sign_in_through_form,
+    vendor_toml,
+    write_config,
+)
 
 WWW = "www.vendor-one.test"
 DEEP = "web.b.vendor-one.test"  # served by the wildcard "*.vendor-one.test"
 FORGET = "/.weston-proxy/forget"
-
-REMEMBER = """<!doctype html><title>search</title><p id="out">saving</p>
-<script>
-localStorage.setItem("recent", "canary-search-" + location.hostname);
-document.getElementById("out").textContent = "saved";
-</script>"""
-
-RECALL = """<!doctype html><title>recall</title><p id="out"></p>
-<script>
-document.getElementById("out").textContent = String(localStorage.getItem("recent"));
-</script>"""
 
 
 async def _stack(
@@ -39,13 +35,7 @@ async def _stack(
 ) -> Any:
     vendor = await vendor_factory(WWW)
 
-    def page(text: str) -> Any:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            return web.Response(text=text, content_type="text/html")
-
-        return handler
-
-    vendor.routes.update({"/search": page(REMEMBER), "/recall": page(RECALL)})
+    vendor.routes.update({"/search": html_page(STORE_PAGE), "/recall": html_page(RECALL_PAGE)})
     cfg = write_config(
         tmp_path,
         port=port,

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from proxy.app import SERVICES
 from proxy.web.messages import MESSAGES
 from tests.browser_support import axe_serious, signed_in
 from tests.canary import CANARY, leaks
 from tests.harness import (
+    RECALL_PAGE,
+    STORE_PAGE,
     ProxyDriver,
+    html_page,
     ldap_directory,
     sign_in_through_form,
     vendor_toml,
@@ -32,26 +34,9 @@ FORGET = "/.weston-proxy/forget"
 STILL_IN = MESSAGES["logout_not_asked"].title
 SIGNED_OUT = "You are signed out"
 
-REMEMBER = """<!doctype html><title>search</title><p id="out">saving</p>
-<script>
-localStorage.setItem("recent", "canary-search-" + location.hostname);
-document.getElementById("out").textContent = "saved";
-</script>"""
-
-RECALL = """<!doctype html><title>recall</title><p id="out"></p>
-<script>
-document.getElementById("out").textContent = String(localStorage.getItem("recent"));
-</script>"""
 
 READ_COOKIES = """<!doctype html><title>read</title><p id="out"></p>
 <script>document.getElementById("out").textContent = "[" + document.cookie + "]";</script>"""
-
-
-def _page(text: str) -> Any:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=text, content_type="text/html")
-
-    return handler
 
 
 async def _stack(
@@ -68,7 +53,11 @@ async def _stack(
     two = await vendor_factory(TWO)
     for v in (one, two):
         v.routes.update(
-            {"/search": _page(REMEMBER), "/recall": _page(RECALL), "/read": _page(READ_COOKIES)}
+            {
+                "/search": html_page(STORE_PAGE),
+                "/recall": html_page(RECALL_PAGE),
+                "/read": html_page(READ_COOKIES),
+            }
         )
     cfg = write_config(
         tmp_path,
@@ -140,7 +129,7 @@ async def test_a_vendor_page_signs_the_patron_out_on_their_first_click(
     should be "You are still signed in"."""
     driver, one, _ = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
     own = f"http://{driver.public}"
-    one.routes["/trap"] = _page(_click_trap(own)[trap])
+    one.routes["/trap"] = html_page(_click_trap(own)[trap])
     async with signed_in(own) as (context, page):
         sid = await _sid(context, driver)
         await page.goto(f"http://{driver.mapped(ONE)}/trap")
@@ -179,12 +168,12 @@ async def test_one_vendor_page_cannot_wipe_another_vendors_storage(
     driver, one, two = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
     own = f"http://{driver.public}"
     two_host = driver.mapped(TWO)
-    two.routes["/note"] = _page(
+    two.routes["/note"] = html_page(
         '<!doctype html><title>note</title><p id="out">x</p><script>'
         'document.cookie = "prefs=large-type; path=/";'
         'document.getElementById("out").textContent = "noted";</script>'
     )
-    one.routes["/hostile"] = _page(
+    one.routes["/hostile"] = html_page(
         '<!doctype html><title>results</title><p id="out">working</p>'
         f'<img src="http://{two_host}{FORGET}" alt="" '
         "onload=\"out.textContent='done'\" onerror=\"out.textContent='done'\">"
@@ -272,7 +261,7 @@ async def test_a_vendor_scripts_cookie_for_the_proxys_own_domain_survives_sign_o
     driver, one, _ = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
     own = f"http://{driver.public}"
     public = driver.public.split(":")[0]
-    one.routes["/track"] = _page(
+    one.routes["/track"] = html_page(
         '<!doctype html><title>t</title><p id="out">x</p><script>'
         f'document.cookie = "trk={CANARY.uid}; domain={public}; path=/; max-age=31536000";'
         'document.getElementById("out").textContent = document.cookie;</script>'
@@ -304,7 +293,7 @@ async def test_the_still_signed_in_page_is_accessible_and_leads_back(
     must pass axe (no serious or critical violations) and offer that way back as a link."""
     driver, one, _ = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
     own = f"http://{driver.public}"
-    one.routes["/hostile"] = _page(
+    one.routes["/hostile"] = html_page(
         f'<!doctype html><title>r</title><script>location = "{own}/logout";</script>'
     )
     async with signed_in(own) as (_context, page):

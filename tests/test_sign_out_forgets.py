@@ -29,7 +29,10 @@ from proxy.web.forget import PARTS, forget_urls
 from tests.browser_support import launch, signed_in
 from tests.canary import CANARY, leaks
 from tests.harness import (
+    RECALL_PAGE,
+    STORE_PAGE,
     ProxyDriver,
+    html_page,
     ldap_directory,
     sign_in_through_form,
     vendor_toml,
@@ -39,19 +42,6 @@ from tests.harness import (
 WWW = "www.vendor-one.test"
 DEEP = "web.b.vendor-one.test"  # served by the wildcard, as EBSCO's deep hosts are
 FORGET = "/.weston-proxy/forget"
-
-REMEMBER = """<!doctype html><html><head><title>search</title></head><body>
-<p id="out">saving</p>
-<script>
-localStorage.setItem("recent", "canary-search-" + location.hostname);
-document.getElementById("out").textContent = "saved";
-</script></body></html>"""
-
-RECALL = """<!doctype html><html><head><title>recall</title></head><body>
-<p id="out"></p>
-<script>
-document.getElementById("out").textContent = String(localStorage.getItem("recent"));
-</script></body></html>"""
 
 
 async def _stack(
@@ -67,12 +57,6 @@ async def _stack(
     """Real slapd, one vendor (WWW and the DEEP hosts under its wildcard), a running proxy at
     `public_host` (reach its hosts with `_at`: `driver.mapped` knows only proxy.localhost)."""
     vendor = await vendor_factory(WWW)
-
-    async def remember(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=REMEMBER, content_type="text/html")
-
-    async def recall(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=RECALL, content_type="text/html")
 
     async def results(request: web.Request) -> web.StreamResponse:
         return web.Response(
@@ -93,7 +77,12 @@ async def _stack(
         )
 
     vendor.routes.update(
-        {"/search": remember, "/recall": recall, "/results": results, "/typed": typed}
+        {
+            "/search": html_page(STORE_PAGE),
+            "/recall": html_page(RECALL_PAGE),
+            "/results": results,
+            "/typed": typed,
+        }
     )
     cfg = write_config(
         tmp_path,
