@@ -200,7 +200,7 @@ def serve(kind: str, port: int, origin_port: int) -> None:
                 keys, issuer="http://proxy.localhost", scope="x.org", pairwise_secret=b"s"
             ),
             origins={"bench": f"http://{VENDOR}"},
-            usage=UsageCounter(Counters(), {"bench": []}),
+            usage=UsageCounter(Counters(), {"bench": []}, secret=b"s" * 32),
             metrics=Metrics(),
             admission=asyncio.Semaphore(64),
         )
