@@ -2,8 +2,10 @@
 
 Layout under the configured prefix (default ``weston:``):
 
-- ``s:<sha256(session id)>`` — the session, JSON sealed with AES-GCM (proxy.crypto), the Redis key
-  as associated data; expires on its own after the session's remaining life.
+- ``s:<sha256(session id)>`` — the session, JSON sealed with AES-GCM under a key derived from the
+  server secret and the session id (proxy.crypto), the Redis key as associated data; expires on
+  its own after the session's remaining life. Redis never holds the id, so neither a copy of
+  Redis nor that copy with the server secret opens a session.
 - ``live`` — sorted set of storage keys scored by expiry (ms, Redis clock): counts live sessions.
 - ``born`` — sorted set of storage keys scored by login time (s): records inventory without
   opening any session. Both sets are pruned on every write and read and expire with their last
@@ -35,7 +37,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from proxy.crypto import Sealer, Unsealable
+from proxy.crypto import SessionSealer, Unsealable
 from proxy.errors import StoreUnavailable
 from proxy.sessions import Replaced, Session, storage_key
 
@@ -140,12 +142,13 @@ def _ms(seconds: float) -> int:
 
 
 class RedisStore:
-    """Sessions in Redis, sealed with a key only the proxies hold; for several proxy processes."""
+    """Sessions in Redis, each sealed under a key from the server secret and its own id; for
+    several proxy processes."""
 
     def __init__(
         self, *, url: str, key: bytes, password: str | None = None, prefix: str = "weston:"
     ) -> None:
-        self._sealer = Sealer(key)
+        self._sealer = SessionSealer(key)
         self._prefix = prefix
         self._live = prefix + "live"
         self._born = prefix + "born"
@@ -188,7 +191,7 @@ class RedisStore:
             await self.delete(session.id)
             return 0
         plaintext = json.dumps(session.to_dict(), separators=(",", ":")).encode()
-        blob = self._sealer.seal(plaintext, redis_key.encode())
+        blob = self._sealer.seal(session.id, plaintext, redis_key.encode())
         keys = [redis_key, self._live, self._born]
         args: list[bytes | str | int] = [blob, _ms(ttl_s), member, repr(session.created), *version]
         with _store_errors():
@@ -205,7 +208,7 @@ class RedisStore:
         if blob is None:
             return None
         try:
-            data = json.loads(self._sealer.open(blob, redis_key.encode()))
+            data = json.loads(self._sealer.open(session_id, blob, redis_key.encode()))
         except Unsealable:
             # A value this proxy cannot open (another key, tampering) is no session: the patron
             # logs in again. Nothing identifying is logged, and the value is left for its owner.

@@ -5,9 +5,10 @@ Per session and vendor: requests per minute (counted in the gate, before forward
 downloads per hour (counted when the vendor's answer starts, before the patron gets any of it, so
 downloads fetched in parallel are held to the limit too) and bytes per hour (counted after each
 response). Counters live in the session store
-(`incr`), so all instances share them; each is named by an HMAC of the session's storage key and
-the vendor id under a key derived from the server secret, so the store shows neither the session
-id nor the vendor, and each expires when its clock-aligned window ends.
+(`incr`), so all instances share them; each is named by an HMAC of the session id and the vendor
+id under a key derived from the server secret, so the store shows neither the session nor the
+vendor (not even to someone holding the secret: the store holds only hashes of session ids), and
+each expires when its clock-aligned window ends.
 
 Observers see an `Observation` but not the session. The gate, which runs in the same asyncio task
 as the forwarder and its observers, leaves the session and the counter name in a context variable
@@ -45,7 +46,7 @@ from proxy.errors import StoreUnavailable
 from proxy.forward import Observation
 from proxy.hook_plug import plugged
 from proxy.logs import get_logger
-from proxy.sessions import Session, storage_key
+from proxy.sessions import Session
 from proxy.stats import download_metric
 from proxy.tasks import stop
 from proxy.throttle import Window
@@ -97,8 +98,10 @@ class UsageLimits:
         self._rng = random.Random()
 
     def counter(self, session: Session, vendor_id: str) -> str:
-        """The store name of one session's counters at one vendor: opaque without the secret."""
-        msg = storage_key(session.id).encode() + b"\x00" + vendor_id.encode()
+        """The store name of one session's counters at one vendor. Keyed by the session id
+        itself, which the store never holds: whoever has the store's session keys and the
+        secret still cannot tell which session's counter (and so which databases) a name is."""
+        msg = session.id.encode() + b"\x00" + vendor_id.encode()
         return "usage:" + hmac.new(self._key, msg, hashlib.sha256).hexdigest()
 
     # ----------------------------------------------------------------------- before forwarding

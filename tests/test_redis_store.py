@@ -7,15 +7,21 @@ the way anyone holding a copy of Redis could.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import pytest
 import redis
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from structlog.testing import capture_logs
 
-from proxy.crypto import Sealer, Unsealable
+from proxy.crypto import SessionSealer, Unsealable
 from proxy.errors import StoreUnavailable
 from proxy.redis_store import RedisStore
 from proxy.sessions import Session, new_session_id, storage_key
@@ -214,16 +220,81 @@ async def test_a_tampered_value_does_not_open(store: RedisStore, raw: redis.Redi
 
 
 def test_sealing_twice_gives_different_blobs() -> None:
-    sealer = Sealer(SECRET)
-    assert sealer.seal(b"same", b"aad") != sealer.seal(b"same", b"aad")
+    sealer = SessionSealer(SECRET)
+    assert sealer.seal("id", b"same", b"aad") != sealer.seal("id", b"same", b"aad")
 
 
 def test_sealed_blob_opens_only_with_its_aad() -> None:
-    sealer = Sealer(SECRET)
-    blob = sealer.seal(b"plain", b"weston:s:aaa")
-    assert sealer.open(blob, b"weston:s:aaa") == b"plain"
+    sealer = SessionSealer(SECRET)
+    blob = sealer.seal("id", b"plain", b"weston:s:aaa")
+    assert sealer.open("id", blob, b"weston:s:aaa") == b"plain"
     with pytest.raises(Unsealable):
-        sealer.open(blob, b"weston:s:bbb")
+        sealer.open("id", blob, b"weston:s:bbb")
+
+
+def test_sealed_blob_opens_only_with_its_session_id() -> None:
+    sealer = SessionSealer(SECRET)
+    session_id = new_session_id()
+    blob = sealer.seal(session_id, b"plain", b"aad")
+    assert sealer.open(session_id, blob, b"aad") == b"plain"
+    for wrong in (new_session_id(), storage_key(session_id), session_id[:-1], ""):
+        with pytest.raises(Unsealable):
+            sealer.open(wrong, blob, b"aad")
+
+
+# --- someone holding a copy of Redis and every secret of the proxy ------------------------------
+#
+# The store never holds a session id, only its hash; each session is sealed under a key derived
+# from the server secret and the id. So the secret, the store's keys and the store's values
+# together open nothing: only a request carrying the patron's cookie does.
+
+
+def _v1_key() -> bytes:
+    """Version 1's one store-wide key, from the server secret alone."""
+    info = b"weston-proxy session store sealing v1"
+    return HKDF(algorithm=SHA256(), length=32, salt=None, info=info).derive(SECRET)
+
+
+def _v1_blob(plaintext: bytes, aad: bytes) -> bytes:
+    """A session sealed the way version 1 did."""
+    nonce = os.urandom(12)
+    return b"\x01" + nonce + AESGCM(_v1_key()).encrypt(nonce, plaintext, aad)
+
+
+async def test_the_server_secret_and_a_copy_of_redis_open_no_session(
+    store: RedisStore, raw: redis.Redis
+) -> None:
+    session = canary_session()
+    await store.put(session, 30)
+    redis_key = "weston:s:" + storage_key(session.id)
+    blob = raw_get(raw, redis_key)
+    member = storage_key(session.id)
+    # What such a holder can try: the secret's store-wide key (version 1), and a per-session key
+    # from everything the copy shows about the session (its hash, its Redis key).
+    with pytest.raises(InvalidTag):
+        AESGCM(_v1_key()).decrypt(blob[1:13], blob[13:], redis_key.encode())
+    sealer = SessionSealer(SECRET)
+    for guess in (member, redis_key, "", "weston:"):
+        with pytest.raises(Unsealable):
+            sealer.open(guess, blob, redis_key.encode())
+    # The patron's cookie value is what opens it.
+    opened = json.loads(sealer.open(session.id, blob, redis_key.encode()))
+    assert opened["hosts"] == session.hosts
+
+
+async def test_a_session_sealed_by_version_1_is_no_session(
+    store: RedisStore, raw: redis.Redis
+) -> None:
+    """A version-1 blob (the secret alone keys it) is not opened: whoever holds the secret could
+    otherwise write one under a live session's Redis key and change that patron's session."""
+    session = canary_session()
+    await store.put(session, 30)
+    redis_key = "weston:s:" + storage_key(session.id)
+    plaintext = json.dumps(session.to_dict()).encode()
+    raw.set(redis_key, _v1_blob(plaintext, redis_key.encode()), px=30_000)
+    with capture_logs() as logs:
+        assert await store.get(session.id) is None
+    assert [e["event"] for e in logs] == ["session_store.unsealable_value"]
 
 
 def test_short_secret_is_refused(redis_url: str) -> None:

@@ -72,7 +72,8 @@ async def write_raw(store: RedisStore, data: dict[str, Any]) -> None:
     """Seal and store a session dict exactly as given (the shape another code version wrote),
     through the store's own Lua script, as `RedisStore.put` does."""
     redis_key, member = store._session_key(data["id"])
-    blob = store._sealer.seal(json.dumps(data, separators=(",", ":")).encode(), redis_key.encode())
+    plaintext = json.dumps(data, separators=(",", ":")).encode()
+    blob = store._sealer.seal(data["id"], plaintext, redis_key.encode())
     await store._put(
         keys=[redis_key, store._live, store._born],
         args=[blob, 600_000, member, repr(data["created"])],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import io
 import statistics
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 import redis
 from aiohttp import web
 
+from proxy.secrets_ import server_secret
 from proxy.sessions import storage_key
 from proxy.usage_limits import BYTE_UNITS, is_full_text
 from tests.canary import CANARY, WREN, leaks
@@ -245,6 +248,12 @@ async def test_counters_in_redis_name_no_session_and_no_vendor(
     names = b"\n".join(usage).replace(b"weston:c:usage:", b"")
     for needle in (sid, storage_key(sid), "one", VENDOR_HOST):
         assert needle.encode() not in names
+    # Someone holding Redis and the server secret sees the session's storage key (its Redis key)
+    # and can try every vendor id: the counter's name must not follow from those.
+    key = hashlib.sha256(b"usage-limits-v1\x00" + server_secret(driver.config)).digest()
+    for stored in (storage_key(sid), "weston:s:" + storage_key(sid)):
+        guess = hmac.new(key, stored.encode() + b"\x00one", hashlib.sha256).hexdigest()
+        assert guess.encode() not in names
 
 
 @pytest.mark.parametrize(
