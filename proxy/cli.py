@@ -173,6 +173,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # before any import; this covers a serve started through `main` itself). proxy.reload
     # unblocks it once its handler is in place; workers inherit the block.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    _no_core_dumps()
     config = load(args.config, sys.stderr)
     if config is None:
         return EXIT_USAGE
@@ -193,6 +194,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _serve_one(config, reuse_port=False)
         return EXIT_OK
     return _serve_workers(config, workers)
+
+
+def _no_core_dumps() -> None:
+    """No core file of this process or any it starts (workers, directory workers), ever.
+
+    A core dump is a copy of memory written to disk (by systemd-coredump, kept for days): live
+    sessions, vendor cookies and the sealing keys, and in a directory worker the PIN being
+    checked. Those must never reach a disk (P2, P5). Soft and hard limit 0, so nothing started
+    from here can raise it again; children inherit it, and a core_pattern pipe such as
+    systemd-coredump honours it too.
+    """
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def _worker(config: Config) -> None:

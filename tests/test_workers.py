@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -189,3 +190,32 @@ def test_serve_workers_flag_refuses_the_memory_store(
     )
     assert done.returncode == 2
     assert 'store = "redis"' in done.stderr
+
+
+def _core_limit(pid: int) -> tuple[str, str]:
+    """(soft, hard) "Max core file size" of a process, from /proc/<pid>/limits."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max core file size"):
+            soft, hard = line.split()[4:6]
+            return soft, hard
+    raise AssertionError(f"no core limit for {pid}")
+
+
+async def test_no_process_of_serve_can_dump_core(workers_config: Path) -> None:
+    """A core file would put sessions, vendor cookies and PINs on disk: the serve process, its
+    workers and the directory's worker processes all run with a core limit of 0, soft and hard."""
+    # Started from a process that may dump core, as a shell with `ulimit -c unlimited` would.
+    before = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    try:
+        served = await serve(workers_config, extra_args=("--workers", "2"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, before)
+    try:
+        # A sign-in starts the directory's worker processes (on first use).
+        assert (await served.driver.login(CANARY.uid, CANARY.password)).status == 303
+        tree = process_tree(served.process.pid)
+        assert len(tree) >= 4, tree  # the parent, two workers, the directory's processes
+        assert {pid: _core_limit(pid) for pid in tree} == {pid: ("0", "0") for pid in tree}
+    finally:
+        assert await served.stop() == 0
