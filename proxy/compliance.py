@@ -70,6 +70,7 @@ __all__ = [
     "check_configuration",
     "check_contract",
     "check_page",
+    "check_shared_account",
     "check_vendor",
     "compliance_settings",
     "load_trackers",
@@ -341,11 +342,54 @@ def check_configuration(v: VendorConfig, config: Config, s: ComplianceSettings) 
     return out
 
 
+def check_shared_account(v: VendorConfig, s: ComplianceSettings, today: dt.date) -> Check:
+    """A shared account is one account for every patron: whatever the vendor keeps per account
+    (search history, saved searches and items, recently viewed, alerts) the next patron sees.
+    The proxy cannot turn those off; staff confirm in the vendor's admin that they are off, and
+    confirm again within the review period (a platform update can turn them back on)."""
+    cid = "shared_account.history"
+    if v.auth != "shared-login" or v.shared_login is None:
+        return Check(cid, INFO, PASS, "Not a shared account.", f"auth = {v.auth!r}")
+    checked = v.shared_login.history_off_checked
+    if checked is None:
+        return Check(
+            cid,
+            CRITICAL,
+            UNKNOWN,
+            "Every patron uses this vendor as one library account, so what the vendor keeps per "
+            "account (search history, saved items, recently viewed) one patron can see of "
+            "another. Not recorded that these are off for the account.",
+            "shared_login.history_off_checked = not set",
+        )
+    months = _months_between(checked, today)
+    evidence = (
+        f"shared_login.history_off_checked = {checked} ({months} months ago); "
+        f"max_months_since_review = {s.max_months_since_review}"
+    )
+    if months >= s.max_months_since_review:
+        return Check(
+            cid,
+            CRITICAL,
+            UNKNOWN,
+            "The shared account's history, saved items and recently viewed were last confirmed "
+            "off too long ago; confirm again in the vendor's admin.",
+            evidence,
+        )
+    return Check(
+        cid,
+        CRITICAL,
+        PASS,
+        "The shared account's history, saved items and recently viewed were confirmed off.",
+        evidence,
+    )
+
+
 def check_vendor(
     v: VendorConfig, config: Config, settings: ComplianceSettings, *, today: dt.date
 ) -> VendorReport:
     """Contract and configuration checks of one vendor (no network)."""
     checks = check_contract(v, settings, today) + check_configuration(v, config, settings)
+    checks.append(check_shared_account(v, settings, today))
     return VendorReport(id=v.id, title=v.title, checks=checks)
 
 

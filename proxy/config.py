@@ -201,6 +201,11 @@ class SharedLogin:
     password_env: str = doc("environment variable holding the account password", "")
     success_text: str = doc("form: text present in the response after a good login", "")
     expired_text: str = doc("text in a vendor page that means its session ended", "")
+    history_off_checked: dt.date | None = doc(
+        "date staff last confirmed the shared account keeps no search history, saved items or "
+        "recently viewed list at the vendor (every patron would see them)",
+        None,
+    )
     expired_status: tuple[int, ...] = doc("vendor statuses that mean its session ended", (401,))
 
 

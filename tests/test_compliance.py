@@ -713,3 +713,91 @@ def test_cli_exit_2_on_a_config_error(tmp_path: Path) -> None:
     r = run_cli("--config", str(cfg))
     assert r.returncode == 2
     assert "compliance.max_months" in r.stderr
+
+
+# --------------------------------------------------------------------------- shared accounts
+
+
+def _shared(config: Config, checked: dt.date | None) -> Any:
+    good = config.vendor("good")
+    assert good is not None
+    account = SharedLogin(method="basic", history_off_checked=checked)
+    return dataclasses.replace(good, auth="shared-login", shared_login=account)
+
+
+def test_a_shared_account_without_history_confirmed_off_is_incomplete(config: Config) -> None:
+    """One account for every patron: the vendor's per-account history would show one patron's
+    searches to the next, so the run cannot pass until staff record that it is off."""
+    report = check_all(config, [_shared(config, None)])
+    check = check_of(report, "good", "shared_account.history")
+    assert (check.severity, check.result) == (CRITICAL, UNKNOWN)
+    assert "history_off_checked = not set" in check.evidence
+    assert report.verdict == INCOMPLETE
+
+
+def test_a_shared_account_confirmed_recently_passes(config: Config) -> None:
+    checked = dt.date.today() - dt.timedelta(days=40)
+    report = check_all(config, [_shared(config, checked)])
+    check = check_of(report, "good", "shared_account.history")
+    assert (check.severity, check.result) == (CRITICAL, PASS)
+    assert checked.isoformat() in check.evidence
+    assert report.passed
+
+
+def test_a_shared_account_confirmed_too_long_ago_must_be_confirmed_again(config: Config) -> None:
+    """A platform update can turn history back on: a confirmation older than the review period
+    (max_months_since_review, 12 by default) no longer counts."""
+    checked = dt.date.today() - dt.timedelta(days=400)
+    report = check_all(config, [_shared(config, checked)])
+    check = check_of(report, "good", "shared_account.history")
+    assert (check.severity, check.result) == (CRITICAL, UNKNOWN)
+    months = int(check.evidence.split("(")[1].split(" months ago")[0])
+    assert months >= 12
+    assert report.verdict == INCOMPLETE
+
+
+def test_a_vendor_without_a_shared_account_needs_no_confirmation(config: Config) -> None:
+    good = config.vendor("good")
+    assert good is not None
+    check = check_of(check_all(config, [good]), "good", "shared_account.history")
+    assert check.result == PASS
+    assert check.severity != CRITICAL
+
+
+def _shared_vendor_files(root: Path, checked: str) -> Path:
+    cfg = materialise(root, ["good"])
+    secrets = root / "vendors" / "secrets"
+    secrets.mkdir()
+    for name, value in (("u", "library-account"), ("p", "synthetic-password")):
+        (secrets / name).write_text(value)
+        (secrets / name).chmod(0o600)
+    text = (root / "vendors" / "good.toml").read_text()
+    text = text.replace('auth = "assertion"', 'auth = "shared-login"')
+    text = text.replace(
+        "[contract]",
+        '[shared_login]\nmethod = "basic"\nusername_file = "secrets/u"\n'
+        f'password_file = "secrets/p"\nhistory_off_checked = {checked}\n\n[contract]',
+    )
+    (root / "vendors" / "good.toml").write_text(text)
+    return cfg
+
+
+def test_the_confirmation_is_read_from_the_vendor_file_and_the_cli_exits_3_without_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recent = (dt.date.today() - dt.timedelta(days=10)).isoformat()
+    cfg = _shared_vendor_files(tmp_path / "recent", recent)
+    assert main(["compliance", "--config", str(cfg)]) == 0
+    assert f"history_off_checked = {recent}" in capsys.readouterr().out
+    stale = (dt.date.today() - dt.timedelta(days=800)).isoformat()
+    cfg = _shared_vendor_files(tmp_path / "stale", stale)
+    assert main(["compliance", "--config", str(cfg)]) == 3
+    assert "shared_account.history" in capsys.readouterr().out
+
+
+def test_a_confirmation_that_is_not_a_date_names_the_file_and_key(tmp_path: Path) -> None:
+    cfg = _shared_vendor_files(tmp_path, '"last spring"')
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg, extra_checks=config_checks())
+    assert "good.toml" in str(exc.value)
+    assert "shared_login.history_off_checked" in str(exc.value)
