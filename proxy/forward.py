@@ -11,6 +11,7 @@ broken connection, never as a clean short page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
@@ -382,15 +383,17 @@ class Upstream:
         url = self._outbound_url(request, vendor, vendor_host)
         out = Outbound(vendor=vendor, session=session, method="GET", url=url, headers=headers)
         before = list(session.jars.get(vendor.id, []))
-        await self.authorized(out)
+        site = await self.authorized(out)
         if out.session_changed:
             # A shared login made for this handshake: its cookies are kept for the pages to come,
             # as a page's request keeps them (one login per session, not one per request).
             await self.sessions.save_vendor(session, vendor.id, before)
+            out.session_changed = False
+            before = list(session.jars.get(vendor.id, []))
         s = self.config.server
         self.open_sockets.reserve(vendor.id, session.id)
         try:
-            vendor_ws = await self._sockets.connect(
+            vendor_ws, set_cookies = await self._sockets.connect(
                 out,
                 offered_protocols(request),
                 ssl_context=self._ssl.get(vendor.id),
@@ -407,6 +410,16 @@ class Upstream:
         except BaseException:
             self.open_sockets.release(session.id)
             raise
+        self._keep_cookies(out, site, set_cookies)
+        if out.session_changed:
+            # Cookies on the 101 answer are kept as from any answer (browsers do).
+            try:
+                await self.sessions.save_vendor(session, vendor.id, before)
+            except BaseException:
+                self.open_sockets.release(session.id)
+                with contextlib.suppress(Exception):
+                    await vendor_ws.close()
+                raise
         self._observe(vendor, out, 101, 0, started, "", False)
         return SocketRelay(vendor_ws, vendor, session, self._sockets, owner=self)
 
@@ -436,22 +449,26 @@ class Upstream:
 
     async def _send_with_jar(self, out: Outbound, data: Any) -> VendorResponse:
         site = await self.authorized(out)
-        initiator = getattr(out.headers, "initiator", None)
         resp = await self.send(out.vendor, out.method, out.url, out.headers, data)
-        set_cookies = resp.headers.getall("Set-Cookie", [])
+        self._keep_cookies(out, site, resp.headers.getall("Set-Cookie", []))
+        return resp
+
+    def _keep_cookies(self, out: Outbound, site: str | None, set_cookies: list[str]) -> None:
+        """The vendor's Set-Cookie headers for `out` into this request's copy of the jar, as a
+        browser would store them (a cross-site answer that is no top-level navigation: only
+        SameSite=None); `Sessions.save_vendor` then stores only the cookies this request
+        changed onto the jar as stored by then (requests overlap)."""
+        initiator = getattr(out.headers, "initiator", None)
         if set_cookies and initiator is not None and not initiator.top_level:
             if site is None:
                 site = self._site(initiator, out.url.host or "")
             if site == CROSS:
                 set_cookies = storable_cross_site(set_cookies)
         if set_cookies:
-            # Into this request's copy of the jar; `Sessions.save_vendor` then stores only the
-            # cookies this request changed onto the jar as stored by then (requests overlap).
             jar = load_jar(out.session.jars.get(out.vendor.id, []))
             if store_set_cookies(jar, str(out.url), set_cookies):
                 out.session.jars[out.vendor.id] = dump_jar(jar)
                 out.session_changed = True
-        return resp
 
     def _site(self, initiator: Initiator, vendor_host: str) -> str:
         """CROSS when the browser, without the proxy, would have taken this request for a

@@ -7,16 +7,27 @@ cookie's SameSite attribute (cookiejar keeps unknown attributes in `Cookie._rest
 only the standard ones), so a cross-site request gets only what a browser would send it
 (`cross_site_cookies`, RFC 6265bis): every vendor is served on a subdomain of the proxy's host,
 so in the browser all vendors are one site, and only the proxy can tell them apart.
+
+Where http.cookiejar follows older rules than browsers, the jar reads each Set-Cookie as a
+browser does first (`_as_browsers_read`: size limit, cookie-name prefixes, attributes to ignore)
+and matches Domain by RFC 6265 and the Public Suffix List (`_Policy`). A jar holds at most
+MAX_COOKIES_PER_JAR cookies and MAX_JAR_BYTES of names and values, dropping the ones the vendor
+set longest ago, and a stored entry this version cannot read is left out rather than failing
+every request.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.cookiejar
+import re
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
+
+from proxy.public_suffix import suffix_list
 
 _FIELDS = (
     "version",
@@ -36,6 +47,19 @@ _FIELDS = (
     "comment_url",
 )
 MAX_COOKIES_PER_JAR = 200
+# A cookie whose name and value together pass this is ignored, as browsers do (RFC 6265bis 5.6).
+MAX_COOKIE_BYTES = 4096
+# Names and values of one vendor's jar together: the jar is stored in the session and rewritten
+# on every change, and sent back in the Cookie header. Past it, the cookies the vendor set
+# longest ago go first (as past MAX_COOKIES_PER_JAR). Real vendor jars hold a few KB.
+MAX_JAR_BYTES = 64 * 1024
+# When the vendor last set a cookie, as a nonstandard attribute of cookiejar's Cookie (public
+# API: get/set_nonstandard_attr) and "set_at" when stored: a full jar drops the oldest.
+_SET_AT = "x-weston-set-at"
+_MAX_AGE = re.compile(r"-?[0-9]+")
+# Attributes RFC 6265 does not have, which http.cookiejar would act on (RFC 2965's Port check,
+# and Version > 0 switching on its stricter rules): browsers ignore them, so the jar does too.
+_IGNORED_ATTRIBUTES = frozenset({"port", "version"})
 # SameSite values as stored ("samesite" in a serialised cookie); any other value, or none, is
 # stored as None: RFC 6265bis treats it as "Default", which browsers enforce as Lax.
 SAMESITE_VALUES = frozenset({"strict", "lax", "none"})
@@ -70,36 +94,82 @@ class _Response:
         return self._headers
 
 
+class _Policy(http.cookiejar.DefaultCookiePolicy):
+    """cookiejar's rules with RFC 6265's domain-match: a Domain naming the very host that sets
+    it is kept (RFC 2965's match, which cookiejar can apply, refuses it, and with it the session
+    of a vendor served from its bare domain), and a Domain that is a public suffix (`com`,
+    `co.uk`, `github.io`, by the Public Suffix List) is refused unless it is that host
+    (RFC 6265 5.3 step 5)."""
+
+    def set_ok_domain(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
+        if not super().set_ok_domain(cookie, request):
+            return False
+        if not cookie.domain_specified:
+            return True
+        domain = cookie.domain.lstrip(".").lower()
+        host = (urllib.parse.urlsplit(request.get_full_url()).hostname or "").lower()
+        return domain == host or not suffix_list().is_public(domain)
+
+
 def _policy() -> http.cookiejar.DefaultCookiePolicy:
-    # Domain rules as RFC 6265 5.3 has them: a vendor cannot set cookies for a bare TLD, a
-    # country's registry (`.co.uk`: strict_domain) or an unrelated domain, and a Domain cookie
-    # is only ever sent to that domain and its subdomains. Not DomainStrict: it includes
-    # DomainStrictNoDots, which drops a cookie for `.ebscohost.com` set by `web.b.ebscohost.com`
-    # (a dot in the part before the domain), and with it the vendor session of a platform that
-    # serves from deep hosts. (A jar is one vendor's: its cookies only ever go to that vendor's
-    # configured hosts, whatever Domain they name.)
-    policy = http.cookiejar.DefaultCookiePolicy
-    return policy(
-        strict_domain=True,
-        strict_ns_domain=policy.DomainStrictNonDomain | policy.DomainRFC2965Match,
-    )
+    # Domain rules as RFC 6265 5.3 has them: a vendor cannot set cookies for a public suffix or
+    # an unrelated domain, and a Domain cookie is only ever sent to that domain and its
+    # subdomains. Not DomainStrict: it includes DomainStrictNoDots, which drops a cookie for
+    # `.ebscohost.com` set by `web.b.ebscohost.com` (a dot in the part before the domain), and
+    # with it the vendor session of a platform that serves from deep hosts. (A jar is one
+    # vendor's: its cookies only ever go to that vendor's configured hosts, whatever Domain
+    # they name.)
+    return _Policy(strict_domain=True, strict_ns_domain=_Policy.DomainStrictNonDomain)
 
 
 def load_jar(serialised: list[dict[str, Any]]) -> http.cookiejar.CookieJar:
     jar = http.cookiejar.CookieJar(policy=_policy())
     now = time.time()
     for d in serialised:
-        if d.get("expires") is not None and d["expires"] <= now:
+        cookie = _cookie(d)
+        if cookie is None or (cookie.expires is not None and cookie.expires <= now):
             continue
-        jar.set_cookie(_cookie(d))
+        jar.set_cookie(cookie)
     return jar
 
 
-def _cookie(d: dict[str, Any]) -> http.cookiejar.Cookie:
-    kwargs = {k: d.get(k) for k in _FIELDS}
-    samesite = d.get("samesite")
-    rest = {"SameSite": samesite} if samesite else {}
-    return http.cookiejar.Cookie(**kwargs, rest=rest, rfc2109=False)  # type: ignore[arg-type]
+# A stored cookie's fields, with the type each must have and what a missing or mistyped one
+# becomes: a jar written by another version of the proxy (a rolling upgrade) still loads, and an
+# entry that cannot be a cookie is left out rather than failing every request to the vendor.
+_FIELD_DEFAULTS: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "version": (int, 0),
+    "port": (str, None),
+    "port_specified": (bool, False),
+    "path": (str, "/"),
+    "path_specified": (bool, True),
+    "secure": (bool, False),
+    "expires": ((int, float), None),
+    "discard": (bool, False),
+    "comment": (str, None),
+    "comment_url": (str, None),
+}
+
+
+def _cookie(d: dict[str, Any]) -> http.cookiejar.Cookie | None:
+    name, value, domain = d.get("name"), d.get("value"), d.get("domain")
+    if not isinstance(name, str) or not isinstance(domain, str) or not domain:
+        return None
+    if value is not None and not isinstance(value, str):
+        return None
+    kwargs: dict[str, Any] = {"name": name, "value": value, "domain": domain}
+    for field, (kind, default) in _FIELD_DEFAULTS.items():
+        given = d.get(field)
+        ok = isinstance(given, kind) and not (kind is int and isinstance(given, bool))
+        kwargs[field] = given if ok else default
+    specified, dot = d.get("domain_specified"), d.get("domain_initial_dot")
+    kwargs["domain_specified"] = specified if isinstance(specified, bool) else domain[0] == "."
+    kwargs["domain_initial_dot"] = dot if isinstance(dot, bool) else domain[0] == "."
+    rest: dict[str, str] = {}
+    if isinstance(d.get("samesite"), str):
+        rest["SameSite"] = d["samesite"]
+    if isinstance(d.get("set_at"), int | float):
+        rest[_SET_AT] = repr(float(d["set_at"]))
+    return http.cookiejar.Cookie(**kwargs, rest=rest, rfc2109=False)
 
 
 def _samesite(cookie: http.cookiejar.Cookie) -> str | None:
@@ -113,17 +183,46 @@ def _samesite(cookie: http.cookiejar.Cookie) -> str | None:
     return value if value in SAMESITE_VALUES else None
 
 
+def _set_at(cookie: http.cookiejar.Cookie) -> float:
+    try:
+        return float(cookie.get_nonstandard_attr(_SET_AT) or 0)
+    except ValueError:
+        return 0.0
+
+
 def dump_jar(jar: http.cookiejar.CookieJar) -> list[dict[str, Any]]:
+    """The jar as the session stores it: at most MAX_COOKIES_PER_JAR cookies and MAX_JAR_BYTES
+    of names and values, the ones the vendor set most recently kept (RFC 6265 5.3 step 12:
+    browsers evict the oldest too, so a vendor's new sign-in cookie always stays)."""
     jar.clear_expired_cookies()
-    out = []
-    for c in list(jar)[:MAX_COOKIES_PER_JAR]:
-        d = {k: getattr(c, k) for k in _FIELDS}
-        d["samesite"] = _samesite(c)
-        if d["discard"] and d["expires"] is None:
-            # Session cookies live as long as the proxy session; keep them.
-            d["discard"] = False
-        out.append(d)
+    out: list[dict[str, Any]] = []
+    size = 0
+    for c in sorted(jar, key=_set_at, reverse=True):
+        n = len(c.name) + len(c.value or "")
+        if len(out) == MAX_COOKIES_PER_JAR:
+            break
+        if size + n > MAX_JAR_BYTES:
+            continue
+        size += n
+        out.append(_entry(c))
     return out
+
+
+def _entry(c: http.cookiejar.Cookie) -> dict[str, Any]:
+    """One cookie as the session stores it."""
+    d = {k: getattr(c, k) for k in _FIELDS}
+    d["samesite"] = _samesite(c)
+    d["set_at"] = _set_at(c)
+    if d["discard"] and d["expires"] is None:
+        # Session cookies live as long as the proxy session; keep them.
+        d["discard"] = False
+    return d
+
+
+def _canonical(d: dict[str, Any]) -> dict[str, Any] | None:
+    """A stored entry as `dump_jar` would write it now, whichever version stored it."""
+    c = _cookie(d)
+    return None if c is None else _entry(c)
 
 
 def _key(d: dict[str, Any]) -> tuple[str, str, str]:
@@ -137,28 +236,87 @@ def merged_jar(
     between `before` and `ours` (a shared login's cookies, say). Cookies other overlapping
     requests stored meanwhile are kept; this request's own changes win over them."""
     jar = load_jar(latest)
-    # Compared with SameSite filled in: a jar stored before it was kept has entries without it,
-    # and `ours` (from dump_jar) has it, so every cookie would look changed and this request's
-    # stale copies would be written over what overlapping requests stored.
-    was = {_key(d): {"samesite": None, **d} for d in before}
-    now = {_key(d): {"samesite": None, **d} for d in ours}
+    # Compared as dump_jar writes them now: a jar stored by an earlier version has entries
+    # without some field (SameSite, when it was set), and `ours` (from dump_jar) has them, so
+    # every cookie would look changed and this request's stale copies would be written over
+    # what overlapping requests stored.
+    was = {_key(d): _canonical(d) for d in before}
+    now = {_key(d): _canonical(d) for d in ours}
     for key, d in now.items():
-        if was.get(key) != d:
-            jar.set_cookie(_cookie(d))
+        cookie = None if d is None else _cookie(d)
+        if was.get(key) != d and cookie is not None:
+            jar.set_cookie(cookie)
     for domain, path, name in was.keys() - now.keys():
         with contextlib.suppress(KeyError):  # already gone from the stored jar
             jar.clear(domain, path, name)
     return jar
 
 
+def _as_browsers_read(header: str, *, secure_origin: bool) -> str | None:
+    """One Set-Cookie header as http.cookiejar should see it, or None for a cookie a browser
+    ignores (RFC 6265bis 5.6 and 5.7): name and value over MAX_COOKIE_BYTES; a `__Secure-`
+    cookie without Secure from a secure origin; a `__Host-` one that also has a Domain or a
+    Path other than "/" (only the host itself may set it). Attributes a browser ignores are
+    dropped instead of costing the cookie: a Max-Age that is no number, a Path not starting
+    with "/" (the default path then), an empty Domain, and Port and Version (RFC 2965's, which
+    cookiejar would act on). Written by hand: cookiejar follows the older rules here, and this
+    is the RFC's own algorithm, a split on ";"."""
+    pair, *attributes = header.split(";")
+    name, eq, value = pair.partition("=")
+    if len(name.strip()) + len(value.strip() if eq else "") > MAX_COOKIE_BYTES:
+        return None
+    kept: list[str] = []
+    secure, domain, path = False, False, None
+    for attribute in attributes:
+        key, _, text = attribute.partition("=")
+        key, text = key.strip().lower(), text.strip()
+        if key in _IGNORED_ATTRIBUTES:
+            continue
+        if key == "max-age" and not _MAX_AGE.fullmatch(text):
+            continue
+        if key == "path":
+            if not text.startswith("/"):
+                continue
+            path = text
+        if key == "domain":
+            if not text.strip("."):
+                continue
+            domain = True
+        secure = secure or key == "secure"
+        kept.append(attribute)
+    prefix = name.strip().lower() if eq else ""
+    if prefix.startswith(("__secure-", "__host-")) and not (secure and secure_origin):
+        return None
+    if prefix.startswith("__host-") and (domain or path != "/"):
+        return None
+    return ";".join([pair, *kept])
+
+
 def store_set_cookies(jar: http.cookiejar.CookieJar, url: str, set_cookies: list[str]) -> bool:
     """Put a response's Set-Cookie headers into the jar; True when the jar changed."""
-    if not set_cookies:
+    secure_origin = url.lower().startswith("https:")
+    read = [_as_browsers_read(h, secure_origin=secure_origin) for h in set_cookies]
+    headers = [h for h in read if h is not None]
+    if not headers:
         return False
-    before = [(c.domain, c.path, c.name, c.value, c.expires, _samesite(c)) for c in jar]
+    before = {_key_of(c): _state(c) for c in jar}
     # The Request is only a container for the URL here: nothing is ever opened.
-    jar.extract_cookies(_Response(set_cookies), urllib.request.Request(url))  # type: ignore[arg-type]  # noqa: S310
-    return before != [(c.domain, c.path, c.name, c.value, c.expires, _samesite(c)) for c in jar]
+    jar.extract_cookies(_Response(headers), urllib.request.Request(url))  # type: ignore[arg-type]  # noqa: S310
+    now = repr(time.time())
+    changed = False
+    for c in jar:
+        if before.get(_key_of(c)) != _state(c):
+            c.set_nonstandard_attr(_SET_AT, now)
+            changed = True
+    return changed or before.keys() != {_key_of(c) for c in jar}
+
+
+def _key_of(c: http.cookiejar.Cookie) -> tuple[str, str, str]:
+    return (c.domain, c.path, c.name)
+
+
+def _state(c: http.cookiejar.Cookie) -> tuple[Any, ...]:
+    return (c.value, c.expires, c.secure, _samesite(c))
 
 
 def cookie_header(jar: http.cookiejar.CookieJar, url: str) -> str | None:

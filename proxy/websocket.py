@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import socket
 import ssl
 import time
@@ -151,6 +152,23 @@ async def _refuse_redirect(
     raise Redirected(params.response.status)
 
 
+# The Set-Cookie headers of the handshake under way in this task: aiohttp's WebSocket client
+# keeps its 101 answer to itself, but a trace hook sees it, in the task that connects.
+_HANDSHAKE_COOKIES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "weston_handshake_cookies", default=None
+)
+
+
+async def _note_handshake_cookies(
+    session: aiohttp.ClientSession,
+    context: object,
+    params: aiohttp.TraceRequestEndParams,
+) -> None:
+    sink = _HANDSHAKE_COOKIES.get()
+    if sink is not None:
+        sink.extend(params.response.headers.getall("Set-Cookie", []))
+
+
 class OpenSockets:
     """The process's open sockets, shared by every forwarder a reload makes: the cap
     (`server.max_websockets`) and each session's share (MAX_PER_SESSION, at most a quarter of
@@ -197,6 +215,7 @@ class VendorSockets:
         if self._client is None:  # made on first use: most vendors never open a socket
             no_redirects = aiohttp.TraceConfig()
             no_redirects.on_request_redirect.append(_refuse_redirect)
+            no_redirects.on_request_end.append(_note_handshake_cookies)
             self._client = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     resolver=_Resolver(self._resolve), use_dns_cache=False, limit=0
@@ -215,16 +234,19 @@ class VendorSockets:
         *,
         ssl_context: ssl.SSLContext | None,
         timeout_s: float,
-    ) -> aiohttp.ClientWebSocketResponse:
+    ) -> tuple[aiohttp.ClientWebSocketResponse, list[str]]:
         """The vendor's socket for `out` (headers already scrubbed and authorized, a place
-        reserved), or VendorTimeout after `timeout_s` / VendorUnavailable, or Redirected or
-        aiohttp's WSServerHandshakeError when the vendor answers with something else."""
+        reserved) and the Set-Cookie headers of its 101 answer, which a browser would store as
+        from any answer; or VendorTimeout after `timeout_s` / VendorUnavailable, or Redirected
+        or aiohttp's WSServerHandshakeError when the vendor answers with something else."""
         url = out.url.with_scheme(socket_scheme(out.url.scheme))
         headers = {k: v for k, v in out.headers.items() if k.lower() != "content-length"}
+        set_cookies: list[str] = []
+        noted = _HANDSHAKE_COOKIES.set(set_cookies)
         with vendor_failures(out.vendor.id):
             try:
                 async with asyncio.timeout(timeout_s):
-                    return await self.client().ws_connect(
+                    socket = await self.client().ws_connect(
                         url,
                         protocols=protocols,
                         headers=headers,
@@ -234,12 +256,15 @@ class VendorSockets:
                         max_msg_size=MAX_MESSAGE,
                         autoclose=False,
                     )
+                return socket, set_cookies
             except (aiohttp.WSServerHandshakeError, Redirected):
                 raise  # the vendor answered: the caller decides
             except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError) as exc:
                 # A connection the vendor cut, or an answer that was no HTTP: as the page
                 # forwarder reports them.
                 raise OSError(str(type(exc).__name__)) from exc
+            finally:
+                _HANDSHAKE_COOKIES.reset(noted)
 
     async def end_all(self) -> None:
         """Every open relay closed, both sides told 1001 (going away): the proxy is stopping,

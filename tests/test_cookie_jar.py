@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from proxy.jar import dump_jar, load_jar, merged_jar, store_set_cookies
+from proxy.jar import (
+    MAX_COOKIES_PER_JAR,
+    MAX_JAR_BYTES,
+    dump_jar,
+    load_jar,
+    merged_jar,
+    store_set_cookies,
+)
 from tests.canary import CANARY, WREN, leaks
 from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
 
@@ -258,9 +265,44 @@ def test_merge_keeps_this_requests_deletion() -> None:
         ("https://www.vendor.co.uk/x", "a=1; Domain=co.uk; Path=/", None),  # a registry
         ("https://www.vendor.test/x", "a=1; Domain=test; Path=/", None),  # a bare TLD
         ("https://www.vendor.test/x", "a=1; Domain=other.test; Path=/", None),  # not its own
+        # The Public Suffix List's private section too: github.io is a registry of sites.
+        ("https://lib.github.io/x", "a=1; Domain=github.io; Path=/", None),
+        ("https://a.b.vendor.test/x", "a=1; Domain=vendor.test; Path=/", ".vendor.test"),
+        # A Domain naming the very host that sets it (RFC 6265 5.3 step 6).
+        ("https://vendor.test/x", "a=1; Domain=vendor.test; Path=/", ".vendor.test"),
+        ("https://www.vendor.test/x", "a=1; Domain=www.vendor.test; Path=/", ".www.vendor.test"),
+        ("https://www.vendor.test/x", "a=1; Domain=; Path=/", "www.vendor.test"),  # empty: ignored
+        ("https://www.vendor.test/x", "a=1; Domain=evilvendor.test; Path=/", None),
     ],
 )
 def test_domain_cookies_as_rfc_6265_has_them(url: str, set_cookie: str, kept: str | None) -> None:
     jar = load_jar([])
     store_set_cookies(jar, url, [set_cookie])
     assert [c.domain for c in jar] == ([kept] if kept else [])
+
+
+def test_a_full_jar_keeps_the_cookies_set_last_within_its_byte_budget() -> None:
+    """Past MAX_JAR_BYTES of names and values, the cookies the vendor set longest ago go first,
+    as past MAX_COOKIES_PER_JAR (browsers evict the oldest, RFC 6265 5.3 step 12)."""
+    jar = load_jar([])
+    url = "https://www.vendor.test/x"
+    for n in range(40):  # 40 x ~4 KB: more than the budget
+        store_set_cookies(jar, url, [f"c{n:02d}={'v' * 4000}; Path=/"])
+        jar = load_jar(dump_jar(jar))
+    stored = dump_jar(jar)
+    assert sum(len(d["name"]) + len(d["value"]) for d in stored) <= MAX_JAR_BYTES
+    names = {d["name"] for d in stored}
+    assert len(names) == MAX_JAR_BYTES // 4003
+    assert names == {f"c{n:02d}" for n in range(40 - len(names), 40)}
+
+
+def test_overwriting_a_cookie_makes_it_the_newest() -> None:
+    jar = load_jar([])
+    url = "https://www.vendor.test/x"
+    for n in range(MAX_COOKIES_PER_JAR):
+        store_set_cookies(jar, url, [f"c{n:03d}=1; Path=/"])
+        jar = load_jar(dump_jar(jar))
+    store_set_cookies(jar, url, ["c000=2; Path=/", "fresh=1; Path=/"])
+    names = {d["name"]: d["value"] for d in dump_jar(jar)}
+    assert names["c000"] == "2" and names["fresh"] == "1"
+    assert "c001" not in names  # the oldest one the vendor did not set again
