@@ -112,7 +112,7 @@ async def dispatch(
         return await proxy_request(request, vendor_host)
     except StoreUnavailable:
         log.warning("store_unavailable", dependency="store")
-        return message_page(request, "store_unavailable", links=[])
+        return message_page(request, "store_unavailable", links=_try_again(request))
     except SessionConflict as exc:
         # No session is taken: each one named ends and every copy of the cookie goes
         # (proxy/web/session_cookie.py). The event only: no session, patron or address.
@@ -155,6 +155,23 @@ async def dispatch(
     except Exception as exc:
         log.error("internal_error", exc_type=type(exc).__name__)
         return message_page(request, "internal")
+
+
+def _try_again(request: web.Request) -> list[dict[str, str]]:
+    """A "Try again" link to the address the patron asked for (on the proxy's host or the
+    vendor's mapped one), for a page that failed for a moment; none for a form's POST."""
+    if request.method not in ("GET", "HEAD"):
+        return []
+    hosts = request.app[SERVICES].hosts
+    host = request.headers.get("Host", "")
+    if hosts.is_public_host(host):
+        here = request.app[SERVICES].config.server.public_url.rstrip("/")
+    else:
+        vendor_host = hosts.vendor_host_from_request(host)
+        if vendor_host is None:
+            return []
+        here = hosts.mapped_origin(vendor_host)
+    return [{"href": here + request.path_qs, "text": UI["try_again"]}]
 
 
 def _database(svc: Services, vendor_id: str) -> str:

@@ -140,7 +140,9 @@ class UsageLimits:
         from proxy.web.pages import message_page
 
         library = self.svc.config.library
-        links = [{"href": "/logout", "text": UI["sign_out"]}]
+        # Sign-out cannot be asked from a page on a vendor host (proxy.web.pages.logout refuses
+        # it there): the link leads to the proxy's own page with the button.
+        links = [{"href": "/logout?confirm", "text": UI["sign_out"]}]
         if library.help_url:
             links.insert(0, {"href": library.help_url, "text": UI["help"]})
         resp = message_page(request, "suspended", links=links, contact=library.contact)

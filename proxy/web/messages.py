@@ -113,6 +113,13 @@ MESSAGES: dict[str, Message] = {
         "Close the browser now, all of its windows, especially on a shared computer. The session "
         "also ends by itself after a short time without use.",
     ),
+    "logout_confirm": Message(
+        200,
+        "Sign out?",
+        "Signing out ends your session and asks this browser to forget what the databases "
+        "stored in it.",
+        "Press “Sign out” at the top of this page. Otherwise, go back to your databases.",
+    ),
     "logout_not_asked": Message(
         200,
         "You are still signed in",
@@ -296,6 +303,7 @@ UI: dict[str, str] = {
     "signed_out_action": "On a shared computer, close the browser too.",
     "sign_in_again": "Sign in again",
     "back_to_menu": "Back to your databases",
+    "try_again": "Try again",
     "what_you_can_do": "What you can do",
     # privacy
     "privacy_title": "Privacy",

@@ -378,7 +378,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
         live = [s for s in [await svc.sessions.load(sid) for sid in ids] if s is not None]
         if live:
             log.warning("logout_refused", reason="not_the_patrons_own", method=request.method)
-            return message_page(request, "logout_not_asked", session=live[0])
+            # `?confirm`: the proxy's own "Sign out" link on a page it shows on a vendor host
+            # (which cannot sign out from there) leads to the button without the alarm.
+            asked = "logout_confirm" if "confirm" in request.query else "logout_not_asked"
+            return message_page(request, asked, session=live[0])
         # No session alive to keep: the ordinary answer below ends nothing.
     forget: list[str] = []
     hosts: list[str] = []
