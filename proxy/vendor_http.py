@@ -5,24 +5,32 @@ Why not aiohttp's ClientSession, which the proxy used until November 2026: on th
 cost about 200 µs of CPU per 30 KB response against about 35 µs for a protocol that hands llhttp
 the bytes (bench/README.md, "Fourth round"), and it was the largest single cost of a proxied
 request. What this client does is narrow on purpose, and all of it is tested in
-tests/test_vendor_http.py:
+tests/test_vendor_http.py (and from a hostile vendor's side in tests/test_vendor_http_hostile.py):
 
 - It sends exactly the headers it is given, plus `Host` and its own framing (`Content-Length` for
   a known length, chunked otherwise): no User-Agent, Accept-Encoding or cookie of its own. Header
-  names and values with CR, LF or NUL are refused before anything is written.
+  values with CR, LF or NUL, a method or header name that is not an RFC 9110 token, and a request
+  target with a control byte, space or DEL are refused (ValueError) before anything is written.
+  A streamed body sent with the caller's `Content-Length` is held to it: a byte past the length
+  is never written, and a body longer or shorter fails the exchange and closes the connection.
 - It never follows redirects, never decompresses and keeps no cookies: the forwarder does what
   the proxy's rules say with each of those.
 - Responses stream: body bytes are handed over as they arrive, and reading from the vendor
-  pauses while more than `read_limit` bytes wait for the patron.
+  pauses while more than `read_limit` bytes wait for the patron. A response head, counted in raw
+  bytes while it is read (a line that never ends too), is refused past `MAX_HEAD_BYTES`.
 - A request that cannot be sent again (a POST, a streamed upload) takes a kept connection only if
   it was used in the last `fresh_s` seconds, and a new one otherwise: a vendor closing an idle
   connection just as the request goes out must not cost a patron's form.
 - Kept connections idle for more than `keepalive_s` (15 s) are closed, whether or not the vendor
-  closes them, as aiohttp's connector did.
+  closes them, as aiohttp's connector did. At most `idle_per_host` are kept per host and
+  `MAX_IDLE_TOTAL` in all; past those the connection idle longest is closed.
 - A connection goes back to its pool only when its response arrived whole (llhttp saw its end),
-  the request body went out whole, and both sides allow keep-alive; anything else closes it. A reused connection that the vendor had closed is
-  replaced once, for idempotent requests whose body can be sent again, as aiohttp does.
-- Timeouts: `connect_timeout` for TCP and TLS set-up, `read_timeout` for each wait on the vendor.
+  the request went out whole (no byte of it left in the transport's buffer), nothing came after
+  the answer (bytes after a HEAD answer's head included), and both sides allow keep-alive;
+  anything else closes it. A reused connection that the vendor had closed is replaced once, for
+  idempotent requests whose body can be sent again, as aiohttp does.
+- Timeouts: `connect_timeout` for TCP and TLS set-up, `read_timeout` for each wait on the vendor
+  (for an answer, and for it to take more of a request body).
   Timeouts raise TimeoutError; a refused, reset or malformed exchange raises OSError
   (`VendorConnectionError`), the two kinds the forwarder maps to 504 and 502.
 
@@ -38,6 +46,7 @@ import asyncio
 import collections
 import email.message
 import functools
+import re
 import ssl
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable
@@ -63,6 +72,16 @@ TLS_SHUTDOWN_S = 2.0
 # proxy hold (aiohttp's client allows 8 KiB lines; vendors' heads are a few KiB).
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 200
+# Kept connections in total, over all hosts (idle_per_host bounds each): a wildcard vendor lets a
+# patron name any number of hosts. 256 is four times the default admission bound
+# (server.max_in_flight, 64), so the pool still holds a full host's 64 and a connection for
+# each of some 190 other vendors, while a worker's descriptors (often 1024 by default) stay
+# mostly for patrons. Past it the connection idle longest is closed.
+MAX_IDLE_TOTAL = 256
+# RFC 9110 §5.6.2 tokens (methods, field names), one or more separated by single spaces; and the
+# bytes a request target may not hold (controls, space, DEL: RFC 9112 §3.2 has none of them).
+_TOKENS = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?: [!#$%&'*+\-.^_`|~0-9A-Za-z]+)*")
+_NOT_IN_TARGET = re.compile(r"[\x00-\x20\x7f]")
 
 
 class VendorConnectionError(ConnectionError):
@@ -229,6 +248,11 @@ class _Connection(asyncio.Protocol):
         self._status_text = b""
         self._fields: list[tuple[str, str]] = []
         self._head_bytes = 0
+        # Raw bytes fed while a head is being read: llhttp calls on_header only once a line
+        # ends, so a line that never ends is bounded here (httptools buffers it meanwhile).
+        self._in_head = False
+        self._head_fed = 0
+        self._heads = 0  # heads completed since start() (interim ones too)
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -245,12 +269,27 @@ class _Connection(asyncio.Protocol):
                 self._abort(VendorConnectionError(f"vendor response refused: {cause}"))
                 return
             # A HEAD answer has headers only, which llhttp cannot be told: the callback stopped
-            # it there. Nothing else is sent before our next request; a new parser reads that.
-            keep_alive = self.parser.should_keep_alive()
+            # it there, and a new parser reads what comes after our next request. Nothing may
+            # follow the head in this read: a head ends at its first CRLFCRLF (llhttp allows no
+            # bare CR or LF in one), so this read must hold exactly one per head completed since
+            # the request and end with one. Anything else (a body, a second answer, a head
+            # split oddly across reads) means the vendor is out of step, or may be: the
+            # connection is not reused (its extra bytes are never read as an answer).
+            keep_alive = (
+                self.parser.should_keep_alive()
+                and data.endswith(b"\r\n\r\n")
+                and data.count(b"\r\n\r\n") == self._heads
+            )
             self.parser = httptools.HttpResponseParser(self)
             self._message_done(keep_alive)
+            return
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._abort(VendorConnectionError(f"malformed response from vendor: {exc}"))
+            return
+        if self._in_head:  # only while a head is incomplete; nothing once the body streams
+            self._head_fed += len(data)
+            if self._head_fed > MAX_HEAD_BYTES:
+                self._abort(VendorConnectionError("response head too large"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -268,7 +307,9 @@ class _Connection(asyncio.Protocol):
             else:
                 self._head.set_exception(VendorConnectionError("vendor closed the connection"))
         if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(VendorConnectionError("vendor closed the connection"))
+            # A result, not an exception: nobody may be waiting on it (a bytes body's writes
+            # pause too), and drain() raises for a closed connection anyway.
+            self._drain.set_result(None)
         self.client._forget(self)
 
     def pause_writing(self) -> None:
@@ -288,6 +329,8 @@ class _Connection(asyncio.Protocol):
         self._status_text = b""
         self._fields = []
         self._head_bytes = 0
+        self._in_head = True
+        self._head_fed = 0
 
     def on_status(self, status: bytes) -> None:
         self._status_text += status
@@ -306,6 +349,8 @@ class _Connection(asyncio.Protocol):
         )
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._heads += 1
         status = self.parser.get_status_code()
         if status < 200:  # 1xx interim answers (100 Continue, 103 Early Hints) are skipped
             return
@@ -335,9 +380,15 @@ class _Connection(asyncio.Protocol):
 
     @staticmethod
     def _ends_at_close(resp: VendorResponse) -> bool:
-        """A body with neither length nor chunking ends when the vendor closes (RFC 9112 §6.3)."""
+        """A body with neither length nor chunking ends when the vendor closes (RFC 9112 §6.3).
+
+        Every Transfer-Encoding field counts (llhttp reads them as one list), and `chunked`
+        anywhere in them means not close-delimited: a close mid-body is then an error, never
+        taken for the end of a whole body."""
         h = resp.headers
-        return "Content-Length" not in h and "chunked" not in h.get("Transfer-Encoding", "").lower()
+        if "Content-Length" in h:
+            return False
+        return not any("chunked" in v.lower() for v in h.getall("Transfer-Encoding", ()))
 
     def _abort(self, exc: BaseException) -> None:
         if self._head is not None and not self._head.done():
@@ -348,8 +399,14 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            # Unsent bytes are a request nobody waits for any more: close() would hold the
+            # socket until a vendor that stopped reading takes them, so drop it at once.
+            if transport.get_write_buffer_size():
+                transport.abort()
+            else:
+                transport.close()
 
     def pause(self) -> None:
         if not self._paused and self.transport is not None:
@@ -372,8 +429,10 @@ class _Connection(asyncio.Protocol):
             handle.cancel()
 
     async def drain(self) -> None:
+        """Wait until the vendor takes the bytes written, `read_timeout` at most: a vendor
+        that stops reading is the vendor's delay (TimeoutError)."""
         if self._drain is not None:
-            await self._drain
+            await self.timed(self._drain)
         if self.closed:
             raise VendorConnectionError("vendor closed the connection")
 
@@ -385,6 +444,7 @@ class _Connection(asyncio.Protocol):
         self._complete = False
         self._keep_alive = False
         self._received = False
+        self._heads = 0
         self.read_timeout = read_timeout
         return self._head
 
@@ -396,6 +456,11 @@ class _Connection(asyncio.Protocol):
         reusable = True
         if sending is not None and not sending.done():
             sending.cancel()  # the vendor answered before taking the whole body
+            reusable = False
+        if self.transport is not None and self.transport.get_write_buffer_size():
+            # Part of the request is still unsent (a bytes body the vendor answered early):
+            # the next request would queue behind it, or the vendor read it as a request.
+            # Over TLS this sees the TLS transport's buffers, not the socket's beneath them.
             reusable = False
         if reusable and self._complete and self._keep_alive and not self.closed:
             self.resume()
@@ -431,6 +496,8 @@ class VendorClient:
         self._keepalive_s = keepalive_s
         self._fresh_s = fresh_s
         self._idle: dict[tuple[Any, ...], list[_Connection]] = {}
+        # Every kept connection, longest idle first (a dict keeps insertion order).
+        self._idle_all: dict[_Connection, None] = {}
         self._busy: set[_Connection] = set()
         self._closing = False
         self._default_tls: ssl.SSLContext | None = None
@@ -446,6 +513,7 @@ class VendorClient:
         for conn in list(self._busy):
             conn.close()
         self._idle.clear()
+        self._idle_all.clear()
         self._busy.clear()
 
     async def request(
@@ -467,7 +535,7 @@ class VendorClient:
         default = 443 if tls else 80
         name = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
         authority = name if port == default else f"{name}:{port}"
-        head, chunked = self._head(method, url.raw_path_qs or "/", authority, headers, body)
+        head, length = self._head(method, url.raw_path_qs or "/", authority, headers, body)
         if tls and ssl_context is None:  # https is never sent in the clear: verify by default
             if self._default_tls is None:
                 self._default_tls = ssl.create_default_context()
@@ -483,7 +551,7 @@ class VendorClient:
                     key, host, port, ssl_context if tls else None, connect_timeout
                 )
             try:
-                return await self._exchange(conn, method, head, body, chunked, read_timeout)
+                return await self._exchange(conn, method, head, body, length, read_timeout)
             except _Retry:
                 if not retry_ok:
                     raise VendorConnectionError("vendor closed a kept connection") from None
@@ -498,20 +566,31 @@ class VendorClient:
     @staticmethod
     def _head(
         method: str, target: str, authority: str, headers: CIMultiDict[str], body: Body
-    ) -> tuple[bytes, bool]:
-        """The request line and headers, and whether the body goes chunked."""
+    ) -> tuple[bytes, int | None]:
+        """The request line and headers, and the Content-Length a streamed body must have
+        (None when it goes chunked, or is not streamed)."""
+        fields = [(n, v) for n, v in headers.items() if n.lower() not in _OWN_FRAMING]
+        # One match for the method and every name, joined by spaces; as a space is in no token,
+        # there must be exactly one per name (else a method or name held one).
+        names = " ".join([method, *(n for n, _ in fields)])
+        if names.count(" ") != len(fields) or not _TOKENS.fullmatch(names):
+            raise ValueError("the method or a header name is not a token; refusing to send it")
+        if _NOT_IN_TARGET.search(target):
+            raise ValueError("the request target holds a control byte or space; refusing it")
         lines = [f"{method} {target} HTTP/1.1", f"Host: {authority}"]
-        lines += [f"{n}: {v}" for n, v in headers.items() if n.lower() not in _OWN_FRAMING]
-        chunked = False
+        lines += [f"{n}: {v}" for n, v in fields]
+        length: int | None = None
         if isinstance(body, bytes):
             lines.append(f"Content-Length: {len(body)}")
         elif body is None:
             if method in _BODY_METHODS:
                 lines.append("Content-Length: 0")
         elif "Content-Length" in headers:
-            lines.append(f"Content-Length: {int(headers['Content-Length'])}")
+            length = int(headers["Content-Length"])
+            if length < 0:
+                raise ValueError("a negative Content-Length; refusing to send it")
+            lines.append(f"Content-Length: {length}")
         else:
-            chunked = True
             lines.append("Transfer-Encoding: chunked")
         head = "\r\n".join(lines)
         # One check of the whole head: the only CR and LF in it are the line ends put there.
@@ -519,7 +598,7 @@ class VendorClient:
             raise ValueError(
                 "the request line or a header holds CR, LF or NUL; refusing to send it"
             )
-        return (head + "\r\n\r\n").encode("utf-8", "surrogateescape"), chunked
+        return (head + "\r\n\r\n").encode("utf-8", "surrogateescape"), length
 
     async def _exchange(
         self,
@@ -527,7 +606,7 @@ class VendorClient:
         method: str,
         head: bytes,
         body: Body,
-        chunked: bool,
+        length: int | None,
         read_timeout: float | None,
     ) -> VendorResponse:
         assert conn.transport is not None
@@ -538,7 +617,7 @@ class VendorClient:
         conn.transport.write(head)
         # The body is sent while the answer is awaited: a vendor may answer before reading it all
         # (a 413, say). The connection is reused only when the body went out whole.
-        conn.sending = sending = asyncio.ensure_future(_send_body(conn, body, chunked))
+        conn.sending = sending = asyncio.ensure_future(_send_body(conn, body, length))
         # The vendor's silence counts only once the body is out: a patron's slow upload is not
         # the vendor's delay.
         await asyncio.wait((waiter, sending), return_when=asyncio.FIRST_COMPLETED)
@@ -552,11 +631,13 @@ class VendorClient:
             conn = idle[-1]
             if conn.closed or now - conn.idle_since > self._keepalive_s:
                 idle.pop()
+                self._idle_all.pop(conn, None)
                 conn.close()
                 continue
             if now - conn.idle_since > max_idle_s:
                 return None  # the others have waited longer still; they stay for other requests
             idle.pop()
+            self._idle_all.pop(conn, None)
             self._busy.add(conn)
             return conn
         return None
@@ -602,8 +683,17 @@ class VendorClient:
         if self._closing or len(idle) >= self._idle_per_host:
             conn.close()
             return
+        if len(self._idle_all) >= MAX_IDLE_TOTAL:
+            oldest = next(iter(self._idle_all))
+            self._idle_all.pop(oldest)
+            others = self._idle[oldest.key]
+            others.remove(oldest)
+            if not others and oldest.key != conn.key:
+                del self._idle[oldest.key]
+            oldest.close()
         conn.idle_since = time.monotonic()
         idle.append(conn)
+        self._idle_all[conn] = None
         if self._sweeper is None:
             self._sweeper = conn.loop.call_later(self._keepalive_s, self._sweep)
 
@@ -615,6 +705,7 @@ class VendorClient:
         for key, idle in list(self._idle.items()):
             for conn in [c for c in idle if now - c.idle_since > self._keepalive_s]:
                 idle.remove(conn)
+                self._idle_all.pop(conn, None)
                 conn.close()
             if not idle:
                 del self._idle[key]
@@ -626,10 +717,14 @@ class VendorClient:
         idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
+            self._idle_all.pop(conn, None)
 
 
-async def _send_body(conn: _Connection, body: Body, chunked: bool) -> None:
-    """Writes a streamed request body; a failure ends the exchange (the vendor would wait)."""
+async def _send_body(conn: _Connection, body: Body, length: int | None) -> None:
+    """Writes a streamed request body, chunked when `length` is None and otherwise exactly
+    `length` bytes; a failure ends the exchange (the vendor would wait). A body longer than its
+    length fails before a byte past it is written (the vendor would read those as a request of
+    their own), and one that ends short fails too."""
     assert conn.transport is not None
     source: AsyncIterable[bytes]
     if isinstance(body, StreamReader):
@@ -637,13 +732,26 @@ async def _send_body(conn: _Connection, body: Body, chunked: bool) -> None:
     else:
         assert body is not None and not isinstance(body, bytes)
         source = body
+    left = length
     try:
         async for chunk in source:
             if not chunk:
                 continue
-            conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-            await conn.drain()
-        if chunked:
+            if left is None:
+                conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                left -= len(chunk)
+                if left < 0:
+                    raise ValueError(f"request body longer than its Content-Length {length}")
+                conn.transport.write(chunk)
+            try:
+                await conn.drain()
+            except TimeoutError as exc:  # the vendor stopped taking the body: its delay
+                conn._abort(exc)
+                return
+        if left is None:
             conn.transport.write(b"0\r\n\r\n")
+        elif left:
+            raise ValueError(f"request body {left} bytes short of its Content-Length {length}")
     except Exception as exc:
         conn._abort(VendorConnectionError(f"request body not sent whole: {exc!r}"))
