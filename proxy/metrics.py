@@ -54,7 +54,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._children: dict[tuple[str, str], tuple[Counter, Histogram, Counter]] = {}
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "weston_proxy_requests",
             "Requests forwarded to vendors",
@@ -68,12 +68,8 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
-        self.bytes = Counter(
-            "weston_proxy_response_bytes",
-            "Body bytes sent to patrons from vendors",
-            ["vendor"],
-            registry=r,
-        )
+        # No byte count: scraped every few seconds, the bytes between two scrapes at a quiet hour
+        # are the exact size of the one document a patron fetched, which names the document.
         self.logins = Counter(
             "weston_proxy_logins", "Login attempts by outcome", ["outcome"], registry=r
         )
@@ -155,13 +151,11 @@ class Metrics:
             children = (
                 self.requests.labels(o.vendor_id, sc),
                 self.upstream_seconds.labels(o.vendor_id, sc),
-                self.bytes.labels(o.vendor_id),
             )
             self._children[(o.vendor_id, sc)] = children
-        requests, seconds, sent = children
+        requests, seconds = children
         requests.inc()
         seconds.observe(o.duration_s)
-        sent.inc(o.bytes)
         if o.third_party_hosts:
             self.blocked_third_party.labels(o.vendor_id).inc(o.third_party_hosts)
 

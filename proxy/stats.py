@@ -128,6 +128,24 @@ METRICS: tuple[str, ...] = (
     SUSPENDED,
     BLOCKED_THIRD_PARTY,
 )
+# What sessions do at a vendor. One patron alone can make any of these large (a hundred
+# requests, a 50 MB download), so a report shows them for a vendor and period only where at least
+# `min_cell` sessions started there (SESSIONS_STARTED): small-cell suppression counts people,
+# not events (proxy.stats_report).
+SESSION_ACTIVITY: frozenset[str] = frozenset(
+    {
+        SESSIONS_STARTED,
+        UNIQUE_SESSIONS,
+        REQUESTS,
+        SEARCHES,
+        DOWNLOADS_PDF,
+        DOWNLOADS_EPUB,
+        DOWNLOADS_OTHER,
+        BYTES,
+        SUSPENDED,
+        BLOCKED_THIRD_PARTY,
+    }
+)
 UNIQUE_METRICS: tuple[str, ...] = (UNIQUE_SESSIONS,)
 DOWNLOAD_METRICS: tuple[str, ...] = (DOWNLOADS_PDF, DOWNLOADS_EPUB, DOWNLOADS_OTHER)
 LIBRARY_WIDE = ""  # vendor id of counts that belong to no vendor (logins)

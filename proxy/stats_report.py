@@ -7,7 +7,10 @@ cut it. The report header lists what was left out.
 Suppression. Each metric is its own table: vendors by periods, plus a total column per vendor, a
 total row over vendors, and the grand total, all computed from the true counts. Which cells of it
 are hidden (small ones, and enough others that no small one can be worked out) is decided by
-`proxy.stats_suppression.protect`; hidden cells all read "[c]" (null in JSON), whether small or
+`proxy.stats_suppression.protect`. Small means a count below `min_cell`, and for what sessions do
+at a vendor (requests, searches, downloads, bytes ...: `proxy.stats.SESSION_ACTIVITY`) also a
+cell fewer than `min_cell` sessions made (sessions started there in that period), however large
+its count: one patron's requests or bytes are one patron's; hidden cells all read "[c]" (null in JSON), whether small or
 hidden to protect a small one. Derived figures (all downloads, COUNTER Investigations) are sums of
 suppressed tables: a derived cell is shown only if every part is shown, so it never adds an
 equation that was not public.
@@ -41,7 +44,15 @@ from typing import Any, TextIO
 from redis.exceptions import RedisError
 
 from proxy.config import Config
-from proxy.stats import DOWNLOAD_METRICS, METRICS, REQUESTS, SEARCHES, stats_settings
+from proxy.stats import (
+    DOWNLOAD_METRICS,
+    METRICS,
+    REQUESTS,
+    SEARCHES,
+    SESSION_ACTIVITY,
+    SESSIONS_STARTED,
+    stats_settings,
+)
 from proxy.stats_store import Row, redis_password, redis_rows_sync, sqlite_rows
 from proxy.stats_suppression import protect
 
@@ -159,8 +170,11 @@ def build_report(
     metrics = [m for m in METRICS if m in true] + sorted(set(true) - set(METRICS))
     vendors = sorted({v for table in true.values() for v, _ in table})
     cells: dict[tuple[str, str, str], Cell] = {}
+    people = true.get(SESSIONS_STARTED, {})
     for m in metrics:
-        cells.update(_publish(m, true[m], periods, min_cell))
+        cells.update(
+            _publish(m, true[m], periods, min_cell, people if m in SESSION_ACTIVITY else None)
+        )
     notes.append(
         f"[c] = hidden: a count from 1 to {min_cell - 1}, or a larger count hidden as well so "
         "that no small count can be worked out from the totals."
@@ -177,15 +191,31 @@ def build_report(
 
 
 def _publish(
-    metric: str, counts: Mapping[tuple[str, str], int], periods: Sequence[str], min_cell: int
+    metric: str,
+    counts: Mapping[tuple[str, str], int],
+    periods: Sequence[str],
+    min_cell: int,
+    people: Mapping[tuple[str, str], int] | None,
 ) -> dict[tuple[str, str, str], Cell]:
-    """One metric's table with totals, suppressed; vendors with no count here are zeros, left out."""
+    """One metric's table with totals, suppressed; vendors with no count here are zeros, left out.
+
+    `people`: for what sessions do at a vendor (SESSION_ACTIVITY), the sessions started there per
+    vendor and period; a cell (and a period's all-vendors total) that fewer than `min_cell` of
+    them made is hidden however large its count, as a small one is: one patron's hundred
+    requests or 50 MB are still one patron's."""
     vendors = sorted({v for v, _ in counts})
     grid = [[counts.get((v, p), 0) for p in periods] for v in vendors]
     for line in grid:
         line.append(sum(line))
     grid.append([sum(col) for col in zip(*grid, strict=True)])
-    hidden = protect(grid, min_cell)
+    few: set[tuple[int, int]] = set()
+    if people is not None:
+        for j, p in enumerate(periods):
+            made_by = [people.get((v, p), 0) for v in vendors]
+            few |= {(i, j) for i, n in enumerate(made_by) if n < min_cell}
+            if sum(made_by) < min_cell:
+                few.add((len(vendors), j))
+    hidden = protect(grid, min_cell, few)
     row_keys, col_keys = [*vendors, ALL_VENDORS], [*periods, TOTAL]
     return {
         (metric, row_keys[i], col_keys[j]): Cell(None if (i, j) in hidden else grid[i][j])

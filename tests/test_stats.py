@@ -541,6 +541,11 @@ def sample_rows() -> list[Row]:
     for month, scale in ((5, 1), (6, 2), (7, 3)):
         day = dt.date(2026, month, 10)
         rows += [
+            # Sessions that used each vendor: what sessions do there is shown only where ten or
+            # more of them did it (gale's three sessions are too few, whatever they did).
+            Row(day, "ebsco", SESSIONS_STARTED, 15 * scale),
+            Row(day, "gale", SESSIONS_STARTED, 3),
+            Row(day, "proquest", SESSIONS_STARTED, 12),
             Row(day, "ebsco", REQUESTS, 100 * scale),
             Row(day + dt.timedelta(days=1), "ebsco", REQUESTS, 20),
             Row(day, "ebsco", SEARCHES, 30 * scale),
@@ -580,7 +585,9 @@ def test_month_report_leaves_out_months_cut_by_from_and_to() -> None:
 
 def test_day_report_leaves_out_today() -> None:
     rows = [
+        Row(TODAY - dt.timedelta(days=1), "ebsco", SESSIONS_STARTED, 12),
         Row(TODAY - dt.timedelta(days=1), "ebsco", REQUESTS, 50),
+        Row(TODAY, "ebsco", SESSIONS_STARTED, 12),
         Row(TODAY, "ebsco", REQUESTS, 70),
     ]
     report = build_report(
@@ -601,7 +608,9 @@ def test_report_suppresses_small_counts_and_their_complements() -> None:
     assert report.cell(LOGINS_FAILURE, "", TOTAL).suppressed  # 4
     hidden = [(v, p) for v in (*report.vendors, ALL_VENDORS) for p in (*report.periods, TOTAL)]
     assert sum(report.cell(REQUESTS, v, p).suppressed for v, p in hidden) > 3  # complements
-    assert report.cell(SEARCHES, "gale", "2026-05").value == 40
+    # 40 searches, but by three sessions: hidden like a small count, and protected like one.
+    assert report.cell(SEARCHES, "gale", "2026-05").suppressed
+    assert report.cell(SEARCHES, "proquest", "2026-05").value == 60  # twelve sessions
 
 
 def test_csv_parses_and_holds_the_published_numbers() -> None:
@@ -613,7 +622,8 @@ def test_csv_parses_and_holds_the_published_numbers() -> None:
     body = [line for line in text.splitlines() if not line.startswith("#")]
     rows = list(csv.DictReader(io.StringIO("\n".join(body))))
     by_key = {(r["vendor"], r["period"]): r for r in rows}
-    assert by_key[("ebsco", "2026-05")][SEARCHES] == "30"
+    assert by_key[("proquest", "2026-05")][SEARCHES] == "60"
+    assert by_key[("ebsco", "2026-05")][SEARCHES] == "[c]"  # hidden with gale's, its complement
     assert by_key[("proquest", TOTAL)][SEARCHES] == "120"
     assert by_key[("gale", "2026-05")][REQUESTS] == "[c]"
     assert by_key[(ALL_VENDORS, TOTAL)][SEARCHES] == str(30 + 60 + 80 + 120)
@@ -626,7 +636,7 @@ def test_json_parses_and_marks_suppressed_cells_null() -> None:
     doc = json.loads(render_json(report))
     assert doc["periods"] == ["2026-05", "2026-06"]
     rows = {(r["vendor"], r["period"]): r for r in doc["rows"]}
-    assert rows[("ebsco", "2026-06")]["counts"][SEARCHES] == 60
+    assert rows[("proquest", "2026-06")]["counts"][SEARCHES] == 60
     assert rows[("gale", "2026-06")]["counts"][REQUESTS] is None
     assert REQUESTS in rows[("gale", "2026-06")]["suppressed"]
     assert any("still running" in n for n in doc["notes"])
@@ -826,6 +836,8 @@ async def test_run_stats_prints_the_report_from_the_sqlite_file(tmp_path: Path) 
         path=tmp_path / "proxy.toml", extra={"stats": {"path": "s.sqlite3", "min_cell": 5}}
     )
     rec = Recorder(StatsStore(tmp_path / "s.sqlite3"), counters=Counters(Clock()))
+    rec.counters.count("ebsco", SESSIONS_STARTED, 20)
+    rec.counters.count("gale", SESSIONS_STARTED, 6)
     rec.counters.count("ebsco", REQUESTS, 42)
     rec.counters.count("gale", REQUESTS, 4)
     await rec.close()
@@ -848,6 +860,7 @@ async def test_run_stats_adds_redis_counts_when_sessions_live_in_redis(
     )
     for sink, n in ((StatsStore(stats_settings(cfg).path), 30), (RedisStatsStore(redis_url), 12)):
         rec = Recorder(sink, counters=Counters(Clock()))
+        rec.counters.count("ebsco", SESSIONS_STARTED, n)
         rec.counters.count("ebsco", SEARCHES, n)
         await rec.close()
     code, out, _ = _run_stats(cfg, period="day", fmt="csv", today=dt.date(2026, 6, 4))

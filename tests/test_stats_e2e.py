@@ -331,8 +331,16 @@ async def test_redis_stats_hold_counts_and_no_patron_bytes(
         "stats", "--config", str(cfg), "--period", "day", "--from", day, "--to", day,
         "--format", "json",
     )  # fmt: skip
+    client = redis.Redis.from_url(redis_url)
+    try:
+        held = client.hgetall(f"weston:stats:{day}")
+    finally:
+        client.close()
+    assert held[b"one|requests"] == b"5"
+    assert held[b"one|sessions_started"] == b"2"
     line = {(r["vendor"], r["period"]): r for r in json.loads(out)["rows"]}
-    assert line[("one", day)]["counts"]["requests"] == 5
+    # Two sessions made those five requests: fewer than min_cell (3) people, so hidden.
+    assert line[("one", day)]["counts"]["requests"] is None
     assert line[("one", day)]["counts"]["downloads_pdf"] is None
 
 
