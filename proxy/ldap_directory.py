@@ -1,14 +1,18 @@
 """Patron authentication against the library's LDAP directory: search, bind, eligibility, failover.
 
 Flow of one login (on one server, so a replica's view is consistent):
-service-bound search for the card number and `eligible_filter` together (escaped, at most one match)
-→ bind as the found entry with the patron's PIN on a bind-only connection → base-scope searches for each
-vendor's `eligibility.ldap_filter` → `Patron(key=HMAC(entryUUID), databases=…)`. Only when no
-eligible entry matches does a second search (card number alone) tell "not eligible" from "no such
-card", and "not eligible" is said only after the PIN opened the entry. Folding eligibility into the
-first search saves one request per sign-in, and ldap3's request encoding (pyasn1) is most of a
-sign-in's CPU. A card number shared by several entries is refused as ambiguous, except that when
-exactly one of them is eligible, that one is the patron's.
+service-bound search for the card number (escaped; two matches are enough to know it is
+ambiguous) → bind as the found entry with the patron's PIN on a bind-only connection (an unknown
+card binds against a decoy entry that does not exist, so it costs the same two round trips as a
+wrong PIN) → base-scope searches for `eligible_filter` and each vendor's `eligibility.ldap_filter`
+→ `Patron(key=HMAC(entryUUID), databases=…)`. "Not eligible" is said only after the PIN opened
+the entry. A card number shared by several entries is refused as ambiguous, except that when
+exactly one of them is eligible, that one is the patron's: a second search (card number and
+`eligible_filter`) finds it before the bind. So such a card, and only such a card, costs one
+search more than an unknown one before its PIN is checked, and the time of a refusal shows that
+it exists. Asking `eligible_filter` in every first search would hide that, at one more search per
+sign-in for every patron (ldap3's request encoding is most of a sign-in's CPU), for the few cards
+a library holds twice while reissuing them; left so on purpose.
 
 ldap3 is blocking, so every call runs in one of `pool_size` worker processes (see `LdapDirectory`)
 and never on the event loop; the card number and PIN reach a worker over a local pipe. Socket,
@@ -277,6 +281,10 @@ class LdapDirectory:
             ),
         )
         self._breaker = _Breaker(d.urls, d.retry_after_s)
+        # One per worker: a call takes its servers' order when a worker is free for it, not when
+        # it is queued, so calls waiting behind a hung server go to the one the breaker has
+        # learnt answers meanwhile. Held until the worker is done (after a caller's timeout too).
+        self._free_workers = asyncio.Semaphore(d.pool_size)
         if not _main_reimportable():
             raise RuntimeError(
                 "the LDAP directory's worker processes cannot start from a program read from "
@@ -330,15 +338,23 @@ class LdapDirectory:
     async def _call(self, kind: str, card: str, password: str) -> _Outcome:
         if self._closed:
             raise DirectoryUnavailable("the directory client is closed")
-        order = self._breaker.order()
+        loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             pool = self._procs
             try:
-                future = pool.submit(_work, kind, order, card, password)
-                # Registered before the caller's wrapper: the breaker has learnt (and the
-                # failures are logged) by the time the caller resumes, even after a timeout.
-                future.add_done_callback(self._learn)
                 async with asyncio.timeout(self._d.timeout_s + _CALLER_GRACE_S):
+                    await self._free_workers.acquire()
+                    try:
+                        future = pool.submit(_work, kind, self._breaker.order(), card, password)
+                    except BaseException:
+                        self._free_workers.release()
+                        raise
+                    # Registered before the caller's wrapper: the breaker has learnt (and the
+                    # failures are logged) by the time the caller resumes, even after a timeout.
+                    future.add_done_callback(self._learn)
+                    future.add_done_callback(
+                        lambda _: loop.call_soon_threadsafe(self._free_workers.release)
+                    )
                     outcome: _Outcome = await asyncio.wrap_future(future)
             except TimeoutError:
                 raise DirectoryUnavailable("the directory did not answer in time") from None
@@ -594,7 +610,9 @@ class _Worker:
             opened = bool(conn.bind(read_server_info=False))
             code = conn.result.get("result") if conn.result else None
         finally:
-            conn.password = None  # the PIN does not stay in the kept connection
+            # Neither the PIN nor whose entry it was tried on stays in the kept connection: ldap3
+            # also keeps the last request it sent (the bind, PIN and DN) in `conn.request`.
+            conn.user, conn.password, conn.request = self._decoy_dn, None, None
         if not opened and code not in _REFUSED_BIND:
             raise _ServerFailed(f"bind result {code}")
         return opened
