@@ -76,7 +76,12 @@ def _loads_through_proxy(host_map: HostMap, url: str) -> bool:
     return host_map.vendor_for_host((parts.hostname or "").rstrip(".")) is not None
 
 
-def edit_tag(host_map: HostMap, rewrite_url: Callable[[str], str], tag: bytes) -> bytes:
+def edit_tag(
+    host_map: HostMap,
+    rewrite_url: Callable[[str], str],
+    tag: bytes,
+    rewrite_refresh: Callable[[str], str] | None = None,
+) -> bytes:
     """One script, link or meta tag (a `_TAG` match) as the proxy sends it on.
 
     - `integrity` is dropped where the element loads through the proxy. Subresource Integrity
@@ -88,6 +93,9 @@ def edit_tag(host_map: HostMap, rewrite_url: Callable[[str], str], tag: bytes) -
     - `<meta http-equiv="Content-Security-Policy" content=…>` has its host sources mapped as the
       header's are (`rewrite_csp`): the page now loads from mapped hosts, which the vendor's
       policy would otherwise refuse.
+    - `<meta http-equiv="refresh" content=…>` has its URL mapped as the browser will read it,
+      character references decoded (`rewrite_refresh`, as for the header): a refresh is a
+      navigation, which no Content-Security-Policy stops.
     """
     low = tag.lower()
     if b"integrity" not in low and b"http-equiv" not in low:
@@ -98,10 +106,14 @@ def edit_tag(host_map: HostMap, rewrite_url: Callable[[str], str], tag: bytes) -
         equiv, content = attrs.get(b"http-equiv"), attrs.get(b"content")
         if equiv is None or content is None or content.group(2) is None:
             return tag
-        if _value(equiv).strip(_SPACE).lower() != "content-security-policy":
-            return tag
+        kind = _value(equiv).strip(_SPACE).lower()
         policy = _value(content)
-        mapped = rewrite_csp(host_map, rewrite_url, policy)
+        if kind == "content-security-policy":
+            mapped = rewrite_csp(host_map, rewrite_url, policy)
+        elif kind == "refresh" and rewrite_refresh is not None:
+            mapped = rewrite_refresh(policy)
+        else:
+            return tag
         if mapped == policy:
             return tag
         quote = "'" if content.group(2)[:1] == b"'" else '"'

@@ -60,6 +60,7 @@ from proxy.charsets import (
 from proxy.config import Config, RewriteRule
 from proxy.hosts import HostMap, socket_scheme, unmap_label
 from proxy.html_tags import HtmlTagStage
+from proxy.navigation import refresh_url, to_vendor_host
 from proxy.request_bodies import boundary, unmap_multipart
 
 __all__ = [
@@ -718,7 +719,7 @@ class Rewriter:
         return stages
 
     def _edit_tag(self, tag: bytes) -> bytes:
-        return html_tags.edit_tag(self.host_map, self.rewrite_text, tag)
+        return html_tags.edit_tag(self.host_map, self.rewrite_text, tag, self.rewrite_refresh)
 
     def rewrite_body(
         self, vendor_id: str, content_type: str | None, charset: str | None, data: bytes
@@ -730,12 +731,29 @@ class Rewriter:
     # ----------------------------------------------------------------------------- headers
 
     def rewrite_location(self, value: str) -> str:
-        """Location / Content-Location: absolute vendor URLs (and URLs in their query) mapped."""
-        return self.rewrite_text(value)
+        """Location / Content-Location: absolute vendor URLs (and URLs in their query) mapped,
+        and then any other spelling a browser would still follow to a vendor host."""
+        return self._navigable(self.rewrite_text(value))
 
     def rewrite_refresh(self, value: str) -> str:
-        """Refresh: `5; url=https://host/…`."""
-        return self.rewrite_text(value)
+        """Refresh (the header, and `<meta http-equiv="refresh">`): `5; url=https://host/…`,
+        its URL mapped however a browser would read it."""
+        value = self.rewrite_text(value)
+        span = refresh_url(value)
+        if span is None:
+            return value
+        start, end = span
+        return value[:start] + self._navigable(value[start:end]) + value[end:]
+
+    def _navigable(self, url: str) -> str:
+        """`url`, or the mapped URL when a browser navigating to it would leave for a vendor
+        host in a spelling the rewriter does not map (`proxy.navigation`): a redirect must not
+        take the patron to the vendor from their own address."""
+        leaving = to_vendor_host(url)
+        if leaving is None or self.host_map.vendor_for_host(leaving[0]) is None:
+            return url
+        host, rest = leaving
+        return self.host_map.mapped_origin(host) + rest
 
     def rewrite_link(self, value: str) -> str:
         """Link (RFC 8288): every `<url>` of a comma-separated list."""

@@ -1,0 +1,80 @@
+"""Where a browser goes for a URL it navigates to, read as leniently as the browser reads it.
+
+The rewriter maps the spellings of vendor URLs that pages and headers use. A browser's URL parser
+(WHATWG URL) accepts more: it drops tabs and newlines anywhere, strips control characters and
+spaces at both ends, takes a backslash for a slash in http(s) URLs (`http:\\\\host`, `/\\host`),
+skips any number of slashes before the host, drops user information (`http://x@host`), and
+percent-decodes and IDNA-maps the host (`%77ww`, fullwidth letters, the ideographic full stop).
+A redirect (`Location`), a `Refresh` header or a `<meta http-equiv="refresh">` spelt one of those
+ways would send the patron's own browser, from its own address, straight to the vendor: the
+navigations the tracker shield's Content-Security-Policy cannot stop. `to_vendor_host` finds the
+vendor host such a URL leaves for, so the proxy can map it like any other.
+
+Written by hand: Python's urllib follows RFC 3986, not the browser's rules (it keeps backslashes,
+tabs and `http:/host` as they are). This follows WHATWG URL's "special scheme" states only as far
+as telling which host a navigation leaves for; when in doubt it names a host, so a doubtful URL is
+mapped rather than followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from urllib.parse import unquote
+
+# The schemes WHATWG URL calls special and the proxy carries (file: is never a vendor's).
+_SPECIAL = frozenset({"http", "https", "ws", "wss"})
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_AUTHORITY = re.compile(r"/*([^/?#]*)(.*)", re.DOTALL)
+_STRIP = "".join(chr(c) for c in range(0x21))  # C0 controls and space, trimmed at both ends
+_TAB_NEWLINE = str.maketrans("", "", "\t\n\r")
+
+
+def to_vendor_host(url: str) -> tuple[str, str] | None:
+    """(host, path and the rest) when a browser navigating to `url` from a page would leave the
+    page's host for `host`; None for a URL that stays on the page's host (a path, a query, a
+    fragment) or is no http(s) URL. `host` is lower-case, percent-decoded and IDNA-mapped, as
+    the browser resolves it; the caller decides whether it is a vendor's."""
+    s = url.strip(_STRIP).translate(_TAB_NEWLINE)
+    m = _SCHEME.match(s)
+    if m is not None:
+        if m.group(1).lower() not in _SPECIAL:
+            return None
+        rest = s[m.end() :].replace("\\", "/")
+        # `http:host` and `http:/host` from a page of the same scheme are paths on the page's
+        # host; from another scheme's page they name a host. Taken as naming one either way.
+    else:
+        rest = s.replace("\\", "/")
+        if not rest.startswith("//"):
+            return None  # a path, a query or a fragment: the page's own host
+    found = _AUTHORITY.match(rest)
+    assert found is not None  # every string matches
+    authority, tail = found.groups()
+    host = authority.rpartition("@")[2]
+    if host.startswith("["):
+        return None  # an IPv6 literal: never a configured vendor host name
+    host = unquote(host.partition(":")[0])
+    with contextlib.suppress(UnicodeError):  # not a name IDNA maps: compared as it is
+        host = host.encode("idna").decode("ascii")
+    host = host.lower().rstrip(".")
+    return (host, tail) if host else None
+
+
+def refresh_url(value: str) -> tuple[int, int] | None:
+    """Where the URL sits in a `Refresh` value (`5; url=https://…`, as the header and
+    `<meta http-equiv="refresh">` have it): its (start, end) in `value`, or None when there is
+    none. Lenient as browsers are: `,` or `;` after the delay, any case of `url`, spaces, quotes."""
+    m = re.match(
+        r"""\s*[0-9.]*\s*[;,]?\s*(?:url\s*=\s*)?(["']?)(.*)""",
+        value,
+        re.IGNORECASE | re.DOTALL,
+    )
+    if m is None or not m.group(2):
+        return None
+    start, end = m.start(2), m.end(2)
+    if m.group(1) and value[start:end].endswith(m.group(1)):
+        end -= 1
+    return start, end
+
+
+__all__ = ["refresh_url", "to_vendor_host"]
