@@ -246,7 +246,7 @@ class VendorSockets:
         with vendor_failures(out.vendor.id):
             try:
                 async with asyncio.timeout(timeout_s):
-                    socket = await self.client().ws_connect(
+                    vendor_ws = await self.client().ws_connect(
                         url,
                         protocols=protocols,
                         headers=headers,
@@ -256,7 +256,7 @@ class VendorSockets:
                         max_msg_size=MAX_MESSAGE,
                         autoclose=False,
                     )
-                return socket, set_cookies
+                return vendor_ws, set_cookies
             except (aiohttp.WSServerHandshakeError, Redirected):
                 raise  # the vendor answered: the caller decides
             except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError) as exc:
