@@ -41,7 +41,7 @@ from proxy.errors import (
 from proxy.forward import upstream_url
 from proxy.logs import get_logger
 from proxy.ops import healthz, jwks, metrics, readyz
-from proxy.privacy import FORGET_WHAT, OWN_PAGE_HEADERS
+from proxy.privacy import FORGET_WHAT, OWN_PAGE_HEADERS, VENDOR_METHODS
 from proxy.services import (
     CONFIG,
     SERVICES,
@@ -185,6 +185,9 @@ def _database(svc: Services, vendor_id: str) -> str:
 
 
 async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamResponse:
+    if request.method not in VENDOR_METHODS:
+        # Before anything is looked up or sent: the vendor never sees the request.
+        raise web.HTTPMethodNotAllowed(request.method, sorted(VENDOR_METHODS))
     svc = request.app[SERVICES]
     vendor = svc.vendors[svc.hosts.vendor_for_host(vendor_host) or ""]
     server = svc.config.server

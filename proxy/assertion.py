@@ -173,7 +173,7 @@ class Signer:
         self.issuer = issuer
         self.scope = scope
         self._pairwise_secret = pairwise_secret
-        self._cache: dict[tuple[str, str], tuple[str, float]] = {}
+        self._cache: dict[tuple[str, str, bool], tuple[str, float]] = {}
         self._swept = time.time()
 
     def active_key(self, now: float | None = None) -> SigningKey:
@@ -211,7 +211,7 @@ class Signer:
     ) -> str:
         """A signed assertion for this session and vendor, reused until shortly before it expires."""
         now = time.time()
-        hit = self._cache.get((cache_key, vendor_id))
+        hit = self._cache.get((cache_key, vendor_id, pseudonymous))
         if hit is not None and hit[1] - now > REFRESH_MARGIN_S:
             return hit[0]
         claims = self.claims(
@@ -227,7 +227,9 @@ class Signer:
             # cache holds which session used which vendor, and that must not outlive them.
             self._cache = {k: v for k, v in self._cache.items() if v[1] - now > REFRESH_MARGIN_S}
             self._swept = now
-        self._cache[(cache_key, vendor_id)] = (token, float(claims["exp"]))
+        # Keyed by the release level too: a contract that ends mid-session stops the pseudonym
+        # at once, not when the cached assertion runs out.
+        self._cache[(cache_key, vendor_id, pseudonymous)] = (token, float(claims["exp"]))
         return token
 
     def forget(self, cache_key: str) -> None:

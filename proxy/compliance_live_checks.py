@@ -7,6 +7,7 @@ running anything. Canaries are found with `proxy.canary_detector` in every encod
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ def assertion_check(visit: Visit) -> Check:
     if not tokens:
         return Check("live.assertion_claims", CRITICAL, FAIL, "No assertion reached the vendor.")
     problems: list[str] = []
+    pseudonymous = v.releases_pseudonym(dt.date.today())
     subs: dict[int, set[str]] = {0: set(), 1: set()}
     for patron, token in tokens:
         claims, errors = verify_assertion(
@@ -166,14 +168,14 @@ def assertion_check(visit: Visit) -> Check:
             issuer=visit.config.server.public_url.rstrip("/"),
             audience=v.aud,
             scope=visit.config.library.scope,
-            pseudonymous=v.release == "pseudonymous",
+            pseudonymous=pseudonymous,
         )
         problems += errors
         if "sub" in claims:
             subs[patron].add(str(claims["sub"]))
-    if v.release == "pseudonymous" and (subs[0] & subs[1] or len(subs[0]) > 1):
+    if pseudonymous and (subs[0] & subs[1] or len(subs[0]) > 1):
         problems.append("the pairwise id is not one per patron")
-    allowed = sorted(ASSERTION_CLAIMS | ({"sub"} if v.release == "pseudonymous" else set()))
+    allowed = sorted(ASSERTION_CLAIMS | ({"sub"} if pseudonymous else set()))
     return Check.of_findings(
         "live.assertion_claims",
         CRITICAL,

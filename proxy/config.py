@@ -275,6 +275,18 @@ class VendorConfig:
     def aud(self) -> str:
         return self.audience or self.id
 
+    def releases_pseudonym(self, today: dt.date) -> bool:
+        """Pseudonymous release under a contract that permits it and is still running on
+        `today`: once it has ended (`contract.expires` past, or never recorded) the vendor gets
+        the anonymous assertion, as the compliance check's `release.permitted` requires."""
+        c = self.contract
+        return (
+            self.release == "pseudonymous"
+            and c.permits_pseudonymous_id
+            and c.expires is not None
+            and c.expires >= today
+        )
+
 
 @dataclass(frozen=True)
 class Config:

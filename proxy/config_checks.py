@@ -391,6 +391,15 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
         )
     if v.release == "pseudonymous" and v.auth != "assertion":
         problems.append(Problem(f, "release", "pseudonymous release needs auth = assertion"))
+    if v.release == "pseudonymous" and v.contract.expires is None:
+        # The pseudonym is sent only while the contract runs (VendorConfig.releases_pseudonym).
+        problems.append(
+            Problem(
+                f,
+                "contract.expires",
+                "pseudonymous release needs the contract's end date: the pseudonym stops then",
+            )
+        )
     if not 0 <= v.max_in_flight <= cfg.server.max_in_flight:
         problems.append(
             Problem(
@@ -500,12 +509,22 @@ def check_vendors_together(cfg: Config, problems: list[Problem]) -> None:
     a vendor's own addresses served as another vendor."""
     check_own_addresses(cfg, problems)
     seen_ids: dict[str, str] = {}
+    audiences: dict[str, VendorConfig] = {}
     claimed: dict[str, VendorConfig] = {}
     _, public_host, _ = cfg.public
     for v in cfg.vendors:
         if v.id in seen_ids:
             problems.append(Problem(v.file, "id", f"{v.id!r} is also used by {seen_ids[v.id]}"))
         seen_ids[v.id] = v.file
+        if v.auth == "assertion":
+            # An assertion names the one vendor it is for (`aud`): with two vendors on one
+            # audience, either could replay the other's patrons' live assertions at it.
+            twin = audiences.get(v.aud)
+            if twin is not None:
+                problems.append(
+                    Problem(v.file, "audience", f"{v.aud!r} is also {twin.file}'s audience")
+                )
+            audiences[v.aud] = v
         for h in v.hosts:
             other = claimed.get(h)
             if other is not None and other.id != v.id:

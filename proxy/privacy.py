@@ -16,7 +16,15 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.hosts import HostMap
 
-# Request headers a vendor may receive as the browser sent them.
+# Methods a patron's request to a vendor may have. Not TRACE (or TRACK): a vendor that echoes it
+# (Apache's default) would hand the patron the request as it left the proxy, with what the
+# adapter added (the shared account's password, the jar's cookies, the referer secret, the
+# assertion). Nor CONNECT or WebDAV's: no database needs them.
+VENDOR_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# Request headers a vendor may receive as the browser sent them. User-Agent and Accept-Language
+# among them: vendor sites choose their layout and language by them, and they are what every
+# browser of that make and language sends (the session's own identifiers are never sent).
 REQUEST_ALLOWLIST = frozenset(
     {
         "accept",

@@ -62,7 +62,7 @@ Body = bytes | StreamReader | AsyncIterable[bytes] | None
 
 # Requests that may be sent again (RFC 9110 §9.2.2): here after a dropped kept connection, in the
 # forwarder after a vendor session was renewed.
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Methods whose empty body is still announced, as user agents should (RFC 9110 §8.6).
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _OWN_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})

@@ -70,7 +70,9 @@ def vendor_extra(kind: str) -> tuple[str, str]:
         )
     if kind == "assertion-pseudonymous":
         return "assertion", (
-            start + 'release = "pseudonymous"\n\n[contract]\npermits_pseudonymous_id = true\n'
+            start
+            + 'release = "pseudonymous"\n\n[contract]\npermits_pseudonymous_id = true\n'
+            + "expires = 2099-12-31\n"
         )
     if kind == "shared-login-basic":
         return "shared-login", (
@@ -574,6 +576,15 @@ def test_config_adapter_kinds_match_the_adapter_modules() -> None:
 def test_pseudonymous_needs_contract_permission(tmp_path: Path) -> None:
     err = _load_one_vendor(tmp_path, 'auth = "assertion"\nrelease = "pseudonymous"\n')
     assert "v.toml: release: pseudonymous needs contract.permits_pseudonymous_id = true" in err
+
+
+def test_pseudonymous_needs_the_contracts_end_date(tmp_path: Path) -> None:
+    """The pseudonym is sent only while the contract runs: without its end date, none could be."""
+    err = _load_one_vendor(
+        tmp_path,
+        'auth = "assertion"\nrelease = "pseudonymous"\n[contract]\npermits_pseudonymous_id = true\n',
+    )
+    assert "v.toml: contract.expires: pseudonymous release needs the contract's end date" in err
 
 
 def test_pseudonymous_needs_assertion_adapter(tmp_path: Path) -> None:

@@ -85,3 +85,16 @@ def test_rotation_publishes_at_once_and_signs_later(tmp_path: Path) -> None:
     assert s.active_key().kid == old.kid
     assert s.active_key(time.time() + 601).kid == new.kid
     assert json.loads((key_dir / f"{new.kid}.json").read_text())["not_before"] > time.time()
+
+
+def test_a_cached_assertion_is_not_reused_once_the_release_level_changes(tmp_path: Path) -> None:
+    """A contract that ends mid-session stops the pseudonym at once: the cached assertion with
+    `sub` is not handed out for the anonymous release that follows."""
+    s = Signer(
+        ensure_keys(tmp_path / "keys"), issuer="https://p", scope="x.org", pairwise_secret=b"s" * 32
+    )
+    common = {"cache_key": "c", "audience": "v", "patron_key": "p", "vendor_id": "v"}
+    with_sub = s.assertion(**common, pseudonymous=True)
+    without = s.assertion(**common, pseudonymous=False)
+    assert "sub" in jwt.decode(with_sub, options={"verify_signature": False})
+    assert "sub" not in jwt.decode(without, options={"verify_signature": False})

@@ -279,7 +279,7 @@ def test_expired_assertions_leave_the_cache(
     signer.assertion(
         cache_key="other", audience="v", patron_key="q", vendor_id="v", pseudonymous=True
     )
-    assert [k for k, _ in signer._cache.items()] == [("other", "v")]
+    assert [k for k, _ in signer._cache.items()] == [("other", "v", True)]
 
 
 @pytest.mark.parametrize("secret", ["7", "x" * 31])

@@ -44,7 +44,7 @@ def _contract(vid: str, i: int) -> str:
     permits = "permits_pseudonymous_id = true\n" if vid == "pseudodb" else ""
     return (
         f'\n[contract]\nprivacy_policy_url = "https://{vid}.example/privacy"\n'
-        f"reviewed = 2026-0{i + 1}-15\nexpires = 2027-0{i + 1}-28\n{permits}"
+        f"reviewed = 2026-0{i + 1}-15\nexpires = 2099-0{i + 1}-28\n{permits}"
     )
 
 
@@ -111,7 +111,7 @@ async def test_each_vendor_has_policy_link_and_contract_dates(driver: Any, vid: 
     i = list(VENDORS).index(vid)
     row = _row(await _page(d), f"{vid.title()} Title")
     assert f'href="https://{vid}.example/privacy"' in row
-    assert f"2026-0{i + 1}-15" in row and f"2027-0{i + 1}-28" in row
+    assert f"2026-0{i + 1}-15" in row and f"2099-0{i + 1}-28" in row
 
 
 async def test_only_the_pseudonymous_vendor_is_said_to_recognise_patrons(driver: Any) -> None:

@@ -31,7 +31,10 @@ from tests.harness import (
     write_config,
 )
 
-PSEUDO = '\nrelease = "pseudonymous"\n\n[contract]\npermits_pseudonymous_id = true\n'
+PSEUDO = (
+    '\nrelease = "pseudonymous"\n\n[contract]\npermits_pseudonymous_id = true\n'
+    "expires = 2099-12-31\n"
+)
 HOSTS = {"alpha": "www.alpha-db.test", "beta": "www.beta-db.test", "gamma": "www.gamma-db.test"}
 
 

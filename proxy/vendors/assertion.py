@@ -3,6 +3,8 @@ permits it, a pairwise pseudonym unique to this vendor)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from proxy.sessions import storage_key
 from proxy.vendors.base import Outbound, VendorAdapter
 
@@ -17,13 +19,15 @@ class AssertionAdapter(VendorAdapter):
             audience=self.vendor.aud,
             patron_key=out.session.patron_key,
             vendor_id=self.vendor.id,
-            pseudonymous=self.vendor.release == "pseudonymous",
+            # Asked per request: a contract that ends while the proxy runs stops the pseudonym
+            # that day.
+            pseudonymous=self.vendor.releases_pseudonym(dt.date.today()),
         )
         # Any client-sent copy was already dropped by the header allowlist; set, never add.
         out.headers[self.vendor.assertion_header] = token
 
     def disclosure(self) -> str:
-        if self.vendor.release == "pseudonymous":
+        if self.vendor.releases_pseudonym(dt.date.today()):
             return (
                 "Your library's name and that you are a valid patron, plus a code that lets this "
                 "vendor recognise you on return visits (for saved searches and folders). The code is "
