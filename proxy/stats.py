@@ -132,20 +132,14 @@ METRICS: tuple[str, ...] = (
 # requests, a 50 MB download), so a report shows them for a vendor and period only where at least
 # `min_cell` sessions started there (SESSIONS_STARTED): small-cell suppression counts people,
 # not events (proxy.stats_report).
-SESSION_ACTIVITY: frozenset[str] = frozenset(
-    {
-        SESSIONS_STARTED,
-        UNIQUE_SESSIONS,
-        REQUESTS,
-        SEARCHES,
-        DOWNLOADS_PDF,
-        DOWNLOADS_EPUB,
-        DOWNLOADS_OTHER,
-        BYTES,
-        SUSPENDED,
-        BLOCKED_THIRD_PARTY,
-    }
-)
+SESSION_ACTIVITY: frozenset[str] = frozenset(METRICS) - {
+    # Library-wide sign-ins, and refusals before any session used the vendor.
+    LOGINS_SUCCESS,
+    LOGINS_FAILURE,
+    LOGINS_OUTAGE,
+    DENIED_NOT_ELIGIBLE,
+    DENIED_NOT_CONFIGURED,
+}
 UNIQUE_METRICS: tuple[str, ...] = (UNIQUE_SESSIONS,)
 DOWNLOAD_METRICS: tuple[str, ...] = (DOWNLOADS_PDF, DOWNLOADS_EPUB, DOWNLOADS_OTHER)
 LIBRARY_WIDE = ""  # vendor id of counts that belong to no vendor (logins)

@@ -120,201 +120,91 @@ BODY_GAP = pytest.mark.xfail(
 # --------------------------------------------------------------------------------------------
 
 
+# Links a patron clicks in a vendor page, each a spelling Chromium follows to the real host.
+CLICKED = {
+    # `\\` is read as `/` in http(s) URLs.
+    "backslashes_after_scheme": "http:\\\\www.vendor.test/leak",
+    # A scheme-relative URL to the vendor host.
+    "slash_backslash_scheme_relative": "/\\www.vendor.test/leak",
+    # Tabs and newlines are dropped anywhere in a URL.
+    "tab_inside_scheme": "ht\ttp://www.vendor.test/leak",
+    # The host is after the `@`.
+    "userinfo": "http://x@www.vendor.test/leak",
+    # The host is percent-decoded.
+    "percent_encoded_host": "http://%77ww.vendor.test/leak",
+    # IDNA mapping: a fullwidth w is a w.
+    "fullwidth_host": "http://\uff57ww.vendor.test/leak",
+    # The HTML parser decodes character references before the URL is read.
+    "entity_encoded_slashes": "http:&#x2F;&#x2F;www.vendor.test/leak",
+}
+
+
 @pytest.mark.browser
+@pytest.mark.parametrize("href", list(CLICKED.values()), ids=list(CLICKED))
 @BODY_GAP
-async def test_link_with_backslashes_after_scheme_is_not_followed_to_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+async def test_a_link_in_a_vendor_page_is_not_followed_to_the_vendor_host(
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    href: str,
 ) -> None:
-    """`<a href="http:\\\\www.vendor.test/">`: Chromium reads `\\` as `/` in http(s) URLs."""
     direct = await _direct_requests(
         tmp_path,
         port,
         running_slapd,
         vendor_factory,
         proxy_factory,
-        '<a id=go href="http:\\\\www.vendor.test/leak">next</a>',
+        f'<a id=go href="{href}">next</a>',
         click=True,
     )
     assert not direct, LEAK.format(direct)
 
 
-@pytest.mark.browser
-@BODY_GAP
-async def test_scheme_relative_link_spelled_slash_backslash_is_not_followed_to_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
-    """`<a href="/\\www.vendor.test/">` is a scheme-relative URL to the vendor host in Chromium."""
-    direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        '<a id=go href="/\\www.vendor.test/leak">next</a>',
-        click=True,
-    )
-    assert not direct, LEAK.format(direct)
-
-
-@pytest.mark.browser
-@BODY_GAP
-async def test_link_with_tab_inside_scheme_is_not_followed_to_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
-    """`ht<TAB>tp://www.vendor.test/`: browsers strip tabs and newlines anywhere in a URL."""
-    direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        '<a id=go href="ht\ttp://www.vendor.test/leak">next</a>',
-        click=True,
-    )
-    assert not direct, LEAK.format(direct)
-
-
-@pytest.mark.browser
-@BODY_GAP
-async def test_link_with_userinfo_is_not_followed_to_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
-    """`http://x@www.vendor.test/`: the host is after the `@`; Chromium navigates there."""
-    direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        '<a id=go href="http://x@www.vendor.test/leak">next</a>',
-        click=True,
-    )
-    assert not direct, LEAK.format(direct)
-
-
-@pytest.mark.browser
-@BODY_GAP
-async def test_link_with_percent_encoded_host_is_not_followed_to_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
-    """`http://%77ww.vendor.test/`: Chromium percent-decodes the host to `www.vendor.test`."""
-    direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        '<a id=go href="http://%77ww.vendor.test/leak">next</a>',
-        click=True,
-    )
-    assert not direct, LEAK.format(direct)
-
-
-@pytest.mark.browser
-@BODY_GAP
-async def test_link_with_fullwidth_host_is_not_followed_to_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
-    """`http://\\uff57ww.vendor.test/` (fullwidth w): IDNA mapping makes it `www.vendor.test`."""
-    direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        '<a id=go href="http://\uff57ww.vendor.test/leak">next</a>',
-        click=True,
-    )
-    assert not direct, LEAK.format(direct)
-
-
-@pytest.mark.browser
-@BODY_GAP
-async def test_link_with_entity_encoded_slashes_is_not_followed_to_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
-    """`href="http:&#x2F;&#x2F;www.vendor.test/"`: the HTML parser decodes it to a plain URL
-    (rewrite.py calls this form out as not rewritten; it is followed all the same)."""
-    direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        '<a id=go href="http:&#x2F;&#x2F;www.vendor.test/leak">next</a>',
-        click=True,
-    )
-    assert not direct, LEAK.format(direct)
-
-
-@pytest.mark.browser
-async def test_meta_refresh_with_entity_encoded_url_does_not_send_browser_to_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
-    """`<meta http-equiv=refresh content="0;URL='http:&#x2F;&#x2F;www.vendor.test/'">` moves the
-    patron with no click at all."""
-    direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
+# What moves the patron with no click: (page body, response headers, status).
+UNCLICKED: dict[str, Any] = {
+    "meta_refresh_entity_encoded": pytest.param(
         "<meta http-equiv=refresh content=\"0;URL='http:&#x2F;&#x2F;www.vendor.test/leak'\">",
-    )
-    assert not direct, LEAK.format(direct)
-
-
-@pytest.mark.browser
-async def test_location_header_slash_backslash_does_not_redirect_browser_to_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
-    """A vendor redirect `Location: /\\www.vendor.test/…` (the classic open-redirect spelling):
-    Chromium follows it to the vendor's real host."""
-    direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        "",
-        headers={"Location": "/\\www.vendor.test/leak"},
-        status=302,
-    )
-    assert not direct, LEAK.format(direct)
-
-
-@pytest.mark.browser
-async def test_refresh_header_with_userinfo_does_not_send_browser_to_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
-    """`Refresh: 0; url=http://x@www.vendor.test/…` is left as it is and Chromium follows it."""
-    direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        "<p>one moment</p>",
-        headers={"Refresh": "0; url=http://x@www.vendor.test/leak"},
-    )
-    assert not direct, LEAK.format(direct)
-
-
-@pytest.mark.browser
-@BODY_GAP
-async def test_script_url_with_escaped_backslashes_does_not_open_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
-) -> None:
-    """`location.href = 'http:\\\\\\\\www.vendor.test/'` in a script: the string is
-    `http:\\\\www.vendor.test/`, a URL to the vendor host (as `https:\\/\\/`, which the
-    rewriter does map, is an escaped `https://`)."""
-    direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
+        {},
+        200,
+    ),
+    # The classic open-redirect spelling.
+    "location_slash_backslash": pytest.param("", {"Location": "/\\www.vendor.test/leak"}, 302),
+    "refresh_header_userinfo": pytest.param(
+        "<p>one moment</p>", {"Refresh": "0; url=http://x@www.vendor.test/leak"}, 200
+    ),
+    # `'http:\\\\www…'` in a script is the string `http:\\www…`: a URL to the vendor host.
+    "script_escaped_backslashes": pytest.param(
         "<script>location.href = 'http:\\\\\\\\www.vendor.test/leak'</script>",
+        {},
+        200,
+        marks=BODY_GAP,
+    ),
+}
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize(("body", "headers", "status"), UNCLICKED.values(), ids=list(UNCLICKED))
+async def test_a_redirect_or_refresh_does_not_send_the_browser_to_the_vendor_host(
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    body: str,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    direct = await _direct_requests(
+        tmp_path,
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
+        body,
+        headers=headers,
+        status=status,
     )
     assert not direct, LEAK.format(direct)
 
