@@ -59,10 +59,9 @@ def test_a_cell_made_by_one_request_is_hidden_whatever_its_magnitude(
     """P6: a vendor-day with a single request is a small cell in every metric of that request.
 
     `bytes` and `blocked_third_party` are sums of magnitudes, not counts of events: one request
-    can add 48,213 bytes or 14 blocked hosts. Suppression looks only at the value (1 to
-    min_cell - 1), so while the report hides the request count (1) it publishes the bytes of that
-    one request (the exact size of the document the patron fetched) and the trackers of the one
-    page they saw.
+    can add 48,213 bytes or 14 blocked hosts. One session made them, fewer than min_cell, so
+    they are hidden like the request count (the size would name the document fetched, the
+    trackers the page seen).
     """
     report = build_report(
         one_patron_day(metric, value),
@@ -78,30 +77,31 @@ def test_a_cell_made_by_one_request_is_hidden_whatever_its_magnitude(
     assert shown is None, f"{metric} of one request published as {shown}"
 
 
-def _pdf(request: web.Request) -> web.StreamResponse:
+async def _pdf(request: web.Request) -> web.StreamResponse:
     return web.Response(body=PDF_BODY, content_type="application/pdf")
+
+
+async def _pdf_vendor_config(tmp_path: Path, port: int, slapd: Any, vendor_factory: Any) -> Path:
+    """A proxy config with one vendor serving the PDF, statistics in SQLite, min_cell 10."""
+    vendor = await vendor_factory(ONE)
+    vendor.routes[PDF_PATH] = _pdf
+    return write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(slapd, tmp_path),
+        vendors={"one": vendor_toml("one", vendor)},
+        extra='\n[stats]\npath = "state/stats.sqlite3"\nmin_cell = 10\n',
+    )
 
 
 async def test_the_published_day_report_does_not_give_the_size_of_one_patrons_download(
     tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any
 ) -> None:
     """End to end: one patron signs in and downloads one PDF on a quiet day. The day report
-    (`weston-proxy stats --period day --format json`) hides the request and the download (1 each)
-    but publishes `bytes` for that vendor and day: exactly the PDF's size, which names the
+    (`weston-proxy stats --period day --format json`) hides the request, the download and the
+    bytes for that vendor and day: the bytes would be exactly the PDF's size, which names the
     article among the vendor's documents."""
-    vendor = await vendor_factory(ONE)
-
-    async def pdf(request: web.Request) -> web.StreamResponse:
-        return _pdf(request)
-
-    vendor.routes[PDF_PATH] = pdf
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor)},
-        extra='\n[stats]\npath = "state/stats.sqlite3"\nmin_cell = 10\n',
-    )
+    cfg = await _pdf_vendor_config(tmp_path, port, running_slapd, vendor_factory)
     client, driver = await start_proxy(cfg)
     try:
         assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
@@ -148,20 +148,9 @@ async def test_metrics_scrapes_around_one_patrons_request_do_not_give_the_docume
     the one document they fetched between two scrapes (a byte counter did: the size names the
     document). Per-vendor request counts stay, for operations; docs/records-and-retention.md
     says what they show and how to keep them."""
-    vendor = await vendor_factory(ONE)
-
-    async def pdf(request: web.Request) -> web.StreamResponse:
-        return _pdf(request)
-
-    vendor.routes[PDF_PATH] = pdf
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor)},
-        extra='\n[stats]\npath = "state/stats.sqlite3"\n',
+    driver = await proxy_factory(
+        await _pdf_vendor_config(tmp_path, port, running_slapd, vendor_factory)
     )
-    driver = await proxy_factory(cfg)
     assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
     before = _samples(await (await driver.own("GET", "/metrics")).read())
     assert (await driver.get_vendor(ONE, PDF_PATH)).status == 200
@@ -222,11 +211,7 @@ async def test_every_log_line_of_a_realistic_session_is_free_of_patron_and_reque
     from tests.harness import ProxyDriver, free_port
 
     one = await vendor_factory(ONE)
-
-    async def pdf(request: web.Request) -> web.StreamResponse:
-        return _pdf(request)
-
-    one.routes[PDF_PATH] = pdf
+    one.routes[PDF_PATH] = _pdf
     dead_host = "www.vendor-dead.test"
     dead = vendor_toml("dead", one, hosts=[dead_host]).replace(
         f"127.0.0.1:{one.port}", f"127.0.0.1:{free_port()}"
