@@ -136,7 +136,10 @@ def _redis_keys(config: Config) -> dict[str, Any]:
 def _redis_sessions(config: Config) -> dict[str, Any]:
     info: dict[str, Any] = {
         "store": "redis",
-        "where": "the shared Redis session store (values sealed; keys are hashes of session ids)",
+        "where": (
+            "the shared Redis session store (keys are hashes of session ids; each value is "
+            "sealed under a key that needs its session id, which only the patron's browser holds)"
+        ),
     }
     try:
         active, ages = asyncio.run(_redis_session_counts(config))
