@@ -223,8 +223,9 @@ def _release_check(v: VendorConfig, today: dt.date) -> Check:
     )
     if v.release == "anonymous":
         return Check("release.permitted", CRITICAL, PASS, "Anonymous release.", evidence)
+    # The rule the adapter follows when it signs (VendorConfig.releases_pseudonym).
     current = v.contract.expires is not None and v.contract.expires >= today
-    ok = v.contract.permits_pseudonymous_id and v.auth == "assertion" and current
+    ok = v.auth == "assertion" and v.releases_pseudonym(today)
     return Check(
         "release.permitted",
         CRITICAL,
