@@ -140,10 +140,14 @@ async def get(
     headers: dict[str, str] | None = None,
     body: bytes | AsyncIterator[bytes] | None = None,
     read_timeout: float | None = 5.0,
+    *,
+    host: str = "vendor.test",
+    encoded: bool = False,
 ) -> tuple[int, bytes]:
+    """One request, its status and whole body; `encoded`: the path goes out exactly as given."""
     resp = await client.request(
         method,
-        URL(f"http://vendor.test:{port}{path}"),
+        URL(f"http://{host}:{port}{path}", encoded=encoded),
         CIMultiDict(headers or {}),
         body,
         ssl_context=None,
