@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import (
     Browser,
@@ -188,6 +189,20 @@ async def launch(playwright: Any) -> Browser:
         executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
     )
     return browser
+
+
+@contextlib.asynccontextmanager
+async def axe_browser() -> AsyncIterator[Browser]:
+    """Chromium for the accessibility checks (a module fixture's body); skips the module when
+    axe-core is not installed."""
+    if not AXE_JS.is_file():
+        pytest.skip("axe-core missing: run scripts/setup --test")
+    async with async_playwright() as p:
+        browser = await launch(p)
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 @dataclass

@@ -15,21 +15,20 @@ from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Locator, Page, async_playwright
+from playwright.async_api import Browser, Locator, Page
 
 from proxy.demo_vendor import DEMO_HOST
 from proxy.errors import StoreUnavailable
 from proxy.web.messages import MESSAGES, UI, shown
 from tests.browser_support import (
-    AXE_JS,
     DEAD_HOST,
     PAGE_BUDGET,
     PHONE,
     ZOOM_400,
     Stack,
+    axe_browser,
     axe_serious,
     horizontal_overflow,
-    launch,
     new_page,
     page_weight,
     shoot,
@@ -50,12 +49,8 @@ async def stack(slapd: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    if not AXE_JS.is_file():
-        pytest.skip("axe-core missing: run scripts/setup --test")
-    async with async_playwright() as p:
-        b = await launch(p)
+    async with axe_browser() as b:
         yield b
-        await b.close()
 
 
 # --------------------------------------------------------------------------- how to reach each page

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from playwright.async_api import Browser, Page, Response, async_playwright
+from playwright.async_api import Browser, Page, Response
 
 from proxy.app import SERVICES
 from proxy.errors import StoreUnavailable
 from proxy.web.messages import MESSAGES, UI
-from tests.browser_support import AXE_JS, axe_serious, launch, new_page
+from tests.browser_support import axe_browser, axe_serious, new_page
 from tests.canary import CANARY, EXPIRED, HERON, WREN
 from tests.harness import (
     ProxyDriver,
@@ -111,12 +111,8 @@ async def stack(slapd: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    if not AXE_JS.is_file():
-        pytest.skip("axe-core missing: run scripts/setup --test")
-    async with async_playwright() as p:
-        b = await launch(p)
+    async with axe_browser() as b:
         yield b
-        await b.close()
 
 
 # --------------------------------------------------------------------------- reaching each page
