@@ -30,6 +30,8 @@ cdef unsigned char FULL_STOP[256]  # bytes where any URL form can start: h H w W
 cdef unsigned char SLASH_HOST[256]  # [a-zA-Z0-9.-]: the third-party count's host bytes
 cdef unsigned char SLASH[256]  # /
 cdef unsigned char PORT_STOP[256]  # [a-zA-Z0-9_-]: no port ends before these (PORT_END)
+cdef unsigned char PATH_STOP[256]  # ? # \\ & C0 DEL: where `_plain_url`'s first look stops
+cdef unsigned char HOST_STOP[256]  # / % @ non-ASCII: where `_plain_url`'s host look stops
 
 cdef int _c
 for _c in range(256):
@@ -41,6 +43,8 @@ for _c in range(256):
     SLASH_HOST[_c] = HOSTCH[_c] or _c == 46
     SLASH[_c] = _c == 47
     PORT_STOP[_c] = HOSTCH[_c] or _c == 95
+    PATH_STOP[_c] = _c in (63, 35, 92, 38) or _c < 32 or _c == 127
+    HOST_STOP[_c] = _c in (47, 37, 64) or _c >= 128
 
 
 cdef inline unsigned char _at(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
@@ -395,38 +399,183 @@ cdef inline bint _tag_name(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, c
     return True
 
 
+cdef inline bint _space(unsigned char c) noexcept:
+    """The HTML tokenizer's whitespace: tab, LF, FF, CR, space."""
+    return c == 9 or c == 10 or c == 12 or c == 13 or c == 32
+
+
+cdef Py_ssize_t _tag_kind(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """The tag whose `<` is at i: its name's length, negative for a navigation tag
+    (`html_tags.NAVIGATION_TAGS`), 0 for none that `tag_spans` looks at. The name is any case
+    and followed by a tab, LF, FF, CR, space, `/` or `>`."""
+    cdef Py_ssize_t length = 0
+    cdef bint navigation = True
+    cdef unsigned char c = _low(_at(p, n, i + 1))
+    if c == 115 and _tag_name(p, n, i + 1, b"script", 6):
+        length, navigation = 6, False
+    elif c == 108 and _tag_name(p, n, i + 1, b"link", 4):
+        length, navigation = 4, False
+    elif c == 109 and _tag_name(p, n, i + 1, b"meta", 4):
+        length, navigation = 4, False
+    elif c == 97:  # a, area
+        length = 4 if _tag_name(p, n, i + 1, b"area", 4) else 1
+    elif c == 98:  # base, button
+        if _tag_name(p, n, i + 1, b"base", 4):
+            length = 4
+        elif _tag_name(p, n, i + 1, b"button", 6):
+            length = 6
+    elif c == 102:  # form, frame
+        if _tag_name(p, n, i + 1, b"form", 4):
+            length = 4
+        elif _tag_name(p, n, i + 1, b"frame", 5):
+            length = 5
+    elif c == 105:  # iframe, input
+        if _tag_name(p, n, i + 1, b"iframe", 6):
+            length = 6
+        elif _tag_name(p, n, i + 1, b"input", 5):
+            length = 5
+    if length == 0:
+        return 0
+    c = _at(p, n, i + 1 + length)
+    if not (_space(c) or c == 47 or c == 62):
+        return 0
+    return -length if navigation else length
+
+
+cdef bint _plain_url(const unsigned char* p, Py_ssize_t s, Py_ssize_t e) noexcept:
+    """Whether the attribute value p[s:e] (unquoted, still HTML-encoded) is a URL whose host the
+    rewriter's URL scan reads as a browser does: every link `html_tags.edit_tag` might change
+    is not plain. Before the first `?` or `#` (nothing after them changes the host) there is no
+    character reference, backslash or control byte; and the URL is relative (its host is the
+    page's), or `//` or a special scheme's `scheme://` is followed by a host with no `%`, `@`,
+    non-ASCII byte or further slash (`proxy.navigation` reads those other spellings)."""
+    cdef Py_ssize_t q, t, a
+    cdef unsigned char c
+    while s < e and p[s] <= 32:  # a browser strips leading C0 controls and spaces
+        s += 1
+    q = s
+    while q < e and not PATH_STOP[p[q]]:
+        q += 1
+    if q < e and p[q] != 63 and p[q] != 35:
+        return False  # a backslash, `&` or control byte before any `?` or `#`
+    if q - s >= 2 and p[s] == 47 and p[s + 1] == 47:
+        a = s + 2
+    else:
+        t = s
+        if t < q and ALNUM[p[t]] and p[t] > 57:  # a scheme starts with a letter
+            t += 1
+            while t < q and (ALNUM[p[t]] or p[t] == 43 or p[t] == 45 or p[t] == 46):
+                t += 1
+        if t == s or t >= q or p[t] != 58:
+            return True  # no scheme: a path, on the page's own host
+        if not (
+            (t - s == 4 and _tag_name(p, e, s, b"http", 4))
+            or (t - s == 5 and _tag_name(p, e, s, b"https", 5))
+            or (t - s == 2 and _tag_name(p, e, s, b"ws", 2))
+            or (t - s == 3 and _tag_name(p, e, s, b"wss", 3))
+        ):
+            return True  # not a special scheme: never an http(s) vendor host
+        if t + 2 >= q or p[t + 1] != 47 or p[t + 2] != 47:
+            return False  # `http:/host`, `http:host`
+        a = t + 3
+    if a < q and p[a] == 47:
+        return False  # `///host`: a browser skips the extra slashes
+    while a < q and not HOST_STOP[p[a]]:
+        a += 1
+    return a >= q or p[a] == 47  # not `%`, `@` or non-ASCII in the host
+
+
+cdef inline bint _url_attribute(const unsigned char* p, Py_ssize_t s, Py_ssize_t e) noexcept:
+    """Whether the attribute name p[s:e] is one `html_tags.NAVIGATION_ATTRIBUTES` names."""
+    cdef Py_ssize_t length = e - s
+    if length == 4:
+        return _tag_name(p, e, s, b"href", 4)
+    if length == 3:
+        return _tag_name(p, e, s, b"src", 3)
+    if length == 6:
+        return _tag_name(p, e, s, b"action", 6)
+    if length == 10:
+        return _tag_name(p, e, s, b"formaction", 10) or _tag_name(p, e, s, b"xlink:href", 10)
+    return False
+
+
+cdef bint _odd_links(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept:
+    """Whether the attributes of a navigation tag, p[i:end] (after its name, before its `>`),
+    hold a URL attribute whose value is not `_plain_url`. Attributes are read as
+    `html_tags._ATTR` reads them; a quote left open counts as odd."""
+    cdef Py_ssize_t ns, ne, vs, ve
+    cdef unsigned char c
+    cdef const void* found
+    while i < end:
+        c = p[i]
+        if _space(c) or c == 47:
+            i += 1
+            continue
+        ns = i
+        i += 1  # the first byte of a name may be `=`
+        while i < end and not (_space(p[i]) or p[i] == 47 or p[i] == 61):
+            i += 1
+        ne = i
+        while i < end and _space(p[i]):
+            i += 1
+        if i >= end or p[i] != 61:
+            continue  # no value
+        i += 1
+        while i < end and _space(p[i]):
+            i += 1
+        if i >= end:
+            continue  # `name=` with nothing after it
+        c = p[i]
+        if c == 34 or c == 39:
+            vs = i + 1
+            found = memchr(p + vs, c, end - vs)
+            if found == NULL:
+                return _url_attribute(p, ns, ne)  # an open quote: let the full reading decide
+            ve = <const unsigned char*>found - p
+            i = ve + 1
+        else:
+            vs = i
+            while i < end and not _space(p[i]):
+                i += 1
+            ve = i
+        if _url_attribute(p, ns, ne) and not _plain_url(p, vs, ve):
+            return True
+    return False
+
+
 def tag_spans(bytes data, Py_ssize_t max_len):
-    """The spans of `proxy.rewrite_headers._TAG` in `data`: `<` and `script`, `link` or `meta`
-    (any case) before a tab, LF, FF, CR, space, `/` or `>`, then at most `max_len` bytes that are
-    neither `<` nor `>`, then `>`. A list of (start, end) pairs."""
+    """The spans of `proxy.html_tags._TAG` in `data` that `edit_tag` may change: `<` and a tag
+    name (any case) before a tab, LF, FF, CR, space, `/` or `>`, then at most `max_len` bytes
+    that are neither `<` nor `>`, then `>`. Every script, link and meta tag is one; a navigation
+    tag (`a`, `area`, `base`, `button`, `form`, `frame`, `iframe`, `input`) only when a URL
+    attribute's value is not `_plain_url` (most links are, and are left to the URL scan).
+    A list of (start, end) pairs."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t i = 0, j, k
+    cdef Py_ssize_t i = 0, j, k, kind
     cdef const void* found
-    cdef unsigned char c
     spans = []
     while i < n:
         found = memchr(p + i, 60, n - i)  # `<`
         if found == NULL:
             break
         i = <const unsigned char*>found - p
-        if _tag_name(p, n, i + 1, b"script", 6):
-            j = i + 7
-        elif _tag_name(p, n, i + 1, b"link", 4) or _tag_name(p, n, i + 1, b"meta", 4):
-            j = i + 5
-        else:
+        kind = _tag_kind(p, n, i)
+        if kind == 0:
             i += 1
             continue
-        c = _at(p, n, j)
-        if not (c == 9 or c == 10 or c == 12 or c == 13 or c == 32 or c == 47 or c == 62):
+        j = i + 1 + (kind if kind > 0 else -kind)
+        # The first `>` within max_len bytes, with no `<` before it (memchr: a page has ~150
+        # links to look at, and a byte loop spent ~100 ns on each).
+        found = memchr(p + j, 62, min(n - j, max_len + 1))  # `>`
+        if found == NULL:
             i += 1
             continue
-        k = j
-        while k < n and k - j <= max_len and p[k] != 60 and p[k] != 62:
-            k += 1
-        if k < n and k - j <= max_len and p[k] == 62:
+        k = <const unsigned char*>found - p
+        if memchr(p + j, 60, k - j) != NULL:  # `<`
+            i += 1
+            continue
+        if kind > 0 or _odd_links(p, j, k):
             spans.append((i, k + 1))
-            i = k + 1
-        else:
-            i += 1
+        i = k + 1
     return spans

@@ -1,10 +1,15 @@
-"""The headers a page carries inside its HTML: `integrity` on scripts and style sheets, and
-`<meta http-equiv="Content-Security-Policy">`.
+"""The headers a page carries inside its HTML (`integrity` on scripts and style sheets,
+`<meta http-equiv="Content-Security-Policy">` and `"refresh"`), and its links spelt so that the
+URL scan would not see them.
 
-`edit_tag` makes one script, link or meta tag fit the rewritten page: Subresource Integrity
-hashes are dropped where the proxy may change the resource's bytes, and a meta CSP has its host
-sources mapped as the header's are (`rewrite_headers.rewrite_csp`). `HtmlTagStage` runs it on
-every such tag of a streamed body, the same for any chunking.
+`edit_tag` makes one tag fit the rewritten page: Subresource Integrity hashes are dropped where
+the proxy may change the resource's bytes, a meta CSP has its host sources mapped as the header's
+are (`rewrite_headers.rewrite_csp`), a meta refresh its URL as the header's; and a link, form,
+frame or base URL that a browser would follow to a vendor's real host, but that the rewriter's
+URL scan does not map (`http:\\\\host`, `/\\host`, a tab in the host, `%77ww`, a fullwidth
+letter, `&#x2F;&#x2F;`, user information …; `proxy.navigation` reads them as the browser does),
+is replaced by the mapped URL. `HtmlTagStage` runs it on every such tag of a streamed body, the
+same for any chunking.
 """
 
 from __future__ import annotations
@@ -18,12 +23,24 @@ from proxy import rewrite_headers
 from proxy.hosts import HostMap
 from proxy.rewrite_headers import rewrite_csp
 
-# The tags whose attributes act on what the proxy changes: `integrity` on script and link (SRI)
-# and `<meta http-equiv="Content-Security-Policy">`. A tag runs from `<` to the first `>`, at most
+# The tags whose attributes act on what the proxy changes: `integrity` on script and link (SRI),
+# `<meta http-equiv="Content-Security-Policy">` and `"refresh"`, and the URLs of the tags that
+# navigate or set where links go (NAVIGATION_TAGS). A tag runs from `<` to the first `>`, at most
 # MAX_TAG bytes between its name and that `>` (a longer one is left as it is). A `>` inside a
 # quoted value ends the tag early here, unlike in a browser: attributes after it are not seen.
 MAX_TAG = 8192
-_TAG = re.compile(rb"<(?i:script|link|meta)(?=[\t\n\f\r />])[^<>]{0,%d}>" % MAX_TAG)
+# Tags whose URL takes the patron's browser somewhere (a click, a form, a frame) or decides where
+# relative links go (`base`), and those URL attributes (`xlink:href` is SVG's `<a>`). With the
+# tracker shield on, its `form-action`, `frame-src` and `base-uri` already stop forms, frames and
+# base URLs that leave for a vendor host; a link's click nothing stops, and with
+# `third_party = "allow"` there is no shield.
+NAVIGATION_TAGS = frozenset(
+    {b"a", b"area", b"base", b"button", b"form", b"frame", b"iframe", b"input"}
+)
+NAVIGATION_ATTRIBUTES = (b"href", b"xlink:href", b"src", b"action", b"formaction")
+_NAMES = b"script|link|meta|" + b"|".join(sorted(NAVIGATION_TAGS))
+_TAG = re.compile(rb"<(?i:%s)(?=[\t\n\f\r />])[^<>]{0,%d}>" % (_NAMES, MAX_TAG))
+_NAME = re.compile(rb"<([a-z]+)")
 # The longest `_TAG` match: a piece ending further than this past its last `<` ends no tag.
 _TAG_REACH = len(b"<script") + MAX_TAG + 1
 # One attribute as the HTML tokenizer reads it: a name, then `=` and a value (quoted or not).
@@ -36,7 +53,9 @@ _SPACE = "\t\n\f\r "
 
 def tag_spans(data: bytes) -> list[tuple[int, int]]:
     """Where `_TAG` matches in `data`: in one compiled pass when built (a page has a `<` every
-    ~30 bytes and the regex tries each), else by the regex."""
+    ~30 bytes and the regex tries each), else by the regex. The compiled pass leaves out the
+    navigation tags whose URLs it can tell the URL scan maps (most of a page's links), which
+    `edit_tag` would leave as they are."""
     scan = rewrite_headers.compiled_scan  # read per call: tests switch it off
     if scan is not None:
         return scan.tag_spans(data, MAX_TAG)
@@ -51,12 +70,17 @@ def _attributes(tag: bytes, name_end: int) -> dict[bytes, re.Match[bytes]]:
     return attrs
 
 
-def _value(m: re.Match[bytes]) -> str:
-    """An attribute's value as the browser reads it: unquoted and with entities decoded."""
+def _raw(m: re.Match[bytes]) -> str:
+    """An attribute's value as written: unquoted, character references kept."""
     raw = m.group(2) or b""
     if raw[:1] in (b'"', b"'"):
         raw = raw[1:-1]
-    return html.unescape(raw.decode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _value(m: re.Match[bytes]) -> str:
+    """An attribute's value as the browser reads it: unquoted and with entities decoded."""
+    return html.unescape(_raw(m))
 
 
 def _loads_through_proxy(host_map: HostMap, url: str) -> bool:
@@ -81,8 +105,9 @@ def edit_tag(
     rewrite_url: Callable[[str], str],
     tag: bytes,
     rewrite_refresh: Callable[[str], str] | None = None,
+    navigable: Callable[[str], str] | None = None,
 ) -> bytes:
-    """One script, link or meta tag (a `_TAG` match) as the proxy sends it on.
+    """One tag (a `_TAG` match) as the proxy sends it on.
 
     - `integrity` is dropped where the element loads through the proxy. Subresource Integrity
       pins the exact bytes, and the proxy rewrites vendor URLs in scripts and style sheets, so a
@@ -96,8 +121,16 @@ def edit_tag(
     - `<meta http-equiv="refresh" content=…>` has its URL mapped as the browser will read it,
       character references decoded (`rewrite_refresh`, as for the header): a refresh is a
       navigation, which no Content-Security-Policy stops.
+    - A navigation tag's URL (`NAVIGATION_ATTRIBUTES`) that would still take the browser to a
+      vendor host after the URL scan has mapped it (`navigable` maps it, read as the browser
+      reads it) is replaced by the mapped URL; see `_edit_links`.
     """
     low = tag.lower()
+    name = _NAME.match(low)
+    if name is not None and name.group(1) in NAVIGATION_TAGS:
+        if navigable is None:
+            return tag
+        return _edit_links(tag, name.end(), rewrite_url, navigable)
     if b"integrity" not in low and b"http-equiv" not in low:
         return tag
     name_end = 5 if low.startswith(b"<meta") or low.startswith(b"<link") else 7
@@ -116,10 +149,7 @@ def edit_tag(
             return tag
         if mapped == policy:
             return tag
-        quote = "'" if content.group(2)[:1] == b"'" else '"'
-        escaped = mapped.replace("&", "&amp;").replace(quote, f"&#{ord(quote)};")
-        value = (quote + escaped + quote).encode("utf-8", "surrogateescape")
-        return tag[: content.start(2)] + value + tag[content.end(2) :]
+        return tag[: content.start(2)] + _quoted(mapped, content) + tag[content.end(2) :]
     integrity = attrs.get(b"integrity")
     url = attrs.get(b"src" if name_end == 7 else b"href")
     if integrity is None or url is None or not _loads_through_proxy(host_map, _value(url)):
@@ -128,6 +158,42 @@ def edit_tag(
     while start > name_end and tag[start - 1] in b"\t\n\f\r ":
         start -= 1
     return tag[:start] + tag[integrity.end() :]
+
+
+def _edit_links(
+    tag: bytes, name_end: int, rewrite_url: Callable[[str], str], navigable: Callable[[str], str]
+) -> bytes:
+    """A navigation tag with each URL attribute that the URL scan leaves bound for a vendor host
+    replaced by the mapped URL.
+
+    The URL scan runs after this stage and maps the usual spellings; a value is changed here
+    only when the scan's output (`rewrite_url`), read as the browser reads it, would still leave
+    for a vendor host. Then `navigable` gives the mapped URL for the value as the browser reads
+    it (character references decoded, then `proxy.navigation`'s reading)."""
+    attrs = _attributes(tag, name_end)
+    edits: list[tuple[int, int, bytes]] = []
+    for attr in NAVIGATION_ATTRIBUTES:
+        m = attrs.get(attr)
+        if m is None or m.group(2) is None:
+            continue
+        url = _value(m)
+        mapped = navigable(url)
+        if mapped == url:
+            continue  # not bound for a vendor host
+        scanned = html.unescape(rewrite_url(_raw(m)))
+        if navigable(scanned) == scanned:
+            continue  # the URL scan maps it
+        edits.append((m.start(2), m.end(2), _quoted(mapped, m)))
+    for start, end, value in sorted(edits, reverse=True):
+        tag = tag[:start] + value + tag[end:]
+    return tag
+
+
+def _quoted(value: str, m: re.Match[bytes]) -> bytes:
+    """`value` as an attribute value in the quotes `m`'s value had (double for none)."""
+    quote = "'" if m.group(2)[:1] == b"'" else '"'
+    escaped = value.replace("&", "&amp;").replace(quote, f"&#{ord(quote)};")
+    return (quote + escaped + quote).encode("utf-8", "surrogateescape")
 
 
 class HtmlTagStage:

@@ -33,7 +33,10 @@ Choices worth knowing:
 - In HTML, `integrity` is dropped from scripts and style sheets the proxy serves (it may change
   their bytes) and a `<meta http-equiv="Content-Security-Policy">` is mapped like the header
   (`html_tags.edit_tag`).
-- HTML entity-encoded URLs (`https:&#x2F;&#x2F;`) and URLs with userinfo are not rewritten.
+- The URL scan leaves entity-encoded URLs (`https:&#x2F;&#x2F;`), URLs with userinfo and the
+  other spellings only a browser's lenient reading makes a URL (`http:\\\\host`, `/\\host`,
+  `%77ww` …) as they are. Where they navigate (a link, form, frame or base URL in HTML, a
+  redirect, a refresh) the tag stage and `rewrite_location` map them (`proxy.navigation`).
 
 What the Content-Type charset calls for is in `charsets`, Content-Encoding in `content_coding`,
 the CSP in `rewrite_headers`, `integrity` and meta CSP tags in `html_tags`.
@@ -719,7 +722,9 @@ class Rewriter:
         return stages
 
     def _edit_tag(self, tag: bytes) -> bytes:
-        return html_tags.edit_tag(self.host_map, self.rewrite_text, tag, self.rewrite_refresh)
+        return html_tags.edit_tag(
+            self.host_map, self.rewrite_text, tag, self.rewrite_refresh, self._navigable
+        )
 
     def rewrite_body(
         self, vendor_id: str, content_type: str | None, charset: str | None, data: bytes
