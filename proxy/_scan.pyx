@@ -499,61 +499,72 @@ cdef inline bint _url_attribute(const unsigned char* p, Py_ssize_t s, Py_ssize_t
     return False
 
 
-cdef bint _odd_links(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept:
-    """Whether the attributes of a navigation tag, p[i:end] (after its name, before its `>`),
-    hold a URL attribute whose value is not `_plain_url`. Attributes are read as
-    `html_tags._ATTR` reads them; a quote left open counts as odd."""
+cdef Py_ssize_t _walk(
+    const unsigned char* p, Py_ssize_t n, Py_ssize_t i, Py_ssize_t limit, bint links, bint* odd
+) noexcept:
+    """Read a tag's attributes from i (just after its name) as the HTML tokenizer does, to the
+    `>` that ends the tag: one outside a quoted value (`title="a > b"` holds one that does not).
+    Returns that `>`'s index; -1 when there is none before `limit` (too long: not read); -2 when
+    the data ends first (unfinished). With `links`, sets *odd when a URL attribute
+    (`_url_attribute`) has a value that is not `_plain_url`. Mirrored by `html_tags._walk`."""
+    cdef Py_ssize_t stop = n if n < limit else limit
     cdef Py_ssize_t ns, ne, vs, ve
     cdef unsigned char c
     cdef const void* found
-    while i < end:
+    while i < stop:
         c = p[i]
+        if c == 62:
+            return i
         if _space(c) or c == 47:
             i += 1
             continue
         ns = i
         i += 1  # the first byte of a name may be `=`
-        while i < end and not (_space(p[i]) or p[i] == 47 or p[i] == 61):
+        while i < stop and not (_space(p[i]) or p[i] == 47 or p[i] == 61 or p[i] == 62):
             i += 1
         ne = i
-        while i < end and _space(p[i]):
+        while i < stop and _space(p[i]):
             i += 1
-        if i >= end or p[i] != 61:
+        if i >= stop or p[i] != 61:
             continue  # no value
         i += 1
-        while i < end and _space(p[i]):
+        while i < stop and _space(p[i]):
             i += 1
-        if i >= end:
-            continue  # `name=` with nothing after it
+        if i >= stop:
+            break
         c = p[i]
         if c == 34 or c == 39:
             vs = i + 1
-            found = memchr(p + vs, c, end - vs)
+            found = memchr(p + vs, c, stop - vs) if vs < stop else NULL
             if found == NULL:
-                return _url_attribute(p, ns, ne)  # an open quote: let the full reading decide
+                break
             ve = <const unsigned char*>found - p
             i = ve + 1
+        elif c == 62:
+            return i  # `name=>`: no value, and the tag ends
         else:
             vs = i
-            while i < end and not _space(p[i]):
+            while i < stop and not (_space(p[i]) or p[i] == 62):
                 i += 1
             ve = i
-        if _url_attribute(p, ns, ne) and not _plain_url(p, vs, ve):
-            return True
-    return False
+        if links and not odd[0] and _url_attribute(p, ns, ne) and not _plain_url(p, vs, ve):
+            odd[0] = True
+    return -2 if n < limit else -1
 
 
 def tag_spans(bytes data, Py_ssize_t max_len):
-    """The spans of `proxy.html_tags._TAG` in `data` that `edit_tag` may change: `<` and a tag
-    name (any case) before a tab, LF, FF, CR, space, `/` or `>`, then at most `max_len` bytes
-    that are neither `<` nor `>`, then `>`. Every script, link and meta tag is one; a navigation
-    tag (`a`, `area`, `base`, `button`, `form`, `frame`, `iframe`, `input`) only when a URL
-    attribute's value is not `_plain_url` (most links are, and are left to the URL scan).
-    A list of (start, end) pairs."""
+    """`html_tags.tag_spans`, compiled: (spans, pending). A tag is `<` and a tag name (any case)
+    before a tab, LF, FF, CR, space, `/` or `>`, then its attributes (`_walk`) and the `>` that
+    ends it, at most `max_len` bytes after the name. Every script, link and meta tag is a span; a
+    navigation tag (`a`, `area`, `base`, `button`, `form`, `frame`, `iframe`, `input`) only when
+    a URL attribute's value is not `_plain_url` (most links are, and are left to the URL scan).
+    `pending` is where a tag starts that the data ends inside of (nothing after it is looked
+    at), or -1."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef Py_ssize_t i = 0, j, k, kind
     cdef const void* found
+    cdef bint odd
     spans = []
     while i < n:
         found = memchr(p + i, 60, n - i)  # `<`
@@ -565,17 +576,14 @@ def tag_spans(bytes data, Py_ssize_t max_len):
             i += 1
             continue
         j = i + 1 + (kind if kind > 0 else -kind)
-        # The first `>` within max_len bytes, with no `<` before it (memchr: a page has ~150
-        # links to look at, and a byte loop spent ~100 ns on each).
-        found = memchr(p + j, 62, min(n - j, max_len + 1))  # `>`
-        if found == NULL:
+        odd = False
+        k = _walk(p, n, j, j + max_len + 1, kind < 0, &odd)
+        if k == -2:
+            return spans, i
+        if k == -1:
             i += 1
             continue
-        k = <const unsigned char*>found - p
-        if memchr(p + j, 60, k - j) != NULL:  # `<`
-            i += 1
-            continue
-        if kind > 0 or _odd_links(p, j, k):
+        if kind > 0 or odd:
             spans.append((i, k + 1))
         i = k + 1
-    return spans
+    return spans, -1

@@ -25,9 +25,9 @@ from proxy.rewrite_headers import rewrite_csp
 
 # The tags whose attributes act on what the proxy changes: `integrity` on script and link (SRI),
 # `<meta http-equiv="Content-Security-Policy">` and `"refresh"`, and the URLs of the tags that
-# navigate or set where links go (NAVIGATION_TAGS). A tag runs from `<` to the first `>`, at most
-# MAX_TAG bytes between its name and that `>` (a longer one is left as it is). A `>` inside a
-# quoted value ends the tag early here, unlike in a browser: attributes after it are not seen.
+# navigate or set where links go (NAVIGATION_TAGS). A tag runs from `<` to the `>` that ends it as
+# the HTML tokenizer reads it (not one inside a quoted value), at most MAX_TAG bytes between its
+# name and that `>` (a longer one is left as it is).
 MAX_TAG = 8192
 # Tags whose URL takes the patron's browser somewhere (a click, a form, a frame) or decides where
 # relative links go (`base`), and those URL attributes (`xlink:href` is SVG's `<a>`). With the
@@ -39,9 +39,11 @@ NAVIGATION_TAGS = frozenset(
 )
 NAVIGATION_ATTRIBUTES = (b"href", b"xlink:href", b"src", b"action", b"formaction")
 _NAMES = b"script|link|meta|" + b"|".join(sorted(NAVIGATION_TAGS))
-_TAG = re.compile(rb"<(?i:%s)(?=[\t\n\f\r />])[^<>]{0,%d}>" % (_NAMES, MAX_TAG))
+# Where a tag can start: `<`, a name (any case), then what ends a tag name.
+_TAG_START = re.compile(rb"<(?i:%s)(?=[\t\n\f\r />])" % _NAMES)
 _NAME = re.compile(rb"<([a-z]+)")
-# The longest `_TAG` match: a piece ending further than this past its last `<` ends no tag.
+# How far past its `<` a tag can end: a piece ending further than this past its last `<` (with
+# no `>` after it) ends no tag there.
 _TAG_REACH = len(b"<script") + MAX_TAG + 1
 # One attribute as the HTML tokenizer reads it: a name, then `=` and a value (quoted or not).
 _ATTR = re.compile(
@@ -51,15 +53,81 @@ _ATTR = re.compile(
 _SPACE = "\t\n\f\r "
 
 
-def tag_spans(data: bytes) -> list[tuple[int, int]]:
-    """Where `_TAG` matches in `data`: in one compiled pass when built (a page has a `<` every
-    ~30 bytes and the regex tries each), else by the regex. The compiled pass leaves out the
-    navigation tags whose URLs it can tell the URL scan maps (most of a page's links), which
-    `edit_tag` would leave as they are."""
+def tag_spans(data: bytes) -> tuple[list[tuple[int, int]], int]:
+    """The tags in `data` that `edit_tag` looks at, and where a tag starts that `data` ends
+    inside of (-1 for none; nothing after it is looked at): `([(start, end), …], pending)`.
+
+    In one compiled pass when built (a page has a `<` every ~30 bytes and ~150 links); it leaves
+    out the navigation tags whose URLs it can tell the URL scan maps (most of a page's links),
+    which `edit_tag` would leave as they are. Otherwise every tag, found with `_TAG_START` and
+    `_walk`."""
     scan = rewrite_headers.compiled_scan  # read per call: tests switch it off
     if scan is not None:
         return scan.tag_spans(data, MAX_TAG)
-    return [m.span() for m in _TAG.finditer(data)]
+    return every_tag(data, MAX_TAG)
+
+
+def every_tag(data: bytes, max_len: int) -> tuple[list[tuple[int, int]], int]:
+    """`tag_spans` without the compiled pass (and so with every navigation tag), for tags of
+    at most `max_len` bytes after the name."""
+    spans: list[tuple[int, int]] = []
+    at = 0
+    while (m := _TAG_START.search(data, at)) is not None:
+        end = _walk(data, m.end(), m.end() + max_len + 1)
+        if end == -2:
+            return spans, m.start()
+        if end == -1:
+            at = m.start() + 1
+            continue
+        spans.append((m.start(), end + 1))
+        at = end + 1
+    return spans, -1
+
+
+# After a tag's name: whitespace and `/` between attributes; an attribute's name (its first byte
+# may be `=`) and the whitespace after it; an unquoted value.
+_GAP = re.compile(rb"[\t\n\f\r /]*")
+_ATTR_NAME = re.compile(rb"[^\t\n\f\r />][^\t\n\f\r />=]*[\t\n\f\r ]*")
+_SPACES = re.compile(rb"[\t\n\f\r ]*")
+_UNQUOTED = re.compile(rb"[^\t\n\f\r >]*")
+
+
+def _end(pattern: re.Pattern[bytes], data: bytes, i: int, stop: int) -> int:
+    """Where `pattern` (which matches the empty string too) ends, matched at i."""
+    m = pattern.match(data, i, stop)
+    assert m is not None
+    return m.end()
+
+
+def _walk(data: bytes, i: int, limit: int) -> int:
+    """Where the tag whose name ends at i ends: the index of its `>`, read as the HTML tokenizer
+    reads attributes (a `>` in a quoted value does not end it); -1 when there is none before
+    `limit` (too long: not read), -2 when `data` ends first (unfinished). `_scan._walk`, in
+    Python."""
+    stop = min(len(data), limit)
+    while True:
+        i = _end(_GAP, data, i, stop)
+        if i >= stop:
+            break
+        if data[i] == 0x3E:  # `>`
+            return i
+        i = _end(_ATTR_NAME, data, i, stop)
+        if i >= stop or data[i] != 0x3D:  # no `=`: no value
+            continue
+        i = _end(_SPACES, data, i + 1, stop)
+        if i >= stop:
+            break
+        quote = data[i]
+        if quote in b"\"'":
+            close = data.find(bytes([quote]), i + 1, stop)
+            if close == -1:
+                break
+            i = close + 1
+        elif quote == 0x3E:
+            return i  # `name=>`: no value, and the tag ends
+        else:
+            i = _end(_UNQUOTED, data, i, stop)
+    return -2 if len(data) < limit else -1
 
 
 def _attributes(tag: bytes, name_end: int) -> dict[bytes, re.Match[bytes]]:
@@ -197,9 +265,10 @@ def _quoted(value: str, m: re.Match[bytes]) -> bytes:
 
 
 class HtmlTagStage:
-    """`edit_tag` on every script, link and meta tag of an HTML body, streamed: a tag is held
-    back only while it is unfinished (a `<` with no `>` after it yet, at most _TAG_REACH bytes),
-    so the output is the same for any chunking and a finished tag is never delayed."""
+    """`edit_tag` on every tag of an HTML body that `tag_spans` finds, streamed: a tag is held
+    back only while it is unfinished (the data ends inside it, at most _TAG_REACH bytes after
+    its `<`; or a last `<` with no `>` after it, which may begin a tag name), so the output is
+    the same for any chunking and a finished tag is never delayed."""
 
     def __init__(self, edit: Callable[[bytes], bytes]) -> None:
         self._edit = edit
@@ -207,20 +276,25 @@ class HtmlTagStage:
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._buf + chunk
-        lt = data.rfind(b"<")
+        spans, hold = tag_spans(data)
+        if hold == -1:
+            hold = len(data)
+        lt = data.rfind(b"<", 0, hold)
         if lt != -1 and len(data) - lt <= _TAG_REACH and data.find(b">", lt) == -1:
-            # Every tag before `lt` ends by it (no tag holds a `<`); the one at `lt` is unfinished.
-            self._buf = data[lt:]
-            return self._run(data[:lt])
-        self._buf = b""
-        return self._run(data)
+            # No tag holds that `<` (it would have a `>` after it): every tag ends before it.
+            hold = lt
+        self._buf = data[hold:]
+        if hold < len(data):
+            spans = [span for span in spans if span[1] <= hold]
+            data = data[:hold]
+        return self._run(data, spans)
 
     def finish(self) -> bytes:
         data, self._buf = self._buf, b""
-        return self._run(data)
+        spans, _ = tag_spans(data)  # a tag unfinished at the end is no tag
+        return self._run(data, spans)
 
-    def _run(self, data: bytes) -> bytes:
-        spans = tag_spans(data)
+    def _run(self, data: bytes, spans: list[tuple[int, int]]) -> bytes:
         if not spans:
             return data
         parts: list[bytes] = []
