@@ -212,7 +212,7 @@ class Throttle:
             return None
         from proxy.services import SERVICES
         from proxy.web.messages import UI
-        from proxy.web.pages import message_page
+        from proxy.web.pages import login_link, message_page
 
         retry_s = max(1, math.ceil(max(w.ends for w in over) - now))
         svc = request.app[SERVICES]
@@ -222,7 +222,7 @@ class Throttle:
             request,
             "too_many_attempts",
             retry_minutes=max(1, math.ceil(retry_s / 60)),
-            links=[{"href": "/login", "text": UI["sign_in"]}],
+            links=[{"href": login_link(request), "text": UI["sign_in"]}],
         )
         resp.headers["Retry-After"] = str(retry_s)
         return resp

@@ -63,20 +63,23 @@ async def test_login_redirects_to_mapped_starting_point(setup: Any) -> None:
     ("card", "pin", "status", "phrase"),
     [
         (CANARY.uid, "wrong-pin", 401, "card number or PIN is not right"),
-        (CANARY.uid, "", 401, "card number or PIN is not right"),
+        (CANARY.uid, "", 401, "The PIN was empty"),
+        ("", CANARY.password, 401, "The card number was empty"),
         ("29999000999999", "whatever", 401, "card number or PIN is not right"),
         (EXPIRED.uid, EXPIRED.password, 403, "can't be used for online databases"),
     ],
-    ids=["wrong-pin", "empty-pin", "unknown-card", "ineligible"],
+    ids=["wrong-pin", "empty-pin", "empty-card", "unknown-card", "ineligible"],
 )
 async def test_login_failures_say_what_to_do(
     setup: Any, card: str, pin: str, status: int, phrase: str
 ) -> None:
-    """Each failure has its own status and message, and no session is made."""
+    """Each failure has its own status and message, and no session is made; a 401 names its
+    challenge, the sign-in form (RFC 9110 asks every 401 for one)."""
     driver, _ = setup
     r = await driver.login(card, pin)
     html = await r.text()
     assert r.status == status
+    assert (r.headers.get("WWW-Authenticate") == "Form") == (status == 401)
     assert phrase in html.replace("&#39;", "'")
     assert driver.config.server.cookie_name not in r.cookies
 

@@ -31,6 +31,21 @@ MESSAGES: dict[str, Message] = {
         "If you have forgotten your PIN, the library can reset it.",
         field="password",
     ),
+    "no_card": Message(
+        401,
+        "Type your card number",
+        "The card number was empty.",
+        "Type the 14-digit number under the barcode on the back of your library card, and your "
+        "PIN, then sign in.",
+        field="username",
+    ),
+    "no_pin": Message(
+        401,
+        "Type your PIN",
+        "The PIN was empty.",
+        "Type your PIN, then sign in. If you have forgotten your PIN, the library can reset it.",
+        field="password",
+    ),
     "not_eligible": Message(
         403,
         "Your card can't be used for online databases right now",
@@ -266,6 +281,8 @@ UI: dict[str, str] = {
     "problem_heading": "There is a problem",
     "pin_error": "Check your card number, then type your PIN again.",
     "fix_pin_link": "Type your PIN again",
+    "card_error": "Type the number under the barcode on the back of your card.",
+    "fix_card_link": "Type your card number",
     "privacy_promise": "We tell the databases only that you are a library member — never who you "
     "are — and keep no record of what you read or search.",
     "login_help_heading": "Forgotten your PIN or don't have a card?",

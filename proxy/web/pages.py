@@ -10,7 +10,7 @@ import secrets
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
@@ -35,6 +35,14 @@ from proxy.web.session_cookie import CSRF_COOKIE, clear_copies, session_id, sess
 WEB_DIR = Path(__file__).parent
 MAX_LOGIN_BODY = 8 * 1024
 LOGIN_BODY_TIMEOUT_S = 10.0
+MAX_START = 4096  # the longest starting-point address kept
+# The starting point a sign-in post asked for, kept on the request for the pages that answer it.
+LOGIN_URL = "weston.login_url"
+# A 401 must name a challenge (RFC 9110, 15.5.2); the patron's is the sign-in form, no scheme a
+# browser answers with a password dialog.
+FORM_CHALLENGE = "Form"
+# A note for the menu, set with the redirect after sign-in and shown once (no personal data).
+NOTICE_COOKIE = "weston_notice"
 log = get_logger("proxy.pages")
 
 
@@ -52,8 +60,69 @@ def render(request: web.Request, template: str, *, status: int = 200, **ctx: Any
     # Pages also appear on mapped vendor hosts (errors there): assets and links name the proxy's
     # own host, so they never reach the vendor.
     ctx.setdefault("own", _public(svc.config, ""))
+    ctx.setdefault("again", _again(request))
     html = svc.templates.get_template(template).render(**ctx)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def _answers_sign_in(request: web.Request) -> bool:
+    return request.method == "POST" and request.path == "/login"
+
+
+def _again(request: web.Request) -> str:
+    """For a page that answers a sign-in post: the sign-in form's own address, which the page
+    puts in the browser's history in place of the post (static/again.js). Otherwise "".
+
+    A page sent in answer to a post stays in history as that post, card number and PIN
+    included: at a shared computer the next person could press Back and Reload and send them
+    again. With the entry replaced, Reload opens the form. Without JavaScript the post is still
+    there, and the sign-in token it carries no longer matches (`_token`)."""
+    if not _answers_sign_in(request):
+        return ""
+    return login_link(request)
+
+
+def login_link(request: web.Request) -> str:
+    """The sign-in form's address, with the starting point the patron asked for (if any)."""
+    url = request.get(LOGIN_URL, "")
+    return "/login" + (f"?url={quote(url, safe='')}" if url else "")
+
+
+def starting_point(request: web.Request) -> str:
+    """The address a sign-in link asks for, read as EZproxy reads its links (libraries' websites
+    hold years of them): `qurl` is the encoded form; a `url` whose value starts `http://` or
+    `https://` unencoded takes the rest of the query string, `&`s included (which is why
+    EZproxy's documentation puts `url` last); an encoded `url` is one parameter."""
+    qurl = request.query.get("qurl")
+    if qurl:
+        return qurl[:MAX_START]
+    raw = request.rel_url.raw_query_string
+    found = re.search(r"(?:^|&)url=", raw)
+    if found is not None and re.match(r"(?i)https?://", raw[found.end() :]):
+        return raw[found.end() :][:MAX_START]
+    return request.query.get("url", "")[:MAX_START]
+
+
+def _set_csrf(resp: web.StreamResponse, config: Config, token: str) -> None:
+    """The sign-in token's cookie, which the form's `csrf` field must match."""
+    resp.set_cookie(
+        CSRF_COOKIE,
+        token,
+        path="/login",
+        httponly=True,
+        samesite="Strict",
+        secure=_cookie_secure(config),
+    )
+
+
+def _token(request: web.Request) -> str:
+    """The sign-in token for a form: the browser's own, or a new one; always a new one on a page
+    that answers a sign-in post. A post replayed from the browser's history (Back and Reload at
+    a shared computer, see `_again`) then carries a token that is no longer the cookie's, and
+    is refused before its card number is looked at."""
+    if _answers_sign_in(request):
+        return secrets.token_urlsafe(24)
+    return request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
 
 
 def message_page(
@@ -138,7 +207,7 @@ async def end_sessions(svc: Services, ids: list[str]) -> None:
 
 async def login_form(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    url = request.query.get("url", "")[:4096]
+    url = starting_point(request)
     try:
         sid = _session_cookie(request)
     except SessionConflict as exc:
@@ -175,7 +244,7 @@ def _login_page(
     forget: list[str] | None = None,
 ) -> web.Response:
     svc = request.app[SERVICES]
-    token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    token = _token(request)
     resp = render(
         request,
         "login.html",
@@ -196,14 +265,9 @@ def _login_page(
     # Not no-referrer: the form must send its real Origin (`_posted_from_elsewhere`). Same-origin
     # still sends no Referer to any other host, a vendor's included.
     resp.headers["Referrer-Policy"] = "same-origin"
-    resp.set_cookie(
-        CSRF_COOKIE,
-        token,
-        path="/login",
-        httponly=True,
-        samesite="Strict",
-        secure=_cookie_secure(svc.config),
-    )
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = FORM_CHALLENGE
+    _set_csrf(resp, svc.config, token)
     return resp
 
 
@@ -261,16 +325,28 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         refused = message_page(request, "bad_request")
         refused.force_close()
         return refused
-    username = str(form.get("username", "")).strip()
+    # Cards print the number in groups ("2 9999 00042 4242"): spaces typed with it mean nothing.
+    username = "".join(str(form.get("username", "")).split())
     password = str(form.get("password", ""))
-    url = str(form.get("url", ""))[:4096]
+    url = str(form.get("url", ""))[:MAX_START]
+    request[LOGIN_URL] = url
     sent_token = str(form.get("csrf", ""))
     cookie_token = request.cookies.get(CSRF_COOKIE, "")
     if not cookie_token or not hmac.compare_digest(sent_token.encode(), cookie_token.encode()):
-        return message_page(request, "csrf", links=[{"href": "/login", "text": UI["sign_in"]}])
+        return message_page(
+            request, "csrf", links=[{"href": login_link(request), "text": UI["sign_in"]}]
+        )
+    if not username or not password:
+        # Nothing to look up or check: say which field is empty; no try is counted.
+        missing = MESSAGES["no_card" if not username else "no_pin"]
+        return _login_page(
+            request, url=url, problem=missing, username=username, status=missing.status
+        )
     for gate in svc.hooks.login_gates:
         gated = await gate(request, username)
         if gated is not None:
+            # A new sign-in token: this post, replayed from history, is refused (`_token`).
+            _set_csrf(gated, svc.config, _token(request))
             return gated
     try:
         patron = await svc.directory.authenticate(username, password)
@@ -290,14 +366,43 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     for hook in svc.hooks.login_outcome:
         hook("success")
     log.info("login", outcome="success")
-    target = safe_target(url, svc.hosts) or _public(svc.config, "/menu")
-    resp = web.HTTPSeeOther(target)
+    target = safe_target(url, svc.hosts)
+    resp = web.HTTPSeeOther(target or _public(svc.config, "/menu"))
+    if target is None and _elsewhere(url, svc.config):
+        # The menu says, once, that the address asked for is none of the library's databases.
+        resp.set_cookie(
+            NOTICE_COOKIE,
+            "not_configured",
+            path="/menu",
+            max_age=120,
+            httponly=True,
+            samesite="Lax",
+            secure=_cookie_secure(svc.config),
+        )
     if len(old) > 1:
         clear_copies(resp, request, svc.config)  # before the new cookie, which aiohttp adds last
     _set_session_cookie(resp, svc.config, session.id)
     # The CSRF cookie stays: a sign-in form open in another tab carries the same token, and
     # deleting it made that tab's sign-in fail with "Please try again".
     raise resp
+
+
+def _elsewhere(url: str, config: Config) -> bool:
+    """Whether a starting point names a web address on a host that is neither the proxy's nor a
+    database's: the menu then says the address is not one of the library's databases, rather
+    than leaving the patron to look for it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    host = (parts.hostname or "").rstrip(".")
+    public = config.public[1]
+    return (
+        parts.scheme.lower() in ("http", "https")
+        and bool(host)
+        and host != public
+        and not host.endswith("." + public)
+    )
 
 
 async def _login_failed(
@@ -438,6 +543,9 @@ async def menu(request: web.Request) -> web.StreamResponse:
     session = await _require_session(request)
     await svc.sessions.touch(session)  # looking at the menu is using the session
     q = request.query.get("q", "").strip()[:100]
+    # After sign-in from a link to an address that is none of the library's databases.
+    asked = request.cookies.get(NOTICE_COOKIE)
+    notice = MESSAGES["not_configured"] if asked == "not_configured" else None
     # Every database is on the page; the ones the filter leaves out are `hidden`, which works
     # without JavaScript, and menu.js can show them again as the patron edits the filter.
     groups: dict[str, dict[str, Any]] = {}
@@ -468,9 +576,10 @@ async def menu(request: web.Request) -> web.StreamResponse:
     idle_s = svc.config.session.idle_timeout_s
     warn_s = min(120, idle_s // 2)  # WCAG 2.2.1 asks for at least 20 s to react
     warn_minutes = max(1, round(warn_s / 60))
-    return render(
+    page = render(
         request,
         "menu.html",
+        notice=notice,
         groups=[groups[k] for k in sorted(groups)],
         q=q,
         shown=shown_count,
@@ -483,6 +592,9 @@ async def menu(request: web.Request) -> web.StreamResponse:
         timeout_text=UI["timeout_text"].format(minutes=warn_minutes),
         timeout_final=UI["timeout_final"].format(minutes=warn_minutes),
     )
+    if asked is not None:
+        page.del_cookie(NOTICE_COOKIE, path="/menu")  # said once
+    return page
 
 
 def _time_left(svc: Services, session: Session) -> dict[str, Any]:
@@ -508,7 +620,9 @@ async def session_time(request: web.Request) -> web.StreamResponse:
     try:
         session = await svc.sessions.load(_session_cookie(request))
         if session is None:
-            return web.json_response({"signed_in": False}, status=401)
+            return web.json_response(
+                {"signed_in": False}, status=401, headers={"WWW-Authenticate": FORM_CHALLENGE}
+            )
         if request.method == "POST":
             sent = request.headers.get("X-CSRF-Token", "")
             if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
