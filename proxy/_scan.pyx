@@ -404,21 +404,30 @@ cdef inline bint _space(unsigned char c) noexcept:
     return c == 9 or c == 10 or c == 12 or c == 13 or c == 32
 
 
-cdef Py_ssize_t _tag_kind(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+cdef Py_ssize_t _tag_kind(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, bint loads) noexcept:
     """The tag whose `<` is at i: its name's length, negative for a navigation tag
-    (`html_tags.NAVIGATION_TAGS`), 0 for none that `tag_spans` looks at. The name is any case
-    and followed by a tab, LF, FF, CR, space, `/` or `>`."""
+    (`html_tags.NAVIGATION_TAGS`) and, with `loads`, a load tag (`html_tags.LOAD_TAGS`); 0 for
+    none that `tag_spans` looks at. The name is any case and followed by a tab, LF, FF, CR,
+    space, `/` or `>`."""
     cdef Py_ssize_t length = 0
     cdef bint navigation = True
     cdef unsigned char c = _low(_at(p, n, i + 1))
-    if c == 115 and _tag_name(p, n, i + 1, b"script", 6):
-        length, navigation = 6, False
+    if c == 115:  # script, source
+        if _tag_name(p, n, i + 1, b"script", 6):
+            length, navigation = 6, False
+        elif loads and _tag_name(p, n, i + 1, b"source", 6):
+            length = 6
     elif c == 108 and _tag_name(p, n, i + 1, b"link", 4):
         length, navigation = 4, False
     elif c == 109 and _tag_name(p, n, i + 1, b"meta", 4):
         length, navigation = 4, False
-    elif c == 97:  # a, area
-        length = 4 if _tag_name(p, n, i + 1, b"area", 4) else 1
+    elif c == 97:  # a, area, audio
+        if _tag_name(p, n, i + 1, b"area", 4):
+            length = 4
+        elif loads and _tag_name(p, n, i + 1, b"audio", 5):
+            length = 5
+        else:
+            length = 1
     elif c == 98:  # base, button
         if _tag_name(p, n, i + 1, b"base", 4):
             length = 4
@@ -429,11 +438,22 @@ cdef Py_ssize_t _tag_kind(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) no
             length = 4
         elif _tag_name(p, n, i + 1, b"frame", 5):
             length = 5
-    elif c == 105:  # iframe, input
+    elif c == 105:  # iframe, input, img
         if _tag_name(p, n, i + 1, b"iframe", 6):
             length = 6
         elif _tag_name(p, n, i + 1, b"input", 5):
             length = 5
+        elif loads and _tag_name(p, n, i + 1, b"img", 3):
+            length = 3
+    elif loads:
+        if c == 118 and _tag_name(p, n, i + 1, b"video", 5):
+            length = 5
+        elif c == 116 and _tag_name(p, n, i + 1, b"track", 5):
+            length = 5
+        elif c == 101 and _tag_name(p, n, i + 1, b"embed", 5):
+            length = 5
+        elif c == 111 and _tag_name(p, n, i + 1, b"object", 6):
+            length = 6
     if length == 0:
         return 0
     c = _at(p, n, i + 1 + length)
@@ -485,30 +505,67 @@ cdef bint _plain_url(const unsigned char* p, Py_ssize_t s, Py_ssize_t e) noexcep
     return a >= q or p[a] == 47  # not `%`, `@` or non-ASCII in the host
 
 
-cdef inline bint _url_attribute(const unsigned char* p, Py_ssize_t s, Py_ssize_t e) noexcept:
-    """Whether the attribute name p[s:e] is one `html_tags.NAVIGATION_ATTRIBUTES` names."""
+cdef inline int _url_attribute(const unsigned char* p, Py_ssize_t s, Py_ssize_t e, bint loads) noexcept:
+    """What the attribute name p[s:e] holds: 1 for one URL (`html_tags.NAVIGATION_ATTRIBUTES`,
+    and with `loads` `LOAD_ATTRIBUTES`), 2 for a list of URLs (with `loads`, `LIST_ATTRIBUTES`),
+    0 for anything else."""
     cdef Py_ssize_t length = e - s
     if length == 4:
-        return _tag_name(p, e, s, b"href", 4)
+        if _tag_name(p, e, s, b"href", 4):
+            return 1
+        if loads and (_tag_name(p, e, s, b"data", 4) or _tag_name(p, e, s, b"ping", 4)):
+            return 2 if _low(p[s]) == 112 else 1
+        return 0
     if length == 3:
         return _tag_name(p, e, s, b"src", 3)
     if length == 6:
-        return _tag_name(p, e, s, b"action", 6)
+        if _tag_name(p, e, s, b"action", 6):
+            return 1
+        if loads and _tag_name(p, e, s, b"poster", 6):
+            return 1
+        if loads and _tag_name(p, e, s, b"srcset", 6):
+            return 2
+        return 0
     if length == 10:
         return _tag_name(p, e, s, b"formaction", 10) or _tag_name(p, e, s, b"xlink:href", 10)
-    return False
+    return 0
+
+
+cdef bint _plain_list(const unsigned char* p, Py_ssize_t s, Py_ssize_t e) noexcept:
+    """`_plain_url` for every piece of p[s:e] between whitespace and commas (a `srcset`'s URLs
+    and descriptors, a `ping`'s URLs). A URL cut at a comma inside it only has more pieces to
+    look at."""
+    cdef Py_ssize_t t
+    while s < e:
+        while s < e and (p[s] <= 32 or p[s] == 44):
+            s += 1
+        t = s
+        while t < e and p[t] > 32 and p[t] != 44:
+            t += 1
+        if t > s and not _plain_url(p, s, t):
+            return False
+        s = t
+    return True
 
 
 cdef Py_ssize_t _walk(
-    const unsigned char* p, Py_ssize_t n, Py_ssize_t i, Py_ssize_t limit, bint links, bint* odd
+    const unsigned char* p,
+    Py_ssize_t n,
+    Py_ssize_t i,
+    Py_ssize_t limit,
+    bint links,
+    bint loads,
+    bint* odd,
 ) noexcept:
     """Read a tag's attributes from i (just after its name) as the HTML tokenizer does, to the
     `>` that ends the tag: one outside a quoted value (`title="a > b"` holds one that does not).
     Returns that `>`'s index; -1 when there is none before `limit` (too long: not read); -2 when
     the data ends first (unfinished). With `links`, sets *odd when a URL attribute
-    (`_url_attribute`) has a value that is not `_plain_url`. Mirrored by `html_tags._walk`."""
+    (`_url_attribute`, with `loads`) has a value that is not `_plain_url` (`_plain_list`).
+    Mirrored by `html_tags._walk`."""
     cdef Py_ssize_t stop = n if n < limit else limit
     cdef Py_ssize_t ns, ne, vs, ve
+    cdef int holds
     cdef unsigned char c
     cdef const void* found
     while i < stop:
@@ -547,19 +604,24 @@ cdef Py_ssize_t _walk(
             while i < stop and not (_space(p[i]) or p[i] == 62):
                 i += 1
             ve = i
-        if links and not odd[0] and _url_attribute(p, ns, ne) and not _plain_url(p, vs, ve):
-            odd[0] = True
+        if links and not odd[0]:
+            holds = _url_attribute(p, ns, ne, loads)
+            if (holds == 1 and not _plain_url(p, vs, ve)) or (
+                holds == 2 and not _plain_list(p, vs, ve)
+            ):
+                odd[0] = True
     return -2 if n < limit else -1
 
 
-def tag_spans(bytes data, Py_ssize_t max_len):
+def tag_spans(bytes data, Py_ssize_t max_len, bint loads=False):
     """`html_tags.tag_spans`, compiled: (spans, pending). A tag is `<` and a tag name (any case)
     before a tab, LF, FF, CR, space, `/` or `>`, then its attributes (`_walk`) and the `>` that
     ends it, at most `max_len` bytes after the name. Every script, link and meta tag is a span; a
     navigation tag (`a`, `area`, `base`, `button`, `form`, `frame`, `iframe`, `input`) only when
-    a URL attribute's value is not `_plain_url` (most links are, and are left to the URL scan).
-    `pending` is where a tag starts that the data ends inside of (nothing after it is looked
-    at), or -1."""
+    a URL attribute's value is not `_plain_url` (most links are, and are left to the URL scan);
+    with `loads`, load tags too (`img`, `source`, `video`, `audio`, `track`, `embed`, `object`)
+    and their URL attributes. `pending` is where a tag starts that the data ends inside of
+    (nothing after it is looked at), or -1."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef Py_ssize_t i = 0, j, k, kind
@@ -571,13 +633,13 @@ def tag_spans(bytes data, Py_ssize_t max_len):
         if found == NULL:
             break
         i = <const unsigned char*>found - p
-        kind = _tag_kind(p, n, i)
+        kind = _tag_kind(p, n, i, loads)
         if kind == 0:
             i += 1
             continue
         j = i + 1 + (kind if kind > 0 else -kind)
         odd = False
-        k = _walk(p, n, j, j + max_len + 1, kind < 0, &odd)
+        k = _walk(p, n, j, j + max_len + 1, kind < 0, loads, &odd)
         if k == -2:
             return spans, i
         if k == -1:

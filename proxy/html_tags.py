@@ -15,6 +15,7 @@ same for any chunking.
 from __future__ import annotations
 
 import html
+import html.entities
 import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -38,9 +39,20 @@ NAVIGATION_TAGS = frozenset(
     {b"a", b"area", b"base", b"button", b"form", b"frame", b"iframe", b"input"}
 )
 NAVIGATION_ATTRIBUTES = (b"href", b"xlink:href", b"src", b"action", b"formaction")
+# With the shield off (`third_party = "allow"`) nothing stops a page loading from a vendor's real
+# host either: then the tags that load (an image, a video, a frame's object) and the attributes
+# that name what they load are read the same way, and `ping`, which a click sends.
+LOAD_TAGS = frozenset({b"img", b"source", b"video", b"audio", b"track", b"embed", b"object"})
+LOAD_ATTRIBUTES = (b"poster", b"data")
+# Attributes that hold several URLs: `srcset` (URLs with descriptors, comma-separated) and
+# `ping` (space-separated).
+LIST_ATTRIBUTES = (b"srcset", b"ping")
 _NAMES = b"script|link|meta|" + b"|".join(sorted(NAVIGATION_TAGS))
 # Where a tag can start: `<`, a name (any case), then what ends a tag name.
 _TAG_START = re.compile(rb"<(?i:%s)(?=[\t\n\f\r />])" % _NAMES)
+_TAG_START_LOADS = re.compile(
+    rb"<(?i:%s|%s)(?=[\t\n\f\r />])" % (_NAMES, b"|".join(sorted(LOAD_TAGS)))
+)
 _NAME = re.compile(rb"<([a-z]+)")
 # How far past its `<` a tag can end: a piece ending further than this past its last `<` (with
 # no `>` after it) ends no tag there.
@@ -53,26 +65,27 @@ _ATTR = re.compile(
 _SPACE = "\t\n\f\r "
 
 
-def tag_spans(data: bytes) -> tuple[list[tuple[int, int]], int]:
+def tag_spans(data: bytes, loads: bool = False) -> tuple[list[tuple[int, int]], int]:
     """The tags in `data` that `edit_tag` looks at, and where a tag starts that `data` ends
     inside of (-1 for none; nothing after it is looked at): `([(start, end), …], pending)`.
 
     In one compiled pass when built (a page has a `<` every ~30 bytes and ~150 links); it leaves
     out the navigation tags whose URLs it can tell the URL scan maps (most of a page's links),
     which `edit_tag` would leave as they are. Otherwise every tag, found with `_TAG_START` and
-    `_walk`."""
+    `_walk`. With `loads`, the load tags (LOAD_TAGS) too."""
     scan = rewrite_headers.compiled_scan  # read per call: tests switch it off
     if scan is not None:
-        return scan.tag_spans(data, MAX_TAG)
-    return every_tag(data, MAX_TAG)
+        return scan.tag_spans(data, MAX_TAG, loads)
+    return every_tag(data, MAX_TAG, loads)
 
 
-def every_tag(data: bytes, max_len: int) -> tuple[list[tuple[int, int]], int]:
-    """`tag_spans` without the compiled pass (and so with every navigation tag), for tags of
-    at most `max_len` bytes after the name."""
+def every_tag(data: bytes, max_len: int, loads: bool = False) -> tuple[list[tuple[int, int]], int]:
+    """`tag_spans` without the compiled pass (and so with every navigation and load tag), for
+    tags of at most `max_len` bytes after the name."""
     spans: list[tuple[int, int]] = []
     at = 0
-    while (m := _TAG_START.search(data, at)) is not None:
+    start = _TAG_START_LOADS if loads else _TAG_START
+    while (m := start.search(data, at)) is not None:
         end = _walk(data, m.end(), m.end() + max_len + 1)
         if end == -2:
             return spans, m.start()
@@ -138,17 +151,61 @@ def _attributes(tag: bytes, name_end: int) -> dict[bytes, re.Match[bytes]]:
     return attrs
 
 
-def _raw(m: re.Match[bytes]) -> str:
+def _raw_bytes(m: re.Match[bytes]) -> bytes:
     """An attribute's value as written: unquoted, character references kept."""
     raw = m.group(2) or b""
-    if raw[:1] in (b'"', b"'"):
-        raw = raw[1:-1]
-    return raw.decode("utf-8", "surrogateescape")
+    return raw[1:-1] if raw[:1] in (b'"', b"'") else raw
+
+
+def _raw(m: re.Match[bytes]) -> str:
+    return _raw_bytes(m).decode("utf-8", "surrogateescape")
 
 
 def _value(m: re.Match[bytes]) -> str:
     """An attribute's value as the browser reads it: unquoted and with entities decoded."""
-    return html.unescape(_raw(m))
+    return unescape_attribute(_raw(m))
+
+
+# A character reference as the tokenizer starts one: numeric, or a name (its `;` optional).
+_REF = re.compile(r"&(?:#[xX][0-9a-fA-F]*;?|#[0-9]*;?|[A-Za-z][A-Za-z0-9]*;?)")
+
+
+def unescape_attribute(value: str) -> str:
+    """Character references decoded as the HTML tokenizer decodes them in an attribute value:
+    as `html.unescape` does, but a named reference without its `;` that is followed by a
+    letter, digit or `=` stays as written (`?a=1&section=2` keeps `&section`, where
+    `html.unescape` makes `§ion`)."""
+
+    def one(m: re.Match[str]) -> str:
+        ref = m.group()
+        if ref.endswith(";") or ref[1] == "#":
+            return html.unescape(ref)
+        name = ref[1:]
+        for k in range(len(name), 0, -1):  # the longest legacy name (one without `;`) first
+            decoded = html.entities.html5.get(name[:k])
+            if decoded is None:
+                continue
+            following = name[k] if k < len(name) else value[m.end() : m.end() + 1]
+            if following.isascii() and (following.isalnum() or following == "="):
+                return ref
+            return decoded + name[k:]
+        return ref
+
+    return _REF.sub(one, value) if "&" in value else value
+
+
+def _readings(raw: bytes, codec: str) -> list[tuple[str, str]]:
+    """The texts a browser may read an attribute's bytes as, each with its codec: the page's
+    codec; and for a page taken as UTF-8 whose bytes are not UTF-8, windows-1252 too, what
+    browsers fall back to for a page with no charset (`http://www.vend\xbar.test` is then
+    `vendºr`, which IDNA folds to `vendor`)."""
+    readings = [(raw.decode(codec, "surrogateescape"), codec)]
+    if codec == "utf-8" and not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            readings.append((raw.decode("cp1252", "surrogateescape"), "cp1252"))
+    return readings
 
 
 def _loads_through_proxy(host_map: HostMap, url: str) -> bool:
@@ -174,8 +231,11 @@ def edit_tag(
     tag: bytes,
     rewrite_refresh: Callable[[str], str] | None = None,
     navigable: Callable[[str], str] | None = None,
+    encoding: str = "utf-8",
+    loads: bool = False,
 ) -> bytes:
-    """One tag (a `_TAG` match) as the proxy sends it on.
+    """One tag (a `tag_spans` span) of a page in `encoding` as the proxy sends it on; `loads`
+    when the vendor's pages have no shield (LOAD_TAGS).
 
     - `integrity` is dropped where the element loads through the proxy. Subresource Integrity
       pins the exact bytes, and the proxy rewrites vendor URLs in scripts and style sheets, so a
@@ -191,14 +251,17 @@ def edit_tag(
       navigation, which no Content-Security-Policy stops.
     - A navigation tag's URL (`NAVIGATION_ATTRIBUTES`) that would still take the browser to a
       vendor host after the URL scan has mapped it (`navigable` maps it, read as the browser
-      reads it) is replaced by the mapped URL; see `_edit_links`.
+      reads it) is replaced by the mapped URL; with `loads`, a load tag's too, and the URLs of
+      LOAD_ATTRIBUTES and LIST_ATTRIBUTES; see `_edit_links`.
     """
     low = tag.lower()
     name = _NAME.match(low)
-    if name is not None and name.group(1) in NAVIGATION_TAGS:
+    if name is not None and (
+        name.group(1) in NAVIGATION_TAGS or (loads and name.group(1) in LOAD_TAGS)
+    ):
         if navigable is None:
             return tag
-        return _edit_links(tag, name.end(), rewrite_url, navigable)
+        return _edit_links(tag, name.end(), rewrite_url, navigable, encoding, loads)
     if b"integrity" not in low and b"http-equiv" not in low:
         return tag
     name_end = 5 if low.startswith(b"<meta") or low.startswith(b"<link") else 7
@@ -229,39 +292,130 @@ def edit_tag(
 
 
 def _edit_links(
-    tag: bytes, name_end: int, rewrite_url: Callable[[str], str], navigable: Callable[[str], str]
+    tag: bytes,
+    name_end: int,
+    rewrite_url: Callable[[str], str],
+    navigable: Callable[[str], str],
+    encoding: str,
+    loads: bool = False,
 ) -> bytes:
-    """A navigation tag with each URL attribute that the URL scan leaves bound for a vendor host
-    replaced by the mapped URL.
+    """A navigation (or load) tag with each URL attribute that the URL scan leaves bound for a
+    vendor host replaced by the mapped URL.
 
-    The URL scan runs after this stage and maps the usual spellings; a value is changed here
+    The URL scan runs after this stage and maps the usual spellings; a URL is changed here
     only when the scan's output (`rewrite_url`), read as the browser reads it, would still leave
     for a vendor host. Then `navigable` gives the mapped URL for the value as the browser reads
-    it (character references decoded, then `proxy.navigation`'s reading)."""
+    it (in the page's `encoding`, `_readings`; character references decoded; then
+    `proxy.navigation`'s reading)."""
     attrs = _attributes(tag, name_end)
+    singles = NAVIGATION_ATTRIBUTES + (LOAD_ATTRIBUTES if loads else ())
     edits: list[tuple[int, int, bytes]] = []
-    for attr in NAVIGATION_ATTRIBUTES:
+    for attr in singles + (LIST_ATTRIBUTES if loads else ()):
         m = attrs.get(attr)
         if m is None or m.group(2) is None:
             continue
-        url = _value(m)
-        mapped = navigable(url)
-        if mapped == url:
-            continue  # not bound for a vendor host
-        scanned = html.unescape(rewrite_url(_raw(m)))
-        if navigable(scanned) == scanned:
-            continue  # the URL scan maps it
-        edits.append((m.start(2), m.end(2), _quoted(mapped, m)))
+        for text, codec in _readings(_raw_bytes(m), encoding):
+            if attr in singles:
+                mapped = _leaving(text, rewrite_url, navigable)
+            else:
+                mapped = _leaving_list(attr, text, rewrite_url, navigable)
+            if mapped is not None:
+                edits.append((m.start(2), m.end(2), _quoted(mapped, m, codec)))
+                break
     for start, end, value in sorted(edits, reverse=True):
         tag = tag[:start] + value + tag[end:]
     return tag
 
 
-def _quoted(value: str, m: re.Match[bytes]) -> bytes:
-    """`value` as an attribute value in the quotes `m`'s value had (double for none)."""
+def _leaving(
+    text: str, rewrite_url: Callable[[str], str], navigable: Callable[[str], str]
+) -> str | None:
+    """The mapped URL for one URL as written (`text`, character references kept) that a browser
+    would follow to a vendor host and that the URL scan does not map; None for any other."""
+    url = unescape_attribute(text)
+    mapped = navigable(url)
+    if mapped == url:
+        return None  # not bound for a vendor host
+    scanned = unescape_attribute(rewrite_url(text))
+    if navigable(scanned) == scanned:
+        return None  # the URL scan maps it
+    return mapped
+
+
+def _list_urls(attr: bytes, value: str) -> list[tuple[int, int]]:
+    """Where the URLs of a list attribute's (decoded) value are: a `ping`'s are its
+    whitespace-separated pieces; a `srcset`'s are read as HTML's "parse a srcset attribute"
+    reads them (a candidate's URL runs to whitespace, less trailing commas; its descriptors run
+    to a comma outside parentheses), so `a.png 2x,http://b/` holds two URLs."""
+    if attr == b"ping":
+        return [m.span() for m in re.finditer(r"[^\t\n\f\r ]+", value)]
+    spans: list[tuple[int, int]] = []
+    i, n = 0, len(value)
+    while True:
+        while i < n and value[i] in "\t\n\f\r ,":
+            i += 1
+        if i >= n:
+            return spans
+        j = i
+        while j < n and value[j] not in "\t\n\f\r ":
+            j += 1
+        end = j
+        while end > i and value[end - 1] == ",":
+            end -= 1
+        spans.append((i, end))
+        if end < j:  # the URL ended with a comma: no descriptors
+            i = j
+            continue
+        depth = 0
+        while j < n and (value[j] != "," or depth):
+            depth += {"(": 1, ")": -1 if depth else 0}.get(value[j], 0)
+            j += 1
+        i = j + 1
+
+
+def _leaving_list(
+    attr: bytes, text: str, rewrite_url: Callable[[str], str], navigable: Callable[[str], str]
+) -> str | None:
+    """A list attribute's value as written (`text`) decoded, with each URL in it that a browser
+    would follow to a vendor host, and that the URL scan does not map, replaced by the mapped
+    URL; None when there is none. The scan's verdict on each URL comes from scanning the whole
+    value as written (mapping hosts adds no separator, so its URLs line up with the value's)."""
+    value = unescape_attribute(text)
+    scanned = unescape_attribute(rewrite_url(text))
+    spans, scanned_spans = _list_urls(attr, value), _list_urls(attr, scanned)
+    lined_up = len(spans) == len(scanned_spans)
+    out: list[str] = []
+    last = 0
+    for k, (start, end) in enumerate(spans):
+        url = value[start:end]
+        mapped = navigable(url)
+        if mapped == url:
+            continue  # not bound for a vendor host
+        if lined_up:
+            after = scanned[scanned_spans[k][0] : scanned_spans[k][1]]
+            if navigable(after) == after:
+                continue  # the URL scan maps it
+        out += (value[last:start], mapped)
+        last = end
+    return "".join(out) + value[last:] if out else None
+
+
+def _quoted(value: str, m: re.Match[bytes], codec: str = "utf-8") -> bytes:
+    """`value` as an attribute value in the quotes `m`'s value had (double for none), in
+    `codec`; a character it cannot spell becomes a character reference."""
     quote = "'" if m.group(2)[:1] == b"'" else '"'
-    escaped = value.replace("&", "&amp;").replace(quote, f"&#{ord(quote)};")
-    return (quote + escaped + quote).encode("utf-8", "surrogateescape")
+    text = quote + value.replace("&", "&amp;").replace(quote, f"&#{ord(quote)};") + quote
+    try:
+        return text.encode(codec, "surrogateescape")
+    except UnicodeEncodeError:
+        return b"".join(_spelt(c, codec) for c in text)
+
+
+def _spelt(char: str, codec: str) -> bytes:
+    try:
+        return char.encode(codec, "surrogateescape")
+    except UnicodeEncodeError:
+        return f"&#{ord(char)};".encode("ascii")
 
 
 class HtmlTagStage:
@@ -270,13 +424,14 @@ class HtmlTagStage:
     its `<`; or a last `<` with no `>` after it, which may begin a tag name), so the output is
     the same for any chunking and a finished tag is never delayed."""
 
-    def __init__(self, edit: Callable[[bytes], bytes]) -> None:
+    def __init__(self, edit: Callable[[bytes], bytes], loads: bool = False) -> None:
         self._edit = edit
+        self._loads = loads  # also the load tags (`tag_spans`)
         self._buf = b""
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._buf + chunk
-        spans, hold = tag_spans(data)
+        spans, hold = tag_spans(data, self._loads)
         if hold == -1:
             hold = len(data)
         lt = data.rfind(b"<", 0, hold)
@@ -291,7 +446,7 @@ class HtmlTagStage:
 
     def finish(self) -> bytes:
         data, self._buf = self._buf, b""
-        spans, _ = tag_spans(data)  # a tag unfinished at the end is no tag
+        spans, _ = tag_spans(data, self._loads)  # a tag unfinished at the end is no tag
         return self._run(data, spans)
 
     def _run(self, data: bytes, spans: list[tuple[int, int]]) -> bytes:

@@ -4,23 +4,26 @@ The rewriter maps the spellings of vendor URLs that pages and headers use. A bro
 (WHATWG URL) accepts more: it drops tabs and newlines anywhere, strips control characters and
 spaces at both ends, takes a backslash for a slash in http(s) URLs (`http:\\\\host`, `/\\host`),
 skips any number of slashes before the host, drops user information (`http://x@host`), and
-percent-decodes and IDNA-maps the host (`%77ww`, fullwidth letters, the ideographic full stop).
+percent-decodes and IDNA-maps the host as UTS #46 does (`%77ww`, fullwidth letters, the
+ideographic full stop, `ᵂ` and `🅆` for `W`, variation selectors dropped).
 A redirect (`Location`), a `Refresh` header or a `<meta http-equiv="refresh">` spelt one of those
 ways would send the patron's own browser, from its own address, straight to the vendor: the
 navigations the tracker shield's Content-Security-Policy cannot stop. `to_vendor_host` finds the
 vendor host such a URL leaves for, so the proxy can map it like any other.
 
 Written by hand: Python's urllib follows RFC 3986, not the browser's rules (it keeps backslashes,
-tabs and `http:/host` as they are). This follows WHATWG URL's "special scheme" states only as far
+tabs and `http:/host` as they are). The host mapping is the `idna` package's UTS #46, which
+browsers follow (Python's own "idna" codec knows only IDNA 2003's Unicode 3.2 tables). This follows WHATWG URL's "special scheme" states only as far
 as telling which host a navigation leaves for; when in doubt it names a host, so a doubtful URL is
 mapped rather than followed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from urllib.parse import unquote
+
+import idna
 
 # The schemes WHATWG URL calls special and the proxy carries (file: is never a vendor's).
 _SPECIAL = frozenset({"http", "https", "ws", "wss"})
@@ -40,11 +43,11 @@ def to_vendor_host(url: str) -> tuple[str, str] | None:
     if m is not None:
         if m.group(1).lower() not in _SPECIAL:
             return None
-        rest = s[m.end() :].replace("\\", "/")
+        rest = _slashes(s[m.end() :])
         # `http:host` and `http:/host` from a page of the same scheme are paths on the page's
         # host; from another scheme's page they name a host. Taken as naming one either way.
     else:
-        rest = s.replace("\\", "/")
+        rest = _slashes(s)
         if not rest.startswith("//"):
             return None  # a path, a query or a fragment: the page's own host
     found = _AUTHORITY.match(rest)
@@ -53,11 +56,30 @@ def to_vendor_host(url: str) -> tuple[str, str] | None:
     host = authority.rpartition("@")[2]
     if host.startswith("["):
         return None  # an IPv6 literal: never a configured vendor host name
-    host = unquote(host.partition(":")[0])
-    with contextlib.suppress(UnicodeError):  # not a name IDNA maps: compared as it is
-        host = host.encode("idna").decode("ascii")
+    host = _idna(unquote(host.partition(":")[0]))
     host = host.lower().rstrip(".")
     return (host, tail) if host else None
+
+
+def _slashes(rest: str) -> str:
+    """Backslashes read as slashes, as in an http(s) URL's host and path; not in its query or
+    fragment, where a browser keeps them."""
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i != -1), default=len(rest))
+    return rest[:cut].replace("\\", "/") + rest[cut:]
+
+
+def _idna(host: str) -> str:
+    """A host as the browser looks it up: UTS #46 mapped (non-transitional, as in WHATWG URL)
+    and in its ASCII (punycode) form; as far as it can be mapped, when IDNA refuses the name."""
+    if host.isascii():
+        return host
+    try:
+        return idna.encode(host, uts46=True, std3_rules=False, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        try:
+            return idna.uts46_remap(host, std3_rules=False, transitional=False)
+        except (idna.IDNAError, UnicodeError):
+            return host  # compared as it is
 
 
 def refresh_url(value: str) -> tuple[int, int] | None:

@@ -86,6 +86,8 @@ _REWRITABLE_TYPES = frozenset(
         "application/json",
         "text/xml",
         "application/xml",
+        # SVG: an image, or a document with links when opened on its own.
+        "image/svg+xml",
         # HLS playlists: segment and key URLs, often absolute on the vendor's CDN.
         "application/vnd.apple.mpegurl",
         "application/x-mpegurl",
@@ -97,6 +99,9 @@ _REWRITABLE_TYPES = frozenset(
     }
 )
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# Documents whose tags the tag stage reads (html_tags.edit_tag): HTML, and the XML a browser
+# renders as a document, whose links, refreshes and frames navigate as HTML's do.
+TAG_TYPES = HTML_TYPES | {"image/svg+xml", "application/xml", "text/xml"}
 
 # Request bodies whose mapped URLs go back to the vendor's (besides `+json` types and the fields of
 # multipart forms).
@@ -493,8 +498,12 @@ class Rewriter:
         rules_by_vendor: Mapping[str, tuple[RewriteRule, ...]] | None = None,
         *,
         vendor_origins: Mapping[str, str] | None = None,
+        unshielded: frozenset[str] = frozenset(),
     ) -> None:
         self.host_map = host_map
+        # Vendors whose pages have no tracker shield (`third_party = "allow"`): their pages' load
+        # tags are read for lenient spellings too (`html_tags.LOAD_TAGS`), as no policy stops them.
+        self._unshielded = unshielded
         self._rules = dict(rules_by_vendor or {})
         self._url_re = re.compile(url_pattern(HOST), re.IGNORECASE)
         self._scan_re = re.compile(scan_pattern(HOST_SCAN))
@@ -528,6 +537,7 @@ class Rewriter:
             config.host_map(),
             {v.id: v.rewrite for v in config.vendors if v.rewrite},
             vendor_origins={v.id: v.origin for v in config.vendors},
+            unshielded=frozenset(v.id for v in config.vendors if v.third_party == "allow"),
         )
 
     # ----------------------------------------------------------------------------- body URLs
@@ -708,22 +718,31 @@ class Rewriter:
         return StreamRewriter(partial(self._stages, vendor_id, mt), charset)
 
     def _stages(self, vendor_id: str, mt: str, codec: str) -> list[Stage]:
-        """The stages for a body of type `mt` in `codec`: the vendor's rules, then (HTML only) the
-        tags that name what the proxy changes (`html_tags.edit_tag`), then the URLs."""
+        """The stages for a body of type `mt` in `codec`: the vendor's rules, then (HTML and XML
+        documents) the tags that name what the proxy changes (`html_tags.edit_tag`), then the
+        URLs."""
         # Transcoded bodies reach the stages as UTF-8.
         encoding = codecs.lookup(codec if charset_is_bytes_safe(codec) else "utf-8").name
         stages: list[Stage] = []
         rules = self._rule_stage(vendor_id, mt, encoding)
         if rules is not None:
             stages.append(rules)
-        if mt in HTML_TYPES:
-            stages.append(HtmlTagStage(self._edit_tag))
+        if mt in TAG_TYPES:
+            loads = vendor_id in self._unshielded
+            edit = partial(self._edit_tag, encoding=encoding, loads=loads)
+            stages.append(HtmlTagStage(edit, loads))
         stages.append(self._url_stage())
         return stages
 
-    def _edit_tag(self, tag: bytes) -> bytes:
+    def _edit_tag(self, tag: bytes, encoding: str = "utf-8", loads: bool = False) -> bytes:
         return html_tags.edit_tag(
-            self.host_map, self.rewrite_text, tag, self.rewrite_refresh, self._navigable
+            self.host_map,
+            self.rewrite_text,
+            tag,
+            self.rewrite_refresh,
+            self._navigable,
+            encoding,
+            loads,
         )
 
     def rewrite_body(

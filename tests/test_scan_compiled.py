@@ -290,23 +290,26 @@ TAG_TOKENS = [
     "<", ">", "<script", "<SCRIPT", "<link", "<Meta", "<scrip", "<links", " ", "\t", "/", "=",
     '"', "'", "integrity", "src", "x", "\r", "\n", "\f", "<meta>", "<script/", "a" * 40,
     "<a", "<AREA", "<iframe", "<form", " href=", "http:\\\\", "//", "www.vendor.test",
-    "&#47;", "%77", "@",
+    "&#47;", "%77", "@", "<img", "<Video", " srcset=", " ping=", " poster=", ",", " 2x",
 ]  # fmt: skip
 
 
 def _same_tags(data: bytes, max_len: int) -> None:
-    """The compiled `tag_spans` against `html_tags.every_tag`: the same pending tag, the same
-    script, link and meta tags, and only navigation tags that `every_tag` finds too."""
+    """The compiled `tag_spans` against `html_tags.every_tag`, with load tags and without: the
+    same pending tag, the same script, link and meta tags, and only navigation (and load) tags
+    that `every_tag` finds too."""
     assert scan is not None
-    spans, pending = scan.tag_spans(data, max_len)
-    every, every_pending = html_tags.every_tag(data, max_len)
-    assert pending == every_pending, data
-    assert set(spans) <= set(every), data
-    for start, end in every:
-        name = re.match(rb"<([a-z]+)", data[start:end].lower())
-        assert name is not None
-        if name.group(1) not in html_tags.NAVIGATION_TAGS:
-            assert (start, end) in spans, data
+    for loads in (False, True):
+        spans, pending = scan.tag_spans(data, max_len, loads)
+        every, every_pending = html_tags.every_tag(data, max_len, loads)
+        assert pending == every_pending, data
+        assert set(spans) <= set(every), data
+        links = html_tags.NAVIGATION_TAGS | (html_tags.LOAD_TAGS if loads else frozenset())
+        for start, end in every:
+            name = re.match(rb"<([a-z]+)", data[start:end].lower())
+            assert name is not None
+            if name.group(1) not in links:
+                assert (start, end) in spans, data
 
 
 def test_tag_spans_find_the_tags_every_tag_does() -> None:
