@@ -124,6 +124,12 @@ def _check_secret_file(path: Path, file: str, key: str, problems: list[Problem])
     except OSError:
         problems.append(Problem(file, key, f"secret file {path} does not exist or cannot be read"))
         return
+    if not stat.S_ISREG(st.st_mode):
+        # A folder (the 0700 secrets directory, systemd's StateDirectory) passes the mode check
+        # and only fails when read: at start, at a reload, or at a patron's first request.
+        what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        problems.append(Problem(file, key, f"secret file {path} is {what}; name the file in it"))
+        return
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         problems.append(
             Problem(file, key, f"secret file {path} is readable by group or others; chmod 600 it")

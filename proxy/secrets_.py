@@ -21,6 +21,8 @@ def read_secret_file(path: Path) -> str:
         st = path.stat()
     except OSError as exc:
         raise SecretError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SecretError(f"{path}: is not a regular file (a directory?); name the file in it")
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretError(f"{path}: readable by group or others; chmod 600 it")
     return path.read_text(encoding="utf-8").rstrip("\r\n")
