@@ -34,13 +34,15 @@ from proxy.errors import ConfigError, Problem
 from proxy.limits_http import http_limits
 from proxy.logs import get_logger
 from proxy.services import Services, rebuild_services, swap_services
+from proxy.stats import stats_section
 
 log = get_logger("proxy.reload")
 
 # What a running process cannot change: the socket and what `serve` hands web.run_app once
-# (backlog, shutdown grace, and the [throttle.http] limits, see restart_only_changes), the cookie
-# patrons hold, the session store and secret (sessions must survive), and process-wide logging.
-# Changing these needs a restart.
+# (backlog, shutdown grace, and the [throttle.http] limits, see restart_only_changes), where and
+# how often statistics are written (STATS_RESTART_ONLY), the cookie patrons hold, the session
+# store and secret (sessions must survive), and process-wide logging. Changing these needs a
+# restart.
 RESTART_ONLY = (
     ("server", "listen"),
     ("server", "workers"),
@@ -53,6 +55,14 @@ RESTART_ONLY = (
     ("logging", None),
     ("demo", None),
 )
+# The statistics feature reads these `[stats]` keys once, when it opens its store and starts its
+# timers (proxy.usage_stats.feature; its reload hook only refreshes search paths). They are
+# restart-only rather than applied on reload: moving the file while running would mean flushing
+# the pending counts to the old store and reopening the recorder under the flush timer, for a
+# setting changed once in years, and a reload that answered "reloaded" while the counts still
+# went to the old file lost them from the monthly report. min_cell is not here: each report
+# reads it.
+STATS_RESTART_ONLY = ("path", "flush_interval_s", "refresh_interval_s")
 # A replaced directory may still be answering a login; it closes after this long at least.
 DIRECTORY_GRACE_S = 30.0
 # A replaced upstream is closed after this long even if a download is still streaming.
@@ -100,6 +110,13 @@ def restart_only_changes(old: Config, new: Config) -> list[Problem]:
             changed.append(f"{section}.{key}" if key else f"[{section}]")
     if http_limits(old) != http_limits(new):
         changed.append("[throttle.http]")
+    old_stats, new_stats = stats_section(old), stats_section(new)
+    for key in STATS_RESTART_ONLY:
+        a, b = getattr(old_stats, key), getattr(new_stats, key)
+        if key == "path":  # relative to the config file: the same file spelt two ways is no change
+            a, b = old.resolve(a), new.resolve(b)
+        if a != b:
+            changed.append(f"stats.{key}")
     return [
         Problem(
             str(new.path), name, "changed; only a restart applies this, so nothing was reloaded"

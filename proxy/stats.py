@@ -88,6 +88,7 @@ __all__ = [
     "sqlite_add",
     "sqlite_rows",
     "stats_inventory",
+    "stats_section",
     "stats_settings",
     "utcnow",
 ]
@@ -209,6 +210,12 @@ def _section(config: Config, problems: list[Problem]) -> StatsSection | None:
     return read_table(
         StatsSection, config.extra.get("stats", {}), str(config.path), "stats.", problems
     )
+
+
+def stats_section(config: Config) -> StatsSection:
+    """The `[stats]` table as written, defaults for anything unset or wrong (check_stats reports
+    those): what `proxy.reload` compares to tell a restart-only change."""
+    return _section(config, []) or StatsSection()
 
 
 def check_stats(config: Config, problems: list[Problem]) -> None:
