@@ -113,6 +113,26 @@ def _not_negative(
             problems.append(Problem(file, f"{prefix}{name}", f"must not be negative (0 = {zero})"))
 
 
+def _public_host_problem(host: str) -> str | None:
+    """Why the proxy's own host cannot serve vendor hosts as its subdomains (`L.<host>`), or
+    cannot match the Host header browsers send, or None."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return f"host {host} is an IP address; vendor hosts are served as subdomains of a DNS name"
+    if not host.isascii():
+        try:
+            ascii_form = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return f"host {host} is not ASCII; write the xn-- form browsers send"
+        return f"host {host} is not ASCII; write the form browsers send, {ascii_form}"
+    if host.endswith("."):
+        return f"host {host} must not end with a dot; browsers send {host.rstrip('.')}"
+    return None
+
+
 def check_host_port(value: str) -> bool:
     host, sep, port = value.rpartition(":")
     return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
@@ -159,8 +179,22 @@ def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
         problems.append(Problem(file, "server.public_url", mistake))
     elif parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(Problem(file, "server.public_url", "must be an http(s) URL with a host"))
-    elif parts.path not in ("", "/") or parts.query:
+    elif "@" in parts.netloc:
+        # public_url is the assertion's iss and the start of every link the proxy writes.
+        problems.append(
+            Problem(
+                file,
+                "server.public_url",
+                "must not have a user name or password (user@): every vendor and browser would "
+                "receive them",
+            )
+        )
+    elif "#" in s.public_url:
+        problems.append(Problem(file, "server.public_url", "must not have a fragment (#)"))
+    elif parts.path not in ("", "/") or "?" in s.public_url:  # an empty query `?` too
         problems.append(Problem(file, "server.public_url", "must not have a path or query"))
+    elif host_problem := _public_host_problem(parts.hostname):
+        problems.append(Problem(file, "server.public_url", host_problem))
     elif parts.scheme == "http" and not _is_loopback(parts.hostname):
         problems.append(
             Problem(
