@@ -368,6 +368,7 @@ _STAND_INS: dict[str, Callable[[Path], Any]] = {
 _FOLLOWS_FROM: dict[str, frozenset[str]] = {
     "hosts": frozenset({"start_url", "never_proxy"}),
     "origin": frozenset({"start_url"}),
+    "auth": frozenset({"shared_login", "referer"}),
 }
 
 

@@ -519,6 +519,24 @@ def check_vendor_access(v: VendorConfig, cfg: Config, problems: list[Problem]) -
         problems.append(Problem(f, "assertion_header", f"{v.assertion_header} is reserved"))
     if v.auth == "referer" and v.referer and split_url(v.referer).scheme not in ("http", "https"):
         problems.append(Problem(f, "referer", "must be an http(s) URL"))
+    if v.auth == "referer" and v.referer and f:
+        # The referring URL is the library's shared secret, inline: the file is a secret file.
+        _check_secret_file(Path(f), f, "referer", problems)
+    if v.auth in ADAPTER_KINDS:
+        # Settings only another adapter reads would be silently ignored: the vendor would never
+        # get the library's login (or referer), and nothing would say why.
+        if v.shared_login is not None and v.auth != "shared-login":
+            problems.append(
+                Problem(
+                    f,
+                    "shared_login",
+                    f"only auth = shared-login reads a [shared_login] table, not auth = {v.auth}",
+                )
+            )
+        if v.referer and v.auth != "referer":
+            problems.append(
+                Problem(f, "referer", f"only auth = referer reads referer, not auth = {v.auth}")
+            )
     sl = v.shared_login
     if v.auth == "shared-login" and sl is not None:
         login_host = split_url(sl.login_url).hostname or ""
@@ -575,6 +593,12 @@ def check_vendors_together(cfg: Config, problems: list[Problem]) -> None:
             ):
                 problems.append(
                     Problem(v.file, "hosts", f"{h!r} covers the proxy's own host {public_host}")
+                )
+            elif public_host and h.lower().endswith("." + public_host):
+                # With the wildcard DNS record host mapping needs, the name reaches the proxy
+                # itself: it would fetch "the vendor" (assertion and all) from itself.
+                problems.append(
+                    Problem(v.file, "hosts", f"{h!r} is under the proxy's own host {public_host}")
                 )
 
 

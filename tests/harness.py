@@ -156,7 +156,10 @@ def write_config(
 ) -> Path:
     (root / "vendors").mkdir(parents=True, exist_ok=True)
     for vid, text in vendors.items():
-        (root / "vendors" / f"{vid}.toml").write_text(text)
+        vfile = root / "vendors" / f"{vid}.toml"
+        vfile.write_text(text)
+        if 'auth = "referer"' in text:
+            vfile.chmod(0o600)  # its referer URL is a shared secret: check-config wants 0600
     cfg = root / "proxy.toml"
     cfg.write_text(
         textwrap.dedent(

@@ -100,7 +100,10 @@ def write_live_config(root: Path, vendors: dict[str, str] = VENDORS) -> Path:
         )
         contract, _, rest = extra.partition("[shared_login]")
         text = body + contract + CONTRACT + ("[shared_login]" + rest if rest else "")
-        (root / "vendors" / f"{vid}.toml").write_text(text)
+        vfile = root / "vendors" / f"{vid}.toml"
+        vfile.write_text(text)
+        if 'auth = "referer"' in extra:
+            vfile.chmod(0o600)  # its referer URL is a shared secret: check-config wants 0600
     cfg = root / "proxy.toml"
     cfg.write_text(
         textwrap.dedent(
