@@ -1,8 +1,9 @@
 """The generic TOML table reader: one dataclass field per option, every mistake reported.
 
 `doc()` declares an option once (type, default, one-line meaning); `read_table` turns a TOML table
-into that dataclass, appending a `Problem` with file and key for each unknown key, wrong type or
-inline secret, and still returning what it could so later checks report their problems too.
+into that dataclass, appending a `Problem` with file and key for each unknown key, wrong type
+(TOML's `nan` and `inf` for a number included) or inline secret, and still returning what it
+could so later checks report their problems too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import math
 import re
 import types
 import typing
@@ -47,7 +49,10 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if tp is float:
+        # TOML's nan and inf are floats, but no setting means them: a range check such as
+        # `timeout_s <= 0` is never true for nan, and an infinite wait never ends.
         ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and (isinstance(value, int) or math.isfinite(value))
         return ok, float(value) if ok else None
     if tp is str:
         return isinstance(value, str), value
@@ -85,6 +90,13 @@ def _type_name(tp: Any) -> str:
         bool: "true or false",
         dt.date: "date",
     }.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _mismatch(value: Any, tp: Any) -> str:
+    """What a value of the wrong type is told."""
+    if isinstance(value, float) and not math.isfinite(value) and _type_ok(1.0, tp)[0]:
+        return f"must be a finite number, not {value!r}"
+    return f"must be {_type_name(tp)}, not {value!r}"
 
 
 def read_table(
@@ -134,7 +146,7 @@ def read_table(
             continue
         good, converted = _type_ok(value, tp)
         if not good:
-            problems.append(Problem(file, where, f"must be {_type_name(tp)}, not {value!r}"))
+            problems.append(Problem(file, where, _mismatch(value, tp)))
             continue
         kwargs[key] = converted
     missing_required = False
