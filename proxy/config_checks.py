@@ -116,12 +116,8 @@ def _not_negative(
 def _public_host_problem(host: str) -> str | None:
     """Why the proxy's own host cannot serve vendor hosts as its subdomains (`L.<host>`), or
     cannot match the Host header browsers send, or None."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return f"host {host} is an IP address; vendor hosts are served as subdomains of a DNS name"
+    # An IP address is let by: it cannot have vendor subdomains, but a proxy with only its own
+    # pages (a test, a first try on one machine) works, and refusing would stop it starting.
     if not host.isascii():
         try:
             ascii_form = host.encode("idna").decode("ascii")
