@@ -41,24 +41,27 @@ from tests.harness import (
 VENDOR = "www.vendor.test"
 
 
-async def _direct_requests(
+async def direct_requests(
     tmp_path: Path,
     port: int,
     slapd: Any,
     vendor_factory: Any,
     proxy_factory: Any,
-    body: str,
+    body: str | bytes,
     *,
+    content_type: str = "text/html",
     headers: dict[str, str] | None = None,
     status: int = 200,
-    click: bool = False,
+    click: str | None = None,
+    frame_click: str | None = None,
+    wait_until: Any = "commit",
     settle_s: float = 3.0,
     vendor_extra: str = "",
 ) -> list[str]:
-    """Serve `body` (with `headers`, `status`) as the vendor's /page through the proxy to a
-    signed-in Chromium, click `#go` when `click`, and return the paths that reached the vendor's
-    real host straight from the browser (not through the proxy). `vendor_extra` is added to the
-    vendor's TOML."""
+    """Serve `body` as it is (with `content_type`, `headers`, `status`) as the vendor's /page
+    through the proxy to a signed-in Chromium, click `click` in the page or `frame_click` in
+    its first child frame, and return the paths that reached the vendor's real host straight
+    from the browser (not through the proxy). `vendor_extra` is added to the vendor's TOML."""
     vendor: RecordingVendor = await vendor_factory(VENDOR)  # what the proxy connects to
     real: RecordingVendor = await vendor_factory(VENDOR)  # the vendor host as DNS gives it
     cfg = write_config(
@@ -71,10 +74,9 @@ async def _direct_requests(
 
     async def page_route(request: web.Request) -> web.StreamResponse:
         return web.Response(
-            text="<!doctype html><title>vendor page</title>" + body,
-            content_type="text/html",
-            headers=headers or {},
+            body=body if isinstance(body, bytes) else body.encode(),
             status=status,
+            headers={"Content-Type": content_type, **(headers or {})},
         )
 
     vendor.routes["/page"] = page_route
@@ -88,10 +90,12 @@ async def _direct_requests(
             await sign_in_through_form(page, f"http://{driver.public}")
             # A navigation that ends elsewhere is what is being watched for.
             with contextlib.suppress(Error):
-                await page.goto(f"http://{driver.mapped(VENDOR)}/page", wait_until="commit")
-            if click:
-                await page.wait_for_selector("#go", state="attached")
-                await page.click("#go", no_wait_after=True)
+                await page.goto(f"http://{driver.mapped(VENDOR)}/page", wait_until=wait_until)
+            with contextlib.suppress(Error):
+                if click is not None:
+                    await page.click(click, no_wait_after=True, timeout=5000)
+                if frame_click is not None:
+                    await page.frames[1].click(frame_click, no_wait_after=True, timeout=5000)
             for _ in range(int(settle_s * 10)):
                 if real.requests:
                     break
@@ -100,6 +104,32 @@ async def _direct_requests(
             await browser.close()
     assert vendor.requests, "the proxy fetched the vendor page"
     return [r.path_qs for r in real.requests]
+
+
+async def _direct_requests(
+    tmp_path: Path,
+    port: int,
+    slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    body: str,
+    *,
+    click: bool = False,
+    **options: Any,
+) -> list[str]:
+    """`direct_requests` for an HTML page of `body` after a doctype and title; `click` clicks
+    `#go`."""
+    page = "<!doctype html><title>vendor page</title>" + body
+    return await direct_requests(
+        tmp_path,
+        port,
+        slapd,
+        vendor_factory,
+        proxy_factory,
+        page,
+        click="#go" if click else None,
+        **options,
+    )
 
 
 LEAK = "the patron's browser went straight to the vendor's real host: {}"

@@ -15,25 +15,13 @@ patron's own browser, not through the proxy.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from playwright.async_api import Error, Page, async_playwright
 
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS
-from tests.harness import (
-    RecordingVendor,
-    ldap_directory,
-    sign_in_through_form,
-    vendor_toml,
-    write_config,
-)
 from tests.test_link_spellings import _leaving_urls, _rewrite, scan_path  # noqa: F401
-from tests.test_navigation_leaks import LEAK, VENDOR
+from tests.test_navigation_leaks import LEAK, direct_requests
 
 ALLOW = 'third_party = "allow"\nthird_party_reason = "test: no shield"\n'
 
@@ -45,69 +33,6 @@ DELIBERATE = pytest.mark.xfail(
 )
 
 
-async def _direct(
-    tmp_path: Path,
-    port: int,
-    slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    body: str | bytes,
-    *,
-    content_type: str = "text/html; charset=utf-8",
-    click: str | None = None,
-    frame_click: str | None = None,
-    settle_s: float = 3.0,
-    vendor_extra: str = "",
-    headers: dict[str, str] | None = None,
-    status: int = 200,
-) -> list[str]:
-    """As `test_navigation_leaks._direct_requests`, with the page's Content-Type chosen, and a
-    click on `click` in the page or on `frame_click` inside its first child frame. The body is
-    served as it is (no doctype or title added)."""
-    vendor: RecordingVendor = await vendor_factory(VENDOR)
-    real: RecordingVendor = await vendor_factory(VENDOR)
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor, extra=vendor_extra)},
-    )
-    driver = await proxy_factory(cfg)
-
-    async def page_route(request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            body=body if isinstance(body, bytes) else body.encode(),
-            status=status,
-            headers={"Content-Type": content_type, **(headers or {})},
-        )
-
-    vendor.routes["/page"] = page_route
-    rules = f"--host-resolver-rules=MAP {VENDOR} 127.0.0.1:{real.port}"
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, rules], headless=True
-        )
-        try:
-            page: Page = await (await browser.new_context()).new_page()
-            await sign_in_through_form(page, f"http://{driver.public}")
-            with contextlib.suppress(Error):
-                await page.goto(f"http://{driver.mapped(VENDOR)}/page", wait_until="load")
-            with contextlib.suppress(Error):
-                if click is not None:
-                    await page.click(click, no_wait_after=True, timeout=5000)
-                if frame_click is not None:
-                    frame = page.frames[1]
-                    await frame.click(frame_click, no_wait_after=True, timeout=5000)
-            for _ in range(int(settle_s * 10)):
-                if real.requests:
-                    break
-                await asyncio.sleep(0.1)
-        finally:
-            await browser.close()
-    assert vendor.requests, "the proxy fetched the vendor page"
-    return [r.path_qs for r in real.requests]
-
-
 HTML = "<!doctype html><title>vendor page</title>"
 
 
@@ -117,7 +42,7 @@ async def _leaks(
     body, content_type, click, frame_click, *rest = case
     extra = rest[0] if rest else ""
     headers, status = (rest[1], rest[2]) if len(rest) > 1 else ({}, 200)
-    return await _direct(
+    return await direct_requests(
         tmp_path,
         port,
         slapd,
@@ -130,6 +55,7 @@ async def _leaks(
         vendor_extra=extra,
         headers=headers,
         status=status,
+        wait_until="load",
     )
 
 

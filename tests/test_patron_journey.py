@@ -66,6 +66,27 @@ async def sign_out_and_walk_back(page: Page, stack: Stack) -> None:
     await page.wait_for_timeout(300)
 
 
+async def _sign_in_after_an_outage_and_out_again(page: Page, stack: Stack) -> None:
+    """The right card and PIN while the login service is down (503), again once it is back,
+    then sign out and press Back to the post: the shared computer the next person sits at."""
+    directory = stack.services.directory
+    real = directory.authenticate
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise DirectoryUnavailable("ldap: no server answered")
+
+    directory.authenticate = down  # type: ignore[method-assign]
+    try:
+        await page.goto(stack.url("/login"))
+        r = await fill_and_submit(page, CANARY.uid, CANARY.password)
+        assert r.status == MESSAGES["directory_unavailable"].status
+    finally:
+        directory.authenticate = real  # type: ignore[method-assign]
+    await fill_and_submit(page, CANARY.uid, CANARY.password)
+    assert page.url == stack.url("/menu")
+    await sign_out_and_walk_back(page, stack)
+
+
 # --------------------------------------------------------------------------- getting to the database
 
 
@@ -256,22 +277,7 @@ async def test_without_javascript_a_replayed_sign_in_post_signs_no_one_in(
     and Reload re-sends it; but every answer to a failed post gave the browser a new sign-in
     token, so the replay carries a stale one and is refused before the card is looked at."""
     context, page, _ = await new_page(browser, java_script_enabled=False)
-    directory = stack.services.directory
-    real = directory.authenticate
-
-    async def down(*args: Any, **kwargs: Any) -> Any:
-        raise DirectoryUnavailable("ldap: no server answered")
-
-    directory.authenticate = down  # type: ignore[method-assign]
-    try:
-        await page.goto(stack.url("/login"))
-        r = await fill_and_submit(page, CANARY.uid, CANARY.password)
-        assert r.status == MESSAGES["directory_unavailable"].status
-    finally:
-        directory.authenticate = real  # type: ignore[method-assign]
-    await fill_and_submit(page, CANARY.uid, CANARY.password)
-    assert page.url == stack.url("/menu")
-    await sign_out_and_walk_back(page, stack)
+    await _sign_in_after_an_outage_and_out_again(page, stack)
     replayed = await page.reload()
     name = stack.driver.config.server.cookie_name
     signed_in = [c for c in await context.cookies() if c["name"] == name]
@@ -308,23 +314,7 @@ async def test_after_sign_out_back_and_reload_does_not_sign_the_next_person_in(
     vendor account). "Sign out" did not protect the patron on the shared computer it is
     there for."""
     context, page, _ = await new_page(browser)
-    svc = stack.services
-    directory = svc.directory
-    real = directory.authenticate
-
-    async def down(*args: Any, **kwargs: Any) -> Any:
-        raise DirectoryUnavailable("ldap: no server answered")
-
-    directory.authenticate = down  # type: ignore[method-assign]
-    try:
-        await page.goto(stack.url("/login"))
-        r = await fill_and_submit(page, CANARY.uid, CANARY.password)
-        assert r.status == MESSAGES["directory_unavailable"].status
-    finally:
-        directory.authenticate = real  # type: ignore[method-assign]
-    await fill_and_submit(page, CANARY.uid, CANARY.password)
-    assert page.url == stack.url("/menu")
-    await sign_out_and_walk_back(page, stack)
+    await _sign_in_after_an_outage_and_out_again(page, stack)
     await page.reload()
     name = stack.driver.config.server.cookie_name
     signed_in = [c for c in await context.cookies() if c["name"] == name]
