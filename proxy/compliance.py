@@ -123,6 +123,17 @@ def check_contract(v: VendorConfig, s: ComplianceSettings, today: dt.date) -> li
         )
     if c.reviewed is None:
         out.append(Check("contract.review_overdue", WARNING, FAIL, "No review date on file."))
+    elif c.reviewed > today:
+        out.append(
+            Check(
+                "contract.review_overdue",
+                WARNING,
+                FAIL,
+                "The review date on file is after today, so it cannot be when the contract was "
+                "reviewed; correct it.",
+                f"contract.reviewed = {c.reviewed} (after today, {today})",
+            )
+        )
     else:
         months = _months_between(c.reviewed, today)
         late = months >= s.max_months_since_review
@@ -361,6 +372,15 @@ def check_shared_account(v: VendorConfig, s: ComplianceSettings, today: dt.date)
             "account (search history, saved items, recently viewed) one patron can see of "
             "another. Not recorded that these are off for the account.",
             "shared_login.history_off_checked = not set",
+        )
+    if checked > today:
+        return Check(
+            cid,
+            CRITICAL,
+            UNKNOWN,
+            "The date recorded for confirming the shared account's history settings off is "
+            "after today, so it cannot be a date they were checked; correct it.",
+            f"shared_login.history_off_checked = {checked} (after today, {today})",
         )
     months = _months_between(checked, today)
     evidence = (

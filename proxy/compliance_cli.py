@@ -35,7 +35,9 @@ EXIT_INCOMPLETE = 3
 EPILOG = """\
 exit status: 0 every critical check passed; 1 a critical check failed; 3 no critical check
 failed, but one is unknown because a required term is not recorded in a vendor's [contract]
-(record it from the signed agreement, then run again); 2 usage or configuration error.
+(record it from the signed agreement), or a shared account's history settings were not
+confirmed off recently enough (confirm them in the vendor's admin), then run again; 2 usage or
+configuration error.
 """
 
 

@@ -148,6 +148,7 @@ class VendorRun:
         jwks: dict[str, Any],
     ) -> None:
         self.v, self.config, self.recorder, self.jwks = vendor, config, recorder, jwks
+        self.http, self.patrons = http, patrons
         self.a = Browser(http, config, patrons[0])
         self.b = Browser(http, config, patrons[1])
         self.steps: list[Step] = []
@@ -166,9 +167,21 @@ class VendorRun:
         ] + [Canary("search term", self.term), Canary("form text", self.note)]
 
     async def _step(
-        self, name: str, action: Any, allowed: Iterable[str] = (), *, patron: int = 0
+        self,
+        name: str,
+        action: Any,
+        allowed: Iterable[str] = (),
+        *,
+        patron: int = 0,
+        session: int | None = None,
     ) -> Any:
-        step = Step(name, len(self.recorder.requests), allowed=frozenset(allowed), patron=patron)
+        step = Step(
+            name,
+            len(self.recorder.requests),
+            allowed=frozenset(allowed),
+            patron=patron,
+            session=patron if session is None else session,
+        )
         result = await action
         step.last = len(self.recorder.requests)
         self.steps.append(step)
@@ -206,6 +219,15 @@ class VendorRun:
                 await self._step("redirect target", self.a.visit(self.redirect_location))
         say(" cookies")
         await self._step("patron revisit", self.a.visit(start))
+        # The first patron again, in a new session (a new browser): whatever reaches the vendor
+        # in both of their sessions and never in the other patron's follows them (P4).
+        say(" again")
+        again = Browser(self.http, cfg, self.patrons[0])
+        r = await self._step("patron sign-in again", again.login(v.start), session=2)
+        if r.status != 303 or not again.sid:
+            raise LiveRunError(f"the canary patron's second sign-in was refused ({r.status})")
+        self.canaries.append(Canary("proxy session id", again.sid))
+        await self._step("patron start URL again", again.visit(start), session=2)
 
     def record(self) -> Visit:
         """What the visit left behind, for the checks."""

@@ -43,6 +43,7 @@ class Step:
     last: int = 0
     allowed: frozenset[str] = frozenset()  # canary labels that legitimately travel in this step
     patron: int = 0  # which of the two canary patrons made it
+    session: int = 0  # which sign-in: 0 and 2 the first patron's two, 1 the second patron's
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def live_checks(visit: Visit) -> list[Check]:
         assertion_check(visit),
         cookie_check(visit),
         redirect_check(visit),
+        linkable_check(visit),
     ]
 
 
@@ -230,6 +232,53 @@ def redirect_check(visit: Visit) -> Check:
         if ok
         else "A vendor redirect would take the patron off the proxy.",
         f"Location seen by the browser: {visit.redirect_location or '(none)'}",
+    )
+
+
+# A value that could identify: a run of 8 or more token bytes (hex, base64url, a number).
+_TOKEN = re.compile(rb"[A-Za-z0-9_\-]{8,}")
+
+
+def _tokens(sent: Sent) -> set[bytes]:
+    parts = [sent.path_qs.encode(), sent.body]
+    parts += [val.encode("utf-8", "surrogateescape") for k, val in sent.headers if k != "host"]
+    return {t for part in parts for t in _TOKEN.findall(part)}
+
+
+def linkable_check(visit: Visit) -> Check:
+    """P4: unless the contract permits a pseudonym, nothing the vendor receives may follow a
+    patron from one session to the next. The visit signs the first patron in twice; a value sent
+    in both of their sessions and never in the other patron's is such a thread, whatever its
+    encoding (a keyed hash of the patron, say, which the canary search cannot recognise)."""
+    cid = "live.unlinkable"
+    if visit.vendor.releases_pseudonym(dt.date.today()):
+        return Check(
+            cid,
+            CRITICAL,
+            PASS,
+            "The contract permits a pseudonym (`sub`), which follows a patron by design.",
+            "release = pseudonymous, within the contract",
+        )
+    by_session: dict[int, set[bytes]] = {0: set(), 1: set(), 2: set()}
+    for step, sent in visit.sent():
+        by_session.setdefault(step.session, set()).update(_tokens(sent))
+    if not by_session[2]:
+        return Check(
+            cid,
+            CRITICAL,
+            FAIL,
+            "The patron's second session never reached the stand-in vendor.",
+            f"{len(visit.sent())} outbound request(s) recorded",
+        )
+    threads = sorted((by_session[0] & by_session[2]) - by_session[1])
+    return Check.of_findings(
+        cid,
+        CRITICAL,
+        [f"{t[:12].decode('ascii')}… in both of one patron's sessions only" for t in threads],
+        "A value that follows one patron from session to session reached the vendor.",
+        "Nothing sent to the vendor follows a patron from one session to the next.",
+        f"{sum(map(len, by_session.values()))} values compared across two sessions of one "
+        "patron and one of another",
     )
 
 

@@ -30,8 +30,9 @@ def _summary(report: Report) -> str:
     parts = [f"{failing} of {n} vendor(s) fail a critical check"] if failing else []
     if incomplete:
         parts.append(
-            f"{incomplete} of {n} vendor(s) have a critical check unknown: a required term is not "
-            "recorded in the contract entry"
+            f"{incomplete} of {n} vendor(s) have a critical check unknown: something the library "
+            "requires is not recorded, or not confirmed recently enough (see each vendor's "
+            "UNKNOWN checks)"
         )
     return "; ".join(parts)
 
@@ -146,9 +147,10 @@ def render_html(report: Report, *, library: str = "") -> str:
 <p class="meta">Generated {escape(generated)} by <code>weston-proxy compliance</code>.</p>
 <p>Overall: <span class="badge {report.verdict}" id="overall">{_verdict(report.verdict)}</span>
  — {escape(_summary(report))}. A vendor fails when any <em>critical</em> check fails; it is
- incomplete when none fails but a critical check is unknown, because a term the library requires
- is not recorded in its contract entry (record it, then run the report again). Warnings and other
- unknowns are for staff review.</p>
+ incomplete when none fails but a critical check is unknown, because something the library
+ requires is not recorded (a term of the contract entry) or not confirmed recently enough (a
+ shared account's history settings): record or confirm it, then run the report again. Warnings
+ and other unknowns are for staff review.</p>
 {vendors}
 </body>
 </html>

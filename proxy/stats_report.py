@@ -269,9 +269,11 @@ def render_text(report: Report) -> str:
 
 
 def render_csv(report: Report) -> str:
-    """CSV with `# ` comment lines first (the header notes); hidden cells read "[c]"."""
+    """CSV, one table with its header row first (RFC 4180), so a spreadsheet or
+    `csv.DictReader` opens it as it is; hidden cells read "[c]". The notes (what "[c]" means,
+    the periods left out) are in the text and JSON reports: `#` lines before the header made
+    spreadsheets take the first note for the header."""
     out = io.StringIO()
-    out.writelines(f"# {line}\n" for line in _header(report))
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["vendor", "period", *report.metrics])
     for v, p in _lines(report):

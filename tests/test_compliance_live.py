@@ -39,6 +39,7 @@ LIVE_IDS = {
     "live.assertion_claims",
     "live.cookie_isolation",
     "live.redirect",
+    "live.unlinkable",
 }
 CONTRACT = """
 [contract]

@@ -179,7 +179,7 @@ def test_a_lone_small_cell_cannot_be_worked_out_from_totals_in_any_format() -> N
     assert report.cell(REQUESTS, ALL_VENDORS, day).value == 100
     hidden = {v for v in ("one", "two", "three") if report.cell(REQUESTS, v, day).suppressed}
     assert hidden == {"one", "two"}
-    table = [r for r in csv.reader(render_csv(report).splitlines()) if r and r[0][:1] != "#"]
+    table = list(csv.reader(render_csv(report).splitlines()))
     col = table[0].index(REQUESTS)
     assert {r[0] for r in table[1:] if r[1] == day and r[col] == "[c]"} == hidden
     assert "  3" not in render_text(report).split("\n\n", 1)[1]
