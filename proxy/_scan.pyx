@@ -643,7 +643,10 @@ def tag_spans(bytes data, Py_ssize_t max_len, bint loads=False):
         if k == -2:
             return spans, i
         if k == -1:
-            i += 1
+            # Too long to read (an unclosed quote, say): for the browser, what follows to the
+            # limit is inside this tag, so no tag starts there. Looking again at every `<`
+            # inside it would read up to max_len bytes for each (a page of `<a x='` took seconds).
+            i = j + max_len + 1
             continue
         if kind > 0 or odd:
             spans.append((i, k + 1))

@@ -90,7 +90,7 @@ def every_tag(data: bytes, max_len: int, loads: bool = False) -> tuple[list[tupl
         if end == -2:
             return spans, m.start()
         if end == -1:
-            at = m.start() + 1
+            at = m.end() + max_len + 1  # inside this unread tag, for a browser (`_scan.tag_spans`)
             continue
         spans.append((m.start(), end + 1))
         at = end + 1
@@ -404,7 +404,9 @@ def _quoted(value: str, m: re.Match[bytes], codec: str = "utf-8") -> bytes:
     """`value` as an attribute value in the quotes `m`'s value had (double for none), in
     `codec`; a character it cannot spell becomes a character reference."""
     quote = "'" if m.group(2)[:1] == b"'" else '"'
-    text = quote + value.replace("&", "&amp;").replace(quote, f"&#{ord(quote)};") + quote
+    # `<` and `>` too: in XML (XHTML, SVG) a raw `<` in an attribute is not well-formed.
+    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = quote + escaped.replace(quote, f"&#{ord(quote)};") + quote
     try:
         return text.encode(codec, "surrogateescape")
     except UnicodeEncodeError:

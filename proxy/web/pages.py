@@ -23,6 +23,7 @@ from proxy.errors import (
     SessionConflict,
     StoreUnavailable,
 )
+from proxy.hosts import HostMap
 from proxy.logs import get_logger
 from proxy.privacy import OWN_PAGE_HEADERS
 from proxy.redirects import safe_target
@@ -38,6 +39,8 @@ LOGIN_BODY_TIMEOUT_S = 10.0
 MAX_START = 4096  # the longest starting-point address kept
 # The starting point a sign-in post asked for, kept on the request for the pages that answer it.
 LOGIN_URL = "weston.login_url"
+# Set on a sign-in post whose answer renews the sign-in token (`_token`).
+RENEW_TOKEN = "weston.renew_token"
 # A 401 must name a challenge (RFC 9110, 15.5.2); the patron's is the sign-in form, no scheme a
 # browser answers with a password dialog.
 FORM_CHALLENGE = "Form"
@@ -90,16 +93,21 @@ def login_link(request: web.Request) -> str:
 
 def starting_point(request: web.Request) -> str:
     """The address a sign-in link asks for, read as EZproxy reads its links (libraries' websites
-    hold years of them): `qurl` is the encoded form; a `url` whose value starts `http://` or
-    `https://` unencoded takes the rest of the query string, `&`s included (which is why
-    EZproxy's documentation puts `url` last); an encoded `url` is one parameter."""
+    hold years of them): `qurl` is the encoded form, and so is a `url` whose value is encoded.
+    A `url` whose value starts `http://` or `https://` unencoded, and whose own query starts
+    with a `name=` (`login?url=https://db/search?q=a&db=b`), takes the rest of the query string,
+    `&`s included, as sent: why EZproxy's documentation puts `url` last. A query that starts
+    encoded (`?q%3Da%26db%3Db`, as some clients rewrite an encoded value) is the encoded form."""
     qurl = request.query.get("qurl")
     if qurl:
         return qurl[:MAX_START]
-    raw = request.rel_url.raw_query_string
+    # The query as the browser sent it (yarl's `raw_query_string` may have decoded `%3A%2F%2F`).
+    raw = request.raw_path.partition("?")[2]
     found = re.search(r"(?:^|&)url=", raw)
-    if found is not None and re.match(r"(?i)https?://", raw[found.end() :]):
-        return raw[found.end() :][:MAX_START]
+    if found is not None and re.match(r"(?i)https?://", tail := raw[found.end() :]):
+        path, has_query, query = tail.partition("?")
+        if (has_query and re.match(r"[^=&%]*=", query)) or (not has_query and "&" not in path):
+            return tail[:MAX_START]
     return request.query.get("url", "")[:MAX_START]
 
 
@@ -116,11 +124,13 @@ def _set_csrf(resp: web.StreamResponse, config: Config, token: str) -> None:
 
 
 def _token(request: web.Request) -> str:
-    """The sign-in token for a form: the browser's own, or a new one; always a new one on a page
-    that answers a sign-in post. A post replayed from the browser's history (Back and Reload at
-    a shared computer, see `_again`) then carries a token that is no longer the cookie's, and
-    is refused before its card number is looked at."""
-    if _answers_sign_in(request):
+    """The sign-in token for a form: the browser's own, or a new one; a new one on a page that
+    answers a sign-in post that may have held the right card and PIN (`RENEW_TOKEN`: the
+    directory was unavailable, or the card was over its limit). Replayed from the browser's
+    history (Back and Reload at a shared computer, see `_again`), such a post carries a token
+    that is no longer the cookie's, and is refused before its card number is looked at. A wrong
+    PIN keeps the token, so a second sign-in tab open in the same browser still works."""
+    if request.get(RENEW_TOKEN):
         return secrets.token_urlsafe(24)
     return request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
 
@@ -346,6 +356,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         gated = await gate(request, username)
         if gated is not None:
             # A new sign-in token: this post, replayed from history, is refused (`_token`).
+            request[RENEW_TOKEN] = True
             _set_csrf(gated, svc.config, _token(request))
             return gated
     try:
@@ -355,6 +366,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     except NotEligible:
         return await _login_failed(request, "not_eligible", username, url)
     except DirectoryUnavailable:
+        request[RENEW_TOKEN] = True  # the card and PIN may be right: no replay (`_token`)
         return await _login_failed(request, "directory_unavailable", username, url)
     finally:
         del password
@@ -368,7 +380,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     log.info("login", outcome="success")
     target = safe_target(url, svc.hosts)
     resp = web.HTTPSeeOther(target or _public(svc.config, "/menu"))
-    if target is None and _elsewhere(url, svc.config):
+    if target is None and _elsewhere(url, svc.config, svc.hosts):
         # The menu says, once, that the address asked for is none of the library's databases.
         resp.set_cookie(
             NOTICE_COOKIE,
@@ -387,10 +399,11 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     raise resp
 
 
-def _elsewhere(url: str, config: Config) -> bool:
+def _elsewhere(url: str, config: Config, hosts: HostMap) -> bool:
     """Whether a starting point names a web address on a host that is neither the proxy's nor a
     database's: the menu then says the address is not one of the library's databases, rather
-    than leaving the patron to look for it."""
+    than leaving the patron to look for it. (A database's address that `safe_target` would not
+    take, with a space in it say, is not called a stranger.)"""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -402,6 +415,7 @@ def _elsewhere(url: str, config: Config) -> bool:
         and bool(host)
         and host != public
         and not host.endswith("." + public)
+        and hosts.vendor_for_host(host) is None
     )
 
 
