@@ -14,25 +14,13 @@ import argon2
 import pytest
 
 from proxy import html_tags
-from proxy.hosts import HostMap
-from proxy.rewrite import Rewriter
 from proxy.web.pages import NOTICE_COOKIE
 from tests.harness import ProxyDriver, vendor_toml, write_config
+from tests.test_navigation_leaks import _rewriter
 
-VENDOR = "www.vendor.test"
 CARD = "29999000000001"
 PIN = "4321"
 VENDOR_HOST = "www.vendor-one.test"
-
-
-def _rewriter() -> Rewriter:
-    hosts = HostMap.build(
-        public_scheme="http",
-        public_host="proxy.localhost",
-        public_port=8080,
-        vendor_hosts=[("one", [VENDOR])],
-    )
-    return Rewriter(hosts, {})
 
 
 def _rewrite(page: bytes, content_type: str, *, chunk: int | None = None) -> bytes:
