@@ -614,17 +614,18 @@ cdef Py_ssize_t _walk(
 
 
 def tag_spans(bytes data, Py_ssize_t max_len, bint loads=False):
-    """`html_tags.tag_spans`, compiled: (spans, pending). A tag is `<` and a tag name (any case)
+    """`html_tags.tag_spans`, compiled. A tag is `<` and a tag name (any case)
     before a tab, LF, FF, CR, space, `/` or `>`, then its attributes (`_walk`) and the `>` that
     ends it, at most `max_len` bytes after the name. Every script, link and meta tag is a span; a
     navigation tag (`a`, `area`, `base`, `button`, `form`, `frame`, `iframe`, `input`) only when
     a URL attribute's value is not `_plain_url` (most links are, and are left to the URL scan);
     with `loads`, load tags too (`img`, `source`, `video`, `audio`, `track`, `embed`, `object`)
     and their URL attributes. `pending` is where a tag starts that the data ends inside of
-    (nothing after it is looked at), or -1."""
+    (nothing after it is looked at), or -1; `resume` where the scan stopped (after the last tag
+    it read or skipped as too long: no tag starts inside those). (spans, pending, resume)."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t i = 0, j, k, kind
+    cdef Py_ssize_t i = 0, j, k, kind, resume = 0
     cdef const void* found
     cdef bint odd
     spans = []
@@ -641,14 +642,14 @@ def tag_spans(bytes data, Py_ssize_t max_len, bint loads=False):
         odd = False
         k = _walk(p, n, j, j + max_len + 1, kind < 0, loads, &odd)
         if k == -2:
-            return spans, i
+            return spans, i, i
         if k == -1:
             # Too long to read (an unclosed quote, say): for the browser, what follows to the
             # limit is inside this tag, so no tag starts there. Looking again at every `<`
             # inside it would read up to max_len bytes for each (a page of `<a x='` took seconds).
-            i = j + max_len + 1
+            i = resume = j + max_len + 1
             continue
         if kind > 0 or odd:
             spans.append((i, k + 1))
-        i = k + 1
-    return spans, -1
+        i = resume = k + 1
+    return spans, -1, resume

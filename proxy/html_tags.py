@@ -65,9 +65,11 @@ _ATTR = re.compile(
 _SPACE = "\t\n\f\r "
 
 
-def tag_spans(data: bytes, loads: bool = False) -> tuple[list[tuple[int, int]], int]:
-    """The tags in `data` that `edit_tag` looks at, and where a tag starts that `data` ends
-    inside of (-1 for none; nothing after it is looked at): `([(start, end), …], pending)`.
+def tag_spans(data: bytes, loads: bool = False) -> tuple[list[tuple[int, int]], int, int]:
+    """The tags in `data` that `edit_tag` looks at, where a tag starts that `data` ends inside
+    of (-1 for none; nothing after it is looked at), and where the scan stopped (after the last
+    tag it read or skipped as too long; no tag starts inside those):
+    `([(start, end), …], pending, resume)`.
 
     In one compiled pass when built (a page has a `<` every ~30 bytes and ~150 links); it leaves
     out the navigation tags whose URLs it can tell the URL scan maps (most of a page's links),
@@ -79,7 +81,9 @@ def tag_spans(data: bytes, loads: bool = False) -> tuple[list[tuple[int, int]], 
     return every_tag(data, MAX_TAG, loads)
 
 
-def every_tag(data: bytes, max_len: int, loads: bool = False) -> tuple[list[tuple[int, int]], int]:
+def every_tag(
+    data: bytes, max_len: int, loads: bool = False
+) -> tuple[list[tuple[int, int]], int, int]:
     """`tag_spans` without the compiled pass (and so with every navigation and load tag), for
     tags of at most `max_len` bytes after the name."""
     spans: list[tuple[int, int]] = []
@@ -88,13 +92,13 @@ def every_tag(data: bytes, max_len: int, loads: bool = False) -> tuple[list[tupl
     while (m := start.search(data, at)) is not None:
         end = _walk(data, m.end(), m.end() + max_len + 1)
         if end == -2:
-            return spans, m.start()
+            return spans, m.start(), m.start()
         if end == -1:
             at = m.end() + max_len + 1  # inside this unread tag, for a browser (`_scan.tag_spans`)
             continue
         spans.append((m.start(), end + 1))
         at = end + 1
-    return spans, -1
+    return spans, -1, at
 
 
 # After a tag's name: whitespace and `/` between attributes; an attribute's name (its first byte
@@ -433,10 +437,12 @@ class HtmlTagStage:
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._buf + chunk
-        spans, hold = tag_spans(data, self._loads)
+        spans, hold, resume = tag_spans(data, self._loads)
         if hold == -1:
             hold = len(data)
-        lt = data.rfind(b"<", 0, hold)
+        # A last `<` with no `>` after it may begin a tag name the next chunk completes; not one
+        # inside a tag already read or skipped (before `resume`), which starts no tag.
+        lt = data.rfind(b"<", min(resume, hold), hold)
         if lt != -1 and len(data) - lt <= _TAG_REACH and data.find(b">", lt) == -1:
             # No tag holds that `<` (it would have a `>` after it): every tag ends before it.
             hold = lt
@@ -448,7 +454,7 @@ class HtmlTagStage:
 
     def finish(self) -> bytes:
         data, self._buf = self._buf, b""
-        spans, _ = tag_spans(data, self._loads)  # a tag unfinished at the end is no tag
+        spans, _, _ = tag_spans(data, self._loads)  # a tag unfinished at the end is no tag
         return self._run(data, spans)
 
     def _run(self, data: bytes, spans: list[tuple[int, int]]) -> bytes:

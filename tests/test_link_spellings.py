@@ -242,6 +242,22 @@ def test_a_quoted_gt_does_not_end_the_tag_early(scan_path: str) -> None:
     assert b"title='Home > Results' data-x=\"a<b>c\"" in out
 
 
+def test_a_tag_too_long_to_read_is_skipped_the_same_for_any_chunking(scan_path: str) -> None:
+    """A tag with an unclosed quote is not read past MAX_TAG, and no tag starts inside what was
+    skipped: a `<` in there with no `>` after it in a chunk must not be held back and read as a
+    tag start in the next (`resume`), or the page would come out differently for other cuts."""
+    head = b"<a x='" + b"y" * 100 + b'<a href="http:\\\\www.vendor.test/inner" '
+    # The inner tag's `>` lies past where the outer tag is given up (MAX_TAG after its name)
+    # but within the inner tag's own reach.
+    gt = 6 + html_tags.MAX_TAG + 40
+    page = head + b"z" * (gt - len(head)) + b">" + b"w" * 200 + b"'>"
+    page += b'<a href="http:\\\\www.vendor.test/leak">n</a>'
+    whole = _rewrite(page)
+    assert b"/leak" in whole and b"www-vendor-test.proxy.localhost:8080/leak" in whole
+    for chunk in (50, 117, 1000, 4096, 8000, gt - 20, gt - 5, 9000, 65536):
+        assert _rewrite(page, chunk=chunk) == whole, chunk
+
+
 def test_every_chunking_gives_the_same_page(scan_path: str) -> None:
     page = (
         b'<p>x</p><a id=1 href="http:&#x2F;&#x2F;www.vendor.test/leak">n</a><b>y</b>'

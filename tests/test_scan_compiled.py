@@ -296,13 +296,13 @@ TAG_TOKENS = [
 
 def _same_tags(data: bytes, max_len: int) -> None:
     """The compiled `tag_spans` against `html_tags.every_tag`, with load tags and without: the
-    same pending tag, the same script, link and meta tags, and only navigation (and load) tags
+    same pending tag and resume point, the same script, link and meta tags, and only navigation (and load) tags
     that `every_tag` finds too."""
     assert scan is not None
     for loads in (False, True):
-        spans, pending = scan.tag_spans(data, max_len, loads)
-        every, every_pending = html_tags.every_tag(data, max_len, loads)
-        assert pending == every_pending, data
+        spans, pending, resume = scan.tag_spans(data, max_len, loads)
+        every, every_pending, every_resume = html_tags.every_tag(data, max_len, loads)
+        assert (pending, resume) == (every_pending, every_resume), data
         assert set(spans) <= set(every), data
         links = html_tags.NAVIGATION_TAGS | (html_tags.LOAD_TAGS if loads else frozenset())
         for start, end in every:
