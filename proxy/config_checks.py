@@ -515,9 +515,6 @@ def check_vendor_access(v: VendorConfig, cfg: Config, problems: list[Problem]) -
         problems.append(Problem(f, "assertion_header", f"{v.assertion_header} is reserved"))
     if v.auth == "referer" and v.referer and split_url(v.referer).scheme not in ("http", "https"):
         problems.append(Problem(f, "referer", "must be an http(s) URL"))
-    if v.auth == "referer" and v.referer and f:
-        # The referring URL is the library's shared secret, inline: the file is a secret file.
-        _check_secret_file(Path(f), f, "referer", problems)
     if v.auth in ADAPTER_KINDS:
         # Settings only another adapter reads would be silently ignored: the vendor would never
         # get the library's login (or referer), and nothing would say why.

@@ -12,10 +12,10 @@ navigations the tracker shield's Content-Security-Policy cannot stop. `to_vendor
 vendor host such a URL leaves for, so the proxy can map it like any other.
 
 Written by hand: Python's urllib follows RFC 3986, not the browser's rules (it keeps backslashes,
-tabs and `http:/host` as they are). The host mapping is the `idna` package's UTS #46, which
-browsers follow (Python's own "idna" codec knows only IDNA 2003's Unicode 3.2 tables). This follows WHATWG URL's "special scheme" states only as far
+tabs and `http:/host` as they are). This follows WHATWG URL's "special scheme" states only as far
 as telling which host a navigation leaves for; when in doubt it names a host, so a doubtful URL is
-mapped rather than followed.
+mapped rather than followed. The host mapping is the `idna` package's UTS #46, which browsers
+follow (Python's own "idna" codec knows only IDNA 2003's Unicode 3.2 tables).
 """
 
 from __future__ import annotations

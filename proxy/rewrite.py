@@ -86,8 +86,6 @@ _REWRITABLE_TYPES = frozenset(
         "application/json",
         "text/xml",
         "application/xml",
-        # SVG: an image, or a document with links when opened on its own.
-        "image/svg+xml",
         # HLS playlists: segment and key URLs, often absolute on the vendor's CDN.
         "application/vnd.apple.mpegurl",
         "application/x-mpegurl",

