@@ -276,11 +276,13 @@ class Sessions:
         return session
 
     async def touch(self, session: Session, *, min_interval_s: float = 15.0) -> None:
-        """Record activity; writes at most every `min_interval_s`, and then only the time of use,
-        onto the session as stored now (this request's whole copy would put back what
-        overlapping requests changed since it was loaded)."""
+        """Record activity; writes at most every `min_interval_s` (and at least ten times per idle
+        timeout, so a short `idle_timeout_s` does not end a session in use: a session can end
+        at most that interval early), and then only the time of use, onto the session as stored
+        now (this request's whole copy would put back what overlapping requests changed since it
+        was loaded)."""
         now = time.time()
-        if now - session.last_seen >= min_interval_s:
+        if now - session.last_seen >= min(min_interval_s, self.idle_timeout_s / 10):
             session.last_seen = now
             await self._amend(session.id, lambda stored: True, now)
 

@@ -23,7 +23,8 @@ import datetime as dt
 import functools
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Mapping
+import secrets
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -317,17 +318,29 @@ class Counters:
         self._deltas[key] = self._deltas.get(key, 0) + n
 
     def take(self) -> tuple[dict[Key, int], dict[HourKey, set[str]]]:
-        """Hand over the deltas and first sightings and start afresh; give them back with
-        restore() if a write fails."""
+        """Hand over the deltas and first sightings and start afresh (a batch the sink does not
+        confirm waits in the Recorder, see `aged`)."""
         deltas, self._deltas = self._deltas, {}
         fresh, self._fresh = self._fresh, {}
         return deltas, fresh
 
-    def restore(self, deltas: Mapping[Key, int], fresh: Mapping[HourKey, set[str]]) -> None:
-        for (day, vendor_id, metric), n in deltas.items():
-            self._add(day, vendor_id, metric, n)
+    def aged(
+        self, deltas: Mapping[Key, int], fresh: Mapping[HourKey, Collection[str]]
+    ) -> tuple[dict[Key, int], dict[HourKey, set[str]]]:
+        """A batch waiting for its sink, with first sightings as `roll` keeps them: those of an
+        hour before the last closed one become plain counts, so no token outlives its sink's
+        sets however long the sink is down."""
+        hour = self._clock().replace(minute=0, second=0, microsecond=0)
+        oldest = _hour_label(hour - dt.timedelta(hours=1))
+        out = dict(deltas)
+        kept: dict[HourKey, set[str]] = {}
         for key, tokens in fresh.items():
-            self._fresh.setdefault(key, set()).update(tokens)
+            if key[0] < oldest:
+                day_key = (key[0][:10], key[1], key[2])
+                out[day_key] = out.get(day_key, 0) + len(tokens)
+            else:
+                kept[key] = set(tokens)
+        return out, kept
 
     def pending(self) -> dict[Key, int]:
         """What this process would add on its own (first sightings counted as distinct)."""
@@ -383,16 +396,40 @@ class Recorder:
         self.flush_interval_s = flush_interval_s
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # A batch the sink did not confirm, kept as it was, with its id, for the next flush:
+        # it may have been stored all the same (`RedisStatsStore.add`), so it is sent again as
+        # the same batch, never merged into newer counts.
+        self._unconfirmed: tuple[dict[Key, int], dict[HourKey, set[str]], str] | None = None
+
+    def pending(self) -> dict[Key, int]:
+        """What this process would add on its own: the counters, and a batch the sink has not
+        confirmed (first sightings counted as distinct)."""
+        out = self.counters.pending()
+        if self._unconfirmed is not None:
+            deltas, fresh, _ = self._unconfirmed
+            for key, n in list(deltas.items()) + list(seen_counts(fresh).items()):
+                out[key] = out.get(key, 0) + n
+        return out
 
     async def flush(self) -> None:
-        """Move the deltas to the sink; on failure they go back into memory for the next try."""
+        """Move the deltas to the sink; on failure they wait, as one batch, for the next try."""
         async with self._lock:
+            if self._unconfirmed is not None:
+                deltas, fresh, batch = self._unconfirmed
+                deltas, fresh = self.counters.aged(deltas, fresh)
+                self._unconfirmed = (deltas, fresh, batch)
+                # If the batch was stored after all, its id refuses the deltas (the tokens made
+                # counts here included, counted then by their sets) and the sets take no token
+                # twice; if not, all of it is stored now.
+                await self.sink.add(deltas, fresh, batch=batch)
+                self._unconfirmed = None
             self.counters.roll()
             deltas, fresh = self.counters.take()
+            batch = secrets.token_hex(12)
             try:
-                await self.sink.add(deltas, fresh)
+                await self.sink.add(deltas, fresh, batch=batch)
             except BaseException:
-                self.counters.restore(deltas, fresh)
+                self._unconfirmed = (deltas, fresh, batch)
                 raise
 
     async def start(self) -> None:

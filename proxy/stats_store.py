@@ -61,7 +61,9 @@ class StatsSink(Protocol):
     """Where counts are kept: add deltas and first sightings atomically (all or nothing), read
     rows back."""
 
-    async def add(self, deltas: Mapping[Key, int], seen: Seen | None = None) -> None: ...
+    async def add(
+        self, deltas: Mapping[Key, int], seen: Seen | None = None, *, batch: str | None = None
+    ) -> None: ...
 
     async def rows(
         self, date_from: dt.date | None = None, date_to: dt.date | None = None
@@ -123,8 +125,12 @@ class StatsStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    async def add(self, deltas: Mapping[Key, int], seen: Seen | None = None) -> None:
-        # One process writes this file, so each of its first sightings is a distinct session.
+    async def add(
+        self, deltas: Mapping[Key, int], seen: Seen | None = None, *, batch: str | None = None
+    ) -> None:
+        # One process writes this file, one committed transaction a call: a call that fails has
+        # written nothing, so a retry (`batch`) cannot count twice. Each of its first sightings
+        # is a distinct session.
         total = dict(deltas)
         for key, n in seen_counts(seen or {}).items():
             total[key] = total.get(key, 0) + n
@@ -143,11 +149,22 @@ class StatsStore:
 REDIS_PREFIX = "weston:stats:"
 # Outside REDIS_PREFIX, so reading the daily hashes never meets the hourly sets.
 REDIS_SEEN_PREFIX = "weston:stats-seen:"
+# A stored batch's id (random, nothing else), kept long enough that a retry of it is refused.
+REDIS_BATCH_PREFIX = "weston:stats-batch:"
+BATCH_TTL_S = 24 * 3600
 # Long enough for every proxy to flush an hour's tokens after it closes (and retry a failed
 # flush); a set expires this long after its last write.
 SEEN_TTL_S = 2 * 3600
 _SEEN_BATCH = 1000  # tokens per script call (Lua's unpack has a stack limit)
 # KEYS: the hour's set, the day's hash. ARGV: hash field, TTL (s), tokens. Counts what is new.
+# The deltas of one batch, applied only if the batch's id is new (SET NX): ARGV = TTL, then
+# (hash, field, delta) triples.
+_ADD_ONCE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+for i = 2, #ARGV, 3 do redis.call('HINCRBY', ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
+return 1
+"""
+
 _COUNT_NEW = """
 local added = redis.call('SADD', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -188,7 +205,13 @@ class RedisStatsStore:
         self._redis = aioredis.Redis.from_url(url, password=password, socket_timeout=2.0)
         self._seen_key = seen_key
 
-    async def add(self, deltas: Mapping[Key, int], seen: Seen | None = None) -> None:
+    async def add(
+        self, deltas: Mapping[Key, int], seen: Seen | None = None, *, batch: str | None = None
+    ) -> None:
+        """Add a batch. With `batch` (an id the caller keeps for the same deltas until they
+        are stored) the deltas count once however often the batch is sent: a transaction can
+        reach Redis and be applied after the client gave up on it (a stall, a failover), and
+        the retry must not add them again. First sightings count once anyway (a set)."""
         seen = {k: tokens for k, tokens in (seen or {}).items() if tokens}
         if not deltas and not seen:
             return
@@ -196,7 +219,12 @@ class RedisStatsStore:
             raise ValueError("distinct sessions need the seen_key every proxy shares")
         # MULTI/EXEC: the whole batch is applied or, if the connection drops first, none of it.
         async with self._redis.pipeline(transaction=True) as pipe:
-            for (day, vendor, metric), n in deltas.items():
+            if batch is not None and deltas:
+                args: list[Any] = [BATCH_TTL_S]
+                for (day, vendor, metric), n in deltas.items():
+                    args += [f"{REDIS_PREFIX}{day}", f"{vendor}|{metric}", n]
+                pipe.eval(_ADD_ONCE, 1, REDIS_BATCH_PREFIX + batch, *args)
+            for (day, vendor, metric), n in deltas.items() if batch is None else ():
                 pipe.hincrby(f"{REDIS_PREFIX}{day}", f"{vendor}|{metric}", n)
             for (hour, vendor, metric), tokens in seen.items():
                 name = REDIS_SEEN_PREFIX + self._digest(f"{hour}|{vendor}|{metric}")
