@@ -27,6 +27,7 @@ from proxy.hosts import HostMap
 from proxy.logs import get_logger
 from proxy.privacy import OWN_PAGE_HEADERS
 from proxy.redirects import safe_target
+from proxy.rewrite_headers import is_third_party
 from proxy.services import SERVICES, Services
 from proxy.sessions import Session, storage_key
 from proxy.web.forget import configured_hosts, forget_urls
@@ -380,7 +381,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     log.info("login", outcome="success")
     target = safe_target(url, svc.hosts)
     resp = web.HTTPSeeOther(target or _public(svc.config, "/menu"))
-    if target is None and _elsewhere(url, svc.config, svc.hosts):
+    if target is None and _elsewhere(url, svc.hosts):
         # The menu says, once, that the address asked for is none of the library's databases.
         resp.set_cookie(
             NOTICE_COOKIE,
@@ -399,24 +400,17 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     raise resp
 
 
-def _elsewhere(url: str, config: Config, hosts: HostMap) -> bool:
+def _elsewhere(url: str, hosts: HostMap) -> bool:
     """Whether a starting point names a web address on a host that is neither the proxy's nor a
-    database's: the menu then says the address is not one of the library's databases, rather
-    than leaving the patron to look for it. (A database's address that `safe_target` would not
-    take, with a space in it say, is not called a stranger.)"""
+    database's (`is_third_party`): the menu then says the address is not one of the library's
+    databases, rather than leaving the patron to look for it. (A database's address that
+    `safe_target` would not take, with a space in it say, is not called a stranger.)"""
     try:
         parts = urlsplit(url)
     except ValueError:
         return False
     host = (parts.hostname or "").rstrip(".")
-    public = config.public[1]
-    return (
-        parts.scheme.lower() in ("http", "https")
-        and bool(host)
-        and host != public
-        and not host.endswith("." + public)
-        and hosts.vendor_for_host(host) is None
-    )
+    return parts.scheme.lower() in ("http", "https") and is_third_party(hosts, host)
 
 
 async def _login_failed(
