@@ -266,9 +266,9 @@ def edit_tag(
         if navigable is None:
             return tag
         return _edit_links(tag, name.end(), rewrite_url, navigable, encoding, loads)
-    if b"integrity" not in low and b"http-equiv" not in low:
+    if name is None or (b"integrity" not in low and b"http-equiv" not in low):
         return tag
-    name_end = 5 if low.startswith(b"<meta") or low.startswith(b"<link") else 7
+    name_end = name.end()
     attrs = _attributes(tag, name_end)
     if low.startswith(b"<meta"):
         equiv, content = attrs.get(b"http-equiv"), attrs.get(b"content")
@@ -286,7 +286,7 @@ def edit_tag(
             return tag
         return tag[: content.start(2)] + _quoted(mapped, content) + tag[content.end(2) :]
     integrity = attrs.get(b"integrity")
-    url = attrs.get(b"src" if name_end == 7 else b"href")
+    url = attrs.get(b"src" if name.group(1) == b"script" else b"href")
     if integrity is None or url is None or not _loads_through_proxy(host_map, _value(url)):
         return tag
     start = integrity.start()
