@@ -304,10 +304,7 @@ class Counters:
         if hour != self._hour:
             self._tokens = {}
             self._hour = hour
-            oldest = _hour_label(hour - dt.timedelta(hours=1))
-            for key in [k for k in self._fresh if k[0] < oldest]:
-                hour_label, vendor_id, metric = key
-                self._add(hour_label[:10], vendor_id, metric, len(self._fresh.pop(key)))
+            self._deltas, self._fresh = self.aged(self._deltas, self._fresh, now)
 
     def open_tokens(self) -> int:
         """How many tokens are held right now (for tests and /metrics; never the tokens)."""
@@ -325,12 +322,15 @@ class Counters:
         return deltas, fresh
 
     def aged(
-        self, deltas: Mapping[Key, int], fresh: Mapping[HourKey, Collection[str]]
+        self,
+        deltas: Mapping[Key, int],
+        fresh: Mapping[HourKey, Collection[str]],
+        now: dt.datetime | None = None,
     ) -> tuple[dict[Key, int], dict[HourKey, set[str]]]:
-        """A batch waiting for its sink, with first sightings as `roll` keeps them: those of an
-        hour before the last closed one become plain counts, so no token outlives its sink's
-        sets however long the sink is down."""
-        hour = self._clock().replace(minute=0, second=0, microsecond=0)
+        """Deltas and first sightings (the counters' own, or a batch waiting for its sink) as
+        they may be kept now: first sightings of an hour before the last closed one become
+        plain counts, so no token outlives its sink's sets however long the sink is down."""
+        hour = (now or self._clock()).replace(minute=0, second=0, microsecond=0)
         oldest = _hour_label(hour - dt.timedelta(hours=1))
         out = dict(deltas)
         kept: dict[HourKey, set[str]] = {}
