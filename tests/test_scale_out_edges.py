@@ -21,7 +21,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from proxy.stats import REQUESTS, Counters, Recorder
-from proxy.stats_store import RedisStatsStore
+from proxy.stats_store import BATCH_TTL_S, REDIS_BATCH_PREFIX, RedisStatsStore
 from tests.canary import CANARY
 from tests.harness import RecordingVendor, free_port, ldap_directory, vendor_toml, write_config
 from tests.test_scale_out import VENDOR_HOST, ServedProxy, second_config, serve
@@ -128,6 +128,12 @@ async def test_statistics_count_a_flush_twice_when_redis_stalls_during_it(
     await recorder.close()  # the next flush, then the sink closes
     stored = int(redis_client.hget(f"weston:stats:{today}", "shared|requests") or 0)
     assert stored == 6, f"6 requests counted, {stored} stored"
+    # The batch ids hold nothing but themselves, and go (records-and-retention: 24 hours).
+    batches = redis_client.keys(REDIS_BATCH_PREFIX + "*")
+    assert batches
+    for key in batches:
+        assert redis_client.get(key) == b"1"
+        assert 0 < redis_client.ttl(key) <= BATCH_TTL_S
 
 
 # --------------------------------------------------------------------------- usage limits
