@@ -53,3 +53,20 @@ async def proxy_factory(log_stream: io.StringIO) -> AsyncIterator[Callable[[Path
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def watch(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> Any:
+    """Serve a vendor page through the proxy to a signed-in Chromium and return the paths its
+    browser asked of the vendor's real host directly (`test_navigation_leaks.direct_requests`,
+    whose options it takes)."""
+    from tests.test_navigation_leaks import direct_requests
+
+    async def serve(body: str | bytes, **options: Any) -> list[str]:
+        return await direct_requests(
+            tmp_path, port, running_slapd, vendor_factory, proxy_factory, body, **options
+        )
+
+    return serve

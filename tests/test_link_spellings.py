@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -392,20 +391,12 @@ ALLOW = 'third_party = "allow"\nthird_party_reason = "test: no shield"\n'
     ids=["form_action", "base_href", "iframe_src"],
 )
 async def test_without_the_shield_no_form_base_or_frame_reaches_the_vendor_host(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
+    watch: Any,
     body: str,
     click: bool,
 ) -> None:
     direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
+        watch,
         body,
         click=click,
         vendor_extra=ALLOW,

@@ -107,29 +107,12 @@ async def direct_requests(
 
 
 async def _direct_requests(
-    tmp_path: Path,
-    port: int,
-    slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    body: str,
-    *,
-    click: bool = False,
-    **options: Any,
+    watch: Any, body: str, *, click: bool = False, **options: Any
 ) -> list[str]:
-    """`direct_requests` for an HTML page of `body` after a doctype and title; `click` clicks
-    `#go`."""
+    """`watch` (the fixture) for an HTML page of `body` after a doctype and title; `click`
+    clicks `#go`."""
     page = "<!doctype html><title>vendor page</title>" + body
-    return await direct_requests(
-        tmp_path,
-        port,
-        slapd,
-        vendor_factory,
-        proxy_factory,
-        page,
-        click="#go" if click else None,
-        **options,
-    )
+    return list(await watch(page, click="#go" if click else None, **options))
 
 
 LEAK = "the patron's browser went straight to the vendor's real host: {}"
@@ -171,19 +154,11 @@ CLICKED = {
 @pytest.mark.browser
 @pytest.mark.parametrize("href", list(CLICKED.values()), ids=list(CLICKED))
 async def test_a_link_in_a_vendor_page_is_not_followed_to_the_vendor_host(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
+    watch: Any,
     href: str,
 ) -> None:
     direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
+        watch,
         f'<a id=go href="{href}">next</a>',
         click=True,
     )
@@ -215,21 +190,13 @@ UNCLICKED: dict[str, Any] = {
 @pytest.mark.browser
 @pytest.mark.parametrize(("body", "headers", "status"), UNCLICKED.values(), ids=list(UNCLICKED))
 async def test_a_redirect_or_refresh_does_not_send_the_browser_to_the_vendor_host(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
+    watch: Any,
     body: str,
     headers: dict[str, str],
     status: int,
 ) -> None:
     direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
+        watch,
         body,
         headers=headers,
         status=status,
@@ -341,7 +308,7 @@ def test_a_redirect_that_does_not_leave_for_a_vendor_host_is_left_as_it_is(url: 
 
 @pytest.mark.browser
 async def test_shield_blocks_form_base_ping_beacon_and_prefetch_to_vendor_host(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+    watch: Any,
 ) -> None:
     """Unrewritten (backslash) vendor URLs in a form action, `<base href>`, `<a ping>`,
     `sendBeacon`, a `Link: rel=prefetch` header and `<link rel=prefetch>` never reach the real
@@ -355,11 +322,7 @@ async def test_shield_blocks_form_base_ping_beacon_and_prefetch_to_vendor_host(
         "setTimeout(() => document.getElementById('f').submit(), 300);</script>"
     )
     direct = await _direct_requests(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
+        watch,
         body,
         headers={"Link": f"<{url}-header>; rel=prefetch"},
         click=True,

@@ -15,13 +15,12 @@ patron's own browser, not through the proxy.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.test_link_spellings import _leaving_urls, _rewrite, scan_path  # noqa: F401
-from tests.test_navigation_leaks import LEAK, direct_requests
+from tests.test_navigation_leaks import LEAK
 
 ALLOW = 'third_party = "allow"\nthird_party_reason = "test: no shield"\n'
 
@@ -36,26 +35,21 @@ DELIBERATE = pytest.mark.xfail(
 HTML = "<!doctype html><title>vendor page</title>"
 
 
-async def _leaks(
-    tmp_path: Path, port: int, slapd: Any, vendor_factory: Any, proxy_factory: Any, case: Any
-) -> list[str]:
+async def _leaks(watch: Any, case: Any) -> list[str]:
     body, content_type, click, frame_click, *rest = case
     extra = rest[0] if rest else ""
     headers, status = (rest[1], rest[2]) if len(rest) > 1 else ({}, 200)
-    return await direct_requests(
-        tmp_path,
-        port,
-        slapd,
-        vendor_factory,
-        proxy_factory,
-        body,
-        content_type=content_type,
-        click=click,
-        frame_click=frame_click,
-        vendor_extra=extra,
-        headers=headers,
-        status=status,
-        wait_until="load",
+    return list(
+        await watch(
+            body,
+            content_type=content_type,
+            click=click,
+            frame_click=frame_click,
+            vendor_extra=extra,
+            headers=headers,
+            status=status,
+            wait_until="load",
+        )
     )
 
 
@@ -87,11 +81,7 @@ BACKSLASHED = "http:\\\\www.vendor.test/leak"  # `http:\\www.vendor.test/leak` i
     ],
 )
 async def test_a_less_than_sign_inside_a_tag_hides_its_link_from_the_tag_stage(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
+    watch: Any,
     case: Any,
 ) -> None:
     """`html_tags._TAG` (and `_scan.tag_spans`) require a tag to hold no `<`, but the HTML
@@ -99,7 +89,7 @@ async def test_a_less_than_sign_inside_a_tag_hides_its_link_from_the_tag_stage(
     Such a tag is not edited, so a lenient link in it is clicked through to the vendor's real
     host; a `<meta http-equiv=refresh>` spelt so moves the patron with no click at all, with the
     tracker shield on. Not the documented `>` limit: any `<`, before or after the URL."""
-    direct = await _leaks(tmp_path, port, running_slapd, vendor_factory, proxy_factory, case)
+    direct = await _leaks(watch, case)
     assert not direct, LEAK.format(direct)
 
 
@@ -118,11 +108,7 @@ NEWER_IDNA = {
 @pytest.mark.browser
 @pytest.mark.parametrize("host", list(NEWER_IDNA.values()), ids=list(NEWER_IDNA))
 async def test_a_link_host_with_a_character_only_newer_idna_maps_reaches_the_vendor(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
+    watch: Any,
     host: str,
 ) -> None:
     """Chromium reads `http://🅆ww.vendor.test/`, `http://ᵂww.vendor.test/` and
@@ -131,7 +117,7 @@ async def test_a_link_host_with_a_character_only_newer_idna_maps_reaches_the_ven
     punycodes them (`xn--ww-bbs.vendor.test` …), so `to_vendor_host` names no vendor and the
     link is left as it is. The same gap as the fullwidth `w` (U+FF57) the change set out to close."""
     case = (HTML + f'<a id=go href="http://{host}/leak">next</a>', UTF8, "#go", None)
-    direct = await _leaks(tmp_path, port, running_slapd, vendor_factory, proxy_factory, case)
+    direct = await _leaks(watch, case)
     assert not direct, LEAK.format(direct)
 
 
@@ -163,18 +149,14 @@ async def test_a_link_host_with_a_character_only_newer_idna_maps_reaches_the_ven
     ],
 )
 async def test_a_redirect_or_refresh_to_a_newer_idna_spelling_needs_no_click(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
+    watch: Any,
     case: Any,
 ) -> None:
     """The same IDNA gap in `rewrite_location` and `rewrite_refresh` (both end in
     `to_vendor_host`): a 302 to `http://%E1%B5%82ww.vendor.test/leak` or a meta refresh to
     `http://ᵂww.vendor.test/leak` sends the patron's browser to the vendor's real host with no
     click, tracker shield on (no CSP stops a top-level navigation)."""
-    direct = await _leaks(tmp_path, port, running_slapd, vendor_factory, proxy_factory, case)
+    direct = await _leaks(watch, case)
     assert not direct, LEAK.format(direct)
 
 
@@ -185,7 +167,7 @@ async def test_a_redirect_or_refresh_to_a_newer_idna_spelling_needs_no_click(
 
 @pytest.mark.browser
 async def test_a_windows_1252_page_spells_the_host_with_a_letter_idna_folds(
-    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+    watch: Any,
 ) -> None:
     """In a windows-1252 page (also with no charset at all, which the proxy passes as bytes and
     Chromium reads as windows-1252) the byte 0xBA is `º`, which IDNA maps to `o`:
@@ -194,7 +176,7 @@ async def test_a_windows_1252_page_spells_the_host_with_a_letter_idna_folds(
     is followed to the real host. (`ª` → `a`, `¹²³` → digits likewise.)"""
     page = (HTML + '<a id=go href="http://www.vend\u00bar.test/leak">next</a>').encode("cp1252")
     case = (page, "text/html; charset=windows-1252", "#go", None)
-    direct = await _leaks(tmp_path, port, running_slapd, vendor_factory, proxy_factory, case)
+    direct = await _leaks(watch, case)
     assert not direct, LEAK.format(direct)
 
 
@@ -237,11 +219,7 @@ XHTML_ENTITY = (
     ],
 )
 async def test_an_xhtml_page_hides_the_vendor_host_in_its_own_entity(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
+    watch: Any,
     case: Any,
 ) -> None:
     """`application/xhtml+xml` pages go through the tag stage, which decodes only HTML's named
@@ -249,7 +227,7 @@ async def test_an_xhtml_page_hides_the_vendor_host_in_its_own_entity(
     in its internal DTD subset (`<!ENTITY v "www.vendor.test">`). `href="http://&v;/leak"`
     and a meta refresh to it reach the vendor's real host; neither the tag stage nor the URL
     scan ever sees the host name, in any spelling."""
-    direct = await _leaks(tmp_path, port, running_slapd, vendor_factory, proxy_factory, case)
+    direct = await _leaks(watch, case)
     assert not direct, LEAK.format(direct)
 
 
@@ -281,18 +259,14 @@ async def test_an_xhtml_page_hides_the_vendor_host_in_its_own_entity(
     ],
 )
 async def test_xml_documents_a_browser_renders_are_not_read_by_the_tag_stage(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
+    watch: Any,
     case: Any,
 ) -> None:
-    """`Rewriter._stages` adds `HtmlTagStage` for `text/html` and `application/xhtml+xml`
+    """`Rewriter._stages` added `HtmlTagStage` for `text/html` and `application/xhtml+xml`
     only, but Chromium renders an `application/xml` (or `text/xml`) document with an XHTML root
     as a page (its meta refresh runs, no click) and an `image/svg+xml` document opened as a
     page has live `<a href>` links. A lenient URL in either goes to the vendor's real host."""
-    direct = await _leaks(tmp_path, port, running_slapd, vendor_factory, proxy_factory, case)
+    direct = await _leaks(watch, case)
     assert not direct, LEAK.format(direct)
 
 
@@ -312,11 +286,7 @@ async def test_xml_documents_a_browser_renders_are_not_read_by_the_tag_stage(
     ids=["set_to", "animate_values"],
 )
 async def test_an_svg_animation_gives_a_link_an_unmapped_url(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
+    watch: Any,
     animation: str,
 ) -> None:
     """SMIL in inline SVG (`<set attributeName="href" to=…>`, `<animate … values=…>`) sets the
@@ -327,7 +297,7 @@ async def test_an_svg_animation_gives_a_link_an_unmapped_url(
         "<rect width=200 height=200 /></a></svg>"
     )
     case = (body, UTF8, "#go", None)
-    direct = await _leaks(tmp_path, port, running_slapd, vendor_factory, proxy_factory, case)
+    direct = await _leaks(watch, case)
     assert not direct, LEAK.format(direct)
 
 
@@ -361,18 +331,14 @@ async def test_an_svg_animation_gives_a_link_an_unmapped_url(
     ],
 )
 async def test_a_document_inside_an_attribute_holds_a_top_level_link(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
+    watch: Any,
     case: Any,
 ) -> None:
     """A frame's document given in an attribute (`srcdoc` with `&lt;`-escaped markup, or a
     `data:text/html,` URL, which the shield's frame-src allows) is HTML the tag stage never
     parses. A `target=_top` link in it, clicked, takes the whole tab to the vendor's real host
     with the tracker shield on (no CSP governs top-level navigation)."""
-    direct = await _leaks(tmp_path, port, running_slapd, vendor_factory, proxy_factory, case)
+    direct = await _leaks(watch, case)
     assert not direct, LEAK.format(direct)
 
 
@@ -414,11 +380,7 @@ async def test_a_document_inside_an_attribute_holds_a_top_level_link(
     ],
 )
 async def test_without_the_shield_other_url_attributes_reach_the_vendor_directly(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
+    watch: Any,
     case: Any,
 ) -> None:
     """With `third_party = "allow"` there is no shield CSP, and only NAVIGATION_ATTRIBUTES are
@@ -427,7 +389,7 @@ async def test_without_the_shield_other_url_attributes_reach_the_vendor_directly
     frame's `srcdoc` refresh navigates the frame there. docs/vendor-setup.md mentions "an HTML
     attribute other than a link's", but P3 ("never sent straight to a vendor's real host") has
     no exception for `allow`, which vendors do use."""
-    direct = await _leaks(tmp_path, port, running_slapd, vendor_factory, proxy_factory, case)
+    direct = await _leaks(watch, case)
     assert not direct, LEAK.format(direct)
 
 
