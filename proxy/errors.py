@@ -119,7 +119,7 @@ def failure_kind(exc: VendorError) -> tuple[str, str]:
 
     Kinds: "timeout", "dns", "refused", "reset", "tls_certificate" (with OpenSSL's reason:
     "self-signed certificate", "certificate has expired" ...), "tls", and "protocol" for a
-    garbled or cut answer (with the error's type). Only exception types and OpenSSL's fixed
+    garbled or cut answer (with the client's word for it, else the error's type). Only exception types and OpenSSL's fixed
     texts are used, never a message that could quote a URL."""
     chain: list[BaseException] = []
     cause = exc.__cause__
@@ -142,7 +142,12 @@ def failure_kind(exc: VendorError) -> tuple[str, str]:
         return "refused", ""
     if met(ConnectionResetError) or met(BrokenPipeError) or met(ConnectionAbortedError):
         return "reset", ""
-    return "protocol", type(chain[-1]).__name__ if chain else ""
+    if not chain:
+        return "protocol", ""
+    # The proxy's own client says which way the exchange broke, in a fixed word.
+    whys = (getattr(c, "why", None) for c in chain)
+    why = next((w for w in whys if isinstance(w, str) and w), "")
+    return "protocol", why or type(chain[-1]).__name__
 
 
 class Busy(ProxyError):

@@ -32,7 +32,9 @@ import math
 import multiprocessing
 import multiprocessing.context
 import os
+import re
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -82,6 +84,40 @@ _SERVER_ERRORS = (LDAPException, OSError)
 
 class _ServerFailed(Exception):
     """This server gave an unusable answer; try the next one. Never carries patron data."""
+
+
+# OpenSSL's reason in ldap3's text for a refused certificate ("self-signed certificate",
+# "certificate has expired" ...): letters, spaces and commas only, so a host name it may quote
+# is left out.
+_CERT_REASON = re.compile(r"certificate verify failed: ([A-Za-z ,-]+)")
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong with a server, for IT staff: this module's fixed texts, or a kind from the
+    exception's type (ldap3 makes its socket errors subclasses of the error it met) with
+    OpenSSL's reason for a certificate. Never the exception's own text, which could quote a DN."""
+    if isinstance(exc, _ServerFailed):
+        return str(exc)
+    met: list[BaseException] = [exc]
+    if isinstance(exc, LDAPException) and len(exc.args) > 1 and isinstance(exc.args[1], list):
+        # "unable to open socket", with what each of the host's addresses raised
+        met += [e[0] for e in exc.args[1] if isinstance(e, tuple) and e]
+    for e in met:
+        if isinstance(e, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
+            found = _CERT_REASON.search(str(e))
+            return "tls_certificate" + (f": {found.group(1).strip(' ,-')}" if found else "")
+    for e in met:
+        if isinstance(e, ssl.SSLError):
+            return "tls"
+        if isinstance(e, TimeoutError):
+            return "timeout"
+        if isinstance(e, socket.gaierror):
+            return "dns"
+        if isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e):
+            return "refused"
+        if isinstance(e, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return "reset"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -196,7 +232,7 @@ class _Outcome:
     key: str = ""  # the entry's key_attribute value; the proxy process turns it into an HMAC
     groups: frozenset[str] = frozenset()
     matched: frozenset[str] = frozenset()  # vendors whose eligibility.ldap_filter matched
-    failed: tuple[tuple[str, str], ...] = ()  # (server URL, exception type name)
+    failed: tuple[tuple[str, str, str], ...] = ()  # (server URL, exception type, _why)
     answered: tuple[str, ...] = ()
     message: str = ""  # for unavailable: a fixed text of this module; for client_error: a type
 
@@ -380,9 +416,9 @@ class LdapDirectory:
         if future.cancelled() or future.exception() is not None:
             return
         outcome = future.result()
-        for url, error in outcome.failed:
+        for url, error, reason in outcome.failed:
             self._breaker.failed(url)
-            log.warning("ldap_server_failed", server=url, error=error)
+            log.warning("ldap_server_failed", server=url, error=error, reason=reason)
         for url in outcome.answered:
             self._breaker.answered(url)
 
@@ -471,14 +507,19 @@ class _Worker:
 
     def run(self, kind: str, order: list[str], card: str, password: str) -> _Outcome:
         """Try the servers in `order` until one answers, within the time budget."""
-        failed: list[tuple[str, str]] = []
+        failed: list[tuple[str, str, str]] = []
         try:
             return self._run(kind, order, card, password, failed)
         except Exception as exc:
             return _Outcome("client_error", failed=tuple(failed), message=type(exc).__name__)
 
     def _run(
-        self, kind: str, order: list[str], card: str, password: str, failed: list[tuple[str, str]]
+        self,
+        kind: str,
+        order: list[str],
+        card: str,
+        password: str,
+        failed: list[tuple[str, str, str]],
     ) -> _Outcome:
         deadline = time.monotonic() + self._d.timeout_s + _FAILOVER_GRACE_S
         for url in order:
@@ -497,7 +538,7 @@ class _Worker:
             except DirectoryUnavailable as exc:
                 return _Outcome("unavailable", failed=tuple(failed), message=str(exc))
             except (_ServerFailed, *_SERVER_ERRORS) as exc:
-                failed.append((url, type(exc).__name__))
+                failed.append((url, type(exc).__name__, _why(exc)))
                 self.drop(url)
                 continue
             return _Outcome(

@@ -57,13 +57,19 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("json", "console", "auto")
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
 _IPV6 = re.compile(r"\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}\b")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# The shortened spellings (`2001:db8::7`, `fe80::1`, `::1`): any run of hex digits, dots and
+# colons holding `::`. Cut whatever such a run is; `ipaddress` would tell an address from a
+# C++-style `a::b`, but a log line has no use for either, and a miss here is a leak.
+_IPV6_SHORT = re.compile(r"(?<![\w:])[0-9a-fA-F:.]*::[0-9a-fA-F:.]*(?:%[\w.-]+)?")
+# `@` also as `%40`, as an address appears in a URL or a form body (`+` as `%2B` in its name).
+_EMAIL = re.compile(r"[\w.+%-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 _QUERY = re.compile(r"\?[^\s\"']*")
 
 
 def scrub(text: str) -> str:
     text = _EMAIL.sub("[email]", text)
     text = _QUERY.sub("?[query]", text)
+    text = _IPV6_SHORT.sub("[ip]", text)
     text = _IPV6.sub("[ip]", text)
     # Loopback listen addresses are the proxy's own, not a patron's; everything else is cut.
     return _IPV4.sub(lambda m: m.group(0) if m.group(0).startswith("127.") else "[ip]", text)

@@ -91,7 +91,14 @@ def _is_token(text: str) -> bool:
 
 
 class VendorConnectionError(ConnectionError):
-    """The vendor refused, reset or garbled the exchange (an OSError, like aiohttp's)."""
+    """The vendor refused, reset or garbled the exchange (an OSError, like aiohttp's).
+
+    `why` is a fixed word for IT staff (`failure_kind` logs it): the message can quote what
+    the vendor sent, so it is never logged."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
 
 
 class _Retry(Exception):
@@ -272,7 +279,9 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:
             if not (self._head_only and isinstance(exc.__context__, _HeadersOnly)):
                 cause = exc.__context__ or exc
-                self._abort(VendorConnectionError(f"vendor response refused: {cause}"))
+                self._abort(
+                    VendorConnectionError(f"vendor response refused: {cause}", "response_refused")
+                )
                 return
             # A HEAD answer has headers only, which llhttp cannot be told: the callback stopped
             # it there, and a new parser reads what comes after our next request. Nothing may
@@ -290,12 +299,16 @@ class _Connection(asyncio.Protocol):
             self._message_done(keep_alive)
             return
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            self._abort(VendorConnectionError(f"malformed response from vendor: {exc}"))
+            self._abort(
+                VendorConnectionError(
+                    f"malformed response from vendor: {exc}", "malformed_response"
+                )
+            )
             return
         if self._in_head:  # only while a head is incomplete; nothing once the body streams
             self._head_fed += len(data)
             if self._head_fed > MAX_HEAD_BYTES:
-                self._abort(VendorConnectionError("response head too large"))
+                self._abort(VendorConnectionError("response head too large", "head_too_large"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -306,12 +319,18 @@ class _Connection(asyncio.Protocol):
                 self._keep_alive = False
                 resp.content._feed_eof()
             else:
-                resp.content._fail(VendorConnectionError("vendor closed the connection mid-body"))
+                resp.content._fail(
+                    VendorConnectionError(
+                        "vendor closed the connection mid-body", "closed_mid_body"
+                    )
+                )
         if self._head is not None and not self._head.done():
             if self.used > 1 and not self._received:
                 self._head.set_exception(_Retry())
             else:
-                self._head.set_exception(VendorConnectionError("vendor closed the connection"))
+                self._head.set_exception(
+                    VendorConnectionError("vendor closed the connection", "closed_before_answer")
+                )
         if self._drain is not None and not self._drain.done():
             # A result, not an exception: nobody may be waiting on it (a bytes body's writes
             # pause too), and drain() raises for a closed connection anyway.
@@ -440,7 +459,7 @@ class _Connection(asyncio.Protocol):
         if self._drain is not None:
             await self.timed(self._drain)
         if self.closed:
-            raise VendorConnectionError("vendor closed the connection")
+            raise VendorConnectionError("vendor closed the connection", "closed_while_sending")
 
     def start(self, head_only: bool, read_timeout: float | None) -> asyncio.Future[VendorResponse]:
         self.used += 1
@@ -535,7 +554,7 @@ class VendorClient:
     ) -> VendorResponse:
         """Send one request and return once the response headers are in (body still streaming)."""
         if self._closing:
-            raise VendorConnectionError("client closed")
+            raise VendorConnectionError("client closed", "client_closed")
         scheme, host, port = url.scheme, url.raw_host or "", url.port or 80
         tls = scheme == "https"
         default = 443 if tls else 80
@@ -560,7 +579,9 @@ class VendorClient:
                 return await self._exchange(conn, method, head, body, length, read_timeout)
             except _Retry:
                 if not retry_ok:
-                    raise VendorConnectionError("vendor closed a kept connection") from None
+                    raise VendorConnectionError(
+                        "vendor closed a kept connection", "closed_before_answer"
+                    ) from None
                 retry_ok = False  # once, and on a new connection: _take skips closed ones
             except BaseException:
                 if conn.sending is not None:
@@ -678,7 +699,9 @@ class VendorClient:
                     return conn
         except TimeoutError:
             raise TimeoutError(f"no connection to {host}:{port} in time") from None
-        raise VendorConnectionError(f"cannot connect to {host}:{port}: {last}") from last
+        raise VendorConnectionError(
+            f"cannot connect to {host}:{port}: {last}", "connect_failed"
+        ) from last
 
     def _put_back(self, conn: _Connection) -> None:
         self._busy.discard(conn)
@@ -757,4 +780,6 @@ async def _send_body(conn: _Connection, body: Body, length: int | None) -> None:
         elif left:
             raise ValueError(f"request body {left} bytes short of its Content-Length {length}")
     except Exception as exc:
-        conn._abort(VendorConnectionError(f"request body not sent whole: {exc!r}"))
+        conn._abort(
+            VendorConnectionError(f"request body not sent whole: {exc!r}", "request_body_not_sent")
+        )

@@ -336,6 +336,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         refused = message_page(request, "bad_request")
         refused.force_close()
         return refused
+    except (ValueError, LookupError):
+        # A body aiohttp cannot read as a form (a charset nobody knows, multipart without its
+        # boundary) is the client's mistake, not the proxy's: 400, and no internal_error logged.
+        return message_page(request, "bad_request")
     # Cards print the number in groups ("2 9999 00042 4242"): spaces typed with it mean nothing.
     username = "".join(str(form.get("username", "")).split())
     password = str(form.get("password", ""))
