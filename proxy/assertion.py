@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import stat
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -32,6 +34,9 @@ _CACHE_MAX = 50_000
 # How often signing a new assertion also drops the expired ones (at most ASSERTION_LIFETIME_S
 # after a session's last request, plus this).
 CACHE_SWEEP_S = 60
+# How long vendors may keep the JWKS (its Cache-Control). A key this process has just published
+# is not yet in a vendor's copy: see Signer.active_key.
+JWKS_MAX_AGE_S = 300
 
 
 def _b64url(data: bytes) -> str:
@@ -56,6 +61,10 @@ class SigningKey:
     private: Ed25519PrivateKey
     not_before: float  # signing starts at this time (epoch seconds)
     path: Path
+    # The delay `keys rotate` gave it (not_before - created), 0 for keys written without their
+    # creation time: how long it must have been published before it signs (at most the JWKS's
+    # max-age). A delay of 0 is the operator saying "sign with it at once".
+    delay_s: float = 0.0
 
     @property
     def jwk(self) -> dict[str, str]:
@@ -96,9 +105,12 @@ def create_key(key_dir: Path, *, not_before: float) -> SigningKey:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     path = key_dir / f"{kid}.pem"
-    _write_atomically(key_dir / f"{kid}.json", json.dumps({"not_before": not_before}).encode())
+    created = time.time()
+    meta = {"not_before": not_before, "created": created}
+    _write_atomically(key_dir / f"{kid}.json", json.dumps(meta).encode())
     _write_atomically(path, pem)
-    return SigningKey(kid=kid, private=private, not_before=not_before, path=path)
+    delay = max(0.0, not_before - created)
+    return SigningKey(kid=kid, private=private, not_before=not_before, path=path, delay_s=delay)
 
 
 def load_keys(key_dir: Path) -> list[SigningKey]:
@@ -116,12 +128,25 @@ def load_keys(key_dir: Path) -> list[SigningKey]:
         meta_path = pem.with_suffix(".json")
         if not meta_path.exists():
             continue
-        private = serialization.load_pem_private_key(pem.read_bytes(), password=None)
+        try:
+            private = serialization.load_pem_private_key(pem.read_bytes(), password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            # A truncated or mangled file (a bad restore): name it, never a traceback.
+            raise ValueError(f"{pem}: not a readable private key ({type(exc).__name__})") from None
         if not isinstance(private, Ed25519PrivateKey):
             raise ValueError(f"{pem}: not an Ed25519 key")
-        meta: dict[str, Any] = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+            not_before = float(meta.get("not_before", 0.0))
+            created = float(meta.get("created", not_before))
+            if not (math.isfinite(not_before) and math.isfinite(created)):
+                raise ValueError("not_before and created must be finite numbers")
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ValueError(
+                f'{meta_path}: not a key activation file ({{"not_before": <unix time>}}): {exc}'
+            ) from None
         kid = thumbprint(public_jwk(private.public_key()))
-        keys.append(SigningKey(kid, private, float(meta.get("not_before", 0.0)), pem))
+        keys.append(SigningKey(kid, private, not_before, pem, max(0.0, not_before - created)))
     keys.sort(key=lambda k: (k.not_before, k.kid))
     return keys
 
@@ -165,8 +190,15 @@ class Signer:
     """Signs assertions with the active key and caches them per session and vendor."""
 
     def __init__(
-        self, keys: list[SigningKey], *, issuer: str, scope: str, pairwise_secret: bytes
+        self,
+        keys: list[SigningKey],
+        *,
+        issuer: str,
+        scope: str,
+        pairwise_secret: bytes,
+        previous: Signer | None = None,
     ) -> None:
+        """`previous`: the signer this one replaces on a reload, whose publishing it continues."""
         if not keys:
             raise ValueError("no signing keys")
         self.keys = keys
@@ -174,16 +206,56 @@ class Signer:
         self.scope = scope
         self._pairwise_secret = pairwise_secret
         self._cache: dict[tuple[str, str, bool], tuple[str, float]] = {}
-        self._swept = time.time()
+        now = time.time()
+        self._swept = now
+        # When this process first published each key (a reload keeps the earlier time).
+        self._published = {k.kid: now for k in keys}
+        # Keys that signed here, with when they last did; and the public halves of keys gone
+        # from the directory whose assertions are still valid, published until they expire.
+        self._last_signed: dict[str, float] = {}
+        self._kept: dict[str, tuple[dict[str, str], float]] = {}
+        if previous is not None:
+            self._carry_over(previous, now)
+
+    def _carry_over(self, previous: Signer, now: float) -> None:
+        for kid in self._published:
+            self._published[kid] = previous._published.get(kid, now)
+        current = {k.kid for k in self.keys}
+        old_jwks = {k.kid: k.jwk for k in previous.keys}
+        for kid, (jwk, until) in previous._kept.items():
+            if kid not in current and until > now:
+                self._kept[kid] = (jwk, until)
+        for kid, at in previous._last_signed.items():
+            until = at + ASSERTION_LIFETIME_S
+            if kid in current:
+                self._last_signed[kid] = at
+            elif kid in old_jwks and until > now:
+                # `keys retire` went before this reload, and this process signed with the key
+                # after the successor's time (it was reloaded late): a vendor must still be able
+                # to verify those assertions until they expire.
+                self._kept[kid] = (old_jwks[kid], until)
 
     def active_key(self, now: float | None = None) -> SigningKey:
+        """The newest key whose time has come and that vendors' JWKS copies hold by now.
+
+        A key signs once its activation time has passed *and* this process has published it
+        for its rotation delay (at most the JWKS max-age): a proxy reloaded (or started) after
+        a new key's activation time would otherwise sign with a key vendors' cached JWKS lack.
+        Until then, the oldest key whose time has come signs (published all along)."""
         now = time.time() if now is None else now
-        active = [k for k in self.keys if k.not_before <= now]
-        # Before any key is active (only after a bad clock), sign with the oldest rather than fail.
-        return active[-1] if active else self.keys[0]
+        eligible = [k for k in self.keys if k.not_before <= now]
+        if not eligible:
+            # Before any key is active (only after a bad clock), the oldest rather than fail.
+            return self.keys[0]
+        for k in reversed(eligible):
+            if self._published[k.kid] + min(k.delay_s, JWKS_MAX_AGE_S) <= now:
+                return k
+        return eligible[0]
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
-        return {"keys": [k.jwk for k in self.keys]}
+        now = time.time()
+        kept = [jwk for jwk, until in self._kept.values() if until > now]
+        return {"keys": [k.jwk for k in self.keys] + kept}
 
     def claims(
         self, *, audience: str, patron_key: str, vendor_id: str, pseudonymous: bool, now: int
@@ -203,7 +275,9 @@ class Signer:
     def sign(self, claims: dict[str, Any]) -> str:
         # The clock, not `iat`: iat is whole seconds, and flooring it could pick the old key for up
         # to a second after the new one became active.
-        key = self.active_key()
+        now = time.time()
+        key = self.active_key(now)
+        self._last_signed[key.kid] = now
         return jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid})
 
     def assertion(
@@ -212,7 +286,9 @@ class Signer:
         """A signed assertion for this session and vendor, reused until shortly before it expires."""
         now = time.time()
         hit = self._cache.get((cache_key, vendor_id, pseudonymous))
-        if hit is not None and hit[1] - now > REFRESH_MARGIN_S:
+        # Reused while it has time left and was not made "in the future": after the clock is
+        # stepped back (NTP correcting a fast boot), its iat would make vendors refuse it.
+        if hit is not None and REFRESH_MARGIN_S < hit[1] - now <= ASSERTION_LIFETIME_S:
             return hit[0]
         claims = self.claims(
             audience=audience,

@@ -55,14 +55,15 @@ def _demo_ctx(config: Config):  # type: ignore[no-untyped-def]
         from proxy.app import SERVICES
         from proxy.demo_vendor import create_demo_vendor_app
 
-        svc = app[SERVICES]
         demo = next((v for v in config.vendors if v.id == "demo"), None)
         host, _, port = config.demo.vendor_listen.rpartition(":")
         runner = web.AppRunner(
             create_demo_vendor_app(
                 origin=demo.origin if demo else "http://demo.vendor.test",
                 audience=demo.aud if demo else "demo",
-                jwks=svc.signer.jwks,
+                # What the proxy publishes now: a reload brings new services, and new keys.
+                jwks=lambda: app[SERVICES].signer.jwks(),
+                header=demo.assertion_header if demo else "X-Patron-Assertion",
             ),
             access_log=None,
         )
@@ -149,6 +150,8 @@ def _prepare_shared_state(config: Config) -> str | None:
         ensure_keys(key_dir)
     except OSError as exc:
         return cannot("keys.dir", key_dir, exc)
+    except ValueError as exc:  # a key file readable by others, or broken: the message names it
+        return f"{config.path}: keys.dir: {exc}"
     return None
 
 

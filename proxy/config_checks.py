@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
+from proxy.assertion import load_keys
 from proxy.client_ip import parse_networks
 from proxy.crypto import server_secret_problem
 from proxy.errors import EnvironmentProblem, Problem
@@ -159,10 +160,18 @@ def _check_server_secret(value: str, file: str, key: str, problems: list[Problem
 
 
 def _check_key_files(cfg: Config, file: str, problems: list[Problem]) -> None:
-    """Signing keys readable by group or others are refused (proxy.assertion.load_keys)."""
+    """Signing keys readable by group or others are refused, and so is a key or activation
+    file that does not load (proxy.assertion.load_keys): `serve` could not start on them."""
     key_dir = cfg.resolve(cfg.keys.dir)
+    before = len(problems)
     for pem in sorted(key_dir.glob("*.pem")) if key_dir.is_dir() else ():
         _check_secret_file(pem, file, "keys.dir", problems)
+    if len(problems) > before:
+        return
+    try:
+        load_keys(key_dir)
+    except (ValueError, OSError) as exc:
+        problems.append(Problem(file, "keys.dir", str(exc)))
 
 
 def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:

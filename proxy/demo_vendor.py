@@ -18,6 +18,7 @@ from aiohttp import web
 DEMO_HOST = "demo.vendor.test"
 JwksSource = Callable[[], dict[str, Any]]
 JWKS: web.AppKey[JwksSource] = web.AppKey("jwks")
+HEADER: web.AppKey[str] = web.AppKey("assertion_header", str)
 ORIGIN = web.AppKey("origin", str)
 AUDIENCE = web.AppKey("audience", str)
 # A minimal valid PDF, for showing full-text downloads.
@@ -57,7 +58,7 @@ async def eye_view(request: web.Request) -> web.StreamResponse:
         f"<tr><th scope='row'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
         for k, v in request.headers.items()
     )
-    token = request.headers.get("X-Patron-Assertion", "")
+    token = request.headers.get(request.app[HEADER], "")
     if token:
         claims, verdict = _verify(token, request.app[JWKS](), request.app[AUDIENCE])
         try:
@@ -103,10 +104,15 @@ async def article(request: web.Request) -> web.StreamResponse:
 
 
 def create_demo_vendor_app(
-    *, origin: str, audience: str, jwks: Callable[[], dict[str, Any]]
+    *,
+    origin: str,
+    audience: str,
+    jwks: Callable[[], dict[str, Any]],
+    header: str = "X-Patron-Assertion",
 ) -> web.Application:
     app = web.Application()
     app[JWKS] = jwks
+    app[HEADER] = header
     app[ORIGIN] = origin.rstrip("/")
     app[AUDIENCE] = audience
     app.router.add_get("/", eye_view)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
+from proxy.assertion import JWKS_MAX_AGE_S
 from proxy.client_ip import Network, address_in, client_address, parse_networks
 from proxy.config import ServerConfig
 from proxy.errors import (
@@ -91,6 +92,6 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 async def jwks(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     resp = web.json_response(svc.signer.jwks(), dumps=lambda o: json.dumps(o, sort_keys=True))
-    resp.headers["Cache-Control"] = "public, max-age=300"
+    resp.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE_S}"
     resp.headers["Access-Control-Allow-Origin"] = "*"
     return resp

@@ -104,8 +104,9 @@ def template_env(config: Config) -> jinja2.Environment:
     return env
 
 
-def make_signer(config: Config, secret: bytes) -> Signer:
-    """A signer over the keys now in the key directory (start-up, and again on reload)."""
+def make_signer(config: Config, secret: bytes, previous: Signer | None = None) -> Signer:
+    """A signer over the keys now in the key directory (start-up, and again on reload, where it
+    continues `previous`'s record of what was published and signed when)."""
     import hashlib
 
     return Signer(
@@ -113,6 +114,7 @@ def make_signer(config: Config, secret: bytes) -> Signer:
         issuer=config.server.public_url.rstrip("/"),
         scope=config.library.scope,
         pairwise_secret=hashlib.sha256(b"pairwise-v1\x00" + secret).digest(),
+        previous=previous,
     )
 
 
@@ -219,7 +221,7 @@ async def rebuild_services(svc: Services, config: Config) -> Services:
 
     hooks = svc.hooks
     hosts = config.host_map()
-    signer = make_signer(config, svc.secret)
+    signer = make_signer(config, svc.secret, previous=svc.signer)
     rewriter = Rewriter.from_config(config)
     upstream = make_upstream(
         config, hosts, signer, svc.sessions, rewriter, hooks, svc.upstream.open_sockets
