@@ -180,6 +180,13 @@ def convert(source: str | Path) -> ImportResult:
         elif open_draft is None:
             if ln.directive in ("name", "loginport"):
                 server[ln.directive] = ln.value.split()[0] if ln.value else ""
+            elif ln.directive != "includefile":  # IncludeFile is reported where lines are read
+                # Server-wide settings (AutoLoginIP, ExcludeIP, AnonymousURL, HTTPHeader …)
+                # have no vendor file to go to; their values may be secrets, so not printed.
+                what = f"Option {ln.value}" if ln.directive == "option" else ln.word
+                warnings.append(
+                    Message(ln.where, f"{what} (before the first Title) not converted; review")
+                )
         else:
             add_stanza_line(open_draft, ln)
     ids: set[str] = set()
@@ -277,9 +284,17 @@ def _attach_never_proxy(stanzas: list[StanzaResult], ln: Line, warnings: list[Me
 
 def _vendor_problems(out_dir: Path, vendors: list[VendorConfig]) -> list[Problem]:
     """… and pass check-config's vendor checks, except that the shared-login secret files the
-    summary asks for do not exist yet."""
-    cfg = Config(path=out_dir.parent / "proxy.toml", vendors=tuple(vendors))
+    summary asks for do not exist yet. check-config reads the whole directory, so the vendor
+    files already there are checked together with the new ones (two claiming one host …)."""
     problems: list[Problem] = []
+    written = {Path(v.file).name for v in vendors}
+    others: list[VendorConfig] = []
+    for path in sorted(out_dir.glob("*.toml")):
+        if path.name not in written:
+            v = load_vendor(path, problems)  # one check-config cannot load refuses it too
+            others += [v] if v is not None else []
+    # Earlier files first: a clash is then named on the file just written.
+    cfg = Config(path=out_dir.parent / "proxy.toml", vendors=(*others, *vendors))
     for v in vendors:
         check_vendor(v, cfg, problems)
     check_vendors_together(cfg, problems)
@@ -295,6 +310,8 @@ def run_import(config_txt: Path, out_dir: Path, *, stdout: TextIO, force: bool =
         print(f"error: {exc}", file=stdout)
         return 1
     if not result.stanzas:
+        for m in result.warnings:  # a missing IncludeFile is the usual reason
+            print(f"warning: {m}", file=stdout)
         print(f"error: {config_txt}: no database stanza (no Title line) found", file=stdout)
         return 1
     stdout.write(summary(result))

@@ -45,16 +45,30 @@ class Line:
 
 
 def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")  # config.txt is often a Windows file
+    """Line by line: a config.txt edited over the years mixes UTF-8 lines with Windows ones, and
+    one cp1252 comment must not garble the UTF-8 titles around it."""
+    out = []
+    for piece in data.split(b"\n"):
+        try:
+            out.append(piece.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(piece.decode("cp1252", errors="replace"))  # often a Windows file
+    return "\n".join(out)
 
 
 def split_lines(text: str, name: str, warnings: list[Message]) -> list[Line]:
     """Directive lines of one file; a line that cannot be read is reported in `warnings`."""
     out = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # EZproxy on Windows stops at a DOS end-of-file mark (Ctrl-Z), as C text-mode reads do.
+    text, eof, rest = text.partition("\x1a")
+    # Newline only (CRLF, LF or CR), as EZproxy reads: str.splitlines would also break at
+    # U+2028, U+0085 or a form feed inside a title and put every later line number out.
+    lines = re.split(r"\r\n|\r|\n", text)
+    if eof and rest.strip():
+        where = f"{name}:{len(lines)}"
+        warnings.append(Message(where, "text after a DOS end-of-file mark (Ctrl-Z) ignored"))
+    for number, line in enumerate(lines, start=1):
+        line = line.removeprefix("\ufeff")  # a BOM starts each of several files pasted together
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -84,7 +98,7 @@ def read_lines(
         if ln.directive != "includefile":
             lines.append(ln)
             continue
-        rel = Path(ln.value)
+        rel = Path(ln.value.replace("\\", "/"))  # a config.txt from EZproxy on Windows
         candidates = [rel] if rel.is_absolute() else [root / rel, path.parent / rel]
         target = next((c.resolve() for c in candidates if c.is_file()), None)
         if target is None:

@@ -151,9 +151,9 @@ def _parse_url(d: Draft) -> tuple[str, str] | str:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:  # a port that is no number from 0 to 65535, unbalanced [ ]
-        return f"URL {url!r} cannot be used: {exc}"
+        return f"URL {_shown(url)!r} cannot be used: {exc}"
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return f"URL {url!r} is not an http(s) URL"
+        return f"URL {_shown(url)!r} is not an http(s) URL"
     if parts.username or parts.password:
         d.warn(d.url, "URL carried credentials; removed (never copied into the vendor file)")
     # Filter the raw k=v pairs so the vendor sees the rest of the query exactly as before.
@@ -170,6 +170,12 @@ def _parse_url(d: Draft) -> tuple[str, str] | str:
     start = urlunsplit((parts.scheme.lower(), netloc, parts.path, "&".join(kept), ""))
     d.hosts.insert(0, (d.url, parts.hostname.lower(), False))
     return origin, start
+
+
+def _shown(url: str) -> str:
+    """`url` as the summary may print it: without the account and password it may carry in its
+    userinfo or its query (a URL that did not parse cannot be cleaned field by field)."""
+    return re.split(r"[?#]", re.sub(r"^([^/?#]*//)?[^/?#]*@", r"\1", url))[0]
 
 
 def _is_account(name: str) -> bool:
@@ -338,7 +344,8 @@ def finish_stanza(
     if rules:
         vendor["rewrite"] = rules
     if vendor["auth"] == "shared-login":
-        vendor["shared_login"] = _shared_login(d, vendor_id, d.url.value.split()[-1])
+        # The cleaned URL: the raw one may carry the account and password (userinfo, query).
+        vendor["shared_login"] = _shared_login(d, vendor_id, start)
     for p in hosts:
         claimed[p] = vendor_id
     return result("converted-with-warnings" if d.warnings else "converted", vendor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import TYPE_CHECKING
 
 import tomli_w
@@ -23,6 +24,8 @@ def render(stanza: StanzaResult, *, today: dt.date) -> str:
     head += [f"# warning: {m}" for m in stanza.warnings]
     head += [f"# note: {m}" for m in stanza.notes]
     head = [" ".join(h.split()) for h in head]  # one physical line per comment
+    # TOML allows no control character but tab in a comment: one would make the file unloadable.
+    head = [re.sub(r"[\x00-\x08\x0a-\x1f\x7f]", "\N{REPLACEMENT CHARACTER}", h) for h in head]
     return "\n".join(head) + "\n\n" + tomli_w.dumps(stanza.vendor)
 
 
