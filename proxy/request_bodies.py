@@ -28,16 +28,30 @@ def boundary(content_type: str) -> bytes | None:
     return value.encode("ascii")
 
 
+def _passes_whole(head: bytes) -> bool:
+    """Whether a part goes on byte for byte: a file (its Content-Disposition names one), or a
+    nested multipart (RFC 7578 4.3's several files of one field as multipart/mixed), whose
+    own parts name the files in headers the outer part's do not show."""
+    lowered = head.lower()
+    if b"filename" in lowered:
+        return True
+    for line in lowered.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if colon and name.strip() == b"content-type" and value.strip().startswith(b"multipart/"):
+            return True
+    return False
+
+
 def unmap_multipart(body: bytes, boundary: bytes, unmap: Callable[[bytes], bytes]) -> bytes:
-    """`body` with `unmap` applied to the content of every part that is not a file (its
-    Content-Disposition has no filename); everything else, file parts and the framing, byte
-    for byte as it was."""
+    """`body` with `unmap` applied to the content of every part that is a plain field (not a
+    file, not a nested multipart); everything else, those parts and the framing, byte for byte
+    as it was."""
     delimiter = b"--" + boundary
     pieces = body.split(delimiter)
     # pieces[0] is the preamble; each later piece starts with the delimiter's line end (or
     # "--" for the closing one), then the part's headers, a blank line and its content.
     for i in range(1, len(pieces)):
         head, blank, content = pieces[i].partition(b"\r\n\r\n")
-        if blank and b"filename" not in head.lower():
+        if blank and not _passes_whole(head):
             pieces[i] = head + blank + unmap(content)
     return delimiter.join(pieces)

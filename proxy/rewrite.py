@@ -101,9 +101,19 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # renders as a document, whose links, refreshes and frames navigate as HTML's do.
 TAG_TYPES = HTML_TYPES | {"image/svg+xml", "application/xml", "text/xml"}
 
-# Request bodies whose mapped URLs go back to the vendor's (besides `+json` types and the fields of
-# multipart forms).
-_UNMAPPED_BODIES = frozenset({"application/x-www-form-urlencoded", "application/json"})
+# Request bodies whose mapped URLs go back to the vendor's (besides `+json` and `+xml` types and the
+# fields of multipart forms): forms (urlencoded, and text/plain as `enctype="text/plain"` and
+# sendBeacon with a string post them), JSON, XML (SOAP, XML exports) and GraphQL documents.
+_UNMAPPED_BODIES = frozenset(
+    {
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "application/json",
+        "text/xml",
+        "application/xml",
+        "application/graphql",
+    }
+)
 
 # The URL forms, as regex pieces. Hosts are matched generously and judged by HostMap afterwards.
 COLON = rb":|%3a|%253a"
@@ -815,15 +825,16 @@ class Rewriter:
     @staticmethod
     def unmaps_body(content_type: str | None) -> bool:
         """Whether `unmap_body` changes a request body of this type: forms (urlencoded and the
-        fields of multipart ones) and JSON. The forwarder reads such bodies whole."""
+        fields of multipart ones), text/plain, JSON, XML and GraphQL. The forwarder reads such
+        bodies whole."""
         mt = media_type(content_type)
         if mt == "multipart/form-data":
             return boundary(content_type or "") is not None
-        return mt in _UNMAPPED_BODIES or mt.endswith("+json")
+        return mt in _UNMAPPED_BODIES or mt.endswith(("+json", "+xml"))
 
     def unmap_body(self, data: bytes, content_type: str | None) -> bytes:
-        """Mapped URLs in a form or JSON request body mapped back (a multipart form's fields,
-        never its files); other bodies unchanged."""
+        """Mapped URLs in a form, text, JSON, XML or GraphQL request body mapped back (a
+        multipart form's fields, never its files); other bodies unchanged."""
         if not self.unmaps_body(content_type):
             return data
         if media_type(content_type) == "multipart/form-data":

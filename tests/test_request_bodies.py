@@ -163,6 +163,19 @@ def test_multipart_unmapping_touches_field_contents_only() -> None:
     assert boundary("multipart/form-data; boundary=" + "x" * 71) is None
 
 
+def test_multipart_unmapping_leaves_a_nested_multipart_part_as_sent() -> None:
+    """A field holding a nested multipart (several files of one field, RFC 7578 4.3) names its
+    files only in the inner parts' headers: the whole part goes on byte for byte."""
+    nested = (
+        b"--x\r\nContent-Disposition: form-data; name=files\r\n"
+        b"content-type:Multipart/Mixed; boundary=y\r\n\r\n"
+        b"--y\r\nContent-Disposition: file; filename=a\r\n\r\nmapped\r\n--y--\r\n"
+    )
+    body = nested + b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\nmapped\r\n--x--\r\n"
+    out = unmap_multipart(body, b"x", lambda b: b.replace(b"mapped", b"vendor"))
+    assert out == nested + body[len(nested) :].replace(b"mapped", b"vendor")
+
+
 async def test_a_plus_json_body_is_mapped_back(setup: Any) -> None:
     """`application/vnd.api+json` (JSON:API) is JSON."""
     driver, vendor = setup
