@@ -18,7 +18,9 @@ The values live in `[throttle.http]` of proxy.toml, checked with the rest of `[t
 One limit is the proxy's own: a vendor's `limits.max_upload_bytes` can only be checked up front
 when the body has a Content-Length. Browsers always send one (a streamed request body needs
 HTTP/2), so a body without it — chunked — is refused with 411 before anything is forwarded, rather
-than streamed to the vendor uncounted.
+than streamed to the vendor uncounted. A body with a Content-Encoding is decoded by aiohttp's
+server before it is read, so its Content-Length says nothing of what the vendor would get: such a
+body is read whole and counted decoded (proxy/forward.py, `_read_bounded`).
 """
 
 from __future__ import annotations
