@@ -41,6 +41,7 @@ from proxy.errors import (
 from proxy.forward import upstream_url
 from proxy.logs import get_logger
 from proxy.ops import healthz, jwks, metrics, readyz
+from proxy.preflight import answer_preflight, is_preflight
 from proxy.privacy import FORGET_WHAT, OWN_PAGE_HEADERS, VENDOR_METHODS
 from proxy.services import (
     CONFIG,
@@ -107,6 +108,9 @@ async def dispatch(
             for hook in svc.hooks.denied:
                 hook("", "not_configured")
             return message_page(request, "not_configured")
+        if request.method == "OPTIONS" and is_preflight(request):
+            # Without cookies, so before the session gate; nothing reaches the vendor.
+            return answer_preflight(request, svc.hosts, vendor_host)
         if request.path == FORGET_PATH:
             return forget_here(request)  # the sign-out page's request; nothing reaches the vendor
         return await proxy_request(request, vendor_host)
