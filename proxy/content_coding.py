@@ -22,7 +22,10 @@ DECODE_PIECE = 64 * 1024
 
 
 class UnsupportedEncoding(ProxyError):
-    """The vendor used a Content-Encoding the proxy cannot undo; pass the body through as is."""
+    """The vendor used a Content-Encoding browsers undo and the proxy cannot (zstd, a shared
+    dictionary): a body that must be rewritten cannot be, and is refused."""
+
+    why = "unsupported_content_encoding"  # for IT staff (errors.failure_kind)
 
 
 class CorruptBody(ProxyError):
@@ -45,13 +48,17 @@ class _Identity:
         yield from ()
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 class _Zlib:
     """gzip (several members allowed) or deflate, which servers send zlib-wrapped or raw."""
 
     def __init__(self, kind: str) -> None:
         self._kind = kind
         self._d: zlib._Decompress | None = None
-        self._head = b""  # deflate: the first bytes, until the wrapping can be told
+        self._head = b""  # the first bytes of a member, until its kind can be told
+        self._members = 0  # members decoded whole
         self._done = False
 
     def _open(self, first: bytes) -> zlib._Decompress:
@@ -68,6 +75,12 @@ class _Zlib:
                 if len(data) < 2:
                     self._head = data
                     return
+                if self._members and data[:2] != _GZIP_MAGIC:
+                    # After a whole member, only another member is read on: what else follows
+                    # (a stray newline after PHP's `?>`, zero padding) is ignored, as browsers
+                    # ignore it (Chromium's GzipSourceStream, "ignoring extra bytes").
+                    self._done = True
+                    return
                 self._d = self._open(data)
             d = self._d
             try:
@@ -82,12 +95,15 @@ class _Zlib:
                 raise CorruptBody(f"bad {self._kind} data: {exc}") from exc
             if not d.eof:
                 return
-            # A member ended: gzip may go on with another; zero padding and deflate tails end it.
+            # A member ended: gzip may go on with another (in this chunk or the next one, so
+            # the output is the same for any chunking); a deflate stream's tail is ignored.
             data, self._d = d.unused_data, None
-            self._done = self._kind != "gzip" or not data.strip(b"\0")
+            self._members += 1
+            self._done = self._kind != "gzip"
 
     def finish(self) -> Iterator[bytes]:
-        if self._head or (self._d is not None and not self._d.eof):
+        # One byte left after a whole member is a stray byte, not a truncated member.
+        if (self._head and not self._members) or (self._d is not None and not self._d.eof):
             raise CorruptBody(f"{self._kind} body is truncated")
         yield from ()
 
@@ -137,24 +153,37 @@ class _Chain:
             yield from self._push(i + 1, decoder.finish())
 
 
-def _one_decoder(coding: str) -> BodyDecoder:
+# Codings browsers undo that the proxy cannot (Chromium decodes zstd and the shared-dictionary
+# `dcb`/`dcz`); the upstream Accept-Encoding offers none of them (privacy.DECODABLE_ENCODINGS).
+BROWSER_ONLY_CODINGS = frozenset({"zstd", "dcb", "dcz"})
+
+
+def _one_decoder(coding: str) -> BodyDecoder | None:
     if coding in ("gzip", "x-gzip"):
         return _Zlib("gzip")
     if coding == "deflate":
         return _Zlib("deflate")
     if coding == "br":
         return _Brotli()
-    raise UnsupportedEncoding(f"unsupported Content-Encoding {coding!r}")
+    if coding in BROWSER_ONLY_CODINGS:
+        raise UnsupportedEncoding(f"unsupported Content-Encoding {coding!r}")
+    # Not a coding at all (`identity`, `utf-8`, `none`, `binary`, `8bit`: misconfigured
+    # servers send these) or one no browser knows: Chromium ignores it and reads the bytes as
+    # they are (URLRequestHttpJob::SetUpSourceStream), so the proxy reads them so too.
+    return None
 
 
 def decoder_for(content_encoding: str | None) -> BodyDecoder:
-    """An incremental decoder for a Content-Encoding value (gzip, deflate, br, identity, chains).
+    """An incremental decoder for a Content-Encoding value (gzip, deflate, br, chains of them;
+    codings browsers do not know are read as identity, as Chromium reads them).
 
-    Raises UnsupportedEncoding for anything else: the caller then sends the body untouched. The
-    upstream request should offer only `gzip, deflate, br` so this stays rare.
+    Raises UnsupportedEncoding for a coding browsers undo and the proxy cannot
+    (BROWSER_ONLY_CODINGS): the caller then passes a body it does not rewrite untouched, and
+    refuses one it would have to rewrite. The upstream request offers only `gzip, deflate, br`,
+    so this stays rare.
     """
     codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
-    decoders = [_one_decoder(c) for c in reversed(codings) if c and c != "identity"]
+    decoders = [d for c in reversed(codings) if c and (d := _one_decoder(c)) is not None]
     if not decoders:
         return _Identity()
     return decoders[0] if len(decoders) == 1 else _Chain(decoders)
