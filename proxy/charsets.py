@@ -1,8 +1,9 @@
 """Which charset a body is in, as a browser would read it, and rewriting bodies whose bytes lie.
 
 `charset_codec` reads a Content-Type charset label as WHATWG labels are read (`Windows-31J` is
-Shift_JIS), and `bom_codec` finds a byte-order mark, which decides over any label.
-`charset_is_bytes_safe` says whether a charset lets bodies be rewritten as bytes (ASCII bytes
+Shift_JIS), `bom_codec` finds a byte-order mark, which decides over any label, and
+`meta_charset` finds an HTML page's own `<meta charset>` as browsers do when the header names
+none. `codec_is_bytes_safe` says whether a charset lets bodies be rewritten as bytes (ASCII bytes
 always meaning ASCII characters); `Transcoded` wraps the byte stages for the charsets that do not,
 decoding and re-encoding incrementally.
 """
@@ -105,39 +106,44 @@ def bom_codec(head: bytes) -> str | None:
 def charset_codec(charset: str | None) -> str | None:
     """The Python codec for a Content-Type charset label, or None when there is none to use.
 
-    A WHATWG label gets the codec browsers decode it with. A label only Python knows (`utf-32`,
-    `shift_jisx0213`) gets Python's codec: the vendor said so, and it is the best guess there is.
-    No label means UTF-8 (an ASCII superset, like every default a browser picks), and so does a
-    label nobody knows (`utf8mb4`, which PHP and MySQL sites send): a browser ignores it and
-    renders the page with its default, so its links must be mapped as in any ASCII-compatible
-    page, or a click would leave the proxy. Only a "replacement" label gives None: browsers
-    show such a body as one replacement character, with nothing to follow.
+    A WHATWG label gets the codec browsers decode it with. No label means UTF-8 (an ASCII
+    superset, like every default a browser picks), and so does any other label, one only
+    Python knows (`utf-7`, `utf-32`) as much as one nobody knows (`utf8mb4`, which PHP and
+    MySQL sites send): a browser ignores it and renders the page with its default, so its links
+    must be mapped as in any ASCII-compatible page, or a click would leave the proxy (and
+    Python's codec would fail on a page the browser shows). Only a "replacement" label gives
+    None: browsers show such a body as one replacement character, with nothing to follow.
     """
     if not charset:
         return "utf-8"
     label = charset.strip("\t\n\f\r ").lower()
     if label in _REPLACEMENT_LABELS:
         return None
-    codec = _CODEC_BY_LABEL.get(label)
-    if codec is not None:
-        return codec
-    try:
-        return codecs.lookup(label).name
-    except LookupError:
-        return "utf-8"
+    return _CODEC_BY_LABEL.get(label, "utf-8")
+
+
+def known_label(charset: str | None) -> bool:
+    """Whether a browser takes `charset` for an encoding label (WHATWG), so that it decides."""
+    if not charset:
+        return False
+    label = charset.strip("\t\n\f\r ").lower()
+    return label in _CODEC_BY_LABEL or label in _REPLACEMENT_LABELS
+
+
+def charset_is_bytes_safe(charset: str | None) -> bool:
+    """`codec_is_bytes_safe` for a charset label; False for a "replacement" label (no codec)."""
+    name = charset_codec(charset)
+    return name is not None and codec_is_bytes_safe(name)
 
 
 @functools.lru_cache(maxsize=256)  # asked per response; decoding 256 bytes costs ~10 µs
-def charset_is_bytes_safe(charset: str | None) -> bool:
-    """True when ASCII bytes in the body always mean ASCII characters, so bytes can be rewritten.
+def codec_is_bytes_safe(name: str) -> bool:
+    """True when ASCII bytes in a body in Python codec `name` always mean ASCII characters, so
+    bytes can be rewritten.
 
     That holds for UTF-8 and single-byte charsets. Multi-byte charsets whose trailing bytes can be
-    ASCII (Shift_JIS, Big5, GBK), stateful ones (ISO-2022, UTF-7) and UTF-16/32 are transcoded.
-    A "replacement" label (no codec) is not.
+    ASCII (Shift_JIS, Big5, GBK), stateful ones (ISO-2022) and UTF-16 are transcoded.
     """
-    name = charset_codec(charset)
-    if name is None:
-        return False
     if name.startswith(("iso2022", "utf-7", "hz")):
         return False
     try:
@@ -185,3 +191,174 @@ class Transcoded:
             # A truncated last character (odd UTF-16 byte): keep its raw bytes at the very end.
             text, tail = "", self._in.getstate()[0]
         return self._through(text, True) + tail
+
+
+# ------------------------------------------------------------------ <meta charset> prescan
+
+# How much of an HTML body a browser searches for its `<meta charset>` (WHATWG HTML, "prescan a
+# byte stream to determine its encoding").
+PRESCAN_BYTES = 1024
+_SPACES = b"\t\n\f\r "
+
+
+class _End(Exception):
+    """The prescanned bytes ended inside a construct: the prescan finds nothing."""
+
+
+def meta_charset(head: bytes) -> str | None:
+    """The codec an HTML page's first PRESCAN_BYTES declare (`<meta charset=...>` or `<meta
+    http-equiv=Content-Type content="...; charset=...">`), as a browser finds it; None for none.
+
+    WHATWG HTML's prescan, written out because the standard library has none and the packages
+    that have one (`webencodings`, `html5lib`) are not dependencies of the proxy; it is short
+    and its details decide what a browser does: comments are skipped, a `charset` attribute
+    needs no pragma, a `content` one needs `http-equiv="content-type"` beside it, and a label
+    must be a WHATWG one. A "replacement" label is passed over (the page is then rewritten, the
+    safe side, where the browser shows one replacement character).
+    """
+    data = head[:PRESCAN_BYTES]
+    try:
+        return _prescan(data)
+    except _End:
+        return None
+
+
+def _prescan(data: bytes) -> str | None:
+    n, pos = len(data), 0
+    while pos < n:
+        if data.startswith(b"<!--", pos):
+            end = data.find(b"-->", pos + 2)
+            if end < 0:
+                return None
+            pos = end + 3
+            continue
+        if data[pos : pos + 5].lower() == b"<meta" and data[pos + 5 : pos + 6] in (
+            *(bytes((c,)) for c in _SPACES),
+            b"/",
+        ):
+            codec, pos = _meta(data, pos + 5)
+            if codec is not None:
+                return codec
+        elif data[pos : pos + 1] == b"<" and (
+            data[pos + 1 : pos + 2].isalpha()
+            or (data[pos + 1 : pos + 2] == b"/" and data[pos + 2 : pos + 3].isalpha())
+        ):
+            while pos < n and data[pos] not in _SPACES and data[pos] != 0x3E:
+                pos += 1
+            while (attribute := _attribute(data, pos)) is not None:
+                pos = attribute[2]
+            pos = _after_attributes(data, pos)
+        elif data.startswith((b"<!", b"</", b"<?"), pos):
+            pos = data.find(b">", pos)
+            if pos < 0:
+                return None
+        pos += 1
+    return None
+
+
+def _after_attributes(data: bytes, pos: int) -> int:
+    while pos < len(data) and data[pos] in _SPACES + b"/":
+        pos += 1
+    return pos
+
+
+def _meta(data: bytes, pos: int) -> tuple[str | None, int]:
+    seen: set[bytes] = set()
+    got_pragma, need_pragma, label = False, None, None
+    while (attribute := _attribute(data, pos)) is not None:
+        name, value, pos = attribute
+        if name in seen:
+            continue
+        seen.add(name)
+        if name == b"http-equiv":
+            got_pragma = got_pragma or value == b"content-type"
+        elif name == b"content" and label is None:
+            found = _charset_in_content(value)
+            if found is not None:
+                label, need_pragma = found, True
+        elif name == b"charset":
+            label, need_pragma = value, False
+    pos = _after_attributes(data, pos)
+    if need_pragma is None or (need_pragma and not got_pragma) or label is None:
+        return None, pos
+    codec = _CODEC_BY_LABEL.get(label.decode("latin-1").strip("\t\n\f\r "))
+    if codec in ("utf_16_be", "utf_16_le"):
+        codec = "utf-8"  # a page that can read its own meta tag as ASCII is no UTF-16
+    elif codec == "latin_1":
+        codec = "cp1252"  # x-user-defined in a meta tag means windows-1252
+    return codec, pos
+
+
+def _attribute(data: bytes, pos: int) -> tuple[bytes, bytes, int] | None:
+    """WHATWG "get an attribute": (name, value, position after it) lower-cased, or None at `>`."""
+    n = len(data)
+    pos = _after_attributes(data, pos)
+    if pos >= n:
+        raise _End
+    if data[pos] == 0x3E:
+        return None
+    name = bytearray()
+    while True:
+        if pos >= n:
+            raise _End
+        c = data[pos]
+        if c == 0x3D and name:
+            pos += 1
+            break
+        if c in _SPACES:
+            while pos < n and data[pos] in _SPACES:
+                pos += 1
+            if pos >= n:
+                raise _End
+            if data[pos] != 0x3D:
+                return bytes(name), b"", pos
+            pos += 1
+            break
+        if c in b"/>":
+            return bytes(name), b"", pos
+        name.append(c | 0x20 if 0x41 <= c <= 0x5A else c)
+        pos += 1
+    while pos < n and data[pos] in _SPACES:
+        pos += 1
+    if pos >= n:
+        raise _End
+    c = data[pos]
+    if c in b"\"'":
+        end = data.find(bytes((c,)), pos + 1)
+        if end < 0:
+            raise _End
+        return bytes(name), data[pos + 1 : end].lower(), end + 1
+    if c == 0x3E:
+        return bytes(name), b"", pos
+    end = pos
+    while end < n and data[end] not in _SPACES and data[end] != 0x3E:
+        end += 1
+    if end >= n:
+        raise _End
+    return bytes(name), data[pos:end].lower(), end
+
+
+def _charset_in_content(value: bytes) -> bytes | None:
+    """WHATWG "extract a character encoding from a meta element" (value lower-cased)."""
+    pos = 0
+    while True:
+        found = value.find(b"charset", pos)
+        if found < 0:
+            return None
+        pos = found + 7
+        while pos < len(value) and value[pos] in _SPACES:
+            pos += 1
+        if value[pos : pos + 1] == b"=":
+            pos += 1
+            break
+    while pos < len(value) and value[pos] in _SPACES:
+        pos += 1
+    if pos >= len(value):
+        return None
+    if value[pos] in b"\"'":
+        end = value.find(value[pos : pos + 1], pos + 1)
+        return None if end < 0 else value[pos + 1 : end]
+    end = pos
+    while end < len(value) and value[end] not in _SPACES and value[end] != 0x3B:
+        end += 1
+    return value[pos:end]

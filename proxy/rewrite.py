@@ -26,10 +26,10 @@ Choices worth knowing:
   WebSocket twin: `wss` for `https`, `ws` for `http`); protocol-relative ones stay so;
   percent-encoded and escaped URLs keep their encoding, each separator spelled as it was.
 - Bodies are rewritten as bytes for ASCII-compatible charsets (UTF-8 and single-byte ones). Other
-  charsets (UTF-16/32, Shift_JIS, ISO-2022 …) are decoded and re-encoded incrementally
+  charsets (UTF-16, Shift_JIS, ISO-2022 …) are decoded and re-encoded incrementally
   (`charsets.Transcoded`). The charset is the one a browser would use: a byte-order mark
-  first, then the Content-Type label read as WHATWG labels are (`Windows-31J` is Shift_JIS); a
-  label with no codec leaves the body unrewritten.
+  first, then the Content-Type label read as WHATWG labels are (`Windows-31J` is Shift_JIS),
+  then in HTML the page's `<meta charset>`; a "replacement" label leaves the body unrewritten.
 - In HTML, `integrity` is dropped from scripts and style sheets the proxy serves (it may change
   their bytes) and a `<meta http-equiv="Content-Security-Policy">` is mapped like the header
   (`html_tags.edit_tag`).
@@ -53,12 +53,15 @@ from urllib.parse import urlsplit
 
 from proxy import html_tags, rewrite_headers
 from proxy.charsets import (
+    PRESCAN_BYTES,
     Stage,
     Transcoded,
     bom_codec,
     bom_pending,
     charset_codec,
-    charset_is_bytes_safe,
+    codec_is_bytes_safe,
+    known_label,
+    meta_charset,
 )
 from proxy.config import Config, RewriteRule
 from proxy.hosts import HostMap, socket_scheme, unmap_label
@@ -78,11 +81,23 @@ _REWRITABLE_TYPES = frozenset(
         "text/html",
         "application/xhtml+xml",
         "text/css",
-        "text/javascript",
-        "application/javascript",
-        "application/x-javascript",
+        # WHATWG MIME Sniffing's JavaScript MIME types, every one of which a browser runs.
         "application/ecmascript",
+        "application/javascript",
+        "application/x-ecmascript",
+        "application/x-javascript",
         "text/ecmascript",
+        "text/javascript",
+        "text/javascript1.0",
+        "text/javascript1.1",
+        "text/javascript1.2",
+        "text/javascript1.3",
+        "text/javascript1.4",
+        "text/javascript1.5",
+        "text/jscript",
+        "text/livescript",
+        "text/x-ecmascript",
+        "text/x-javascript",
         "application/json",
         "text/xml",
         "application/xml",
@@ -401,30 +416,41 @@ class StreamRewriter:
     decides it over the Content-Type charset, as in browsers (WHATWG Encoding, "decode"), so up to
     three first bytes wait until they can be told from a mark. A "replacement" charset (no codec,
     `charsets.charset_codec`) leaves the body as it is: browsers show such a body as one
-    replacement character. A `<meta charset>` is not read: without a header charset or a mark
-    the body is rewritten as ASCII-compatible bytes.
+    replacement character. With `prescan` (HTML) and no label a browser knows in the header,
+    the page's own `<meta charset>` in its first PRESCAN_BYTES decides, as in browsers
+    (`charsets.meta_charset`), so those bytes wait until they have arrived; without any, the
+    body is rewritten as ASCII-compatible bytes.
     """
 
     def __init__(
-        self, build: Callable[[str], list[Stage]] | None = None, charset: str | None = None
+        self,
+        build: Callable[[str], list[Stage]] | None = None,
+        charset: str | None = None,
+        *,
+        prescan: bool = False,
     ) -> None:
         self._build = build  # None once the stages are built
         self._charset = charset
+        self._prescan = prescan and not known_label(charset)
         self._head = b""
         self._stages: list[Stage] = []
 
     def _start(self, head: bytes) -> None:
         assert self._build is not None
-        codec = bom_codec(head) or charset_codec(self._charset)
+        codec = bom_codec(head)
+        if codec is None and self._prescan:
+            codec = meta_charset(head)
+        if codec is None:
+            codec = charset_codec(self._charset)
         if codec is not None:
             stages = self._build(codec)
-            self._stages = stages if charset_is_bytes_safe(codec) else [Transcoded(codec, stages)]
+            self._stages = stages if codec_is_bytes_safe(codec) else [Transcoded(codec, stages)]
         self._build = None
 
     def feed(self, chunk: bytes) -> bytes:
         if self._build is not None:
             chunk = self._head + chunk
-            if bom_pending(chunk):
+            if bom_pending(chunk) or (self._prescan and len(chunk) < PRESCAN_BYTES):
                 self._head = chunk
                 return b""
             self._head = b""
@@ -723,14 +749,16 @@ class Rewriter:
         mt = media_type(content_type)
         if not should_rewrite(mt):
             return StreamRewriter()
-        return StreamRewriter(partial(self._stages, vendor_id, mt), charset)
+        return StreamRewriter(
+            partial(self._stages, vendor_id, mt), charset, prescan=mt == "text/html"
+        )
 
     def _stages(self, vendor_id: str, mt: str, codec: str) -> list[Stage]:
         """The stages for a body of type `mt` in `codec`: the vendor's rules, then (HTML and XML
         documents) the tags that name what the proxy changes (`html_tags.edit_tag`), then the
         URLs."""
         # Transcoded bodies reach the stages as UTF-8.
-        encoding = codecs.lookup(codec if charset_is_bytes_safe(codec) else "utf-8").name
+        encoding = codecs.lookup(codec if codec_is_bytes_safe(codec) else "utf-8").name
         stages: list[Stage] = []
         rules = self._rule_stage(vendor_id, mt, encoding)
         if rules is not None:

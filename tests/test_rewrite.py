@@ -323,9 +323,7 @@ def test_latin1_body_is_rewritten_as_bytes(rw: Rewriter) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "charset", ["utf-16", "utf-16-be", "utf-32-le", "shift_jis", "iso-2022-jp"]
-)
+@pytest.mark.parametrize("charset", ["utf-16", "utf-16be", "gb18030", "shift_jis", "iso-2022-jp"])
 def test_non_ascii_compatible_charsets_are_transcoded_and_kept(rw: Rewriter, charset: str) -> None:
     text = '\u65e5\u672c <a href="https://www.my-db.com/x">\u8a9e</a> //static.my-db.com/y'
     body = text.encode(charset)
@@ -338,7 +336,7 @@ def test_non_ascii_compatible_charsets_are_transcoded_and_kept(rw: Rewriter, cha
 
 def test_odd_trailing_byte_of_utf16_is_kept(rw: Rewriter) -> None:
     body = "//www.my-db.com".encode("utf-16-le") + b"\x41"
-    out = rw.rewrite_body("mydb", "text/html", "utf-16-le", body)
+    out = rw.rewrite_body("mydb", "text/html", "utf-16le", body)
     assert out == "//www-my--db-com.proxy.lib.org".encode("utf-16-le") + b"\x41"
 
 

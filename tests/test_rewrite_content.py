@@ -154,7 +154,8 @@ def test_a_finished_tag_is_not_held_back(rw: Rewriter) -> None:
         (" unicode-1-1-utf-8 ", "utf-8"),
         ("utf-16", "utf_16_le"),
         ("x-mac-cyrillic", "mac_cyrillic"),
-        ("utf-32-le", "utf-32-le"),  # Python knows it, WHATWG does not: the vendor said so
+        # Python knows it, WHATWG does not: browsers ignore it and use their default.
+        ("utf-32-le", "utf-8"),
         (None, "utf-8"),
     ],
 )
