@@ -81,6 +81,23 @@ SHIELDED_TYPES = HTML_TYPES | {"image/svg+xml", "application/xml", "text/xml"}
 UNKNOWN_TYPES = frozenset({"unknown/unknown", "application/unknown", "*/*"})
 
 
+def unknown_type(mt: str) -> bool:
+    """Whether a browser takes the media type `mt` for no type and sniffs the body: one of
+    UNKNOWN_TYPES, or none that parses (empty, `html` without a `/`, `text/`), which Chromium
+    drops (net's ParseMimeTypeWithoutParameter) before sniffing (IsUnknownMimeType)."""
+    kind, _, sub = mt.partition("/")
+    return not (kind and sub) or mt in UNKNOWN_TYPES
+
+
+# Types a browser refuses to run as a classic script (Fetch, "should response to request be
+# blocked due to its MIME type"); it runs a script of any other type unless told `nosniff`.
+_NEVER_SCRIPT = ("image/", "audio/", "video/", "text/csv")
+# The rewriter reads a script of another type as this one.
+_SCRIPT_TYPE = "text/javascript"
+# The vendor's digests of its own bytes (RFC 3230, RFC 9530, RFC 1864): wrong for a rewritten body.
+_DIGEST_HEADERS = ("Content-MD5", "Digest", "Content-Digest", "Repr-Digest")
+
+
 # What `Upstream._site` says of a request for the vendor cookie jar's SameSite rules.
 SAME, CROSS, UNSURE = "same", "cross", "unsure"
 
@@ -364,6 +381,19 @@ class Upstream:
                     await adapter.renew(out)
                     resp = await self._send_with_jar(out, data)
                     head = b""
+            if (
+                resp.status == 206
+                and self._ranges_rewritten(resp)
+                and (request.method in IDEMPOTENT and (data is None or isinstance(data, bytes)))
+            ):
+                # A rewritten body is longer or shorter than the vendor's, so a range of the
+                # vendor's bytes has no place in it: the whole body is asked for instead, and a
+                # 200 answers the Range request (RFC 9110 §14.2 lets a server ignore Range).
+                resp.release()
+                out.headers.popall("Range", None)
+                out.headers.popall("If-Range", None)
+                resp = await self._send_with_jar(out, data)
+                head = b""
             if out.session_changed:
                 added = await self.sessions.save_vendor(
                     session, vendor.id, before, vendor_host if new_host else None
@@ -515,23 +545,36 @@ class Upstream:
             return SAME
         return CROSS if host is None or not same_site(host, vendor_host) else SAME
 
+    def _ranges_rewritten(self, resp: VendorResponse) -> bool:
+        """Whether a 206 answer's body is one the rewriter would change (asked only of a 206)."""
+        # An untyped 206 is left alone (a download server's ranges); should the browser sniff it
+        # as a page, `_body_decoder` refuses it.
+        return self.rewriter is not None and should_rewrite(resp.content_type)
+
     def _body_decoder(
-        self, resp: VendorResponse, ctype: str, headers: CIMultiDict[str]
+        self, resp: VendorResponse, ctype: str, headers: CIMultiDict[str], vendor_id: str
     ) -> BodyDecoder | None:
         """The decoder for a body of type `ctype` the rewriter will change, with the headers made
         to match it.
 
         Decided on the type alone, so HEAD and 304 carry the same headers a GET would: no
-        Content-Length or Content-Encoding of the vendor's bytes, and a weak ETag.
+        Content-Length or Content-Encoding of the vendor's bytes, no digest of them, a weak
+        ETag, and no byte ranges offered (a range of the vendor's bytes would be spliced onto
+        rewritten ones). A body in a coding the proxy cannot undo, or a partial one, is refused
+        (a 502 page): passed on, a browser would show it with the vendor's links live (P3).
         """
         if not should_rewrite(ctype):
             return None
         try:
             decoder = decoder_for(resp.headers.get("Content-Encoding"))
-        except UnsupportedEncoding:
-            return None  # an encoding we cannot undo passes through untouched
-        for name in ("Content-Length", "Content-Encoding", "Content-MD5", "Digest"):
+        except UnsupportedEncoding as exc:
+            raise VendorUnavailable(vendor_id) from exc
+        if resp.status == 206 and not _whole_range(resp.headers.get("Content-Range")):
+            # A part forward() could not ask again whole (not idempotent, or still a part).
+            raise VendorUnavailable(vendor_id) from PartialRewrite()
+        for name in ("Content-Length", "Content-Encoding", *_DIGEST_HEADERS, "Content-Range"):
             headers.popall(name, None)
+        headers["Accept-Ranges"] = "none"
         etag = headers.popall("ETag", [None])[0]
         if etag:
             # The body differs from the vendor's, so a strong validator would lie.
@@ -552,15 +595,19 @@ class Upstream:
     ) -> web.StreamResponse:
         """Streams the vendor's response to the patron; `head` is body already read from `resp`.
         With `forget`, the browser is asked to drop what it keeps for this host first."""
-        ctype = resp.headers.get("Content-Type", "")
+        ctype = resp.content_type
         if self.check_head is not None:
             refusal = await self.check_head(request, vendor, resp.status, ctype)
             if refusal is not None:
                 return refusal  # the vendor's response is let go unread by forward()
         headers = response_headers(resp.headers.items())
+        if len(headers.getall("Content-Type", ())) > 1:
+            # The browser is sent the one type the proxy judged the body by.
+            headers.popall("Content-Type")
+            headers["Content-Type"] = ctype
         has_body = request.method != "HEAD" and resp.status not in (204, 304)
         untyped = "Content-Type" not in resp.headers
-        unknown = untyped or media_type(ctype) in UNKNOWN_TYPES
+        unknown = untyped or unknown_type(media_type(ctype))
         if unknown and has_body:
             # A browser sniffs an untyped body, or one typed "unknown" (WHATWG MIME Sniffing);
             # an HTML or XML document it would render is typed, rewritten and shielded as one.
@@ -582,9 +629,13 @@ class Upstream:
         rewriter = self.rewriter
         decoder: BodyDecoder | None = None
         third_party: _ThirdPartyCount | None = None
+        # The type the body is rewritten as: its own, or a script's when the browser asked for one.
+        rtype = ctype
+        if rewriter is not None and not should_rewrite(ctype) and _runs_as_script(request, ctype):
+            rtype = _SCRIPT_TYPE
         if rewriter is not None:
             rewrite_response_headers(rewriter, headers)
-            decoder = self._body_decoder(resp, ctype, headers)
+            decoder = self._body_decoder(resp, rtype, headers, vendor.id)
             mt = media_type(ctype)
             csp = None
             if shielded(mt) or unknown:  # whatever the browser makes of it
@@ -599,14 +650,18 @@ class Upstream:
             _match_weak_etag(request, headers)
         stream = None
         if rewriter is not None and decoder is not None and has_body:
-            stream = rewriter.stream(vendor.id, ctype, resp.charset)
+            stream = rewriter.stream(vendor.id, rtype, resp.charset)
         kind = _UntypedResponse if untyped else web.StreamResponse
-        response = kind(status=resp.status, reason=resp.reason, headers=headers)
+        status, reason = resp.status, resp.reason
+        if status == 206 and decoder is not None:
+            # All of the body in one range (`_body_decoder` refuses any other): a whole body,
+            # rewritten, goes out as the 200 it now is.
+            status, reason = 200, "OK"
+        response = kind(status=status, reason=reason, headers=headers)
         if stream is None and "Content-Length" in headers and has_body:
             response.content_length = int(headers["Content-Length"])
         await response.prepare(request)
         sent = 0
-        status = resp.status
         try:
             async for chunk in _body(head, resp):
                 if stream is None or decoder is None:
@@ -672,6 +727,37 @@ class Upstream:
             log.error("observer_failed", vendor=vendor.id, exc_type=type(exc).__name__)
 
 
+class PartialRewrite(ProxyError):
+    """A 206 answer's body would have to be rewritten: its Content-Range could not be true."""
+
+    why = "partial_rewritten_body"  # for IT staff (errors.failure_kind)
+
+
+def _runs_as_script(request: web.Request, ctype: str) -> bool:
+    """Whether the browser asked for a classic script (`Sec-Fetch-Dest: script`) and will run
+    this body of another type as one: Chromium runs a script of any type but the image, audio,
+    video and CSV ones, so a bundle on storage typed `binary/octet-stream` runs, and must be
+    rewritten as a script. What the browser refuses anyway (a module script or a worker of a
+    wrong type, any wrong type under `nosniff`) is rewritten too: that changes nothing seen.
+    Only the patron's own browser sets the header, and only its own answer is read so."""
+    if request.headers.get("Sec-Fetch-Dest") != "script":
+        return False
+    mt = media_type(ctype)
+    return not mt.startswith(_NEVER_SCRIPT)
+
+
+def _whole_range(content_range: str | None) -> bool:
+    """Whether a 206's Content-Range holds the whole representation (`bytes 0-970/971`)."""
+    unit, _, spec = (content_range or "").strip().partition(" ")
+    span, _, total = spec.partition("/")
+    first, _, last = span.partition("-")
+    if unit.lower() != "bytes" or not all(
+        p.isascii() and p.isdigit() for p in (first, last, total)
+    ):
+        return False
+    return int(first) == 0 and int(last) + 1 == int(total)
+
+
 def _navigation(request: web.Request) -> bool:
     """A request for a page (a top-level or framed document), as fetch metadata says; without
     it (older browsers), a GET that accepts HTML."""
@@ -684,7 +770,7 @@ def _navigation(request: web.Request) -> bool:
 async def _peek(resp: VendorResponse, limit: int) -> bytes:
     """Up to `limit` bytes of a text response's body (still encoded), for the adapter's expiry
     check (shared-login `expired_text`). Only text is peeked, so downloads stream from byte one."""
-    if limit <= 0 or not resp.headers.get("Content-Type", "").lower().startswith(
+    if limit <= 0 or not resp.content_type.lower().startswith(
         ("text/", "application/json", "application/xhtml")
     ):
         return b""

@@ -212,19 +212,40 @@ def content_charset(content_type: str) -> str | None:
     return message.get_content_charset() or None
 
 
+def browser_content_type(values: list[str]) -> str:
+    """The one Content-Type a browser reads from a response's Content-Type headers.
+
+    Chromium reads every one and the last valid one wins (HttpResponseHeaders::
+    GetMimeTypeAndCharset; `*/*` and a value without `/` are no type to it), so a front server's
+    default `text/plain` ahead of the application's `text/html` is a page. With none valid, the
+    last one (which the caller then takes for no type and sniffs).
+    """
+    if len(values) < 2:
+        return values[0] if values else ""
+    for value in reversed(values):
+        mt = value.split(";", 1)[0].strip()
+        if "/" in mt and mt != "*/*":
+            return value
+    return values[-1]
+
+
 class VendorResponse:
-    """Status, headers and streamed body of one vendor response; `release()` when done."""
+    """Status, headers and streamed body of one vendor response; `release()` when done.
+
+    `content_type` is the Content-Type as a browser reads it (`browser_content_type`), which
+    the proxy judges the body by and sends on alone."""
 
     def __init__(self, conn: _Connection, status: int, reason: str, headers: CIMultiDict[str]):
         self._conn: _Connection | None = conn
         self.status = status
         self.reason = reason
         self.headers = CIMultiDictProxy(headers)
+        self.content_type = browser_content_type(headers.getall("Content-Type", []))
         self.content = ResponseBody(conn)
 
     @property
     def charset(self) -> str | None:
-        return content_charset(self.headers.get("Content-Type", ""))
+        return content_charset(self.content_type)
 
     async def read(self) -> bytes:
         return await self.content.read()
