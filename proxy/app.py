@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # aiohttp's TypedDict for get_info(), named only in its annot
 
 from proxy import rewrite_headers
 from proxy.admission import vendor_share
+from proxy.assertion import sweep_assertions
 from proxy.auth import may_use
 from proxy.config import Config, VendorConfig
 from proxy.errors import (
@@ -50,6 +51,7 @@ from proxy.services import (
     build_services,
     close_services,
 )
+from proxy.tasks import stop
 from proxy.web.forget import FORGET_PATH, forget_here
 from proxy.web.messages import FORMAT_DEFAULTS, UI
 from proxy.web.pages import (
@@ -345,7 +347,9 @@ def create_app(config: Config) -> web.Application:
                 "passes: the same bytes, several times slower; install a C compiler (Debian: gcc) "
                 "and reinstall the package",
             )
+        sweeper = asyncio.create_task(sweep_assertions(lambda: app[SERVICES].signer))
         yield
+        await stop(sweeper)
         # Normal shutdown: each feature runs its own clean-up (flushes, closes), newest first.
         for f in reversed(started):
             with contextlib.suppress(StopAsyncIteration):

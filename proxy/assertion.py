@@ -8,6 +8,7 @@ JWK thumbprint.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import fcntl
 import hashlib
@@ -18,6 +19,7 @@ import os
 import secrets
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -299,16 +301,29 @@ class Signer:
         )
         token = self.sign(claims)
         if len(self._cache) >= _CACHE_MAX or now - self._swept >= CACHE_SWEEP_S:
-            # Assertions of sessions that ended by timeout (no `forget`) go once expired: the
-            # cache holds which session used which vendor, and that must not outlive them.
-            self._cache = {k: v for k, v in self._cache.items() if v[1] - now > REFRESH_MARGIN_S}
-            self._swept = now
+            self.sweep(now)
         # Keyed by the release level too: a contract that ends mid-session stops the pseudonym
         # at once, not when the cached assertion runs out.
         self._cache[(cache_key, vendor_id, pseudonymous)] = (token, float(claims["exp"]))
         return token
 
+    def sweep(self, now: float | None = None) -> None:
+        """Drop the assertions no longer reused. Sessions that ended by timeout (no `forget`),
+        or in another instance, leave theirs behind: the cache says which session used which
+        vendor, and that must not outlive them (docs/records-and-retention.md). Run by signing
+        and every CACHE_SWEEP_S by `sweep_assertions`, so a quiet proxy forgets too."""
+        now = time.time() if now is None else now
+        self._cache = {k: v for k, v in self._cache.items() if v[1] - now > REFRESH_MARGIN_S}
+        self._swept = now
+
     def forget(self, cache_key: str) -> None:
         """Drop cached assertions of an ended session."""
         for k in [k for k in self._cache if k[0] == cache_key]:
             del self._cache[k]
+
+
+async def sweep_assertions(signer: Callable[[], Signer]) -> None:
+    """Sweep the current signer's cache every CACHE_SWEEP_S, for ever (a background task)."""
+    while True:
+        await asyncio.sleep(CACHE_SWEEP_S)
+        signer().sweep()

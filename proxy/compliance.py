@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import stat
 from collections.abc import Iterable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from proxy.compliance_model import (
@@ -334,6 +336,8 @@ def check_configuration(v: VendorConfig, config: Config, s: ComplianceSettings) 
             f"{len(_vendor_settings_text(v))} setting(s) scanned",
         )
     )
+    if v.auth == "referer":
+        out.append(_referer_file_check(v))
     unexplained = v.third_party == "allow" and not v.third_party_reason.strip()
     out.append(
         Check(
@@ -352,6 +356,30 @@ def check_configuration(v: VendorConfig, config: Config, s: ComplianceSettings) 
         )
     )
     return out
+
+
+def _referer_file_check(v: VendorConfig) -> Check:
+    """A referer vendor's file holds its shared secret (the referring URL). check-config does
+    not refuse a vendor file others can read (vendor files are usually 0644, and refusing
+    would stop a proxy that runs today); the staff report says so instead."""
+    cid, path = "config.referer_secret_private", Path(v.file)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as exc:
+        return Check(
+            cid, WARNING, UNKNOWN, "The vendor file could not be read.", f"{v.file}: {exc}"
+        )
+    loose = bool(mode & (stat.S_IRWXG | stat.S_IRWXO))
+    return Check(
+        cid,
+        WARNING,
+        FAIL if loose else PASS,
+        f"{path.name} holds the referer URL, a shared secret, and other users of this machine "
+        "can read it; chmod 600 it."
+        if loose
+        else "The vendor file holding the referer URL is readable by the proxy's user only.",
+        f"{v.file}: mode {mode:o}",
+    )
 
 
 def check_shared_account(v: VendorConfig, s: ComplianceSettings, today: dt.date) -> Check:

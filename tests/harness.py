@@ -159,7 +159,7 @@ def write_config(
         vfile = root / "vendors" / f"{vid}.toml"
         vfile.write_text(text)
         if 'auth = "referer"' in text:
-            vfile.chmod(0o600)  # its referer URL is a shared secret: check-config wants 0600
+            vfile.chmod(0o600)  # its referer URL is a shared secret (compliance warns unless 0600)
     cfg = root / "proxy.toml"
     cfg.write_text(
         textwrap.dedent(
