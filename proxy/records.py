@@ -49,11 +49,17 @@ def _unspecified(host: str) -> bool:
         return False
 
 
-def _running_proxy_metrics(config: Config, timeout_s: float) -> dict[str, Any]:
-    """Active sessions and ages as the running proxy's /metrics reports them."""
-    host, port = config.listen_addr
+def _metrics_host(config: Config) -> str:
+    """Where `records` reaches the running proxy (and so the address it asks from)."""
+    host = config.listen_addr[0]
     if _unspecified(host):  # listening on every address: reach it on loopback
         host = "::1" if ":" in host else "127.0.0.1"
+    return host
+
+
+def _running_proxy_metrics(config: Config, timeout_s: float) -> dict[str, Any]:
+    """Active sessions and ages as the running proxy's /metrics reports them."""
+    host, port = _metrics_host(config), config.listen_addr[1]
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     req = urllib.request.Request(
         f"http://{netloc}/metrics", headers={"Host": urlsplit(config.server.public_url).netloc}
@@ -71,23 +77,58 @@ def _running_proxy_metrics(config: Config, timeout_s: float) -> dict[str, Any]:
     return {"active": active, "ages": ages}
 
 
+def _refused(exc: urllib.error.HTTPError, config: Config, host: str) -> str:
+    why = f"HTTP {exc.code}"
+    if exc.code in (403, 404):  # the proxy answers /metrics outside metrics_from with 404
+        why += (
+            f": /metrics is answered only to `server.metrics_from`, which does not include "
+            f"{host}, the address `records` asks from; add it to read the count"
+        )
+    return (
+        f"a proxy answered at {config.server.listen} but refused /metrics ({why}); "
+        "it may hold sessions: how many is unknown"
+    )
+
+
 def _memory_sessions(config: Config, timeout_s: float) -> dict[str, Any]:
     info: dict[str, Any] = {
         "store": "memory",
         "where": "the memory of the running proxy process only; nothing on disk",
+        "unknown": False,  # True: sessions may exist but could not be counted
     }
+    host = _metrics_host(config)
     try:
         info.update(_running_proxy_metrics(config, timeout_s))
-        info["source"] = (
-            f"the running proxy's /metrics at {config.server.listen} "
-            f"(ages refreshed every {stats_settings(config).refresh_interval_s:g} s)"
-        )
+    except urllib.error.HTTPError as exc:  # an answer, not an absence: the count is unknown
+        exc.close()
+        info.update(active=None, ages=None, unknown=True, source=_refused(exc, config, host))
+        return info
     except (OSError, urllib.error.URLError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         info.update(active=None, ages=None)
+        if isinstance(reason, ConnectionRefusedError):  # nothing listens: no proxy, no session
+            info["source"] = (
+                f"no proxy listens at {config.server.listen} ({type(reason).__name__}); "
+                "when no proxy runs, no session exists"
+            )
+        else:  # something holds the address but gave no count (timeout, reset, not /metrics)
+            info["unknown"] = True
+            info["source"] = (
+                f"nothing gave a count at {config.server.listen} ({type(reason).__name__}); "
+                "a proxy there may hold sessions: how many is unknown"
+            )
+        return info
+    if info["active"] is None:
+        info["unknown"] = True
         info["source"] = (
-            f"no running proxy answered at {config.server.listen} ({type(exc).__name__}); "
-            "when no proxy runs, no session exists"
+            f"the running proxy's /metrics at {config.server.listen} has no "
+            "weston_proxy_active_sessions: how many sessions it holds is unknown"
         )
+        return info
+    info["source"] = (
+        f"the running proxy's /metrics at {config.server.listen} "
+        f"(ages refreshed every {stats_settings(config).refresh_interval_s:g} s)"
+    )
     return info
 
 
@@ -140,13 +181,19 @@ def _redis_sessions(config: Config) -> dict[str, Any]:
             "the shared Redis session store (keys are hashes of session ids; each value is "
             "sealed under a key that needs its session id, which only the patron's browser holds)"
         ),
+        "unknown": False,
     }
     try:
         active, ages = asyncio.run(_redis_session_counts(config))
         info.update(active=active, ages=age_buckets(ages), source="the Redis session index")
         info.update(_redis_keys(config))
     except (StoreUnavailable, redis.RedisError, OSError) as exc:
-        info.update(active=None, ages=None, source=f"Redis did not answer ({type(exc).__name__})")
+        info.update(
+            active=None,
+            ages=None,
+            unknown=True,
+            source=f"Redis did not answer ({type(exc).__name__})",
+        )
     return info
 
 
@@ -209,11 +256,14 @@ def render_text(inv: dict[str, Any]) -> str:
     s, st, k, lg = inv["sessions"], inv["statistics"], inv["signing_keys"], inv["logs"]
     active = "unknown" if s["active"] is None else str(s["active"])
     r = s["retention"]
+    count = f"{active} active"
+    if s["unknown"]:
+        count = "number unknown, sessions may exist (see counted from)"
     lines = [
         f"Records held by the Weston patron proxy at {inv['taken_at']} ({inv['config']})",
         inv["statement"],
         "",
-        f"Sessions: {active} active; store {s['store']}: {s['where']}",
+        f"Sessions: {count}; store {s['store']}: {s['where']}",
         f"  age since login: {_ages_text(s['ages'])}",
         f"  counted from: {s['source']}",
         f"  retention: idle timeout {r['idle_timeout_s']} s, lifetime at most {r['lifetime_s']} s",

@@ -43,7 +43,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from proxy.cli import EXIT_OK, EXIT_USAGE, load
+    from proxy.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load
     from proxy.records import inventory, render_json, render_text
 
     config = load(args.config, sys.stderr)
@@ -51,6 +51,9 @@ def cmd_records(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     inv = inventory(config)
     sys.stdout.write(render_json(inv) if args.format == "json" else render_text(inv))
+    if inv["sessions"]["unknown"]:  # the inventory is incomplete: say so, and not with exit 0
+        print(f"sessions could not be counted: {inv['sessions']['source']}", file=sys.stderr)
+        return EXIT_FAIL
     return EXIT_OK
 
 

@@ -36,7 +36,25 @@ def test_memory_store_without_a_running_proxy_says_no_session_exists(tmp_path: P
     inv = inventory(config(tmp_path), timeout_s=0.5)
     assert inv["sessions"]["active"] is None
     assert "when no proxy runs, no session exists" in inv["sessions"]["source"]
+    assert inv["sessions"]["unknown"] is False
     assert "memory of the running proxy process only" in render_text(inv)
+
+
+def test_memory_store_with_something_silent_at_the_address_says_the_count_is_unknown(
+    tmp_path: Path,
+) -> None:
+    """Something listens but never answers /metrics (a hung proxy): that is not "no proxy", so
+    the report says sessions may exist and how many is unknown."""
+    import socket
+
+    cfg = config(tmp_path)
+    with socket.create_server(cfg.listen_addr):  # accepts into its backlog, says nothing
+        inv = inventory(cfg, timeout_s=0.5)
+    s = inv["sessions"]
+    assert s["active"] is None and s["unknown"] is True
+    assert "no session exists" not in s["source"]
+    assert "unknown" in s["source"]
+    assert "number unknown" in render_text(inv)
 
 
 def test_retention_comes_from_the_session_settings(tmp_path: Path) -> None:
