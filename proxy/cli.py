@@ -306,7 +306,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from proxy.assertion import ASSERTION_LIFETIME_S, create_key, load_keys
+    from proxy.assertion import ASSERTION_LIFETIME_S, JWKS_MAX_AGE_S, create_key, load_keys
 
     config = load(args.config, sys.stderr)
     if config is None:
@@ -325,8 +325,18 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.keys_command == "rotate":
         delay = config.keys.activate_after_s if args.delay is None else args.delay
         key = create_key(key_dir, not_before=time.time() + delay)
+        # The running proxy reads the key directory at its next reload or restart: only then is
+        # the key in its JWKS, and it signs once its delay has passed *and* it has been published
+        # that long (at most JWKS_MAX_AGE_S, the time vendors may keep the JWKS).
+        signs = (
+            f"signs once {delay:g} s have passed and it has been published for "
+            f"{min(delay, JWKS_MAX_AGE_S):g} s"
+            if delay > 0
+            else "signs from then on"
+        )
         print(
-            f"added {key.kid}; published now, used for signing after {delay} s. Reload or restart the proxy."
+            f"added {key.kid}; not yet published: the running proxy lists it in "
+            f"/.well-known/jwks.json at its next reload or restart (do one now), and it {signs}."
         )
         return EXIT_OK
     if args.keys_command == "retire":

@@ -139,7 +139,9 @@ class SessionConfig:
 class KeysConfig:
     dir: str = doc("directory of Ed25519 signing keys; a key is generated when empty", "state/keys")
     activate_after_s: int = doc(
-        "a rotated key signs only after this delay (published at once)", 600
+        "a rotated key signs only after this delay, and once published (at the next reload or "
+        "restart) for as long, at most 300 s",
+        600,
     )
 
 

@@ -58,3 +58,49 @@ async def test_records_does_not_say_no_proxy_runs_when_metrics_from_refuses_it(
     assert "refused /metrics" in out and "server.metrics_from" in out, out
     assert "unknown" in out, out
     assert proc.returncode == 1, out
+
+
+async def test_keys_rotate_says_published_only_when_the_jwks_lists_the_key(
+    tmp_path: Path, port: int, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """README ("a rotated key is published at once") and `keys rotate` itself ("added KID;
+    published now, used for signing after 600 s") told IT staff the new key was already in
+    /.well-known/jwks.json, e.g. to tell vendors to fetch it. The running proxy publishes it
+    only at its next reload or restart (docs/systemd-and-tls.md says so): the JWKS the command
+    called "published" did not list the key."""
+    from tests.harness import vendor_toml, write_config
+
+    vendor = await vendor_factory("db.vendor.test")
+    shutil.copy2(REPO / "conf" / "patrons.toml", tmp_path / "patrons.toml")
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory='kind = "file"\npatrons_file = "patrons.toml"\n',
+        vendors={"one": vendor_toml("one", vendor)},
+    )
+    driver = await proxy_factory(cfg)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy",
+        "keys",
+        "rotate",
+        "--config",
+        str(cfg),
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out_b, err_b = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err_b.decode()
+    said = out_b.decode()
+    kid = said.split()[1].rstrip(";")
+    jwks = await (await driver.own("GET", "/.well-known/jwks.json")).json()
+    listed = [k["kid"] for k in jwks["keys"]]
+    if "published now" in said or "published at once" in said:
+        assert kid in listed, f"`keys rotate` said {said.strip()!r}; the JWKS lists {listed}"
+    assert kid not in listed
+    assert "next reload or restart" in said, said
+    readme = (REPO / "README.md").read_text()
+    assert "published at once" not in readme
