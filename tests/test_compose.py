@@ -158,6 +158,17 @@ def test_nginx_adds_no_forwarding_headers_and_keeps_no_access_log() -> None:
     assert "non_idempotent" not in conf.split("proxy_next_upstream", 1)[1].split(";", 1)[0]
 
 
+def test_every_service_rotates_its_logs(compose: dict[str, Any]) -> None:
+    """docs/records-and-retention.md asks for a log driver with rotation: Docker's default
+    json-file driver without options keeps every line as long as the container exists."""
+    for name, service in compose["services"].items():
+        logging = service.get("logging") or {}
+        assert logging.get("driver") in ("local", "json-file"), name
+        options = logging.get("options") or {}
+        assert "max-size" in options and "max-file" in options, name
+        assert all(isinstance(v, str) for v in options.values()), name  # Docker wants strings
+
+
 def test_dockerfile_builds_from_python_311_slim_as_a_non_root_user() -> None:
     """Two stages: the full image (it has a C compiler) builds the wheels, the compiled scans
     among them, and the slim image that runs installs those wheels and runs as `weston`."""

@@ -104,3 +104,29 @@ async def test_keys_rotate_says_published_only_when_the_jwks_lists_the_key(
     assert "next reload or restart" in said, said
     readme = (REPO / "README.md").read_text()
     assert "published at once" not in readme
+
+
+def test_compose_proxy_logs_are_rotated_as_the_records_doc_requires() -> None:
+    """docs/records-and-retention.md: logs are kept "as long as the host keeps them: set it";
+    "In Docker, use the `local` or `json-file` log driver with rotation (`--log-opt
+    max-size=10m --log-opt max-file=5`) or `journald`". docker-compose.yml, "the production
+    shape", set no `logging` for the proxy replicas: Docker's default json-file driver kept
+    every line the proxy ever wrote, without limit, for as long as the container existed."""
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    unbounded = []
+    for name, service in compose["services"].items():
+        if "serve" not in (service.get("command") or []):
+            continue  # the proxy replicas: `weston-proxy serve`
+        logging = service.get("logging") or {}
+        driver = logging.get("driver", "json-file")
+        options = logging.get("options") or {}
+        bounded = driver == "journald" or (
+            driver in ("local", "json-file") and "max-size" in options and "max-file" in options
+        )
+        if driver == "local" and not options:
+            bounded = True  # the local driver rotates by default (20m x 5)
+        if not bounded:
+            unbounded.append(name)
+    assert not unbounded, f"no log rotation for {unbounded}"
