@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -130,3 +133,72 @@ def test_compose_proxy_logs_are_rotated_as_the_records_doc_requires() -> None:
         if not bounded:
             unbounded.append(name)
     assert not unbounded, f"no log rotation for {unbounded}"
+
+
+def test_documented_terminator_writes_no_record_of_what_a_patron_asked_for(tmp_path: Path) -> None:
+    """docs/systemd-and-tls.md: "`access_log off` matters: the proxy writes no record of who read
+    what, and the terminator must not either." The documented server block turns the access log
+    off but left the error log as Debian's /etc/nginx/nginx.conf sets it
+    (`error_log /var/log/nginx/error.log;`, level error, kept two weeks by logrotate). Whenever
+    the proxy did not answer (a `systemctl restart`, a crash, a slow vendor past
+    proxy_read_timeout) nginx wrote, per request, the patron's address, the vendor host and
+    the full request line with its query: who searched what, where."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from tests.harness import free_port
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists() or shutil.which("openssl") is None:
+        pytest.skip("nginx and openssl are needed (Debian: apt-get install nginx openssl)")
+    doc = (REPO / "docs" / "systemd-and-tls.md").read_text()
+    (block,) = __import__("re").findall(r"```nginx\n(.*?)```", doc, __import__("re").S)
+    cert, key = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=proxy.westonlibrary.org",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tls_port, plain_port, dead_port = free_port(), free_port(), free_port()
+    block = block.replace("/etc/letsencrypt/live/proxy.westonlibrary.org/fullchain.pem", str(cert))
+    block = block.replace("/etc/letsencrypt/live/proxy.westonlibrary.org/privkey.pem", str(key))
+    block = block.replace("listen 443 ssl", f"listen 127.0.0.1:{tls_port} ssl")
+    block = block.replace("listen 80;", f"listen 127.0.0.1:{plain_port};")
+    # The proxy is not answering (being restarted): nothing listens where proxy_pass points.
+    block = block.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{dead_port}")
+    errors = tmp_path / "error.log"
+    # As Debian's /etc/nginx/nginx.conf: error_log at its default level, sites inside http { }.
+    conf = (
+        f"pid {tmp_path}/nginx.pid;\nerror_log {errors};\nevents {{}}\n"
+        f"http {{\naccess_log {tmp_path}/access.log;\n{block}\n}}\n"
+    )
+    (tmp_path / "nginx.conf").write_text(conf)
+    (tmp_path / "logs").mkdir()
+    started = subprocess.run(
+        [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        req = urllib.request.Request(
+            f"https://127.0.0.1:{tls_port}/search?q=canary-patron-search-term",
+            headers={"Host": "www-vendor-com.proxy.westonlibrary.org"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(req, context=ctx, timeout=10)
+        assert answer.value.code == 502
+    finally:
+        subprocess.run(
+            [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-s", "stop"],
+            capture_output=True,
+            timeout=30,
+        )
+    written = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*.log") if p.is_file())
+    assert "canary-patron-search-term" not in written, written
