@@ -169,6 +169,15 @@ def test_every_service_rotates_its_logs(compose: dict[str, Any]) -> None:
         assert all(isinstance(v, str) for v in options.values()), name  # Docker wants strings
 
 
+def test_nginx_writes_no_error_log_of_requests() -> None:
+    """Request error lines name the client, the vendor host and the request line (P5): the
+    http block sends them nowhere; only nginx's own start-up problems reach stderr."""
+    conf = (CONF / "nginx.conf").read_text()
+    http = conf.split("http {", 1)[1]
+    assert re.search(r"^\s*error_log /dev/null;", http, re.M)
+    assert http.count("error_log") == 1
+
+
 def test_dockerfile_builds_from_python_311_slim_as_a_non_root_user() -> None:
     """Two stages: the full image (it has a C compiler) builds the wheels, the compiled scans
     among them, and the slim image that runs installs those wheels and runs as `weston`."""

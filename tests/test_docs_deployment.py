@@ -202,3 +202,57 @@ def test_documented_terminator_writes_no_record_of_what_a_patron_asked_for(tmp_p
         )
     written = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*.log") if p.is_file())
     assert "canary-patron-search-term" not in written, written
+
+
+def test_compose_load_balancer_writes_no_record_of_what_a_patron_asked_for(
+    tmp_path: Path,
+) -> None:
+    """conf/compose/README.md: "No access log in nginx. It would pair client addresses with
+    vendor URLs (P5)." conf/compose/nginx.conf still logged at `error_log stderr warn`, and a
+    replica that was down or restarting (compose restarts them; `keys rotate` says "restart
+    both") made nginx write, per request, the client address, the vendor host and the full
+    request line with the patron's search to the container log (kept by Docker without
+    rotation: docker-compose.yml set no logging options)."""
+    import http.client
+    import re
+    import time
+
+    from tests.harness import free_port
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx)")
+    listen, dead = free_port(), free_port()
+    conf = re.sub(
+        r"server proxy-\d+:8080",
+        f"server 127.0.0.1:{dead}",
+        (REPO / "conf" / "compose" / "nginx.conf").read_text(),
+    )
+    conf = conf.replace("listen 8080", f"listen 127.0.0.1:{listen}")
+    conf = conf.replace("pid /tmp/nginx.pid;", "pid nginx.pid;")
+    (tmp_path / "nginx.conf").write_text(conf)
+    (tmp_path / "logs").mkdir()
+    args = [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"]
+    server = subprocess.Popen([*args, "-g", "daemon off;"], stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", listen, timeout=5)
+                c.request(
+                    "GET",
+                    "/search?q=canary-patron-search-term",
+                    headers={"Host": f"www-vendor-com.proxy.localhost:{listen}"},
+                )
+                assert c.getresponse().status == 502  # the replicas are down
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("nginx did not start")
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=10)
+    written = err.decode(errors="replace") + "".join(
+        p.read_text(errors="replace") for p in tmp_path.rglob("*.log") if p.is_file()
+    )
+    assert "canary-patron-search-term" not in written, written
