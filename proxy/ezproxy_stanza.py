@@ -150,10 +150,22 @@ def _parse_url(d: Draft) -> tuple[str, str] | str:
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:  # a port that is no number from 0 to 65535, unbalanced [ ]
-        return f"URL {_shown(url)!r} cannot be used: {exc}"
+    except ValueError:  # a port that is no number from 0 to 65535, unbalanced [ ]
+        # Not the error's text: it quotes the "port", which may be part of a password.
+        return (
+            f"URL {_shown(url)!r} cannot be used: its port is no number from 0 to 65535, or "
+            "its [ ] do not match"
+        )
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return f"URL {_shown(url)!r} is not an http(s) URL"
+    before_at = url.split("?", 1)[0].partition("//")[2].rpartition("@")[0]
+    if ":" in before_at and parts.username is None:
+        # `acct:12/34@host`: a password holding / ? or # ends the host early, and the rest of
+        # it would be read as the path.
+        return (
+            f"URL {_shown(url)!r} cannot be used: an @ outside its host (an account or password "
+            "holding /, ? or #?); write those characters percent-encoded"
+        )
     if parts.username or parts.password:
         d.warn(d.url, "URL carried credentials; removed (never copied into the vendor file)")
     # Filter the raw k=v pairs so the vendor sees the rest of the query exactly as before.
@@ -174,8 +186,12 @@ def _parse_url(d: Draft) -> tuple[str, str] | str:
 
 def _shown(url: str) -> str:
     """`url` as the summary may print it: without the account and password it may carry in its
-    userinfo or its query (a URL that did not parse cannot be cleaned field by field)."""
-    return re.split(r"[?#]", re.sub(r"^([^/?#]*//)?[^/?#]*@", r"\1", url))[0]
+    userinfo or its query. A URL that did not parse cannot be cleaned field by field, and a
+    password may hold / ? # (which end the host early): all up to the last @ goes."""
+    scheme, sep, rest = url.partition("//")
+    if "@" in rest:
+        rest = rest.rsplit("@", 1)[1]
+    return re.split(r"[?#]", scheme + sep + rest)[0]
 
 
 def _is_account(name: str) -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import StreamReader, web
+from aiohttp.compression_utils import HAS_ZSTD
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -89,9 +90,11 @@ def unknown_type(mt: str) -> bool:
     return not (kind and sub) or mt in UNKNOWN_TYPES
 
 
-# Types a browser refuses to run as a classic script (Fetch, "should response to request be
-# blocked due to its MIME type"); it runs a script of any other type unless told `nosniff`.
-_NEVER_SCRIPT = ("image/", "audio/", "video/", "text/csv")
+# Types that say nothing of what a body is, which storage and some servers give scripts (S3's
+# default `binary/octet-stream`): a browser runs such a body as a classic script when a page asks
+# for one (it refuses only image, audio, video and CSV types, Fetch's "should response to request
+# be blocked due to its MIME type"), so it is rewritten as a script when asked for as one.
+_SCRIPT_SUSPECTS = frozenset({"application/octet-stream", "binary/octet-stream", "text/plain"})
 # The rewriter reads a script of another type as this one.
 _SCRIPT_TYPE = "text/javascript"
 # The vendor's digests of its own bytes (RFC 3230, RFC 9530, RFC 1864): wrong for a rewritten body.
@@ -631,8 +634,12 @@ class Upstream:
         third_party: _ThirdPartyCount | None = None
         # The type the body is rewritten as: its own, or a script's when the browser asked for one.
         rtype = ctype
-        if rewriter is not None and not should_rewrite(ctype) and _runs_as_script(request, ctype):
-            rtype = _SCRIPT_TYPE
+        if rewriter is not None and media_type(ctype) in _SCRIPT_SUSPECTS:
+            # One URL, two answers (rewritten for a <script>, not for a fetch()): a cache must
+            # not give the one for the other, or a script would run with the vendor's URLs.
+            _add_vary(headers, "Sec-Fetch-Dest")
+            if request.headers.get("Sec-Fetch-Dest") == "script":
+                rtype = _SCRIPT_TYPE
         if rewriter is not None:
             rewrite_response_headers(rewriter, headers)
             decoder = self._body_decoder(resp, rtype, headers, vendor.id)
@@ -733,17 +740,13 @@ class PartialRewrite(ProxyError):
     why = "partial_rewritten_body"  # for IT staff (errors.failure_kind)
 
 
-def _runs_as_script(request: web.Request, ctype: str) -> bool:
-    """Whether the browser asked for a classic script (`Sec-Fetch-Dest: script`) and will run
-    this body of another type as one: Chromium runs a script of any type but the image, audio,
-    video and CSV ones, so a bundle on storage typed `binary/octet-stream` runs, and must be
-    rewritten as a script. What the browser refuses anyway (a module script or a worker of a
-    wrong type, any wrong type under `nosniff`) is rewritten too: that changes nothing seen.
-    Only the patron's own browser sets the header, and only its own answer is read so."""
-    if request.headers.get("Sec-Fetch-Dest") != "script":
-        return False
-    mt = media_type(ctype)
-    return not mt.startswith(_NEVER_SCRIPT)
+def _add_vary(headers: CIMultiDict[str], name: str) -> None:
+    """`name` added to the response's Vary (one field, as the vendor's values were)."""
+    values = [v.strip() for field in headers.popall("Vary", []) for v in field.split(",")]
+    values = [v for v in values if v]
+    if "*" not in values and name.lower() not in (v.lower() for v in values):
+        values.append(name)
+    headers["Vary"] = ", ".join(values)
 
 
 def _whole_range(content_range: str | None) -> bool:
@@ -801,8 +804,9 @@ class _Paced:
 
 
 # The request Content-Encodings aiohttp's server decodes before the body is read (its
-# http_parser takes the header's whole value, in any case, as one of these).
-_DECODED_BY_SERVER = frozenset({"gzip", "deflate", "br", "zstd"})
+# http_parser takes the header's whole value, in any case, as one of these); zstd only with a
+# zstd module installed (without, aiohttp answers 400 itself).
+_DECODED_BY_SERVER = frozenset({"gzip", "deflate", "br"} | ({"zstd"} if HAS_ZSTD else set()))
 
 
 def _coded(request: web.Request) -> bool:
@@ -831,6 +835,9 @@ async def _read_bounded(content: StreamReader, limit: int, idle_s: float) -> byt
             pieces.append(piece)
     except TimeoutError:
         raise web.HTTPRequestTimeout(text="The request body stopped arriving.") from None
+    except web.RequestPayloadError:
+        # Not in the coding it names (aiohttp's server could not decode it): the client's fault.
+        raise web.HTTPBadRequest(text="The request body is not in its Content-Encoding.") from None
     return b"".join(pieces)
 
 

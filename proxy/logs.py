@@ -60,9 +60,11 @@ _IPV6 = re.compile(r"\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}\b")
 # The shortened spellings (`2001:db8::7`, `fe80::1`, `::1`): any run of hex digits, dots and
 # colons holding `::`. Cut whatever such a run is; `ipaddress` would tell an address from a
 # C++-style `a::b`, but a log line has no use for either, and a miss here is a leak.
-_IPV6_SHORT = re.compile(r"(?<![\w:])[0-9a-fA-F:.]*::[0-9a-fA-F:.]*(?:%[\w.-]+)?")
+_IPV6_SHORT = re.compile(r"(?<![\w:.])[0-9a-fA-F:.]*::[0-9a-fA-F:.]*(?:%[\w.-]+)?")
 # `@` also as `%40`, as an address appears in a URL or a form body (`+` as `%2B` in its name).
-_EMAIL = re.compile(r"[\w.+%-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+# A match starts only where such a run starts: tried at every position of a long run, it was
+# quadratic.
+_EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 _QUERY = re.compile(r"\?[^\s\"']*")
 
 

@@ -217,16 +217,22 @@ def browser_content_type(values: list[str]) -> str:
 
     Chromium reads every one and the last valid one wins (HttpResponseHeaders::
     GetMimeTypeAndCharset; `*/*` and a value without `/` are no type to it), so a front server's
-    default `text/plain` ahead of the application's `text/html` is a page. With none valid, the
-    last one (which the caller then takes for no type and sniffs).
+    default `text/plain` ahead of the application's `text/html` is a page; but a last one of
+    the same type without a charset keeps the earlier charset. With none valid, the last one
+    (which the caller then takes for no type and sniffs).
     """
     if len(values) < 2:
         return values[0] if values else ""
-    for value in reversed(values):
-        mt = value.split(";", 1)[0].strip()
-        if "/" in mt and mt != "*/*":
-            return value
-    return values[-1]
+    chosen, mime = "", ""
+    for value in values:
+        mt = value.split(";", 1)[0].strip().lower()
+        if "/" not in mt or mt == "*/*":
+            continue
+        # A later value of the same type without a charset keeps the earlier one, charset and
+        # all (HttpUtil::ParseContentType): `text/html; charset=utf-8` then `text/html` is UTF-8.
+        if mt != mime or content_charset(value) is not None:
+            chosen, mime = value, mt
+    return chosen or values[-1]
 
 
 class VendorResponse:

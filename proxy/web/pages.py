@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from proxy.auth import may_use
 from proxy.config import Config
@@ -336,9 +337,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         refused = message_page(request, "bad_request")
         refused.force_close()
         return refused
-    except (ValueError, LookupError):
+    except (ValueError, LookupError, HttpProcessingError, web.RequestPayloadError):
         # A body aiohttp cannot read as a form (a charset nobody knows, multipart without its
-        # boundary) is the client's mistake, not the proxy's: 400, and no internal_error logged.
+        # boundary or with a garbled part head, a coding it is not in) is the client's mistake,
+        # not the proxy's: 400, and no internal_error logged.
         return message_page(request, "bad_request")
     # Cards print the number in groups ("2 9999 00042 4242"): spaces typed with it mean nothing.
     username = "".join(str(form.get("username", "")).split())
