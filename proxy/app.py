@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # aiohttp's TypedDict for get_info(), named only in its annot
 from proxy import rewrite_headers
 from proxy.admission import vendor_share
 from proxy.assertion import sweep_assertions
-from proxy.auth import may_use
+from proxy.auth import may_use, rules_changed
 from proxy.config import Config, VendorConfig
 from proxy.errors import (
     Busy,
@@ -214,7 +214,7 @@ async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamRes
                 lambda s: (
                     not s.suspended
                     and (now := svc.vendors.get(vendor.id)) is not None
-                    and may_use(s.databases, now)
+                    and may_use(s.databases, s.rules, now, svc.eligibility)
                 ),
             )
         finally:
@@ -239,7 +239,18 @@ async def _proxy_admitted(
             # when it is next opened.
             raise web.HTTPFound(to_login, headers={"Clear-Site-Data": FORGET_WHAT})
         raise web.HTTPFound(to_login)
-    if not may_use(session.databases, vendor):
+    if not may_use(session.databases, session.rules, vendor, svc.eligibility):
+        if rules_changed(session.rules, vendor, svc.eligibility):
+            # Decided under rules a reload has changed since: the patron signs in again to be
+            # decided under the new ones (the sign-in ends this session, as every sign-in does).
+            start = upstream_url(vendor, vendor_host, request.raw_path)
+            again = _public(svc.config, "/login?url=" + quote(str(start), safe=""))
+            return message_page(
+                request,
+                "rules_changed",
+                session=session,
+                links=[{"href": again, "text": UI["sign_in_again"]}],
+            )
         svc.metrics.denials.labels("not_eligible").inc()
         for hook in svc.hooks.denied:
             hook(vendor.id, "not_eligible")

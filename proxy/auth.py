@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
-import tomllib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ from typing import Protocol
 import argon2
 
 from proxy.config import Config, VendorConfig
-from proxy.errors import BadCredentials, DirectoryUnavailable, NotEligible
+from proxy.errors import BadCredentials, ConfigError, DirectoryUnavailable, NotEligible
+from proxy.patrons_file import FilePatron, read_patrons_file
 
 MAX_USERNAME = 64
 MAX_PASSWORD = 256
@@ -33,6 +33,7 @@ class Patron:
 
     key: str  # hex HMAC; never the card number or any directory value
     databases: frozenset[str]  # vendor ids this patron may use
+    rules: str = ""  # `eligibility_tag` of the rules `databases` was decided by
 
 
 class Directory(Protocol):
@@ -66,13 +67,29 @@ def databases_for(
     so the vendor never learns the condition or the patron's groups.
     """
     allowed: set[str] = set()
+    # Group values compare as the directory compares them (employeeType, ou and the like match
+    # without regard to case), as an ldap_filter on the same attribute does.
+    folded = {g.casefold() for g in groups}
     for v in vendors:
         e = v.eligibility
-        in_group = not e.groups or bool(groups & set(e.groups))
+        in_group = not e.groups or any(g.casefold() in folded for g in e.groups)
         filter_ok = not e.ldap_filter or v.id in matched_filters
         if in_group and filter_ok:
             allowed.add(v.id)
     return frozenset(allowed)
+
+
+def eligibility_tag(vendors: tuple[VendorConfig, ...]) -> str:
+    """A tag of every conditional database's rule (ids, groups, filters). A session records the
+    tag its databases were decided under; a reload that changes a rule, or adds a conditional
+    database, changes the tag, and those databases wait for the patron to sign in again
+    (`may_use`). Databases open to all are left out: adding one changes nothing."""
+    rules = sorted(
+        (v.id, sorted(v.eligibility.groups), v.eligibility.ldap_filter)
+        for v in vendors
+        if not open_to_all(v)
+    )
+    return hashlib.sha256(repr(rules).encode()).hexdigest()[:16]
 
 
 def open_to_all(vendor: VendorConfig) -> bool:
@@ -80,14 +97,22 @@ def open_to_all(vendor: VendorConfig) -> bool:
     return not vendor.eligibility.groups and not vendor.eligibility.ldap_filter
 
 
-def may_use(databases: frozenset[str], vendor: VendorConfig) -> bool:
-    """Whether a session whose sign-in allowed `databases` may use `vendor` now.
+def may_use(databases: frozenset[str], rules: str, vendor: VendorConfig, rules_now: str) -> bool:
+    """Whether a session whose sign-in allowed `databases` under the rules tagged `rules` may use
+    `vendor` now, when the rules in force are tagged `rules_now`.
 
-    Conditional databases were decided at sign-in (the patron's groups are not kept); a database
-    open to all is allowed even when a reload added it after the sign-in, so patrons see a new
+    Conditional databases were decided at sign-in (the patron's groups are not kept), so they
+    hold only while the rules are those of the sign-in: after a reload that changed them, the
+    patron signs in again to be decided under the new ones (`rules_changed`). A database open
+    to all is allowed even when a reload added it after the sign-in, so patrons see a new
     database without signing in again.
     """
-    return vendor.id in databases or open_to_all(vendor)
+    return open_to_all(vendor) or (vendor.id in databases and rules == rules_now)
+
+
+def rules_changed(rules: str, vendor: VendorConfig, rules_now: str) -> bool:
+    """Whether `vendor` is refused only because the rules changed since the sign-in."""
+    return not open_to_all(vendor) and rules != rules_now
 
 
 def check_credentials_shape(username: str, password: str) -> None:
@@ -103,15 +128,6 @@ def check_credentials_shape(username: str, password: str) -> None:
 # --------------------------------------------------------------------------- file directory
 
 
-@dataclass(frozen=True)
-class _FilePatron:
-    card: str
-    hash: str
-    expires: dt.date | None
-    groups: frozenset[str]
-    blocked: bool
-
-
 class FileDirectory:
     """Patrons from a local TOML file (card number, argon2/bcrypt hash, optional expiry and groups).
 
@@ -125,25 +141,18 @@ class FileDirectory:
         self._patrons = self._load(path)
         self._secret = secret
         self._vendors = vendors
+        self._rules = eligibility_tag(vendors)
         self._hasher = argon2.PasswordHasher()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="file-directory")
         # Verified against for unknown cards, so an unknown card costs the same time as a known one.
         self._dummy_hash = self._hasher.hash("not-a-real-pin")
 
     @staticmethod
-    def _load(path: Path) -> Mapping[str, _FilePatron]:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        out: dict[str, _FilePatron] = {}
-        for entry in data.get("patron", []):
-            card = str(entry["card"])
-            out[card] = _FilePatron(
-                card=card,
-                hash=str(entry["hash"]),
-                expires=entry.get("expires"),
-                groups=frozenset(entry.get("groups", [])),
-                blocked=bool(entry.get("blocked", False)),
-            )
-        return out
+    def _load(path: Path) -> Mapping[str, FilePatron]:
+        patrons, problems = read_patrons_file(path)
+        if problems:
+            raise ConfigError(problems)
+        return patrons
 
     def _verify(self, hashed: str, password: str) -> bool:
         if hashed.startswith("$2"):
@@ -171,6 +180,7 @@ class FileDirectory:
         return Patron(
             key=patron_key(self._secret, "file", entry.card),
             databases=databases_for(entry.groups, self._vendors),
+            rules=self._rules,
         )
 
     async def ping(self) -> None:
@@ -205,7 +215,9 @@ __all__ = [
     "NotEligible",
     "Patron",
     "databases_for",
+    "eligibility_tag",
     "hash_password",
     "make_directory",
     "patron_key",
+    "rules_changed",
 ]

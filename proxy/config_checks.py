@@ -20,6 +20,7 @@ from proxy.crypto import server_secret_problem
 from proxy.errors import EnvironmentProblem, Problem
 from proxy.hosts import host_matches, is_valid_hostname
 from proxy.logs import LOG_FORMATS, LOG_LEVELS
+from proxy.patrons_file import read_patrons_file
 from proxy.public_suffix import suffix_list
 
 if TYPE_CHECKING:
@@ -281,6 +282,8 @@ def check_directory(cfg: Config, file: str, problems: list[Problem]) -> None:
                     file, "directory.patrons_file", f"{cfg.resolve(d.patrons_file)} does not exist"
                 )
             )
+        else:
+            problems += read_patrons_file(cfg.resolve(d.patrons_file))[1]
         return
     if not d.urls:
         problems.append(Problem(file, "directory.urls", "at least one LDAP URL is required"))

@@ -52,7 +52,13 @@ from ldap3.operation.search import parse_filter
 from ldap3.protocol.sasl.sasl import validate_simple_password
 from ldap3.utils.conv import escape_filter_chars
 
-from proxy.auth import Patron, check_credentials_shape, databases_for, patron_key
+from proxy.auth import (
+    Patron,
+    check_credentials_shape,
+    databases_for,
+    eligibility_tag,
+    patron_key,
+)
 from proxy.config import Config, DirectoryConfig
 from proxy.errors import (
     BadCredentials,
@@ -305,6 +311,7 @@ class LdapDirectory:
         self._d = d
         self._secret = secret
         self._vendors = config.vendors
+        self._rules = eligibility_tag(config.vendors)
         self._settings = _Settings(
             directory=d,
             bind_password=_service_password(config),
@@ -358,6 +365,7 @@ class LdapDirectory:
         return Patron(
             key=patron_key(self._secret, "ldap", outcome.key),
             databases=databases_for(outcome.groups, self._vendors, outcome.matched),
+            rules=self._rules,
         )
 
     async def ping(self) -> None:

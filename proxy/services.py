@@ -14,7 +14,7 @@ from aiohttp import web
 
 from proxy.admission import Admission
 from proxy.assertion import Signer, ensure_keys
-from proxy.auth import Directory, make_directory
+from proxy.auth import Directory, eligibility_tag, make_directory
 from proxy.config import Config, VendorConfig
 from proxy.forward import Observation, Upstream
 from proxy.hosts import HostMap
@@ -79,9 +79,13 @@ class Services:
     # Requests being worked on at once, in all and per vendor (proxy/admission.py).
     admission: Admission = field(default_factory=lambda: Admission(64))
     vendors: dict[str, VendorConfig] = field(default_factory=dict)
+    # The tag of the eligibility rules in force (auth.eligibility_tag), which sessions' are
+    # checked against.
+    eligibility: str = ""
 
     def __post_init__(self) -> None:
         self.vendors = {v.id: v for v in self.config.vendors}
+        self.eligibility = eligibility_tag(self.config.vendors)
 
 
 CONFIG = web.AppKey("config", Config)

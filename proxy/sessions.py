@@ -62,6 +62,8 @@ class Session:
     # Vendor hosts this session's browser was sent to, so that signing out can ask the browser
     # to forget what those pages stored in it (`forget_hosts`); dies with the session like `jars`.
     hosts: list[str] = field(default_factory=list)
+    # The tag of the eligibility rules `databases` was decided under (auth.eligibility_tag).
+    rules: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -103,6 +105,7 @@ def copy_session(session: Session) -> Session:
         state=_clone(session.state),
         suspended=session.suspended,
         hosts=list(session.hosts),
+        rules=session.rules,
     )
 
 
@@ -249,7 +252,9 @@ class Sessions:
     def _ttl(self, session: Session, now: float) -> float:
         return max(0.0, min(self.idle_timeout_s, session.created + self.lifetime_s - now))
 
-    async def start(self, *, patron_key: str, databases: frozenset[str]) -> Session:
+    async def start(
+        self, *, patron_key: str, databases: frozenset[str], rules: str = ""
+    ) -> Session:
         now = time.time()
         session = Session(
             id=new_session_id(),
@@ -258,6 +263,7 @@ class Sessions:
             created=now,
             last_seen=now,
             csrf=secrets.token_urlsafe(24),
+            rules=rules,
         )
         await self.store.put(session, self._ttl(session, now))
         return session

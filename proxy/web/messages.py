@@ -65,6 +65,20 @@ MESSAGES: dict[str, Message] = {
         "The database you followed a link to is not part of the databases your card gives access to.",
         "Choose another database from the list, or ask the library about access.",
     ),
+    "rules_changed": Message(
+        403,
+        "Sign in again to use this database",
+        "The library has changed who may use this database since you signed in, so your card "
+        "needs to be checked again.",
+        "Sign in again: it takes you straight to the database if your card gives access to it.",
+    ),
+    "rules_changed_menu": Message(
+        200,
+        "Some databases need you to sign in again",
+        "The library has changed who may use some databases since you signed in, so they are "
+        "not listed until your card is checked again.",
+        "Sign in again to see every database your card gives access to.",
+    ),
     "not_configured": Message(
         404,
         "This address isn't set up at the library",

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from proxy.auth import may_use
+from proxy.auth import may_use, rules_changed
 from proxy.config import Config
 from proxy.errors import (
     BadCredentials,
@@ -380,7 +380,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     # Never carry a pre-login id into the new session (fixation), nor one a page tossed in.
     old = session_ids(request)
     await end_sessions(svc, old)
-    session = await svc.sessions.start(patron_key=patron.key, databases=patron.databases)
+    session = await svc.sessions.start(
+        patron_key=patron.key, databases=patron.databases, rules=patron.rules
+    )
     svc.metrics.logins.labels("success").inc()
     for hook in svc.hooks.login_outcome:
         hook("success")
@@ -564,8 +566,13 @@ async def menu(request: web.Request) -> web.StreamResponse:
     # without JavaScript, and menu.js can show them again as the patron edits the filter.
     groups: dict[str, dict[str, Any]] = {}
     shown_count = total = 0
+    notice_link: dict[str, str] | None = None
     for v in sorted(svc.config.vendors, key=lambda v: v.title.lower()):
-        if not may_use(session.databases, v):
+        if not may_use(session.databases, session.rules, v, svc.eligibility):
+            if notice is None and rules_changed(session.rules, v, svc.eligibility):
+                # Databases decided under rules a reload has changed wait for a new sign-in.
+                notice = MESSAGES["rules_changed_menu"]
+                notice_link = {"href": _public(svc.config, "/login"), "text": UI["sign_in_again"]}
             continue
         text = f"{v.title} {v.description}".lower()
         show = q.lower() in text
@@ -594,6 +601,7 @@ async def menu(request: web.Request) -> web.StreamResponse:
         request,
         "menu.html",
         notice=notice,
+        notice_link=notice_link,
         groups=[groups[k] for k in sorted(groups)],
         q=q,
         shown=shown_count,

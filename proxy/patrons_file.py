@@ -1,0 +1,67 @@
+"""The patrons file of a `kind = "file"` directory, read and checked (by the directory and by
+check-config): card, PIN hash, expiry, groups, blocked, with every mistake named by its key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from proxy.errors import Problem
+
+
+@dataclass(frozen=True)
+class FilePatron:
+    card: str
+    hash: str
+    expires: dt.date | None
+    groups: frozenset[str]
+    blocked: bool
+
+
+def read_patrons_file(path: Path) -> tuple[dict[str, FilePatron], list[Problem]]:
+    """The patrons of a `kind = "file"` directory, and every mistake in the file (with its key):
+    a value of another type would otherwise fail each sign-in of that card, or (groups written
+    as one string) silently become groups of single letters."""
+    problems: list[Problem] = []
+    out: dict[str, FilePatron] = {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return out, [Problem(str(path), "(file)", f"cannot be read: {exc}")]
+    entries = data.get("patron", [])
+    if not isinstance(entries, list):
+        return out, [Problem(str(path), "patron", "must be [[patron]] tables")]
+    for i, entry in enumerate(entries):
+        key = f"patron[{i}]"
+        card, hashed = entry.get("card"), entry.get("hash")
+        expires, groups = entry.get("expires"), entry.get("groups", [])
+        blocked = entry.get("blocked", False)
+        wrong: list[tuple[str, str]] = []
+        if not isinstance(card, (str, int)) or isinstance(card, bool):
+            wrong.append((f"{key}.card", "must be the card number, as text or a whole number"))
+        if not isinstance(hashed, str):
+            wrong.append((f"{key}.hash", "must be the PIN's hash, as text (hash-password)"))
+        if expires is not None and (
+            not isinstance(expires, dt.date) or isinstance(expires, dt.datetime)
+        ):
+            wrong.append((f"{key}.expires", "must be a date without quotes, like 2027-06-30"))
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            wrong.append((f"{key}.groups", 'must be a list of names, like ["resident"]'))
+        if not isinstance(blocked, bool):
+            wrong.append((f"{key}.blocked", "must be true or false"))
+        if wrong:
+            problems += [Problem(str(path), k, why) for k, why in wrong]
+            continue
+        out[str(card)] = FilePatron(
+            card=str(card),
+            hash=str(hashed),
+            expires=expires,
+            groups=frozenset(groups),
+            blocked=blocked,
+        )
+    return out, problems
+
+
+__all__ = ["FilePatron", "read_patrons_file"]
