@@ -95,6 +95,8 @@ def unknown_type(mt: str) -> bool:
 # for one (it refuses only image, audio, video and CSV types, Fetch's "should response to request
 # be blocked due to its MIME type"), so it is rewritten as a script when asked for as one.
 _SCRIPT_SUSPECTS = frozenset({"application/octet-stream", "binary/octet-stream", "text/plain"})
+# Fetch metadata destinations of scripts that run as workers (their own global, their own policy).
+_WORKER_DESTS = frozenset({"worker", "sharedworker", "serviceworker"})
 # The rewriter reads a script of another type as this one.
 _SCRIPT_TYPE = "text/javascript"
 # The vendor's digests of its own bytes (RFC 3230, RFC 9530, RFC 1864): wrong for a rewritten body.
@@ -645,7 +647,11 @@ class Upstream:
             decoder = self._body_decoder(resp, rtype, headers, vendor.id)
             mt = media_type(ctype)
             csp = None
-            if shielded(mt) or unknown:  # whatever the browser makes of it
+            # A worker runs under the policy of its own script's response, not the page's: a
+            # worker, shared worker or service worker script gets the shield too, or its
+            # fetch() and importScripts() reach third parties from the patron's address.
+            worker = request.headers.get("Sec-Fetch-Dest", "") in _WORKER_DESTS
+            if shielded(mt) or unknown or worker:  # whatever the browser makes of it
                 csp = rewriter.shield_csp(vendor.id, vendor.third_party == "allow")
             if csp:
                 headers.add("Content-Security-Policy", csp)

@@ -250,6 +250,7 @@ def edit_tag(
     - `<meta http-equiv="Content-Security-Policy" content=…>` has its host sources mapped as the
       header's are (`rewrite_csp`): the page now loads from mapped hosts, which the vendor's
       policy would otherwise refuse.
+    - `<script type="speculationrules">` is made inert (`_inert_rules`).
     - `<meta http-equiv="refresh" content=…>` has its URL mapped as the browser will read it,
       character references decoded (`rewrite_refresh`, as for the header): a refresh is a
       navigation, which no Content-Security-Policy stops.
@@ -266,6 +267,8 @@ def edit_tag(
         if navigable is None:
             return tag
         return _edit_links(tag, name.end(), rewrite_url, navigable, encoding, loads)
+    if name is not None and b"speculationrules" in low and name.group(1) == b"script":
+        return _inert_rules(tag, name.end())
     if name is None or (b"integrity" not in low and b"http-equiv" not in low):
         return tag
     name_end = name.end()
@@ -293,6 +296,17 @@ def edit_tag(
     while start > name_end and tag[start - 1] in b"\t\n\f\r ":
         start -= 1
     return tag[:start] + tag[integrity.end() :]
+
+
+def _inert_rules(tag: bytes, name_end: int) -> bytes:
+    """A `<script type="speculationrules">` made inert (`type="text/plain"`). Its prefetches and
+    prerenders open connections to whatever hosts it lists, third parties too, from the
+    patron's address and before any click; no Content-Security-Policy that lets a page's
+    inline scripts run stops them (P3). The vendor's pages lose only their preloading."""
+    kind = _attributes(tag, name_end).get(b"type")
+    if kind is None or _value(kind).strip(_SPACE).lower() != "speculationrules":
+        return tag
+    return tag[: kind.start()] + b'type="text/plain"' + tag[kind.end() :]
 
 
 def _edit_links(

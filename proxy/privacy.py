@@ -73,6 +73,9 @@ RESPONSE_DROP = frozenset(
         "nel",
         "server-timing",
         "clear-site-data",
+        # A rule set the browser fetches, and whose prefetches and prerenders open connections to
+        # any host it lists, from the patron's address, before any click (P3).
+        "speculation-rules",
     }
 )
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from proxy.hosts import HostMap, is_valid_hostname, socket_scheme
 
@@ -107,8 +108,11 @@ def _rewrite_directive(
         return None
     name, sources = tokens[0], tokens[1:]
     if name.lower() == "report-uri":
-        # rewrite_url maps proxied targets; a target it leaves unchanged is a third party.
-        kept = [rewrite_url(s) for s in sources if rewrite_url(s) != s]
+        # A report carries the page's whole URL (a patron's search in it): only targets on a
+        # vendor's own hosts (mapped, so reports go through the proxy) or relative to the page
+        # are kept. The target's own host decides: a third party's URL that merely carries a
+        # vendor URL in its query is still a third party.
+        kept = [t for t in (_report_target(host_map, rewrite_url, s) for s in sources) if t]
         return " ".join([name, *kept]) if kept else None
     out: list[str] = []
     for token in sources:
@@ -116,6 +120,20 @@ def _rewrite_directive(
             if source not in out:
                 out.append(source)
     return " ".join([name, *out])
+
+
+def _report_target(host_map: HostMap, rewrite_url: Callable[[str], str], url: str) -> str | None:
+    """A report-uri target as the proxied page may keep it, or None (a third party's)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if not parts.scheme and not parts.netloc:
+        return url  # a path: the page's own (mapped) host
+    if host is None or host_map.vendor_for_host(host) is None:
+        return None
+    return rewrite_url(url)
 
 
 def rewrite_csp(host_map: HostMap, rewrite_url: Callable[[str], str], value: str) -> str:
