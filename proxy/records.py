@@ -39,6 +39,11 @@ _AGE_TEXT = {
 _REDIS_KINDS = (
     ("s:", "sessions (sealed: encrypted with a key only the proxies hold)"),
     ("c:", "rate counters (numbers that expire with their window)"),
+    (
+        "stats-seen:",
+        "unique-session token sets (keyed digests of session ids, per hour; two hours at most)",
+    ),
+    ("stats-batch:", "statistics batch ids (random, nothing else; 24 hours)"),
 )
 
 
@@ -272,7 +277,13 @@ def render_text(inv: dict[str, Any]) -> str:
         lines.append(f"  redis keys: {n} {what}")
     cj = inv["cookie_jars"]
     lines += ["", f"Cookie jars: {cj['where']}; {cj['holds']}", f"  {cj['note']}", ""]
-    if st["exists"]:
+    if st["exists"] and st.get("error"):
+        # Never "empty": what it holds is unknown.
+        lines.append(
+            f"Statistics file: {st['path']} ({st['size_bytes']} bytes, could not be read: "
+            f"{st['error']}; what it holds is unknown)"
+        )
+    elif st["exists"]:
         span = f"{st['first_day']} to {st['last_day']}" if st["rows"] else "empty"
         lines.append(f"Statistics file: {st['path']} ({st['size_bytes']} bytes, {span})")
     else:

@@ -414,6 +414,9 @@ class Recorder:
     async def flush(self) -> None:
         """Move the deltas to the sink; on failure they wait, as one batch, for the next try."""
         async with self._lock:
+            # First, whatever the sink does: hours that have closed turn their session tokens
+            # into plain counts even while the store is down (they are kept two hours at most).
+            self.counters.roll()
             if self._unconfirmed is not None:
                 deltas, fresh, batch = self._unconfirmed
                 deltas, fresh = self.counters.aged(deltas, fresh)
@@ -423,7 +426,6 @@ class Recorder:
                 # twice; if not, all of it is stored now.
                 await self.sink.add(deltas, fresh, batch=batch)
                 self._unconfirmed = None
-            self.counters.roll()
             deltas, fresh = self.counters.take()
             batch = secrets.token_hex(12)
             try:

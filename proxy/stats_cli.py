@@ -51,10 +51,14 @@ def cmd_records(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     inv = inventory(config)
     sys.stdout.write(render_json(inv) if args.format == "json" else render_text(inv))
-    if inv["sessions"]["unknown"]:  # the inventory is incomplete: say so, and not with exit 0
+    incomplete = False  # the inventory is incomplete: say so, and not with exit 0
+    if inv["sessions"]["unknown"]:
         print(f"sessions could not be counted: {inv['sessions']['source']}", file=sys.stderr)
-        return EXIT_FAIL
-    return EXIT_OK
+        incomplete = True
+    if inv["statistics"].get("error"):
+        print(f"statistics file could not be read: {inv['statistics']['error']}", file=sys.stderr)
+        incomplete = True
+    return EXIT_FAIL if incomplete else EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

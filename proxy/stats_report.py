@@ -46,6 +46,7 @@ from redis.exceptions import RedisError
 from proxy.config import Config
 from proxy.stats import (
     DOWNLOAD_METRICS,
+    LOGINS_SUCCESS,
     METRICS,
     REQUESTS,
     SEARCHES,
@@ -171,9 +172,21 @@ def build_report(
     vendors = sorted({v for table in true.values() for v, _ in table})
     cells: dict[tuple[str, str, str], Cell] = {}
     people = true.get(SESSIONS_STARTED, {})
+    # Sign-ins bound the people behind a period's totals where the store records them (every
+    # proxy does; a store of counts without them, such as an import, is left to the vendors').
+    logins = true.get(LOGINS_SUCCESS)
+    signins = {p: logins.get(("", p), 0) for p in periods} if logins else None
     for m in metrics:
+        activity = m in SESSION_ACTIVITY
         cells.update(
-            _publish(m, true[m], periods, min_cell, people if m in SESSION_ACTIVITY else None)
+            _publish(
+                m,
+                true[m],
+                periods,
+                min_cell,
+                people if activity else None,
+                signins if activity else None,
+            )
         )
     notes.append(
         f"[c] = hidden: a count from 1 to {min_cell - 1}, or a larger count hidden as well so "
@@ -196,13 +209,20 @@ def _publish(
     periods: Sequence[str],
     min_cell: int,
     people: Mapping[tuple[str, str], int] | None,
+    signins: Mapping[str, int] | None = None,
 ) -> dict[tuple[str, str, str], Cell]:
     """One metric's table with totals, suppressed; vendors with no count here are zeros, left out.
 
     `people`: for what sessions do at a vendor (SESSION_ACTIVITY), the sessions started there per
     vendor and period; a cell (and a period's all-vendors total) that fewer than `min_cell` of
     them made is hidden however large its count, as a small one is: one patron's hundred
-    requests or 50 MB are still one patron's."""
+    requests or 50 MB are still one patron's.
+
+    The all-vendors total of a period is made by at most the sessions started at the vendors
+    whose count it adds (a vendor with none adds no one, whatever other periods it counts in),
+    and at most the library's sign-ins in that period (`signins`): one session at three
+    databases started three times there, but is one patron. The smaller bound is taken, so a
+    session from an earlier period can only hide more."""
     vendors = sorted({v for v, _ in counts})
     grid = [[counts.get((v, p), 0) for p in periods] for v in vendors]
     for line in grid:
@@ -213,7 +233,10 @@ def _publish(
         for j, p in enumerate(periods):
             made_by = [people.get((v, p), 0) for v in vendors]
             few |= {(i, j) for i, n in enumerate(made_by) if n < min_cell}
-            if sum(made_by) < min_cell:
+            behind_total = sum(n for i, n in enumerate(made_by) if grid[i][j])
+            if signins is not None:
+                behind_total = min(behind_total, signins.get(p, 0))
+            if behind_total < min_cell:
                 few.add((len(vendors), j))
     hidden = protect(grid, min_cell, few)
     row_keys, col_keys = [*vendors, ALL_VENDORS], [*periods, TOTAL]
