@@ -55,6 +55,7 @@ from proxy.tasks import stop
 from proxy.web.forget import FORGET_PATH, forget_here
 from proxy.web.messages import FORMAT_DEFAULTS, UI
 from proxy.web.pages import (
+    AGAIN,
     _public,
     _session_cookie,
     end_sessions,
@@ -214,7 +215,7 @@ async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamRes
                 lambda s: (
                     not s.suspended
                     and (now := svc.vendors.get(vendor.id)) is not None
-                    and may_use(s.databases, s.rules, now, svc.eligibility)
+                    and may_use(s.databases, s.rules, now, svc.eligibility.get(now.id, ""))
                 ),
             )
         finally:
@@ -239,12 +240,12 @@ async def _proxy_admitted(
             # when it is next opened.
             raise web.HTTPFound(to_login, headers={"Clear-Site-Data": FORGET_WHAT})
         raise web.HTTPFound(to_login)
-    if not may_use(session.databases, session.rules, vendor, svc.eligibility):
-        if rules_changed(session.rules, vendor, svc.eligibility):
+    if not may_use(session.databases, session.rules, vendor, svc.eligibility.get(vendor.id, "")):
+        if rules_changed(session.rules, vendor, svc.eligibility.get(vendor.id, "")):
             # Decided under rules a reload has changed since: the patron signs in again to be
             # decided under the new ones (the sign-in ends this session, as every sign-in does).
             start = upstream_url(vendor, vendor_host, request.raw_path)
-            again = _public(svc.config, "/login?url=" + quote(str(start), safe=""))
+            again = _public(svc.config, f"/login?{AGAIN}=1&url=" + quote(str(start), safe=""))
             return message_page(
                 request,
                 "rules_changed",

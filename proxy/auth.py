@@ -19,7 +19,7 @@ from typing import Protocol
 
 import argon2
 
-from proxy.config import Config, VendorConfig
+from proxy.config import Config, DirectoryConfig, VendorConfig
 from proxy.errors import BadCredentials, ConfigError, DirectoryUnavailable, NotEligible
 from proxy.patrons_file import FilePatron, read_patrons_file
 
@@ -33,7 +33,8 @@ class Patron:
 
     key: str  # hex HMAC; never the card number or any directory value
     databases: frozenset[str]  # vendor ids this patron may use
-    rules: str = ""  # `eligibility_tag` of the rules `databases` was decided by
+    # `decided_under` of every conditional database at sign-in (eligible or not)
+    rules: frozenset[str] = frozenset()
 
 
 class Directory(Protocol):
@@ -79,17 +80,25 @@ def databases_for(
     return frozenset(allowed)
 
 
-def eligibility_tag(vendors: tuple[VendorConfig, ...]) -> str:
-    """A tag of every conditional database's rule (ids, groups, filters). A session records the
-    tag its databases were decided under; a reload that changes a rule, or adds a conditional
-    database, changes the tag, and those databases wait for the patron to sign in again
-    (`may_use`). Databases open to all are left out: adding one changes nothing."""
-    rules = sorted(
-        (v.id, sorted(v.eligibility.groups), v.eligibility.ldap_filter)
-        for v in vendors
-        if not open_to_all(v)
-    )
-    return hashlib.sha256(repr(rules).encode()).hexdigest()[:16]
+def rules_source(directory: DirectoryConfig) -> str:
+    """What a database's groups are read from: a reload that changes it changes every rule."""
+    return f"ldap:{directory.group_attribute}" if directory.kind == "ldap" else directory.kind
+
+
+def decided_under(vendor: VendorConfig, source: str) -> str:
+    """The mark a session records for each conditional database it was decided on at sign-in
+    (eligible or not): `id#tag` of the database's rule, groups compared without regard to case
+    as `databases_for` compares them. A reload that changes that rule (or `rules_source`) makes
+    a mark the session lacks: that database waits for the patron to sign in again
+    (`may_use`); the others are untouched."""
+    e = vendor.eligibility
+    rule = repr((source, sorted({g.casefold() for g in e.groups}), e.ldap_filter.strip()))
+    return f"{vendor.id}#{hashlib.sha256(rule.encode()).hexdigest()[:12]}"
+
+
+def rule_marks(vendors: tuple[VendorConfig, ...], source: str) -> dict[str, str]:
+    """`decided_under` of every conditional database, by vendor id."""
+    return {v.id: decided_under(v, source) for v in vendors if not open_to_all(v)}
 
 
 def open_to_all(vendor: VendorConfig) -> bool:
@@ -97,22 +106,24 @@ def open_to_all(vendor: VendorConfig) -> bool:
     return not vendor.eligibility.groups and not vendor.eligibility.ldap_filter
 
 
-def may_use(databases: frozenset[str], rules: str, vendor: VendorConfig, rules_now: str) -> bool:
-    """Whether a session whose sign-in allowed `databases` under the rules tagged `rules` may use
-    `vendor` now, when the rules in force are tagged `rules_now`.
+def may_use(
+    databases: frozenset[str], rules: frozenset[str], vendor: VendorConfig, mark: str
+) -> bool:
+    """Whether a session whose sign-in allowed `databases`, decided under the rules `rules`
+    marks, may use `vendor` now, whose rule in force is marked `mark` (`decided_under`).
 
-    Conditional databases were decided at sign-in (the patron's groups are not kept), so they
-    hold only while the rules are those of the sign-in: after a reload that changed them, the
-    patron signs in again to be decided under the new ones (`rules_changed`). A database open
+    Conditional databases were decided at sign-in (the patron's groups are not kept), so each
+    holds only while its rule is the one of the sign-in: after a reload that changed it, the
+    patron signs in again to be decided under the new one (`rules_changed`). A database open
     to all is allowed even when a reload added it after the sign-in, so patrons see a new
     database without signing in again.
     """
-    return open_to_all(vendor) or (vendor.id in databases and rules == rules_now)
+    return open_to_all(vendor) or (vendor.id in databases and mark in rules)
 
 
-def rules_changed(rules: str, vendor: VendorConfig, rules_now: str) -> bool:
-    """Whether `vendor` is refused only because the rules changed since the sign-in."""
-    return not open_to_all(vendor) and rules != rules_now
+def rules_changed(rules: frozenset[str], vendor: VendorConfig, mark: str) -> bool:
+    """Whether `vendor` is refused only because its rule changed since the sign-in."""
+    return not open_to_all(vendor) and mark not in rules
 
 
 def check_credentials_shape(username: str, password: str) -> None:
@@ -141,7 +152,7 @@ class FileDirectory:
         self._patrons = self._load(path)
         self._secret = secret
         self._vendors = vendors
-        self._rules = eligibility_tag(vendors)
+        self._rules = frozenset(rule_marks(vendors, "file").values())
         self._hasher = argon2.PasswordHasher()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="file-directory")
         # Verified against for unknown cards, so an unknown card costs the same time as a known one.
@@ -215,9 +226,11 @@ __all__ = [
     "NotEligible",
     "Patron",
     "databases_for",
-    "eligibility_tag",
+    "decided_under",
     "hash_password",
     "make_directory",
     "patron_key",
+    "rule_marks",
     "rules_changed",
+    "rules_source",
 ]

@@ -158,10 +158,10 @@ def _parse_url(d: Draft) -> tuple[str, str] | str:
         )
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return f"URL {_shown(url)!r} is not an http(s) URL"
-    before_at = url.split("?", 1)[0].partition("//")[2].rpartition("@")[0]
-    if ":" in before_at and parts.username is None:
-        # `acct:12/34@host`: a password holding / ? or # ends the host early, and the rest of
-        # it would be read as the path.
+    if parts.username is None and "@" in url and "." not in parts.hostname.strip("[]"):
+        # `acct:12/34@host`: a password holding / ? or # ends the host early (browsers read
+        # `acct` as the host, port 12), and the rest of it would be read as the path or query.
+        # A database is never on a dotless host; an @ in an ordinary URL's path is left be.
         return (
             f"URL {_shown(url)!r} cannot be used: an @ outside its host (an account or password "
             "holding /, ? or #?); write those characters percent-encoded"

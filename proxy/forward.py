@@ -49,7 +49,7 @@ from proxy.privacy import (
     response_headers,
 )
 from proxy.public_suffix import same_site
-from proxy.rewrite import media_type, should_rewrite
+from proxy.rewrite import JAVASCRIPT_TYPES, media_type, should_rewrite
 from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
 from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
@@ -649,8 +649,12 @@ class Upstream:
             csp = None
             # A worker runs under the policy of its own script's response, not the page's: a
             # worker, shared worker or service worker script gets the shield too, or its
-            # fetch() and importScripts() reach third parties from the patron's address.
-            worker = request.headers.get("Sec-Fetch-Dest", "") in _WORKER_DESTS
+            # fetch() and importScripts() reach third parties from the patron's address. Every
+            # script does, whoever asks (a <script> ignores it), so the answer a browser caches
+            # for a page's <script> is also shielded when a worker is started from it.
+            worker = (
+                mt in JAVASCRIPT_TYPES or request.headers.get("Sec-Fetch-Dest") in _WORKER_DESTS
+            )
             if shielded(mt) or unknown or worker:  # whatever the browser makes of it
                 csp = rewriter.shield_csp(vendor.id, vendor.third_party == "allow")
             if csp:

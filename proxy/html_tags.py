@@ -267,8 +267,10 @@ def edit_tag(
         if navigable is None:
             return tag
         return _edit_links(tag, name.end(), rewrite_url, navigable, encoding, loads)
-    if name is not None and b"speculationrules" in low and name.group(1) == b"script":
-        return _inert_rules(tag, name.end())
+    if name is not None and name.group(1) == b"script" and b"type" in low:
+        # Read as the browser reads the value: `speculation&#114;ules` is speculationrules too.
+        tag = _inert_rules(tag, name.end())
+        low = tag.lower()
     if name is None or (b"integrity" not in low and b"http-equiv" not in low):
         return tag
     name_end = name.end()

@@ -56,8 +56,9 @@ from proxy.auth import (
     Patron,
     check_credentials_shape,
     databases_for,
-    eligibility_tag,
     patron_key,
+    rule_marks,
+    rules_source,
 )
 from proxy.config import Config, DirectoryConfig
 from proxy.errors import (
@@ -311,7 +312,7 @@ class LdapDirectory:
         self._d = d
         self._secret = secret
         self._vendors = config.vendors
-        self._rules = eligibility_tag(config.vendors)
+        self._rules = frozenset(rule_marks(config.vendors, rules_source(d)).values())
         self._settings = _Settings(
             directory=d,
             bind_password=_service_password(config),

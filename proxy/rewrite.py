@@ -70,18 +70,16 @@ from proxy.navigation import refresh_url, to_vendor_host
 from proxy.request_bodies import boundary, unmap_multipart
 
 __all__ = [
+    "JAVASCRIPT_TYPES",
     "Rewriter",
     "StreamRewriter",
     "media_type",
     "should_rewrite",
 ]
 
-_REWRITABLE_TYPES = frozenset(
+# WHATWG MIME Sniffing's JavaScript MIME types, every one of which a browser runs.
+JAVASCRIPT_TYPES = frozenset(
     {
-        "text/html",
-        "application/xhtml+xml",
-        "text/css",
-        # WHATWG MIME Sniffing's JavaScript MIME types, every one of which a browser runs.
         "application/ecmascript",
         "application/javascript",
         "application/x-ecmascript",
@@ -98,6 +96,15 @@ _REWRITABLE_TYPES = frozenset(
         "text/livescript",
         "text/x-ecmascript",
         "text/x-javascript",
+    }
+)
+
+_REWRITABLE_TYPES = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "text/css",
+        *JAVASCRIPT_TYPES,
         "application/json",
         "text/xml",
         "application/xml",

@@ -123,7 +123,10 @@ def _rewrite_directive(
 
 
 def _report_target(host_map: HostMap, rewrite_url: Callable[[str], str], url: str) -> str | None:
-    """A report-uri target as the proxied page may keep it, or None (a third party's)."""
+    """A report-uri target as the proxied page may keep it, or None (a third party's). Read as
+    the browser reads a URL: tabs and newlines out, `\\` as `/` (`\\\\tracker/x` is a host)."""
+    url = url.strip(" \x00\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r")
+    url = re.sub(r"[\t\n\r]", "", url).replace("\\", "/")
     try:
         parts = urlsplit(url)
         host = parts.hostname

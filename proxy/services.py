@@ -14,7 +14,7 @@ from aiohttp import web
 
 from proxy.admission import Admission
 from proxy.assertion import Signer, ensure_keys
-from proxy.auth import Directory, eligibility_tag, make_directory
+from proxy.auth import Directory, make_directory, rule_marks, rules_source
 from proxy.config import Config, VendorConfig
 from proxy.forward import Observation, Upstream
 from proxy.hosts import HostMap
@@ -79,13 +79,14 @@ class Services:
     # Requests being worked on at once, in all and per vendor (proxy/admission.py).
     admission: Admission = field(default_factory=lambda: Admission(64))
     vendors: dict[str, VendorConfig] = field(default_factory=dict)
-    # The tag of the eligibility rules in force (auth.eligibility_tag), which sessions' are
-    # checked against.
-    eligibility: str = ""
+    # The mark of each conditional database's rule in force (auth.decided_under), by vendor id,
+    # which sessions' marks from sign-in are checked against.
+    eligibility: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.vendors = {v.id: v for v in self.config.vendors}
-        self.eligibility = eligibility_tag(self.config.vendors)
+        source = rules_source(self.config.directory)
+        self.eligibility = rule_marks(self.config.vendors, source)
 
 
 CONFIG = web.AppKey("config", Config)

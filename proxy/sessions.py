@@ -62,12 +62,13 @@ class Session:
     # Vendor hosts this session's browser was sent to, so that signing out can ask the browser
     # to forget what those pages stored in it (`forget_hosts`); dies with the session like `jars`.
     hosts: list[str] = field(default_factory=list)
-    # The tag of the eligibility rules `databases` was decided under (auth.eligibility_tag).
-    rules: str = ""
+    # The marks of the eligibility rules `databases` was decided under (auth.decided_under).
+    rules: frozenset[str] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["databases"] = sorted(self.databases)
+        d["rules"] = sorted(self.rules)
         return d
 
     @classmethod
@@ -77,6 +78,8 @@ class Session:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         d["databases"] = frozenset(d.get("databases", ()))
+        rules = d.get("rules", ())
+        d["rules"] = frozenset(rules) if isinstance(rules, list) else frozenset()
         return cls(**d)
 
 
@@ -253,7 +256,7 @@ class Sessions:
         return max(0.0, min(self.idle_timeout_s, session.created + self.lifetime_s - now))
 
     async def start(
-        self, *, patron_key: str, databases: frozenset[str], rules: str = ""
+        self, *, patron_key: str, databases: frozenset[str], rules: frozenset[str] = frozenset()
     ) -> Session:
         now = time.time()
         session = Session(

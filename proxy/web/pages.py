@@ -48,6 +48,9 @@ RENEW_TOKEN = "weston.renew_token"
 FORM_CHALLENGE = "Form"
 # A note for the menu, set with the redirect after sign-in and shown once (no personal data).
 NOTICE_COOKIE = "weston_notice"
+# `GET /login?again=1`: the sign-in form even for a signed-in patron, whose databases were
+# decided under rules a reload has changed since (auth.rules_changed).
+AGAIN = "again"
 log = get_logger("proxy.pages")
 
 
@@ -229,9 +232,12 @@ async def login_form(request: web.Request) -> web.StreamResponse:
         clear_copies(resp, request, svc.config)
         return resp
     session = await svc.sessions.load(sid)
-    if session is not None:
+    if session is not None and AGAIN not in request.query:
         # Already signed in: go straight on, as EZproxy does for login?url=.
         raise web.HTTPSeeOther(safe_target(url, svc.hosts) or _public(svc.config, "/menu"))
+    if session is not None:
+        # "Sign in again" (the rules changed since the sign-in): the form, though signed in.
+        return _login_page(request, url=url)
     if not sid:
         return _login_page(request, url=url)
     # A session cookie the store no longer knows: the session ended (idle or lifetime) while the
@@ -568,11 +574,12 @@ async def menu(request: web.Request) -> web.StreamResponse:
     shown_count = total = 0
     notice_link: dict[str, str] | None = None
     for v in sorted(svc.config.vendors, key=lambda v: v.title.lower()):
-        if not may_use(session.databases, session.rules, v, svc.eligibility):
-            if notice is None and rules_changed(session.rules, v, svc.eligibility):
+        if not may_use(session.databases, session.rules, v, svc.eligibility.get(v.id, "")):
+            if notice is None and rules_changed(session.rules, v, svc.eligibility.get(v.id, "")):
                 # Databases decided under rules a reload has changed wait for a new sign-in.
                 notice = MESSAGES["rules_changed_menu"]
-                notice_link = {"href": _public(svc.config, "/login"), "text": UI["sign_in_again"]}
+                again = _public(svc.config, f"/login?{AGAIN}=1")
+                notice_link = {"href": again, "text": UI["sign_in_again"]}
             continue
         text = f"{v.title} {v.description}".lower()
         show = q.lower() in text
