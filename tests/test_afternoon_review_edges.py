@@ -23,13 +23,13 @@ import pytest
 from proxy.ezproxy import run_import
 from tests.canary import CANARY
 from tests.harness import RecordingVendor, ldap_directory, vendor_toml, write_config
-from tests.test_browser_egress import (  # noqa: F401  (recorder: the fixture)
+from tests.test_browser_egress import (  # noqa: F401  (browse and recorder: the fixtures)
     JS,
     LEFT,
     TRACKER,
     T,
     _page,
-    egress,
+    browse,
     recorder,
 )
 
@@ -204,12 +204,7 @@ async def test_changing_the_group_attribute_applies_to_sessions_signed_in_before
 
 @pytest.mark.browser
 async def test_a_worker_script_the_page_loaded_first_as_a_script_still_gets_the_shield(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    recorder: Any,  # noqa: F811
+    browse: Any,  # noqa: F811
 ) -> None:
     """The shield CSP goes on a worker script's response only when the request says
     `Sec-Fetch-Dest: worker`; the same URL fetched as a `<script>` gets no CSP, and the
@@ -221,13 +216,7 @@ async def test_a_worker_script_the_page_loaded_first_as_a_script_still_gets_the_
         "if (typeof WorkerGlobalScope !== 'undefined') "
         f"fetch('{T}/from-cached-worker').catch(() => 0);"
     )
-    seen = await egress(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        recorder,
+    seen = await browse(
         _page(
             '<script src="/w.js"></script>'
             "<script>addEventListener('load', () => new Worker('/w.js'))</script>"
@@ -245,24 +234,13 @@ async def test_a_worker_script_the_page_loaded_first_as_a_script_still_gets_the_
 )
 async def test_inline_speculation_rules_with_a_character_reference_in_the_type_are_inert(
     kind: str,
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    recorder: Any,  # noqa: F811
+    browse: Any,  # noqa: F811
 ) -> None:
     """`edit_tag` looks for the bytes `speculationrules` before it reads the type attribute,
     so `type="speculation&#114;ules"` (which the HTML parser decodes to `speculationrules`)
     is left as it is, and Chromium prefetches the third party from the patron's address (P3)."""
     rules = '{"prefetch": [{"source": "list", "urls": ["https://' + TRACKER + '/next"]}]}'
-    seen = await egress(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        recorder,
+    seen = await browse(
         _page(f'<script type="{kind}">{rules}</script>'),
     )
     assert seen == [], LEFT.format(seen)
@@ -276,25 +254,14 @@ async def test_inline_speculation_rules_with_a_character_reference_in_the_type_a
 )
 async def test_a_report_uri_that_a_browser_reads_as_a_third_party_is_dropped(
     target: str,
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    recorder: Any,  # noqa: F811
+    browse: Any,  # noqa: F811
 ) -> None:
     """`_report_target` keeps any target without scheme and netloc as "a path: the page's own
     host". Python's urlsplit sees `\\\\tracker.example/csp` as a path; a browser's URL parser
     reads `\\` as `/` in an http(s) URL, so the target is `//tracker.example/csp`, a third
     party: every violation posts the page's full URL (the patron's search) to it, from the
     patron's address (P1, P3). Before this change such a target was dropped."""
-    seen = await egress(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        recorder,
+    seen = await browse(
         _page('<img src="/cover.gif" alt="">'),
         headers={"Content-Security-Policy": f"img-src 'none'; report-uri {target}"},
     )

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,21 @@ async def egress(
     return recorder.seen()
 
 
+@pytest.fixture
+def browse(
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    recorder: Recorder,
+) -> Callable[..., Awaitable[list[bytes]]]:
+    """`egress` with this test's proxy, directory and recorder: `await browse(body, **kw)`."""
+    return functools.partial(
+        egress, tmp_path, port, running_slapd, vendor_factory, proxy_factory, recorder
+    )
+
+
 LEFT = "the patron's browser connected past the proxy, from the patron's address: {}"
 
 T = f"http://{TRACKER}"
@@ -188,21 +205,10 @@ WORKERS = {
 @pytest.mark.parametrize("kind", list(WORKERS), ids=list(WORKERS))
 async def test_a_vendor_worker_cannot_reach_a_third_party(
     kind: str,
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    recorder: Recorder,
+    browse: Any,
 ) -> None:
     start, path, script = WORKERS[kind]
-    seen = await egress(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        recorder,
+    seen = await browse(
         _page(f"<script>{start}</script>"),
         routes={path: (script, JS, {})},
     )
@@ -225,20 +231,9 @@ RULES_JSON = '{"prefetch": [{"source": "list", "urls": ["https://' + TRACKER + '
 @pytest.mark.parametrize("origin", list(SPECULATION_HEADER.values()), ids=list(SPECULATION_HEADER))
 async def test_a_speculation_rules_header_does_not_send_the_browser_past_the_proxy(
     origin: str,
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    recorder: Recorder,
+    browse: Any,
 ) -> None:
-    seen = await egress(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        recorder,
+    seen = await browse(
         _page("<p>results</p>"),
         headers={"Speculation-Rules": f'"{origin}/rules.json"'},
         routes={"/rules.json": (RULES_JSON, "application/speculationrules+json", {})},
@@ -250,24 +245,13 @@ async def test_a_speculation_rules_header_does_not_send_the_browser_past_the_pro
 @pytest.mark.parametrize("action", ["prefetch", "prerender"])
 async def test_inline_speculation_rules_do_not_reach_a_third_party(
     action: str,
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    recorder: Recorder,
+    browse: Any,
 ) -> None:
     # No click, no navigation: the page loads and Chromium opens TLS to the third party from
     # the patron's address (a prerender rule to another site too). 'unsafe-inline' in the shield's script-src lets the rule set
     # run; a CSP without it (tried) stops it, and so would dropping the tag.
     rules = '{"' + action + '": [{"source": "list", "urls": ["https://' + TRACKER + '/next"]}]}'
-    seen = await egress(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        recorder,
+    seen = await browse(
         _page(f'<script type="speculationrules">{rules}</script>'),
     )
     assert seen == [], LEFT.format(seen)
@@ -287,20 +271,9 @@ CSP_HEADERS = ["Content-Security-Policy-Report-Only", "Content-Security-Policy"]
 @pytest.mark.parametrize("header", CSP_HEADERS, ids=["report_only", "enforced"])
 async def test_a_third_party_report_uri_with_a_vendor_url_in_its_query_is_dropped(
     header: str,
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    recorder: Recorder,
+    browse: Any,
 ) -> None:
-    seen = await egress(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        recorder,
+    seen = await browse(
         _page('<img src="/cover.gif" alt="">'),
         headers={header: f"img-src 'none'; report-uri {T}/csp?site={V}/"},
     )
@@ -343,24 +316,13 @@ def test_rewrite_csp_drops_a_third_party_report_uri_that_carries_a_vendor_url() 
     strict=True, reason="WebRTC STUN from script: no browser control the proxy can send"
 )
 async def test_webrtc_stun_does_not_leave_from_the_patron_address(
-    tmp_path: Path,
-    port: int,
-    running_slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    recorder: Recorder,
+    browse: Any,
 ) -> None:
     script = (
         "const pc = new RTCPeerConnection({iceServers: [{urls: 'stun:127.0.0.1:{REC}'}]});"
         "pc.createDataChannel('x'); pc.createOffer().then(o => pc.setLocalDescription(o));"
     )
-    seen = await egress(
-        tmp_path,
-        port,
-        running_slapd,
-        vendor_factory,
-        proxy_factory,
-        recorder,
+    seen = await browse(
         _page(f"<script>{script}</script>"),
     )
     assert seen == [], LEFT.format(seen)

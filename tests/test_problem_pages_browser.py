@@ -186,6 +186,28 @@ async def p_not_included(page: Page, stack: Stack) -> Response | None:
     return await page.goto(stack.mapped(TWO, "/page"))
 
 
+async def _rules_changed(page: Page, stack: Stack, url: str) -> Response | None:
+    """`url` after a reload changed database one's rule since the sign-in (its mark in force
+    is not the one the session was decided under)."""
+    await sign_in(page, stack)
+    marks = stack.svc.eligibility
+    stack.svc.eligibility = {**marks, "one": marks["one"] + "-changed"}
+    try:
+        return await page.goto(url)
+    finally:
+        stack.svc.eligibility = marks
+
+
+async def p_rules_changed(page: Page, stack: Stack) -> Response | None:
+    return await _rules_changed(page, stack, stack.mapped(ONE, "/page"))
+
+
+async def p_menu_rules_changed(page: Page, stack: Stack) -> Response | None:
+    r = await _rules_changed(page, stack, stack.url("/menu"))
+    assert MESSAGES["rules_changed_menu"].title in await page.content()
+    return r
+
+
 async def p_not_found(page: Page, stack: Stack) -> Response | None:
     return await page.goto(stack.url("/no-such-page"))
 
@@ -351,6 +373,8 @@ NEW_PAGES: dict[str, tuple[str, int, Callable[[Page, Stack], Awaitable[Response 
     "store-down": ("stack", 503, p_store_down),
     "suspended": ("stack", 429, p_suspended),
     "not-included": ("stack", 403, p_not_included),
+    "rules-changed": ("stack", 403, p_rules_changed),
+    "menu-rules-changed": ("stack", 200, p_menu_rules_changed),
     "not-found": ("stack", 404, p_not_found),
     "vendor-timeout": ("stack", 504, p_vendor_timeout),
     "two-session-cookies": ("stack", 400, p_conflict),
