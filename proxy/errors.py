@@ -18,9 +18,10 @@ ProxyError
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -114,6 +115,40 @@ def vendor_failures(vendor_id: str) -> Iterator[None]:
 FAILURE_KINDS = ("timeout", "dns", "refused", "reset", "tls_certificate", "tls", "protocol")
 
 
+# OpenSSL's reason in the text of an exception rebuilt from its message (ldap3 rebuilds what it
+# met as `type(e)(str(e))`, losing `verify_message`): letters, spaces and commas only, so a host
+# name the message may quote is left out.
+_CERT_REASON = re.compile(r"certificate verify failed: ([A-Za-z ,-]+)")
+
+
+def network_failure(met: Sequence[BaseException]) -> tuple[str, str] | None:
+    """What a failed connection met, as (kind, detail), for any server the proxy talks to (a
+    vendor's `failure_kind`, a directory server's `ldap_directory._why`); None when nothing in
+    `met` is a network failure. Kinds "timeout", "tls_certificate" (with OpenSSL's reason),
+    "tls" (with its reason), "dns", "refused", "reset": exception types and OpenSSL's fixed
+    texts only, never a message that could quote a URL or a DN."""
+
+    def first(kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
+        return next((c for c in met if isinstance(c, kind)), None)
+
+    if first(TimeoutError):
+        return "timeout", ""
+    if (cert := first(ssl.SSLCertVerificationError)) is not None:
+        reason = str(getattr(cert, "verify_message", "") or "")
+        if not reason and (text := _CERT_REASON.search(str(cert))) is not None:
+            reason = text.group(1).strip(" ,-")
+        return "tls_certificate", reason
+    if (tls := first(ssl.SSLError)) is not None:
+        return "tls", str(getattr(tls, "reason", "") or "")
+    if first(socket.gaierror):
+        return "dns", ""
+    if first(ConnectionRefusedError):
+        return "refused", ""
+    if first((ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return "reset", ""
+    return None
+
+
 def failure_kind(exc: VendorError) -> tuple[str, str]:
     """What went wrong talking to a vendor, for IT staff (a metric label and a log detail).
 
@@ -127,21 +162,11 @@ def failure_kind(exc: VendorError) -> tuple[str, str]:
         chain.append(cause)
         cause = cause.__cause__
 
-    def met(kind: type[BaseException]) -> BaseException | None:
-        return next((c for c in chain if isinstance(c, kind)), None)
-
-    if isinstance(exc, VendorTimeout) or met(TimeoutError):
+    if isinstance(exc, VendorTimeout):
         return "timeout", ""
-    if (cert := met(ssl.SSLCertVerificationError)) is not None:
-        return "tls_certificate", str(getattr(cert, "verify_message", "") or "")
-    if (tls := met(ssl.SSLError)) is not None:
-        return "tls", str(getattr(tls, "reason", "") or "")
-    if met(socket.gaierror):
-        return "dns", ""
-    if met(ConnectionRefusedError):
-        return "refused", ""
-    if met(ConnectionResetError) or met(BrokenPipeError) or met(ConnectionAbortedError):
-        return "reset", ""
+    found = network_failure(chain)
+    if found is not None:
+        return found
     if not chain:
         return "protocol", ""
     # The proxy's own client says which way the exchange broke, in a fixed word.

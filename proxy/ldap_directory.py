@@ -32,9 +32,7 @@ import math
 import multiprocessing
 import multiprocessing.context
 import os
-import re
 import signal
-import socket
 import ssl
 import sys
 import threading
@@ -67,6 +65,7 @@ from proxy.errors import (
     DirectoryUnavailable,
     NotEligible,
     Problem,
+    network_failure,
 )
 from proxy.logs import stacks_on_usr1
 
@@ -93,38 +92,21 @@ class _ServerFailed(Exception):
     """This server gave an unusable answer; try the next one. Never carries patron data."""
 
 
-# OpenSSL's reason in ldap3's text for a refused certificate ("self-signed certificate",
-# "certificate has expired" ...): letters, spaces and commas only, so a host name it may quote
-# is left out.
-_CERT_REASON = re.compile(r"certificate verify failed: ([A-Za-z ,-]+)")
-
-
 def _why(exc: BaseException) -> str:
-    """What went wrong with a server, for IT staff: this module's fixed texts, or a kind from the
-    exception's type (ldap3 makes its socket errors subclasses of the error it met) with
-    OpenSSL's reason for a certificate. Never the exception's own text, which could quote a DN."""
+    """What went wrong with a server, for IT staff: this module's fixed texts, or what the
+    connection met (`errors.network_failure`: ldap3 makes its socket errors subclasses of the
+    error it met). Never the exception's own text, which could quote a DN."""
     if isinstance(exc, _ServerFailed):
         return str(exc)
     met: list[BaseException] = [exc]
     if isinstance(exc, LDAPException) and len(exc.args) > 1 and isinstance(exc.args[1], list):
         # "unable to open socket", with what each of the host's addresses raised
         met += [e[0] for e in exc.args[1] if isinstance(e, tuple) and e]
-    for e in met:
-        if isinstance(e, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
-            found = _CERT_REASON.search(str(e))
-            return "tls_certificate" + (f": {found.group(1).strip(' ,-')}" if found else "")
-    for e in met:
-        if isinstance(e, ssl.SSLError):
-            return "tls"
-        if isinstance(e, TimeoutError):
-            return "timeout"
-        if isinstance(e, socket.gaierror):
-            return "dns"
-        if isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e):
-            return "refused"
-        if isinstance(e, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
-            return "reset"
-    return ""
+    found = network_failure(met)
+    if found is None:
+        return ""
+    kind, detail = found
+    return f"{kind}: {detail}" if detail else kind
 
 
 @dataclass(frozen=True)
