@@ -23,9 +23,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from proxy.hosts import HostMap, is_valid_hostname, socket_scheme
+from proxy.navigation import to_vendor_host
 
 try:  # the compiled scans (proxy/_scan.pyx); without them the same answers come slower
     from proxy import _scan
@@ -122,21 +122,22 @@ def _rewrite_directive(
     return " ".join([name, *out])
 
 
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
 def _report_target(host_map: HostMap, rewrite_url: Callable[[str], str], url: str) -> str | None:
-    """A report-uri target as the proxied page may keep it, or None (a third party's). Read as
-    the browser reads a URL: tabs and newlines out, `\\` as `/` (`\\\\tracker/x` is a host)."""
-    url = url.strip(" \x00\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r")
-    url = re.sub(r"[\t\n\r]", "", url).replace("\\", "/")
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
+    """A report-uri target as the proxied page may keep it, or None (a third party's), read as
+    the browser reads it (`navigation.to_vendor_host`: `\\\\tracker/x` names a host): a path
+    stays on the page's own (mapped) host; an absolute target is kept only on a vendor's host,
+    mapped, so reports go through the proxy."""
+    found = to_vendor_host(url)
+    if found is None:
+        # The page's own host, or a scheme no report is sent to.
+        return url if _URL_SCHEME.match(url.strip()) is None else None
+    if host_map.vendor_for_host(found[0]) is None:
         return None
-    if not parts.scheme and not parts.netloc:
-        return url  # a path: the page's own (mapped) host
-    if host is None or host_map.vendor_for_host(host) is None:
-        return None
-    return rewrite_url(url)
+    mapped = rewrite_url(url)
+    return mapped if mapped != url else None  # a spelling the URL scan does not map: not kept
 
 
 def rewrite_csp(host_map: HostMap, rewrite_url: Callable[[str], str], value: str) -> str:
