@@ -267,8 +267,13 @@ def edit_tag(
         if navigable is None:
             return tag
         return _edit_links(tag, name.end(), rewrite_url, navigable, encoding, loads)
-    if name is not None and name.group(1) == b"script" and b"type" in low:
-        # Read as the browser reads the value: `speculation&#114;ules` is speculationrules too.
+    if (
+        name is not None
+        and name.group(1) == b"script"
+        and (b"speculationrules" in low or (b"&" in low and b"type" in low))
+    ):
+        # Read as the browser reads the value (`speculation&#114;ules` is speculationrules too);
+        # only a tag that could say it is parsed: pages hold many plain <script> tags.
         tag = _inert_rules(tag, name.end())
         low = tag.lower()
     if name is None or (b"integrity" not in low and b"http-equiv" not in low):
