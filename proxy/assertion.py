@@ -17,7 +17,6 @@ import json
 import math
 import os
 import secrets
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from proxy.secrets_ import readable_by_others
 
 ASSERTION_LIFETIME_S = 300
 # Re-sign when less than this is left, so a vendor never receives an assertion about to expire.
@@ -125,7 +126,7 @@ def load_keys(key_dir: Path) -> list[SigningKey]:
     if not key_dir.is_dir():
         return keys
     for pem in sorted(key_dir.glob("*.pem")):
-        if pem.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if readable_by_others(pem.stat().st_mode):
             raise ValueError(f"{pem}: readable by group or others; chmod 600 it")
         meta_path = pem.with_suffix(".json")
         if not meta_path.exists():

@@ -101,6 +101,12 @@ def rule_marks(vendors: tuple[VendorConfig, ...], source: str) -> dict[str, str]
     return {v.id: decided_under(v, source) for v in vendors if not open_to_all(v)}
 
 
+def eligibility_marks(config: Config) -> dict[str, str]:
+    """The marks of the rules in force (`rule_marks` for the configured directory): what a
+    sign-in records, and what sessions are checked against."""
+    return rule_marks(config.vendors, rules_source(config.directory))
+
+
 def open_to_all(vendor: VendorConfig) -> bool:
     """A vendor with no eligibility condition: every signed-in patron may use it."""
     return not vendor.eligibility.groups and not vendor.eligibility.ldap_filter
@@ -227,6 +233,7 @@ __all__ = [
     "Patron",
     "databases_for",
     "decided_under",
+    "eligibility_marks",
     "hash_password",
     "make_directory",
     "patron_key",

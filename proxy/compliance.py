@@ -49,6 +49,7 @@ from proxy.compliance_settings import (
     compliance_settings,
 )
 from proxy.config import Config, VendorConfig
+from proxy.secrets_ import readable_by_others
 
 __all__ = [
     "CLAUSES",
@@ -369,7 +370,7 @@ def _referer_file_check(v: VendorConfig) -> Check:
         return Check(
             cid, WARNING, UNKNOWN, "The vendor file could not be read.", f"{v.file}: {exc}"
         )
-    loose = bool(mode & (stat.S_IRWXG | stat.S_IRWXO))
+    loose = readable_by_others(mode)
     return Check(
         cid,
         WARNING,

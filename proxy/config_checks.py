@@ -22,6 +22,7 @@ from proxy.hosts import host_matches, is_valid_hostname
 from proxy.logs import LOG_FORMATS, LOG_LEVELS
 from proxy.patrons_file import read_patrons_file
 from proxy.public_suffix import suffix_list
+from proxy.secrets_ import readable_by_others
 
 if TYPE_CHECKING:
     from proxy.config import Config, VendorConfig
@@ -148,7 +149,7 @@ def _check_secret_file(path: Path, file: str, key: str, problems: list[Problem])
         what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         problems.append(Problem(file, key, f"secret file {path} is {what}; name the file in it"))
         return
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if readable_by_others(st.st_mode):
         problems.append(
             Problem(file, key, f"secret file {path} is readable by group or others; chmod 600 it")
         )

@@ -54,9 +54,8 @@ from proxy.auth import (
     Patron,
     check_credentials_shape,
     databases_for,
+    eligibility_marks,
     patron_key,
-    rule_marks,
-    rules_source,
 )
 from proxy.config import Config, DirectoryConfig
 from proxy.errors import (
@@ -294,7 +293,7 @@ class LdapDirectory:
         self._d = d
         self._secret = secret
         self._vendors = config.vendors
-        self._rules = frozenset(rule_marks(config.vendors, rules_source(d)).values())
+        self._rules = frozenset(eligibility_marks(config).values())
         self._settings = _Settings(
             directory=d,
             bind_password=_service_password(config),

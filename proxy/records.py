@@ -25,6 +25,7 @@ from proxy.config import Config
 from proxy.errors import StoreUnavailable
 from proxy.metrics import AGE_BUCKETS, age_buckets
 from proxy.stats import REDIS_PREFIX, redis_password, stats_inventory, stats_settings
+from proxy.stats_store import REDIS_BATCH_PREFIX, REDIS_SEEN_PREFIX
 
 NO_PATRON_DATA = (
     "Counts and kinds only: no patron, card number, name, address, session id, URL or search "
@@ -37,13 +38,13 @@ _AGE_TEXT = {
     "4h_or_more": "4 h or more",
 }
 _REDIS_KINDS = (
-    ("s:", "sessions (sealed: encrypted with a key only the proxies hold)"),
-    ("c:", "rate counters (numbers that expire with their window)"),
+    ("weston:s:", "sessions (sealed: encrypted with a key only the proxies hold)"),
+    ("weston:c:", "rate counters (numbers that expire with their window)"),
     (
-        "stats-seen:",
+        REDIS_SEEN_PREFIX,
         "unique-session token sets (keyed digests of session ids, per hour; two hours at most)",
     ),
-    ("stats-batch:", "statistics batch ids (random, nothing else; 24 hours)"),
+    (REDIS_BATCH_PREFIX, "statistics batch ids (random, nothing else; 24 hours)"),
 )
 
 
@@ -158,7 +159,7 @@ def _redis_keys(config: Config) -> dict[str, Any]:
     )
     try:
         kinds = {
-            what: sum(1 for _ in client.scan_iter(match=f"weston:{prefix}*", count=500))
+            what: sum(1 for _ in client.scan_iter(match=f"{prefix}*", count=500))
             for prefix, what in _REDIS_KINDS
         }
         days = sorted(

@@ -6,13 +6,22 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from proxy.config import Config
 from proxy.crypto import server_secret_problem
+
+if TYPE_CHECKING:
+    from proxy.config import Config
 
 
 class SecretError(Exception):
     """A secret could not be read safely."""
+
+
+def readable_by_others(mode: int) -> bool:
+    """Whether a file's mode lets anyone but its owner read or write it: a secret file's must
+    not (keys, passwords, the referer URL)."""
+    return bool(mode & (stat.S_IRWXG | stat.S_IRWXO))
 
 
 def read_secret_file(path: Path) -> str:
@@ -23,7 +32,7 @@ def read_secret_file(path: Path) -> str:
         raise SecretError(f"{path}: cannot be read ({exc.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
         raise SecretError(f"{path}: is not a regular file (a directory?); name the file in it")
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if readable_by_others(st.st_mode):
         raise SecretError(f"{path}: readable by group or others; chmod 600 it")
     return path.read_text(encoding="utf-8").rstrip("\r\n")
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from proxy.admission import Admission
 from proxy.assertion import Signer, ensure_keys
-from proxy.auth import Directory, make_directory, rule_marks, rules_source
+from proxy.auth import Directory, eligibility_marks, make_directory
 from proxy.config import Config, VendorConfig
 from proxy.forward import Observation, Upstream
 from proxy.hosts import HostMap
@@ -85,8 +85,7 @@ class Services:
 
     def __post_init__(self) -> None:
         self.vendors = {v.id: v for v in self.config.vendors}
-        source = rules_source(self.config.directory)
-        self.eligibility = rule_marks(self.config.vendors, source)
+        self.eligibility = eligibility_marks(self.config)
 
 
 CONFIG = web.AppKey("config", Config)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from proxy.app import dispatch
 from proxy.assertion import Signer, SigningKey, load_keys, public_jwk, thumbprint
-from proxy.auth import rule_marks, rules_source
+from proxy.auth import eligibility_marks
 from proxy.config import Config, VendorConfig
 from proxy.errors import BadCredentials
 from proxy.forward import Upstream
@@ -125,7 +125,7 @@ async def run_vendor_test(config: Config, vendor: VendorConfig) -> Report:
     )
     sessions = Sessions(MemoryStore(), idle_timeout_s=600, lifetime_s=600)
     # Decided under the rules in force, as a sign-in now would be (auth.decided_under).
-    marks = rule_marks(config.vendors, rules_source(config.directory))
+    marks = eligibility_marks(config)
     session = await sessions.start(
         patron_key="vendors-test-" + secrets.token_hex(8),
         databases=frozenset({vendor.id}),
