@@ -32,17 +32,10 @@ from tests.test_browser_egress import (  # noqa: F401  (browse and recorder: the
     browse,
     recorder,
 )
+from tests.test_eligibility_changes import archive_by_group, reload
 
 ARCHIVE_HOST = "www.town-archive.test"
 ATLAS_HOST = "www.county-atlas.test"
-
-
-async def _reload(driver: Any) -> None:
-    from proxy.reload import Reloader
-    from proxy.services import SERVICES
-
-    outcome = await Reloader(driver.client.app[SERVICES]).reload()
-    assert outcome.ok, outcome.problems
 
 
 def _sign_in_again_href(page: str) -> str:
@@ -72,7 +65,7 @@ async def test_sign_in_again_link_reaches_the_sign_in_form_not_a_redirect_loop(
     vfile.write_text(
         vfile.read_text() + '\n[eligibility]\nldap_filter = "(employeeType=resident)"\n'
     )
-    await _reload(driver)
+    await reload(driver)
 
     refused = await driver.get_vendor(ARCHIVE_HOST, "/after")
     assert refused.status == 403
@@ -102,25 +95,13 @@ async def test_a_case_only_edit_of_a_group_name_keeps_patrons_signed_in_to_it(
     and `groups = ["resident"]` admit exactly the same patrons. But `eligibility_tag` hashes the
     names as written: a reload after tidying the capital signs every patron out of every
     conditional database, though nothing about who may use what changed."""
-    archive: RecordingVendor = await vendor_factory(ARCHIVE_HOST)
-    directory = ldap_directory(running_slapd, tmp_path) + 'group_attribute = "employeeType"\n'
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=directory,
-        vendors={
-            "archive": vendor_toml(
-                "archive", archive, title="Town Archive",
-                extra='\n[eligibility]\ngroups = ["Resident"]\n',
-            )
-        },
-    )  # fmt: skip
-    driver = await proxy_factory(cfg)
-    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    driver, archive, cfg = await archive_by_group(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory, '["Resident"]'
+    )
     assert (await driver.get_vendor(ARCHIVE_HOST, "/before")).status == 200
     vfile = cfg.parent / "vendors" / "archive.toml"
     vfile.write_text(vfile.read_text().replace('groups = ["Resident"]', 'groups = ["resident"]'))
-    await _reload(driver)
+    await reload(driver)
     after = await driver.get_vendor(ARCHIVE_HOST, "/after")
     assert after.status == 200, f"a case-only edit refused a resident ({after.status})"
     assert [q.path_qs for q in archive.requests] == ["/before", "/after"]
@@ -150,7 +131,7 @@ async def test_retiring_one_conditional_database_keeps_patrons_in_the_others(
     assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
     assert (await driver.get_vendor(ARCHIVE_HOST, "/before")).status == 200
     (cfg.parent / "vendors" / "atlas.toml").unlink()
-    await _reload(driver)
+    await reload(driver)
     after = await driver.get_vendor(ARCHIVE_HOST, "/after")
     assert after.status == 200, (
         f"removing another database refused a resident the unchanged one ({after.status})"
@@ -168,28 +149,16 @@ async def test_changing_the_group_attribute_applies_to_sessions_signed_in_before
     and CANARY, decided under the old attribute, keeps reaching the database the new rules
     refuse: the fail-open the change set out to close (a reload that changes who may use a
     database applies to patrons already signed in)."""
-    archive: RecordingVendor = await vendor_factory(ARCHIVE_HOST)
-    directory = ldap_directory(running_slapd, tmp_path) + 'group_attribute = "employeeType"\n'
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=directory,
-        vendors={
-            "archive": vendor_toml(
-                "archive", archive, title="Town Archive",
-                extra='\n[eligibility]\ngroups = ["resident"]\n',
-            )
-        },
-    )  # fmt: skip
-    driver = await proxy_factory(cfg)
-    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    driver, archive, cfg = await archive_by_group(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory, '["resident"]'
+    )
     assert (await driver.get_vendor(ARCHIVE_HOST, "/before")).status == 200
     text = cfg.read_text()
     assert 'group_attribute = "employeeType"' in text
     cfg.write_text(
         text.replace('group_attribute = "employeeType"', 'group_attribute = "description"')
     )
-    await _reload(driver)
+    await reload(driver)
     after = await driver.get_vendor(ARCHIVE_HOST, "/after")
     assert after.status in (302, 403), after.status
     assert [q.path_qs for q in archive.requests] == ["/before"], (

@@ -26,6 +26,39 @@ ARCHIVE_HOST = "www.town-archive.test"
 REFUSED = "isn't included with your card"
 
 
+async def archive_by_group(
+    tmp_path: Path,
+    port: int,
+    slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    groups: str,
+    patron: Any = CANARY,
+) -> tuple[Any, RecordingVendor, Path]:
+    """A proxy whose "Town Archive" admits `groups` (a TOML list) read from employeeType, with
+    `patron` signed in: (driver, the archive vendor, its config file)."""
+    archive: RecordingVendor = await vendor_factory(ARCHIVE_HOST)
+    directory = ldap_directory(slapd, tmp_path) + 'group_attribute = "employeeType"\n'
+    extra = f"\n[eligibility]\ngroups = {groups}\n"
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=directory,
+        vendors={"archive": vendor_toml("archive", archive, title="Town Archive", extra=extra)},
+    )
+    driver = await proxy_factory(cfg)
+    assert (await driver.login(patron.uid, patron.password)).status == 303
+    return driver, archive, cfg
+
+
+async def reload(driver: Any) -> None:
+    from proxy.reload import Reloader
+    from proxy.services import SERVICES
+
+    outcome = await Reloader(driver.client.app[SERVICES]).reload()
+    assert outcome.ok, outcome.problems
+
+
 async def test_reload_that_restricts_a_database_applies_to_sessions_signed_in_before(
     tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
 ) -> None:
@@ -72,30 +105,14 @@ async def test_reload_that_changes_a_condition_applies_to_sessions_signed_in_bef
     """A resident-only database becomes staff-only (a group no canary patron is in) and the
     proxy reloads. CANARY (resident), signed in before, still reaches it: the condition is
     never checked again, only the vendor id remembered from sign-in."""
-    from proxy.reload import Reloader
-    from proxy.services import SERVICES
-
-    archive: RecordingVendor = await vendor_factory(ARCHIVE_HOST)
-    directory = ldap_directory(running_slapd, tmp_path) + 'group_attribute = "employeeType"\n'
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=directory,
-        vendors={
-            "archive": vendor_toml(
-                "archive", archive, title="Town Archive",
-                extra='\n[eligibility]\ngroups = ["resident"]\n',
-            )
-        },
-    )  # fmt: skip
-    driver = await proxy_factory(cfg)
-    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    driver, archive, cfg = await archive_by_group(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory, '["resident"]'
+    )
     assert (await driver.get_vendor(ARCHIVE_HOST, "/before")).status == 200
 
     vfile = cfg.parent / "vendors" / "archive.toml"
     vfile.write_text(vfile.read_text().replace('groups = ["resident"]', 'groups = ["staff"]'))
-    outcome = await Reloader(driver.client.app[SERVICES]).reload()
-    assert outcome.ok, outcome.problems
+    await reload(driver)
 
     after = await driver.get_vendor(ARCHIVE_HOST, "/after")
     assert after.status in (302, 403), after.status
@@ -179,22 +196,15 @@ async def test_group_condition_matches_directory_values_as_the_directory_does(
     `resident` (the same rule written as `ldap_filter = "(employeeType=resident)"` lets WREN
     in), but `groups = ["resident"]` compares the strings exactly, so an eligible resident is
     refused the database and does not see it on the menu."""
-    slapd = slapd_with_capitalised_group
-    archive: RecordingVendor = await vendor_factory(ARCHIVE_HOST)
-    directory = ldap_directory(slapd, tmp_path) + 'group_attribute = "employeeType"\n'
-    cfg = write_config(
+    driver, archive, _ = await archive_by_group(
         tmp_path,
-        port=port,
-        directory=directory,
-        vendors={
-            "archive": vendor_toml(
-                "archive", archive, title="Town Archive",
-                extra='\n[eligibility]\ngroups = ["resident"]\n',
-            )
-        },
-    )  # fmt: skip
-    driver = await proxy_factory(cfg)
-    assert (await driver.login(WREN.uid, WREN.password)).status == 303
+        port,
+        slapd_with_capitalised_group,
+        vendor_factory,
+        proxy_factory,
+        '["resident"]',
+        WREN,
+    )
     r = await driver.get_vendor(ARCHIVE_HOST, "/start")
     assert r.status == 200, "an eligible resident was refused"
     assert len(archive.requests) == 1
