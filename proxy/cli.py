@@ -280,6 +280,7 @@ def _serve_workers(config: Config, workers: int) -> int:
                 print(f"worker {done.pid} exited with {done.exitcode}", file=sys.stderr)
     # No worker is left to reload: a late reload must not end the stopping parent either.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    importlib.import_module("proxy.reload").forget_pid_file(config, os.getpid())
     clean = not unexpected and all(p.exitcode == 0 for p in procs)
     return EXIT_OK if clean else EXIT_FAIL
 
@@ -324,7 +325,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.keys_command == "rotate":
         delay = config.keys.activate_after_s if args.delay is None else args.delay
-        key = create_key(key_dir, not_before=time.time() + delay)
+        try:
+            key = create_key(key_dir, not_before=time.time() + delay)
+        except OSError as exc:  # a read-only mount, another owner, a full disk
+            why = exc.strerror or type(exc).__name__
+            print(f"{config.path}: keys.dir: {key_dir} cannot be written: {why}", file=sys.stderr)
+            return EXIT_FAIL
         # The running proxy reads the key directory at its next reload or restart: only then is
         # the key in its JWKS, and it signs once its delay has passed *and* it has been published
         # that long (at most JWKS_MAX_AGE_S, the time vendors may keep the JWKS).

@@ -161,10 +161,25 @@ def _check_server_secret(value: str, file: str, key: str, problems: list[Problem
         problems.append(Problem(file, key, problem))
 
 
+def _not_a_directory(path: Path) -> Path | None:
+    """The first of `path` and the folders above it that exists, when it is not a directory
+    (nothing can be made there); None when the nearest existing one is a directory."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
 def _check_key_files(cfg: Config, file: str, problems: list[Problem]) -> None:
     """Signing keys readable by group or others are refused, and so is a key or activation
     file that does not load (proxy.assertion.load_keys): `serve` could not start on them."""
     key_dir = cfg.resolve(cfg.keys.dir)
+    blocker = _not_a_directory(key_dir)
+    if blocker is not None:
+        # `serve` would make the directory and cannot: a file stands where it, or a folder
+        # above it, should be.
+        problems.append(Problem(file, "keys.dir", f"{blocker} is not a directory"))
+        return
     before = len(problems)
     for pem in sorted(key_dir.glob("*.pem")) if key_dir.is_dir() else ():
         _check_secret_file(pem, file, "keys.dir", problems)

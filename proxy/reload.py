@@ -263,9 +263,17 @@ async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
                 await t
         await reloader.close()
         if me == os.getpid():
-            with contextlib.suppress(OSError):
-                if pidfile.read_text().strip() == str(me):
-                    pidfile.unlink()
+            forget_pid_file(svc.config, me)
+
+
+def forget_pid_file(config: Config, pid: int) -> None:
+    """Remove the pid file when it still names `pid` (the process that wrote it is stopping;
+    a newer instance's file is left alone). With workers, the parent calls this once they have
+    all stopped: they write its pid, and a stale one could later name an unrelated process."""
+    pidfile = pid_path(config)
+    with contextlib.suppress(OSError):
+        if pidfile.read_text().strip() == str(pid):
+            pidfile.unlink()
 
 
 def hup_forwarder(procs: list[Any]) -> Callable[[int, FrameType | None], None]:
