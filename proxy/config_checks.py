@@ -178,7 +178,9 @@ def _check_key_files(cfg: Config, file: str, problems: list[Problem]) -> None:
     if blocker is not None:
         # `serve` would make the directory and cannot: a file stands where it, or a folder
         # above it, should be.
-        problems.append(Problem(file, "keys.dir", f"{blocker} is not a directory"))
+        problems.append(
+            Problem(file, "keys.dir", f"{key_dir} cannot be used: {blocker} is not a directory")
+        )
         return
     before = len(problems)
     for pem in sorted(key_dir.glob("*.pem")) if key_dir.is_dir() else ():

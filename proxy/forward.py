@@ -52,6 +52,7 @@ from proxy.public_suffix import same_site
 from proxy.rewrite import JAVASCRIPT_TYPES, media_type, should_rewrite
 from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
+from proxy.validators import open_validators, seal_validators, session_cache, session_key
 from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
 from proxy.websocket import (
@@ -351,6 +352,7 @@ class Upstream:
         headers = outbound_headers(
             request.headers, hosts=self.hosts, vendor_origins=self.vendor_origins
         )
+        open_validators(headers, session_key(session.id))
         data = await self._request_body(request, headers, vendor)
         # This request's copy says whether the session has been to the vendor; of a page's
         # requests that each found it had not, the one whose write adds it counts (below).
@@ -625,6 +627,8 @@ class Upstream:
                 untyped = False
         if shielded(media_type(ctype)):
             _document_cache(headers)
+        else:
+            session_cache(headers)
         if forget:
             # This session's first page on the host: what earlier sessions' pages stored in the
             # browser there (local storage, an ID a script kept, cached responses) is dropped
@@ -663,6 +667,7 @@ class Upstream:
                 if decoder is not None and has_body and mt in HTML_TYPES:
                     third_party = _ThirdPartyCount(rewriter)
 
+        seal_validators(headers, session_key(out.session.id))
         if resp.status == 304:
             _match_weak_etag(request, headers)
         stream = None
@@ -906,7 +911,8 @@ def _document_cache(headers: CIMultiDict[str]) -> None:
     not be shown it from the cache, nor by pressing Back: `no-cache` made the browser ask the
     proxy for a typed or bookmarked address, but history navigation showed the stored page
     without asking. A shared cache in front of the proxy must never hand it to another patron
-    either. Images, scripts and styles keep the vendor's caching."""
+    either. Images, scripts and styles keep the vendor's caching, made private to the session
+    (`proxy.validators.session_cache`)."""
     headers["Cache-Control"] = "private, no-store"
     headers.popall("Expires", None)
 

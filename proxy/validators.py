@@ -1,0 +1,172 @@
+"""What a browser's cache may keep of a vendor's answer, and which validators go back (P4, P5).
+
+Two facts make a vendor's caching headers wrong behind the proxy:
+
+- Every answer on a mapped host belongs to one session: without the session there is no answer
+  (a redirect to the sign-in page), and the vendor answered the session's cookie jar, which the
+  browser never sees. A shared cache between the patron and the proxy (a library's, an ISP's, a
+  school's inspecting proxy) must never keep it for someone else, so `public` and `s-maxage` go
+  and `private` is added (`session_cache`). A vendor's `Vary: Cookie` promised a cache key that no
+  longer holds (the browser's Cookie header is the proxy's session cookie, not the jar), so such
+  an answer is asked again each time (`no-cache`).
+- The browser's cache outlives sessions (a shared computer, a closed browser). An `ETag` or a
+  `Last-Modified` date a vendor gave one session comes back to it as `If-None-Match` /
+  `If-Modified-Since` in the next, on any host the new session has not navigated to (its first
+  navigation clears a host's cache; a vendor's image or script host never sees one). Per-visitor
+  validators are a known way to track people without cookies. So the proxy seals every entity
+  tag it passes to the browser with a MAC under a key of the session (`seal`), and passes on only
+  validators sealed for the session asking (`open_validators`): within a session conditional
+  requests work as before; across sessions the vendor is asked unconditionally. A date cannot be
+  sealed, so `If-Modified-Since` goes on only beside a tag sealed for the same session (browsers
+  send both from one stored answer); an answer with a date and no tag is given a sealed tag of
+  the proxy's own for that purpose.
+
+Written by hand: no library seals HTTP validators. Parsing follows RFC 9110 §8.8.3 (entity tags)
+and RFC 9111 §5.2 (Cache-Control).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+
+from multidict import CIMultiDict
+
+# An entity tag (RFC 9110 §8.8.3): optional weakness, then a quoted string without quotes.
+_TAG = re.compile(r'(W/)?"([^"]*)"')
+_TAG_LIST = re.compile(r'\s*(?:(?:W/)?"[^"]*"\s*(?:,\s*|$))*')
+_MAC_CHARS = 12  # 9 bytes of MAC, base64url: 72 bits
+# The tag the proxy gives an answer that has a date and no tag: `Last-Modified` is then passed on
+# beside it (as `If-Modified-Since`) and the tag itself is not.
+_DATE_ONLY = "!"
+# A Cache-Control directive: a token, optionally `=token` or `="quoted string"`.
+_DIRECTIVE = re.compile(
+    r"[\s,]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^,\s\"]*))?\s*(?:,|$)"
+)
+# Cache-Control directives that let a shared cache keep an answer.
+_SHARED = frozenset({"public", "s-maxage"})
+# No tag sealed for this session matches this (If-Match must then fail, RFC 9110 §13.1.1).
+_NO_MATCH = '"weston-proxy-unmatched"'
+
+
+def session_key(session_id: str) -> bytes:
+    """The key a session's validators are sealed under (derived: the id itself is never used as
+    a MAC key that a browser-side value depends on directly)."""
+    return hashlib.blake2b(session_id.encode(), digest_size=32, person=b"weston-etag").digest()
+
+
+def _mac(key: bytes, inner: str) -> str:
+    digest = hmac.new(key, inner.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:9]).decode()
+
+
+def seal(key: bytes, etag: str) -> str | None:
+    """The entity tag the browser is given for the vendor's `etag`; None for a malformed one
+    (the answer then goes without a tag: unsealed, it could carry an identifier across sessions)."""
+    m = _TAG.fullmatch(etag.strip())
+    if m is None:
+        return None
+    weak, inner = m.group(1) or "", m.group(2)
+    return f'{weak}"{_mac(key, inner)}.{inner}"'
+
+
+def _open_one(key: bytes, weak: str, inner: str) -> str | None:
+    """The vendor's tag inside a sealed one; "" for the proxy's own date-only tag; None when the
+    tag was not sealed for this session."""
+    mac, sep, rest = inner[:_MAC_CHARS], inner[_MAC_CHARS : _MAC_CHARS + 1], inner[_MAC_CHARS + 1 :]
+    if sep == _DATE_ONLY and not rest:
+        return "" if hmac.compare_digest(mac, _mac(key, _DATE_ONLY)) else None
+    if sep != "." or not hmac.compare_digest(mac, _mac(key, rest)):
+        return None
+    return f'{weak}"{rest}"'
+
+
+def _opened(key: bytes, value: str) -> tuple[list[str], bool]:
+    """(the vendor's tags among those in `value` sealed for this session, whether any was)."""
+    if _TAG_LIST.fullmatch(value) is None:
+        return [], False
+    tags: list[str] = []
+    any_sealed = False
+    for m in _TAG.finditer(value):
+        tag = _open_one(key, m.group(1) or "", m.group(2))
+        if tag is None:
+            continue
+        any_sealed = True
+        if tag:
+            tags.append(tag)
+    return tags, any_sealed
+
+
+def open_validators(headers: CIMultiDict[str], key: bytes) -> None:
+    """The browser's conditional headers, as they may reach the vendor for this session.
+
+    Tags sealed for another session, or never sealed, are dropped (`If-Match` then cannot
+    match, as it would not have); dates go on only beside a tag sealed for this session, which
+    says the browser stored them in it; an `If-Range` that cannot be trusted takes its `Range`
+    with it, so the whole answer comes back rather than bytes spliced onto another's."""
+    session_seen = False
+    inm = ", ".join(headers.popall("If-None-Match", ()))
+    if inm:
+        if inm.strip() == "*":
+            headers["If-None-Match"] = "*"
+        else:
+            tags, session_seen = _opened(key, inm)
+            if tags:
+                headers["If-None-Match"] = ", ".join(tags)
+    if not session_seen:
+        headers.popall("If-Modified-Since", None)
+    if_match = ", ".join(headers.popall("If-Match", ()))
+    if if_match:
+        tags, _ = _opened(key, if_match)
+        headers["If-Match"] = "*" if if_match.strip() == "*" else ", ".join(tags) or _NO_MATCH
+    if_range = headers.popall("If-Range", [None])[0]
+    if if_range is not None:
+        tags, _ = (
+            _opened(key, if_range) if if_range.lstrip().startswith(("W/", '"')) else ([], False)
+        )
+        if len(tags) == 1:
+            headers["If-Range"] = tags[0]
+        else:  # another session's tag, or a date (which cannot be tied to this session)
+            headers.popall("Range", None)
+
+
+def seal_validators(headers: CIMultiDict[str], key: bytes) -> None:
+    """The vendor's validators on an answer, as the browser may keep them (see the module)."""
+    etag = headers.popall("ETag", [None])[0]
+    if etag is not None:
+        sealed = seal(key, etag)
+        if sealed is not None:
+            headers["ETag"] = sealed
+    elif "Last-Modified" in headers:
+        headers["ETag"] = f'W/"{_mac(key, _DATE_ONLY)}{_DATE_ONLY}"'
+
+
+def session_cache(headers: CIMultiDict[str]) -> None:
+    """The vendor's Cache-Control, made to hold for an answer that is one session's (see the
+    module): never `public` or `s-maxage`, always `private`; `no-cache` when the vendor varies
+    on Cookie. A Cache-Control the proxy cannot read becomes `private`."""
+    value = ", ".join(headers.popall("Cache-Control", ()))
+    kept: list[str] = []
+    names: set[str] = set()
+    pos = 0
+    while pos < len(value):
+        m = _DIRECTIVE.match(value, pos)
+        if m is None:
+            kept, names = [], set()
+            break
+        pos = m.end()
+        name = m.group(1).lower()
+        if name in _SHARED or (name in ("private", "no-cache") and m.group(2) is not None):
+            # A qualified `private="…"` or `no-cache="…"` names fields only: the answer stays
+            # storable, so it is replaced by the bare directive below.
+            continue
+        kept.append(m.group(1) if m.group(2) is None else f"{m.group(1)}={m.group(2)}")
+        names.add(name)
+    if "private" not in names:
+        kept.append("private")
+    vary = {v.strip().lower() for f in headers.getall("Vary", ()) for v in f.split(",")}
+    if "cookie" in vary and "no-cache" not in names and "no-store" not in names:
+        kept.append("no-cache")
+    headers["Cache-Control"] = ", ".join(kept)
