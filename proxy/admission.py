@@ -3,7 +3,8 @@
 A process works on at most `server.max_in_flight` proxied requests; more wait their turn (without
 a cap, an overloaded event loop answers the session store late and fails closed with 503s). Each
 vendor also has its own share of those slots (`max_in_flight` in its file, else
-`server.max_in_flight_per_vendor`, else three quarters of `server.max_in_flight`), taken before a
+`server.max_in_flight_per_vendor`, else three quarters of `server.max_in_flight`, rounded up but
+one short of the whole when there is more than one slot), taken before a
 slot of the whole: a vendor that hangs keeps only its own share busy until its timeout, and every
 other database goes on answering (a bulkhead). No request waits longer than
 `server.admission_wait_s` for its slots; past that the patron gets a 503 page saying the database
@@ -25,7 +26,10 @@ def vendor_share(server: ServerConfig, vendor: VendorConfig) -> int:
     share = vendor.max_in_flight or server.max_in_flight_per_vendor
     if share:
         return share
-    return server.max_in_flight - server.max_in_flight // 4
+    whole = server.max_in_flight
+    # Three quarters, rounded up, but never the whole while there is more than one slot: a hung
+    # vendor must leave the others a slot (with one slot there is nothing to leave).
+    return max(1, min(whole - whole // 4, whole - 1))
 
 
 class Admission:

@@ -15,9 +15,24 @@ from collections.abc import Iterable, Sequence
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# IPv4 addresses as an IPv6 socket shows them (RFC 4291 §2.5.5.2).
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
-    """`trusted_proxies` entries (addresses or CIDR networks); ValueError on a malformed one."""
-    return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries)
+    """Address-list entries (`trusted_proxies`, `metrics_from`: addresses or CIDR networks);
+    ValueError on a malformed one. An IPv4-mapped entry (`::ffff:127.0.0.1`, `::ffff:10.0.0.0/104`,
+    as a dual-stack listener shows an IPv4 peer) is taken as the IPv4 address or network it maps,
+    since the client's address is compared in its IPv4 form."""
+    return tuple(_network(e) for e in entries)
+
+
+def _network(entry: str) -> Network:
+    net = ipaddress.ip_network(entry.strip(), strict=False)
+    if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(_MAPPED):
+        low32 = int(net.network_address) & 0xFFFFFFFF
+        return ipaddress.IPv4Network((low32, net.prefixlen - 96))
+    return net
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

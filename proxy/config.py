@@ -60,7 +60,8 @@ class ServerConfig:
     )
     max_in_flight_per_vendor: int = doc(
         "of those, how many one vendor may have (a hung vendor holds only its share); "
-        "0 = three quarters of max_in_flight; a vendor file's max_in_flight overrides it",
+        "0 = three quarters of max_in_flight (at least one slot short of it, unless it is 1); "
+        "a vendor file's max_in_flight overrides it",
         0,
     )
     admission_wait_s: float = doc(

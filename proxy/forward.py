@@ -201,9 +201,12 @@ class Observation:
 
 
 Observer = Callable[[Observation], None]
-# Asked once the vendor's response head is in (request, vendor, status, Content-Type): a response
-# goes to the patron instead of the vendor's (proxy.services.Hooks.head_gates).
-HeadCheck = Callable[[web.Request, VendorConfig, int, str], Awaitable[web.StreamResponse | None]]
+# Asked once the vendor's response head is in (request, vendor, status, Content-Type,
+# Content-Range): a response goes to the patron instead of the vendor's
+# (proxy.services.Hooks.head_gates).
+HeadCheck = Callable[
+    [web.Request, VendorConfig, int, str, str | None], Awaitable[web.StreamResponse | None]
+]
 
 
 class Upstream:
@@ -604,7 +607,9 @@ class Upstream:
         With `forget`, the browser is asked to drop what it keeps for this host first."""
         ctype = resp.content_type
         if self.check_head is not None:
-            refusal = await self.check_head(request, vendor, resp.status, ctype)
+            refusal = await self.check_head(
+                request, vendor, resp.status, ctype, resp.headers.get("Content-Range")
+            )
             if refusal is not None:
                 return refusal  # the vendor's response is let go unread by forward()
         headers = response_headers(resp.headers.items())

@@ -37,7 +37,10 @@ Gate = Callable[[web.Request, Session, VendorConfig], Awaitable[web.StreamRespon
 
 LoginGate = Callable[[web.Request, str], Awaitable[web.StreamResponse | None]]
 # (request, vendor, response status, response Content-Type)
-HeadGate = Callable[[web.Request, VendorConfig, int, str], Awaitable[web.StreamResponse | None]]
+# (request, vendor, status, Content-Type, Content-Range)
+HeadGate = Callable[
+    [web.Request, VendorConfig, int, str, str | None], Awaitable[web.StreamResponse | None]
+]
 
 
 LoginFailed = Callable[[web.Request, str, str], Awaitable[None]]
@@ -139,10 +142,14 @@ def make_upstream(
             fn(o)
 
     async def check_head(
-        request: web.Request, vendor: VendorConfig, status: int, content_type: str
+        request: web.Request,
+        vendor: VendorConfig,
+        status: int,
+        content_type: str,
+        content_range: str | None,
     ) -> web.StreamResponse | None:
         for gate in hooks.head_gates:
-            refusal = await gate(request, vendor, status, content_type)
+            refusal = await gate(request, vendor, status, content_type, content_range)
             if refusal is not None:
                 return refusal
         return None

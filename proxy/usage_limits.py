@@ -2,7 +2,9 @@
 downloads more than a vendor's `[limits]` allow is suspended before the vendor cuts off the library.
 
 Per session and vendor: requests per minute (counted in the gate, before forwarding), full-text
-downloads per hour (counted when the vendor's answer starts, before the patron gets any of it, so
+downloads per hour (`is_full_text`: a document type answered to any method but HEAD, as a 200 or
+as a 206 range from byte 0, so a document fetched in ranges counts once; counted when the
+vendor's answer starts, before the patron gets any of it, so
 downloads fetched in parallel are held to the limit too) and bytes per hour (counted after each
 response). Counters live in the session store
 (`incr`), so all instances share them; each is named by an HMAC of the session id and the vendor
@@ -72,13 +74,34 @@ class Tracked:
     counter: str
 
 
-def is_full_text(method: str, status: int, content_type: str) -> bool:
-    """A whole full-text download: a 200 to a GET of a document type (206 ranges of one PDF
-    would otherwise count it many times)."""
-    if method != "GET" or status != 200:
+def is_full_text(
+    method: str, status: int, content_type: str, content_range: str | None = None
+) -> bool:
+    """A full-text download: a document type in answer to any method but HEAD (a vendor's
+    "Download PDF" form posts), as a 200, or as a 206 whose range starts at byte 0: the whole
+    document as one range (`Range: bytes=0-`), or the first of the ranges a viewer fetches it
+    in. A document fetched in parts counts once, by its first part, not once per part."""
+    if method == "HEAD" or status not in (200, 206):
+        return False
+    if status == 206 and not first_range(content_range):
         return False
     mime = content_type.split(";", 1)[0].strip().lower()
     return mime == "application/octet-stream" or download_metric(content_type) is not None
+
+
+def first_range(content_range: str | None) -> bool:
+    """Whether a 206's Content-Range is a range from byte 0 (`bytes 0-1023/50000`, or of an
+    unknown length, `bytes 0-1023/*`)."""
+    unit, _, spec = (content_range or "").strip().partition(" ")
+    span, _, total = spec.strip().partition("/")
+    first, _, last = span.partition("-")
+    return (
+        unit.lower() == "bytes"
+        and first == "0"
+        and last.isascii()
+        and last.isdigit()
+        and (total == "*" or (total.isascii() and total.isdigit()))
+    )
 
 
 def limited(limits: Limits) -> bool:
@@ -150,7 +173,12 @@ class UsageLimits:
         return resp
 
     async def check_head(
-        self, request: web.Request, vendor: VendorConfig, status: int, content_type: str
+        self,
+        request: web.Request,
+        vendor: VendorConfig,
+        status: int,
+        content_type: str,
+        content_range: str | None,
     ) -> web.StreamResponse | None:
         """Count a full-text download when the vendor's answer starts, before the patron gets
         any of it: downloads fetched at once are each counted before any is sent, so parallel
@@ -163,7 +191,7 @@ class UsageLimits:
             tracked is None
             or tracked.vendor_id != vendor.id
             or not limit
-            or not is_full_text(request.method, status, content_type)
+            or not is_full_text(request.method, status, content_type, content_range)
         ):
             return None
         now = time.time()

@@ -34,13 +34,18 @@ def _config(tmp_path: Path, port: int, slapd: Any, vendors: dict[str, str], serv
 async def test_requests_beyond_the_cap_wait_their_turn_and_all_succeed(
     tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
 ) -> None:
-    """With max_in_flight = 2, a burst of 8 slow requests never has more than 2 at the vendor,
-    and every one of them is answered 200 (queued, not refused)."""
+    """With max_in_flight = 2 (and the vendor allowed both slots, as the default share no longer
+    does), a burst of 8 slow requests never has more than 2 at the vendor, and every one of them
+    is answered 200 (queued, not refused)."""
     vendor = await vendor_factory(VENDOR_HOST)
     slow = SlowRoute(0.2)
     vendor.routes["/slow"] = slow
     cfg = _config(
-        tmp_path, port, running_slapd, {"one": vendor_toml("one", vendor)}, "max_in_flight = 2"
+        tmp_path,
+        port,
+        running_slapd,
+        {"one": vendor_toml("one", vendor)},
+        "max_in_flight = 2\nmax_in_flight_per_vendor = 2",
     )
     driver = await proxy_factory(cfg)
     assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
@@ -217,7 +222,7 @@ async def test_a_resized_whole_takes_new_requests_and_the_old_one_gets_its_slots
 def test_vendor_share_comes_from_the_vendor_then_the_server_then_three_quarters() -> None:
     vendor = VendorConfig(id="v", title="V", origin="https://v.test", hosts=("v.test",))
     assert vendor_share(ServerConfig(max_in_flight=64), vendor) == 48
-    assert vendor_share(ServerConfig(max_in_flight=2), vendor) == 2
+    assert vendor_share(ServerConfig(max_in_flight=2), vendor) == 1  # one slot left for others
     assert vendor_share(ServerConfig(max_in_flight=64, max_in_flight_per_vendor=10), vendor) == 10
     own = VendorConfig(
         id="v", title="V", origin="https://v.test", hosts=("v.test",), max_in_flight=3
