@@ -35,6 +35,7 @@ from proxy.compliance_model import (
 )
 from proxy.compliance_pages import (
     PageSource,
+    PageUnreadable,
     check_page,
     load_trackers,
     page_third_parties,
@@ -66,6 +67,7 @@ __all__ = [
     "Check",
     "ComplianceSettings",
     "PageSource",
+    "PageUnreadable",
     "Report",
     "VendorReport",
     "check_all",

@@ -21,6 +21,7 @@ from proxy.compliance import (
     INFO,
     UNKNOWN,
     Check,
+    PageUnreadable,
     check_all,
     check_page,
     load_trackers,
@@ -64,7 +65,8 @@ def register(sub: Any) -> None:
         action="append",
         default=[],
         metavar="ID=FILE",
-        help="a saved vendor start page (HTML, or an HTTP response saved with curl -i)",
+        help="a saved vendor start page (HTML, or an HTTP response saved with curl -i; a "
+        "gzip, deflate or br body is decoded)",
     )
     s.set_defaults(func=cmd_compliance)
 
@@ -106,7 +108,12 @@ def cmd_compliance(args: argparse.Namespace) -> int:
     trackers = load_trackers()
     for v in vendors:
         if v.id in pages:
-            by_id[v.id].checks += check_page(v, config, read_page(pages[v.id]), trackers)
+            try:
+                page = read_page(pages[v.id])
+            except PageUnreadable as exc:
+                print(f"cannot read page {pages[v.id]}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            by_id[v.id].checks += check_page(v, config, page, trackers)
         elif args.live:
             by_id[v.id].checks.append(
                 Check(

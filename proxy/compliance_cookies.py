@@ -8,8 +8,10 @@ part stands in as an unknown. A lifetime that may sit in a computed part cannot 
 reported as such, never as a session cookie. A computed part counts as only the name or a value
 (so no lifetime can hide in it) when it stands alone between a literal `=` and a literal `;` or the
 end, before a literal `=` at the start, or is `encodeURIComponent(…)`/`escape(…)`, whose output has
-no `;`. The js-cookie (`Cookies.set`), jQuery (`$.cookie`) and Cookie Store (`cookieStore.set`)
-calls are read too.
+no `;`. A write to any object's `cookie` property counts (`document` is often passed to a
+snippet under another name). The js-cookie (`Cookies.set`, and `Cookies.withAttributes({…})`
+whose defaults every cookie it sets takes), jQuery (`$.cookie`) and Cookie Store
+(`cookieStore.set`) calls are read too.
 """
 
 from __future__ import annotations
@@ -42,11 +44,17 @@ _TEXT, _CODE = "text", "code"
 _COMPUTED = "\x00"  # stands for a computed part in a cookie string
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _ENCODED = re.compile(r"(?:window\s*\.\s*)?(?:encodeURIComponent|escape)\s*\(")
-_COOKIE_WRITE = re.compile(r"""\bdocument\s*(?:\.\s*cookie\b|\[\s*(["'])cookie\1\s*\])\s*=(?!=)""")
+# A write to any object's `cookie` property: snippets hand `document` to a function under another
+# name (`(function (d) { d.cookie = … })(document)`). A script's own `cookie` property is read
+# the same way, and at worst left for review; a missed write would pass a lasting cookie.
+_COOKIE_WRITE = re.compile(r"""(?:\.\s*cookie\b|\[\s*(["'])cookie\1\s*\])\s*=(?![=>])""")
 _LIBRARY_CALL = re.compile(
     r"(?<![\w$])(?:(?P<days>Cookies\s*\.\s*set|(?:\$|jQuery)\s*\.\s*cookie)"
-    r"|(?P<store>cookieStore\s*\.\s*set))\s*\("
+    r"|(?P<store>cookieStore\s*\.\s*set)"
+    r"|(?P<defaults>Cookies\s*\.\s*with(?:Attributes|Converter)))\s*\("
 )
+# js-cookie 3: `Cookies.withAttributes({…})` gives an API whose every cookie has those attributes.
+_CHAINED_SET = re.compile(r"\s*\.\s*set\s*\(")
 _GOES_ON = re.compile(r"\s*\+")  # a statement goes on over a newline before or after a `+`
 _LONGEST = 1000  # characters read of one cookie write; a longer one is not read to its end
 _OPTION = re.compile(
@@ -325,11 +333,43 @@ def _options_lifetime(options: str, *, days: bool) -> Lifetime:
     return Lifetime(LASTING, f"{key} set by the script")
 
 
+def _call_args(text: str, start: int) -> tuple[list[str], int]:
+    """The arguments of the call whose `(` ends just before text[start], and where it closes."""
+    after = text[start : start + _LONGEST]
+    end = _code_end(after, 0)
+    args = [a.strip() for a in _split_top(after[:end], ",")]
+    return [a for a in args if a], start + end + 1
+
+
+def _with_defaults(text: str, m: re.Match[str]) -> ScriptCookie | None:
+    """js-cookie 3's `Cookies.withAttributes({…})` (or `withConverter`), and the `.set(…)`
+    chained on it: the defaults give the lifetime unless the call gives its own. Unchained, the
+    API it returns sets lasting cookies wherever it is used, so lasting defaults are reported."""
+    args, closed = _call_args(text, m.end())
+    defaults = (
+        _options_lifetime(args[0], days=True)
+        if args and "withAttributes" in m.group(0)
+        else _SESSION
+    )
+    chained = _CHAINED_SET.match(text, closed)
+    if chained is None:
+        return None if defaults.kind == SESSION else ScriptCookie("(computed)", defaults)
+    set_args, _ = _call_args(text, chained.end())
+    if len(set_args) < 2:
+        return None  # a read
+    literal = re.fullmatch(r"""(["'])(.*)\1""", set_args[0], re.S)
+    name = literal[2] if literal else "(computed)"
+    if set_args[1] == "null":
+        return ScriptCookie(name, Lifetime(DELETED, "deletes the cookie"))
+    own = _options_lifetime(set_args[2], days=True) if len(set_args) > 2 else _SESSION
+    return ScriptCookie(name, own if own.kind != SESSION else defaults)
+
+
 def _library_call(text: str, m: re.Match[str]) -> ScriptCookie | None:
     """The cookie the library call `m` writes, or None for a read."""
-    after = text[m.end() : m.end() + _LONGEST]
-    args = [a.strip() for a in _split_top(after[: _code_end(after, 0)], ",")]
-    args = [a for a in args if a]
+    if m["defaults"]:
+        return _with_defaults(text, m)
+    args, _ = _call_args(text, m.end())
     first = args[0] if args else ""
     literal = re.fullmatch(r"""(["'])(.*)\1""", first, re.S)
     name = literal[2] if literal else "(computed)"

@@ -7,7 +7,10 @@ running anything. Canaries are found with `proxy.canary_detector` in every encod
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -139,7 +142,7 @@ def assertion_check(visit: Visit) -> Check:
     v = visit.vendor
     name = v.assertion_header.lower()
     tokens = [
-        (step.patron, val)
+        (step.patron, step.session, val)
         for step, sent in visit.sent()
         for k, val in sent.headers
         if k.lower() == name
@@ -163,7 +166,10 @@ def assertion_check(visit: Visit) -> Check:
     problems: list[str] = []
     pseudonymous = v.releases_pseudonym(dt.date.today())
     subs: dict[int, set[str]] = {0: set(), 1: set()}
-    for patron, token in tokens:
+    # A jti names one assertion: two assertions (or one token sent in two sessions) sharing one
+    # is a replay or a patron identifier in the jti's shape.
+    by_jti: dict[str, set[tuple[int, str]]] = {}
+    for patron, session, token in tokens:
         claims, errors = verify_assertion(
             token,
             visit.jwks,
@@ -175,6 +181,15 @@ def assertion_check(visit: Visit) -> Check:
         problems += errors
         if "sub" in claims:
             subs[patron].add(str(claims["sub"]))
+        if "jti" in claims:
+            by_jti.setdefault(str(claims["jti"]), set()).add((session, token))
+    for jti, uses in sorted(by_jti.items()):
+        signed, sessions = {t for _, t in uses}, {s for s, _ in uses}
+        if len(signed) > 1 or len(sessions) > 1:
+            problems.append(
+                f"jti {jti[:8]}… repeats ({len(signed)} assertion(s) in {len(sessions)} "
+                "session(s)); each assertion needs its own"
+            )
     if pseudonymous and (subs[0] & subs[1] or len(subs[0]) > 1):
         problems.append("the pairwise id is not one per patron")
     allowed = sorted(ASSERTION_CLAIMS | ({"sub"} if pseudonymous else set()))
@@ -239,10 +254,37 @@ def redirect_check(visit: Visit) -> Check:
 _TOKEN = re.compile(rb"[A-Za-z0-9_\-]{8,}")
 
 
+# Claims the contract makes the same for every patron (iss, aud, affiliation) or that are
+# clock readings every patron signed in that second shares (iat, exp): not a thread.
+_SHARED_CLAIMS = frozenset({"iss", "aud", "affiliation", "iat", "exp"})
+
+
+def _claim_values(data: bytes) -> set[bytes]:
+    """`claim=value` for every claim of every JWT in `data`, decoded without verifying: a
+    per-patron value inside a token (a keyed-hash `jti`) never shows in the token as a whole,
+    which differs on every signing."""
+    found: set[bytes] = set()
+    for m in _JWT.finditer(data.decode("latin-1")):
+        payload = m.group(0).split(".")[1]
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (ValueError, binascii.Error):
+            continue
+        if not isinstance(claims, dict):
+            continue
+        for name, value in claims.items():
+            if name not in _SHARED_CLAIMS:
+                text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+                found.add(f"{name}={text}".encode("utf-8", "surrogateescape"))
+    return found
+
+
 def _tokens(sent: Sent) -> set[bytes]:
     parts = [sent.path_qs.encode(), sent.body]
     parts += [val.encode("utf-8", "surrogateescape") for k, val in sent.headers if k != "host"]
-    return {t for part in parts for t in _TOKEN.findall(part)}
+    return {t for part in parts for t in _TOKEN.findall(part)} | {
+        c for part in parts for c in _claim_values(part)
+    }
 
 
 def linkable_check(visit: Visit) -> Check:
@@ -274,7 +316,10 @@ def linkable_check(visit: Visit) -> Check:
     return Check.of_findings(
         cid,
         CRITICAL,
-        [f"{t[:12].decode('ascii')}… in both of one patron's sessions only" for t in threads],
+        [
+            f"{t[:12].decode('ascii', 'replace')}… in both of one patron's sessions only"
+            for t in threads
+        ],
         "A value that follows one patron from session to session reached the vendor.",
         "Nothing sent to the vendor follows a patron from one session to the next.",
         f"{sum(map(len, by_session.values()))} values compared across two sessions of one "
