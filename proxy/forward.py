@@ -52,7 +52,7 @@ from proxy.public_suffix import same_site
 from proxy.rewrite import JAVASCRIPT_TYPES, media_type, should_rewrite
 from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
-from proxy.validators import open_validators, seal_validators, session_cache, session_key
+from proxy.validators import open_validators, seal_validators, session_cache
 from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
 from proxy.websocket import (
@@ -355,7 +355,7 @@ class Upstream:
         headers = outbound_headers(
             request.headers, hosts=self.hosts, vendor_origins=self.vendor_origins
         )
-        open_validators(headers, session_key(session.id))
+        open_validators(headers, session.id)
         data = await self._request_body(request, headers, vendor)
         # This request's copy says whether the session has been to the vendor; of a page's
         # requests that each found it had not, the one whose write adds it counts (below).
@@ -672,7 +672,7 @@ class Upstream:
                 if decoder is not None and has_body and mt in HTML_TYPES:
                     third_party = _ThirdPartyCount(rewriter)
 
-        seal_validators(headers, session_key(out.session.id))
+        seal_validators(headers, out.session.id)
         if resp.status == 304:
             _match_weak_etag(request, headers)
         stream = None

@@ -273,21 +273,25 @@ def test_cache_control_is_made_the_sessions(vendor_says: str | None, vary: str, 
     assert _cc(vendor_says, vary) == sent
 
 
-def _asked(headers: dict[str, str], key: bytes) -> dict[str, str]:
+def sealed(session_id: str, tag: str) -> str | None:
+    return seal(session_key(session_id), tag)
+
+
+def _asked(headers: dict[str, str], session_id: str) -> dict[str, str]:
     h: CIMultiDict[str] = CIMultiDict(headers)
-    open_validators(h, key)
+    open_validators(h, session_id)
     return dict(h)
 
 
 def test_a_tag_sealed_for_the_session_goes_back_as_the_vendors_own() -> None:
-    mine, theirs = session_key("session-one"), session_key("session-two")
-    strong, weak = seal(mine, '"v1"'), seal(mine, 'W/"v1"')
+    mine, theirs = "session-one", "session-two"
+    strong, weak = sealed(mine, '"v1"'), sealed(mine, 'W/"v1"')
     assert strong is not None and weak is not None and weak == "W/" + strong
     assert "v1" in strong and strong != '"v1"'
-    other = seal(theirs, '"v2"')
+    other = sealed(theirs, '"v2"')
     assert _asked({"If-None-Match": f"{weak}, {other}"}, mine) == {"If-None-Match": 'W/"v1"'}
     # Another session's tag, or the vendor's own unsealed, is not passed on; nor the date.
-    for tag in (seal(theirs, '"v1"'), '"v1"', 'W/"v1"'):
+    for tag in (sealed(theirs, '"v1"'), '"v1"', 'W/"v1"'):
         assert (
             _asked(
                 {"If-None-Match": str(tag), "If-Modified-Since": "Mon, 01 Jan 2024 00:00:00 GMT"},
@@ -296,31 +300,31 @@ def test_a_tag_sealed_for_the_session_goes_back_as_the_vendors_own() -> None:
             == {}
         )
     assert _asked({"If-None-Match": "*"}, mine) == {"If-None-Match": "*"}
-    assert seal(mine, "unquoted-tag") is None
+    assert sealed(mine, "unquoted-tag") is None
 
 
 def test_if_match_and_if_range_from_another_session_cannot_match() -> None:
-    mine, theirs = session_key("session-one"), session_key("session-two")
-    assert _asked({"If-Match": str(seal(mine, '"v1"'))}, mine) == {"If-Match": '"v1"'}
+    mine, theirs = "session-one", "session-two"
+    assert _asked({"If-Match": str(sealed(mine, '"v1"'))}, mine) == {"If-Match": '"v1"'}
     # A precondition the browser's tag cannot meet fails at the vendor (412), as it would have.
-    assert _asked({"If-Match": str(seal(theirs, '"v1"'))}, mine) == {
+    assert _asked({"If-Match": str(sealed(theirs, '"v1"'))}, mine) == {
         "If-Match": '"weston-proxy-unmatched"'
     }
     assert _asked({"If-Match": "*"}, mine) == {"If-Match": "*"}
     ranged = {"Range": "bytes=100-"}
-    assert _asked({**ranged, "If-Range": str(seal(mine, '"v1"'))}, mine) == {
+    assert _asked({**ranged, "If-Range": str(sealed(mine, '"v1"'))}, mine) == {
         **ranged,
         "If-Range": '"v1"',
     }
     # Another session's tag, or a date: the whole answer is asked for, never bytes of it.
-    assert _asked({**ranged, "If-Range": str(seal(theirs, '"v1"'))}, mine) == {}
+    assert _asked({**ranged, "If-Range": str(sealed(theirs, '"v1"'))}, mine) == {}
     assert _asked({**ranged, "If-Range": "Wed, 21 Oct 2015 07:28:00 GMT"}, mine) == {}
 
 
 def test_a_date_goes_back_only_beside_a_tag_of_the_same_session() -> None:
     """An answer with a date and no tag is given a tag of the proxy's own: the browser sends it
     with the date, and the date alone reaches the vendor."""
-    mine, theirs = session_key("session-one"), session_key("session-two")
+    mine, theirs = "session-one", "session-two"
     date = "Mon, 01 Jan 2024 00:00:00 GMT"
     answer: CIMultiDict[str] = CIMultiDict({"Last-Modified": date})
     seal_validators(answer, mine)
