@@ -175,6 +175,14 @@ def outbound_headers(
         lname = name.lower()
         if lname in REQUEST_ALLOWLIST:
             out.add(name, value)
+    ranges = out.getall("Range", ())
+    if len(ranges) > 1 or (ranges and "," in ranges[0]):
+        # Several ranges come back as multipart/byteranges: a document in that wrapping is not
+        # counted by the usage limits (`bytes=0-,0-0` would be a whole PDF uncounted), and the
+        # rewriter cannot read it. The whole answer is asked for (RFC 9110 §14.2 lets a server
+        # ignore Range); browsers' viewers ask for one range at a time.
+        out.popall("Range")
+        out.popall("If-Range", None)
     if "Accept-Encoding" in incoming:
         ae = _accept_encoding(incoming["Accept-Encoding"])
         if ae:

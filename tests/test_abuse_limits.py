@@ -202,6 +202,49 @@ async def test_whole_document_sent_as_a_206_counts_as_a_download(
     assert statuses == [206, 206, 429, 429]
 
 
+async def _pdf_in_byteranges(request: web.Request) -> web.StreamResponse:
+    """A vendor that answers several ranges as multipart/byteranges (RFC 9110 §14.6)."""
+    pdf = b"%PDF-1.7\n" + b"x" * 5000
+    if "," not in request.headers.get("Range", ""):
+        return web.Response(body=pdf, content_type="application/pdf")
+    part = (
+        b"--SEP\r\nContent-Type: application/pdf\r\n"
+        + f"Content-Range: bytes 0-{len(pdf) - 1}/{len(pdf)}\r\n\r\n".encode()
+        + pdf
+        + b"\r\n--SEP--\r\n"
+    )
+    return web.Response(
+        status=206, body=part, headers={"Content-Type": "multipart/byteranges; boundary=SEP"}
+    )
+
+
+async def test_a_document_asked_for_in_several_ranges_at_once_is_counted(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """`Range: bytes=0-,0-0` brings the whole PDF back wrapped in multipart/byteranges, a type
+    no download count knows: the proxy asks for the whole document instead (a 200, counted)."""
+    vendor = await vendor_factory(VENDOR_HOST)
+    vendor.routes["/paper.pdf"] = _pdf_in_byteranges
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={"one": vendor_toml("one", vendor, extra="\n[limits]\ndownloads_per_hour = 2\n")},
+    )
+    driver = await proxy_factory(cfg)
+    await driver.login(CANARY.uid, CANARY.password)
+    statuses = []
+    for i in range(4):
+        r = await driver.get_vendor(
+            VENDOR_HOST, f"/paper.pdf?n={i}", headers={"Range": "bytes=0-,0-0"}
+        )
+        await r.read()
+        statuses.append(r.status)
+    assert statuses == [200, 200, 429, 429]
+    sent = [dict((k.lower(), v) for k, v in r.headers) for r in vendor.requests]
+    assert sent and all("range" not in h for h in sent)
+
+
 async def _pdf_for_any_method(request: web.Request) -> web.StreamResponse:
     """A vendor's "Download PDF" button that posts a form (document id in the body) and gets the
     full text back as a 200."""
