@@ -19,6 +19,7 @@ every request.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import http.cookiejar
 import re
 import time
@@ -26,6 +27,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
+
+import aiohttp
 
 from proxy.public_suffix import suffix_list
 
@@ -252,6 +255,16 @@ def merged_jar(
     return jar
 
 
+def _cookie_date(text: str) -> int | None:
+    """An Expires date read by RFC 6265 §5.1.1's algorithm, as browsers read it (two-digit years
+    70-99 are 1970-1999, the zone is ignored, the parts in any order); None when it finds none.
+    aiohttp's CookieJar implements that algorithm; the standard library's cookiejar does not."""
+    try:
+        return aiohttp.CookieJar._parse_date(text)
+    except (ValueError, OverflowError):
+        return None
+
+
 def _as_browsers_read(header: str, *, secure_origin: bool) -> str | None:
     """One Set-Cookie header as http.cookiejar should see it, or None for a cookie a browser
     ignores (RFC 6265bis 5.6 and 5.7): name and value over MAX_COOKIE_BYTES; a `__Secure-`
@@ -274,6 +287,12 @@ def _as_browsers_read(header: str, *, secure_origin: bool) -> str | None:
             continue
         if key == "max-age" and not _MAX_AGE.fullmatch(text):
             continue
+        if key == "expires":
+            when = _cookie_date(text)
+            if when is not None:
+                # Spelt so cookiejar reads the date the browser does (it takes "70" for 2070 and
+                # any zone but GMT, or a JavaScript date, for no date at all).
+                attribute = f" expires={email.utils.formatdate(when, usegmt=True)}"
         if key == "path":
             if not text.startswith("/"):
                 continue

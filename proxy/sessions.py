@@ -291,7 +291,11 @@ class Sessions:
         now (this request's whole copy would put back what overlapping requests changed since it
         was loaded)."""
         now = time.time()
-        if now - session.last_seen >= min(min_interval_s, self.idle_timeout_s / 10):
+        since = now - session.last_seen
+        # A negative `since` is the wall clock stepped back (NTP): the store's expiry runs on
+        # relative time, so the use is recorded, or a session in use would end while `since`
+        # stays negative.
+        if since < 0 or since >= min(min_interval_s, self.idle_timeout_s / 10):
             session.last_seen = now
             await self._amend(session.id, lambda stored: True, now)
 
