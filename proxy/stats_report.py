@@ -274,7 +274,9 @@ def _header(report: Report) -> list[str]:
     span = f"{report.periods[0]} to {report.periods[-1]}" if report.periods else "no whole periods"
     return [
         "Weston patron proxy usage statistics (aggregate counts only, no patron data)",
-        f"Period: {report.period}; covered: {span}",
+        # Days and months are UTC ones (docs/records-and-retention.md): a Connecticut evening's
+        # sign-ins after 7 pm (8 pm in summer) fall on the next date, and a reader must know.
+        f"Period: {report.period} (UTC); covered: {span}",
         *report.notes,
     ]
 

@@ -309,6 +309,8 @@ async def test_stats_cli_shows_big_cells_and_hides_small_ones(
         "stats", "--config", str(cfg), "--period", "day", "--from", day, "--to", day
     )
     assert "[c]" in text
+    # Days are UTC days, and the report says so (a Connecticut evening falls on the next date).
+    assert f"Period: day (UTC); covered: {day} to {day}" in text
 
 
 async def test_redis_stats_hold_counts_and_no_patron_bytes(
