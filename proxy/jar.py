@@ -11,9 +11,9 @@ so in the browser all vendors are one site, and only the proxy can tell them apa
 Where http.cookiejar follows older rules than browsers, the jar reads each Set-Cookie as a
 browser does first (`_as_browsers_read`: size limit, cookie-name prefixes, attributes to ignore)
 and matches Domain by RFC 6265 and the Public Suffix List (`_Policy`). A jar holds at most
-MAX_COOKIES_PER_JAR cookies and MAX_JAR_BYTES of names and values, dropping the ones the vendor
-set longest ago, and a stored entry this version cannot read is left out rather than failing
-every request.
+MAX_COOKIES_PER_JAR cookies and MAX_JAR_BYTES as the session stores them (every field, attribute
+values included), dropping the ones the vendor set longest ago, and a stored entry this version
+cannot read is left out rather than failing every request.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import http.cookiejar
+import json
 import re
 import time
 import urllib.parse
@@ -52,9 +53,13 @@ _FIELDS = (
 MAX_COOKIES_PER_JAR = 200
 # A cookie whose name and value together pass this is ignored, as browsers do (RFC 6265bis 5.6).
 MAX_COOKIE_BYTES = 4096
-# Names and values of one vendor's jar together: the jar is stored in the session and rewritten
-# on every change, and sent back in the Cookie header. Past it, the cookies the vendor set
-# longest ago go first (as past MAX_COOKIES_PER_JAR). Real vendor jars hold a few KB.
+# An attribute whose value is longer than this is ignored, as browsers do (RFC 6265bis 5.6): the
+# attribute, not the cookie (a Path too long leaves the default path, or an earlier Path).
+MAX_ATTRIBUTE_BYTES = 1024
+# One vendor's jar as the session stores it (`stored_size`: names, values, Domain, Path and every
+# other field): the jar is stored in the session and rewritten on every change, and sent back in
+# the Cookie header. Past it, the cookies the vendor set longest ago go first (as past
+# MAX_COOKIES_PER_JAR). Real vendor jars hold a few KB; a cookie's fixed fields are ~300 bytes.
 MAX_JAR_BYTES = 64 * 1024
 # When the vendor last set a cookie, as a nonstandard attribute of cookiejar's Cookie (public
 # API: get/set_nonstandard_attr) and "set_at" when stored: a full jar drops the oldest.
@@ -193,21 +198,28 @@ def _set_at(cookie: http.cookiejar.Cookie) -> float:
         return 0.0
 
 
+def stored_size(entry: dict[str, Any]) -> int:
+    """The bytes one stored cookie takes in the session, as the Redis store writes it (compact
+    JSON, non-ASCII escaped), so the jar bound is what the store holds, not part of it."""
+    return len(json.dumps(entry, separators=(",", ":")))
+
+
 def dump_jar(jar: http.cookiejar.CookieJar) -> list[dict[str, Any]]:
     """The jar as the session stores it: at most MAX_COOKIES_PER_JAR cookies and MAX_JAR_BYTES
-    of names and values, the ones the vendor set most recently kept (RFC 6265 5.3 step 12:
-    browsers evict the oldest too, so a vendor's new sign-in cookie always stays)."""
+    as stored, the ones the vendor set most recently kept (RFC 6265 5.3 step 12: browsers evict
+    the oldest too, so a vendor's new sign-in cookie always stays)."""
     jar.clear_expired_cookies()
     out: list[dict[str, Any]] = []
     size = 0
     for c in sorted(jar, key=_set_at, reverse=True):
-        n = len(c.name) + len(c.value or "")
         if len(out) == MAX_COOKIES_PER_JAR:
             break
+        entry = _entry(c)
+        n = stored_size(entry)
         if size + n > MAX_JAR_BYTES:
             continue
         size += n
-        out.append(_entry(c))
+        out.append(entry)
     return out
 
 
@@ -270,9 +282,9 @@ def _as_browsers_read(header: str, *, secure_origin: bool) -> str | None:
     ignores (RFC 6265bis 5.6 and 5.7): name and value over MAX_COOKIE_BYTES; a `__Secure-`
     cookie without Secure from a secure origin; a `__Host-` one that also has a Domain or a
     Path other than "/" (only the host itself may set it). Attributes a browser ignores are
-    dropped instead of costing the cookie: a Max-Age that is no number, a Path not starting
-    with "/" (the default path then), an empty Domain, and Port and Version (RFC 2965's, which
-    cookiejar would act on). Written by hand: cookiejar follows the older rules here, and this
+    dropped instead of costing the cookie: any whose value is over MAX_ATTRIBUTE_BYTES octets,
+    a Max-Age that is no number, a Path not starting with "/" (the default path then), an
+    empty Domain, and Port and Version (RFC 2965's, which cookiejar would act on). Written by hand: cookiejar follows the older rules here, and this
     is the RFC's own algorithm, a split on ";"."""
     pair, *attributes = header.split(";")
     name, eq, value = pair.partition("=")
@@ -283,7 +295,7 @@ def _as_browsers_read(header: str, *, secure_origin: bool) -> str | None:
     for attribute in attributes:
         key, _, text = attribute.partition("=")
         key, text = key.strip().lower(), text.strip()
-        if key in _IGNORED_ATTRIBUTES:
+        if key in _IGNORED_ATTRIBUTES or _octets(text) > MAX_ATTRIBUTE_BYTES:
             continue
         if key == "max-age" and not _MAX_AGE.fullmatch(text):
             continue
@@ -309,6 +321,16 @@ def _as_browsers_read(header: str, *, secure_origin: bool) -> str | None:
     if prefix.startswith("__host-") and (domain or path != "/"):
         return None
     return ";".join([pair, *kept])
+
+
+def _octets(text: str) -> int:
+    """The length in bytes of a header's text (aiohttp decodes headers as UTF-8, keeping
+    undecodable bytes as surrogate escapes, which count one byte each; any other lone
+    surrogate, which no header carries, counts as its three UTF-8 bytes)."""
+    try:
+        return len(text.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        return len(text.encode("utf-8", "surrogatepass"))
 
 
 def store_set_cookies(jar: http.cookiejar.CookieJar, url: str, set_cookies: list[str]) -> bool:

@@ -56,6 +56,9 @@ class Hooks:
     head_gates: list[HeadGate] = field(default_factory=list)
     login_gates: list[LoginGate] = field(default_factory=list)  # before asking the directory
     login_failed: list[LoginFailed] = field(default_factory=list)
+    # After the directory accepted the card and PIN, before the session is made; a response
+    # refuses (the throttle's bound on sessions per card).
+    login_admits: list[LoginGate] = field(default_factory=list)
     login_outcome: list[Callable[[str], None]] = field(default_factory=list)
     denied: list[Callable[[str, str], None]] = field(default_factory=list)  # (vendor id, reason)
     observers: list[Callable[[Observation], None]] = field(default_factory=list)

@@ -1,5 +1,5 @@
 """Login throttling: failed sign-ins limited per card number and per client address (for IPv6,
-per /64: the block one client holds).
+per /64: the block one client holds), and successful ones (new sessions) per card number.
 
 Counters live in the session store (`SessionStore.incr`), so every proxy instance sharing a Redis
 enforces one limit. A counter is named by an HMAC of the card number or address under a key that
@@ -16,6 +16,17 @@ The store can only add one and answer the total. To *read* the number of failure
 one, each counter has a twin: the gate adds one to both ("all" and "probes"), a failure adds one to
 "all" only, so failures = all - probes. Only `bad_credentials` counts: a directory outage or an
 ineligible card is not a guess.
+
+Successful sign-ins are bounded too, per card only (`card_sign_in_limit` per card window): each
+one makes a new session that lives `idle_timeout_s`, so without a bound one card and PIN (a
+script, or a phished PIN) fills the store, and a full Redis turns every patron away. The count is
+taken after the directory accepted the PIN and before the session is made (`admit`), with the
+store's atomic add, so it is exact across instances and parallel requests, and a stranger typing
+the card number with a wrong PIN learns nothing of how often the card is used. Not per address:
+the PCs of a library branch share one address. Past the bound the sign-in is refused (429) and
+the patron's sessions already open go on working; ending the oldest session instead would need
+a list of each card's sessions in the store (a record of the patron) and would silently sign out
+a patron on the next PC sharing a card.
 
 Known limit: attempts already past the gate when the limit is reached still reach the directory,
 so a burst of parallel guesses can exceed the limit by the number in flight (bounded by the
@@ -64,6 +75,10 @@ class ThrottleSection:
         "failed sign-ins allowed per client address (an IPv6 client's /64) per window", 20
     )
     address_window_s: int = doc("length of an address window in seconds (must divide a day)", 900)
+    card_sign_in_limit: int = doc(
+        "successful sign-ins (new sessions) allowed per card number per card window; 0 = no limit",
+        30,
+    )
     # A frozen dataclass is immutable, so one shared default instance is safe.
     http: HttpLimits = doc("HTTP server limits ([throttle.http])", HttpLimits())  # noqa: RUF009
 
@@ -82,6 +97,10 @@ def check_throttle(config: Config, problems: list[Problem]) -> None:
         for name in ("card_limit", "address_limit"):
             if getattr(section, name) < 1:
                 problems.append(Problem(file, f"throttle.{name}", "must be at least 1"))
+        if section.card_sign_in_limit < 0:
+            problems.append(
+                Problem(file, "throttle.card_sign_in_limit", "must be 0 (no limit) or more")
+            )
         for name in ("card_window_s", "address_window_s"):
             window = getattr(section, name)
             if not 60 <= window <= DAY_S or DAY_S % window:
@@ -210,22 +229,23 @@ class Throttle:
         over = [w for (_, limit, w), f in zip(counters, failures, strict=True) if f >= limit]
         if not over:
             return None
-        from proxy.services import SERVICES
-        from proxy.web.messages import UI
-        from proxy.web.pages import login_link, message_page
+        return _refusal(request, "too_many_attempts", max(w.ends for w in over) - now)
 
-        retry_s = max(1, math.ceil(max(w.ends for w in over) - now))
-        svc = request.app[SERVICES]
-        svc.metrics.logins.labels("throttled").inc()
-        log.info("login", outcome="throttled")
-        resp = message_page(
-            request,
-            "too_many_attempts",
-            retry_minutes=max(1, math.ceil(retry_s / 60)),
-            links=[{"href": login_link(request), "text": UI["sign_in"]}],
-        )
-        resp.headers["Retry-After"] = str(retry_s)
-        return resp
+    async def admit(self, request: web.Request, username: str) -> web.StreamResponse | None:
+        """Refuse (429) a sign-in the directory accepted when its card has already made
+        `card_sign_in_limit` sessions this window. Counted here, after the PIN was checked, so
+        the refusal tells only the card's holder that the card is in heavy use."""
+        limit = self.settings.card_sign_in_limit
+        card = normal_card(username)
+        if limit < 1 or not card:
+            return None
+        now = time.time()
+        key = day_key(self.secret, dt.datetime.fromtimestamp(now, dt.UTC).date())
+        w = Window.at(now, self.settings.card_window_s)
+        name = f"{counter_name(key, 'signin', card)}:{w.index}"
+        if await self.store.incr(name, w.ends - now + 1) <= limit:
+            return None
+        return _refusal(request, "too_many_sign_ins", w.ends - now)
 
     async def failed(self, request: web.Request, username: str, outcome: str) -> None:
         """Count a wrong card number or PIN; outages and ineligible cards are not guesses."""
@@ -243,6 +263,26 @@ class Throttle:
         self.trusted = parse_networks(config.server.trusted_proxies)
 
 
+def _refusal(request: web.Request, kind: str, retry_s: float) -> web.StreamResponse:
+    """The 429 page for `kind`, saying when to come back (Retry-After, and in minutes)."""
+    from proxy.services import SERVICES
+    from proxy.web.messages import UI
+    from proxy.web.pages import login_link, message_page
+
+    seconds = max(1, math.ceil(retry_s))
+    svc = request.app[SERVICES]
+    svc.metrics.logins.labels("throttled").inc()
+    log.info("login", outcome="throttled", reason=kind)
+    resp = message_page(
+        request,
+        kind,
+        retry_minutes=max(1, math.ceil(seconds / 60)),
+        links=[{"href": login_link(request), "text": UI["sign_in"]}],
+    )
+    resp.headers["Retry-After"] = str(seconds)
+    return resp
+
+
 async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
     """Plug the throttle into the login flow (cleanup_ctx style)."""
     throttle = Throttle(
@@ -254,6 +294,7 @@ async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
     with plugged(
         (svc.hooks.login_gates, throttle.gate),
         (svc.hooks.login_failed, throttle.failed),
+        (svc.hooks.login_admits, throttle.admit),
         (svc.hooks.reloaded, throttle.reloaded),
     ):
         yield

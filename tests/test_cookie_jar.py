@@ -23,6 +23,7 @@ from proxy.jar import (
     load_jar,
     merged_jar,
     store_set_cookies,
+    stored_size,
 )
 from tests.canary import CANARY, WREN, leaks
 from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
@@ -282,17 +283,18 @@ def test_domain_cookies_as_rfc_6265_has_them(url: str, set_cookie: str, kept: st
 
 
 def test_a_full_jar_keeps_the_cookies_set_last_within_its_byte_budget() -> None:
-    """Past MAX_JAR_BYTES of names and values, the cookies the vendor set longest ago go first,
-    as past MAX_COOKIES_PER_JAR (browsers evict the oldest, RFC 6265 5.3 step 12)."""
+    """Past MAX_JAR_BYTES as stored (every field of each cookie, `stored_size`), the cookies the
+    vendor set longest ago go first, as past MAX_COOKIES_PER_JAR (browsers evict the oldest,
+    RFC 6265 5.3 step 12)."""
     jar = load_jar([])
     url = "https://www.vendor.test/x"
     for n in range(40):  # 40 x ~4 KB: more than the budget
         store_set_cookies(jar, url, [f"c{n:02d}={'v' * 4000}; Path=/"])
         jar = load_jar(dump_jar(jar))
     stored = dump_jar(jar)
-    assert sum(len(d["name"]) + len(d["value"]) for d in stored) <= MAX_JAR_BYTES
+    assert sum(stored_size(d) for d in stored) <= MAX_JAR_BYTES
     names = {d["name"] for d in stored}
-    assert len(names) == MAX_JAR_BYTES // 4003
+    assert len(names) == MAX_JAR_BYTES // max(stored_size(d) for d in stored)
     assert names == {f"c{n:02d}" for n in range(40 - len(names), 40)}
 
 

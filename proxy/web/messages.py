@@ -180,6 +180,15 @@ MESSAGES: dict[str, Message] = {
         "paused for a while.",
         "Please try again in {retry_in}, or contact the library for help.",
     ),
+    "too_many_sign_ins": Message(
+        429,
+        "Too many sign-ins with this card",
+        "This card has been used to sign in more times in a short while than the library allows, "
+        "so this sign-in was not completed. Pages you already have open through the library "
+        "keep working.",
+        "Please try again in {retry_in}. If this card is shared by the library's own computers, "
+        "or you did not sign in this often, contact the library.",
+    ),
     "bad_request": Message(
         400,
         "Something went wrong with that request",

@@ -383,6 +383,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return await _login_failed(request, "directory_unavailable", username, url)
     finally:
         del password
+    for admits in svc.hooks.login_admits:
+        not_admitted = await admits(request, username)
+        if not_admitted is not None:
+            # As a gate's refusal; the patron's open session (if any) is left as it was.
+            request[RENEW_TOKEN] = True
+            _set_csrf(not_admitted, svc.config, _token(request))
+            return not_admitted
     # Never carry a pre-login id into the new session (fixation), nor one a page tossed in.
     old = session_ids(request)
     await end_sessions(svc, old)
