@@ -77,7 +77,7 @@ class ThrottleSection:
     address_window_s: int = doc("length of an address window in seconds (must divide a day)", 900)
     card_sign_in_limit: int = doc(
         "successful sign-ins (new sessions) allowed per card number per card window; 0 = no limit",
-        30,
+        300,
     )
     # A frozen dataclass is immutable, so one shared default instance is safe.
     http: HttpLimits = doc("HTTP server limits ([throttle.http])", HttpLimits())  # noqa: RUF009
