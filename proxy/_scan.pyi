@@ -2,7 +2,11 @@
 
 from collections.abc import Callable
 
-def rewrite(data: bytes, replace: Callable[[bytes], bytes]) -> bytes: ...
+def rewrite(
+    data: bytes,
+    replace: Callable[[bytes], bytes],
+    idn: tuple[tuple[bytes, bool], ...] | None = None,
+) -> bytes: ...
 def slash_hosts(data: bytes) -> set[bytes]: ...
 def tag_spans(
     data: bytes, max_len: int, loads: bool = False

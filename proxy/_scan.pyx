@@ -18,7 +18,7 @@ bytes of every value and text cut at every byte of a URL.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy
 
 # Byte classes, as the rewriter's patterns spell them.
@@ -27,11 +27,12 @@ cdef unsigned char ALNUM[256]  # [a-zA-Z0-9]
 cdef unsigned char ABS_BEFORE[256]  # [a-zA-Z0-9+.-]: no absolute URL starts after these
 cdef unsigned char REL_BEFORE[256]  # [a-zA-Z0-9_:/]: no protocol-relative URL starts after these
 cdef unsigned char FULL_STOP[256]  # bytes where any URL form can start: h H w W / \
-cdef unsigned char SLASH_HOST[256]  # [a-zA-Z0-9.-]: the third-party count's host bytes
+cdef unsigned char SLASH_HOST[256]  # [a-zA-Z0-9.-\x80-\xff]: the third-party count's host bytes
 cdef unsigned char SLASH[256]  # /
 cdef unsigned char PORT_STOP[256]  # [a-zA-Z0-9_-]: no port ends before these (PORT_END)
 cdef unsigned char PATH_STOP[256]  # ? # \\ & C0 DEL: where `_plain_url`'s first look stops
 cdef unsigned char HOST_STOP[256]  # / % @ non-ASCII: where `_plain_url`'s host look stops
+cdef unsigned char DOT_START[256]  # . % \xe3 \xef: the first bytes of TRAILING_DOT's spellings
 
 cdef int _c
 for _c in range(256):
@@ -40,11 +41,12 @@ for _c in range(256):
     ABS_BEFORE[_c] = ALNUM[_c] or _c in (43, 46, 45)
     REL_BEFORE[_c] = ALNUM[_c] or _c in (95, 58, 47)
     FULL_STOP[_c] = _c in (104, 72, 119, 87, 47, 92)
-    SLASH_HOST[_c] = HOSTCH[_c] or _c == 46
+    SLASH_HOST[_c] = HOSTCH[_c] or _c == 46 or _c >= 128
     SLASH[_c] = _c == 47
     PORT_STOP[_c] = HOSTCH[_c] or _c == 95
     PATH_STOP[_c] = _c in (63, 35, 92, 38) or _c < 32 or _c == 127
     HOST_STOP[_c] = _c in (47, 37, 64) or _c >= 128
+    DOT_START[_c] = _c in (46, 37, 0xE3, 0xEF)
 
 
 cdef inline unsigned char _at(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
@@ -76,6 +78,130 @@ cdef Py_ssize_t _host_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) no
     # dot before `_`.
     if _at(p, n, i) == 95 or (_at(p, n, i) == 46 and _at(p, n, i + 1) == 95):
         return -1
+    return i
+
+
+cdef struct _Idn:
+    # An international host's spellings (`proxy.idn_hosts.idn_spellings`), as C arrays over the
+    # bytes of the caller's tuple, which keeps them alive for the call.
+    Py_ssize_t count
+    const unsigned char** literal
+    Py_ssize_t* length
+    unsigned char* wild
+
+
+cdef inline bint _whole_host(const unsigned char* p, Py_ssize_t n, Py_ssize_t t) noexcept:
+    """HOST_END at t: `(?![a-zA-Z0-9_-]|\\.[a-zA-Z0-9_-])`."""
+    cdef unsigned char c = _at(p, n, t)
+    return not (PORT_STOP[c] or (c == 46 and PORT_STOP[_at(p, n, t + 1)]))
+
+
+cdef bint _literal_at(
+    const unsigned char* p, Py_ssize_t n, Py_ssize_t s, const unsigned char* q, Py_ssize_t length
+) noexcept:
+    """The literal q (ASCII letters in lower case) at s, ASCII letters in any case, and ending
+    as `idn_hosts.idn_host` has it end: a whole host, and not before `//` when its last byte is
+    not ASCII."""
+    cdef Py_ssize_t k
+    for k in range(length):
+        if _low(_at(p, n, s + k)) != q[k]:
+            return False
+    if not _whole_host(p, n, s + length):
+        return False
+    return not (q[length - 1] >= 128 and _at(p, n, s + length) == 47 and _at(p, n, s + length + 1) == 47)
+
+
+cdef Py_ssize_t _idn_host_end(
+    const unsigned char* p, Py_ssize_t n, Py_ssize_t i, const _Idn* idn
+) noexcept:
+    """Where one of an international host's spellings (`proxy.idn_hosts`) at i ends, or -1: the
+    alternatives `idn_hosts.idn_host` puts before the ASCII host, tried in the same order. A
+    spelling under a wildcard follows ASCII labels and a dot; as its literal holds a non-ASCII
+    byte or `%`, which no label has, the labels before it are the ASCII run from i and the dot
+    is one inside that run or where it stops (tried from the last, as the regex's greedy run)."""
+    cdef Py_ssize_t e = i, d, length, k
+    cdef unsigned char c
+    cdef const unsigned char* q
+    if ALNUM[_at(p, n, i)]:  # the ASCII labels from i, as `_host_end` reads them
+        e = i + 1
+        while HOSTCH[_at(p, n, e)]:
+            e += 1
+        while _at(p, n, e) == 46 and HOSTCH[_at(p, n, e + 1)]:
+            e += 2
+            while HOSTCH[_at(p, n, e)]:
+                e += 1
+    # Every spelling has a non-ASCII byte or `%` where the ASCII run stops (or just after a dot
+    # it stops at): nothing else can start one.
+    c = _at(p, n, e)
+    if c == 46:
+        c = _at(p, n, e + 1)
+    if not (c >= 128 or c == 37):
+        return -1
+    for k in range(idn.count):
+        q = idn.literal[k]
+        length = idn.length[k]
+        if length == 0:
+            continue
+        if not idn.wild[k]:
+            if _literal_at(p, n, i, q, length):
+                return i + length
+            continue
+        d = e
+        while d > i:
+            if _at(p, n, d) == 46 and _literal_at(p, n, d + 1, q, length):
+                return d + 1 + length
+            d -= 1
+    return -1
+
+
+cdef inline Py_ssize_t _any_host_end(
+    const unsigned char* p, Py_ssize_t n, Py_ssize_t i, const _Idn* idn
+) noexcept:
+    """The host at i, for a config with international hosts (`idn`): one of their spellings
+    first, then the ASCII host.
+    The spellings are looked for only where the ASCII host stops at a non-ASCII byte or `%` (or
+    at a dot before one), or cannot start for one: every spelling holds one there
+    (`_idn_host_end`), so an ASCII host costs one byte test more."""
+    cdef Py_ssize_t end = _host_end(p, n, i), found
+    cdef unsigned char c
+    if end < 0:
+        c = _at(p, n, i)
+    else:
+        c = _at(p, n, end)
+        if c == 46:
+            c = _at(p, n, end + 1)
+    if not (c >= 128 or c == 37):
+        return end
+    found = _idn_host_end(p, n, i, idn)
+    return found if found >= 0 else end
+
+
+cdef inline Py_ssize_t _dot_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """`(?:TRAILING_DOT)?` at i (`proxy.rewrite`): a trailing dot on the host (`.`, `%2e` any
+    case, or the UTF-8 ideographic, fullwidth or halfwidth full stop) taken only when one of
+    `/ ? # \\ : %` follows it (`/` not before another `/`). Where it ends."""
+    cdef Py_ssize_t k
+    cdef unsigned char c = _at(p, n, i)
+    if not DOT_START[c]:  # almost every URL: one look-up (it runs for each)
+        return i
+    if c == 46:
+        k = 1
+    elif c == 37 and _at(p, n, i + 1) == 50 and _low(_at(p, n, i + 2)) == 101:
+        k = 3
+    elif c == 0xE3 and _at(p, n, i + 1) == 0x80 and _at(p, n, i + 2) == 0x82:
+        k = 3
+    elif c == 0xEF and (
+        (_at(p, n, i + 1) == 0xBC and _at(p, n, i + 2) == 0x8E)
+        or (_at(p, n, i + 1) == 0xBD and _at(p, n, i + 2) == 0xA1)
+    ):
+        k = 3
+    else:
+        return i
+    c = _at(p, n, i + k)
+    if c == 63 or c == 35 or c == 92 or c == 58 or c == 37:
+        return i + k
+    if c == 47 and _at(p, n, i + k + 1) != 47:
+        return i + k
     return i
 
 
@@ -150,14 +276,18 @@ cdef inline bint _same_spelling(
     return True
 
 
-cdef Py_ssize_t _full_match(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+cdef Py_ssize_t _full_match(
+    const unsigned char* p, Py_ssize_t n, Py_ssize_t i, const _Idn* idn
+) noexcept:
     """End of the `scan_pattern(HOST_SCAN)` match starting at i, or -1.
 
     Absolute: `http` or `ws` (any case) not after [a-zA-Z0-9+.-], `s`?, a COLON, a SLASH twice in
-    the same spelling, the host, then the same COLON and 1-5 digits if they follow.
-    Protocol-relative: `//`, `\\/\\/` or `\\u002f\\u002f` (any case) not after [a-zA-Z0-9_:/],
-    the host, then `:` and 1-5 digits if they follow. The alternatives of each group differ in
-    their first two bytes, so the first that fits is the only one: no backtracking to mirror."""
+    the same spelling, the host (`_any_host_end`: with `idn`, an international host's spelling
+    first) and its trailing dot if any (`_dot_end`), then the same COLON and 1-5 digits if they
+    follow. Protocol-relative: `//`, `\\/\\/` or `\\u002f\\u002f` (any case) not after
+    [a-zA-Z0-9_:/], the host and its trailing dot if any, then `:` and 1-5 digits if they follow.
+    The alternatives of each group differ in their first two bytes, so the first that fits is the
+    only one: no backtracking to mirror."""
     cdef Py_ssize_t j, colon_at, colon_len, slash_len, end, digits
     cdef unsigned char c = p[i]
     if c == 104 or c == 72 or c == 119 or c == 87:
@@ -185,9 +315,13 @@ cdef Py_ssize_t _full_match(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) 
         slash_len = _slash_len(p, n, j)
         if slash_len == 0 or not _same_spelling(p, n, j, j + slash_len, slash_len):
             return -1
-        end = _host_end(p, n, j + 2 * slash_len)
+        if idn == NULL:  # most configs: the ASCII host alone, as fast as ever
+            end = _host_end(p, n, j + 2 * slash_len)
+        else:
+            end = _any_host_end(p, n, j + 2 * slash_len, idn)
         if end < 0:
             return -1
+        end = _dot_end(p, n, end)
         if _same_spelling(p, n, colon_at, end, colon_len):  # the port, in the same spelling
             j = end + colon_len
             digits = 0
@@ -210,10 +344,10 @@ cdef Py_ssize_t _full_match(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) 
         if not (_is_u002f(p, n, i + 1) and _at(p, n, i + 6) == 92 and _is_u002f(p, n, i + 7)):
             return -1
         j = i + 12
-    end = _host_end(p, n, j)
+    end = _host_end(p, n, j) if idn == NULL else _any_host_end(p, n, j, idn)
     if end < 0:
         return -1
-    return _port_end(p, n, end)
+    return _port_end(p, n, _dot_end(p, n, end))
 
 
 cdef class _Out:
@@ -251,20 +385,45 @@ cdef inline Py_ssize_t _skip(
     return i
 
 
-def rewrite(bytes data, object replace):
+def rewrite(bytes data, object replace, tuple idn=None):
     """`scan_pattern(HOST_SCAN)` substituted over `data` (every URL form the rewriter knows):
     each match replaced by `replace(match)`, which is called once per distinct match text among
-    the last eight, so pass the rewriter's cached replacement. Same bytes as
-    `Rewriter._segment`'s regex paths."""
+    the last eight, so pass the rewriter's cached replacement. `idn` is the rewriter's
+    international hosts' spellings (`proxy.idn_hosts.idn_spellings`), or None for none. Same
+    bytes as `Rewriter._segment`'s regex paths."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     # Where each replaced match starts and ends (pairs), grown as needed; freed on every exit.
     cdef Py_ssize_t* spans = NULL
-    cdef Py_ssize_t spans_room = 0
+    cdef Py_ssize_t spans_room = 0, k
+    cdef _Idn spellings
+    cdef bytes literal
+    spellings.count = 0
+    spellings.literal = NULL
+    spellings.length = NULL
+    spellings.wild = NULL
     try:
-        return _rewrite_into(data, p, n, replace, &spans, &spans_room)
+        if idn:
+            spellings.count = len(idn)
+            spellings.literal = <const unsigned char**>malloc(spellings.count * sizeof(char*))
+            spellings.length = <Py_ssize_t*>malloc(spellings.count * sizeof(Py_ssize_t))
+            spellings.wild = <unsigned char*>malloc(spellings.count)
+            if spellings.literal == NULL or spellings.length == NULL or spellings.wild == NULL:
+                raise MemoryError()
+            for k in range(spellings.count):
+                literal = idn[k][0]  # a TypeError for anything but bytes or None
+                if literal is None:
+                    raise TypeError("an international spelling is None")
+                spellings.literal[k] = <const unsigned char*>PyBytes_AS_STRING(literal)
+                spellings.length[k] = PyBytes_GET_SIZE(literal)
+                spellings.wild[k] = bool(idn[k][1])
+            return _rewrite_into(data, p, n, replace, &spellings, &spans, &spans_room)
+        return _rewrite_into(data, p, n, replace, NULL, &spans, &spans_room)
     finally:
         free(spans)
+        free(spellings.literal)
+        free(spellings.length)
+        free(spellings.wild)
 
 
 cdef object _rewrite_into(
@@ -272,6 +431,7 @@ cdef object _rewrite_into(
     const unsigned char* p,
     Py_ssize_t n,
     object replace,
+    const _Idn* idn,
     Py_ssize_t** spans_at,
     Py_ssize_t* spans_room,
 ):
@@ -291,7 +451,7 @@ cdef object _rewrite_into(
             # A `w` not before `s` (most of a text's w's) starts no URL: passed without a call.
             i += 1
             continue
-        end = _full_match(p, n, i)
+        end = _full_match(p, n, i, idn)
         if end < 0:
             i += 1
             continue
@@ -346,7 +506,7 @@ cdef object _rewrite_into(
 
 def slash_hosts(bytes data):
     """The distinct hosts after every `//`, lower-cased: `set(_ANY_HOST.findall(data))` of
-    `proxy.rewrite_headers`, lower-cased (`//([a-z0-9.-]+)`, any case)."""
+    `proxy.rewrite_headers`, lower-cased (`//([a-z0-9.\\-\\x80-\\xff]+)`, any case)."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef Py_ssize_t i = 0, j, k, slot = 0

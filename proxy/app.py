@@ -107,6 +107,12 @@ async def dispatch(
             return resp
         vendor_host = svc.hosts.vendor_host_from_request(host)
         if vendor_host is None:
+            dotless = svc.hosts.dotless_netloc(host)
+            if dotless is not None:
+                # The same host written with a trailing dot: sent to it, fetching nothing, so
+                # the session cookie (host-bound) is sent with the next request.
+                location = f"{svc.hosts.public_scheme}://{dotless}{request.raw_path}"
+                raise web.HTTPPermanentRedirect(location)
             svc.metrics.denials.labels("not_configured").inc()
             for hook in svc.hooks.denied:
                 hook("", "not_configured")

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import unicodedata
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,12 +20,35 @@ from typing import Protocol
 
 import argon2
 
+try:  # ldap3 prepares a PIN for an LDAP bind with this; the file directory prepares the same way
+    from ldap3.core.exceptions import LDAPSASLPrepError
+    from ldap3.protocol.sasl.sasl import sasl_prep as _sasl_prep
+except ImportError:  # pragma: no cover - ldap3 is a dependency; kept for a trimmed install
+    _sasl_prep = None
+    LDAPSASLPrepError = ValueError
+
 from proxy.config import Config, DirectoryConfig, VendorConfig
 from proxy.errors import BadCredentials, ConfigError, DirectoryUnavailable, NotEligible
 from proxy.patrons_file import FilePatron, read_patrons_file
 
 MAX_USERNAME = 64
 MAX_PASSWORD = 256
+
+
+def prepare_pin(password: str) -> str:
+    """The PIN as an LDAP bind sends it: SASLprep (RFC 4013), ldap3's own when importable.
+
+    A PIN reaches the proxy composed (NFC) or decomposed (NFD) as the patron's keyboard, OS or
+    password manager writes it; the LDAP directory takes both as one PIN because ldap3 prepares
+    it, so the file directory prepares the same way for hashing and verifying. A PIN SASLprep
+    refuses (a prohibited character) is kept as typed: the file directory never refused those.
+    """
+    if _sasl_prep is None:  # pragma: no cover - no ldap3: its normalisation step alone
+        return unicodedata.normalize("NFKC", password)
+    try:
+        return str(_sasl_prep(password))
+    except LDAPSASLPrepError:
+        return password
 
 
 @dataclass(frozen=True)
@@ -172,6 +196,14 @@ class FileDirectory:
         return patrons
 
     def _verify(self, hashed: str, password: str) -> bool:
+        prepared = prepare_pin(password)
+        if self._verify_one(hashed, prepared):
+            return True
+        # A hash made before PINs were prepared holds the PIN as it was typed then: it still
+        # verifies, so no patron is locked out by the upgrade.
+        return prepared != password and self._verify_one(hashed, password)
+
+    def _verify_one(self, hashed: str, password: str) -> bool:
         if hashed.startswith("$2"):
             import bcrypt  # optional: only sites that bring bcrypt hashes need it
 
@@ -208,8 +240,9 @@ class FileDirectory:
 
 
 def hash_password(password: str) -> str:
-    """An argon2id hash for the patrons file (`weston-proxy hash-password`)."""
-    return argon2.PasswordHasher().hash(password)
+    """An argon2id hash for the patrons file (`weston-proxy hash-password`) of the PIN as
+    `prepare_pin` prepares it, so either Unicode form the patron types verifies."""
+    return argon2.PasswordHasher().hash(prepare_pin(password))
 
 
 def make_directory(config: Config, *, secret: bytes) -> Directory:
@@ -237,6 +270,7 @@ __all__ = [
     "hash_password",
     "make_directory",
     "patron_key",
+    "prepare_pin",
     "rule_marks",
     "rules_changed",
     "rules_source",

@@ -29,6 +29,7 @@ from proxy.config import Config, VendorConfig
 from proxy.content_coding import CorruptBody, UnsupportedEncoding, decoder_for
 from proxy.errors import ProxyError
 from proxy.hosts import is_valid_hostname
+from proxy.navigation import lookup_host
 
 
 class PageUnreadable(ProxyError):
@@ -197,16 +198,20 @@ def _script_texts(html: bytes) -> list[str]:
 
 # JSON and JavaScript may escape `/` (`https:\/\/host`, json_encode's default, or `\u002F`).
 _ESCAPED_SLASH = re.compile(r"\\(?:/|u002[fF]|x2[fF])")
-_URL_IN_SCRIPT = re.compile(r"""["'`]\s*(?:https?:)?//([a-z0-9][a-z0-9.-]*\.[a-z]{2,})""", re.I)
+# Host names in any script (`trück.example` whole, not `tr`): a letter or digit, then letters,
+# digits, combining marks, `-` and dots (`navigation.UNICODE_HOST`), compared as `lookup_host`.
+_CHAR = r"(?:[^\W_]|[.\-\u0300-\u036f\u3002\uff0e\uff61])"
+_NAME = r"[^\W_]" + _CHAR + r"*\.[^\W\d_]{2,}"
+_URL_IN_SCRIPT = re.compile(r"""["'`]\s*(?:https?:)?//(""" + _NAME + ")", re.I)
 # A string that starts with a host, or a host fragment: `'.google-analytics.com/ga.js'`, which a
 # snippet appends to `'https://ssl'` or `'http://www'`. Reported only for a listed tracker.
 _HOST_IN_STRING = re.compile(
-    r"""["'`]\s*(?:(?:https?:)?//|\.)?([a-z0-9][a-z0-9.-]*\.[a-z]{2,})(?=[/"'`:?#]|$)""", re.I
+    r"""["'`]\s*(?:(?:https?:)?//|\.)?(""" + _NAME + r""")(?=[/"'`:?#]|$)""", re.I
 )
-_URL_IN_ATTRIBUTE = re.compile(r"(?:^|[\s,])(?:https?:)?//([a-z0-9.-]+)", re.I)
+_URL_IN_ATTRIBUTE = re.compile(r"(?:^|[\s,])(?:https?:)?//(" + _CHAR + "+)", re.I)
 # url(…) in any quoting, and any CSS string that is an absolute URL (`@import "https://…"`,
 # `image-set("https://…" 1x)`).
-_URL_IN_STYLE = re.compile(r"""(?:url\(\s*["']?|["'])\s*(?:https?:)?//([a-z0-9.-]+)""", re.I)
+_URL_IN_STYLE = re.compile(r"""(?:url\(\s*["']?|["'])\s*(?:https?:)?//(""" + _CHAR + "+)", re.I)
 
 
 def page_third_parties(config: Config, html: bytes, trackers: Iterable[str] = ()) -> list[str]:
@@ -223,7 +228,7 @@ def page_third_parties(config: Config, html: bytes, trackers: Iterable[str] = ()
 
     def add(found: Iterable[str], *, listed_only: bool = False) -> None:
         for raw in found:
-            host = raw.lower().rstrip(".")
+            host = lookup_host(raw)
             ours = host == host_map.public_host or host.endswith("." + host_map.public_host)
             if not is_valid_hostname(host) or ours or host_map.vendor_for_host(host) is not None:
                 continue

@@ -208,6 +208,25 @@ class HostMap:
         """The vendor host a request's Host header stands for, or None if it is not ours."""
         return self._classify(host_header)[1]
 
+    def dotless_netloc(self, host_header: str) -> str | None:
+        """The proxy's own netloc, or the mapped one of a vendor host, that `host_header` names
+        with a trailing dot (`x.proxy.lib.org.`, `x.proxy.lib.org.:8080`: an absolute DNS name,
+        the same host); None for any other Host header, with or without a dot.
+
+        The proxy redirects such a request there rather than serve it: the session cookie is set
+        for the public host's domain, and a browser sends it to `x.proxy.lib.org` but not to
+        `x.proxy.lib.org.` (nor keeps a cookie that host sets for that domain), so a page served
+        on the dotted host would send the signed-in patron to sign in, in a loop."""
+        parts = self.split_request_host(host_header)
+        if parts is None or not parts[0].endswith(".") or parts[0].endswith(".."):
+            return None
+        host = parts[0][:-1]
+        netloc = host if parts[1] is None else f"{host}:{parts[1]}"
+        public, vendor_host = self._classify(netloc)
+        if public:
+            return self.public_netloc
+        return None if vendor_host is None else self.to_mapped(vendor_host)
+
     def _classify_host(self, host_header: str) -> tuple[bool, str | None]:
         """(the proxy's own host?, the vendor host it maps to) — cached per Host header value in
         `_classify`: every request asks both, and a browser sends the same few values."""

@@ -82,6 +82,33 @@ def _idna(host: str) -> str:
             return host  # compared as it is
 
 
+# The characters of a host name as pages write it in Unicode: letters and digits of any script,
+# combining marks (a decomposed `ü`), `-`, and the dots UTS #46 maps to `.`.
+UNICODE_HOST = re.compile(r"(?:[^\W_]|[.\-\u0300-\u036f\u3002\uff0e\uff61])+")
+
+
+def lookup_host(host: str) -> str:
+    """A host name as a page writes it (any case, Unicode or punycode, a trailing dot) as the
+    browser looks it up, for comparing with configured hosts: lower-case, UTS #46 mapped, in its
+    ASCII (xn--) form, without the trailing dot."""
+    return _idna(host.lower()).lower().rstrip(".")
+
+
+def page_host(raw: bytes) -> str:
+    """`lookup_host` of a host's bytes found in a page by a byte pattern that takes every
+    non-ASCII byte as a host byte: read as UTF-8 (as windows-1252 when they are not UTF-8, the
+    other charset pages commonly have) and cut at the first character no host name has (a
+    closing curly quote after the host, say)."""
+    if raw.isascii():
+        return raw.decode("ascii").lower().rstrip(".")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("windows-1252", "replace")
+    m = UNICODE_HOST.match(text)
+    return lookup_host(m.group(0)) if m else ""
+
+
 def refresh_url(value: str) -> tuple[int, int] | None:
     """Where the URL sits in a `Refresh` value (`5; url=https://…`, as the header and
     `<meta http-equiv="refresh">` have it): its (start, end) in `value`, or None when there is

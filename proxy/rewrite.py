@@ -22,6 +22,12 @@ every path with it on generated text.
 Choices worth knowing:
 - An explicit vendor port (`https://host:8443/`) is dropped from the mapped URL: the mapped host
   says which vendor host is meant and the forwarder knows the vendor's origin (and `connect_to`).
+- An international vendor host (configured as `xn--…`) is also found as pages write it, in
+  Unicode (UTF-8 NFC and NFD, windows-1252) and percent-encoded UTF-8 (`proxy.idn_hosts`): its
+  spellings are tried before the ASCII host, in the regex paths and the compiled scan alike. A
+  config with none scans with the ASCII patterns alone.
+- A dot after the host before its path, query, fragment or port (`https://x.com./a`, also
+  `%2e` and the Unicode full stops: `TRAILING_DOT`) names the same host and is dropped with it.
 - Absolute URLs take the proxy's public scheme (WebSocket ones, `ws://` and `wss://`, its
   WebSocket twin: `wss` for `https`, `ws` for `http`); protocol-relative ones stay so;
   percent-encoded and escaped URLs keep their encoding, each separator spelled as it was.
@@ -49,7 +55,7 @@ import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache, partial
 from itertools import islice
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from proxy import html_tags, rewrite_headers
 from proxy.charsets import (
@@ -66,7 +72,8 @@ from proxy.charsets import (
 from proxy.config import Config, RewriteRule
 from proxy.hosts import HostMap, socket_scheme, unmap_label
 from proxy.html_tags import HtmlTagStage
-from proxy.navigation import refresh_url, to_vendor_host
+from proxy.idn_hosts import idn_host, idn_spellings
+from proxy.navigation import page_host, refresh_url, to_vendor_host
 from proxy.request_bodies import boundary, unmap_multipart
 
 __all__ = [
@@ -146,6 +153,18 @@ SLASH = rb"/|\\/|%2f|%252f|\\u002f"
 # The final lookahead makes the match whole-host: no shorter prefix of a longer name can match.
 HOST_END = rb"(?![a-z0-9_\-]|\.[a-z0-9_\-])"
 HOST = rb"[a-z0-9](?:[a-z0-9\-]|\.(?=[a-z0-9\-])){0,252}" + HOST_END
+# A dot after the host, in any spelling a browser reads as one (`.`, `%2e`, and in UTF-8 the
+# ideographic, fullwidth and halfwidth full stops), when `/`, `?`, `#`, `\\`, `:` or `%` follows:
+# `https://x.com./a` names x.com as an absolute DNS name. It is part of the match and left out
+# of the mapped URL (the same host), where it would land after the port: `mapped:8080./a` is no
+# URL. Before anything else (`see https://x.com.`) it is a sentence's full stop and stays.
+_DOT = rb"(?:\.|%2[eE]|\xe3\x80\x82|\xef\xbc\x8e|\xef\xbd\xa1)"
+# Not before `//`: the protocol-relative pass would then see the mapped host's last byte before
+# that `//` where the one scan sees the dot (`Rewriter._plain`), and no URL has a host then `//`.
+TRAILING_DOT = _DOT + rb"(?=[?#\\:%]|/(?!/))"
+# The same, for re-matching a match's own bytes (`Rewriter._compute_replacement`), which end at
+# the dot when no port follows it.
+_TRAILING_DOT_MATCHED = _DOT + rb"(?=[?#\\:%]|/(?!/)|\Z)"
 # A port is whole only when no host byte follows it, as a host is (HOST_END): in
 # `http://host:80x/` (jQuery's comments have one) `:80` is no port, and taking it for one glued
 # the `x` onto the mapped host. Without a port the URL maps with `:80x/` kept after the host.
@@ -158,19 +177,35 @@ PORT_END = rb"(?![0-9a-zA-Z_\-])"
 # capped `url_pattern(HOST)`, fails, and leaves the bytes as they were (what HOST's "no match" does).
 HOST_SCAN = rb"[a-z0-9][a-z0-9\-]*+(?:\.[a-z0-9\-]++)*+" + HOST_END
 _HOST_SCAN_CS = HOST_SCAN.replace(b"a-z0-9", b"a-zA-Z0-9")  # case-sensitive spelling
-_PORT = rb"(?::[0-9]{1,5}" + PORT_END + rb")?"
+_PORT = rb"(?:" + TRAILING_DOT + rb")?(?::[0-9]{1,5}" + PORT_END + rb")?"
+
+
 # The plain forms, each starting with a literal (`http`, `//`) that CPython finds at memchr speed:
 # `http://host`, `https://host` (scheme in lower case) and protocol-relative `//host`. The
 # lookbehinds are the ones `scan_pattern` applies; `Rewriter._segment` uses these two only when
 # a piece holds no other URL form, and `scan_pattern` otherwise.
-ABS_PLAIN = rb"http(?<![a-zA-Z0-9+.\-]http)s?://" + _HOST_SCAN_CS + _PORT
-REL_PLAIN = rb"//(?<![\w:/]//)" + _HOST_SCAN_CS + _PORT
+def _abs_plain(host: bytes) -> bytes:
+    return rb"http(?<![a-zA-Z0-9+.\-]http)s?://" + host + _PORT
+
+
+def _rel_plain(host: bytes) -> bytes:
+    return rb"//(?<![\w:/]//)" + host + _PORT
+
+
+ABS_PLAIN = _abs_plain(_HOST_SCAN_CS)
+REL_PLAIN = _rel_plain(_HOST_SCAN_CS)
+
+
 # REL_PLAIN, or a bare `//` after `ws:` or `ss:` (any case): the mark of a plain `ws://` or
 # `wss://` URL, which the two passes do not map. The `//` pass finds the marks for free (it stops
 # at every `//` anyway), so text without WebSocket URLs pays no search of its own for them. The
 # one lookbehind fails on its first byte after `http:` and `https:` (`p`); what else it lets by
 # (`class://`) only costs the redo.
-REL_PLAIN_OR_SOCKET = REL_PLAIN.replace(b"//", b"//(?:", 1) + rb"|(?<=[wWsS][sS]://))"
+def _or_socket(rel_plain: bytes) -> bytes:
+    return rel_plain.replace(b"//", b"//(?:", 1) + rb"|(?<=[wWsS][sS]://))"
+
+
+REL_PLAIN_OR_SOCKET = _or_socket(REL_PLAIN)
 # Bytes that never occur in a URL match nor change one next to them (every lookaround treats them
 # like the start or end of the text), so a body can be cut after any of them and each piece
 # rewritten on its own.
@@ -270,16 +305,17 @@ def _percent_spots(data: bytes, lower: bytes, limit: int) -> list[int]:
     return out
 
 
-def url_pattern(host: bytes) -> bytes:
-    """The absolute-or-protocol-relative URL regex around a host sub-pattern (shared with unmap)."""
+def url_pattern(host: bytes, dot: bytes = TRAILING_DOT) -> bytes:
+    """The absolute-or-protocol-relative URL regex around a host sub-pattern (shared with unmap).
+    `dot` is the host's trailing dot (`TRAILING_DOT`)."""
     return (
         # Every match starts with h, w, / or \; saying so first lets the scan skip other bytes fast.
         rb"(?=[hw/\\])(?:(?<![a-z0-9+.\-])(?P<scheme>https?|wss?)(?P<colon>" + COLON + rb")"
-        rb"(?P<slash>" + SLASH + rb")(?P=slash)(?P<host>" + host + rb")"
+        rb"(?P<slash>" + SLASH + rb")(?P=slash)(?P<host>" + host + rb")(?:" + dot + rb")?"
         rb"(?:(?P=colon)(?P<port>[0-9]{1,5})" + PORT_END + rb")?"
         # `//host` (or escaped), but not the `//` of another scheme (`ftp://`) or a path (`a//b`).
         rb"|(?<![\w:/])(?P<rel>//|\\/\\/|\\u002f\\u002f)(?P<rhost>" + host + rb")"
-        rb"(?::(?P<rport>[0-9]{1,5})" + PORT_END + rb")?)"
+        rb"(?:" + dot + rb")?(?::(?P<rport>[0-9]{1,5})" + PORT_END + rb")?)"
     )
 
 
@@ -298,12 +334,16 @@ def scan_pattern(host: bytes) -> bytes:
         + SLASH
         + rb")(?P=slash)"
         + host
-        + rb"(?:(?P=colon)[0-9]{1,5}"
+        + rb"(?:"
+        + TRAILING_DOT
+        + rb")?(?:(?P=colon)[0-9]{1,5}"
         + PORT_END
         + rb")?"
         rb"|(?<![\w:/][/\\])(?:(?<=/)/|(?<=\\)(?:/\\/|u002f\\u002f))"
         + host
-        + rb"(?::[0-9]{1,5}"
+        + rb"(?:"
+        + TRAILING_DOT
+        + rb")?(?::[0-9]{1,5}"
         + PORT_END
         + rb")?)"
     )
@@ -389,7 +429,7 @@ class UrlStage(RegexStage):
 
     def __init__(self, rewriter: Rewriter) -> None:
         super().__init__(
-            rewriter._scan_re, rewriter._replace, window=URL_WINDOW, context=URL_CONTEXT
+            rewriter._scan_re, rewriter._replace, window=rewriter.url_window, context=URL_CONTEXT
         )
         self._segment = rewriter._segment
 
@@ -546,12 +586,25 @@ class Rewriter:
         # tags are read for lenient spellings too (`html_tags.LOAD_TAGS`), as no policy stops them.
         self._unshielded = unshielded
         self._rules = dict(rules_by_vendor or {})
-        self._url_re = re.compile(url_pattern(HOST), re.IGNORECASE)
-        self._scan_re = re.compile(scan_pattern(HOST_SCAN))
+        # International vendor hosts' Unicode spellings (`proxy.idn_hosts`), tried before the
+        # ASCII host; with none (most configs) every pattern is the ASCII one.
+        self.idn = idn_spellings(pattern for pattern, _ in host_map.patterns)
+        self.url_host = idn_host(self.idn, HOST, HOST_END)  # the host in `url_pattern`
+        scan_host = idn_host(self.idn, HOST_SCAN, HOST_END)
+        # The plain passes' host is case-sensitive but for the spellings' ASCII letters.
+        plain_host = _HOST_SCAN_CS
+        if self.idn:
+            plain_host = rb"(?:(?i:" + idn_host(self.idn, rb"(?!)", HOST_END) + rb")|"
+            plain_host += _HOST_SCAN_CS + rb")"
+        self._url_re = re.compile(url_pattern(self.url_host, _TRAILING_DOT_MATCHED), re.IGNORECASE)
+        self._scan_re = re.compile(scan_pattern(scan_host))
         # The split forms (`_sub`): each pattern wrapped in one group that is the whole match.
-        self._scan_split = re.compile(rb"(" + scan_pattern(HOST_SCAN) + rb")")
-        self._abs_plain = re.compile(rb"(" + ABS_PLAIN + rb")")
-        self._rel_plain = re.compile(rb"(" + REL_PLAIN_OR_SOCKET + rb")")
+        self._scan_split = re.compile(rb"(" + scan_pattern(scan_host) + rb")")
+        self._abs_plain = re.compile(rb"(" + _abs_plain(plain_host) + rb")")
+        self._rel_plain = re.compile(rb"(" + _or_socket(_rel_plain(plain_host)) + rb")")
+        # How far past its start a match can look: a long spelling reaches further.
+        longest = max((len(literal) + 254 * wild for literal, wild in self.idn), default=0)
+        self.url_window = max(URL_WINDOW, longest + 70)
         self._public_scheme = host_map.public_scheme.encode("ascii")
         self._public_socket_scheme = socket_scheme(host_map.public_scheme).encode("ascii")
         self._public_port = (
@@ -584,7 +637,10 @@ class Rewriter:
     # ----------------------------------------------------------------------------- body URLs
 
     def _mapped_host(self, host: bytes) -> bytes | None:
-        name = host.decode("ascii").lower()
+        if host.isascii() and b"%" not in host:
+            name = host.decode("ascii").lower()
+        else:  # one of `self.idn`'s spellings: the host the browser reads it as
+            name = page_host(unquote_to_bytes(host))
         if self.host_map.vendor_for_host(name) is None:
             return None
         return self.host_map.to_mapped(name).split(":")[0].encode("ascii")
@@ -632,7 +688,7 @@ class Rewriter:
         """
         scan = rewrite_headers.compiled_scan
         if scan is not None:  # the one scan, compiled: every form in one pass
-            return scan.rewrite(data, self._replace_url)
+            return scan.rewrite(data, self._replace_url, self.idn or None)
         out = self._regex_segment(data, sockets=False)
         if out is None:  # the `//` pass met a plain `ws://` or `wss://`: spots too, from the start
             out = self._regex_segment(data, sockets=True)

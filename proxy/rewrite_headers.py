@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxy.hosts import HostMap, is_valid_hostname, socket_scheme
-from proxy.navigation import to_vendor_host
+from proxy.navigation import page_host, to_vendor_host
 
 try:  # the compiled scans (proxy/_scan.pyx); without them the same answers come slower
     from proxy import _scan
@@ -45,9 +45,12 @@ _REF = re.compile(
     rb"""(?:"([^"]*)"|'([^']*)'|([^\s>"']+)))|url\(\s*["']?\s*([^)"'\s]+)""",
     re.IGNORECASE,
 )
-_ABS_HOST = re.compile(rb"(?:^|[\s,(])(?:https?:)?//([a-z0-9.\-]+)", re.IGNORECASE)
+# A host's bytes include every non-ASCII byte, so an international name (`trück.example`, the
+# vendor's own `bücher.test`) is found whole and read as one (`navigation.page_host`), not cut at
+# its first non-ASCII letter.
+_ABS_HOST = re.compile(rb"(?:^|[\s,(])(?:https?:)?//([a-z0-9.\-\x80-\xff]+)", re.IGNORECASE)
 # The host after any `//` in a page: a superset of what _ABS_HOST finds inside _REF values.
-_ANY_HOST = re.compile(rb"//([a-z0-9.\-]+)", re.IGNORECASE)
+_ANY_HOST = re.compile(rb"//([a-z0-9.\-\x80-\xff]+)", re.IGNORECASE)
 
 
 def _port_suffix(host_map: HostMap) -> str:
@@ -209,7 +212,7 @@ def third_party_hosts(
     for ref in _REF.finditer(html):
         value = next(g for g in ref.groups() if g is not None)
         for m in _ABS_HOST.finditer(value.strip()):
-            host = m.group(1).decode("ascii").lower().rstrip(".")
+            host = page_host(m.group(1))
             if third_party(host):
                 found.add(host)
     return found
@@ -228,20 +231,18 @@ def _any_third_party(
     the page is judged the plain way (a page full of hosts the regex cannot vouch for).
     """
     if compiled_scan is not None:  # every distinct `//host`, in one compiled pass
-        return any(
-            third_party(h.decode("ascii").rstrip(".")) for h in compiled_scan.slash_hosts(html)
-        )
+        return any(third_party(page_host(h)) for h in compiled_scan.slash_hosts(html))
     pattern = unknown()
     pos = 0
     for _ in range(16):
         m = pattern.search(html, pos)
         if m is None:
             return False
-        if third_party(m.group(1).decode("ascii").lower().rstrip(".")):
+        if third_party(page_host(m.group(1))):
             return True
         pos = m.end()
     hosts = set(_ANY_HOST.findall(html, pos))
-    return any(third_party(h.decode("ascii").lower().rstrip(".")) for h in hosts)
+    return any(third_party(page_host(h)) for h in hosts)
 
 
 def unknown_host_pattern(host_map: HostMap) -> re.Pattern[bytes]:
@@ -254,8 +255,8 @@ def unknown_host_pattern(host_map: HostMap) -> re.Pattern[bytes]:
     if not host_map.never_proxy and host_map.wildcard_suffixes:
         known.append(rb"[a-z0-9.\-]+" + _trie([s.encode() for s in host_map.wildcard_suffixes]))
     known.append(rb"(?:[a-z0-9.\-]*\.)?" + re.escape(host_map.public_host.encode()))
-    whole = rb"(?:" + b"|".join(known) + rb")\.*(?![a-z0-9.\-])"
-    return re.compile(rb"//(?!" + whole + rb")([a-z0-9.\-]+)", re.IGNORECASE)
+    whole = rb"(?:" + b"|".join(known) + rb")\.*(?![a-z0-9.\-\x80-\xff])"
+    return re.compile(rb"//(?!" + whole + rb")([a-z0-9.\-\x80-\xff]+)", re.IGNORECASE)
 
 
 def _trie(words: list[bytes]) -> bytes:
