@@ -1,9 +1,10 @@
 """Undo a response's Content-Encoding, incrementally and in bounded pieces.
 
 `decoder_for` undoes gzip, deflate (zlib-wrapped or raw), br and chains of them incrementally,
-handing out pieces of at most DECODE_PIECE bytes, so the rewriter can work on a compressed body
-as it streams. Rewritten bodies go out uncompressed; the proxy does not re-compress (a front
-server such as nginx can, for patrons on slow links).
+handing out pieces of at most DECODE_PIECE bytes (about that, for br), so the rewriter can work on a
+compressed body as it streams; `decode_prefix` decodes only the start of a body (what the sniffer or
+an adapter's peek reads), stopping the decoder there. Rewritten bodies go out uncompressed; the
+proxy does not re-compress (a front server such as nginx can, for patrons on slow links).
 """
 
 from __future__ import annotations
@@ -187,3 +188,19 @@ def decoder_for(content_encoding: str | None) -> BodyDecoder:
     if not decoders:
         return _Identity()
     return decoders[0] if len(decoders) == 1 else _Chain(decoders)
+
+
+def decode_prefix(content_encoding: str | None, data: bytes, limit: int) -> bytes:
+    """At most `limit` bytes of `data` decoded, the decoder stopped once they are out: a few
+    hundred coded bytes can stand for gigabytes (809 bytes of br are 512 MB of zeros), so the
+    work and memory are those of `limit` and one more piece, whatever `data` expands to.
+
+    Raises as `decoder_for` and the decoders do (UnsupportedEncoding, CorruptBody)."""
+    pieces: list[bytes] = []
+    size = 0
+    for piece in decoder_for(content_encoding).feed(data):
+        pieces.append(piece)
+        size += len(piece)
+        if size >= limit:
+            break  # the generator is closed with what it had not decoded
+    return b"".join(pieces)[:limit]

@@ -5,7 +5,8 @@ session jar, and what the vendor's adapter adds. Bodies stream both ways; HTML, 
 responses go through the rewriter chunk by chunk, everything else passes through untouched.
 Proxied HTML gets the tracker-shield CSP, and the distinct third-party hosts it held back are
 counted per vendor while the body streams. A body that cannot be decoded ends the response as a
-broken connection, never as a clean short page.
+broken connection, never as a clean short page; one the patron stops reading is cut off
+(`proxy.patron_reads`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ from yarl import URL
 
 from proxy.assertion import Signer
 from proxy.config import Config, VendorConfig
-from proxy.content_coding import BodyDecoder, CorruptBody, UnsupportedEncoding, decoder_for
+from proxy.content_coding import (
+    BodyDecoder,
+    CorruptBody,
+    UnsupportedEncoding,
+    decode_prefix,
+    decoder_for,
+)
 from proxy.errors import ProxyError, VendorUnavailable, vendor_failures
 from proxy.hosts import HostMap
 from proxy.jar import (
@@ -41,6 +48,7 @@ from proxy.jar import (
 )
 from proxy.limits_http import http_limits
 from proxy.logs import get_logger
+from proxy.patron_reads import PatronReads
 from proxy.privacy import (
     FORGET_WHAT,
     Initiator,
@@ -238,6 +246,9 @@ class Upstream:
         # The longest pause a request body read whole may make: the request holds its admission
         # slots meanwhile, so a client that stops sending must not keep them.
         self.body_idle_s = http_limits(config).header_timeout_s
+        # The longest the patron may read nothing of a response waiting to be sent (the same
+        # slots are held meanwhile, and the vendor's connection).
+        self.patron_reads = PatronReads(http_limits(config).send_timeout_s)
         self.adapters: dict[str, VendorAdapter] = {}
         self._client: VendorClient | None = None
         self._sockets: VendorSockets | None = None
@@ -272,6 +283,7 @@ class Upstream:
             await self._sockets.end_all()
 
     async def close(self) -> None:
+        self.patron_reads.close()
         if self._sockets is not None:
             await self._sockets.close()
         if self._client is not None:
@@ -385,8 +397,10 @@ class Upstream:
             # one read whole (a streamed upload is gone; its answer goes to the patron as it is).
             if request.method in IDEMPOTENT and (data is None or isinstance(data, bytes)):
                 with vendor_failures(vendor.id):
-                    head = await _peek(resp, adapter.expiry_peek_bytes())
-                if await adapter.vendor_session_expired(out, resp.status, _decoded(resp, head)):
+                    peek = adapter.expiry_peek_bytes()
+                    head = await _peek(resp, peek)
+                start = _decoded(resp, head, peek)
+                if await adapter.vendor_session_expired(out, resp.status, start):
                     resp.release()
                     await adapter.renew(out)
                     resp = await self._send_with_jar(out, data)
@@ -626,7 +640,7 @@ class Upstream:
             # Anything else goes on as the vendor sent it, for the browser to sniff.
             with vendor_failures(vendor.id):
                 head = await _sniff_head(resp, head)
-            sniffed = sniff_document(_decoded(resp, head))
+            sniffed = sniff_document(_decoded(resp, head, SNIFF_BYTES))
             if sniffed is not None:
                 ctype = headers["Content-Type"] = sniffed
                 untyped = False
@@ -689,22 +703,30 @@ class Upstream:
             response.content_length = int(headers["Content-Length"])
         await response.prepare(request)
         sent = 0
+        patron = self.patron_reads.watch(response, request.transport, vendor.id)
         try:
             async for chunk in _body(head, resp):
                 if stream is None or decoder is None:
-                    sent += len(chunk)
-                    await response.write(chunk)
+                    sent += await patron.write(chunk)
                     continue
+                more = False
                 for piece in decoder.feed(chunk):
+                    if more:
+                        # A small coded read can decode to any number of pieces (a gzip
+                        # bomb): each after the first gives the other requests a turn.
+                        await asyncio.sleep(0)
+                    more = True
                     if third_party is not None:
                         third_party.feed(piece)
-                    sent += await _write(response, stream.feed(piece))
+                    sent += await patron.write(stream.feed(piece))
             if stream is not None and decoder is not None:
                 for piece in decoder.finish():
+                    await asyncio.sleep(0)
                     if third_party is not None:
                         third_party.feed(piece)
-                    sent += await _write(response, stream.feed(piece))
-                sent += await _write(response, stream.finish())
+                    sent += await patron.write(stream.feed(piece))
+                sent += await patron.write(stream.finish())
+            await response.write_eof()
         except (aiohttp.ClientError, OSError, TimeoutError, ProxyError) as exc:
             # Headers are gone already; the only honest signal left is a broken connection.
             outcome = "corrupt_body" if isinstance(exc, CorruptBody) else "broken"
@@ -714,7 +736,8 @@ class Upstream:
                 request.transport.close()
             self._observe(vendor, out, status, sent, started, ctype, first_at_vendor)
             return response
-        await response.write_eof()
+        finally:
+            patron.done()
         hosts = 0
         if third_party is not None:
             hosts = third_party.finish()
@@ -876,7 +899,7 @@ async def _read_whole(content: StreamReader, length: int, idle_s: float) -> byte
 async def _sniff_head(resp: VendorResponse, head: bytes) -> bytes:
     """`head` and more of the body, until what a browser sniffs from it is decided (or the body
     ends): at most SNIFF_BYTES, usually the first piece that arrives."""
-    while len(head) < SNIFF_BYTES and not sniff_decided(_decoded(resp, head)):
+    while len(head) < SNIFF_BYTES and not sniff_decided(_decoded(resp, head, SNIFF_BYTES)):
         piece = await resp.content.read(SNIFF_BYTES - len(head))
         if not piece:
             break
@@ -897,12 +920,13 @@ class _UntypedResponse(web.StreamResponse):
         self.headers.popall("Content-Type", None)
 
 
-def _decoded(resp: VendorResponse, head: bytes) -> bytes:
-    """The peeked bytes with the Content-Encoding undone (best effort: raw when it cannot be)."""
+def _decoded(resp: VendorResponse, head: bytes, limit: int) -> bytes:
+    """At most `limit` bytes of the peeked bytes with the Content-Encoding undone (best effort:
+    raw when it cannot be). Bounded: a few hundred coded bytes can decode to gigabytes."""
     if not head:
         return head
     try:
-        return b"".join(decoder_for(resp.headers.get("Content-Encoding")).feed(head))
+        return decode_prefix(resp.headers.get("Content-Encoding"), head, limit)
     except (UnsupportedEncoding, CorruptBody, ValueError):
         return head
 
@@ -937,12 +961,6 @@ async def _body(head: bytes, resp: VendorResponse) -> AsyncIterator[bytes]:
         yield head
     async for chunk in resp.content.iter_chunked(BODY_READ):
         yield chunk
-
-
-async def _write(response: web.StreamResponse, data: bytes) -> int:
-    if data:
-        await response.write(data)
-    return len(data)
 
 
 class _ThirdPartyCount:

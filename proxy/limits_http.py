@@ -12,6 +12,12 @@ a raw socket). What it needs from us are the sizes and the time it may spend on 
   its headers is cut off when it fires, as is an idle keep-alive connection. A request body
   forwarded to a vendor may pause no longer between pieces (proxy/forward.py): the request
   holds its admission slots meanwhile.
+- `send_timeout_s` is the other direction: how long a patron may read nothing of a response the
+  proxy is waiting to send (nginx's `send_timeout`; proxy/patron_reads.py). The response holds its
+  admission slot and the vendor's connection while it waits, so a patron that stops reading is cut
+  off; one that reads, however slowly, is not. Longer than `header_timeout_s` by default (60 s): a
+  browser may stop reading a while on its own (a media element with enough buffered, a download
+  waiting for its save dialog).
 
 The values live in `[throttle.http]` of proxy.toml, checked with the rest of `[throttle]`.
 
@@ -51,6 +57,11 @@ class HttpLimits:
         " and the longest pause in a request body forwarded to a vendor)",
         15.0,
     )
+    send_timeout_s: float = doc(
+        "seconds a patron may read nothing of a response waiting to be sent before the"
+        " connection is cut (a pause, not the whole download: a slow link that reads goes on)",
+        60.0,
+    )
 
 
 def http_limits(config: Config) -> HttpLimits:
@@ -71,6 +82,10 @@ def check_http_limits(limits: HttpLimits, file: str, problems: list[Problem]) ->
     if not 1.0 <= limits.header_timeout_s <= 300.0:
         problems.append(
             Problem(file, "throttle.http.header_timeout_s", "must be between 1 and 300 seconds")
+        )
+    if not 1.0 <= limits.send_timeout_s <= 600.0:
+        problems.append(
+            Problem(file, "throttle.http.send_timeout_s", "must be between 1 and 600 seconds")
         )
 
 
