@@ -45,6 +45,9 @@ class PageSource:
     set_cookies: tuple[str, ...] | None  # None: saved without headers, so cookies are unknown
 
 
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+
 def read_page(path: Path) -> PageSource:
     """A saved page: plain HTML, or a whole HTTP response (`curl -i`) whose headers are kept.
 
@@ -54,11 +57,20 @@ def read_page(path: Path) -> PageSource:
     data = path.read_bytes()
     if not data.startswith(b"HTTP/"):
         return PageSource(path.name, data, None)
-    head, _, body = data.partition(b"\r\n\r\n") if b"\r\n\r\n" in data else data.partition(b"\n\n")
-    lines = head.replace(b"\r\n", b"\n").split(b"\n")[1:]
+    # `curl -i -L` saves every response of a redirect chain (and a proxy's CONNECT answer)
+    # before the page: the page's own headers are the last block's, and the cookies of every
+    # hop are ones the browser would keep.
+    heads: list[list[bytes]] = []
+    body = data
+    while body.startswith(b"HTTP/"):
+        end = _HEAD_END.search(body)
+        head, body = (body, b"") if end is None else (body[: end.start()], body[end.end() :])
+        heads.append(head.replace(b"\r\n", b"\n").split(b"\n")[1:])
+    lines = heads[-1]
     cookies = tuple(
         line.split(b":", 1)[1].strip().decode("latin-1")
-        for line in lines
+        for hop in heads
+        for line in hop
         if line.lower().startswith(b"set-cookie:")
     )
     codings = ", ".join(

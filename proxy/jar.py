@@ -304,7 +304,8 @@ def _as_browsers_read(header: str, *, secure_origin: bool) -> str | None:
             if when is not None:
                 # Spelt so cookiejar reads the date the browser does (it takes "70" for 2070 and
                 # any zone but GMT, or a JavaScript date, for no date at all).
-                attribute = f" expires={email.utils.formatdate(when, usegmt=True)}"
+                # cookiejar reads no date before 1970: any past date deletes alike.
+                attribute = f" expires={email.utils.formatdate(max(when, 1), usegmt=True)}"
         if key == "path":
             if not text.startswith("/"):
                 continue

@@ -90,18 +90,25 @@ def is_full_text(
 
 
 def first_range(content_range: str | None) -> bool:
-    """Whether a 206's Content-Range is a range from byte 0 (`bytes 0-1023/50000`, or of an
-    unknown length, `bytes 0-1023/*`)."""
+    """Whether a 206's Content-Range counts as the document: a range from byte 0
+    (`bytes 0-1023/50000`, or of an unknown length, `bytes 0-1023/*`), or one holding more than
+    half of a document of known length (`bytes=1-` is the whole document but its first byte).
+    A document fetched in three or more ranges, none from byte 0, is left to `bytes_per_hour`:
+    telling its ranges apart from other documents' would need a record of what was fetched."""
     unit, _, spec = (content_range or "").strip().partition(" ")
     span, _, total = spec.strip().partition("/")
     first, _, last = span.partition("-")
-    return (
-        unit.lower() == "bytes"
-        and first == "0"
-        and last.isascii()
-        and last.isdigit()
-        and (total == "*" or (total.isascii() and total.isdigit()))
-    )
+    if not (unit.lower() == "bytes" and _digits(first) and _digits(last)):
+        return False
+    if total == "*":
+        return first == "0"
+    if not _digits(total) or int(last) < int(first):
+        return False
+    return first == "0" or 2 * (int(last) - int(first) + 1) > int(total)
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def limited(limits: Limits) -> bool:

@@ -43,7 +43,8 @@ _MAC_CHARS = 12  # 9 bytes of MAC, base64url: 72 bits
 _DATE_ONLY = "!"
 # A Cache-Control directive: a token, optionally `=token` or `="quoted string"`.
 _DIRECTIVE = re.compile(
-    r"[\s,]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^,\s\"]*))?\s*(?:,|$)"
+    r"[\s,]*+([!#$%&'*+\-.^_`|~0-9A-Za-z]++)"
+    r"(?:\s*+=\s*+(\"(?:[^\"\\]|\\.)*+\"|[^,\s\"]*+))?\s*+(?:,|$)"
 )
 # Cache-Control directives that let a shared cache keep an answer.
 _SHARED = frozenset({"public", "s-maxage"})
@@ -156,7 +157,7 @@ def seal_validators(headers: CIMultiDict[str], session_id: str) -> None:
 def session_cache(headers: CIMultiDict[str]) -> None:
     """The vendor's Cache-Control, made to hold for an answer that is one session's (see the
     module): never `public` or `s-maxage`, always `private`; `no-cache` when the vendor varies
-    on Cookie. A Cache-Control the proxy cannot read becomes `private`."""
+    on Cookie. A Cache-Control the proxy cannot read becomes `no-store, private`."""
     if "Cache-Control" not in headers and "Vary" not in headers:
         headers["Cache-Control"] = "private"  # most images, scripts and styles
         return
@@ -167,7 +168,9 @@ def session_cache(headers: CIMultiDict[str]) -> None:
     while pos < len(value):
         m = _DIRECTIVE.match(value, pos)
         if m is None:
-            kept, names = [], set()
+            # Unreadable: a browser would read what it could of it (a `no-store` among the
+            # rest), so nothing of it is trusted and the answer is kept nowhere.
+            kept, names = ["no-store"], {"no-store"}
             break
         pos = m.end()
         name = m.group(1).lower()

@@ -138,6 +138,11 @@ def test_address_lists_that_loaded_before_still_load(tmp_path: Path) -> None:
         ("GET", 206, "bytes 0-1023/50000", True),  # the first of many parts
         ("GET", 206, "bytes 0-1023/*", True),  # length unknown to the vendor
         ("GET", 206, "bytes 1024-2047/50000", False),  # a later part: the document counted once
+        ("GET", 206, "bytes 1-49999/50000", True),  # all but the first byte (`bytes=1-`)
+        ("GET", 206, "bytes 24999-49999/50000", True),  # more than half of it
+        ("GET", 206, "bytes 25000-49999/50000", False),  # half: a viewer's second of two parts
+        ("GET", 206, "bytes 1-49999/*", False),  # from elsewhere, of an unknown length
+        ("GET", 206, "bytes 9-1/50000", False),
         ("GET", 206, "bytes 00-1023/50000", False),  # not how a range from 0 is written
         ("GET", 206, "bytes */50000", False),
         ("GET", 206, None, False),  # no Content-Range (a multipart/byteranges answer has none)

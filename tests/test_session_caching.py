@@ -265,8 +265,10 @@ def _cc(value: str | None, vary: str = "") -> str:
         ('no-cache="Set-Cookie", max-age=5', "Cookie", "max-age=5, private, no-cache"),
         ("no-store", "Accept, cookie", "no-store, private"),
         ("private, max-age=60", "Accept-Encoding", "private, max-age=60"),
-        # Unreadable (an unclosed quote): nothing of it is trusted.
-        ('max-age=60, foo="', "", "private"),
+        # Unreadable (an unclosed quote, a member without its comma): nothing of it is trusted,
+        # and it is never more cacheable than the browser would have read it.
+        ('max-age=60, foo="', "", "no-store, private"),
+        ("no-store, no-cache, pre-check=0 post-check=0", "", "no-store, private"),
     ],
 )
 def test_cache_control_is_made_the_sessions(vendor_says: str | None, vary: str, sent: str) -> None:
