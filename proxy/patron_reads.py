@@ -7,7 +7,11 @@ each response through a writer that `PatronReads` watches.
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
+import socket
+import termios
 
 from aiohttp import web
 
@@ -58,10 +62,13 @@ class PatronReads:
 
     def _sweep(self) -> None:
         now = asyncio.get_running_loop().time()
-        for sending in list(self._sending):
-            if sending.stalled(now, self.idle_s):
-                self._sending.discard(sending)
-                sending.cut()
+        try:
+            for sending in list(self._sending):
+                if sending.stalled(now, self.idle_s):
+                    self._sending.discard(sending)
+                    sending.cut()
+        except Exception as exc:  # one response's failure must not stop the watch for all
+            log.error("patron_reads_failed", error=type(exc).__name__)
         self._timer = None
         if self._sending:
             self._timer = asyncio.get_running_loop().call_later(self.idle_s / 2, self._sweep)
@@ -98,7 +105,10 @@ class _Sending:
         transport = self._transport
         if transport is None or transport.is_closing():
             return False
-        waiting = transport.get_write_buffer_size()
+        unsent = _kernel_unsent(transport)
+        if unsent is None:
+            return False  # what the patron read cannot be told: never cut
+        waiting = transport.get_write_buffer_size() + unsent
         # Chunk framing makes this a few bytes short; it only grows when the patron reads.
         delivered = self._queued - waiting
         if self._moved_at is None or not waiting or delivered > self._delivered:
@@ -110,3 +120,25 @@ class _Sending:
         assert self._transport is not None
         log.warning("patron_stopped_reading", vendor=self._vendor_id, bytes=self._queued)
         self._transport.abort()  # close() would wait for the patron to read what is buffered
+
+
+def _kernel_unsent(transport: asyncio.Transport) -> int | None:
+    """Bytes the kernel holds in the socket's send queue, not yet acknowledged by the patron
+    (Linux TIOCOUTQ, i.e. SIOCOUTQ); 0 for a transport without a socket (nothing between it and
+    the reader); None when the platform cannot say.
+
+    The send queue sits between the transport's buffer and the patron, and grows to megabytes
+    (tcp_wmem autotuning); the socket is reported writable only once a third of it has drained,
+    so a patron reading steadily moves nothing out of the transport's buffer for seconds at a
+    time. Counting the queue too measures what the patron has really taken."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    if sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+        return None
+    queued = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, queued, True)
+    except (OSError, ValueError):
+        return None
+    return int(queued[0])

@@ -78,9 +78,11 @@ def is_full_text(
     method: str, status: int, content_type: str, content_range: str | None = None
 ) -> bool:
     """A full-text download: a document type in answer to any method but HEAD (a vendor's
-    "Download PDF" form posts), as a 200, or as a 206 whose range starts at byte 0: the whole
-    document as one range (`Range: bytes=0-`), or the first of the ranges a viewer fetches it
-    in. A document fetched in parts counts once, by its first part, not once per part."""
+    "Download PDF" form posts), as a 200, or as a 206 that `first_range` counts: the whole
+    document as one range (`Range: bytes=0-`), the first of the ranges a viewer fetches it in,
+    or a range holding more than half of it (`bytes=1-`). A viewer's parts count once, by the
+    first; a download resumed before its middle counts again (the price of counting `bytes=1-`
+    without a record of what each session fetched)."""
     if method == "HEAD" or status not in (200, 206):
         return False
     if status == 206 and not first_range(content_range):

@@ -329,6 +329,9 @@ class _Buffered:
     def get_write_buffer_size(self) -> int:
         return self.waiting
 
+    def get_extra_info(self, name: str) -> None:
+        return None  # no socket: nothing between this buffer and the reader
+
     def is_closing(self) -> bool:
         return self.aborted_at is not None
 
