@@ -278,7 +278,8 @@ HOSTS = [
     ("{Mh}:{port1}", 404),
     ("{Mh}", 404),
     ("{Mh}:0{port}", 404),
-    ("{Mh}.:{port}", 404),
+    # The same host as an absolute DNS name: sent (308) to the dotless one, nothing fetched.
+    ("{Mh}.:{port}", 308),
     ("{Mh}:{port}:{port}", 404),
     ("{Mh}:", 404),
     ("{Mh}:+{port}", 404),
