@@ -96,17 +96,72 @@ cdef inline bint _whole_host(const unsigned char* p, Py_ssize_t n, Py_ssize_t t)
     return not (PORT_STOP[c] or (c == 46 and PORT_STOP[_at(p, n, t + 1)]))
 
 
+cdef inline int _hex(unsigned char c) noexcept:
+    """The value of a hex digit (any case), or -1."""
+    if 48 <= c <= 57:
+        return c - 48
+    c = _low(c)
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
+
+
+cdef bint _letter_at(const unsigned char* p, Py_ssize_t n, Py_ssize_t t) noexcept:
+    """`idn_hosts._LETTER` at t: a byte from 0xC3 up, raw or percent-encoded, but for
+    `\\xe2\\x80` and `\\xe3\\x80` (the General and CJK Punctuation blocks)."""
+    cdef unsigned char c = _at(p, n, t)
+    cdef int hi, lo, v
+    if c >= 0xC3:
+        return not ((c == 0xE2 or c == 0xE3) and _at(p, n, t + 1) == 0x80)
+    if c != 37:
+        return False
+    hi = _hex(_at(p, n, t + 1))
+    lo = _hex(_at(p, n, t + 2))
+    if hi < 0 or lo < 0:
+        return False
+    v = hi * 16 + lo
+    if v < 0xC3:
+        return False
+    return not (
+        (v == 0xE2 or v == 0xE3)
+        and _at(p, n, t + 3) == 37
+        and _at(p, n, t + 4) == 56
+        and _at(p, n, t + 5) == 48
+    )
+
+
+cdef bint _name_goes_on(const unsigned char* p, Py_ssize_t n, Py_ssize_t t) noexcept:
+    """`idn_hosts.LITERAL_END` fails at t: a letter or mark (`_letter_at`) follows, or a dot
+    (`.` or a UTF-8 Unicode full stop) before a host byte or such a letter."""
+    cdef unsigned char c = _at(p, n, t)
+    if _letter_at(p, n, t):
+        return True
+    if c == 46:
+        t += 1
+    elif (c == 0xE3 and _at(p, n, t + 1) == 0x80 and _at(p, n, t + 2) == 0x82) or (
+        c == 0xEF
+        and (
+            (_at(p, n, t + 1) == 0xBC and _at(p, n, t + 2) == 0x8E)
+            or (_at(p, n, t + 1) == 0xBD and _at(p, n, t + 2) == 0xA1)
+        )
+    ):
+        t += 3
+    else:
+        return False
+    return PORT_STOP[_at(p, n, t)] or _letter_at(p, n, t)
+
+
 cdef bint _literal_at(
     const unsigned char* p, Py_ssize_t n, Py_ssize_t s, const unsigned char* q, Py_ssize_t length
 ) noexcept:
     """The literal q (ASCII letters in lower case) at s, ASCII letters in any case, and ending
-    as `idn_hosts.idn_host` has it end: a whole host, and not before `//` when its last byte is
-    not ASCII."""
+    as `idn_hosts.idn_host` has it end: a whole host (the name not going on in a non-ASCII letter
+    either), and not before `//` when its last byte is not ASCII."""
     cdef Py_ssize_t k
     for k in range(length):
         if _low(_at(p, n, s + k)) != q[k]:
             return False
-    if not _whole_host(p, n, s + length):
+    if not _whole_host(p, n, s + length) or _name_goes_on(p, n, s + length):
         return False
     return not (q[length - 1] >= 128 and _at(p, n, s + length) == 47 and _at(p, n, s + length + 1) == 47)
 
@@ -178,8 +233,8 @@ cdef inline Py_ssize_t _any_host_end(
 
 cdef inline Py_ssize_t _dot_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
     """`(?:TRAILING_DOT)?` at i (`proxy.rewrite`): a trailing dot on the host (`.`, `%2e` any
-    case, or the UTF-8 ideographic, fullwidth or halfwidth full stop) taken only when one of
-    `/ ? # \\ : %` follows it (`/` not before another `/`). Where it ends."""
+    case, or the UTF-8 ideographic, fullwidth or halfwidth full stop) taken only when a URL
+    delimiter follows it (`_delimiter_at`). Where it ends."""
     cdef Py_ssize_t k
     cdef unsigned char c = _at(p, n, i)
     if not DOT_START[c]:  # almost every URL: one look-up (it runs for each)
@@ -197,12 +252,28 @@ cdef inline Py_ssize_t _dot_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t
         k = 3
     else:
         return i
-    c = _at(p, n, i + k)
-    if c == 63 or c == 35 or c == 92 or c == 58 or c == 37:
-        return i + k
-    if c == 47 and _at(p, n, i + k + 1) != 47:
-        return i + k
-    return i
+    return i + k if _delimiter_at(p, n, i + k) else i
+
+
+cdef inline bint _delimiter_at(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """`proxy.rewrite._DELIMITER` at i: `? # :`, `/` not before `/`, `\\/`, `\\u002f`, and
+    `%2f %3f %23 %3a` once or twice encoded (any case). No other escape: before `\\n` or `%20`
+    the dot is a sentence's full stop."""
+    cdef unsigned char c = _at(p, n, i), d, e
+    if c == 63 or c == 35 or c == 58:
+        return True
+    if c == 47:
+        return _at(p, n, i + 1) != 47
+    if c == 92:
+        return _at(p, n, i + 1) == 47 or _is_u002f(p, n, i + 1)
+    if c != 37:
+        return False
+    i += 1
+    if _at(p, n, i) == 50 and _at(p, n, i + 1) == 53:  # `%25`: encoded twice
+        i += 2
+    d = _at(p, n, i)
+    e = _low(_at(p, n, i + 1))
+    return (d == 50 and (e == 102 or e == 51)) or (d == 51 and (e == 102 or e == 97))
 
 
 cdef Py_ssize_t _port_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:

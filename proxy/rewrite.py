@@ -23,7 +23,8 @@ Choices worth knowing:
 - An explicit vendor port (`https://host:8443/`) is dropped from the mapped URL: the mapped host
   says which vendor host is meant and the forwarder knows the vendor's origin (and `connect_to`).
 - An international vendor host (configured as `xn--…`) is also found as pages write it, in
-  Unicode (UTF-8 NFC and NFD, windows-1252) and percent-encoded UTF-8 (`proxy.idn_hosts`): its
+  Unicode (UTF-8 NFC and NFD, windows-1252, lower case or capitals) and percent-encoded UTF-8
+  (`proxy.idn_hosts`), where its name ends (not `bücher.testä`): its
   spellings are tried before the ASCII host, in the regex paths and the compiled scan alike. A
   config with none scans with the ASCII patterns alone.
 - A dot after the host before its path, query, fragment or port (`https://x.com./a`, also
@@ -154,17 +155,22 @@ SLASH = rb"/|\\/|%2f|%252f|\\u002f"
 HOST_END = rb"(?![a-z0-9_\-]|\.[a-z0-9_\-])"
 HOST = rb"[a-z0-9](?:[a-z0-9\-]|\.(?=[a-z0-9\-])){0,252}" + HOST_END
 # A dot after the host, in any spelling a browser reads as one (`.`, `%2e`, and in UTF-8 the
-# ideographic, fullwidth and halfwidth full stops), when `/`, `?`, `#`, `\\`, `:` or `%` follows:
+# ideographic, fullwidth and halfwidth full stops), when a URL delimiter follows: `/`, `?`, `#`,
+# `:`, or one of the spellings the scan knows of them (`\\/`, `\\u002f`, `%2f`, `%3f`, `%23`,
+# `%3a`, and double-encoded `%252f` …, any case). Not before any other escape (`\\n`, `\\"`,
+# `%20`, `%22`): there the dot is a sentence's full stop in a JSON string or a query's text:
 # `https://x.com./a` names x.com as an absolute DNS name. It is part of the match and left out
 # of the mapped URL (the same host), where it would land after the port: `mapped:8080./a` is no
 # URL. Before anything else (`see https://x.com.`) it is a sentence's full stop and stays.
 _DOT = rb"(?:\.|%2[eE]|\xe3\x80\x82|\xef\xbc\x8e|\xef\xbd\xa1)"
 # Not before `//`: the protocol-relative pass would then see the mapped host's last byte before
 # that `//` where the one scan sees the dot (`Rewriter._plain`), and no URL has a host then `//`.
-TRAILING_DOT = _DOT + rb"(?=[?#\\:%]|/(?!/))"
+# Spelt case by case: the plain passes (`_abs_plain`, `_rel_plain`) are case-sensitive.
+_DELIMITER = rb"[?#:]|/(?!/)|\\(?:/|[uU]002[fF])|%(?:25)?(?:2[fF]|3[fFaA]|23)"
+TRAILING_DOT = _DOT + rb"(?=" + _DELIMITER + rb")"
 # The same, for re-matching a match's own bytes (`Rewriter._compute_replacement`), which end at
 # the dot when no port follows it.
-_TRAILING_DOT_MATCHED = _DOT + rb"(?=[?#\\:%]|/(?!/)|\Z)"
+_TRAILING_DOT_MATCHED = _DOT + rb"(?=" + _DELIMITER + rb"|\Z)"
 # A port is whole only when no host byte follows it, as a host is (HOST_END): in
 # `http://host:80x/` (jQuery's comments have one) `:80` is no port, and taking it for one glued
 # the `x` onto the mapped host. Without a port the URL maps with `:80x/` kept after the host.
