@@ -39,7 +39,7 @@ PAGE = (SITE / "page.html").read_bytes()
 API = (SITE / "api.json").read_bytes()
 # The vendor's "page-v1", made weak (the body was rewritten) and sealed for the session
 # (proxy.validators).
-SEALED_PAGE_TAG = re.compile(r'W/"[A-Za-z0-9_-]{12}\.page-v1"')
+SEALED_PAGE_TAG = re.compile(r'W/"[0-9a-f]{16}\.page-v1"')
 THIRD_PARTY = {
     "fonts.thirdparty.test",
     "tracker.example-ads.test",
