@@ -65,6 +65,7 @@ from proxy.web.pages import (
     menu,
     message_page,
     privacy_page,
+    renew_sign_in_token,
     root,
     session_time,
     static_file,
@@ -125,7 +126,9 @@ async def dispatch(
         return await proxy_request(request, vendor_host)
     except StoreUnavailable:
         log.warning("store_unavailable", dependency="store")
-        return message_page(request, "store_unavailable", links=_try_again(request))
+        unavailable = message_page(request, "store_unavailable", links=_try_again(request))
+        renew_sign_in_token(request, unavailable)
+        return unavailable
     except SessionConflict as exc:
         # No session is taken: each one named ends and every copy of the cookie goes
         # (proxy/web/session_cookie.py). The event only: no session, patron or address.

@@ -43,6 +43,10 @@ MAX_START = 4096  # the longest starting-point address kept
 LOGIN_URL = "weston.login_url"
 # Set on a sign-in post whose answer renews the sign-in token (`_token`).
 RENEW_TOKEN = "weston.renew_token"
+# Set once a sign-in post has passed its token check: a store failure from there on (the
+# throttle's counters, ending the old session, starting the new one) is answered by the app's
+# store page, which then renews the token too (`renew_sign_in_token`).
+SIGN_IN_POST = "weston.sign_in_post"
 # A 401 must name a challenge (RFC 9110, 15.5.2); the patron's is the sign-in form, no scheme a
 # browser answers with a password dialog.
 FORM_CHALLENGE = "Form"
@@ -138,6 +142,16 @@ def _token(request: web.Request) -> str:
     if request.get(RENEW_TOKEN):
         return secrets.token_urlsafe(24)
     return request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+
+
+def renew_sign_in_token(request: web.Request, resp: web.StreamResponse) -> None:
+    """A new sign-in token on `resp` when it answers a sign-in post the proxy could not finish
+    (the session store failed): the card and PIN may have been right, and replayed from the
+    browser's history at a shared computer once the store is back, the post would sign the next
+    person in as this patron (`_token`)."""
+    if request.get(SIGN_IN_POST):
+        request[RENEW_TOKEN] = True
+        _set_csrf(resp, request.app[SERVICES].config, _token(request))
 
 
 def message_page(
@@ -359,6 +373,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return message_page(
             request, "csrf", links=[{"href": login_link(request), "text": UI["sign_in"]}]
         )
+    request[SIGN_IN_POST] = True
     if not username or not password:
         # Nothing to look up or check: say which field is empty; no try is counted.
         missing = MESSAGES["no_card" if not username else "no_pin"]
