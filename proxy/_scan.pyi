@@ -5,7 +5,7 @@ from collections.abc import Callable
 def rewrite(
     data: bytes,
     replace: Callable[[bytes], bytes],
-    idn: tuple[tuple[bytes, bool], ...] | None = None,
+    idn: tuple[str, ...] | None = None,
 ) -> bytes: ...
 def slash_hosts(data: bytes) -> set[bytes]: ...
 def tag_spans(

@@ -81,21 +81,6 @@ cdef Py_ssize_t _host_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) no
     return i
 
 
-cdef struct _Idn:
-    # An international host's spellings (`proxy.idn_hosts.idn_spellings`), as C arrays over the
-    # bytes of the caller's tuple, which keeps them alive for the call.
-    Py_ssize_t count
-    const unsigned char** literal
-    Py_ssize_t* length
-    unsigned char* wild
-
-
-cdef inline bint _whole_host(const unsigned char* p, Py_ssize_t n, Py_ssize_t t) noexcept:
-    """HOST_END at t: `(?![a-zA-Z0-9_-]|\\.[a-zA-Z0-9_-])`."""
-    cdef unsigned char c = _at(p, n, t)
-    return not (PORT_STOP[c] or (c == 46 and PORT_STOP[_at(p, n, t + 1)]))
-
-
 cdef inline int _hex(unsigned char c) noexcept:
     """The value of a hex digit (any case), or -1."""
     if 48 <= c <= 57:
@@ -106,128 +91,100 @@ cdef inline int _hex(unsigned char c) noexcept:
     return -1
 
 
-cdef bint _letter_at(const unsigned char* p, Py_ssize_t n, Py_ssize_t t) noexcept:
-    """`idn_hosts._LETTER` at t: a byte from 0xC3 up, raw or percent-encoded, but for
-    `\\xe2\\x80` and `\\xe3\\x80` (the General and CJK Punctuation blocks)."""
+cdef inline bint _unicode_dot_at(const unsigned char* p, Py_ssize_t n, Py_ssize_t t) noexcept:
+    """A UTF-8 ideographic, fullwidth or halfwidth full stop at t."""
+    cdef unsigned char c = _at(p, n, t)
+    if c == 0xE3:
+        return _at(p, n, t + 1) == 0x80 and _at(p, n, t + 2) == 0x82
+    if c == 0xEF:
+        return (_at(p, n, t + 1) == 0xBC and _at(p, n, t + 2) == 0x8E) or (
+            _at(p, n, t + 1) == 0xBD and _at(p, n, t + 2) == 0xA1
+        )
+    return False
+
+
+cdef Py_ssize_t _non_ascii_len(const unsigned char* p, Py_ssize_t n, Py_ssize_t t) noexcept:
+    """`idn_hosts._NON_ASCII` at t: its length (1 raw, 3 percent-encoded), or 0. A byte from 0x80
+    up, or `%80`-`%FF`, but not a Unicode full stop nor `\\xe2\\x80`, `\\xe3\\x80` (the
+    General and CJK Punctuation blocks), raw or percent-encoded."""
     cdef unsigned char c = _at(p, n, t)
     cdef int hi, lo, v
-    if c >= 0xC3:
-        return not ((c == 0xE2 or c == 0xE3) and _at(p, n, t + 1) == 0x80)
+    if c >= 0x80:
+        if (c == 0xE2 or c == 0xE3) and _at(p, n, t + 1) == 0x80:
+            return 0
+        return 0 if _unicode_dot_at(p, n, t) else 1
     if c != 37:
-        return False
+        return 0
     hi = _hex(_at(p, n, t + 1))
     lo = _hex(_at(p, n, t + 2))
-    if hi < 0 or lo < 0:
-        return False
+    if hi < 8 or lo < 0:
+        return 0
     v = hi * 16 + lo
-    if v < 0xC3:
-        return False
-    return not (
+    if (
         (v == 0xE2 or v == 0xE3)
         and _at(p, n, t + 3) == 37
         and _at(p, n, t + 4) == 56
         and _at(p, n, t + 5) == 48
-    )
-
-
-cdef bint _name_goes_on(const unsigned char* p, Py_ssize_t n, Py_ssize_t t) noexcept:
-    """`idn_hosts.LITERAL_END` fails at t: a letter or mark (`_letter_at`) follows, or a dot
-    (`.` or a UTF-8 Unicode full stop) before a host byte or such a letter."""
-    cdef unsigned char c = _at(p, n, t)
-    if _letter_at(p, n, t):
-        return True
-    if c == 46:
-        t += 1
-    elif (c == 0xE3 and _at(p, n, t + 1) == 0x80 and _at(p, n, t + 2) == 0x82) or (
-        c == 0xEF
-        and (
-            (_at(p, n, t + 1) == 0xBC and _at(p, n, t + 2) == 0x8E)
-            or (_at(p, n, t + 1) == 0xBD and _at(p, n, t + 2) == 0xA1)
-        )
     ):
-        t += 3
-    else:
-        return False
-    return PORT_STOP[_at(p, n, t)] or _letter_at(p, n, t)
+        return 0
+    return 3
 
 
-cdef bint _literal_at(
-    const unsigned char* p, Py_ssize_t n, Py_ssize_t s, const unsigned char* q, Py_ssize_t length
-) noexcept:
-    """The literal q (ASCII letters in lower case) at s, ASCII letters in any case, and ending
-    as `idn_hosts.idn_host` has it end: a whole host (the name not going on in a non-ASCII letter
-    either), and not before `//` when its last byte is not ASCII."""
-    cdef Py_ssize_t k
-    for k in range(length):
-        if _low(_at(p, n, s + k)) != q[k]:
-            return False
-    if not _whole_host(p, n, s + length) or _name_goes_on(p, n, s + length):
-        return False
-    return not (q[length - 1] >= 128 and _at(p, n, s + length) == 47 and _at(p, n, s + length + 1) == 47)
+cdef inline Py_ssize_t _name_byte_len(const unsigned char* p, Py_ssize_t n, Py_ssize_t t) noexcept:
+    """`idn_hosts._NAME_BYTE` at t: [a-zA-Z0-9_-] or `_non_ascii_len`; its length, or 0."""
+    if PORT_STOP[_at(p, n, t)]:
+        return 1
+    return _non_ascii_len(p, n, t)
 
 
-cdef Py_ssize_t _idn_host_end(
-    const unsigned char* p, Py_ssize_t n, Py_ssize_t i, const _Idn* idn
-) noexcept:
-    """Where one of an international host's spellings (`proxy.idn_hosts`) at i ends, or -1: the
-    alternatives `idn_hosts.idn_host` puts before the ASCII host, tried in the same order. A
-    spelling under a wildcard follows ASCII labels and a dot; as its literal holds a non-ASCII
-    byte or `%`, which no label has, the labels before it are the ASCII run from i and the dot
-    is one inside that run or where it stops (tried from the last, as the regex's greedy run)."""
-    cdef Py_ssize_t e = i, d, length, k
-    cdef unsigned char c
-    cdef const unsigned char* q
-    if ALNUM[_at(p, n, i)]:  # the ASCII labels from i, as `_host_end` reads them
-        e = i + 1
-        while HOSTCH[_at(p, n, e)]:
-            e += 1
-        while _at(p, n, e) == 46 and HOSTCH[_at(p, n, e + 1)]:
-            e += 2
-            while HOSTCH[_at(p, n, e)]:
-                e += 1
-    # Every spelling has a non-ASCII byte or `%` where the ASCII run stops (or just after a dot
-    # it stops at): nothing else can start one.
-    c = _at(p, n, e)
-    if c == 46:
-        c = _at(p, n, e + 1)
-    if not (c >= 128 or c == 37):
+cdef Py_ssize_t _run_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """`idn_hosts.RUN` at i: where an international host's run of name bytes ends, or -1."""
+    cdef Py_ssize_t k = i, e = i, d, length
+    # The lookahead: a non-ASCII name byte (or a Unicode full stop before a name byte) where the
+    # ASCII name bytes and dots run out.
+    while PORT_STOP[_at(p, n, k)] or _at(p, n, k) == 46:
+        k += 1
+    if _non_ascii_len(p, n, k) == 0 and not (
+        _unicode_dot_at(p, n, k) and _name_byte_len(p, n, k + 3) > 0
+    ):
         return -1
-    for k in range(idn.count):
-        q = idn.literal[k]
-        length = idn.length[k]
+    length = _name_byte_len(p, n, e)
+    if length == 0:
+        return -1
+    while length:
+        e += length
+        length = _name_byte_len(p, n, e)
+    while True:
+        if _at(p, n, e) == 46:
+            d = 1
+        elif _unicode_dot_at(p, n, e):
+            d = 3
+        else:
+            break
+        length = _name_byte_len(p, n, e + d)
         if length == 0:
-            continue
-        if not idn.wild[k]:
-            if _literal_at(p, n, i, q, length):
-                return i + length
-            continue
-        d = e
-        while d > i:
-            if _at(p, n, d) == 46 and _literal_at(p, n, d + 1, q, length):
-                return d + 1 + length
-            d -= 1
-    return -1
+            break
+        e += d
+        while length:
+            e += length
+            length = _name_byte_len(p, n, e)
+    if _at(p, n, e - 1) >= 0x80 and _at(p, n, e) == 47 and _at(p, n, e + 1) == 47:
+        return -1
+    return e
 
 
-cdef inline Py_ssize_t _any_host_end(
-    const unsigned char* p, Py_ssize_t n, Py_ssize_t i, const _Idn* idn
-) noexcept:
-    """The host at i, for a config with international hosts (`idn`): one of their spellings
-    first, then the ASCII host.
-    The spellings are looked for only where the ASCII host stops at a non-ASCII byte or `%` (or
-    at a dot before one), or cannot start for one: every spelling holds one there
-    (`_idn_host_end`), so an ASCII host costs one byte test more."""
+cdef inline Py_ssize_t _any_host_end(const unsigned char* p, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """The host at i, for a config with international hosts: an international host's run
+    (`_run_end`) first, then the ASCII host. The run is looked for only where the ASCII host
+    stops at a byte from 0x80 up, `%`, `.` or `_`, or cannot start: elsewhere its lookahead
+    fails, so an ASCII host costs one byte test more."""
     cdef Py_ssize_t end = _host_end(p, n, i), found
     cdef unsigned char c
-    if end < 0:
-        c = _at(p, n, i)
-    else:
+    if end >= 0:
         c = _at(p, n, end)
-        if c == 46:
-            c = _at(p, n, end + 1)
-    if not (c >= 128 or c == 37):
-        return end
-    found = _idn_host_end(p, n, i, idn)
+        if c < 0x80 and c != 37 and c != 46 and c != 95:
+            return end
+    found = _run_end(p, n, i)
     return found if found >= 0 else end
 
 
@@ -348,12 +305,12 @@ cdef inline bint _same_spelling(
 
 
 cdef Py_ssize_t _full_match(
-    const unsigned char* p, Py_ssize_t n, Py_ssize_t i, const _Idn* idn
+    const unsigned char* p, Py_ssize_t n, Py_ssize_t i, bint idn
 ) noexcept:
     """End of the `scan_pattern(HOST_SCAN)` match starting at i, or -1.
 
     Absolute: `http` or `ws` (any case) not after [a-zA-Z0-9+.-], `s`?, a COLON, a SLASH twice in
-    the same spelling, the host (`_any_host_end`: with `idn`, an international host's spelling
+    the same spelling, the host (`_any_host_end`: with `idn`, an international host's run
     first) and its trailing dot if any (`_dot_end`), then the same COLON and 1-5 digits if they
     follow. Protocol-relative: `//`, `\\/\\/` or `\\u002f\\u002f` (any case) not after
     [a-zA-Z0-9_:/], the host and its trailing dot if any, then `:` and 1-5 digits if they follow.
@@ -386,10 +343,10 @@ cdef Py_ssize_t _full_match(
         slash_len = _slash_len(p, n, j)
         if slash_len == 0 or not _same_spelling(p, n, j, j + slash_len, slash_len):
             return -1
-        if idn == NULL:  # most configs: the ASCII host alone, as fast as ever
+        if not idn:  # most configs: the ASCII host alone, as fast as ever
             end = _host_end(p, n, j + 2 * slash_len)
         else:
-            end = _any_host_end(p, n, j + 2 * slash_len, idn)
+            end = _any_host_end(p, n, j + 2 * slash_len)
         if end < 0:
             return -1
         end = _dot_end(p, n, end)
@@ -415,7 +372,7 @@ cdef Py_ssize_t _full_match(
         if not (_is_u002f(p, n, i + 1) and _at(p, n, i + 6) == 92 and _is_u002f(p, n, i + 7)):
             return -1
         j = i + 12
-    end = _host_end(p, n, j) if idn == NULL else _any_host_end(p, n, j, idn)
+    end = _any_host_end(p, n, j) if idn else _host_end(p, n, j)
     if end < 0:
         return -1
     return _port_end(p, n, _dot_end(p, n, end))
@@ -460,41 +417,18 @@ def rewrite(bytes data, object replace, tuple idn=None):
     """`scan_pattern(HOST_SCAN)` substituted over `data` (every URL form the rewriter knows):
     each match replaced by `replace(match)`, which is called once per distinct match text among
     the last eight, so pass the rewriter's cached replacement. `idn` is the rewriter's
-    international hosts' spellings (`proxy.idn_hosts.idn_spellings`), or None for none. Same
-    bytes as `Rewriter._segment`'s regex paths."""
+    configured international hosts (`Rewriter.idn`): with any, a host holding a non-ASCII or
+    percent-encoded byte is taken as `idn_hosts.RUN` takes it. Same bytes as
+    `Rewriter._segment`'s regex paths."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     # Where each replaced match starts and ends (pairs), grown as needed; freed on every exit.
     cdef Py_ssize_t* spans = NULL
-    cdef Py_ssize_t spans_room = 0, k
-    cdef _Idn spellings
-    cdef bytes literal
-    spellings.count = 0
-    spellings.literal = NULL
-    spellings.length = NULL
-    spellings.wild = NULL
+    cdef Py_ssize_t spans_room = 0
     try:
-        if idn:
-            spellings.count = len(idn)
-            spellings.literal = <const unsigned char**>malloc(spellings.count * sizeof(char*))
-            spellings.length = <Py_ssize_t*>malloc(spellings.count * sizeof(Py_ssize_t))
-            spellings.wild = <unsigned char*>malloc(spellings.count)
-            if spellings.literal == NULL or spellings.length == NULL or spellings.wild == NULL:
-                raise MemoryError()
-            for k in range(spellings.count):
-                literal = idn[k][0]  # a TypeError for anything but bytes or None
-                if literal is None:
-                    raise TypeError("an international spelling is None")
-                spellings.literal[k] = <const unsigned char*>PyBytes_AS_STRING(literal)
-                spellings.length[k] = PyBytes_GET_SIZE(literal)
-                spellings.wild[k] = bool(idn[k][1])
-            return _rewrite_into(data, p, n, replace, &spellings, &spans, &spans_room)
-        return _rewrite_into(data, p, n, replace, NULL, &spans, &spans_room)
+        return _rewrite_into(data, p, n, replace, bool(idn), &spans, &spans_room)
     finally:
         free(spans)
-        free(spellings.literal)
-        free(spellings.length)
-        free(spellings.wild)
 
 
 cdef object _rewrite_into(
@@ -502,7 +436,7 @@ cdef object _rewrite_into(
     const unsigned char* p,
     Py_ssize_t n,
     object replace,
-    const _Idn* idn,
+    bint idn,
     Py_ssize_t** spans_at,
     Py_ssize_t* spans_room,
 ):

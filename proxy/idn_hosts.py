@@ -1,108 +1,123 @@
-"""The spellings in which pages write a configured international vendor host, for the URL scan.
+"""International host names in the URL scan, read as a browser reads them.
 
 Vendor hosts are configured in their ASCII (xn--, punycode) form, but an international vendor's
 pages write its host as people read it: `http://bücher.test/app.js` for `xn--bcher-kva.test`,
-which a browser loads from `xn--bcher-kva.test` (WHATWG URL maps the host by UTS #46). The URL
-scan knows only ASCII host bytes, so each such host gets literal spellings that the scan tries
-before its ASCII host (`proxy.rewrite.Rewriter`, `proxy/_scan.pyx`'s `_idn_host_end`):
+`BÜCHER.TEST`, `bücher。test` (U+3002 between labels), fullwidth `\uff42ücher.test`, decomposed
+(NFD), in windows-1252 bytes, percent-encoded UTF-8, and under a wildcard with Unicode labels
+(`ä.münchen.test` for `*.xn--mnchen-3ya.test`). A browser maps every one of them by UTS #46
+(WHATWG URL) and loads the xn-- host. No list of literal spellings covers that, so the scan
+reads the host instead:
 
-- the Unicode name in UTF-8, composed (NFC) and decomposed (NFD): what a UTF-8 page holds, and
-  what every other multi-byte charset is transcoded to before the scan (`charsets.Transcoded`);
-- the same in windows-1252 when the name fits it: the single-byte charset pages commonly use
-  (bytes that are not valid UTF-8, so they never match in a UTF-8 page);
-- percent-encoded UTF-8 (`b%C3%BCcher.test`), which a browser decodes in a host.
+- Where the scan's host starts and a non-ASCII byte or a percent-encoded one comes before the
+  ASCII name bytes run out (`RUN`), the host is the whole run of name bytes: ASCII letters,
+  digits, `-`, `_`, non-ASCII bytes and `%80`-`%FF`, in labels separated by `.` or a UTF-8
+  Unicode full stop, never ending in one (a trailing full stop is `TRAILING_DOT`'s). The General
+  and CJK Punctuation blocks (`\\xe2\\x80`, `\\xe3\\x80`: a closing curly quote, a dash, an
+  ideographic comma after a URL in prose) end the run. The compiled scan's `_run_end` is the same
+  byte rule; the span is all either path decides.
+- What the run means is `read_host`'s, called from the rewriter's (cached) replacement on the
+  match's host bytes: percent-decoded, read as UTF-8 (as windows-1252 when it is not), cut at
+  the first character that is no letter, mark, digit, `-`, `_` or full stop, mapped by UTS #46
+  (`navigation.lookup_host`) and looked up among the configured hosts.
 
-A spelling under a wildcard (`*.xn--bcher-kva.test`) is a suffix: it follows one or more ASCII
-labels and a dot (`www.bücher.test`). A literal is matched in any ASCII case (as the scan's
-other bytes are), so it is kept with its ASCII letters in lower case; its non-ASCII letters are
-spelt all in lower case and all in capitals (`BÜCHER.TEST`), not mixed. A literal is a host only
-where the name ends (`LITERAL_END`): `bücher.testä` is another host. A configured config with
-no xn-- label has no spellings: the scan is then exactly the ASCII one.
+A config with no xn-- host has no run: the scan is exactly the ASCII one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
 import unicodedata
-from collections.abc import Iterable
-
-import idna
+from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
 
 from proxy.navigation import lookup_host
 
-# (literal, under a wildcard): under a wildcard the literal follows `label.` (one or more).
-Spelling = tuple[bytes, bool]
-
-
-def idn_spellings(patterns: Iterable[str]) -> tuple[Spelling, ...]:
-    """The literal spellings of every configured host pattern with an xn-- label, longest first
-    (so that of two literals where one starts the other, the longer is tried first)."""
-    found: dict[Spelling, None] = {}
-    for pattern in patterns:
-        wild = pattern.startswith("*.")
-        name = pattern[2:] if wild else pattern
-        if "xn--" not in name:
-            continue
-        try:
-            unicode = idna.decode(name)
-        except (idna.IDNAError, UnicodeError):
-            continue  # check-config reports a host that is no valid name
-        if lookup_host(unicode) != name:
-            continue  # not how a browser reads it back: no spelling would reach this host
-        for form in ("NFC", "NFD"):
-            for case in (str.lower, str.upper):
-                text = unicodedata.normalize(form, case(unicode))
-                if case is str.upper and lookup_host(text) != name:
-                    continue  # `ß` is `SS` in capitals: another host
-                # ASCII letters in lower case: the scan matches them in any case.
-                text = "".join(c.lower() if c.isascii() else c for c in text)
-                raw = text.encode("utf-8")
-                found[(raw, wild)] = None
-                found[(_percent(raw), wild)] = None
-                with contextlib.suppress(UnicodeEncodeError):
-                    found[(text.encode("windows-1252"), wild)] = None
-    return tuple(sorted(found, key=lambda s: (-len(s[0]), s)))
-
-
-def _percent(raw: bytes) -> bytes:
-    """Non-ASCII bytes percent-encoded, hex in lower case (the scan matches any case)."""
-    return b"".join(b"%%%02x" % b if b >= 0x80 else bytes([b]) for b in raw)
-
-
-# The Unicode full stops in UTF-8 (ideographic, fullwidth, halfwidth), which UTS #46 maps to `.`.
-_UNICODE_DOT = rb"(?:\xe3\x80\x82|\xef\xbc\x8e|\xef\xbd\xa1)"
-# A letter or mark going on with a name, in UTF-8 or windows-1252, raw or percent-encoded: a
-# byte from 0xC3 up (UTF-8 lead bytes from U+00C0, and windows-1252's letters), but for the
-# General and CJK Punctuation blocks (`\xe2\x80`, `\xe3\x80`: a closing curly quote, a dash,
-# an ideographic comma after a URL in prose). A heuristic on bytes, not Unicode's categories.
-_LETTER = rb"(?:(?!\xe2\x80|\xe3\x80)[\xc3-\xff]|%(?!e[23]%80)(?:c[3-9a-f]|[d-f][0-9a-f]))"
-# What a literal spelling must not be followed by, besides `host_end`'s ASCII host bytes: the
-# name going on in a non-ASCII letter or mark (`bücher.testä`, a combining mark after the last
-# letter), raw or percent-encoded, or a dot (ASCII or Unicode) before more of the name: another,
-# longer host. A Unicode full stop before anything else is the host's trailing dot
-# (`TRAILING_DOT`). To be used case-insensitively, as `idn_host`'s regex is. The compiled scan's
-# `_name_goes_on` is the same test.
-LITERAL_END = (
-    rb"(?!" + _LETTER + rb"|(?:\.|" + _UNICODE_DOT + rb")(?:[a-z0-9_\-]|" + _LETTER + rb"))"
+# The UTF-8 Unicode full stops (ideographic, fullwidth, halfwidth), which UTS #46 maps to `.`.
+_UNICODE_DOT = rb"\xe3\x80\x82|\xef\xbc\x8e|\xef\xbd\xa1"
+# A non-ASCII name byte, raw or percent-encoded: not a Unicode full stop, nor the start of the
+# General or CJK Punctuation blocks. A rule on bytes; `read_host` judges the characters.
+_NON_ASCII = (
+    rb"(?!\xe2\x80|\xe3\x80|\xef\xbc\x8e|\xef\xbd\xa1)[\x80-\xff]|%(?!e[23]%80)[89a-f][0-9a-f]"
 )
+_NAME_BYTE = rb"[a-z0-9_\-]|" + _NON_ASCII
+# The international host run, for the scan's host alternatives (case-insensitive, as they are):
+# taken only when a non-ASCII name byte (or a Unicode full stop before a label) comes before the
+# ASCII name bytes run out, so an ASCII host stays the ASCII pattern's. Possessive, so the regex
+# takes the same run as `_scan.pyx`'s `_run_end`. Not when it ends in a non-ASCII byte before
+# `//`: the rewriter's protocol-relative pass would then see the mapped host's last byte where
+# the one scan sees that byte (`Rewriter._plain`).
+_LEADS = rb"(?:" + _NON_ASCII + rb"|(?:" + _UNICODE_DOT + rb")(?:" + _NAME_BYTE + rb"))"
+RUN = (
+    rb"(?=[a-z0-9_\-.]*+" + _LEADS + rb")"
+    rb"(?:" + _NAME_BYTE + rb")++(?:(?:\.|" + _UNICODE_DOT + rb")(?:" + _NAME_BYTE + rb")++)*+"
+    rb"(?:(?<![\x80-\xff])|(?!//))"
+)
+# How long a run may be and still name a host (253 characters, each up to four UTF-8 bytes,
+# percent-encoded): the rewriter's stream window covers it, so a run cut by the window is longer.
+RUN_CAP = 1024
+
+_DOTS = ".\u3002\uff0e\uff61"
 
 
-def idn_host(spellings: tuple[Spelling, ...], host: bytes, host_end: bytes) -> bytes:
-    """The regex for a host: each spelling, then `host` (the ASCII host pattern), in that order.
+def _name_char(c: str) -> bool:
+    """A character a host name goes on with: letter, mark, digit, `-`, `_`, a full stop."""
+    if c.isascii():
+        return c.isalnum() or c in "-_."
+    return c in _DOTS or unicodedata.category(c)[0] in "LMN"
 
-    `host_end` is the whole-host lookahead the ASCII pattern ends with. The regex must be used
-    case-insensitively (inside `(?i:…)` or with re.IGNORECASE). A literal that ends with a
-    non-ASCII byte is not taken before `//`: the rewriter's protocol-relative pass would then see
-    the mapped host's last byte where the one scan sees that byte (`Rewriter._plain`)."""
-    if not spellings:
-        return host
-    alts = []
-    for literal, wild in spellings:
-        alt = re.escape(literal) + host_end + LITERAL_END
-        if literal[-1] >= 0x80:
-            alt += rb"(?!//)"
-        if wild:
-            alt = rb"[a-z0-9][a-z0-9\-]*+(?:\.[a-z0-9\-]++)*\." + alt
-        alts.append(alt)
-    return rb"(?:" + b"|".join(alts) + rb"|" + host + rb")"
+
+def read_host(
+    data: bytes, host_start: int, is_vendor: Callable[[str], bool]
+) -> tuple[int, str | None]:
+    """The host at `host_start` in `data` (a run of name bytes, `RUN`), read as a browser reads
+    it: (where its name ends, the configured vendor host it names or None).
+
+    Percent-decoded and read as UTF-8 (as windows-1252 when it is not: the other charset pages
+    commonly have), the name ends at the first character no host name has (a `©` after it) or at
+    the end of the run; a trailing full stop is left out (the scan's trailing-dot rule has it).
+    The name is mapped by UTS #46 (`lookup_host`) and named only when `is_vendor` accepts it."""
+    run = data[host_start:]
+    stop = len(run)
+    for k, byte in enumerate(run):
+        if not (byte >= 0x80 or byte in b"%-_." or chr(byte).isalnum()):
+            stop = k
+            break
+    run = run[:stop]
+    if not run or len(run) > RUN_CAP:
+        return host_start, None
+    # Each decoded byte's end in `run`, to put the name's end back in the page's bytes.
+    decoded = bytearray()
+    ends: list[int] = []
+    k = 0
+    while k < len(run):
+        piece = unquote_to_bytes(run[k : k + 3]) if run[k] == 0x25 else b""
+        if len(piece) == 1:
+            decoded += piece
+            k += 3
+        else:
+            decoded.append(run[k])
+            k += 1
+        ends.append(k)
+    try:
+        text = decoded.decode("utf-8")
+        widths = [len(c.encode("utf-8")) for c in text]
+    except UnicodeDecodeError:
+        text = decoded.decode("windows-1252", "replace")
+        widths = [1] * len(text)
+    used = 0  # decoded bytes of the name
+    count = 0  # its characters
+    for c, width in zip(text, widths, strict=True):
+        if not _name_char(c):
+            break
+        used += width
+        count += 1
+    while count and text[count - 1] in _DOTS:
+        count -= 1
+        used -= widths[count]
+    if not count:
+        return host_start, None
+    name = text[:count]
+    end = host_start + ends[used - 1]
+    host = lookup_host(name)
+    if len(host) > 253 or not is_vendor(host):
+        return end, None
+    return end, host

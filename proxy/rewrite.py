@@ -22,11 +22,12 @@ every path with it on generated text.
 Choices worth knowing:
 - An explicit vendor port (`https://host:8443/`) is dropped from the mapped URL: the mapped host
   says which vendor host is meant and the forwarder knows the vendor's origin (and `connect_to`).
-- An international vendor host (configured as `xn--…`) is also found as pages write it, in
-  Unicode (UTF-8 NFC and NFD, windows-1252, lower case or capitals) and percent-encoded UTF-8
-  (`proxy.idn_hosts`), where its name ends (not `bücher.testä`): its
-  spellings are tried before the ASCII host, in the regex paths and the compiled scan alike. A
-  config with none scans with the ASCII patterns alone.
+- An international vendor host (configured as `xn--…`) is also found as pages write it: where a
+  host holds a non-ASCII or percent-encoded byte, the scan takes the run of name bytes
+  (`idn_hosts.RUN`, before the ASCII host, in the regex paths and the compiled scan alike) and
+  the replacement reads it as a browser does (`idn_hosts.read_host`: UTF-8 or windows-1252, any
+  case, NFD, the Unicode full stops, fullwidth letters, Unicode labels under a wildcard, all by
+  UTS #46). A config with none scans with the ASCII patterns alone.
 - A dot after the host before its path, query, fragment or port (`https://x.com./a`, also
   `%2e` and the Unicode full stops: `TRAILING_DOT`) names the same host and is dropped with it.
 - Absolute URLs take the proxy's public scheme (WebSocket ones, `ws://` and `wss://`, its
@@ -56,7 +57,7 @@ import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache, partial
 from itertools import islice
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import urlsplit
 
 from proxy import html_tags, rewrite_headers
 from proxy.charsets import (
@@ -73,8 +74,8 @@ from proxy.charsets import (
 from proxy.config import Config, RewriteRule
 from proxy.hosts import HostMap, socket_scheme, unmap_label
 from proxy.html_tags import HtmlTagStage
-from proxy.idn_hosts import idn_host, idn_spellings
-from proxy.navigation import page_host, refresh_url, to_vendor_host
+from proxy.idn_hosts import RUN, RUN_CAP, read_host
+from proxy.navigation import refresh_url, to_vendor_host
 from proxy.request_bodies import boundary, unmap_multipart
 
 __all__ = [
@@ -592,25 +593,25 @@ class Rewriter:
         # tags are read for lenient spellings too (`html_tags.LOAD_TAGS`), as no policy stops them.
         self._unshielded = unshielded
         self._rules = dict(rules_by_vendor or {})
-        # International vendor hosts' Unicode spellings (`proxy.idn_hosts`), tried before the
-        # ASCII host; with none (most configs) every pattern is the ASCII one.
-        self.idn = idn_spellings(pattern for pattern, _ in host_map.patterns)
-        self.url_host = idn_host(self.idn, HOST, HOST_END)  # the host in `url_pattern`
-        scan_host = idn_host(self.idn, HOST_SCAN, HOST_END)
-        # The plain passes' host is case-sensitive but for the spellings' ASCII letters.
-        plain_host = _HOST_SCAN_CS
+        # The configured international (xn--) host patterns: with any, a host holding a
+        # non-ASCII or percent-encoded byte is read whole (`proxy.idn_hosts`) before the ASCII
+        # host is tried; with none (most configs) every pattern is the ASCII one.
+        self.idn = tuple(p for p, _ in host_map.patterns if "xn--" in p)
+        self.url_host = HOST  # the host in `url_pattern`
+        scan_host = HOST_SCAN
+        plain_host = _HOST_SCAN_CS  # the plain passes' host is case-sensitive, but for the run
         if self.idn:
-            plain_host = rb"(?:(?i:" + idn_host(self.idn, rb"(?!)", HOST_END) + rb")|"
-            plain_host += _HOST_SCAN_CS + rb")"
+            self.url_host = rb"(?:" + RUN + rb"|" + HOST + rb")"
+            scan_host = rb"(?:" + RUN + rb"|" + HOST_SCAN + rb")"
+            plain_host = rb"(?:(?i:" + RUN + rb")|" + _HOST_SCAN_CS + rb")"
         self._url_re = re.compile(url_pattern(self.url_host, _TRAILING_DOT_MATCHED), re.IGNORECASE)
         self._scan_re = re.compile(scan_pattern(scan_host))
         # The split forms (`_sub`): each pattern wrapped in one group that is the whole match.
         self._scan_split = re.compile(rb"(" + scan_pattern(scan_host) + rb")")
         self._abs_plain = re.compile(rb"(" + _abs_plain(plain_host) + rb")")
         self._rel_plain = re.compile(rb"(" + _or_socket(_rel_plain(plain_host)) + rb")")
-        # How far past its start a match can look: a long spelling reaches further.
-        longest = max((len(literal) + 254 * wild for literal, wild in self.idn), default=0)
-        self.url_window = max(URL_WINDOW, longest + 70)
+        # How far past its start a match can look: an international host's run reaches further.
+        self.url_window = URL_WINDOW + (RUN_CAP + 70 if self.idn else 0)
         self._public_scheme = host_map.public_scheme.encode("ascii")
         self._public_socket_scheme = socket_scheme(host_map.public_scheme).encode("ascii")
         self._public_port = (
@@ -642,14 +643,22 @@ class Rewriter:
 
     # ----------------------------------------------------------------------------- body URLs
 
-    def _mapped_host(self, host: bytes) -> bytes | None:
-        if host.isascii() and b"%" not in host:
-            name = host.decode("ascii").lower()
-        else:  # one of `self.idn`'s spellings: the host the browser reads it as
-            name = page_host(unquote_to_bytes(host))
-        if self.host_map.vendor_for_host(name) is None:
-            return None
-        return self.host_map.to_mapped(name).split(":")[0].encode("ascii")
+    def _mapped_host(self, host: bytes) -> tuple[bytes, int] | None:
+        """The mapped host for a matched host, and where in it the host's name ends (before
+        the end only for an international run that a character no name has cuts short)."""
+        end = len(host)
+        name: str | None = host.decode("ascii").lower() if host.isascii() else None
+        if name is not None and b"%" not in host:
+            if self.host_map.vendor_for_host(name) is None:
+                return None
+        else:  # an international host's run (`idn_hosts.RUN`): the host the browser reads
+            end, name = read_host(host, 0, self._is_vendor)
+            if name is None:
+                return None
+        return self.host_map.to_mapped(name).split(":")[0].encode("ascii"), end
+
+    def _is_vendor(self, host: str) -> bool:
+        return self.host_map.vendor_for_host(host) is not None
 
     def _replace(self, m: re.Match[bytes]) -> bytes:
         return self._replace_url(m.group(0))
@@ -659,9 +668,13 @@ class Rewriter:
         if m is None:  # cannot happen: a match of the pattern matches it again
             return matched
         absolute = m.group("scheme") is not None
-        mapped = self._mapped_host(m.group("host") if absolute else m.group("rhost"))
-        if mapped is None:
+        group = "host" if absolute else "rhost"
+        found = self._mapped_host(m.group(group))
+        if found is None:
             return matched
+        mapped, name_end = found
+        # A run cut short by a character no name has: the rest stays as written.
+        rest = matched[m.start(group) + name_end :] if name_end < len(m.group(group)) else b""
         if absolute:
             # Colon and slashes as written (`\\u002F\\u002f` stays so); the port takes the colon's.
             colon = m.group("colon")
@@ -670,7 +683,7 @@ class Rewriter:
         else:
             colon, head = b":", m.group("rel")
         port = colon + self._public_port if self._public_port else b""
-        return head + mapped + port
+        return head + mapped + port + rest
 
     def rewrite_bytes(self, data: bytes) -> bytes:
         """Every configured vendor URL in `data` mapped (ASCII-compatible bytes, one shot)."""
