@@ -284,9 +284,10 @@ async def test_file_directory_accepts_a_pin_in_either_unicode_normal_form(tmp_pa
 
 # ====================================================================== edges decided with the fix
 #
-# International hosts in the URL scan: each configured xn-- host (and wildcard) is also found in
-# its Unicode spellings (UTF-8 NFC and NFD, windows-1252, percent-encoded UTF-8), before the ASCII
-# host, by the regex paths and the compiled scan alike (proxy/idn_hosts.py).
+# International hosts in the URL scan: with a configured xn-- host (or wildcard), a host holding
+# a non-ASCII or percent-encoded byte is read whole, as a browser reads it (UTS #46: UTF-8 NFC
+# and NFD, windows-1252, percent-encoded UTF-8, any case), before the ASCII host, by the regex
+# paths and the compiled scan alike (proxy/idn_hosts.py).
 
 
 def _idn_rewriter(public_port: int | None = 8080) -> Rewriter:
