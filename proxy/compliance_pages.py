@@ -30,6 +30,7 @@ from proxy.content_coding import CorruptBody, UnsupportedEncoding, decoder_for
 from proxy.errors import ProxyError
 from proxy.hosts import is_valid_hostname
 from proxy.navigation import lookup_host
+from proxy.rewrite import JAVASCRIPT_TYPES
 
 
 class PageUnreadable(ProxyError):
@@ -104,28 +105,7 @@ def tracker_for(host: str, trackers: Iterable[str]) -> str | None:
 
 # Script types the browser runs (HTML's JavaScript MIME type essences, plus `module`); any other
 # type is a data block the browser never runs.
-_RUN_TYPES = frozenset(
-    {
-        "",
-        "module",
-        "text/javascript",
-        "application/javascript",
-        "application/ecmascript",
-        "application/x-ecmascript",
-        "application/x-javascript",
-        "text/ecmascript",
-        "text/javascript1.0",
-        "text/javascript1.1",
-        "text/javascript1.2",
-        "text/javascript1.3",
-        "text/javascript1.4",
-        "text/javascript1.5",
-        "text/jscript",
-        "text/livescript",
-        "text/x-ecmascript",
-        "text/x-javascript",
-    }
-)
+_RUN_TYPES = JAVASCRIPT_TYPES | {"", "module"}
 # Data blocks whose URLs the browser itself fetches: an import map names the modules scripts
 # import, speculation rules the pages it prefetches or prerenders.
 _LOADING_DATA = frozenset({"importmap", "speculationrules"})

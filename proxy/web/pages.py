@@ -384,8 +384,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         gated = await gate(request, username)
         if gated is not None:
             # A new sign-in token: this post, replayed from history, is refused (`_token`).
-            request[RENEW_TOKEN] = True
-            _set_csrf(gated, svc.config, _token(request))
+            renew_sign_in_token(request, gated)
             return gated
     try:
         patron = await svc.directory.authenticate(username, password)
@@ -402,8 +401,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         not_admitted = await admits(request, username)
         if not_admitted is not None:
             # As a gate's refusal; the patron's open session (if any) is left as it was.
-            request[RENEW_TOKEN] = True
-            _set_csrf(not_admitted, svc.config, _token(request))
+            renew_sign_in_token(request, not_admitted)
             return not_admitted
     # Never carry a pre-login id into the new session (fixation), nor one a page tossed in.
     old = session_ids(request)
