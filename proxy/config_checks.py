@@ -129,6 +129,9 @@ def _public_host_problem(host: str) -> str | None:
         return f"host {host} is not ASCII; write the form browsers send, {ascii_form}"
     if host.endswith("."):
         return f"host {host} must not end with a dot; browsers send {host.rstrip('.')}"
+    if "%" in host:
+        # A Host header never holds one: a proxy with this host would answer none of its own.
+        return f"host {host} must not be percent-encoded; write it as browsers send it"
     return None
 
 
@@ -165,7 +168,8 @@ def _not_a_directory(path: Path) -> Path | None:
     """The first of `path` and the folders above it that exists, when it is not a directory
     (nothing can be made there); None when the nearest existing one is a directory."""
     for candidate in (path, *path.parents):
-        if candidate.exists():
+        # A link to nothing (a volume not mounted) counts: making the directory there fails.
+        if candidate.exists() or candidate.is_symlink():
             return None if candidate.is_dir() else candidate
     return None
 
