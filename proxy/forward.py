@@ -60,7 +60,7 @@ from proxy.public_suffix import same_site
 from proxy.rewrite import JAVASCRIPT_TYPES, media_type, should_rewrite
 from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
-from proxy.validators import open_validators, seal_validators, session_cache
+from proxy.validators import open_validators, proxy_weak, seal_validators, session_cache
 from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
 from proxy.websocket import (
@@ -599,10 +599,8 @@ class Upstream:
         for name in ("Content-Length", "Content-Encoding", *_DIGEST_HEADERS, "Content-Range"):
             headers.popall(name, None)
         headers["Accept-Ranges"] = "none"
-        etag = headers.popall("ETag", [None])[0]
-        if etag:
-            # The body differs from the vendor's, so a strong validator would lie.
-            headers["ETag"] = etag if etag.startswith("W/") else "W/" + etag
+        # The body differs from the vendor's, so a strong validator would lie: the ETag goes out
+        # weak (`proxy.validators.seal`, told by `_relay`).
         return decoder
 
     async def _relay(
@@ -686,7 +684,7 @@ class Upstream:
                 if decoder is not None and has_body and mt in HTML_TYPES:
                     third_party = _ThirdPartyCount(rewriter)
 
-        seal_validators(headers, out.session.id)
+        seal_validators(headers, out.session.id, rewritten=decoder is not None)
         if resp.status == 304:
             _match_weak_etag(request, headers)
         stream = None
@@ -949,11 +947,11 @@ def _document_cache(headers: CIMultiDict[str]) -> None:
 def _match_weak_etag(request: web.Request, headers: CIMultiDict[str]) -> None:
     """A 304 usually has no Content-Type to say the body was rewritten; when the browser asked
     with the weak tag the proxy gave it, answer with that same weak tag."""
-    etag = headers.get("ETag", "")
-    if etag and not etag.startswith("W/"):
+    weak = proxy_weak(headers.get("ETag", ""))
+    if weak is not None:
         asked = {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}
-        if "W/" + etag in asked:
-            headers["ETag"] = "W/" + etag
+        if weak in asked:
+            headers["ETag"] = weak
 
 
 async def _body(head: bytes, resp: VendorResponse) -> AsyncIterator[bytes]:

@@ -6,10 +6,10 @@ Two facts make a vendor's caching headers wrong behind the proxy:
   (a redirect to the sign-in page), and the vendor answered the session's cookie jar, which the
   browser never sees. A shared cache between the patron and the proxy (a library's, an ISP's, a
   school's inspecting proxy) must never keep it for someone else, so `public` and `s-maxage` go
-  and `private` is added (`session_cache`). A vendor's `Vary: Cookie` promised a cache key that no
-  longer holds (the browser's Cookie header is the proxy's session cookie, not the jar), so such
-  an answer is asked again each time (`no-cache`).
-- The browser's cache outlives sessions (a shared computer, a closed browser). An `ETag` or a
+  and `private` is added (`session_cache`).
+- The browser's cache outlives sessions (a shared computer, a closed browser), and so does what
+  it keeps: a body can carry a visitor id, so the browser asks before each use (`no-cache`), and
+  what it asks with must not carry one either. An `ETag` or a
   `Last-Modified` date a vendor gave one session comes back to it as `If-None-Match` /
   `If-Modified-Since` in the next, on any host the new session has not navigated to (its first
   navigation clears a host's cache; a vendor's image or script host never sees one). Per-visitor
@@ -40,13 +40,15 @@ _MAC_CHARS = 16  # 8 bytes of MAC in hex: 64 bits
 # The tag the proxy gives an answer that has a date and no tag: `Last-Modified` is then passed on
 # beside it (as `If-Modified-Since`) and the tag itself is not.
 _DATE_ONLY = "!"
+# A strong vendor tag the proxy made weak (its body was rewritten): opened strong again.
+_PROXY_WEAK = "~"
 # A Cache-Control directive: a token, optionally `=token` or `="quoted string"`.
 _DIRECTIVE = re.compile(
     r"[\s,]*+([!#$%&'*+\-.^_`|~0-9A-Za-z]++)"
     r"(?:\s*+=\s*+(\"(?:[^\"\\]|\\.)*+\"|[^,\s\"]*+))?\s*+(?:,|$)"
 )
-# Cache-Control directives that let a shared cache keep an answer.
-_SHARED = frozenset({"public", "s-maxage"})
+# Cache-Control directives that let a shared cache keep an answer, or the browser use it unasked.
+_SHARED = frozenset({"public", "s-maxage", "immutable"})
 # No tag sealed for this session matches this (If-Match must then fail, RFC 9110 §13.1.1).
 _NO_MATCH = '"weston-proxy-unmatched"'
 
@@ -67,15 +69,29 @@ def _mac(key: bytes, inner: str) -> str:
     ).hexdigest()
 
 
-def seal(key: bytes, etag: str) -> str | None:
+def seal(key: bytes, etag: str, *, rewritten: bool = False) -> str | None:
     """The entity tag the browser is given for the vendor's `etag`; None for a malformed one
-    (the answer then goes without a tag: unsealed, it could carry an identifier across sessions)."""
+    (the answer then goes without a tag: unsealed, it could carry an identifier across sessions).
+
+    A `rewritten` body is not the vendor's bytes, so a strong tag goes to the browser weak; the
+    seal says the weakening was the proxy's (`~`), so the vendor gets its own strong tag back
+    (`If-Match` compares strongly: a weak tag would never match, and every save would fail)."""
     etag = etag.strip()
     weak = "W/" if etag.startswith("W/") else ""
     inner = etag[len(weak) + 1 : -1]
     if len(etag) < len(weak) + 2 or etag[len(weak)] != '"' or etag[-1] != '"' or '"' in inner:
         return None
+    if rewritten and not weak:
+        return f'W/"{_mac(key, inner)}{_PROXY_WEAK}{inner}"'
     return f'{weak}"{_mac(key, inner)}.{inner}"'
+
+
+def proxy_weak(sealed: str) -> str | None:
+    """The weak form `seal(…, rewritten=True)` gives of the tag whose strong seal is `sealed`
+    (a vendor's 304 carries no type to say its body is rewritten: the browser holds that form)."""
+    if sealed.startswith("W/") or len(sealed) < _MAC_CHARS + 3 or sealed[_MAC_CHARS + 1] != ".":
+        return None
+    return f"W/{sealed[: _MAC_CHARS + 1]}{_PROXY_WEAK}{sealed[_MAC_CHARS + 2 :]}"
 
 
 def _open_one(key: bytes, weak: str, inner: str) -> str | None:
@@ -84,9 +100,9 @@ def _open_one(key: bytes, weak: str, inner: str) -> str | None:
     mac, sep, rest = inner[:_MAC_CHARS], inner[_MAC_CHARS : _MAC_CHARS + 1], inner[_MAC_CHARS + 1 :]
     if sep == _DATE_ONLY and not rest:
         return "" if hmac.compare_digest(mac, _mac(key, _DATE_ONLY)) else None
-    if sep != "." or not hmac.compare_digest(mac, _mac(key, rest)):
+    if sep not in (".", _PROXY_WEAK) or not hmac.compare_digest(mac, _mac(key, rest)):
         return None
-    return f'{weak}"{rest}"'
+    return f'"{rest}"' if sep == _PROXY_WEAK else f'{weak}"{rest}"'
 
 
 def _opened(key: bytes, value: str) -> tuple[list[str], bool]:
@@ -146,11 +162,12 @@ def open_validators(headers: CIMultiDict[str], session_id: str) -> None:
             headers.popall("Range", None)
 
 
-def seal_validators(headers: CIMultiDict[str], session_id: str) -> None:
-    """The vendor's validators on an answer, as the browser may keep them (see the module)."""
+def seal_validators(headers: CIMultiDict[str], session_id: str, *, rewritten: bool = False) -> None:
+    """The vendor's validators on an answer, as the browser may keep them (see the module);
+    `rewritten`: the body is not the vendor's bytes (`seal`)."""
     etag = headers.popall("ETag", [None])[0]
     if etag is not None:
-        sealed = seal(session_key(session_id), etag)
+        sealed = seal(session_key(session_id), etag, rewritten=rewritten)
         if sealed is not None:
             headers["ETag"] = sealed
     elif "Last-Modified" in headers:
@@ -159,10 +176,20 @@ def seal_validators(headers: CIMultiDict[str], session_id: str) -> None:
 
 def session_cache(headers: CIMultiDict[str]) -> None:
     """The vendor's Cache-Control, made to hold for an answer that is one session's (see the
-    module): never `public` or `s-maxage`, always `private`; `no-cache` when the vendor varies
-    on Cookie. A Cache-Control the proxy cannot read becomes `no-store, private`."""
-    if "Cache-Control" not in headers and "Vary" not in headers:
-        headers["Cache-Control"] = "private"  # most images, scripts and styles
+    module): never `public` or `s-maxage`, always `private`, and always `no-cache` (never
+    `immutable`): the browser asks before each use. A Cache-Control the proxy cannot read
+    becomes `no-store, private`.
+
+    `no-cache` because a cached body can carry an identifier as well as a tag can: a vendor
+    script cached for a year with a visitor id in it ran, unasked, in the next session on the
+    same computer (Chromium's memory cache outlives `Clear-Site-Data`; its disk cache outlives a
+    closed browser, and a vendor's script host never sees a navigation that would clear it).
+    Asked each time, the browser sends a tag sealed for the session that stored the body: in
+    that session the vendor answers 304 (a round trip, no body), in another the tag is dropped
+    and the vendor sends the body anew. It also covers a vendor's `Vary: Cookie`, which behind
+    the proxy no longer varies (its cookies live in the session jar, not the browser)."""
+    if "Cache-Control" not in headers:
+        headers["Cache-Control"] = "private, no-cache"  # most images, scripts and styles
         return
     value = ", ".join(headers.popall("Cache-Control", ()))
     kept: list[str] = []
@@ -185,7 +212,6 @@ def session_cache(headers: CIMultiDict[str]) -> None:
         names.add(name)
     if "private" not in names:
         kept.append("private")
-    vary = {v.strip().lower() for f in headers.getall("Vary", ()) for v in f.split(",")}
-    if "cookie" in vary and "no-cache" not in names and "no-store" not in names:
+    if "no-cache" not in names and "no-store" not in names:
         kept.append("no-cache")
     headers["Cache-Control"] = ", ".join(kept)

@@ -18,7 +18,14 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy.validators import open_validators, seal, seal_validators, session_cache, session_key
+from proxy.validators import (
+    open_validators,
+    proxy_weak,
+    seal,
+    seal_validators,
+    session_cache,
+    session_key,
+)
 from tests.canary import CANARY
 from tests.harness import one_vendor_proxy
 
@@ -257,14 +264,15 @@ def _cc(value: str | None, vary: str = "") -> str:
 @pytest.mark.parametrize(
     ("vendor_says", "vary", "sent"),
     [
-        (None, "", "private"),
-        ("public, max-age=600, s-maxage=600", "", "max-age=600, private"),
-        ("max-age = 60 ,no-transform,", "", "max-age=60, no-transform, private"),
+        (None, "", "private, no-cache"),
+        ("public, max-age=600, s-maxage=600", "", "max-age=600, private, no-cache"),
+        ("max-age=31536000, immutable", "", "max-age=31536000, private, no-cache"),
+        ("max-age = 60 ,no-transform,", "", "max-age=60, no-transform, private, no-cache"),
         # Qualified: only the named fields are private; the answer itself stays shareable.
-        ('private="Set-Cookie, X", max-age=5', "", "max-age=5, private"),
+        ('private="Set-Cookie, X", max-age=5', "", "max-age=5, private, no-cache"),
         ('no-cache="Set-Cookie", max-age=5', "Cookie", "max-age=5, private, no-cache"),
         ("no-store", "Accept, cookie", "no-store, private"),
-        ("private, max-age=60", "Accept-Encoding", "private, max-age=60"),
+        ("private, max-age=60", "Accept-Encoding", "private, max-age=60, no-cache"),
         # Unreadable (an unclosed quote, a member without its comma): nothing of it is trusted,
         # and it is never more cacheable than the browser would have read it.
         ('max-age=60, foo="', "", "no-store, private"),
@@ -374,3 +382,20 @@ async def test_a_date_given_in_one_session_reaches_the_vendor_only_in_it(
     assert later.status == 200
     sent = {k.lower(): v for k, v in vendor.requests[-1].headers}
     assert "if-modified-since" not in sent and "if-none-match" not in sent
+
+
+def test_a_tag_the_proxy_made_weak_goes_back_strong() -> None:
+    """A rewritten body's strong tag reaches the browser weak; the vendor gets its own strong tag
+    back (If-Match compares strongly), and a 304 answers with the browser's weak form."""
+    mine = "session-one"
+    key = session_key(mine)
+    given = seal(key, '"item-v1"', rewritten=True)
+    assert given is not None and given.startswith('W/"') and "item-v1" in given
+    assert _asked({"If-Match": given}, mine) == {"If-Match": '"item-v1"'}
+    assert _asked({"If-None-Match": given}, mine) == {"If-None-Match": '"item-v1"'}
+    # A vendor's own weak tag stays weak; a 304's strong seal finds the browser's weak form.
+    assert _asked({"If-None-Match": str(seal(key, 'W/"v2"', rewritten=True))}, mine) == {
+        "If-None-Match": 'W/"v2"'
+    }
+    assert proxy_weak(str(seal(key, '"item-v1"'))) == given
+    assert proxy_weak(given) is None

@@ -293,9 +293,10 @@ async def test_an_expired_sessions_page_is_not_shown_again_from_the_cache(
         ("application/xhtml+xml", "max-age=600", "private, no-store"),
         ("image/svg+xml", "public, max-age=86400, immutable", "private, no-store"),
         ("text/html", "no-store, max-age=0", "private, no-store"),
-        # Kept by the browser as the vendor allows, but never by a shared cache (one session's).
-        ("image/png", "public, max-age=86400", "max-age=86400, private"),
-        ("text/css", "max-age=3600", "max-age=3600, private"),
+        # Kept by the browser, asked about before each use (a body can carry a visitor id), and
+        # never by a shared cache (one session's).
+        ("image/png", "public, max-age=86400", "max-age=86400, private, no-cache"),
+        ("text/css", "max-age=3600", "max-age=3600, private, no-cache"),
     ],
 )
 async def test_vendor_documents_are_kept_only_until_asked_again(
