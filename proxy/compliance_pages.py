@@ -29,7 +29,7 @@ from proxy.config import Config, VendorConfig
 from proxy.content_coding import CorruptBody, UnsupportedEncoding, decoder_for
 from proxy.errors import ProxyError
 from proxy.hosts import is_valid_hostname
-from proxy.navigation import lookup_host
+from proxy.navigation import HOST_CHAR, lookup_host
 from proxy.rewrite import JAVASCRIPT_TYPES
 
 
@@ -191,19 +191,18 @@ def _script_texts(html: bytes) -> list[str]:
 # JSON and JavaScript may escape `/` (`https:\/\/host`, json_encode's default, or `\u002F`).
 _ESCAPED_SLASH = re.compile(r"\\(?:/|u002[fF]|x2[fF])")
 # Host names in any script (`trück.example` whole, not `tr`): a letter or digit, then letters,
-# digits, combining marks, `-` and dots (`navigation.UNICODE_HOST`), compared as `lookup_host`.
-_CHAR = r"(?:[^\W_]|[.\-\u0300-\u036f\u3002\uff0e\uff61])"
-_NAME = r"[^\W_]" + _CHAR + r"*\.[^\W\d_]{2,}"
+# digits, combining marks, `-` and dots (`navigation.HOST_CHAR`), compared as `lookup_host`.
+_NAME = r"[^\W_]" + HOST_CHAR + r"*\.[^\W\d_]{2,}"
 _URL_IN_SCRIPT = re.compile(r"""["'`]\s*(?:https?:)?//(""" + _NAME + ")", re.I)
 # A string that starts with a host, or a host fragment: `'.google-analytics.com/ga.js'`, which a
 # snippet appends to `'https://ssl'` or `'http://www'`. Reported only for a listed tracker.
 _HOST_IN_STRING = re.compile(
     r"""["'`]\s*(?:(?:https?:)?//|\.)?(""" + _NAME + r""")(?=[/"'`:?#]|$)""", re.I
 )
-_URL_IN_ATTRIBUTE = re.compile(r"(?:^|[\s,])(?:https?:)?//(" + _CHAR + "+)", re.I)
+_URL_IN_ATTRIBUTE = re.compile(r"(?:^|[\s,])(?:https?:)?//(" + HOST_CHAR + "+)", re.I)
 # url(…) in any quoting, and any CSS string that is an absolute URL (`@import "https://…"`,
 # `image-set("https://…" 1x)`).
-_URL_IN_STYLE = re.compile(r"""(?:url\(\s*["']?|["'])\s*(?:https?:)?//(""" + _CHAR + "+)", re.I)
+_URL_IN_STYLE = re.compile(r"""(?:url\(\s*["']?|["'])\s*(?:https?:)?//(""" + HOST_CHAR + "+)", re.I)
 
 
 def page_third_parties(config: Config, html: bytes, trackers: Iterable[str] = ()) -> list[str]:

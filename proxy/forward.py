@@ -790,16 +790,28 @@ def _add_vary(headers: CIMultiDict[str], name: str) -> None:
     headers["Vary"] = ", ".join(values)
 
 
-def _whole_range(content_range: str | None) -> bool:
-    """Whether a 206's Content-Range holds the whole representation (`bytes 0-970/971`)."""
-    unit, _, spec = (content_range or "").strip().partition(" ")
-    span, _, total = spec.partition("/")
+def content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    """A 206's Content-Range as (first, last, total), total None when unknown (`bytes 0-9/*`);
+    None when it is no byte range as one is written: another unit, a number missing or with a
+    leading zero, the last byte before the first."""
+    unit, _, spec = (value or "").strip().partition(" ")
+    span, _, total = spec.strip().partition("/")
     first, _, last = span.partition("-")
-    if unit.lower() != "bytes" or not all(
-        p.isascii() and p.isdigit() for p in (first, last, total)
-    ):
-        return False
-    return int(first) == 0 and int(last) + 1 == int(total)
+    if unit.lower() != "bytes" or not (_number(first) and _number(last)):
+        return None
+    if int(last) < int(first) or not (total == "*" or _number(total)):
+        return None
+    return int(first), int(last), None if total == "*" else int(total)
+
+
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0"))
+
+
+def _whole_range(value: str | None) -> bool:
+    """Whether a 206's Content-Range holds the whole representation (`bytes 0-970/971`)."""
+    span = content_range(value)
+    return span is not None and span[0] == 0 and span[2] is not None and span[1] + 1 == span[2]
 
 
 def _navigation(request: web.Request) -> bool:

@@ -84,7 +84,8 @@ def _idna(host: str) -> str:
 
 # The characters of a host name as pages write it in Unicode: letters and digits of any script,
 # combining marks (a decomposed `ü`), `-`, and the dots UTS #46 maps to `.`.
-UNICODE_HOST = re.compile(r"(?:[^\W_]|[.\-\u0300-\u036f\u3002\uff0e\uff61])+")
+HOST_CHAR = r"(?:[^\W_]|[.\-\u0300-\u036f\u3002\uff0e\uff61])"
+UNICODE_HOST = re.compile(HOST_CHAR + "+")
 
 
 def lookup_host(host: str) -> str:

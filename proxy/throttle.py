@@ -197,19 +197,24 @@ class Throttle:
     ) -> list[tuple[str, int, Window]]:
         """(counter name, limit, window) for the card (if any) and the client address."""
         s = self.settings
-        key = day_key(self.secret, dt.datetime.fromtimestamp(now, dt.UTC).date())
         address = client_address(
             request.remote, request.headers.getall("X-Forwarded-For", []), self.trusted
         )
         out: list[tuple[str, int, Window]] = []
         card = normal_card(username)
         if card:
-            w = Window.at(now, s.card_window_s)
-            out.append((f"{counter_name(key, 'card', card)}:{w.index}", s.card_limit, w))
-        w = Window.at(now, s.address_window_s)
-        bucket = address_bucket(address)
-        out.append((f"{counter_name(key, 'addr', bucket)}:{w.index}", s.address_limit, w))
+            name, w = self._counter("card", card, s.card_window_s, now)
+            out.append((name, s.card_limit, w))
+        name, w = self._counter("addr", address_bucket(address), s.address_window_s, now)
+        out.append((name, s.address_limit, w))
         return out
+
+    def _counter(self, kind: str, value: str, window_s: int, now: float) -> tuple[str, Window]:
+        """The store name of `kind`'s counter for `value` in the window holding `now` (an HMAC
+        under the day's key: no card number or address in the store), and that window."""
+        key = day_key(self.secret, dt.datetime.fromtimestamp(now, dt.UTC).date())
+        w = Window.at(now, window_s)
+        return f"{counter_name(key, kind, value)}:{w.index}", w
 
     async def _failures(self, name: str, window: Window, now: float) -> int:
         ttl = window.ends - now + 1
@@ -240,9 +245,7 @@ class Throttle:
         if limit < 1 or not card:
             return None
         now = time.time()
-        key = day_key(self.secret, dt.datetime.fromtimestamp(now, dt.UTC).date())
-        w = Window.at(now, self.settings.card_window_s)
-        name = f"{counter_name(key, 'signin', card)}:{w.index}"
+        name, w = self._counter("signin", card, self.settings.card_window_s, now)
         if await self.store.incr(name, w.ends - now + 1) <= limit:
             return None
         return _refusal(request, "too_many_sign_ins", w.ends - now)

@@ -46,6 +46,7 @@ from aiohttp import web
 from proxy.config import Limits, VendorConfig
 from proxy.errors import StoreUnavailable
 from proxy.forward import Observation
+from proxy.forward import content_range as parse_content_range
 from proxy.hook_plug import plugged
 from proxy.logs import get_logger
 from proxy.sessions import Session
@@ -97,20 +98,11 @@ def first_range(content_range: str | None) -> bool:
     half of a document of known length (`bytes=1-` is the whole document but its first byte).
     A document fetched in three or more ranges, none from byte 0, is left to `bytes_per_hour`:
     telling its ranges apart from other documents' would need a record of what was fetched."""
-    unit, _, spec = (content_range or "").strip().partition(" ")
-    span, _, total = spec.strip().partition("/")
-    first, _, last = span.partition("-")
-    if not (unit.lower() == "bytes" and _digits(first) and _digits(last)):
+    span = parse_content_range(content_range)
+    if span is None:
         return False
-    if total == "*":
-        return first == "0"
-    if not _digits(total) or int(last) < int(first):
-        return False
-    return first == "0" or 2 * (int(last) - int(first) + 1) > int(total)
-
-
-def _digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
+    first, last, total = span
+    return first == 0 or (total is not None and 2 * (last - first + 1) > total)
 
 
 def limited(limits: Limits) -> bool:

@@ -47,8 +47,9 @@ _DIRECTIVE = re.compile(
     r"[\s,]*+([!#$%&'*+\-.^_`|~0-9A-Za-z]++)"
     r"(?:\s*+=\s*+(\"(?:[^\"\\]|\\.)*+\"|[^,\s\"]*+))?\s*+(?:,|$)"
 )
-# Cache-Control directives that let a shared cache keep an answer, or the browser use it unasked.
-_SHARED = frozenset({"public", "s-maxage", "immutable"})
+# Cache-Control directives dropped: they let a shared cache keep an answer, or the browser use
+# it unasked.
+_DROPPED = frozenset({"public", "s-maxage", "immutable"})
 # No tag sealed for this session matches this (If-Match must then fail, RFC 9110 §13.1.1).
 _NO_MATCH = '"weston-proxy-unmatched"'
 
@@ -204,7 +205,7 @@ def session_cache(headers: CIMultiDict[str]) -> None:
             break
         pos = m.end()
         name = m.group(1).lower()
-        if name in _SHARED or (name in ("private", "no-cache") and m.group(2) is not None):
+        if name in _DROPPED or (name in ("private", "no-cache") and m.group(2) is not None):
             # A qualified `private="…"` or `no-cache="…"` names fields only: the answer stays
             # storable, so it is replaced by the bare directive below.
             continue
