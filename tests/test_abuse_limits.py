@@ -169,17 +169,46 @@ PDF_SIZE = 50_000
 
 
 async def _pdf_with_ranges(request: web.Request) -> web.StreamResponse:
-    """A vendor that honours Range like any static file server: `bytes=0-` is the whole file,
-    as a 206."""
+    """A vendor that honours Range like any static file server: one `bytes=a-` / `bytes=a-b`
+    range as a 206 (`bytes=0-` is the whole file), no Range the whole file as a 200."""
     body = b"%PDF-1.7\n" + b"x" * (PDF_SIZE - 9)
-    if request.headers.get("Range") == "bytes=0-":
-        return web.Response(
-            status=206,
-            body=body,
-            content_type="application/pdf",
-            headers={"Content-Range": f"bytes 0-{PDF_SIZE - 1}/{PDF_SIZE}"},
-        )
-    return web.Response(body=body, content_type="application/pdf")
+    spec = request.headers.get("Range", "")
+    if not spec.startswith("bytes="):
+        return web.Response(body=body, content_type="application/pdf")
+    first, _, last = spec.removeprefix("bytes=").partition("-")
+    a, b = int(first), min(int(last or PDF_SIZE - 1), PDF_SIZE - 1)
+    return web.Response(
+        status=206,
+        body=body[a : b + 1],
+        content_type="application/pdf",
+        headers={"Content-Range": f"bytes {a}-{b}/{PDF_SIZE}"},
+    )
+
+
+async def _limited(
+    tmp_path: Path,
+    port: int,
+    slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    route: str,
+    handler: Any,
+    downloads: int = 2,
+) -> tuple[Any, Any]:
+    """A signed-in patron and a recording vendor serving `handler` at `route`, whose file sets
+    `downloads_per_hour`."""
+    vendor = await vendor_factory(VENDOR_HOST)
+    vendor.routes[route] = handler
+    limits = f"\n[limits]\ndownloads_per_hour = {downloads}\n"
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(slapd, tmp_path),
+        vendors={"one": vendor_toml("one", vendor, extra=limits)},
+    )
+    driver = await proxy_factory(cfg)
+    await driver.login(CANARY.uid, CANARY.password)
+    return driver, vendor
 
 
 async def test_whole_document_sent_as_a_206_counts_as_a_download(
@@ -189,16 +218,9 @@ async def test_whole_document_sent_as_a_206_counts_as_a_download(
     carrying the whole document; is_full_text counts only 200s, so downloads_per_hour never
     triggers and the licensed database can be drained. A 206 that carries the whole document
     (Content-Range bytes 0-(N-1)/N) is a full-text download."""
-    vendor = await vendor_factory(VENDOR_HOST)
-    vendor.routes["/paper.pdf"] = _pdf_with_ranges
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor, extra="\n[limits]\ndownloads_per_hour = 2\n")},
+    driver, _vendor = await _limited(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory, "/paper.pdf", _pdf_with_ranges
     )
-    driver = await proxy_factory(cfg)
-    await driver.login(CANARY.uid, CANARY.password)
     statuses = []
     for i in range(4):
         r = await driver.get_vendor(VENDOR_HOST, f"/paper.pdf?n={i}", headers={"Range": "bytes=0-"})
@@ -228,16 +250,15 @@ async def test_a_document_asked_for_in_several_ranges_at_once_is_counted(
 ) -> None:
     """`Range: bytes=0-,0-0` brings the whole PDF back wrapped in multipart/byteranges, a type
     no download count knows: the proxy asks for the whole document instead (a 200, counted)."""
-    vendor = await vendor_factory(VENDOR_HOST)
-    vendor.routes["/paper.pdf"] = _pdf_in_byteranges
-    cfg = write_config(
+    driver, vendor = await _limited(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor, extra="\n[limits]\ndownloads_per_hour = 2\n")},
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
+        "/paper.pdf",
+        _pdf_in_byteranges,
     )
-    driver = await proxy_factory(cfg)
-    await driver.login(CANARY.uid, CANARY.password)
     statuses = []
     for i in range(4):
         r = await driver.get_vendor(
@@ -263,16 +284,15 @@ async def test_full_text_answered_to_a_post_counts_as_a_download(
     """is_full_text counts only GETs: a full text delivered as the 200 answer to a POST (vendors'
     download/export forms; or any script that POSTs the PDF's URL) is never counted, so
     downloads_per_hour does not stop a session downloading full texts in a loop."""
-    vendor = await vendor_factory(VENDOR_HOST)
-    vendor.routes["/download"] = _pdf_for_any_method
-    cfg = write_config(
+    driver, vendor = await _limited(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor, extra="\n[limits]\ndownloads_per_hour = 2\n")},
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
+        "/download",
+        _pdf_for_any_method,
     )
-    driver = await proxy_factory(cfg)
-    await driver.login(CANARY.uid, CANARY.password)
     statuses = []
     for i in range(4):
         r = await driver.get_vendor(
@@ -317,38 +337,22 @@ def test_default_vendor_share_is_three_quarters_rounded_up_short_of_the_whole(
 PART = 10_000
 
 
-async def _pdf_in_parts(request: web.Request) -> web.StreamResponse:
-    """A vendor that answers one `bytes=a-b` range as a 206, as a PDF viewer asks for parts."""
-    body = b"%PDF-1.7\n" + b"x" * (PDF_SIZE - 9)
-    spec = request.headers.get("Range", "")
-    if not spec.startswith("bytes="):
-        return web.Response(body=body, content_type="application/pdf")
-    first, _, last = spec.removeprefix("bytes=").partition("-")
-    a, b = int(first), min(int(last or PDF_SIZE - 1), PDF_SIZE - 1)
-    return web.Response(
-        status=206,
-        body=body[a : b + 1],
-        content_type="application/pdf",
-        headers={"Content-Range": f"bytes {a}-{b}/{PDF_SIZE}"},
-    )
-
-
 async def test_a_document_fetched_in_many_ranges_counts_once(
     tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
 ) -> None:
     """A document is counted by its first part (the range from byte 0), not once per part: two
     documents in five parts each are two downloads of three, the third document's first part is
     the third (delivered, and the session suspended), and nothing more is sent."""
-    vendor = await vendor_factory(VENDOR_HOST)
-    vendor.routes["/paper.pdf"] = _pdf_in_parts
-    cfg = write_config(
+    driver, _vendor = await _limited(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor, extra="\n[limits]\ndownloads_per_hour = 3\n")},
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
+        "/paper.pdf",
+        _pdf_with_ranges,
+        downloads=3,
     )
-    driver = await proxy_factory(cfg)
-    await driver.login(CANARY.uid, CANARY.password)
     statuses = []
     for doc in ("a", "b", "c"):
         for start in range(0, PDF_SIZE, PART):
@@ -360,3 +364,22 @@ async def test_a_document_fetched_in_many_ranges_counts_once(
             await r.read()
             statuses.append(r.status)
     assert statuses == [206] * 11 + [429] * 4
+
+
+async def test_whole_document_but_its_first_byte_counts_as_a_download(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """From a fresh read of the fix: a 206 counted only from byte 0 left `Range: bytes=1-`
+    (curl -r 1-) uncounted, every PDF but its first byte (always `%` of `%PDF-`): a range
+    holding more than half the document counts too."""
+    driver, _vendor = await _limited(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory, "/paper.pdf", _pdf_with_ranges
+    )
+    statuses = []
+    for i in range(4):
+        r = await driver.get_vendor(VENDOR_HOST, f"/paper.pdf?n={i}", headers={"Range": "bytes=1-"})
+        body = await r.read()
+        if r.status == 206:
+            assert len(body) == PDF_SIZE - 1
+        statuses.append(r.status)
+    assert statuses == [206, 206, 429, 429]
