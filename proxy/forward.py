@@ -60,7 +60,7 @@ from proxy.public_suffix import same_site
 from proxy.rewrite import JAVASCRIPT_TYPES, media_type, should_rewrite
 from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
-from proxy.validators import open_validators, proxy_weak, seal_validators, session_cache
+from proxy.validators import open_validators, seal_validators, session_cache
 from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
 from proxy.websocket import (
@@ -684,9 +684,12 @@ class Upstream:
                 if decoder is not None and has_body and mt in HTML_TYPES:
                     third_party = _ThirdPartyCount(rewriter)
 
-        seal_validators(headers, out.session.id, rewritten=decoder is not None)
-        if resp.status == 304:
-            _match_weak_etag(request, headers)
+        seal_validators(
+            headers,
+            out.session.id,
+            rewritten=decoder is not None,
+            asked=request.headers.get("If-None-Match") if resp.status == 304 else None,
+        )
         stream = None
         if rewriter is not None and decoder is not None and has_body:
             stream = rewriter.stream(vendor.id, rtype, resp.charset)
@@ -954,16 +957,6 @@ def _document_cache(headers: CIMultiDict[str]) -> None:
     (`proxy.validators.session_cache`)."""
     headers["Cache-Control"] = "private, no-store"
     headers.popall("Expires", None)
-
-
-def _match_weak_etag(request: web.Request, headers: CIMultiDict[str]) -> None:
-    """A 304 usually has no Content-Type to say the body was rewritten; when the browser asked
-    with the weak tag the proxy gave it, answer with that same weak tag."""
-    weak = proxy_weak(headers.get("ETag", ""))
-    if weak is not None:
-        asked = {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}
-        if weak in asked:
-            headers["ETag"] = weak
 
 
 async def _body(head: bytes, resp: VendorResponse) -> AsyncIterator[bytes]:

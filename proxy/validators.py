@@ -163,13 +163,24 @@ def open_validators(headers: CIMultiDict[str], session_id: str) -> None:
             headers.popall("Range", None)
 
 
-def seal_validators(headers: CIMultiDict[str], session_id: str, *, rewritten: bool = False) -> None:
+def seal_validators(
+    headers: CIMultiDict[str],
+    session_id: str,
+    *,
+    rewritten: bool = False,
+    asked: str | None = None,
+) -> None:
     """The vendor's validators on an answer, as the browser may keep them (see the module);
-    `rewritten`: the body is not the vendor's bytes (`seal`)."""
+    `rewritten`: the body is not the vendor's bytes (`seal`). `asked`, on a 304, is the
+    request's If-None-Match: a 304 usually has no type to say its body is rewritten, so when the
+    browser asked with the weak form the proxy gave it, the answer carries that same form."""
     etag = headers.popall("ETag", [None])[0]
     if etag is not None:
         sealed = seal(session_key(session_id), etag, rewritten=rewritten)
         if sealed is not None:
+            weak = proxy_weak(sealed) if asked else None
+            if weak is not None and asked and weak in {t.strip() for t in asked.split(",")}:
+                sealed = weak
             headers["ETag"] = sealed
     elif "Last-Modified" in headers:
         headers["ETag"] = f'W/"{_mac(session_key(session_id), _DATE_ONLY)}{_DATE_ONLY}"'

@@ -298,6 +298,7 @@ def test_a_tag_sealed_for_the_session_goes_back_as_the_vendors_own() -> None:
     strong, weak = sealed(mine, '"v1"'), sealed(mine, 'W/"v1"')
     assert strong is not None and weak is not None and weak == "W/" + strong
     assert "v1" in strong and strong != '"v1"'
+    assert mine not in strong  # the key never shows in what the browser (or a script) sees
     other = sealed(theirs, '"v2"')
     assert _asked({"If-None-Match": f"{weak}, {other}"}, mine) == {"If-None-Match": 'W/"v1"'}
     # Another session's tag, or the vendor's own unsealed, is not passed on; nor the date.
