@@ -284,13 +284,16 @@ def _as_browsers_read(header: str, *, secure_origin: bool) -> str | None:
     Path other than "/" (only the host itself may set it). Attributes a browser ignores are
     dropped instead of costing the cookie: any whose value is over MAX_ATTRIBUTE_BYTES octets,
     a Max-Age that is no number, a Path not starting with "/" (the default path then), an
-    empty Domain, and Port and Version (RFC 2965's, which cookiejar would act on). Written by hand: cookiejar follows the older rules here, and this
-    is the RFC's own algorithm, a split on ";"."""
+    empty Domain, and Port and Version (RFC 2965's, which cookiejar would act on). An attribute
+    given twice counts by its last occurrence (RFC 6265 5.3: "the last attribute … with an
+    attribute-name of"), where cookiejar keeps the first; a Path that is not a path is the
+    default path (5.2.4), so it undoes an earlier Path. Written by hand: cookiejar follows the
+    older rules here, and this is the RFC's own algorithm, a split on ";"."""
     pair, *attributes = header.split(";")
     name, eq, value = pair.partition("=")
-    if len(name.strip()) + len(value.strip() if eq else "") > MAX_COOKIE_BYTES:
+    if _octets(name.strip()) + (_octets(value.strip()) if eq else 0) > MAX_COOKIE_BYTES:
         return None
-    kept: list[str] = []
+    kept: dict[str, str] = {}  # attribute name -> its last occurrence
     secure, domain, path = False, False, None
     for attribute in attributes:
         key, _, text = attribute.partition("=")
@@ -308,6 +311,8 @@ def _as_browsers_read(header: str, *, secure_origin: bool) -> str | None:
                 attribute = f" expires={email.utils.formatdate(max(when, 1), usegmt=True)}"
         if key == "path":
             if not text.startswith("/"):
+                kept.pop("path", None)
+                path = None
                 continue
             path = text
         if key == "domain":
@@ -315,13 +320,14 @@ def _as_browsers_read(header: str, *, secure_origin: bool) -> str | None:
                 continue
             domain = True
         secure = secure or key == "secure"
-        kept.append(attribute)
+        kept.pop(key, None)
+        kept[key] = attribute
     prefix = name.strip().lower() if eq else ""
     if prefix.startswith(("__secure-", "__host-")) and not (secure and secure_origin):
         return None
     if prefix.startswith("__host-") and (domain or path != "/"):
         return None
-    return ";".join([pair, *kept])
+    return ";".join([pair, *kept.values()])
 
 
 def _octets(text: str) -> int:

@@ -308,3 +308,37 @@ def test_overwriting_a_cookie_makes_it_the_newest() -> None:
     names = {d["name"]: d["value"] for d in dump_jar(jar)}
     assert names["c000"] == "2" and names["fresh"] == "1"
     assert "c001" not in names  # the oldest one the vendor did not set again
+
+
+@pytest.mark.parametrize(
+    ("set_cookie", "path", "expired"),
+    [
+        # RFC 6265 5.3: the last attribute of a name counts, as in browsers (cookiejar: the first).
+        ("a=1; Path=/first; Path=/last", "/last", False),
+        ("a=1; Max-Age=3600; Max-Age=0", "/", True),
+        (
+            "a=1; Expires=Wed, 01 Jan 2099 00:00:00 GMT; Expires=Thu, 01 Jan 1970 00:00:01 GMT",
+            "/",
+            True,
+        ),
+        # An ignored attribute is not an occurrence: the earlier one stands.
+        ("a=1; Max-Age=0; Max-Age=soon", "/", True),
+        # A Path that is not a path is the default path (5.2.4), undoing the earlier one.
+        ("a=1; Path=/first; Path=relative", "/x", False),
+    ],
+)
+def test_a_repeated_cookie_attribute_counts_by_its_last_occurrence(
+    set_cookie: str, path: str, expired: bool
+) -> None:
+    jar = load_jar([])
+    store_set_cookies(jar, "https://www.vendor.test/x/page", [set_cookie])
+    assert [c.path for c in jar] == ([] if expired else [path])
+
+
+def test_a_cookie_over_4096_octets_of_non_ascii_text_is_ignored() -> None:
+    """The 4,096 limit is in octets (RFC 6265bis 5.6): 2,100 two-byte letters are 4,200."""
+    jar = load_jar([])
+    store_set_cookies(jar, "https://www.vendor.test/x", ["a=" + "é" * 2100 + "; Path=/"])
+    assert list(jar) == []
+    store_set_cookies(jar, "https://www.vendor.test/x", ["a=" + "é" * 2000 + "; Path=/"])
+    assert [c.name for c in jar] == ["a"]
