@@ -113,7 +113,7 @@ async def dispatch(
                 # The same host written with a trailing dot: sent to it, fetching nothing, so
                 # the session cookie (host-bound) is sent with the next request.
                 location = f"{svc.hosts.public_scheme}://{dotless}{request.raw_path}"
-                raise web.HTTPPermanentRedirect(location)
+                raise web.HTTPPermanentRedirect(location, headers=OWN_PAGE_HEADERS)
             svc.metrics.denials.labels("not_configured").inc()
             for hook in svc.hooks.denied:
                 hook("", "not_configured")

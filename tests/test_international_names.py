@@ -209,6 +209,12 @@ async def test_a_trailing_dot_host_header_for_a_mapped_vendor_host_is_not_refuse
     status = answer.split(b"\r\n", 1)[0]
     # Served, or sent to the same URL without the dot: never "not configured".
     assert not status.startswith(b"HTTP/1.1 404"), status
+    if status.startswith(b"HTTP/1.1 308"):
+        # The proxy's own answer carries the proxy's own page headers (no referrer, no store).
+        head = answer.split(b"\r\n\r\n", 1)[0].lower()
+        assert b"\r\nreferrer-policy: no-referrer" in head, head
+        assert b"\r\ncache-control: no-store" in head, head
+        assert b"\r\nx-frame-options: deny" in head, head
 
 
 # ---------------------------------------------------------------------- privacy staff's report
