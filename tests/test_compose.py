@@ -234,3 +234,23 @@ def test_nginx_keeps_metrics_off_the_public_side(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_the_directory_does_not_log_each_sign_in(compose: dict[str, Any]) -> None:
+    """The bitnami image runs slapd at level 256 ("stats") unless told otherwise: one line per
+    operation, so every sign-in's BIND with the patron's DN (their card number) lands in the
+    container log (P5). Only the "none" category (critical messages) is kept."""
+    level = int(compose["services"]["ldap"]["environment"]["LDAP_LOGLEVEL"])
+    stats, stats2, trace, packets, args, conns, ber, filters, acl = (
+        256,
+        512,
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+        128,
+    )
+    for bit in (stats, stats2, trace, packets, args, conns, ber, filters, acl):
+        assert not level & bit, bit
