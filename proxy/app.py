@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # aiohttp's TypedDict for get_info(), named only in its annot
 from proxy import rewrite_headers
 from proxy.admission import vendor_share
 from proxy.assertion import sweep_assertions
-from proxy.auth import may_use, rules_changed
+from proxy.auth import library_rule_holds, may_use, rules_changed
 from proxy.config import Config, VendorConfig
 from proxy.errors import (
     Busy,
@@ -224,6 +224,7 @@ async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamRes
                 lambda s: (
                     not s.suspended
                     and (now := svc.vendors.get(vendor.id)) is not None
+                    and library_rule_holds(s.rules, svc.eligibility)
                     and may_use(s.databases, s.rules, now, svc.eligibility.get(now.id, ""))
                 ),
             )
@@ -249,8 +250,10 @@ async def _proxy_admitted(
             # when it is next opened.
             raise web.HTTPFound(to_login, headers={"Clear-Site-Data": FORGET_WHAT})
         raise web.HTTPFound(to_login)
-    if not may_use(session.databases, session.rules, vendor, svc.eligibility.get(vendor.id, "")):
-        if rules_changed(session.rules, vendor, svc.eligibility.get(vendor.id, "")):
+    mark = svc.eligibility.get(vendor.id, "")
+    library_ok = library_rule_holds(session.rules, svc.eligibility)
+    if not library_ok or not may_use(session.databases, session.rules, vendor, mark):
+        if not library_ok or rules_changed(session.rules, vendor, mark):
             # Decided under rules a reload has changed since: the patron signs in again to be
             # decided under the new ones (the sign-in ends this session, as every sign-in does).
             start = upstream_url(vendor, vendor_host, request.raw_path)

@@ -125,10 +125,30 @@ def rule_marks(vendors: tuple[VendorConfig, ...], source: str) -> dict[str, str]
     return {v.id: decided_under(v, source) for v in vendors if not open_to_all(v)}
 
 
+# The key of the library-wide rule's mark among `eligibility_marks` (no vendor id is "*").
+LIBRARY_RULE = "*"
+
+
 def eligibility_marks(config: Config) -> dict[str, str]:
     """The marks of the rules in force (`rule_marks` for the configured directory): what a
-    sign-in records, and what sessions are checked against."""
-    return rule_marks(config.vendors, rules_source(config.directory))
+    sign-in records, and what sessions are checked against. With an LDAP `eligible_filter`
+    (who may use remote access at all), its mark is among them under LIBRARY_RULE."""
+    marks = rule_marks(config.vendors, rules_source(config.directory))
+    d = config.directory
+    if d.kind == "ldap" and d.eligible_filter.strip():
+        rule = repr(("eligible_filter", d.eligible_filter.strip()))
+        marks[LIBRARY_RULE] = f"{LIBRARY_RULE}#{hashlib.sha256(rule.encode()).hexdigest()[:12]}"
+    return marks
+
+
+def library_rule_holds(rules: frozenset[str], marks: dict[str, str]) -> bool:
+    """Whether a session whose sign-in recorded `rules` was let in under the library-wide
+    rule in force (`eligible_filter`, marked in `marks` under LIBRARY_RULE). A reload that
+    sets or changes that rule makes every session signed in before it wait for a new sign-in
+    for every database: it was never checked against the new rule, and the patron's entry is
+    not kept to check it now (P5). Removing the rule lets everyone go on."""
+    mark = marks.get(LIBRARY_RULE)
+    return mark is None or mark in rules
 
 
 def open_to_all(vendor: VendorConfig) -> bool:
@@ -268,6 +288,7 @@ __all__ = [
     "decided_under",
     "eligibility_marks",
     "hash_password",
+    "library_rule_holds",
     "make_directory",
     "patron_key",
     "prepare_pin",

@@ -259,3 +259,54 @@ async def test_after_a_rule_change_signing_in_again_decides_under_the_new_rule(
     assert no.status == 403 and "included with your card" in await no.text()
     assert "Sign in again" not in await no.text()
     assert [q.path_qs for q in archive.requests] == ["/before", "/again"]
+
+
+async def test_a_reload_that_narrows_remote_access_applies_to_sessions_signed_in_before(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """The library limits remote access itself to residents (`directory.eligible_filter`) and
+    reloads. HERON, a non-resident signed in before, kept reaching every database for the rest
+    of the session's lifetime: only per-database rules were marked. Now every session signed in
+    before waits for a new sign-in, which decides under the new rule; a reload that leaves the
+    rule as it was changes nothing for anyone."""
+    from proxy.reload import Reloader
+    from proxy.services import SERVICES
+
+    archive: RecordingVendor = await vendor_factory(ARCHIVE_HOST)
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={"archive": vendor_toml("archive", archive, title="Town Archive")},
+    )
+    driver = await proxy_factory(cfg)
+    assert (await driver.login(HERON.uid, HERON.password)).status == 303
+    assert (await driver.get_vendor(ARCHIVE_HOST, "/before")).status == 200
+
+    # A reload with the same rule (another file touched): nothing changes for the session.
+    outcome = await Reloader(driver.client.app[SERVICES]).reload()
+    assert outcome.ok, outcome.problems
+    assert (await driver.get_vendor(ARCHIVE_HOST, "/same")).status == 200
+
+    text = cfg.read_text()
+    old = 'eligible_filter = "(!(description=expired))"'
+    assert old in text
+    cfg.write_text(
+        text.replace(old, 'eligible_filter = "(&(!(description=expired))(employeeType=resident))"')
+    )
+    outcome = await Reloader(driver.client.app[SERVICES]).reload()
+    assert outcome.ok, outcome.problems
+
+    after = await driver.get_vendor(ARCHIVE_HOST, "/after")
+    assert after.status == 403
+    assert "Sign in again" in await after.text()
+    menu = await (await driver.own("GET", "/menu")).text()
+    assert "Some databases need you to sign in again" in menu and "Town Archive" not in menu
+    assert [q.path_qs for q in archive.requests] == ["/before", "/same"]
+
+    # Signed in again under the new rule: the non-resident is refused remote access,
+    # a resident is let in.
+    assert (await driver.login(HERON.uid, HERON.password)).status != 303
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    assert (await driver.get_vendor(ARCHIVE_HOST, "/resident")).status == 200
+    assert [q.path_qs for q in archive.requests] == ["/before", "/same", "/resident"]

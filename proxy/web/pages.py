@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from proxy.auth import may_use, rules_changed
+from proxy.auth import library_rule_holds, may_use, rules_changed
 from proxy.config import Config
 from proxy.errors import (
     BadCredentials,
@@ -593,9 +593,11 @@ async def menu(request: web.Request) -> web.StreamResponse:
     groups: dict[str, dict[str, Any]] = {}
     shown_count = total = 0
     notice_link: dict[str, str] | None = None
+    library_ok = library_rule_holds(session.rules, svc.eligibility)
     for v in sorted(svc.config.vendors, key=lambda v: v.title.lower()):
-        if not may_use(session.databases, session.rules, v, svc.eligibility.get(v.id, "")):
-            if notice is None and rules_changed(session.rules, v, svc.eligibility.get(v.id, "")):
+        mark = svc.eligibility.get(v.id, "")
+        if not library_ok or not may_use(session.databases, session.rules, v, mark):
+            if notice is None and (not library_ok or rules_changed(session.rules, v, mark)):
                 # Databases decided under rules a reload has changed wait for a new sign-in.
                 notice = MESSAGES["rules_changed_menu"]
                 again = _public(svc.config, f"/login?{AGAIN}=1")
