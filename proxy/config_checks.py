@@ -22,7 +22,7 @@ from proxy.hosts import host_matches, is_valid_hostname
 from proxy.logs import LOG_FORMATS, LOG_LEVELS
 from proxy.patrons_file import read_patrons_file
 from proxy.public_suffix import suffix_list
-from proxy.secrets_ import readable_by_others
+from proxy.secrets_ import readable_by_others, secret_text_problem
 
 if TYPE_CHECKING:
     from proxy.config import Config, VendorConfig
@@ -140,7 +140,11 @@ def check_host_port(value: str) -> bool:
     return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
-def _check_secret_file(path: Path, file: str, key: str, problems: list[Problem]) -> None:
+def _check_secret_file(
+    path: Path, file: str, key: str, problems: list[Problem], *, text: bool = False
+) -> None:
+    """A secret file that exists, is a file and only its owner may read; with `text`, one
+    holding a password (`secret_text_problem`: UTF-8, not empty), as `serve` will read it."""
     try:
         st = path.stat()
     except OSError:
@@ -156,6 +160,13 @@ def _check_secret_file(path: Path, file: str, key: str, problems: list[Problem])
         problems.append(
             Problem(file, key, f"secret file {path} is readable by group or others; chmod 600 it")
         )
+    elif text:
+        try:
+            problem = secret_text_problem(path.read_bytes())
+        except OSError as exc:
+            problem = f"cannot be read ({exc.strerror})"
+        if problem is not None:
+            problems.append(Problem(file, key, f"secret file {path} {problem}"))
 
 
 def _check_server_secret(value: str, file: str, key: str, problems: list[Problem]) -> None:
@@ -341,7 +352,11 @@ def check_directory(cfg: Config, file: str, problems: list[Problem]) -> None:
         )
     if d.bind_password_file:
         _check_secret_file(
-            cfg.resolve(d.bind_password_file), file, "directory.bind_password_file", problems
+            cfg.resolve(d.bind_password_file),
+            file,
+            "directory.bind_password_file",
+            problems,
+            text=True,
         )
     check_environment(d.bind_password_env, file, "directory.bind_password_env", problems)
     if d.ca_file and not cfg.resolve(d.ca_file).is_file():
@@ -383,7 +398,11 @@ def check_session(cfg: Config, file: str, problems: list[Problem]) -> None:
                 _check_server_secret(value, file, "session.secret_file", problems)
     if s.redis_password_file:
         _check_secret_file(
-            cfg.resolve(s.redis_password_file), file, "session.redis_password_file", problems
+            cfg.resolve(s.redis_password_file),
+            file,
+            "session.redis_password_file",
+            problems,
+            text=True,
         )
 
 
@@ -515,6 +534,7 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
                         f,
                         f"shared_login.{which}_file",
                         problems,
+                        text=True,
                     )
     for i, pat in enumerate(v.search_paths):
         try:

@@ -34,7 +34,27 @@ def read_secret_file(path: Path) -> str:
         raise SecretError(f"{path}: is not a regular file (a directory?); name the file in it")
     if readable_by_others(st.st_mode):
         raise SecretError(f"{path}: readable by group or others; chmod 600 it")
-    return path.read_text(encoding="utf-8").rstrip("\r\n")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SecretError(f"{path}: cannot be read ({exc.strerror})") from None
+    problem = secret_text_problem(data)
+    if problem is not None:
+        raise SecretError(f"{path}: {problem}")
+    return data.decode("utf-8").rstrip("\r\n")
+
+
+def secret_text_problem(data: bytes) -> str | None:
+    """What is wrong with a secret file's bytes as a password, or None: not UTF-8 (an editor
+    saving in Latin-1), or nothing in it but a newline (a file made with `touch` and never
+    filled, which would sign in with an empty password: an anonymous bind for LDAP)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not UTF-8 text; save it as UTF-8"
+    if not text.rstrip("\r\n"):
+        return "is empty; put the secret in it"
+    return None
 
 
 def read_secret(config: Config, *, file: str, env: str, base: Path | None = None) -> str:

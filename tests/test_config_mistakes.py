@@ -256,6 +256,67 @@ def test_shared_login_secret_file_that_is_a_directory_is_refused(tmp_path: Path)
     assert_refused(cfg, tmp_path / "vendors" / "ebsco.toml", "shared_login.password_file")
 
 
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("caf\u00e9-secret\n".encode("latin-1"), "is not UTF-8 text"),
+        (b"", "is empty"),
+        (b"\n", "is empty"),
+    ],
+)
+@pytest.mark.parametrize("where", ["shared_login", "bind", "redis"])
+def test_a_secret_file_that_holds_no_usable_password_is_refused(
+    tmp_path: Path, content: bytes, why: str, where: str
+) -> None:
+    """From a review of the vendor adapters: a password file saved in Latin-1 passed
+    check-config and `serve` died at start with a bare UnicodeDecodeError naming neither file
+    nor key; an empty one (`touch`, never filled) passed and the proxy signed in with an empty
+    password (for LDAP, an anonymous bind). Both are refused, naming the key, by check-config
+    and by `serve` alike."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o700)
+    write_secret(secrets / "p", "placeholder")
+    (secrets / "p").write_bytes(content)
+    vendor, directory, extra = None, FILE_DIRECTORY, ""
+    file, key = tmp_path / "proxy.toml", ""
+    if where == "shared_login":
+        (tmp_path / "vendors" / "secrets").mkdir(parents=True, mode=0o700)
+        write_secret(tmp_path / "vendors" / "secrets" / "u", "weston")
+        (secrets / "p").rename(tmp_path / "vendors" / "secrets" / "p")
+        vendor = VENDOR.replace('auth = "assertion"', 'auth = "shared-login"').format(
+            extra='[shared_login]\nmethod = "basic"\nusername_file = "secrets/u"\n'
+            'password_file = "secrets/p"\n'
+        )
+        file, key = tmp_path / "vendors" / "ebsco.toml", "shared_login.password_file"
+    elif where == "bind":
+        directory = (
+            'kind = "ldap"\nurls = ["ldaps://ldap1.westonlibrary.org"]\n'
+            'bind_dn = "cn=proxy,dc=westonlibrary,dc=org"\nbind_password_file = "secrets/p"\n'
+            'base_dn = "ou=patrons,dc=westonlibrary,dc=org"\n'
+        )
+        key = "directory.bind_password_file"
+    else:
+        extra = (
+            '[session]\nstore = "redis"\nredis_url = "redis://127.0.0.1:1/0"\n'
+            'redis_password_file = "secrets/p"\n'
+        )
+        key = "session.redis_password_file"
+    cfg = write(tmp_path, directory=directory, vendor=vendor, extra=extra)
+    assert_refused(cfg, file if where == "shared_login" else cfg, key)
+    checked = check_config(cfg)
+    assert why in checked.stdout + checked.stderr
+    started = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert started.returncode != 0
+    assert "Traceback" not in started.stderr, started.stderr
+    assert key in started.stderr and why in started.stderr, started.stderr
+
+
 # --- hosts ------------------------------------------------------------------------------------
 
 
