@@ -35,6 +35,7 @@ from proxy.errors import (
     Busy,
     SessionConflict,
     StoreUnavailable,
+    VendorAccountRefused,
     VendorError,
     VendorTimeout,
     failure_kind,
@@ -148,6 +149,13 @@ async def dispatch(
         if exc.whole:
             return message_page(request, "busy")
         return message_page(request, "vendor_busy", database=_database(svc, str(exc)))
+    except VendorAccountRefused as exc:
+        # Logged once per refused login, where it was refused (`shared_login_failed`: vendor
+        # and status); counted here per patron request turned away meanwhile.
+        svc.metrics.vendor_failures.labels(str(exc), "account_refused").inc()
+        refused = message_page(request, "vendor_account_refused", database=_database(svc, str(exc)))
+        refused.headers["Retry-After"] = str(exc.retry_after_s)
+        return refused
     except VendorError as exc:
         # The vendor and what failed, for IT ("tls_certificate: certificate has expired" means
         # call the vendor; "refused" means it is down): no patron, address or URL.

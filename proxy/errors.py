@@ -12,7 +12,8 @@ ProxyError
 └── VendorError               a vendor could not be reached (`vendor_failures` turns what the
     │                         client raises into these)
     ├── VendorUnavailable     connection refused, reset or closed mid-response (502)
-    └── VendorTimeout         the vendor did not answer in time (504)
+    ├── VendorTimeout         the vendor did not answer in time (504)
+    └── VendorAccountRefused  the vendor refused the library-wide account (shared-login, 503)
 """
 
 from __future__ import annotations
@@ -98,6 +99,16 @@ class VendorTimeout(VendorError):
     """The vendor did not answer within the configured timeout."""
 
 
+class VendorAccountRefused(VendorError):
+    """The vendor refused the library-wide account of a shared-login vendor (its login failed
+    just now, or one did within the hold-off); `str(exc)` is the vendor id, `retry_after_s` how
+    long until the proxy tries the account again."""
+
+    def __init__(self, vendor_id: str, *, retry_after_s: int) -> None:
+        super().__init__(vendor_id)
+        self.retry_after_s = retry_after_s
+
+
 @contextlib.contextmanager
 def vendor_failures(vendor_id: str) -> Iterator[None]:
     """What talking to a vendor can raise, as the patron's error pages know it: a timeout is
@@ -112,7 +123,16 @@ def vendor_failures(vendor_id: str) -> Iterator[None]:
 
 
 # What `failure_kind` can say (the label values of weston_proxy_vendor_failures_total).
-FAILURE_KINDS = ("timeout", "dns", "refused", "reset", "tls_certificate", "tls", "protocol")
+FAILURE_KINDS = (
+    "timeout",
+    "dns",
+    "refused",
+    "reset",
+    "tls_certificate",
+    "tls",
+    "protocol",
+    "account_refused",
+)
 
 
 # OpenSSL's reason in the text of an exception rebuilt from its message (ldap3 rebuilds what it
@@ -164,6 +184,8 @@ def failure_kind(exc: VendorError) -> tuple[str, str]:
 
     if isinstance(exc, VendorTimeout):
         return "timeout", ""
+    if isinstance(exc, VendorAccountRefused):
+        return "account_refused", ""
     found = network_failure(chain)
     if found is not None:
         return found

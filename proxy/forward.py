@@ -58,6 +58,7 @@ from proxy.privacy import (
 )
 from proxy.public_suffix import same_site
 from proxy.rewrite import JAVASCRIPT_TYPES, media_type, should_rewrite
+from proxy.secret_mask import mask_text
 from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
 from proxy.validators import open_validators, seal_validators, session_cache
@@ -684,6 +685,10 @@ class Upstream:
                 if decoder is not None and has_body and mt in HTML_TYPES:
                     third_party = _ThirdPartyCount(rewriter)
 
+        # The library's own credential, where a shared-login vendor echoes it (empty otherwise).
+        masked = self.adapters[vendor.id].secret_spellings
+        if masked:
+            _mask_headers(headers, masked)
         seal_validators(
             headers,
             out.session.id,
@@ -692,9 +697,11 @@ class Upstream:
         )
         stream = None
         if rewriter is not None and decoder is not None and has_body:
-            stream = rewriter.stream(vendor.id, rtype, resp.charset)
+            stream = rewriter.stream(vendor.id, rtype, resp.charset, masked=masked)
         kind = _UntypedResponse if untyped else web.StreamResponse
         status, reason = resp.status, resp.reason
+        if masked and reason:
+            reason = mask_text(reason, masked)
         if status == 206 and decoder is not None:
             # All of the body in one range (`_body_decoder` refuses any other): a whole body,
             # rewritten, goes out as the 200 it now is.
@@ -1006,6 +1013,15 @@ _URL_HEADERS = (
     ("Content-Security-Policy-Report-Only", "rewrite_csp"),
     ("Access-Control-Allow-Origin", "rewrite_acao"),
 )
+
+
+def _mask_headers(headers: CIMultiDict[str], masked: tuple[str, ...]) -> None:
+    """Every header value with the library's credential (`masked`) replaced by its mask, each
+    header kept in its place and every repeat of it kept."""
+    shown = [(name, mask_text(value, masked)) for name, value in headers.items()]
+    if any(new != old for (_, new), old in zip(shown, headers.values(), strict=True)):
+        headers.clear()
+        headers.extend(shown)
 
 
 def rewrite_response_headers(rewriter: Rewriter, headers: CIMultiDict[str]) -> None:

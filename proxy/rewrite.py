@@ -77,6 +77,7 @@ from proxy.html_tags import HtmlTagStage
 from proxy.idn_hosts import RUN, RUN_CAP, read_host
 from proxy.navigation import refresh_url, to_vendor_host
 from proxy.request_bodies import boundary, unmap_multipart
+from proxy.secret_mask import MASK, mask_pattern
 
 __all__ = [
     "JAVASCRIPT_TYPES",
@@ -622,6 +623,7 @@ class Rewriter:
         # alone: cache by them (per instance, bounded; hosts recur on every page, paths do not).
         self._replace_url = lru_cache(maxsize=8192)(self._compute_replacement)
         self._rule_stage_parts = lru_cache(maxsize=256)(self._compile_rules)
+        self._mask_parts = lru_cache(maxsize=64)(mask_pattern)
         self._unmapper = _Unmapper(host_map, vendor_origins or {})
         # Per config, built once: the shield's policy and the verdicts on hosts pages name.
         self._shield = {
@@ -821,24 +823,33 @@ class Rewriter:
     # ----------------------------------------------------------------------------- streams
 
     def stream(
-        self, vendor_id: str, content_type: str | None, charset: str | None
+        self,
+        vendor_id: str,
+        content_type: str | None,
+        charset: str | None,
+        *,
+        masked: tuple[str, ...] = (),
     ) -> StreamRewriter:
         """A rewriter for one body; passes bytes through untouched when the type is not rewritten.
 
         Vendor `[[rewrite]]` rules see the vendor's own text first, so their replacements may name
-        vendor URLs and still get mapped.
+        vendor URLs and still get mapped. `masked` (the library's credential as a shared-login
+        vendor's page could spell it, `proxy.secret_mask`) is replaced by a mask last, in what
+        goes to the browser.
         """
         mt = media_type(content_type)
         if not should_rewrite(mt):
             return StreamRewriter()
         return StreamRewriter(
-            partial(self._stages, vendor_id, mt), charset, prescan=mt == "text/html"
+            partial(self._stages, vendor_id, mt, masked=masked), charset, prescan=mt == "text/html"
         )
 
-    def _stages(self, vendor_id: str, mt: str, codec: str) -> list[Stage]:
+    def _stages(
+        self, vendor_id: str, mt: str, codec: str, *, masked: tuple[str, ...] = ()
+    ) -> list[Stage]:
         """The stages for a body of type `mt` in `codec`: the vendor's rules, then (HTML and XML
         documents) the tags that name what the proxy changes (`html_tags.edit_tag`), then the
-        URLs."""
+        URLs, then the mask over the library's credential (`masked`)."""
         # Transcoded bodies reach the stages as UTF-8.
         encoding = codecs.lookup(codec if codec_is_bytes_safe(codec) else "utf-8").name
         stages: list[Stage] = []
@@ -850,6 +861,10 @@ class Rewriter:
             edit = partial(self._edit_tag, encoding=encoding, loads=loads)
             stages.append(HtmlTagStage(edit, loads))
         stages.append(self._url_stage())
+        if masked and (parts := self._mask_parts(masked, encoding)) is not None:
+            pattern, longest = parts
+            mask = MASK.encode("ascii")
+            stages.append(RegexStage(pattern, lambda _: mask, window=longest, context=0))
         return stages
 
     def _edit_tag(self, tag: bytes, encoding: str = "utf-8", loads: bool = False) -> bytes:

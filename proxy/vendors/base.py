@@ -33,6 +33,9 @@ class VendorAdapter(ABC):
     """One way of telling a vendor a request comes from a valid patron."""
 
     kind: ClassVar[str]
+    # The library's own credential as a vendor page could spell it (`proxy.secret_mask`): what
+    # the forwarder masks in responses. Only a shared-login adapter holds one.
+    secret_spellings: tuple[str, ...] = ()
 
     def __init__(self, vendor: VendorConfig, upstream: Upstream) -> None:
         self.vendor = vendor

@@ -4,13 +4,33 @@ account and the proxy signs in with it on the patron's behalf.
 Every patron looks like the same library account to the vendor. The credential comes from secret
 files (or environment variables), is sent only to the vendor's login URL (form) or as HTTP Basic,
 and never reaches the patron's browser. The vendor's resulting cookies live in the session jar.
+
+A vendor page that echoes the credential (an account page with the password filled in, a page
+listing the request's headers) has it masked on the way out (`secret_spellings`, applied by
+proxy/forward.py and proxy/rewrite.py): in every response header value and the reason phrase, and
+in every body the proxy rewrites (HTML, CSS, JavaScript, JSON, XML, event streams:
+`proxy.rewrite.should_rewrite`), as the password raw, percent-encoded, HTML-escaped and
+JSON-escaped, and as the HTTP Basic token. NOT masked: bodies the proxy passes through untouched
+(PDFs, images, downloads, text/plain, CSV, an untyped body that is not a document: any type it
+does not rewrite), the frames of a WebSocket, and spellings outside that list (a password in a
+charset that cannot write it, as numeric character references; base64 of the password alone; a
+case-changed copy).
+
+A refused login (`_login` not ok) never lets the patron's request go on without the account (the
+vendor would answer with its own sign-in form, which a patron fills with their card and PIN):
+it raises VendorAccountRefused, which the patron sees as the proxy's own page. The account is
+library-wide, so a refusal holds off every further login to this vendor for REFUSAL_HOLD_OFF_S,
+whatever the session: vendors lock an account that keeps failing to sign in, locking out every
+patron. A login that works, or a reload (a new adapter), ends the hold-off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -19,9 +39,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.config import SharedLogin, VendorConfig
-from proxy.errors import vendor_failures
+from proxy.errors import VendorAccountRefused, vendor_failures
 from proxy.jar import dump_jar, load_jar, store_set_cookies
 from proxy.logs import get_logger
+from proxy.secret_mask import secret_spellings
 from proxy.secrets_ import SecretError, read_secret_file
 from proxy.sessions import storage_key
 from proxy.vendors.base import Outbound, VendorAdapter
@@ -37,6 +58,12 @@ LOGIN_PAGE_BYTES = 256 * 1024
 # How long a finished login's cookies serve requests that went out without them (the requests of
 # one page arrive within seconds).
 LOGIN_REUSE_S = 10.0
+# How long after the vendor refuses the library's account no login to it is tried, from this
+# process, for any session. Account lockout policies commonly count failures over 15 to 30
+# minutes and lock after 3 to 5: one attempt per 10 minutes stays under them even with a few
+# proxy replicas each holding off on its own. A refusal is rarely transient (a locked account,
+# a changed password or login form), and a reload ends the hold-off once IT has fixed the cause.
+REFUSAL_HOLD_OFF_S = 600.0
 log = get_logger("proxy.vendors.shared_login")
 
 
@@ -76,6 +103,10 @@ class SharedLoginAdapter(VendorAdapter):
         self._user, self._password = self._credential()
         token = base64.b64encode(f"{self._user}:{self._password}".encode()).decode()
         self._basic = f"Basic {token}"
+        self.secret_spellings = secret_spellings(self._password, token)
+        # time.monotonic() before which no login is tried: the vendor refused the account.
+        # Per vendor (this adapter), not per session: the account is the library's.
+        self._refused_until = 0.0
 
     @property
     def settings(self) -> SharedLogin:
@@ -124,6 +155,7 @@ class SharedLoginAdapter(VendorAdapter):
         key = storage_key(out.session.id)  # never the session id itself
         login = self._logins.get(key)
         if login is None or not login.serves(out.session.jars.get(self.vendor.id, [])):
+            self._check_hold_off()
             jar = list(out.session.jars.get(self.vendor.id, []))
             login = _Login(asyncio.ensure_future(self._login(jar)), jar)
             self._logins[key] = login
@@ -143,6 +175,17 @@ class SharedLoginAdapter(VendorAdapter):
             done.append(self.vendor.id)
         out.session.state[_STATE_KEY] = done
         out.session_changed = True
+        if not ok:
+            # Sending the request on without the account would relay the vendor's own sign-in
+            # form to the patron.
+            left = math.ceil(self._refused_until - time.monotonic())
+            raise VendorAccountRefused(self.vendor.id, retry_after_s=max(1, left))
+
+    def _check_hold_off(self) -> None:
+        """Raise VendorAccountRefused while the vendor's refusal of the account holds off logins."""
+        left = self._refused_until - time.monotonic()
+        if left > 0:
+            raise VendorAccountRefused(self.vendor.id, retry_after_s=math.ceil(left))
 
     def _drop(self, key: str, login: _Login) -> None:
         if self._logins.get(key) is login:
@@ -172,7 +215,10 @@ class SharedLoginAdapter(VendorAdapter):
             ok = resp.status < 400 and (not sl.success_text or sl.success_text.encode() in body)
         finally:
             resp.release()
-        if not ok:
+        if ok:
+            self._refused_until = 0.0
+        else:
+            self._refused_until = time.monotonic() + REFUSAL_HOLD_OFF_S
             log.warning("shared_login_failed", vendor=self.vendor.id, status=resp.status)
         return dump_jar(jar), ok
 

@@ -113,6 +113,14 @@ MESSAGES: dict[str, Message] = {
         "{database} did not answer in time. Your library card is fine.",
         "Please try again in a few minutes, or choose another database.",
     ),
+    "vendor_account_refused": Message(
+        503,
+        "The database can't be opened right now",
+        "{database} can't be reached with the library's account right now. Your library card is "
+        "fine.",
+        "Please try again later. If it keeps happening, please tell the library, so staff can "
+        "sort out the library's account with the database.",
+    ),
     "vendor_busy": Message(
         503,
         "The database is busy",
