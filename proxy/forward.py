@@ -51,6 +51,7 @@ from proxy.logs import get_logger
 from proxy.patron_reads import PatronReads
 from proxy.privacy import (
     FORGET_WHAT,
+    FORM_CHALLENGE,
     Initiator,
     initiator_host,
     outbound_headers,
@@ -626,6 +627,8 @@ class Upstream:
             if refusal is not None:
                 return refusal  # the vendor's response is let go unread by forward()
         headers = response_headers(resp.headers.items())
+        if resp.status == 401:
+            headers["WWW-Authenticate"] = FORM_CHALLENGE  # never the vendor's (RESPONSE_DROP)
         if len(headers.getall("Content-Type", ())) > 1:
             # The browser is sent the one type the proxy judged the body by.
             headers.popall("Content-Type")

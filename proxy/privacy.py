@@ -76,6 +76,10 @@ RESPONSE_DROP = frozenset(
         # A rule set the browser fetches, and whose prefetches and prerenders open connections to
         # any host it lists, from the patron's address, before any click (P3).
         "speculation-rules",
+        # A challenge makes the browser prompt for a user name and password on the vendor's
+        # mapped host, which a patron fills with their card and PIN (P2). What the browser then
+        # sends (Authorization) never reaches the vendor, so no challenge can be met anyway.
+        "www-authenticate",
     }
 )
 
@@ -231,6 +235,11 @@ def _as_sent(value: str) -> str:
         return value.encode("utf-8", "surrogateescape").decode("latin-1")
     return value
 
+
+# A 401 must name a challenge (RFC 9110, 15.5.2); the patron's is the sign-in form, no scheme a
+# browser answers with a password dialog. A vendor's 401 carries it too, in place of the
+# vendor's own challenge (RESPONSE_DROP).
+FORM_CHALLENGE = "Form"
 
 OWN_PAGE_HEADERS = {
     "Content-Security-Policy": (

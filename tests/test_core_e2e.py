@@ -433,3 +433,26 @@ async def test_session_requests_concurrent(setup: Any) -> None:
         any(k.lower() == "x-patron-assertion" for k, _ in r.headers) for r in vendor.requests
     )
     assert json.dumps([r.path_qs for r in vendor.requests])
+
+
+async def test_a_vendors_password_challenge_never_reaches_the_browser(setup: Any) -> None:
+    """A vendor answering 401 with `WWW-Authenticate: Basic` would make the browser ask for a
+    user name and password on the vendor's mapped host, and a patron types their card and PIN
+    there (P2; the browser's Authorization never reaches the vendor anyway). The 401 and its
+    page reach the patron; the challenge is the proxy's form one, which no browser prompts for."""
+    driver, vendor = setup
+
+    async def challenge(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            status=401,
+            text="<p>Sign in to your vendor account</p>",
+            content_type="text/html",
+            headers={"WWW-Authenticate": 'Basic realm="Vendor", Digest realm="Vendor"'},
+        )
+
+    vendor.routes["/private"] = challenge
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    r = await driver.get_vendor(VENDOR_HOST, "/private")
+    assert r.status == 401
+    assert "vendor account" in await r.text()
+    assert r.headers.getall("WWW-Authenticate") == ["Form"]

@@ -67,6 +67,9 @@ def test_response_drops_hop_by_hop_and_cookies() -> None:
             ("Set-Cookie", "a=b"),
             ("Transfer-Encoding", "chunked"),
             ("Alt-Svc", 'h3=":443"'),
+            # A browser prompt for a name and password on a vendor host: the patron's card
+            # and PIN would be typed into it (P2).
+            ("WWW-Authenticate", 'Basic realm="Vendor"'),
         ]
     )
     assert list(out.keys()) == ["Content-Type"]

@@ -26,7 +26,7 @@ from proxy.errors import (
 )
 from proxy.hosts import HostMap
 from proxy.logs import get_logger
-from proxy.privacy import OWN_PAGE_HEADERS
+from proxy.privacy import FORM_CHALLENGE, OWN_PAGE_HEADERS
 from proxy.redirects import safe_target
 from proxy.rewrite_headers import is_third_party
 from proxy.services import SERVICES, Services
@@ -47,9 +47,6 @@ RENEW_TOKEN = "weston.renew_token"
 # throttle's counters, ending the old session, starting the new one) is answered by the app's
 # store page, which then renews the token too (`renew_sign_in_token`).
 SIGN_IN_POST = "weston.sign_in_post"
-# A 401 must name a challenge (RFC 9110, 15.5.2); the patron's is the sign-in form, no scheme a
-# browser answers with a password dialog.
-FORM_CHALLENGE = "Form"
 # A note for the menu, set with the redirect after sign-in and shown once (no personal data).
 NOTICE_COOKIE = "weston_notice"
 # `GET /login?again=1`: the sign-in form even for a signed-in patron, whose databases were
