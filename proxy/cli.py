@@ -188,15 +188,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.logs import stacks_on_usr1
 
     stacks_on_usr1()
-    problem = _prepare_shared_state(config)
+    problem = _prepare_shared_state(config) or _listen_problem(config, reuse_port=workers > 1)
     if problem is not None:
         print(f"cannot serve: {problem}", file=sys.stderr)
         return EXIT_USAGE
     _banner(config, sys.stdout)
     if workers <= 1:
-        _serve_one(config, reuse_port=False)
+        try:
+            _serve_one(config, reuse_port=False)
+        except OSError as exc:  # taken between the check and the start
+            print(f"cannot serve: {_cannot_listen(config, exc)}", file=sys.stderr)
+            return EXIT_USAGE
         return EXIT_OK
     return _serve_workers(config, workers)
+
+
+def _listen_problem(config: Config, *, reuse_port: bool) -> str | None:
+    """Why `server.listen` cannot be listened on (taken by another process, an address this
+    machine does not have), found by binding it once before the banner; None when it can.
+    Without it the banner said "listening on" and a traceback followed."""
+    import socket
+
+    host, port = config.listen_addr
+    try:
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        return _cannot_listen(config, exc)
+    for family, kind, proto, _, address in found:
+        with socket.socket(family, kind, proto) as probe:
+            # As asyncio's server binds: the address may be reused at once after a restart.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                return _cannot_listen(config, exc)
+    return None
+
+
+def _cannot_listen(config: Config, exc: OSError) -> str:
+    host, port = config.listen_addr
+    why = exc.strerror or str(exc) or type(exc).__name__
+    return f"{config.path}: server.listen: {host}:{port} cannot be listened on: {why}"
 
 
 def _no_core_dumps() -> None:

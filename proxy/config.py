@@ -84,8 +84,10 @@ class LibraryConfig:
     name: str = doc("library name shown to patrons", "Weston Public Library")
     scope: str = doc("security domain used in the affiliation claim", "westonlibrary.org")
     contact: str = doc(
-        "how patrons reach the library for help",
-        "Ask at the circulation desk or call (203) 555-0100.",
+        "how patrons reach the library for help (one sentence; give the library's real number)",
+        # No number of its own: a built-in one would send patrons who need help to a number
+        # that does not exist (the demo config, conf/proxy.toml, shows a fictional one).
+        "Ask at the library's circulation desk.",
     )
     help_url: str = doc("library help page", "")
 

@@ -18,7 +18,7 @@ from proxy.assertion import load_keys
 from proxy.client_ip import parse_networks
 from proxy.crypto import server_secret_problem
 from proxy.errors import EnvironmentProblem, Problem
-from proxy.hosts import host_matches, is_valid_hostname
+from proxy.hosts import host_matches, is_valid_hostname, map_label
 from proxy.logs import LOG_FORMATS, LOG_LEVELS
 from proxy.patrons_file import read_patrons_file
 from proxy.public_suffix import suffix_list
@@ -82,6 +82,10 @@ def url_parts(url: str) -> tuple[str, str, int | None]:
     except ValueError:
         port = None
     return parts.scheme, (parts.hostname or ""), port
+
+
+# A DNS label's longest (RFC 1035 2.3.4): a mapped vendor host is one label under the proxy's.
+MAX_DNS_LABEL = 63
 
 
 def url_mistake(url: str) -> str | None:
@@ -431,11 +435,34 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", v.id):
         problems.append(Problem(f, "id", "must be lowercase letters, digits, - or _"))
     scheme, host, _ = v.origin_parts
+    origin = urlsplit(v.origin)
     mistake = url_mistake(v.origin)
-    if mistake:
+    if "@" in origin.netloc:
+        # Never echoed: what is before the @ is a user name and password (secrets are never
+        # inline), and the proxy would not send it anyway.
+        problems.append(
+            Problem(
+                f,
+                "origin",
+                "must not carry a user name or password (user:password@); for a vendor that "
+                'needs the library\'s account, use auth = "shared-login" with its secret files',
+            )
+        )
+    elif mistake:
         problems.append(Problem(f, "origin", mistake))
     elif scheme not in ("http", "https") or not host:
         problems.append(Problem(f, "origin", f"must be an http(s) URL, not {v.origin!r}"))
+    elif origin.path not in ("", "/") or origin.query or origin.fragment:
+        # Requests keep only the scheme, host and port; the menu's link would be the origin
+        # with "/" added (`…/login.aspx/`). EZproxy's URL line belongs in start_url.
+        problems.append(
+            Problem(
+                f,
+                "origin",
+                "must be scheme://host[:port] only, no path, query or fragment; put the "
+                "database's first page in start_url",
+            )
+        )
     if not v.hosts:
         problems.append(Problem(f, "hosts", "at least one host is required"))
     for i, h in enumerate(v.hosts):
@@ -446,6 +473,18 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
             )
         elif covers_public_suffix(h):
             problems.append(Problem(f, "hosts", f"{h!r} would proxy a whole public suffix"))
+        elif len(map_label(bare)) > MAX_DNS_LABEL:
+            # Served at map_label(host).<public host>, one DNS label: no resolver looks up a
+            # longer one and no certificate names it (EZproxy has ProxyHostnameEdit for this).
+            problems.append(
+                Problem(
+                    f,
+                    f"hosts[{i}]",
+                    f"{h!r} maps to a name label of {len(map_label(bare))} characters "
+                    f"({map_label(bare)[:20]}…), over DNS's {MAX_DNS_LABEL}: patrons could never "
+                    "reach it",
+                )
+            )
         elif covered := next((n for n in NAMESPACE_HOSTS if host_matches(h, n)), None):
             problems.append(
                 Problem(
