@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from proxy.app import SERVICES
+from proxy.web.pages import MAX_LOGIN_BODY
 from tests.canary import CANARY, leaks
 from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
 
@@ -248,9 +249,10 @@ async def test_open_redirect_forms_when_already_signed_in(setup: Setup) -> None:
         ("HTTPS://WWW.VENDOR-ONE.TEST/x", "http://{M}/x"),
         ("http://{M}/already/mapped", "http://{M}/already/mapped"),
         ("http://search.wild-db.test/", "http://search-wild--db-test.proxy.localhost:{port}/"),
-        # Stays percent-encoded (aiohttp upper-cases the escapes): no header is injected.
-        ("http://www.vendor-one.test/%0d%0aSet-Cookie:x=1", "http://{M}/%0D%0ASet-Cookie:x=1"),
-        ("http://www.vendor-one.test#frag", "http://{M}/"),
+        # Stays percent-encoded, byte for byte: no header is injected.
+        ("http://www.vendor-one.test/%0d%0aSet-Cookie:x=1", "http://{M}/%0d%0aSet-Cookie:x=1"),
+        # The fragment stays in the Location: the browser keeps it (hash-routed databases).
+        ("http://www.vendor-one.test#frag", "http://{M}/#frag"),
     ],
 )
 async def test_vendor_starting_points_are_allowed(setup: Setup, url: str, expected: str) -> None:
@@ -425,7 +427,12 @@ async def test_oversized_login_body_is_refused_without_a_session(setup: Setup) -
     csrf, _ = await driver.login_form()
     r = await driver.client.post(
         "/login",
-        data={"username": CANARY.uid, "password": CANARY.password, "csrf": csrf, "pad": "p" * 9000},
+        data={
+            "username": CANARY.uid,
+            "password": CANARY.password,
+            "csrf": csrf,
+            "pad": "p" * (MAX_LOGIN_BODY + 1),
+        },
         headers={"Host": driver.public},
         allow_redirects=False,
     )

@@ -85,6 +85,13 @@ MESSAGES: dict[str, Message] = {
         "This web address is not one of the library's databases, so nothing was opened.",
         "Start from the library's list of databases.",
     ),
+    "link_too_long": Message(
+        414,
+        "This link is too long to open",
+        "The database address in the link is longer than a web browser can ask for, so it was "
+        "not opened.",
+        "Open the database from the library's list and search there.",
+    ),
     "not_found": Message(
         404,
         "There is no page at this address",

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from yarl import URL
 
 from proxy.auth import library_rule_holds, may_use, rules_changed
 from proxy.config import Config
@@ -25,6 +26,7 @@ from proxy.errors import (
     StoreUnavailable,
 )
 from proxy.hosts import HostMap
+from proxy.limits_http import http_limits
 from proxy.logs import get_logger
 from proxy.privacy import FORM_CHALLENGE, OWN_PAGE_HEADERS
 from proxy.redirects import safe_target
@@ -36,9 +38,10 @@ from proxy.web.messages import LANG, MESSAGES, UI, Message, shown
 from proxy.web.session_cookie import CSRF_COOKIE, clear_copies, session_id, session_ids
 
 WEB_DIR = Path(__file__).parent
-MAX_LOGIN_BODY = 8 * 1024
+# Card, PIN, token, and a starting point as long as a request line, every character of it
+# percent-encoded by the form.
+MAX_LOGIN_BODY = 32 * 1024
 LOGIN_BODY_TIMEOUT_S = 10.0
-MAX_START = 4096  # the longest starting-point address kept
 # The starting point a sign-in post asked for, kept on the request for the pages that answer it.
 LOGIN_URL = "weston.login_url"
 # Set on a sign-in post whose answer renews the sign-in token (`_token`).
@@ -47,8 +50,10 @@ RENEW_TOKEN = "weston.renew_token"
 # throttle's counters, ending the old session, starting the new one) is answered by the app's
 # store page, which then renews the token too (`renew_sign_in_token`).
 SIGN_IN_POST = "weston.sign_in_post"
-# A note for the menu, set with the redirect after sign-in and shown once (no personal data).
+# A note for the menu, set with the redirect after sign-in and shown once (no personal data):
+# the MESSAGES kind, one of NOTICES.
 NOTICE_COOKIE = "weston_notice"
+NOTICES = ("not_configured", "link_too_long")
 # `GET /login?again=1`: the sign-in form even for a signed-in patron, whose databases were
 # decided under rules a reload has changed since (auth.rules_changed).
 AGAIN = "again"
@@ -100,21 +105,66 @@ def login_link(request: web.Request) -> str:
 def starting_point(request: web.Request) -> str:
     """The address a sign-in link asks for, read as EZproxy reads its links (libraries' websites
     hold years of them): `qurl` is the encoded form, and so is a `url` whose value is encoded.
-    A `url` whose value starts `http://` or `https://` unencoded, and whose own query starts
-    with a `name=` (`login?url=https://db/search?q=a&db=b`), takes the rest of the query string,
-    `&`s included, as sent: why EZproxy's documentation puts `url` last. A query that starts
-    encoded (`?q%3Da%26db%3Db`, as some clients rewrite an encoded value) is the encoded form."""
+    A `url` whose value starts `http://` or `https://` unencoded takes the rest of the query
+    string as sent, `&`s and escapes included, whatever its own query looks like (`?&db=a9h`,
+    `?fulltext&id=…`): everything after `url=` is the address, why EZproxy's documentation puts
+    `url` last. Only a query whose first parameter holds an encoded `=` or `&` and no `=` of its
+    own (`?q%3Da%26db%3Db&lang=en`: an encoded value, as aiohttp's client and some others send
+    it with `://` decoded) is the encoded form, cut at the next `&`. Nothing is cut
+    otherwise: the request line bounds the address, and `safe_target` refuses what a browser
+    could not ask for."""
     qurl = request.query.get("qurl")
     if qurl:
-        return qurl[:MAX_START]
+        return qurl
     # The query as the browser sent it (yarl's `raw_query_string` may have decoded `%3A%2F%2F`).
     raw = request.raw_path.partition("?")[2]
     found = re.search(r"(?:^|&)url=", raw)
     if found is not None and re.match(r"(?i)https?://", tail := raw[found.end() :]):
-        path, has_query, query = tail.partition("?")
-        if (has_query and re.match(r"[^=&%]*=", query)) or (not has_query and "&" not in path):
-            return tail[:MAX_START]
-    return request.query.get("url", "")[:MAX_START]
+        first = tail.partition("?")[2].partition("&")[0]
+        if "=" in first or not re.search(r"(?i)%(?:3D|26)", first):
+            return tail
+    return request.query.get("url", "")
+
+
+def _max_line(config: Config) -> int:
+    """The longest request line the server takes: the longest address a patron can be sent to."""
+    return http_limits(config).max_request_line
+
+
+def _start_notice(url: str, hosts: HostMap, max_line: int) -> str | None:
+    """What the menu says about a starting point `safe_target` did not take (one of NOTICES),
+    or None when there is nothing useful to say (no address asked for, or a malformed one)."""
+    if _elsewhere(url, hosts):
+        return "not_configured"
+    if safe_target(url, hosts, max_line=4 * max_line) is not None:
+        return "link_too_long"  # a database's address, but longer than a request line holds
+    return None
+
+
+def _redirect_to_start(request: web.Request, url: str) -> web.HTTPSeeOther:
+    """The 303 to the mapped starting point, or to the menu with a notice saying why not.
+
+    The Location is the target byte for byte: a `str` would go through yarl, which re-quotes
+    (`%3B` → `;`, `%7E` → `~`, a lone `%` → `%25`) and so breaks a link signed over its bytes."""
+    svc = request.app[SERVICES]
+    max_line = _max_line(svc.config)
+    target = safe_target(url, svc.hosts, max_line=max_line)
+    if target is not None:
+        return web.HTTPSeeOther(URL(target, encoded=True))
+    resp = web.HTTPSeeOther(_public(svc.config, "/menu"))
+    notice = _start_notice(url, svc.hosts, max_line) if url else None
+    if notice is not None:
+        # The menu says, once, why the patron is there rather than at the address asked for.
+        resp.set_cookie(
+            NOTICE_COOKIE,
+            notice,
+            path="/menu",
+            max_age=120,
+            httponly=True,
+            samesite="Lax",
+            secure=_cookie_secure(svc.config),
+        )
+    return resp
 
 
 def _set_csrf(resp: web.StreamResponse, config: Config, token: str) -> None:
@@ -245,7 +295,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     session = await svc.sessions.load(sid)
     if session is not None and AGAIN not in request.query:
         # Already signed in: go straight on, as EZproxy does for login?url=.
-        raise web.HTTPSeeOther(safe_target(url, svc.hosts) or _public(svc.config, "/menu"))
+        raise _redirect_to_start(request, url)
     if session is not None:
         # "Sign in again" (the rules changed since the sign-in): the form, though signed in.
         return _login_page(request, url=url)
@@ -362,7 +412,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     # Cards print the number in groups ("2 9999 00042 4242"): spaces typed with it mean nothing.
     username = "".join(str(form.get("username", "")).split())
     password = str(form.get("password", ""))
-    url = str(form.get("url", ""))[:MAX_START]
+    url = str(form.get("url", ""))
     request[LOGIN_URL] = url
     sent_token = str(form.get("csrf", ""))
     cookie_token = request.cookies.get(CSRF_COOKIE, "")
@@ -410,19 +460,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     for hook in svc.hooks.login_outcome:
         hook("success")
     log.info("login", outcome="success")
-    target = safe_target(url, svc.hosts)
-    resp = web.HTTPSeeOther(target or _public(svc.config, "/menu"))
-    if target is None and _elsewhere(url, svc.hosts):
-        # The menu says, once, that the address asked for is none of the library's databases.
-        resp.set_cookie(
-            NOTICE_COOKIE,
-            "not_configured",
-            path="/menu",
-            max_age=120,
-            httponly=True,
-            samesite="Lax",
-            secure=_cookie_secure(svc.config),
-        )
+    resp = _redirect_to_start(request, url)
     if len(old) > 1:
         clear_copies(resp, request, svc.config)  # before the new cookie, which aiohttp adds last
     _set_session_cookie(resp, svc.config, session.id)
@@ -435,7 +473,7 @@ def _elsewhere(url: str, hosts: HostMap) -> bool:
     """Whether a starting point names a web address on a host that is neither the proxy's nor a
     database's (`is_third_party`): the menu then says the address is not one of the library's
     databases, rather than leaving the patron to look for it. (A database's address that
-    `safe_target` would not take, with a space in it say, is not called a stranger.)"""
+    `safe_target` would not take, too long say, is not called a stranger.)"""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -584,13 +622,14 @@ async def menu(request: web.Request) -> web.StreamResponse:
     q = request.query.get("q", "").strip()[:100]
     # After sign-in from a link to an address that is none of the library's databases.
     asked = request.cookies.get(NOTICE_COOKIE)
-    notice = MESSAGES["not_configured"] if asked == "not_configured" else None
+    notice = MESSAGES[asked] if asked in NOTICES else None
     # Every database is on the page; the ones the filter leaves out are `hidden`, which works
     # without JavaScript, and menu.js can show them again as the patron edits the filter.
     groups: dict[str, dict[str, Any]] = {}
     shown_count = total = 0
     notice_link: dict[str, str] | None = None
     library_ok = library_rule_holds(session.rules, svc.eligibility)
+    max_line = _max_line(svc.config)
     for v in sorted(svc.config.vendors, key=lambda v: v.title.lower()):
         mark = svc.eligibility.get(v.id, "")
         if not library_ok or not may_use(session.databases, session.rules, v, mark):
@@ -607,7 +646,7 @@ async def menu(request: web.Request) -> web.StreamResponse:
             letter if letter.isalpha() else "#",
             {"letter": letter if letter.isalpha() else "#", "items": [], "shown": False},
         )
-        href = safe_target(v.start, svc.hosts) or "#"
+        href = safe_target(v.start, svc.hosts, max_line=max_line) or "#"
         group["items"].append(
             {
                 "title": v.title,
