@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -171,6 +172,23 @@ def _check_secret_file(
             problem = f"cannot be read ({exc.strerror})"
         if problem is not None:
             problems.append(Problem(file, key, f"secret file {path} {problem}"))
+
+
+def _check_ca_file(path: Path, file: str, key: str, problems: list[Problem]) -> None:
+    """A CA bundle that exists and holds at least one certificate in PEM form, loaded as the
+    connection will load it: an empty file, a DER one or a private key in its place passed
+    before, and then `serve` died with an SSLError (vendor) or every sign-in failed (directory)."""
+    if not path.is_file():
+        problems.append(Problem(file, key, f"{path} does not exist"))
+        return
+    try:
+        context = ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        why = getattr(exc, "reason", None) or type(exc).__name__
+        problems.append(Problem(file, key, f"{path} holds no CA certificate in PEM form ({why})"))
+        return
+    if not context.cert_store_stats()["x509"]:  # every certificate loaded, CA-marked or not
+        problems.append(Problem(file, key, f"{path} holds no CA certificate in PEM form"))
 
 
 def _check_server_secret(value: str, file: str, key: str, problems: list[Problem]) -> None:
@@ -363,10 +381,8 @@ def check_directory(cfg: Config, file: str, problems: list[Problem]) -> None:
             text=True,
         )
     check_environment(d.bind_password_env, file, "directory.bind_password_env", problems)
-    if d.ca_file and not cfg.resolve(d.ca_file).is_file():
-        problems.append(
-            Problem(file, "directory.ca_file", f"{cfg.resolve(d.ca_file)} does not exist")
-        )
+    if d.ca_file:
+        _check_ca_file(cfg.resolve(d.ca_file), file, "directory.ca_file", problems)
     if d.pool_size < 1:
         problems.append(Problem(file, "directory.pool_size", "must be at least 1"))
 
@@ -538,8 +554,8 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
             )
         )
     _not_negative(v, _VENDOR_ZERO_MEANS, f, "", problems)
-    if v.tls_ca_file and not v.resolve(v.tls_ca_file).is_file():
-        problems.append(Problem(f, "tls_ca_file", f"{v.resolve(v.tls_ca_file)} does not exist"))
+    if v.tls_ca_file:
+        _check_ca_file(v.resolve(v.tls_ca_file), f, "tls_ca_file", problems)
     if v.connect_to and not check_host_port(v.connect_to):
         problems.append(Problem(f, "connect_to", f"must be host:port, not {v.connect_to!r}"))
     if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", v.assertion_header):

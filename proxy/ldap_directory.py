@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
 import multiprocessing
 import multiprocessing.context
@@ -42,10 +43,16 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import ldap3
 import structlog
-from ldap3.core.exceptions import LDAPException, LDAPPasswordIsMandatoryError, LDAPSASLPrepError
+from ldap3.core.exceptions import (
+    LDAPCertificateError,
+    LDAPException,
+    LDAPPasswordIsMandatoryError,
+    LDAPSASLPrepError,
+)
 from ldap3.operation.search import parse_filter
 from ldap3.protocol.sasl.sasl import validate_simple_password
 from ldap3.utils.conv import escape_filter_chars
@@ -101,6 +108,11 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, LDAPException) and len(exc.args) > 1 and isinstance(exc.args[1], list):
         # "unable to open socket", with what each of the host's addresses raised
         met += [e[0] for e in exc.args[1] if isinstance(e, tuple) and e]
+    chained = [c for e in met for c in (e.__cause__, e.__context__) if c is not None]
+    if any(isinstance(e, LDAPCertificateError) for e in met + chained):
+        # ldap3 checks the host name itself, after the handshake: its own error, whose text
+        # quotes the certificate, so only the fact is said.
+        return "tls_certificate: the certificate is not for this host name"
     found = network_failure(met)
     if found is None:
         return ""
@@ -485,7 +497,11 @@ class _Worker:
         self._d = d
         self._bind_password = settings.bind_password
         self._vendor_filters = settings.vendor_filters
-        self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ca_file)
+        # One per server host: each sends its host name in the handshake (SNI), so a TLS front
+        # serving several names (a load balancer, a hosted directory) presents the right
+        # certificate. An address sends none, as browsers do.
+        self._tls: dict[str, Any] = {}
+        self._ca_file = settings.ca_file
         self._decoy_dn = f"{_DECOY_RDN},{d.base_dn}"
         # Per server, the connections this worker keeps between sign-ins (it runs one call at a
         # time, so one of each): the service-bound one for searches, and the one patrons' PIN
@@ -541,13 +557,28 @@ class _Worker:
             )
         return _Outcome("unavailable", failed=tuple(failed), message="no directory server answered")
 
+    def _tls_for(self, url: str) -> Any:
+        """ldap3's TLS settings for the server at `url`: certificates checked against
+        `ca_file` (or the system's), and the host name sent as SNI unless it is an address."""
+        host = urlsplit(url).hostname or ""
+        tls = self._tls.get(host)
+        if tls is None:
+            try:
+                ipaddress.ip_address(host)
+                sni = None
+            except ValueError:
+                sni = host or None
+            tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=self._ca_file, sni=sni)
+            self._tls[host] = tls
+        return tls
+
     def _connect(self, url: str, deadline: float, user: str, password: str) -> Any:
         """An open (not yet bound) connection; StartTLS done when configured."""
         connect_s = max(_MIN_CONNECT_S, min(self._d.timeout_s, deadline - time.monotonic()))
         server = ldap3.Server(
             url,
             use_ssl=url.lower().startswith("ldaps://"),
-            tls=self._tls,
+            tls=self._tls_for(url),
             connect_timeout=connect_s,
             get_info=ldap3.NONE,
         )
