@@ -125,8 +125,8 @@ async def dispatch(
         if request.path == FORGET_PATH:
             return forget_here(request)  # the sign-out page's request; nothing reaches the vendor
         return await proxy_request(request, vendor_host)
-    except StoreUnavailable:
-        log.warning("store_unavailable", dependency="store")
+    except StoreUnavailable as exc:
+        log.warning("store_unavailable", dependency="store", reason=exc.reason)
         unavailable = message_page(request, "store_unavailable", links=_try_again(request))
         renew_sign_in_token(request, unavailable)
         return unavailable

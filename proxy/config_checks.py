@@ -13,7 +13,7 @@ import ssl
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from proxy.assertion import load_keys
 from proxy.client_ip import parse_networks
@@ -387,6 +387,21 @@ def check_directory(cfg: Config, file: str, problems: list[Problem]) -> None:
         problems.append(Problem(file, "directory.pool_size", "must be at least 1"))
 
 
+def redis_url_has_password(url: str) -> bool:
+    """Whether a Redis URL carries a password, as redis-py reads one: after the user name
+    (`redis://:PW@host`, `redis://USER:PW@host`) or as a `password=` query parameter."""
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            return True
+    except ValueError:  # unreadable netloc: look for "user:password@" by hand
+        netloc = url.partition("://")[2].partition("/")[0]
+        if ":" in netloc.rpartition("@")[0]:
+            return True
+    query = url.partition("?")[2]
+    return any(k.lower() == "password" and v for k, v in parse_qsl(query))
+
+
 def check_session(cfg: Config, file: str, problems: list[Problem]) -> None:
     s = cfg.session
     if s.store not in STORE_KINDS:
@@ -395,6 +410,18 @@ def check_session(cfg: Config, file: str, problems: list[Problem]) -> None:
         problems.append(
             Problem(
                 file, "session.redis_url", "store = redis needs redis_url = redis://host:port/db"
+            )
+        )
+    if s.redis_url and redis_url_has_password(s.redis_url):
+        # The proxy.toml is group-readable and goes into every config backup. The URL itself
+        # is never repeated: it holds the password.
+        problems.append(
+            Problem(
+                file,
+                "session.redis_url",
+                "holds a password (secrets must not be inline); put it in redis_password_file "
+                "and write the URL without it, redis://host:port/db (a user name alone, "
+                "redis://USER@host:port/db, is fine)",
             )
         )
     if cfg.server.workers > 1 and s.store == "memory":

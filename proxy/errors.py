@@ -75,7 +75,15 @@ class DirectoryUnavailable(AuthError):
 
 
 class StoreUnavailable(ProxyError):
-    """The session store did not answer; the proxy must not serve without a session check."""
+    """The session store did not answer, or answered with a refusal; the proxy must not serve
+    without a session check.
+
+    `reason` is a short kind for IT staff ("authentication", "connection refused", "timeout",
+    "read-only", "out of memory" …): never a key, a value, a session or a patron."""
+
+    def __init__(self, message: str = "session store unavailable", *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or "unavailable"
 
 
 class SessionConflict(ProxyError):

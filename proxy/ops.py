@@ -25,36 +25,52 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "ok", "pid": os.getpid()})
 
 
-async def _answers(ping: Awaitable[None], timeout: float) -> bool:
+async def _failure(ping: Awaitable[None], timeout: float) -> str | None:
+    """None when the check passed, else a short reason (StoreUnavailable's own, "timeout")."""
     try:
         async with asyncio.timeout(timeout):
             await ping
-        return True
-    except (TimeoutError, DirectoryUnavailable, StoreUnavailable, OSError):
-        return False
+        return None
+    except TimeoutError:
+        return "timeout"
+    except StoreUnavailable as exc:
+        return exc.reason
+    except (DirectoryUnavailable, OSError):
+        return "unavailable"
+
+
+async def dependency_failures(svc: Services) -> tuple[str | None, str | None]:
+    """Ask the directory and the store once, at the same time; why each failed (None: it
+    answered), also set on the `dependency_up` gauge. The store's check is a write (see
+    RedisStore.ping): a store that answers but refuses writes is not ready."""
+    directory, store = await asyncio.gather(
+        _failure(svc.directory.ping(), svc.config.directory.timeout_s + 1),
+        _failure(svc.sessions.store.ping(), 3.0),
+    )
+    svc.metrics.dependency_up.labels("directory").set(0 if directory else 1)
+    svc.metrics.dependency_up.labels("store").set(0 if store else 1)
+    return directory, store
 
 
 async def check_dependencies(svc: Services) -> tuple[bool, bool]:
-    """Ask the directory and the store once, at the same time; (directory up, store up), also
-    set on the `dependency_up` gauge. /readyz and the metrics refresher both use it."""
-    directory_ok, store_ok = await asyncio.gather(
-        _answers(svc.directory.ping(), svc.config.directory.timeout_s + 1),
-        _answers(svc.sessions.store.ping(), 3.0),
-    )
-    svc.metrics.dependency_up.labels("directory").set(1 if directory_ok else 0)
-    svc.metrics.dependency_up.labels("store").set(1 if store_ok else 0)
-    return directory_ok, store_ok
+    """(directory up, store up), as `dependency_failures`; the metrics refresher uses it."""
+    directory, store = await dependency_failures(svc)
+    return directory is None, store is None
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    directory_ok, store_ok = await check_dependencies(request.app[SERVICES])
+    _, store_failure = failures = await dependency_failures(request.app[SERVICES])
     body = {
-        "directory": "ok" if directory_ok else "unavailable",
-        "store": "ok" if store_ok else "unavailable",
+        name: "ok" if failure is None else "unavailable"
+        for name, failure in zip(("directory", "store"), failures, strict=True)
     }
     failing = [k for k, v in body.items() if v != "ok"]
     if failing:
         body["failing"] = ", ".join(failing)
+    if store_failure is not None:
+        # Why, in a word for staff ("authentication", "read-only" …): a refused password must
+        # not look like a Redis that is down. Never a key, value or session.
+        body["store_reason"] = store_failure
     return web.json_response(body, status=200 if not failing else 503)
 
 

@@ -24,6 +24,9 @@ from proxy.assertion import load_keys
 from proxy.config import Config
 from proxy.errors import StoreUnavailable
 from proxy.metrics import AGE_BUCKETS, age_buckets
+from proxy.redis_health import failure_reason, read_settings, settings_warnings
+from proxy.redis_store import KEY_KINDS
+from proxy.secrets_ import SecretError
 from proxy.stats import REDIS_PREFIX, redis_password, stats_inventory, stats_settings
 from proxy.stats_store import REDIS_BATCH_PREFIX, REDIS_SEEN_PREFIX
 
@@ -37,9 +40,11 @@ _AGE_TEXT = {
     "1h_to_4h": "1 h to 4 h",
     "4h_or_more": "4 h or more",
 }
+# Every key the proxy writes, by prefix (statistics days, REDIS_PREFIX, are described apart);
+# tests/test_redis_in_production.py holds this to every `weston:` key named in proxy/.
+_SESSION_STORE_PREFIX = "weston:"
 _REDIS_KINDS = (
-    ("weston:s:", "sessions (sealed: encrypted with a key only the proxies hold)"),
-    ("weston:c:", "rate counters (numbers that expire with their window)"),
+    *((_SESSION_STORE_PREFIX + name, what) for name, what in KEY_KINDS),
     (
         REDIS_SEEN_PREFIX,
         "unique-session token sets (keyed digests of session ids, per hour; two hours at most)",
@@ -152,6 +157,20 @@ async def _redis_session_counts(config: Config) -> tuple[int, list[float]]:
         await store.close()
 
 
+def _settings_warnings(client: redis.Redis) -> list[str]:
+    """What in this Redis's settings weakens the proxy's promises; nothing when its CONFIG
+    cannot be read (renamed away, a managed Redis): then nothing is said."""
+    try:
+        return settings_warnings(read_settings(client.config_get))
+    except (redis.RedisError, OSError):
+        return []
+
+
+def _match(prefix: str) -> str:
+    """The SCAN pattern for a kind: a prefix ending in ':' names a family, else one key."""
+    return f"{prefix}*" if prefix.endswith(":") else prefix
+
+
 def _redis_keys(config: Config) -> dict[str, Any]:
     """How many Redis keys of each kind exist, and the span of statistics days; no values."""
     client = redis.Redis.from_url(
@@ -159,17 +178,19 @@ def _redis_keys(config: Config) -> dict[str, Any]:
     )
     try:
         kinds = {
-            what: sum(1 for _ in client.scan_iter(match=f"{prefix}*", count=500))
+            what: sum(1 for _ in client.scan_iter(match=_match(prefix), count=500))
             for prefix, what in _REDIS_KINDS
         }
         days = sorted(
             (raw.decode() if isinstance(raw, bytes) else str(raw)).removeprefix(REDIS_PREFIX)
             for raw in client.scan_iter(match=f"{REDIS_PREFIX}*", count=500)
         )
+        warnings = _settings_warnings(client)
     finally:
         client.close()
     return {
         "key_kinds": kinds,
+        "settings_warnings": warnings,
         "statistics": {
             "where": f"Redis hashes {REDIS_PREFIX}<day> at the session store",
             "days": len(days),
@@ -193,14 +214,25 @@ def _redis_sessions(config: Config) -> dict[str, Any]:
         active, ages = asyncio.run(_redis_session_counts(config))
         info.update(active=active, ages=age_buckets(ages), source="the Redis session index")
         info.update(_redis_keys(config))
-    except (StoreUnavailable, redis.RedisError, OSError) as exc:
-        info.update(
-            active=None,
-            ages=None,
-            unknown=True,
-            source=f"Redis did not answer ({type(exc).__name__})",
-        )
+    except (StoreUnavailable, redis.RedisError, OSError, SecretError) as exc:
+        info.update(active=None, ages=None, unknown=True, source=_redis_failure(exc))
     return info
+
+
+def _redis_failure(exc: Exception) -> str:
+    """Why Redis gave no count, in the words staff need: an answer that refused (a wrong
+    password, a read-only replica) is not a Redis that did not answer."""
+    if isinstance(exc, SecretError):
+        return f"the Redis password could not be read (session.redis_password_file): {exc}"
+    reason = exc.reason if isinstance(exc, StoreUnavailable) else failure_reason(exc)
+    if reason == "authentication":
+        return (
+            "Redis answered but refused the password (authentication): check "
+            "session.redis_password_file against Redis's requirepass"
+        )
+    if reason in ("connection refused", "timeout", "connection failed", "unavailable"):
+        return f"Redis did not answer ({reason})"
+    return f"Redis answered with an error ({reason})"
 
 
 def _key_inventory(config: Config) -> dict[str, Any]:
@@ -276,6 +308,8 @@ def render_text(inv: dict[str, Any]) -> str:
     ]
     for what, n in s.get("key_kinds", {}).items():
         lines.append(f"  redis keys: {n} {what}")
+    for warning in s.get("settings_warnings", []):
+        lines.append(f"  warning: this Redis {warning}")
     cj = inv["cookie_jars"]
     lines += ["", f"Cookie jars: {cj['where']}; {cj['holds']}", f"  {cj['note']}", ""]
     if st["exists"] and st.get("error"):

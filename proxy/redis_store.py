@@ -11,12 +11,18 @@ Layout under the configured prefix (default ``weston:``):
   opening any session. Both sets are pruned on every write and read and expire with their last
   member, so an idle Redis ends up empty.
 - ``c:<key>`` — fixed-window counters; callers pass keys that are already hashed.
+- ``ready`` — "1", written by every readiness check (`ping`) and expiring 10 s later: a store
+  that answers but refuses writes (a read-only replica after a failover, full under
+  ``noeviction``) is not ready, since every sign-in must write.
+
+`KEY_KINDS` lists these for the records inventory; tests hold it to every key the proxy writes.
 
 Multi-key updates run as Lua scripts so two proxies never see a session without its index entry.
 Writes during a request are a compare-and-set (`replace`: only over the value read, by its
 SHA-1), so requests of one patron in two proxies never write over each other's changes.
 Any failure to get an answer from Redis is StoreUnavailable: "store down" must never look like
-"no session".
+"no session". Its `reason` (`failure_reason`) tells staff which failure it was: a refused
+password must not look like a Redis that is down.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from redis.exceptions import RedisError
 
 from proxy.crypto import SessionSealer, Unsealable
 from proxy.errors import StoreUnavailable
+from proxy.redis_health import SETTINGS, failure_reason, read_settings, settings_warnings
 from proxy.sessions import Replaced, Session, storage_key
 
 # Short timeouts: a patron waiting on a dead store should get the "store down" page, not a hang.
@@ -120,15 +127,33 @@ return out
 )
 
 
+# Key names under the prefix, and what each holds, for the records inventory (proxy/records.py).
+SESSION_KEYS = "s:"
+LIVE_KEY = "live"
+BORN_KEY = "born"
+COUNTER_KEYS = "c:"
+READY_KEY = "ready"
+READY_TTL_MS = 10_000
+KEY_KINDS = (
+    (SESSION_KEYS, "sessions (sealed: encrypted with a key only the proxies hold)"),
+    (LIVE_KEY, "index of live sessions (hashed session ids and when each expires)"),
+    (BORN_KEY, "index of login times (hashed session ids and when each signed in)"),
+    (COUNTER_KEYS, "rate counters (numbers that expire with their window)"),
+    (READY_KEY, 'readiness check ("1", expires 10 s after the last check)'),
+)
+
+
 @contextmanager
 def _store_errors() -> Iterator[None]:
     """Turn every way Redis can fail to answer into StoreUnavailable (fail closed)."""
     try:
         yield
     except (RedisError, OSError) as exc:
-        # Only the exception type: messages may carry the Redis URL.
+        # Only the exception type and its kind: messages may carry the Redis URL.
+        reason = failure_reason(exc)
         raise StoreUnavailable(
-            f"session store (redis) did not answer: {type(exc).__name__}"
+            f"session store (redis) did not answer: {type(exc).__name__} ({reason})",
+            reason=reason,
         ) from exc
 
 
@@ -150,8 +175,8 @@ class RedisStore:
     ) -> None:
         self._sealer = SessionSealer(key)
         self._prefix = prefix
-        self._live = prefix + "live"
-        self._born = prefix + "born"
+        self._live = prefix + LIVE_KEY
+        self._born = prefix + BORN_KEY
         options: dict[str, Any] = {
             "socket_connect_timeout": _TIMEOUT_S,
             "socket_timeout": _TIMEOUT_S,
@@ -173,7 +198,7 @@ class RedisStore:
     def _session_key(self, session_id: str) -> tuple[str, str]:
         """(Redis key, index member) for a session id; the id itself never reaches Redis."""
         member = storage_key(session_id)
-        return self._prefix + "s:" + member, member
+        return self._prefix + SESSION_KEYS + member, member
 
     async def put(self, session: Session, ttl_s: float) -> None:
         await self._store(self._put, session, ttl_s)
@@ -233,7 +258,7 @@ class RedisStore:
         return [now - float(c) for c in created]
 
     async def incr(self, key: str, window_s: float) -> int:
-        counter = self._prefix + "c:" + key
+        counter = self._prefix + COUNTER_KEYS + key
         with _store_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(counter)
@@ -243,11 +268,35 @@ class RedisStore:
         return int(value)
 
     async def ping(self) -> None:
+        """A write, not a PING: a Redis that answers but refuses writes (READONLY, OOM) cannot
+        take a sign-in, so it is not ready. One tiny key, no patron data, gone after 10 s."""
         with _store_errors():
-            await self._redis.ping()
+            await self._redis.set(self._prefix + READY_KEY, b"1", px=READY_TTL_MS)
+
+    async def start(self) -> None:
+        """At serve start, say once what is wrong with Redis, without refusing to start: Redis
+        may come up after the proxy (a store that is down is a 503 until it answers)."""
+        log = structlog.get_logger(__name__)
+        try:
+            await self.ping()
+        except StoreUnavailable as exc:
+            log.warning("store_unavailable_at_start", dependency="store", reason=exc.reason)
+            return
+        for warning in await self.settings_warnings():
+            log.warning("store_settings", dependency="store", reason=warning)
+
+    async def settings_warnings(self) -> list[str]:
+        """`settings_warnings` for this Redis; none when its CONFIG cannot be read."""
+        try:
+            answers = {}
+            for name in SETTINGS:
+                answers[name] = await self._redis.config_get(name)
+        except (RedisError, OSError):
+            return []
+        return settings_warnings(read_settings(answers.get))
 
     async def close(self) -> None:
         await self._redis.aclose()
 
 
-__all__ = ["RedisStore"]
+__all__ = ["KEY_KINDS", "RedisStore"]

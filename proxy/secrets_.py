@@ -69,6 +69,14 @@ def read_secret(config: Config, *, file: str, env: str, base: Path | None = None
     return read_secret_file(path)
 
 
+def redis_password(config: Config) -> str | None:
+    """The Redis password from `session.redis_password_file`, or None: the one reader every
+    Redis client of the proxy uses (sessions, statistics, `stats`, `records`), so that they all
+    send the same password (every character but the line end)."""
+    f = config.session.redis_password_file
+    return read_secret_file(config.resolve(f)) if f else None
+
+
 def server_secret(config: Config) -> bytes:
     """The server secret for opaque keys; generated (32 random bytes, 0600) on first start.
     SecretError for one too short to be safe (`crypto.MIN_SERVER_SECRET_BYTES`)."""

@@ -177,16 +177,13 @@ async def build_services(config: Config) -> Services:
     signer = make_signer(config, secret)
     store_options: dict[str, Any] = {}
     if config.session.store == "redis":
-        from proxy.secrets_ import read_secret_file
+        from proxy.secrets_ import redis_password
 
         store_options = {
             "url": config.session.redis_url,
             "key": hashlib.sha256(b"store-v1\x00" + secret).digest(),
+            "password": redis_password(config),
         }
-        if config.session.redis_password_file:
-            store_options["password"] = read_secret_file(
-                config.resolve(config.session.redis_password_file)
-            )
     store = make_store(config.session.store, **store_options)
     start = getattr(store, "start", None)
     if start is not None:

@@ -33,6 +33,7 @@ import structlog
 from proxy import tasks
 from proxy.config import Config, doc, read_table
 from proxy.errors import ConfigError, Problem
+from proxy.secrets_ import redis_password
 from proxy.stats_store import (
     REDIS_PREFIX,
     REDIS_SEEN_PREFIX,
@@ -42,7 +43,6 @@ from proxy.stats_store import (
     Row,
     StatsSink,
     StatsStore,
-    redis_password,
     redis_rows_sync,
     seen_counts,
     sqlite_add,

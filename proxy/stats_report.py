@@ -44,6 +44,7 @@ from typing import Any, TextIO
 from redis.exceptions import RedisError
 
 from proxy.config import Config
+from proxy.secrets_ import SecretError, redis_password
 from proxy.stats import (
     DOWNLOAD_METRICS,
     LOGINS_SUCCESS,
@@ -54,7 +55,7 @@ from proxy.stats import (
     SESSIONS_STARTED,
     stats_settings,
 )
-from proxy.stats_store import Row, redis_password, redis_rows_sync, sqlite_rows
+from proxy.stats_store import Row, redis_rows_sync, sqlite_rows
 from proxy.stats_suppression import protect
 
 TOTAL = "total"  # period key of a vendor's total over the report's periods
@@ -399,7 +400,8 @@ def run_stats(
         if config.session.store == "redis":
             url, password = config.session.redis_url, redis_password(config)
             rows += redis_rows_sync(url, None, date_to, password=password)
-    except (sqlite3.Error, OSError, RedisError) as exc:  # say what failed; no partial report
+    # Say what failed; no partial report.
+    except (sqlite3.Error, OSError, RedisError, SecretError) as exc:
         print(f"statistics could not be read: {type(exc).__name__}: {exc}", file=stderr)
         return 1
     report = build_report(

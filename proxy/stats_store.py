@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import redis
 import redis.asyncio as aioredis
 
-from proxy.config import Config
-
 if TYPE_CHECKING:
     from proxy.stats import StatsSettings
 
@@ -268,11 +266,6 @@ def redis_rows_sync(
         return _redis_rows(items)
     finally:
         client.close()
-
-
-def redis_password(config: Config) -> str | None:
-    f = config.session.redis_password_file
-    return config.resolve(f).read_text(encoding="utf-8").strip() if f else None
 
 
 def stats_inventory(settings: StatsSettings) -> dict[str, Any]:

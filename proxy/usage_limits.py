@@ -275,9 +275,9 @@ class UsageLimits:
                 if await store.incr(f"{tracked.counter}:bytes:{w.index}", ttl) >= BYTE_UNITS:
                     await self.suspend(tracked.session, tracked.vendor_id, REASON_BYTES)
                     break
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             # The next gate meets the same outage and refuses with the store page (fail closed).
-            log.warning("store_unavailable", dependency="store")
+            log.warning("store_unavailable", dependency="store", reason=exc.reason)
 
 
 async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:

@@ -581,10 +581,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
                     hosts += configured_hosts(svc.config)
             forget = forget_urls(svc, hosts)
             await end_sessions(svc, ids)
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             # The session record may outlive this: the browser must still drop its cookie, or on
             # a shared computer the next person is signed in as this patron once the store is back.
-            log.warning("logout_unconfirmed", dependency="store")
+            log.warning("logout_unconfirmed", dependency="store", reason=exc.reason)
             # The session's hosts cannot be read: the browser forgets every configured host's.
             forget = forget_urls(svc, configured_hosts(svc.config))
             resp = message_page(request, "logout_unconfirmed", links=[], forget=forget)
@@ -715,8 +715,8 @@ async def session_time(request: web.Request) -> web.StreamResponse:
             if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
                 return web.json_response({"signed_in": True, "error": "csrf"}, status=403)
             await svc.sessions.touch(session, min_interval_s=0)
-    except StoreUnavailable:
-        log.warning("store_unavailable", dependency="store")
+    except StoreUnavailable as exc:
+        log.warning("store_unavailable", dependency="store", reason=exc.reason)
         return web.json_response(
             {"error": "store_unavailable"}, status=503, headers={"Retry-After": "60"}
         )
