@@ -48,6 +48,10 @@ def storage_key(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
+# The key under `state` of the copy of a session's `rules` (Session.to_dict).
+_RULES_IN_STATE = "_rules"
+
+
 @dataclass
 class Session:
     id: str
@@ -69,6 +73,11 @@ class Session:
         d = asdict(self)
         d["databases"] = sorted(self.databases)
         d["rules"] = sorted(self.rules)
+        # A copy of the rules where an instance of a version before `rules` (a rolling
+        # upgrade) keeps it: such an instance drops fields it does not know when it writes the
+        # session back, but carries `state` over whole. Without it every request such an
+        # instance served sent the patron to sign in again at a newer one.
+        d["state"] = {**d["state"], _RULES_IN_STATE: d["rules"]}
         return d
 
     @classmethod
@@ -78,6 +87,12 @@ class Session:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         d["databases"] = frozenset(d.get("databases", ()))
+        state = d.get("state")
+        if isinstance(state, dict) and _RULES_IN_STATE in state:
+            state = dict(state)
+            kept = state.pop(_RULES_IN_STATE)
+            d["state"] = state
+            d.setdefault("rules", kept)  # written back by an older instance: the copy
         rules = d.get("rules", ())
         d["rules"] = frozenset(rules) if isinstance(rules, list) else frozenset()
         return cls(**d)
