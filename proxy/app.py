@@ -387,6 +387,7 @@ def create_app(config: Config) -> web.Application:
             with contextlib.suppress(StopAsyncIteration):
                 await anext(f)
         await close_services(app[SERVICES])
+        log.info("stopped")  # in-flight requests drained, statistics flushed, stores closed
 
     app.cleanup_ctx.append(services_ctx)
 

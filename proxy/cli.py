@@ -188,7 +188,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.logs import stacks_on_usr1
 
     stacks_on_usr1()
-    problem = _prepare_shared_state(config) or _listen_problem(config, reuse_port=workers > 1)
+    problem = _prepare_shared_state(config) or _listen_problem(config)
     if problem is not None:
         print(f"cannot serve: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -203,38 +203,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return _serve_workers(config, workers)
 
 
-def _listen_problem(config: Config, *, reuse_port: bool) -> str | None:
-    """Why `server.listen` cannot be listened on (taken by another process, an address this
-    machine does not have), found by binding it once before the banner; None when it can.
-    Without it the banner said "listening on" and a traceback followed."""
+def _listen_problem(config: Config) -> str | None:
+    """Why `server.listen` (or the demo vendor's `[demo] vendor_listen`) cannot be listened
+    on: taken by another process, or an address this machine does not have. Found by binding
+    each once before the banner and before anything starts (the pid file, the workers); None
+    when they can be. Without it the banner said "listening on" and a traceback followed, and
+    a second `serve --workers` shared the port of a running one (SO_REUSEPORT): the probe binds
+    without it, so any listener there refuses it."""
+    checks = [("server.listen", config.server.listen)]
+    if config.demo.vendor_listen:
+        checks.append(("demo.vendor_listen", config.demo.vendor_listen))
+    for key, listen in checks:
+        host, _, port = listen.rpartition(":")
+        why = _bind_problem(host.strip("[]"), int(port))
+        if why is not None:
+            return f"{config.path}: {key}: {listen} cannot be listened on: {why}"
+    return None
+
+
+def _bind_problem(host: str, port: int) -> str | None:
     import socket
 
-    host, port = config.listen_addr
     try:
         found = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except OSError as exc:
-        return _cannot_listen(config, exc)
+        return exc.strerror or type(exc).__name__
     for family, kind, proto, _, address in found:
         with socket.socket(family, kind, proto) as probe:
-            # As asyncio's server binds: the address may be reused at once after a restart.
+            # As asyncio's server binds: an address still in TIME_WAIT after a restart is free.
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
                 probe.bind(address)
+                probe.listen(1)
             except OSError as exc:
-                return _cannot_listen(config, exc)
+                return exc.strerror or type(exc).__name__
     return None
 
 
 def _cannot_listen(config: Config, exc: OSError) -> str:
-    host, port = config.listen_addr
     why = exc.strerror or str(exc) or type(exc).__name__
-    return f"{config.path}: server.listen: {host}:{port} cannot be listened on: {why}"
+    return f"{config.path}: server.listen: {config.server.listen} cannot be listened on: {why}"
 
 
 def _no_core_dumps() -> None:
@@ -301,12 +313,16 @@ def _serve_workers(config: Config, workers: int) -> int:
         signal.signal(signal.SIGHUP, importlib.import_module("proxy.reload").hup_forwarder(procs))
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+    # A worker stopped by the SIGTERM the parent forwarded before aiohttp's own handler was in
+    # place (a stop in the first second) ends by that signal: a stop that was asked for.
+    stopped = (0, -signal.SIGTERM)
     running = list(procs)
     while running:
         for sentinel in wait([p.sentinel for p in running]):
             done = next(p for p in running if p.sentinel == sentinel)
             done.join()
             running.remove(done)
+            _end_process_group(done.pid)
             if not stopping:
                 unexpected = True
                 print(
@@ -314,13 +330,25 @@ def _serve_workers(config: Config, workers: int) -> int:
                     file=sys.stderr,
                 )
                 stop_all()
-            elif done.exitcode != 0:
+            elif done.exitcode not in stopped:
                 print(f"worker {done.pid} exited with {done.exitcode}", file=sys.stderr)
     # No worker is left to reload: a late reload must not end the stopping parent either.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     importlib.import_module("proxy.reload").forget_pid_file(config, os.getpid())
-    clean = not unexpected and all(p.exitcode == 0 for p in procs)
+    clean = not unexpected and all(p.exitcode in stopped for p in procs)
     return EXIT_OK if clean else EXIT_FAIL
+
+
+def _end_process_group(worker_pid: int | None) -> None:
+    """Kill what is left of an ended worker's process group (each worker leads its own,
+    `_worker`): a worker killed outright (SIGKILL, the OOM killer) leaves its directory worker
+    processes, multiprocessing's fork server and resource tracker behind, holding the directory
+    bind password, for ever. A worker that ended cleanly has closed them; then there is none."""
+    import signal
+
+    if worker_pid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker_pid, signal.SIGKILL)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
