@@ -712,11 +712,29 @@ def check_vendors_together(cfg: Config, problems: list[Problem]) -> None:
                     Problem(v.file, "audience", f"{v.aud!r} is also {twin.file}'s audience")
                 )
             audiences[v.aud] = v
-        for h in v.hosts:
+        for i, h in enumerate(v.hosts):
             other = claimed.get(h)
             if other is not None and other.id != v.id:
                 problems.append(Problem(v.file, "hosts", f"{h!r} is also claimed by {other.file}"))
             claimed[h] = v
+            # Every vendor's never_proxy applies to the whole host map: one naming a host that
+            # is another vendor's own (exact) host takes it away, and that database is
+            # unreachable. (Over a vendor's own host it is EZproxy's NeverProxy, kept by the
+            # importer with a warning.)
+            if not h.startswith("*."):
+                for o in cfg.vendors:
+                    if o.id == v.id:
+                        continue
+                    np = next((p for p in o.never_proxy if host_matches(p, h)), None)
+                    if np is not None:
+                        problems.append(
+                            Problem(
+                                v.file,
+                                f"hosts[{i}]",
+                                f"{h!r} is never proxied: {o.file} lists {np!r} in never_proxy, "
+                                "so patrons could never reach it",
+                            )
+                        )
             if public_host and (
                 host_matches(h, public_host) or host_matches(h, "x." + public_host)
             ):

@@ -8,6 +8,7 @@ import hmac
 import re
 import secrets
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -615,6 +616,15 @@ async def _require_session(request: web.Request) -> Session:
     return session
 
 
+def _filing_form(title: str) -> str:
+    """A title as an A-Z list files it: without case, and with accents taken off letters that
+    are a base letter and a mark ("Érudit" under E, after "Encyclopedia"), as library lists
+    file them. A letter of its own in Unicode (Ø, Æ) stays itself."""
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", title.casefold()) if not unicodedata.combining(c)
+    )
+
+
 async def menu(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     session = await _require_session(request)
@@ -630,7 +640,7 @@ async def menu(request: web.Request) -> web.StreamResponse:
     notice_link: dict[str, str] | None = None
     library_ok = library_rule_holds(session.rules, svc.eligibility)
     max_line = _max_line(svc.config)
-    for v in sorted(svc.config.vendors, key=lambda v: v.title.lower()):
+    for v in sorted(svc.config.vendors, key=lambda v: _filing_form(v.title)):
         mark = svc.eligibility.get(v.id, "")
         if not library_ok or not may_use(session.databases, session.rules, v, mark):
             if notice is None and (not library_ok or rules_changed(session.rules, v, mark)):
@@ -641,7 +651,7 @@ async def menu(request: web.Request) -> web.StreamResponse:
             continue
         text = f"{v.title} {v.description}".lower()
         show = q.lower() in text
-        letter = v.title[:1].upper()
+        letter = _filing_form(v.title)[:1].upper()
         group = groups.setdefault(
             letter if letter.isalpha() else "#",
             {"letter": letter if letter.isalpha() else "#", "items": [], "shown": False},
