@@ -189,10 +189,10 @@ def test_live_compliance_over_160_vendors_is_not_refused_by_the_proxys_own_sign_
 
 
 async def test_menu_files_an_accented_title_under_its_letter_not_after_z(tmp_path: Path) -> None:
-    """With hundreds of databases patrons go by the A–Z index. "Érudit" (a real journal
+    """With hundreds of databases patrons go by the A-Z index. "Érudit" (a real journal
     platform, here synthetic) gets a letter group of its own, "É", placed after "Z" in the
     index and in the list (titles sort by code point), so a patron who picks "E" does not find
-    it. Library A–Z lists file an accented initial under its base letter."""
+    it. Library A-Z lists file an accented initial under its base letter."""
     vendors = many_vendors(40)
     vendors[7]["title"] = "Érudit"
     vendors[8]["title"] = "Encyclopedia of Life"
@@ -208,9 +208,13 @@ async def test_menu_files_an_accented_title_under_its_letter_not_after_z(tmp_pat
     finally:
         await client.close()
     index = re.findall(r'<li[^>]*data-letter="([^"]+)"', html)
-    assert "É" not in index, f"A–Z index: {' '.join(index)}"
+    assert "É" not in index, f"A-Z index: {' '.join(index)}"
     sections = re.findall(r'<section[^>]*data-letter="([^"]+)".*?</section>', html, flags=re.DOTALL)
     bodies = dict(
-        zip(sections, re.findall(r"<section[^>]*>(.*?)</section>", html, flags=re.DOTALL))
+        zip(
+            sections,
+            re.findall(r"<section[^>]*>(.*?)</section>", html, flags=re.DOTALL),
+            strict=True,
+        )
     )
     assert "Érudit" in bodies.get("E", ""), f"groups: {sections}"
