@@ -358,7 +358,26 @@ def check_configuration(v: VendorConfig, config: Config, s: ComplianceSettings) 
             + (f"; third_party_reason = {v.third_party_reason!r}" if v.third_party_reason else ""),
         )
     )
+    out.append(_never_proxy_check(v))
     return out
+
+
+def _never_proxy_check(v: VendorConfig) -> Check:
+    """A warning, not critical: never_proxy is a deliberate, recorded choice (check-config keeps
+    it to the vendor's own hosts), yet a patron sent to those hosts reaches the vendor from their
+    own address, with the vendor's own cookies in their browser, so P3 does not hold there.
+    Staff should know and weigh it at each review; the /privacy page tells patrons too."""
+    hosts = ", ".join(v.never_proxy)
+    return Check(
+        "config.never_proxy",
+        WARNING,
+        FAIL if v.never_proxy else PASS,
+        "Patrons are sent to these hosts of the vendor directly, not through the proxy, so the "
+        "vendor sees their own address there (and can set its own cookies in their browser)."
+        if v.never_proxy
+        else "Every host of this vendor is reached through the proxy.",
+        f"never_proxy = [{hosts}]" if v.never_proxy else "never_proxy = []",
+    )
 
 
 def _referer_file_check(v: VendorConfig) -> Check:

@@ -7,6 +7,7 @@ import datetime as dt
 
 from proxy.sessions import storage_key
 from proxy.vendors.base import Outbound, VendorAdapter
+from proxy.web.messages import DISCLOSURES
 
 
 class AssertionAdapter(VendorAdapter):
@@ -28,9 +29,5 @@ class AssertionAdapter(VendorAdapter):
 
     def disclosure(self) -> str:
         if self.vendor.releases_pseudonym(dt.date.today()):
-            return (
-                "Your library's name and that you are a valid patron, plus a code that lets this "
-                "vendor recognise you on return visits (for saved searches and folders). The code is "
-                "unique to this vendor and cannot be traced to your card or name."
-            )
-        return "Your library's name and that you are a valid patron; nothing else."
+            return DISCLOSURES["assertion_pseudonymous"]
+        return DISCLOSURES["assertion"]

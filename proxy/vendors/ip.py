@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from proxy.vendors.base import Outbound, VendorAdapter
+from proxy.web.messages import DISCLOSURES
 
 
 class IpAdapter(VendorAdapter):
@@ -12,7 +13,4 @@ class IpAdapter(VendorAdapter):
         return None
 
     def disclosure(self) -> str:
-        return (
-            "Only that the request comes through your library's proxy. Nothing about you is sent: "
-            "the vendor recognises the library's address, not yours."
-        )
+        return DISCLOSURES["ip"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from yarl import URL
 
 from proxy.vendors.base import Outbound, VendorAdapter
+from proxy.web.messages import DISCLOSURES
 
 
 def _same_page(a: URL, b: URL) -> bool:
@@ -28,7 +29,4 @@ class RefererAdapter(VendorAdapter):
             out.headers["Referer"] = self.vendor.referer
 
     def disclosure(self) -> str:
-        return (
-            "Only a link address agreed with the library that shows the visit comes from the "
-            "library; nothing about you is sent."
-        )
+        return DISCLOSURES["referer"]

@@ -46,6 +46,7 @@ from proxy.secret_mask import secret_spellings
 from proxy.secrets_ import SecretError, read_secret_file
 from proxy.sessions import storage_key
 from proxy.vendors.base import Outbound, VendorAdapter
+from proxy.web.messages import DISCLOSURES
 
 if TYPE_CHECKING:
     from proxy.forward import Upstream
@@ -235,7 +236,4 @@ class SharedLoginAdapter(VendorAdapter):
         )
 
     def disclosure(self) -> str:
-        return (
-            "Nothing about you. The library signs in with one shared library account, so the vendor "
-            "sees every patron as the same library user."
-        )
+        return DISCLOSURES["shared-login"]

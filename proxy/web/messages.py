@@ -6,6 +6,7 @@ says whether a card number exists.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -264,6 +265,21 @@ def minutes(n: Any) -> str:
     return "1 minute" if n == 1 else f"{n} minutes"
 
 
+def duration(seconds: float) -> str:
+    """A configured length of time as a patron reads it, exactly: 45 seconds, 90 seconds,
+    1 minute, 30 minutes, 2 hours.
+
+    Never rounded: a session said to last "1 minute" that lasts 90 s is a false statement about
+    how long it is kept. Whole hours read as hours, whole minutes as minutes, anything else
+    (under a minute, or not a whole number of minutes) as seconds."""
+    s = max(0, math.ceil(seconds))
+    if s >= 3600 and s % 3600 == 0:
+        return "1 hour" if s == 3600 else f"{s // 3600} hours"
+    if s >= 60 and s % 60 == 0:
+        return minutes(s // 60)
+    return "1 second" if s == 1 else f"{s} seconds"
+
+
 # Blanks worded from a number the caller gives (`retry_minutes=1` fills `{retry_in}` with
 # "1 minute"), so callers pass numbers and the wording, plural included, stays in this file.
 WORDED: dict[str, tuple[str, Callable[[Any], str]]] = {"retry_in": ("retry_minutes", minutes)}
@@ -337,12 +353,12 @@ UI: dict[str, str] = {
     "count": "{shown} of {total} databases shown.",
     "no_match": "No database matches “{q}”.",
     "no_databases": "No databases are available with your card. Please contact the library.",
-    "expiry_warning": "For your privacy, this session ends after {minutes} minutes without use.",
+    "expiry_warning": "For your privacy, this session ends after {duration} without use.",
     # time-out warning (WCAG 2.2.1: the patron can extend the session)
     "timeout_heading": "Are you still there?",
-    "timeout_text": "For your privacy, your session will end in about {minutes} minutes because it "
+    "timeout_text": "For your privacy, your session will end in about {duration} because it "
     "has not been used.",
-    "timeout_final": "Your session will end in about {minutes} minutes and cannot be extended "
+    "timeout_final": "Your session will end in about {duration} and cannot be extended "
     "further. You can sign in again afterwards.",
     "timeout_extend": "Stay signed in",
     "timeout_extended": "You are still signed in.",
@@ -370,6 +386,11 @@ UI: dict[str, str] = {
     "Your session is deleted when you sign out or stop using it. Signing out also asks this "
     "browser to forget the pages and saved data of the databases you used, which matters on a "
     "shared computer.",
+    # Added to privacy_p1 when some row below says otherwise (a vendor page that loads other
+    # companies' parts, or a vendor address reached directly), so the opening stays true.
+    "privacy_exceptions": "Some databases below are exceptions: parts of them are reached "
+    "straight from your browser, so whoever runs those parts sees your address. Their rows say "
+    "which.",
     "privacy_p3": "Under Connecticut law (C.G.S. § 11-25(b)) library records that identify you "
     "are confidential.",
     "privacy_caption": "What each database receives",
@@ -380,4 +401,33 @@ UI: dict[str, str] = {
     "policy_link": "Privacy policy",
     "policy_link_of": "of {title}",
     "none": "—",
+}
+
+
+# What the /privacy page says each database receives (proxy.web.disclosure): the sentence for the
+# adapter kind, then any of the caveats the vendor's configuration makes true.
+DISCLOSURES: dict[str, str] = {
+    "ip": "Only that the request comes through your library's proxy. Nothing about you is sent: "
+    "the vendor recognises the library's address, not yours.",
+    "assertion": "Your library's name and that you are a valid patron; nothing else.",
+    "assertion_pseudonymous": "Your library's name and that you are a valid patron, plus a code "
+    "that lets this vendor recognise you on return visits (for saved searches and folders). The "
+    "code is unique to this vendor and cannot be traced to your card or name.",
+    "referer": "Only a link address agreed with the library that shows the visit comes from the "
+    "library; nothing about you is sent.",
+    "shared-login": "Nothing about you. The library signs in with one shared library account, so "
+    "the vendor sees every patron as the same library user.",
+    # Caveats. The tracker shield is off: the page's scripts and images from other companies are
+    # fetched by the patron's own browser.
+    "third_party": "But its pages also load parts from other companies' websites directly from "
+    "your browser, so those companies see your address.",
+    # never_proxy: the vendor's own hosts, named (they are the vendor's, not the patron's).
+    "never_proxy": "But some of its addresses are opened directly from your browser, not through "
+    "the library, so the vendor sees your address there: {hosts}.",
+    "never_proxy_any": "any address ending in {domain}",
+    # A shared account whose history settings the library has not confirmed off (the compliance
+    # check shared_account.history does not pass).
+    "shared_history": "The library has not confirmed that this account keeps no history, so "
+    "other patrons using the library's account may see the searches and saved items the vendor "
+    "keeps for that account.",
 }

@@ -4,6 +4,7 @@ static files; and `message_page`, the page for every problem the proxy reports."
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import re
 import secrets
@@ -34,8 +35,9 @@ from proxy.redirects import safe_target
 from proxy.rewrite_headers import is_third_party
 from proxy.services import SERVICES, Services
 from proxy.sessions import Session, storage_key
+from proxy.web.disclosure import has_direct_parts, vendor_disclosure
 from proxy.web.forget import configured_hosts, forget_urls
-from proxy.web.messages import LANG, MESSAGES, UI, Message, shown
+from proxy.web.messages import LANG, MESSAGES, UI, Message, duration, shown
 from proxy.web.session_cookie import CSRF_COOKIE, clear_copies, session_id, session_ids
 
 WEB_DIR = Path(__file__).parent
@@ -671,7 +673,6 @@ async def menu(request: web.Request) -> web.StreamResponse:
         shown_count += show
     idle_s = svc.config.session.idle_timeout_s
     warn_s = min(120, idle_s // 2)  # WCAG 2.2.1 asks for at least 20 s to react
-    warn_minutes = max(1, round(warn_s / 60))
     page = render(
         request,
         "menu.html",
@@ -683,11 +684,11 @@ async def menu(request: web.Request) -> web.StreamResponse:
         total=total,
         csrf=session.csrf,
         signed_in=True,
-        expiry_text=UI["expiry_warning"].format(minutes=idle_s // 60),
+        expiry_text=UI["expiry_warning"].format(duration=duration(idle_s)),
         warn_s=warn_s,
         left_s=int(_time_left(svc, session)["left_s"]),
-        timeout_text=UI["timeout_text"].format(minutes=warn_minutes),
-        timeout_final=UI["timeout_final"].format(minutes=warn_minutes),
+        timeout_text=UI["timeout_text"].format(duration=duration(warn_s)),
+        timeout_final=UI["timeout_final"].format(duration=duration(warn_s)),
     )
     if asked is not None:
         page.del_cookie(NOTICE_COOKIE, path="/menu")  # said once
@@ -736,13 +737,14 @@ async def session_time(request: web.Request) -> web.StreamResponse:
 async def privacy_page(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     rows = []
+    today = dt.date.today()
     for v in sorted(svc.config.vendors, key=lambda v: v.title.lower()):
         adapter = svc.upstream.adapters[v.id]
         c = v.contract
         rows.append(
             {
                 "title": v.title,
-                "disclosure": adapter.disclosure(),
+                "disclosure": vendor_disclosure(adapter.disclosure(), v, svc.config, today=today),
                 "policy": c.privacy_policy_url,
                 "reviewed": c.reviewed.isoformat() if c.reviewed else "",
                 "expires": c.expires.isoformat() if c.expires else "",
@@ -756,6 +758,7 @@ async def privacy_page(request: web.Request) -> web.StreamResponse:
         request,
         "privacy.html",
         vendors=rows,
+        exceptions=any(has_direct_parts(v) for v in svc.config.vendors),
         signed_in=session is not None,
         csrf=session.csrf if session else "",
     )
