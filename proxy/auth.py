@@ -135,10 +135,19 @@ def eligibility_marks(config: Config) -> dict[str, str]:
     (who may use remote access at all), its mark is among them under LIBRARY_RULE."""
     marks = rule_marks(config.vendors, rules_source(config.directory))
     d = config.directory
-    if d.kind == "ldap" and d.eligible_filter.strip():
-        rule = repr(("eligible_filter", d.eligible_filter.strip()))
-        marks[LIBRARY_RULE] = f"{LIBRARY_RULE}#{hashlib.sha256(rule.encode()).hexdigest()[:12]}"
+    if d.kind == "ldap":
+        # Recorded with no filter too, so that setting one later is a change (OPEN_LIBRARY_MARK).
+        marks[LIBRARY_RULE] = _library_mark(d.eligible_filter)
     return marks
+
+
+def _library_mark(eligible_filter: str) -> str:
+    rule = repr(("eligible_filter", eligible_filter.strip()))
+    return f"{LIBRARY_RULE}#{hashlib.sha256(rule.encode()).hexdigest()[:12]}"
+
+
+# The library-wide mark with no `eligible_filter`: every patron the directory knows may sign in.
+OPEN_LIBRARY_MARK = _library_mark("")
 
 
 def library_rule_holds(rules: frozenset[str], marks: dict[str, str]) -> bool:
@@ -146,9 +155,13 @@ def library_rule_holds(rules: frozenset[str], marks: dict[str, str]) -> bool:
     rule in force (`eligible_filter`, marked in `marks` under LIBRARY_RULE). A reload that
     sets or changes that rule makes every session signed in before it wait for a new sign-in
     for every database: it was never checked against the new rule, and the patron's entry is
-    not kept to check it now (P5). Removing the rule lets everyone go on."""
+    not kept to check it now (P5). Removing the rule lets everyone go on. A session that
+    recorded no library-wide mark at all was signed in by a version before it was recorded (a
+    rolling upgrade): it keeps what its sign-in allowed, as it would have there."""
     mark = marks.get(LIBRARY_RULE)
-    return mark is None or mark in rules
+    if mark is None or mark == OPEN_LIBRARY_MARK or mark in rules:
+        return True
+    return not any(r.startswith(LIBRARY_RULE + "#") for r in rules)
 
 
 def open_to_all(vendor: VendorConfig) -> bool:

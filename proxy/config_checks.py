@@ -390,13 +390,12 @@ def check_directory(cfg: Config, file: str, problems: list[Problem]) -> None:
 def redis_url_has_password(url: str) -> bool:
     """Whether a Redis URL carries a password, as redis-py reads one: after the user name
     (`redis://:PW@host`, `redis://USER:PW@host`) or as a `password=` query parameter."""
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            return True
-    except ValueError:  # unreadable netloc: look for "user:password@" by hand
-        netloc = url.partition("://")[2].partition("/")[0]
-        if ":" in netloc.rpartition("@")[0]:
+    # Read by hand, up to the last `@`: a password holding `/`, `?` or `#` ends urlsplit's
+    # netloc before its `@`, so urlsplit finds no password in it.
+    rest = url.partition("://")[2]
+    if "@" in rest:
+        _user, colon, password = rest.rpartition("@")[0].partition(":")
+        if colon and password:
             return True
     query = url.partition("?")[2]
     return any(k.lower() == "password" and v for k, v in parse_qsl(query))
@@ -480,7 +479,9 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
     scheme, host, _ = v.origin_parts
     origin = urlsplit(v.origin)
     mistake = url_mistake(v.origin)
-    if "@" in origin.netloc:
+    if "@" in v.origin.partition("://")[2]:
+        # Anywhere after the scheme, not only in urlsplit's netloc: a password holding `/`, `?`
+        # or `#` ends that netloc before its `@` (and an origin has no path for an @ to be in).
         # Never echoed: what is before the @ is a user name and password (secrets are never
         # inline), and the proxy would not send it anyway.
         problems.append(

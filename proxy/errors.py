@@ -12,6 +12,7 @@ ProxyError
 └── VendorError               a vendor could not be reached (`vendor_failures` turns what the
     │                         client raises into these)
     ├── VendorUnavailable     connection refused, reset or closed mid-response (502)
+    │   └── VendorLoginFailed a shared-login vendor's login URL answered 5xx (502)
     ├── VendorTimeout         the vendor did not answer in time (504)
     └── VendorAccountRefused  the vendor refused the library-wide account (shared-login, 503)
 """
@@ -107,6 +108,15 @@ class VendorTimeout(VendorError):
     """The vendor did not answer within the configured timeout."""
 
 
+class VendorLoginFailed(VendorUnavailable):
+    """A shared-login vendor's login URL answered with a server error (5xx): the vendor failed
+    for a moment, which is not a refusal of the library's account (VendorAccountRefused)."""
+
+    def __init__(self, vendor_id: str, *, status: int) -> None:
+        super().__init__(vendor_id)
+        self.status = status
+
+
 class VendorAccountRefused(VendorError):
     """The vendor refused the library-wide account of a shared-login vendor (its login failed
     just now, or one did within the hold-off); `str(exc)` is the vendor id, `retry_after_s` how
@@ -140,6 +150,7 @@ FAILURE_KINDS = (
     "tls",
     "protocol",
     "account_refused",
+    "login_status",
 )
 
 
@@ -194,6 +205,8 @@ def failure_kind(exc: VendorError) -> tuple[str, str]:
         return "timeout", ""
     if isinstance(exc, VendorAccountRefused):
         return "account_refused", ""
+    if isinstance(exc, VendorLoginFailed):
+        return "login_status", str(exc.status)
     found = network_failure(chain)
     if found is not None:
         return found

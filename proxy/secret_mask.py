@@ -29,7 +29,15 @@ def secret_spellings(password: str, basic_token: str) -> tuple[str, ...]:
     if not password:
         return ()
     forms = {password, basic_token}
-    for encoded in (quote(password, safe=""), quote(password), quote_plus(password)):
+    encodings = {quote(password, safe=""), quote(password), quote_plus(password)}
+    # What other servers' and browsers' encoders leave as it is (`quote` keeps `~` and encodes
+    # `!`): PHP's urlencode and Java's URLEncoder encode `~` (space as +), JavaScript's
+    # encodeURIComponent keeps !'()*~, encodeURI keeps URL punctuation too, and some encode
+    # every character but letters and digits.
+    for safe in ("", "-_.", "-_.*", "-_.!~*'()", "-_.!~*'();/?:@&=+$,#"):
+        for plus in (False, True):
+            encodings.add(_percent_encoded(password, safe, plus=plus))
+    for encoded in encodings:
         forms |= {encoded, _PERCENT.sub(lambda m: m.group(0).lower(), encoded)}
     for escaped in (html.escape(password), html.escape(password, quote=False)):
         forms |= {escaped, escaped.replace("&#x27;", "&#39;"), escaped.replace("&quot;", "&#34;")}
@@ -39,6 +47,22 @@ def secret_spellings(password: str, basic_token: str) -> tuple[str, ...]:
             forms |= {escaped, escaped.replace("/", "\\/")}
     forms.discard("")
     return tuple(sorted(forms, key=lambda f: (-len(f), f)))
+
+
+def _percent_encoded(text: str, safe: str, *, plus: bool) -> str:
+    """`text` as UTF-8, every byte but ASCII letters, digits and `safe` percent-encoded
+    (upper-case hex); a space as `+` with `plus`. Written out because urllib's `quote` always
+    keeps `_.-~`, where other encoders differ."""
+    out = []
+    for byte in text.encode("utf-8"):
+        c = chr(byte)
+        if byte < 128 and (c.isalnum() or c in safe):
+            out.append(c)
+        elif c == " " and plus:
+            out.append("+")
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)
 
 
 def mask_pattern(spellings: tuple[str, ...], encoding: str) -> tuple[re.Pattern[bytes], int] | None:

@@ -310,3 +310,44 @@ async def test_a_reload_that_narrows_remote_access_applies_to_sessions_signed_in
     assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
     assert (await driver.get_vendor(ARCHIVE_HOST, "/resident")).status == 200
     assert [q.path_qs for q in archive.requests] == ["/before", "/same", "/resident"]
+
+
+async def test_a_filter_set_where_there_was_none_applies_and_removing_it_lets_everyone_on(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """Sessions signed in with no `eligible_filter` record that too: setting one by a reload
+    sends them to sign in again (the non-resident is then refused); removing it again lets a
+    session signed in under the filter go on without signing in again."""
+    from proxy.reload import Reloader
+    from proxy.services import SERVICES
+
+    archive: RecordingVendor = await vendor_factory(ARCHIVE_HOST)
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path).replace(
+            'eligible_filter = "(!(description=expired))"\n', ""
+        ),
+        vendors={"archive": vendor_toml("archive", archive, title="Town Archive")},
+    )
+    assert "eligible_filter" not in cfg.read_text()
+    driver = await proxy_factory(cfg)
+    assert (await driver.login(HERON.uid, HERON.password)).status == 303
+    assert (await driver.get_vendor(ARCHIVE_HOST, "/open")).status == 200
+
+    text = cfg.read_text()
+    cfg.write_text(
+        text.replace("timeout_s =", 'eligible_filter = "(employeeType=resident)"\ntimeout_s =', 1)
+    )
+    outcome = await Reloader(driver.client.app[SERVICES]).reload()
+    assert outcome.ok, outcome.problems
+    assert (await driver.get_vendor(ARCHIVE_HOST, "/filtered")).status == 403
+    assert (await driver.login(HERON.uid, HERON.password)).status != 303  # now refused
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    assert (await driver.get_vendor(ARCHIVE_HOST, "/resident")).status == 200
+
+    cfg.write_text(text)  # the filter removed again
+    outcome = await Reloader(driver.client.app[SERVICES]).reload()
+    assert outcome.ok, outcome.problems
+    assert (await driver.get_vendor(ARCHIVE_HOST, "/unfiltered")).status == 200
+    assert [q.path_qs for q in archive.requests] == ["/open", "/resident", "/unfiltered"]

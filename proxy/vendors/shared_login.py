@@ -39,7 +39,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.config import SharedLogin, VendorConfig
-from proxy.errors import VendorAccountRefused, vendor_failures
+from proxy.errors import VendorAccountRefused, VendorLoginFailed, vendor_failures
 from proxy.jar import dump_jar, load_jar, store_set_cookies
 from proxy.logs import get_logger
 from proxy.secret_mask import secret_spellings
@@ -212,6 +212,10 @@ class SharedLoginAdapter(VendorAdapter):
         try:
             with vendor_failures(self.vendor.id):
                 body = await resp.content.read_up_to(LOGIN_PAGE_BYTES)
+            if resp.status >= 500:
+                # The vendor failing for a moment (a restart, an overload), not a refusal of the
+                # account: this request fails as any vendor failure does, and no hold-off starts.
+                raise VendorLoginFailed(self.vendor.id, status=resp.status)
             store_set_cookies(jar, str(login_url), resp.headers.getall("Set-Cookie", []))
             ok = resp.status < 400 and (not sl.success_text or sl.success_text.encode() in body)
         finally:
