@@ -95,11 +95,38 @@ def _stand_in_config(tmp_path: Path) -> Path:
     shutil.copy(CONF / "proxy.toml", tmp_path / "proxy.toml")
     shutil.copytree(CONF / "vendors", tmp_path / "vendors")
     (tmp_path / "secrets").mkdir()
-    for name in ("ldap-bind-password", "ldap-ca.pem", "redis-password", "server-secret"):
+    for name in ("ldap-bind-password", "redis-password", "server-secret"):
         path = tmp_path / "secrets" / name
         path.write_text("stand-in " * 8 + "\n")  # a server secret takes at least 32 bytes
         os.chmod(path, 0o600)
+    # check-config loads the CA file as the directory connection will: a real (throwaway) CA.
+    (tmp_path / "secrets" / "ldap-ca.pem").write_bytes(_throwaway_ca_pem())
     return tmp_path / "proxy.toml"
+
+
+def _throwaway_ca_pem() -> bytes:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in directory CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def test_compose_proxy_config_loads(tmp_path: Path) -> None:
