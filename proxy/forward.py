@@ -51,9 +51,9 @@ from proxy.logs import get_logger
 from proxy.patron_reads import PatronReads
 from proxy.privacy import (
     FORGET_WHAT,
-    FORM_CHALLENGE,
     Initiator,
     initiator_host,
+    no_password_prompt,
     outbound_headers,
     response_headers,
 )
@@ -628,7 +628,7 @@ class Upstream:
                 return refusal  # the vendor's response is let go unread by forward()
         headers = response_headers(resp.headers.items())
         if resp.status == 401:
-            headers["WWW-Authenticate"] = FORM_CHALLENGE  # never the vendor's (RESPONSE_DROP)
+            no_password_prompt(headers)
         if len(headers.getall("Content-Type", ())) > 1:
             # The browser is sent the one type the proxy judged the body by.
             headers.popall("Content-Type")

@@ -8,6 +8,7 @@ Authorization, cookies and any client-sent assertion are dropped without being l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -76,10 +77,6 @@ RESPONSE_DROP = frozenset(
         # A rule set the browser fetches, and whose prefetches and prerenders open connections to
         # any host it lists, from the patron's address, before any click (P3).
         "speculation-rules",
-        # A challenge makes the browser prompt for a user name and password on the vendor's
-        # mapped host, which a patron fills with their card and PIN (P2). What the browser then
-        # sends (Authorization) never reaches the vendor, so no challenge can be met anyway.
-        "www-authenticate",
     }
 )
 
@@ -237,9 +234,28 @@ def _as_sent(value: str) -> str:
 
 
 # A 401 must name a challenge (RFC 9110, 15.5.2); the patron's is the sign-in form, no scheme a
-# browser answers with a password dialog. A vendor's 401 carries it too, in place of the
-# vendor's own challenge (RESPONSE_DROP).
+# browser answers with a password dialog. A vendor's 401 carries it too when its own challenges
+# were all of that kind (`no_password_prompt`).
 FORM_CHALLENGE = "Form"
+# Challenge schemes a browser answers by asking the user for a name and password (or by sending
+# the machine's own Windows or Kerberos credentials), at the start of a challenge in the list.
+_PROMPTING = re.compile(r"(?i)(?:^|,)[\t ]*(?:basic|digest|ntlm|negotiate|kerberos)(?![\w-])")
+
+
+def no_password_prompt(headers: CIMultiDict[str]) -> None:
+    """A vendor's 401 without the challenges that make the browser ask for a user name and
+    password on the vendor's mapped host, which a patron fills with their card and PIN (P2);
+    what the browser then sends (Authorization) never reaches the vendor anyway. Others (a
+    `Bearer` challenge an API client reads to renew its token) stay; with none left the 401
+    names FORM_CHALLENGE."""
+    challenges = headers.getall("WWW-Authenticate", [])
+    kept = [c for c in challenges if not _PROMPTING.search(c)]
+    if len(kept) == len(challenges) and kept:
+        return
+    headers.popall("WWW-Authenticate", None)
+    for challenge in kept or [FORM_CHALLENGE]:
+        headers.add("WWW-Authenticate", challenge)
+
 
 OWN_PAGE_HEADERS = {
     "Content-Security-Policy": (

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from multidict import CIMultiDict
 
 from proxy.hosts import HostMap
-from proxy.privacy import outbound_headers, response_headers
+from proxy.privacy import no_password_prompt, outbound_headers, response_headers
 
 HM = HostMap.build(
     public_scheme="https",
@@ -67,9 +68,32 @@ def test_response_drops_hop_by_hop_and_cookies() -> None:
             ("Set-Cookie", "a=b"),
             ("Transfer-Encoding", "chunked"),
             ("Alt-Svc", 'h3=":443"'),
-            # A browser prompt for a name and password on a vendor host: the patron's card
-            # and PIN would be typed into it (P2).
-            ("WWW-Authenticate", 'Basic realm="Vendor"'),
         ]
     )
     assert list(out.keys()) == ["Content-Type"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        # A browser prompt for a name and password on a vendor host: the patron's card and PIN
+        # would be typed into it (P2). With none left, the 401 names the form challenge.
+        (['Basic realm="Vendor"'], ["Form"]),
+        (['Digest realm="V", nonce="x"', "NTLM", "Negotiate"], ["Form"]),
+        (['Basic realm="V", Bearer realm="api"'], ["Form"]),  # one value with a prompting scheme
+        # A token client's challenge prompts nobody: it stays for the vendor's script to read.
+        (
+            ['Bearer realm="api", error="invalid_token"'],
+            ['Bearer realm="api", error="invalid_token"'],
+        ),
+        (["Bearer", 'Basic realm="V"'], ["Bearer"]),
+        (['Basically realm="V"'], ['Basically realm="V"']),  # not the Basic scheme
+        ([], ["Form"]),  # a 401 names a challenge (RFC 9110 15.5.2)
+    ],
+)
+def test_a_vendor_401_never_asks_the_browser_for_a_password(
+    sent: list[str], kept: list[str]
+) -> None:
+    headers = CIMultiDict([("Content-Type", "text/html")] + [("WWW-Authenticate", c) for c in sent])
+    no_password_prompt(headers)
+    assert headers.getall("WWW-Authenticate") == kept
