@@ -572,7 +572,8 @@ cdef inline bint _space(unsigned char c) noexcept:
 cdef Py_ssize_t _tag_kind(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, bint loads) noexcept:
     """The tag whose `<` is at i: its name's length, negative for a navigation tag
     (`html_tags.NAVIGATION_TAGS`) and, with `loads`, a load tag (`html_tags.LOAD_TAGS`); 0 for
-    none that `tag_spans` looks at. The name is any case and followed by a tab, LF, FF, CR,
+    none that `tag_spans` looks at. A frame (`html_tags.FRAME_TAGS`) is a navigation tag only
+    with `loads`: without, the shield is on and every frame's `src` is read for a third party. The name is any case and followed by a tab, LF, FF, CR,
     space, `/` or `>`."""
     cdef Py_ssize_t length = 0
     cdef bint navigation = True
@@ -602,10 +603,10 @@ cdef Py_ssize_t _tag_kind(const unsigned char* p, Py_ssize_t n, Py_ssize_t i, bi
         if _tag_name(p, n, i + 1, b"form", 4):
             length = 4
         elif _tag_name(p, n, i + 1, b"frame", 5):
-            length = 5
+            length, navigation = 5, loads
     elif c == 105:  # iframe, input, img
         if _tag_name(p, n, i + 1, b"iframe", 6):
-            length = 6
+            length, navigation = 6, loads
         elif _tag_name(p, n, i + 1, b"input", 5):
             length = 5
         elif loads and _tag_name(p, n, i + 1, b"img", 3):
@@ -781,8 +782,8 @@ cdef Py_ssize_t _walk(
 def tag_spans(bytes data, Py_ssize_t max_len, bint loads=False):
     """`html_tags.tag_spans`, compiled. A tag is `<` and a tag name (any case)
     before a tab, LF, FF, CR, space, `/` or `>`, then its attributes (`_walk`) and the `>` that
-    ends it, at most `max_len` bytes after the name. Every script, link and meta tag is a span; a
-    navigation tag (`a`, `area`, `base`, `button`, `form`, `frame`, `iframe`, `input`) only when
+    ends it, at most `max_len` bytes after the name. Every script, link and meta tag is a span,
+    and without `loads` every frame and iframe; a navigation tag (`a`, `area`, `base`, `button`, `form`, `frame`, `iframe`, `input`) only when
     a URL attribute's value is not `_plain_url` (most links are, and are left to the URL scan);
     with `loads`, load tags too (`img`, `source`, `video`, `audio`, `track`, `embed`, `object`)
     and their URL attributes. `pending` is where a tag starts that the data ends inside of

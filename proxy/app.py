@@ -45,6 +45,7 @@ from proxy.logs import get_logger
 from proxy.ops import healthz, jwks, metrics, readyz
 from proxy.preflight import answer_preflight, is_preflight
 from proxy.privacy import FORGET_WHAT, OWN_PAGE_HEADERS, VENDOR_METHODS
+from proxy.service_workers import is_service_worker_script, refuse_service_worker
 from proxy.services import (
     CONFIG,
     SERVICES,
@@ -124,6 +125,10 @@ async def dispatch(
             return answer_preflight(request, svc.hosts, vendor_host)
         if request.path == FORGET_PATH:
             return forget_here(request)  # the sign-out page's request; nothing reaches the vendor
+        if is_service_worker_script(request):
+            # Before the session gate: an update check comes with or without a session, and
+            # neither may reach the vendor (proxy/service_workers.py).
+            return refuse_service_worker()
         return await proxy_request(request, vendor_host)
     except StoreUnavailable as exc:
         log.warning("store_unavailable", dependency="store", reason=exc.reason)

@@ -107,6 +107,8 @@ def unknown_type(mt: str) -> bool:
 # be blocked due to its MIME type"), so it is rewritten as a script when asked for as one.
 _SCRIPT_SUSPECTS = frozenset({"application/octet-stream", "binary/octet-stream", "text/plain"})
 # Fetch metadata destinations of scripts that run as workers (their own global, their own policy).
+# A service worker's script never gets here (`proxy.service_workers` refuses it before the
+# session gate); `serviceworker` stays listed so that, if it ever did, it would be shielded.
 _WORKER_DESTS = frozenset({"worker", "sharedworker", "serviceworker"})
 # The rewriter reads a script of another type as this one.
 _SCRIPT_TYPE = "text/javascript"
@@ -673,10 +675,13 @@ class Upstream:
             mt = media_type(ctype)
             csp = None
             # A worker runs under the policy of its own script's response, not the page's: a
-            # worker, shared worker or service worker script gets the shield too, or its
-            # fetch() and importScripts() reach third parties from the patron's address. Every
-            # script does, whoever asks (a <script> ignores it), so the answer a browser caches
-            # for a page's <script> is also shielded when a worker is started from it.
+            # worker or shared worker script gets the shield too, or its fetch() and
+            # importScripts() reach third parties from the patron's address. Every script does,
+            # whoever asks (a <script> ignores it), so the answer a browser caches for a page's
+            # <script> is also shielded when a worker is started from it. A service worker's
+            # script is refused before it gets here (`proxy.service_workers`): the shield on its
+            # script did not reach the responses it makes itself, nor stop its cache outliving
+            # the session.
             worker = (
                 mt in JAVASCRIPT_TYPES or request.headers.get("Sec-Fetch-Dest") in _WORKER_DESTS
             )

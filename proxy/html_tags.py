@@ -8,8 +8,10 @@ are (`rewrite_headers.rewrite_csp`), a meta refresh its URL as the header's; and
 frame or base URL that a browser would follow to a vendor's real host, but that the rewriter's
 URL scan does not map (`http:\\\\host`, `/\\host`, a tab in the host, `%77ww`, a fullwidth
 letter, `&#x2F;&#x2F;`, user information …; `proxy.navigation` reads them as the browser does),
-is replaced by the mapped URL. `HtmlTagStage` runs it on every such tag of a streamed body, the
-same for any chunking.
+is replaced by the mapped URL. With the tracker shield on, a frame whose `src` names a third
+party (a video player's `<iframe>`) is given `about:blank` instead: the shield's `frame-src` stops
+the frame, but only after Chromium has connected to the third party from the patron's address.
+`HtmlTagStage` runs it on every such tag of a streamed body, the same for any chunking.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from urllib.parse import urlsplit
 
 from proxy import rewrite_headers
 from proxy.hosts import HostMap
+from proxy.navigation import leaves_for
 from proxy.rewrite_headers import rewrite_csp
 
 # The tags whose attributes act on what the proxy changes: `integrity` on script and link (SRI),
@@ -38,6 +41,13 @@ MAX_TAG = 8192
 NAVIGATION_TAGS = frozenset(
     {b"a", b"area", b"base", b"button", b"form", b"frame", b"iframe", b"input"}
 )
+# Frames, whose `src` loads as the page loads. The shield's `frame-src` refuses a third-party
+# frame, but Chromium has by then opened a connection (TCP, and the TLS ClientHello naming the
+# host) from the patron's address (P3): with the shield on, such a `src` becomes FRAME_BLANK.
+# The compiled pre-scan (`_scan.tag_spans`) then passes every frame tag on, whatever its URL:
+# pages hold few, so ordinary pages pay nothing measurable.
+FRAME_TAGS = frozenset({b"frame", b"iframe"})
+FRAME_BLANK = "about:blank"
 NAVIGATION_ATTRIBUTES = (b"href", b"xlink:href", b"src", b"action", b"formaction")
 # With the shield off (`third_party = "allow"`) nothing stops a page loading from a vendor's real
 # host either: then the tags that load (an image, a video, a frame's object) and the attributes
@@ -73,8 +83,9 @@ def tag_spans(data: bytes, loads: bool = False) -> tuple[list[tuple[int, int]], 
 
     In one compiled pass when built (a page has a `<` every ~30 bytes and ~150 links); it leaves
     out the navigation tags whose URLs it can tell the URL scan maps (most of a page's links),
-    which `edit_tag` would leave as they are. Otherwise every tag, found with `_TAG_START` and
-    `_walk`. With `loads`, the load tags (LOAD_TAGS) too."""
+    which `edit_tag` would leave as they are, but not frame tags when `loads` is off (FRAME_TAGS).
+    Otherwise every tag, found with `_TAG_START` and `_walk`. With `loads`, the load tags
+    (LOAD_TAGS) too."""
     scan = rewrite_headers.compiled_scan  # read per call: tests switch it off
     if scan is not None:
         return scan.tag_spans(data, MAX_TAG, loads)
@@ -254,6 +265,8 @@ def edit_tag(
     - `<meta http-equiv="refresh" content=…>` has its URL mapped as the browser will read it,
       character references decoded (`rewrite_refresh`, as for the header): a refresh is a
       navigation, which no Content-Security-Policy stops.
+    - Without `loads` (the shield on), a frame's `src` that a browser would open on a host that is
+      neither a vendor's nor the proxy's own becomes `about:blank` (`_third_party_frame`).
     - A navigation tag's URL (`NAVIGATION_ATTRIBUTES`) that would still take the browser to a
       vendor host after the URL scan has mapped it (`navigable` maps it, read as the browser
       reads it) is replaced by the mapped URL; with `loads`, a load tag's too, and the URLs of
@@ -261,6 +274,8 @@ def edit_tag(
     """
     low = tag.lower()
     name = _NAME.match(low)
+    if name is not None and not loads and name.group(1) in FRAME_TAGS:
+        tag = _third_party_frame(host_map, tag, name.end(), encoding)
     if name is not None and (
         name.group(1) in NAVIGATION_TAGS or (loads and name.group(1) in LOAD_TAGS)
     ):
@@ -303,6 +318,27 @@ def edit_tag(
     while start > name_end and tag[start - 1] in b"\t\n\f\r ":
         start -= 1
     return tag[:start] + tag[integrity.end() :]
+
+
+def _third_party_frame(host_map: HostMap, tag: bytes, name_end: int, encoding: str) -> bytes:
+    """A frame tag with its `src` made FRAME_BLANK when a browser would open it (read as
+    `proxy.navigation` reads it, in each of `_readings`) on a host that is neither a vendor's
+    nor the proxy's own (a mapped host is a subdomain of the public host); as it is otherwise.
+    Relative URLs and other schemes (`data:`, `about:`, `javascript:`) connect nowhere new;
+    `srcdoc` is left as it is."""
+    src = _attributes(tag, name_end).get(b"src")
+    if src is None or src.group(2) is None:
+        return tag
+    ours = host_map.public_host
+    for text, _ in _readings(_raw_bytes(src), encoding):
+        found = leaves_for(unescape_attribute(text))
+        if found is None:
+            continue
+        host = found[0]
+        if host == ours or host.endswith("." + ours) or host_map.vendor_for_host(host):
+            continue
+        return tag[: src.start(2)] + _quoted(FRAME_BLANK, src) + tag[src.end(2) :]
+    return tag
 
 
 def _inert_rules(tag: bytes, name_end: int) -> bytes:

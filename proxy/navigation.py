@@ -38,6 +38,15 @@ def to_vendor_host(url: str) -> tuple[str, str] | None:
     page's host for `host`; None for a URL that stays on the page's host (a path, a query, a
     fragment) or is no http(s) URL. `host` is lower-case, percent-decoded and IDNA-mapped, as
     the browser resolves it; the caller decides whether it is a vendor's."""
+    found = leaves_for(url)
+    if found is None or found[0].startswith("["):
+        return None  # an IPv6 literal: never a configured vendor host name
+    return found
+
+
+def leaves_for(url: str) -> tuple[str, str] | None:
+    """`to_vendor_host`, with an IPv6 literal too (`[::1]`, as written): where a browser opening
+    `url` connects, for a caller that must stop any host but a few (a frame's, `html_tags`)."""
     s = url.strip(_STRIP).translate(_TAB_NEWLINE)
     m = _SCHEME.match(s)
     if m is not None:
@@ -55,7 +64,7 @@ def to_vendor_host(url: str) -> tuple[str, str] | None:
     authority, tail = found.groups()
     host = authority.rpartition("@")[2]
     if host.startswith("["):
-        return None  # an IPv6 literal: never a configured vendor host name
+        return (host.partition("]")[0] + "]").lower(), tail
     host = _idna(unquote(host.partition(":")[0]))
     host = host.lower().rstrip(".")
     return (host, tail) if host else None

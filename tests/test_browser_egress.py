@@ -185,7 +185,10 @@ def _page(body: str) -> str:
 # Workers: the shield's CSP is put on documents only. A worker's script is fetched as
 # JavaScript and the worker runs under the policy of ITS OWN response (CSP3 §4.2, Chromium),
 # not the page's, so a vendor script a page starts as a worker fetches any host it likes.
-# A service worker, once registered, does so on every later visit too.
+# A service worker, once registered, does so on every later visit too. Since
+# `proxy.service_workers` its script is refused (404) and it never registers: the
+# `service_worker` case now holds because nothing of it runs (its script never reaches the
+# vendor); `tests/test_vendor_page_quirks.py` checks the refusal itself.
 # --------------------------------------------------------------------------------------------
 
 WORKERS = {
