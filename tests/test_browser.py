@@ -312,6 +312,11 @@ async def test_menu_filter_works_without_javascript(stack: Stack, browser: Brows
     assert "q=wellness" in page.url
     visible = await page.locator("#databases li:visible a").all_inner_texts()
     assert visible == ["Health & Wellness Resource Center"]
+    # Without regard to accents, as the script filters (a patron types "é" for "e").
+    await page.get_by_label(UI["filter_label"]).fill("WÉLLNESS")
+    await submit(page, page.get_by_role("button", name=UI["filter_button"]))
+    visible = await page.locator("#databases li:visible a").all_inner_texts()
+    assert visible == ["Health & Wellness Resource Center"]
     await context.close()
 
 
@@ -327,6 +332,10 @@ async def test_menu_filter_narrows_the_list_as_the_patron_types(
     assert visible == ["Consumer Reports"]
     status = page.get_by_role("status").filter(has_text="databases shown")
     await status.get_by_text("1 of 6").wait_for()
+    await page.get_by_label(UI["filter_label"]).fill("CONSÚMER")  # accents and case ignored
+    await status.get_by_text("1 of 6").wait_for()
+    visible = await page.locator("#databases li:visible a").all_inner_texts()
+    assert visible == ["Consumer Reports"]
     await page.get_by_label(UI["filter_label"]).fill("zzz")
     await page.locator("#no-match").wait_for()
     await context.close()

@@ -627,6 +627,16 @@ def _filing_form(title: str) -> str:
     )
 
 
+# Combining marks as the menu's script strips them (menu.js `fold`): the same characters both ways.
+_MARKS = re.compile("[\u0300-\u036f]")
+
+
+def _filter_form(text: str) -> str:
+    """Text as the menu's filter compares it, here and in menu.js alike: without case and
+    without accents ("erudit" finds "Érudit"), by NFKD and then dropping the combining marks."""
+    return _MARKS.sub("", unicodedata.normalize("NFKD", text)).lower()
+
+
 async def menu(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     session = await _require_session(request)
@@ -651,8 +661,8 @@ async def menu(request: web.Request) -> web.StreamResponse:
                 again = _public(svc.config, f"/login?{AGAIN}=1")
                 notice_link = {"href": again, "text": UI["sign_in_again"]}
             continue
-        text = f"{v.title} {v.description}".lower()
-        show = q.lower() in text
+        text = _filter_form(f"{v.title} {v.description}")
+        show = _filter_form(q) in text
         letter = _filing_form(v.title)[:1].upper()
         group = groups.setdefault(
             letter if letter.isalpha() else "#",

@@ -16,8 +16,12 @@
     var sections = Array.prototype.slice.call(document.querySelectorAll("#databases section"));
     var letters = Array.prototype.slice.call(document.querySelectorAll(".az li[data-letter]"));
     var pending = 0;
+    // As the server folds the items' data-text (pages._filter_form): no case, no accents.
+    var fold = function (text) {
+      return text.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase();
+    };
     var filter = function () {
-      var q = input.value.trim().toLowerCase();
+      var q = fold(input.value.trim());
       var shown = 0;
       items.forEach(function (li) {
         li.hidden = q !== "" && li.getAttribute("data-text").indexOf(q) === -1;
