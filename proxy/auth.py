@@ -125,8 +125,10 @@ def rule_marks(vendors: tuple[VendorConfig, ...], source: str) -> dict[str, str]
     return {v.id: decided_under(v, source) for v in vendors if not open_to_all(v)}
 
 
-# The key of the library-wide rule's mark among `eligibility_marks` (no vendor id is "*").
+# The key of the library-wide rule's mark among `eligibility_marks` (no vendor id is "*"), and
+# of the mark a session that recorded none is held to (Services.library_mark_at_start).
 LIBRARY_RULE = "*"
+UNMARKED_LIBRARY_RULE = "*unmarked"
 
 
 def eligibility_marks(config: Config) -> dict[str, str]:
@@ -157,11 +159,15 @@ def library_rule_holds(rules: frozenset[str], marks: dict[str, str]) -> bool:
     for every database: it was never checked against the new rule, and the patron's entry is
     not kept to check it now (P5). Removing the rule lets everyone go on. A session that
     recorded no library-wide mark at all was signed in by a version before it was recorded (a
-    rolling upgrade): it keeps what its sign-in allowed, as it would have there."""
+    rolling upgrade): it keeps what its sign-in allowed while the rule in force is the one this
+    process started with (UNMARKED_LIBRARY_RULE: an upgrade changes the code, not the config),
+    and waits for a new sign-in once a reload changes it."""
     mark = marks.get(LIBRARY_RULE)
     if mark is None or mark == OPEN_LIBRARY_MARK or mark in rules:
         return True
-    return not any(r.startswith(LIBRARY_RULE + "#") for r in rules)
+    if any(r.startswith(LIBRARY_RULE + "#") for r in rules):
+        return False
+    return marks.get(UNMARKED_LIBRARY_RULE) == mark
 
 
 def open_to_all(vendor: VendorConfig) -> bool:
@@ -291,6 +297,8 @@ def make_directory(config: Config, *, secret: bytes) -> Directory:
 
 
 __all__ = [
+    "LIBRARY_RULE",
+    "UNMARKED_LIBRARY_RULE",
     "BadCredentials",
     "Directory",
     "DirectoryUnavailable",

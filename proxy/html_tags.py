@@ -324,9 +324,15 @@ def _third_party_frame(host_map: HostMap, tag: bytes, name_end: int, encoding: s
     """A frame tag with its `src` made FRAME_BLANK when a browser would open it (read as
     `proxy.navigation` reads it, in each of `_readings`) on a host that is neither a vendor's
     nor the proxy's own (a mapped host is a subdomain of the public host); as it is otherwise.
-    Relative URLs and other schemes (`data:`, `about:`, `javascript:`) connect nowhere new;
-    `srcdoc` is left as it is."""
-    src = _attributes(tag, name_end).get(b"src")
+    Relative URLs and other schemes (`data:`, `about:`, `javascript:`) connect nowhere new.
+    A `srcdoc` document holding such a frame (at any depth) is emptied: its frames connect as
+    the page's do."""
+    attrs = _attributes(tag, name_end)
+    srcdoc = attrs.get(b"srcdoc")
+    if srcdoc is not None and srcdoc.group(2) is not None and _frames_leave(host_map, srcdoc):
+        tag = tag[: srcdoc.start(2)] + _quoted("", srcdoc) + tag[srcdoc.end(2) :]
+        attrs = _attributes(tag, name_end)
+    src = attrs.get(b"src")
     if src is None or src.group(2) is None:
         return tag
     ours = host_map.public_host
@@ -339,6 +345,21 @@ def _third_party_frame(host_map: HostMap, tag: bytes, name_end: int, encoding: s
             continue
         return tag[: src.start(2)] + _quoted(FRAME_BLANK, src) + tag[src.end(2) :]
     return tag
+
+
+_FRAME_IN_DOCUMENT = re.compile(rb"<(?i:i?frame)(?=[\t\n\f\r />])[^>]*>?")
+
+
+def _frames_leave(host_map: HostMap, srcdoc: re.Match[bytes]) -> bool:
+    """Whether the document in a `srcdoc` value holds a frame `_third_party_frame` would blank
+    (a frame's own srcdoc too, read the same way)."""
+    document = unescape_attribute(_value(srcdoc)).encode("utf-8", "surrogateescape")
+    for m in _FRAME_IN_DOCUMENT.finditer(document):
+        frame = m.group(0)
+        name = _NAME.match(frame.lower())
+        if name is not None and _third_party_frame(host_map, frame, name.end(), "utf-8") != frame:
+            return True
+    return False
 
 
 def _inert_rules(tag: bytes, name_end: int) -> bytes:

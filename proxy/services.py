@@ -14,7 +14,13 @@ from aiohttp import web
 
 from proxy.admission import Admission
 from proxy.assertion import Signer, ensure_keys
-from proxy.auth import Directory, eligibility_marks, make_directory
+from proxy.auth import (
+    LIBRARY_RULE,
+    UNMARKED_LIBRARY_RULE,
+    Directory,
+    eligibility_marks,
+    make_directory,
+)
 from proxy.config import Config, VendorConfig
 from proxy.forward import Observation, Upstream
 from proxy.hosts import HostMap
@@ -88,10 +94,17 @@ class Services:
     # The mark of each conditional database's rule in force (auth.decided_under), by vendor id,
     # which sessions' marks from sign-in are checked against.
     eligibility: dict[str, str] = field(default_factory=dict)
+    # The library-wide rule's mark when this process started, kept across reloads: what a
+    # session that recorded none (signed in by a version before the mark) is held to.
+    library_mark_at_start: str | None = None
 
     def __post_init__(self) -> None:
         self.vendors = {v.id: v for v in self.config.vendors}
         self.eligibility = eligibility_marks(self.config)
+        if self.library_mark_at_start is None:
+            self.library_mark_at_start = self.eligibility.get(LIBRARY_RULE)
+        if self.library_mark_at_start is not None:
+            self.eligibility[UNMARKED_LIBRARY_RULE] = self.library_mark_at_start
 
 
 CONFIG = web.AppKey("config", Config)
@@ -257,6 +270,7 @@ async def rebuild_services(svc: Services, config: Config) -> Services:
         hooks=hooks,
         forwarding=svc.forwarding,
         admission=svc.admission,
+        library_mark_at_start=svc.library_mark_at_start,
     )
 
 

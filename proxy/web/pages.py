@@ -633,8 +633,11 @@ _MARKS = re.compile("[\u0300-\u036f]")
 
 def _filter_form(text: str) -> str:
     """Text as the menu's filter compares it, here and in menu.js alike: without case and
-    without accents ("erudit" finds "Érudit"), by NFKD and then dropping the combining marks."""
-    return _MARKS.sub("", unicodedata.normalize("NFKD", text)).lower()
+    without accents ("erudit" finds "Érudit"), by NFKD and then dropping the combining marks;
+    lower-casing then leaves two letters whose capitals fold otherwise: ß (STRASSE) and the
+    final sigma (capital sigma at a word's end), written as ss and the medial sigma."""
+    folded = _MARKS.sub("", unicodedata.normalize("NFKD", text)).lower()
+    return folded.replace("\u00df", "ss").replace("\u03c2", "\u03c3")
 
 
 async def menu(request: web.Request) -> web.StreamResponse:

@@ -18,7 +18,8 @@
     var pending = 0;
     // As the server folds the items' data-text (pages._filter_form): no case, no accents.
     var fold = function (text) {
-      return text.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase();
+      return text.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
+        .replace(/\u00df/g, "ss").replace(/\u03c2/g, "\u03c3");
     };
     var filter = function () {
       var q = fold(input.value.trim());

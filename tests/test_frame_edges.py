@@ -1,0 +1,180 @@
+"""From a fresh read of the frame, eligibility and menu changes (15e8d65..): a srcdoc holding a
+third-party frame, sessions from the version before the library-wide mark after the filter
+changes, the menu filter's case folding. Two gaps stay as strict xfails (a frame made by script,
+a frame tag longer than the tag reading's limit): no page rewriting reaches them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from proxy import rewrite_headers
+from proxy.hosts import HostMap
+from proxy.rewrite import Rewriter
+from tests import test_browser_egress
+from tests.test_browser_egress import LEFT, TRACKER, _page
+
+recorder = test_browser_egress.recorder
+browse = test_browser_egress.browse
+
+_FRAME_MAP = HostMap.build(
+    public_scheme="https",
+    public_host="proxy.lib.org",
+    public_port=None,
+    vendor_hosts=[("v", ["www.vendor.com", "*.vendor-cdn.com"])],
+)
+
+
+def _frames(tag: str, *, compiled: bool) -> str:
+    rewriter = Rewriter(_FRAME_MAP)
+    with pytest.MonkeyPatch.context() as mp:
+        if not compiled:
+            mp.setattr(rewrite_headers, "compiled_scan", None)
+        page = f"<!doctype html><p>article</p>{tag}</iframe><p>more</p>".encode()
+        return rewriter.rewrite_body("v", "text/html", None, page).decode()
+
+
+LONG = "x" * 9000
+
+
+LONG_TAG = (
+    "a frame tag longer than html_tags.MAX_TAG (8 KiB) is not read, so its third-party src is "
+    "left and Chromium connects before frame-src refuses it (known gap, docs/vendor-setup.md)"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=LONG_TAG)
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_a_third_party_frame_with_a_long_attribute_before_src_is_blanked(compiled: bool) -> None:
+    tag = f'<iframe data-config="{LONG}" src="https://tracker.example/embed">'
+    out = _frames(tag, compiled=compiled)
+    assert "tracker.example" not in out
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_a_srcdoc_holding_a_third_party_iframe_loses_it(compiled: bool) -> None:
+    tag = '<iframe srcdoc="<iframe src=https://tracker.example/embed></iframe>">'
+    out = _frames(tag, compiled=compiled)
+    assert "tracker.example" not in out
+
+
+@pytest.mark.browser
+async def test_browser_srcdoc_third_party_iframe(browse: Any) -> None:
+    body = f'<iframe srcdoc="&lt;iframe src=&quot;http://{TRACKER}/embed&quot;&gt;&lt;/iframe&gt;"></iframe>'
+    seen = await browse(_page(body))
+    assert seen == [], LEFT.format(seen)
+
+
+@pytest.mark.xfail(strict=True, reason=LONG_TAG)
+@pytest.mark.browser
+async def test_browser_long_tag_third_party_iframe(browse: Any) -> None:
+    body = f'<iframe data-config="{LONG}" src="http://{TRACKER}/embed"></iframe>'
+    seen = await browse(_page(body))
+    assert seen == [], LEFT.format(seen)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a frame a script creates is outside what the proxy rewrites; Chromium connects "
+    "before frame-src refuses it (known gap, docs/vendor-setup.md)",
+)
+@pytest.mark.browser
+async def test_browser_script_made_third_party_iframe(browse: Any) -> None:
+    body = (
+        "<script>var f = document.createElement('iframe');"
+        f"f.src = 'http://{TRACKER}/embed'; document.body.appendChild(f);</script>"
+    )
+    seen = await browse(_page("<p>x</p>" + body))
+    assert seen == [], LEFT.format(seen)
+
+
+async def test_a_filter_changed_after_an_upgrade_applies_to_sessions_from_the_version_before(
+    tmp_path: Any,
+    port: int,
+    running_slapd: Any,
+    redis_url: str,
+    vendor_factory: Any,
+    proxy_factory: Any,
+) -> None:
+    """A session signed in at 8971d78 (no library-wide mark) keeps every database after a
+    reload that narrows `eligible_filter` so that its patron is no longer eligible: the
+    rolling-upgrade allowance in `library_rule_holds` has no end, so the change never applies
+    to it (P5). Before a355e6f such a session was sent to sign in again."""
+    from proxy.reload import Reloader
+    from proxy.services import SERVICES
+    from tests.canary import HERON
+    from tests.harness import ldap_directory, vendor_toml, write_config
+    from tests.test_rolling_upgrade import _store_for, _write_raw
+    from tests.test_session_change_reads import ARCHIVE_HOST, _as_8971d78_writes
+
+    archive = await vendor_factory(ARCHIVE_HOST)
+    directory = ldap_directory(running_slapd, tmp_path)
+    assert 'eligible_filter = "(!(description=expired))"' in directory
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=directory,
+        vendors={"archive": vendor_toml("archive", archive, title="Town Archive")},
+        session=f'store = "redis"\nredis_url = "{redis_url}"\nidle_timeout_s = 600\n'
+        "lifetime_s = 3600",
+    )
+    driver = await proxy_factory(cfg)
+    assert (await driver.login(HERON.uid, HERON.password)).status == 303
+    assert (await driver.get_vendor(ARCHIVE_HOST, "/before")).status == 200
+    store = _store_for(cfg, redis_url)
+    try:
+        session = await store.get(driver.sid)
+        assert session is not None
+        await _write_raw(store, _as_8971d78_writes(session.to_dict()))
+    finally:
+        await store.close()
+
+    cfg.write_text(
+        cfg.read_text().replace(
+            'eligible_filter = "(!(description=expired))"',
+            'eligible_filter = "(employeeType=resident)"',
+        )
+    )
+    outcome = await Reloader(driver.client.app[SERVICES]).reload()
+    assert outcome.ok, outcome.problems
+    r = await driver.get_vendor(ARCHIVE_HOST, "/after")
+    assert r.status == 403, r.status
+    assert [q.path_qs for q in archive.requests] == ["/before"]
+
+
+@pytest.mark.parametrize(
+    ("title", "typed"),
+    [("Straßenbau Fachinformation", "STRASSENBAU"), ("Οδοστρωτήρες Αρχείο", "ΟΔΟΣ")],
+    ids=["sharp_s", "greek_sigma"],
+)
+async def test_the_menu_filter_ignores_case_for_a_title_in_capitals(
+    title: str,
+    typed: str,
+    tmp_path: Any,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+) -> None:
+    """9337d50: the menu's filter "ignores case" (pages._filter_form, menu.js fold, by
+    str.lower / toLowerCase). A patron typing the title in capitals (caps lock; German writes
+    ß as SS in capitals; a Greek word typed in capitals lower-cases its last capital sigma to the final form) gets
+    "No database matches": lower() is not a case-insensitive comparison (casefold is)."""
+    from tests.canary import CANARY
+    from tests.harness import ldap_directory, vendor_toml, write_config
+
+    vendor = await vendor_factory("www.roads.test")
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={"roads": vendor_toml("roads", vendor, title=title)},
+    )
+    driver = await proxy_factory(cfg)
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    r = await driver.own("GET", "/menu", params={"q": typed})
+    body = await r.text()
+    assert r.status == 200
+    assert "1 of 1 databases shown." in body, re.findall(r'id="count"[^\n]*', body)
