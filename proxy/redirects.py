@@ -7,17 +7,18 @@ sends the patron to /menu instead.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from proxy.hosts import HostMap, is_valid_hostname
 
 # The server's default longest request line (`throttle.http.max_request_line`): the browser
 # asks for the mapped address on one, so a longer one could not be opened anyway.
 MAX_TARGET = 8190
-# What a browser percent-encodes in a link's path, query and fragment (WHATWG URL) besides
-# non-ASCII letters: none of them may go into a Location header or an href raw. `%` is left
-# alone: the link's own escapes (and a lone `%`) reach the vendor as written.
-_BROWSER_ENCODES = frozenset(' "<>`')
+# What a browser keeps as written in a link's path, query and fragment (WHATWG URL): printable
+# ASCII but space, quotes, angle brackets and backtick, which (with non-ASCII letters) may not go
+# into a Location header or an href raw. `%` is kept: the link's own escapes (and a lone `%`)
+# reach the vendor as written.
+_BROWSER_KEEPS = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"<>`')
 
 
 def _request_line_length(target: str) -> int:
@@ -33,16 +34,10 @@ def _browser_encoded(text: str) -> str | None:
     """`text` with space, quotes, angle brackets, backtick and every non-ASCII character
     percent-encoded as UTF-8, as a browser sends a typed or linked address; None for text that
     is not Unicode (a lone surrogate)."""
-    out = []
-    for c in text:
-        if c.isascii() and c not in _BROWSER_ENCODES:
-            out.append(c)
-            continue
-        try:
-            out.append("".join(f"%{b:02X}" for b in c.encode("utf-8")))
-        except UnicodeEncodeError:
-            return None
-    return "".join(out)
+    try:
+        return quote(text, safe=_BROWSER_KEEPS)
+    except UnicodeEncodeError:
+        return None
 
 
 def safe_target(url: str, hosts: HostMap, *, max_line: int = MAX_TARGET) -> str | None:
