@@ -158,7 +158,7 @@ async def test_the_menu_filter_ignores_case_for_a_title_in_capitals(
     vendor_factory: Any,
     proxy_factory: Any,
 ) -> None:
-    """9337d50: the menu's filter "ignores case" (pages._filter_form, menu.js fold, by
+    """9337d50: the menu's filter "ignores case" (pages._folded, menu.js fold, by
     str.lower / toLowerCase). A patron typing the title in capitals (caps lock; German writes
     ß as SS in capitals; a Greek word typed in capitals lower-cases its last capital sigma to the final form) gets
     "No database matches": lower() is not a case-insensitive comparison (casefold is)."""

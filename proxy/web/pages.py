@@ -618,24 +618,16 @@ async def _require_session(request: web.Request) -> Session:
     return session
 
 
-def _filing_form(title: str) -> str:
-    """A title as an A-Z list files it: without case, and with accents taken off letters that
-    are a base letter and a mark ("Érudit" under E, after "Encyclopedia"), as library lists
-    file them. A letter of its own in Unicode (Ø, Æ) stays itself."""
-    return "".join(
-        c for c in unicodedata.normalize("NFKD", title.casefold()) if not unicodedata.combining(c)
-    )
-
-
 # Combining marks as the menu's script strips them (menu.js `fold`): the same characters both ways.
 _MARKS = re.compile("[\u0300-\u036f]")
 
 
-def _filter_form(text: str) -> str:
-    """Text as the menu's filter compares it, here and in menu.js alike: without case and
-    without accents ("erudit" finds "Érudit"), by NFKD and then dropping the combining marks;
-    lower-casing then leaves two letters whose capitals fold otherwise: ß (STRASSE) and the
-    final sigma (capital sigma at a word's end), written as ss and the medial sigma."""
+def _folded(text: str) -> str:
+    """Text as the menu files and filters it, here and in menu.js alike: without case and
+    without accents, by NFKD and then dropping the combining marks ("Érudit" is filed under E,
+    after "Encyclopedia", and "erudit" finds it; a letter of its own, Ø or Æ, stays itself).
+    Lower-casing leaves two letters whose capitals fold otherwise: ß (STRASSE) and the final
+    sigma (capital sigma at a word's end), written as ss and the medial sigma."""
     folded = _MARKS.sub("", unicodedata.normalize("NFKD", text)).lower()
     return folded.replace("\u00df", "ss").replace("\u03c2", "\u03c3")
 
@@ -655,7 +647,7 @@ async def menu(request: web.Request) -> web.StreamResponse:
     notice_link: dict[str, str] | None = None
     library_ok = library_rule_holds(session.rules, svc.eligibility)
     max_line = _max_line(svc.config)
-    for v in sorted(svc.config.vendors, key=lambda v: _filing_form(v.title)):
+    for v in sorted(svc.config.vendors, key=lambda v: _folded(v.title)):
         mark = svc.eligibility.get(v.id, "")
         if not library_ok or not may_use(session.databases, session.rules, v, mark):
             if notice is None and (not library_ok or rules_changed(session.rules, v, mark)):
@@ -664,9 +656,9 @@ async def menu(request: web.Request) -> web.StreamResponse:
                 again = _public(svc.config, f"/login?{AGAIN}=1")
                 notice_link = {"href": again, "text": UI["sign_in_again"]}
             continue
-        text = _filter_form(f"{v.title} {v.description}")
-        show = _filter_form(q) in text
-        letter = _filing_form(v.title)[:1].upper()
+        text = _folded(f"{v.title} {v.description}")
+        show = _folded(q) in text
+        letter = _folded(v.title)[:1].upper()
         group = groups.setdefault(
             letter if letter.isalpha() else "#",
             {"letter": letter if letter.isalpha() else "#", "items": [], "shown": False},

@@ -16,7 +16,7 @@
     var sections = Array.prototype.slice.call(document.querySelectorAll("#databases section"));
     var letters = Array.prototype.slice.call(document.querySelectorAll(".az li[data-letter]"));
     var pending = 0;
-    // As the server folds the items' data-text (pages._filter_form): no case, no accents.
+    // As the server folds the items' data-text (pages._folded): no case, no accents.
     var fold = function (text) {
       return text.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
         .replace(/\u00df/g, "ss").replace(/\u03c2/g, "\u03c3");
