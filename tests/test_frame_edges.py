@@ -105,31 +105,15 @@ async def test_a_filter_changed_after_an_upgrade_applies_to_sessions_from_the_ve
     from proxy.reload import Reloader
     from proxy.services import SERVICES
     from tests.canary import HERON
-    from tests.harness import ldap_directory, vendor_toml, write_config
-    from tests.test_rolling_upgrade import _store_for, _write_raw
+    from tests.harness import ldap_directory
+    from tests.test_rolling_upgrade import archive_on_redis, stored_as
     from tests.test_session_change_reads import ARCHIVE_HOST, _as_8971d78_writes
 
-    archive = await vendor_factory(ARCHIVE_HOST)
-    directory = ldap_directory(running_slapd, tmp_path)
-    assert 'eligible_filter = "(!(description=expired))"' in directory
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=directory,
-        vendors={"archive": vendor_toml("archive", archive, title="Town Archive")},
-        session=f'store = "redis"\nredis_url = "{redis_url}"\nidle_timeout_s = 600\n'
-        "lifetime_s = 3600",
+    assert 'eligible_filter = "(!(description=expired))"' in ldap_directory(running_slapd, tmp_path)
+    driver, archive, cfg = await archive_on_redis(
+        tmp_path, port, running_slapd, redis_url, vendor_factory, proxy_factory, HERON
     )
-    driver = await proxy_factory(cfg)
-    assert (await driver.login(HERON.uid, HERON.password)).status == 303
-    assert (await driver.get_vendor(ARCHIVE_HOST, "/before")).status == 200
-    store = _store_for(cfg, redis_url)
-    try:
-        session = await store.get(driver.sid)
-        assert session is not None
-        await _write_raw(store, _as_8971d78_writes(session.to_dict()))
-    finally:
-        await store.close()
+    await stored_as(driver, cfg, redis_url, _as_8971d78_writes)
 
     cfg.write_text(
         cfg.read_text().replace(

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from proxy.config import load_config
 from proxy.redis_store import RedisStore
 from proxy.secrets_ import server_secret
-from tests.canary import CANARY
-from tests.harness import RecordingVendor, ldap_directory, vendor_toml, write_config
+from tests.canary import CANARY, CanaryPatron
+from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
 
 ARCHIVE_HOST = "www.town-archive.test"
 
@@ -40,6 +41,54 @@ async def _write_raw(store: RedisStore, data: dict[str, Any]) -> None:
         keys=[redis_key, store._live, store._born],
         args=[blob, 600_000, member, repr(data["created"])],
     )
+
+
+async def archive_on_redis(
+    tmp_path: Path,
+    port: int,
+    slapd: Any,
+    redis_url: str,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    patron: CanaryPatron,
+    *,
+    directory_extra: str = "",
+    vendor_extra: str = "",
+) -> tuple[ProxyDriver, RecordingVendor, Path]:
+    """A proxy on Redis with the "Town Archive" vendor, `patron` signed in and the archive's
+    `/before` fetched: (driver, the archive, the config file)."""
+    archive: RecordingVendor = await vendor_factory(ARCHIVE_HOST)
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(slapd, tmp_path) + directory_extra,
+        vendors={
+            "archive": vendor_toml("archive", archive, title="Town Archive", extra=vendor_extra)
+        },
+        session=f'store = "redis"\nredis_url = "{redis_url}"\nidle_timeout_s = 600\n'
+        "lifetime_s = 3600",
+    )
+    driver: ProxyDriver = await proxy_factory(cfg)
+    assert (await driver.login(patron.uid, patron.password)).status == 303
+    assert (await driver.get_vendor(ARCHIVE_HOST, "/before")).status == 200
+    return driver, archive, cfg
+
+
+async def stored_as(
+    driver: ProxyDriver,
+    cfg: Path,
+    redis_url: str,
+    older: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """The signed-in session stored again as an older version writes it (`older` of its dict)."""
+    assert driver.sid is not None
+    store = _store_for(cfg, redis_url)
+    try:
+        session = await store.get(driver.sid)
+        assert session is not None and session.rules, "this code records the marks"
+        await _write_raw(store, older(session.to_dict()))
+    finally:
+        await store.close()
 
 
 def _as_old_instance_writes(new: dict[str, Any]) -> dict[str, Any]:
@@ -72,30 +121,18 @@ async def test_rolling_upgrade_old_instance_touch_does_not_force_a_sign_in_again
 
     Expected: no rule changed, so the request at the new replica reaches the archive (the
     marks must survive an older instance's write, e.g. kept where it preserves them)."""
-    archive: RecordingVendor = await vendor_factory(ARCHIVE_HOST)
-    directory = ldap_directory(running_slapd, tmp_path) + 'group_attribute = "employeeType"\n'
-    extra = '\n[eligibility]\ngroups = ["resident"]\n'
-    cfg = write_config(
+    driver, archive, cfg = await archive_on_redis(
         tmp_path,
-        port=port,
-        directory=directory,
-        vendors={"archive": vendor_toml("archive", archive, title="Town Archive", extra=extra)},
-        session=f'store = "redis"\nredis_url = "{redis_url}"\nidle_timeout_s = 600\n'
-        "lifetime_s = 3600",
+        port,
+        running_slapd,
+        redis_url,
+        vendor_factory,
+        proxy_factory,
+        CANARY,
+        directory_extra='group_attribute = "employeeType"\n',
+        vendor_extra='\n[eligibility]\ngroups = ["resident"]\n',
     )
-    driver = await proxy_factory(cfg)
-    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
-    assert (await driver.get_vendor(ARCHIVE_HOST, "/before")).status == 200
-    sid = driver.sid
-    assert sid is not None
-
-    store = _store_for(cfg, redis_url)
-    try:
-        session = await store.get(sid)
-        assert session is not None and session.rules, "this code records the marks"
-        await _write_raw(store, _as_old_instance_writes(session.to_dict()))
-    finally:
-        await store.close()
+    await stored_as(driver, cfg, redis_url, _as_old_instance_writes)
 
     r = await driver.get_vendor(ARCHIVE_HOST, "/after")
     body = await r.text()

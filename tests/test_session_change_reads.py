@@ -12,8 +12,8 @@ import pytest
 
 from proxy.auth import LIBRARY_RULE
 from tests.canary import CANARY
-from tests.harness import RecordingVendor, ldap_directory, vendor_toml, write_config
-from tests.test_rolling_upgrade import _store_for, _write_raw
+from tests.harness import ldap_directory
+from tests.test_rolling_upgrade import archive_on_redis, stored_as
 
 ARCHIVE_HOST = "www.town-archive.test"
 HOST_SL = "www.adapter-review.test"  # tests/test_shared_login_refusals.py HOST
@@ -46,30 +46,11 @@ async def test_rolling_upgrade_session_from_8971d78_keeps_databases_open_to_all(
     and one who signs in at an older replica during the window is sent again and again.
 
     Expected (as README says): a database open to all stays open to such a session."""
-    archive: RecordingVendor = await vendor_factory(ARCHIVE_HOST)
-    directory = ldap_directory(running_slapd, tmp_path)
-    assert "eligible_filter" in directory
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=directory,
-        vendors={"archive": vendor_toml("archive", archive, title="Town Archive")},
-        session=f'store = "redis"\nredis_url = "{redis_url}"\nidle_timeout_s = 600\n'
-        "lifetime_s = 3600",
+    assert "eligible_filter" in ldap_directory(running_slapd, tmp_path)
+    driver, archive, cfg = await archive_on_redis(
+        tmp_path, port, running_slapd, redis_url, vendor_factory, proxy_factory, CANARY
     )
-    driver = await proxy_factory(cfg)
-    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
-    assert (await driver.get_vendor(ARCHIVE_HOST, "/before")).status == 200
-    sid = driver.sid
-    assert sid is not None
-
-    store = _store_for(cfg, redis_url)
-    try:
-        session = await store.get(sid)
-        assert session is not None
-        await _write_raw(store, _as_8971d78_writes(session.to_dict()))
-    finally:
-        await store.close()
+    await stored_as(driver, cfg, redis_url, _as_8971d78_writes)
 
     r = await driver.get_vendor(ARCHIVE_HOST, "/after")
     body = await r.text()
