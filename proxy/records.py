@@ -230,7 +230,14 @@ def _redis_failure(exc: Exception) -> str:
             "Redis answered but refused the password (authentication): check "
             "session.redis_password_file against Redis's requirepass"
         )
-    if reason in ("connection refused", "timeout", "connection failed", "unavailable"):
+    if reason in (
+        "connection refused",
+        "connection reset",
+        "dns",
+        "timeout",
+        "connection failed",
+        "unavailable",
+    ):
         return f"Redis did not answer ({reason})"
     return f"Redis answered with an error ({reason})"
 

@@ -22,7 +22,11 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from proxy.errors import network_failure
+
 SETTINGS = ("save", "appendonly", "maxmemory-policy")
+# network_failure's kinds, in the words the store's reasons use.
+_NETWORK_REASONS = {"refused": "connection refused", "reset": "connection reset"}
 
 # Redis's own error replies, by the word they start with, when redis-py has no class for it.
 _REPLY_REASONS = {
@@ -55,19 +59,17 @@ def failure_reason(exc: BaseException) -> str:
         return _REPLY_REASONS.get(words[0] if words else "", "error reply")
     if isinstance(exc, RedisTimeoutError | TimeoutError):
         return "timeout"
+    # What the socket met, as every other server's failures are read (errors.network_failure):
+    # redis-py raises its ConnectionError from the socket's error.
+    chain: list[BaseException] = []
     seen: BaseException | None = exc
-    while seen is not None:  # redis-py wraps the socket's error in its ConnectionError
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(seen, TimeoutError):
-            return "timeout"
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
         seen = seen.__cause__ or seen.__context__
+    found = network_failure(chain)
+    if found is not None:
+        return _NETWORK_REASONS.get(found[0], found[0])
     if isinstance(exc, RedisConnectionError | OSError):
-        text = str(exc)
-        if "Connection refused" in text:
-            return "connection refused"
-        if "Timeout" in text or "timed out" in text:
-            return "timeout"
         return "connection failed"
     return "error"
 
