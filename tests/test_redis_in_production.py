@@ -71,6 +71,32 @@ def password_redis(tmp_path: Path) -> Iterator[PasswordRedis]:
     process.wait(10)
 
 
+async def _proxy_config(
+    tmp_path: Path,
+    port: int,
+    slapd: object,
+    vendor_factory: object,
+    redis_url: str,
+    password: str,
+    extra: str = "",
+) -> Path:
+    """A config with one vendor on VENDOR_HOST and the session store at `redis_url`, its
+    password in `secrets/redis-password` (holding `password`)."""
+    vendor = await vendor_factory(VENDOR_HOST)  # type: ignore[operator]
+    write_secret(tmp_path / "secrets" / "redis-password", password)
+    return write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(slapd, tmp_path),
+        vendors={"one": vendor_toml("one", vendor)},
+        session=(
+            f'store = "redis"\nredis_url = "{redis_url}"\n'
+            'redis_password_file = "secrets/redis-password"'
+        ),
+        extra=extra,
+    )
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "proxy", *args], capture_output=True, text=True, cwd=REPO, timeout=60
@@ -119,18 +145,13 @@ async def test_a_wrong_redis_password_is_named_as_such_to_it_staff(
     refused the password (as the LDAP side does with `ldap_server_failed … reason`), so a typo
     in the secret looks exactly like Redis being down. The error type is already known
     (StoreUnavailable carries "AuthenticationError") but is dropped before the log."""
-    vendor = await vendor_factory(VENDOR_HOST)  # type: ignore[operator]
-    write_secret(tmp_path / "secrets" / "redis-password", "not-the-redis-password")
-    cfg = write_config(
+    cfg = await _proxy_config(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor)},
-        session=(
-            'store = "redis"\n'
-            f'redis_url = "redis://127.0.0.1:{password_redis.port}/0"\n'
-            'redis_password_file = "secrets/redis-password"'
-        ),
+        port,
+        running_slapd,
+        vendor_factory,
+        f"redis://127.0.0.1:{password_redis.port}/0",
+        "not-the-redis-password",
     )
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
@@ -189,18 +210,13 @@ async def test_records_with_a_wrong_redis_password_does_not_say_redis_did_not_an
     stderr". With a wrong password the reason given is "Redis did not answer
     (StoreUnavailable)": false (Redis answered, it refused the password) and it sends staff
     looking for a network fault. `stats` on the same config says AuthenticationError."""
-    vendor = await vendor_factory(VENDOR_HOST)  # type: ignore[operator]
-    write_secret(tmp_path / "secrets" / "redis-password", "not-the-redis-password")
-    cfg = write_config(
+    cfg = await _proxy_config(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor)},
-        session=(
-            'store = "redis"\n'
-            f'redis_url = "redis://127.0.0.1:{password_redis.port}/0"\n'
-            'redis_password_file = "secrets/redis-password"'
-        ),
+        port,
+        running_slapd,
+        vendor_factory,
+        f"redis://127.0.0.1:{password_redis.port}/0",
+        "not-the-redis-password",
     )
     done = _cli("records", "--config", str(cfg))
     assert done.returncode == 1
@@ -220,18 +236,13 @@ async def test_statistics_reach_redis_with_a_password_that_ends_in_a_space(
     password = "synthetic redis pass "
     process, server = _start_redis(tmp_path, password)
     try:
-        vendor = await vendor_factory(VENDOR_HOST)  # type: ignore[operator]
-        write_secret(tmp_path / "secrets" / "redis-password", password)
-        cfg = write_config(
+        cfg = await _proxy_config(
             tmp_path,
-            port=port,
-            directory=ldap_directory(running_slapd, tmp_path),
-            vendors={"one": vendor_toml("one", vendor)},
-            session=(
-                'store = "redis"\n'
-                f'redis_url = "redis://127.0.0.1:{server.port}/0"\n'
-                'redis_password_file = "secrets/redis-password"'
-            ),
+            port,
+            running_slapd,
+            vendor_factory,
+            f"redis://127.0.0.1:{server.port}/0",
+            password,
             extra="\n[stats]\nflush_interval_s = 0.2\n",
         )
         assert _cli("check-config", "--config", str(cfg)).returncode == 0
@@ -437,17 +448,13 @@ async def test_a_user_name_in_redis_url_with_the_password_in_its_file_is_accepte
     tmp_path: Path, port: int, running_slapd: object, vendor_factory: object
 ) -> None:
     """Redis ACL users: `redis://USER@host` names the user, redis_password_file the password."""
-    vendor = await vendor_factory(VENDOR_HOST)  # type: ignore[operator]
-    write_secret(tmp_path / "secrets" / "redis-password", "synthetic-acl-password")
-    cfg = write_config(
+    cfg = await _proxy_config(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor)},
-        session=(
-            'store = "redis"\nredis_url = "redis://weston@127.0.0.1:6379/0"\n'
-            'redis_password_file = "secrets/redis-password"'
-        ),
+        port,
+        running_slapd,
+        vendor_factory,
+        "redis://weston@127.0.0.1:6379/0",
+        "synthetic-acl-password",
     )
     done = _cli("check-config", "--config", str(cfg))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -492,18 +499,13 @@ async def test_readyz_says_why_the_store_is_unavailable(
     password_redis: PasswordRedis,
 ) -> None:
     """`store_reason` is added next to the unchanged `"store": "unavailable"` and `failing`."""
-    vendor = await vendor_factory(VENDOR_HOST)  # type: ignore[operator]
-    write_secret(tmp_path / "secrets" / "redis-password", "not-the-redis-password")
-    cfg = write_config(
+    cfg = await _proxy_config(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor)},
-        session=(
-            'store = "redis"\n'
-            f'redis_url = "redis://127.0.0.1:{password_redis.port}/0"\n'
-            'redis_password_file = "secrets/redis-password"'
-        ),
+        port,
+        running_slapd,
+        vendor_factory,
+        f"redis://127.0.0.1:{password_redis.port}/0",
+        "not-the-redis-password",
     )
     driver = await proxy_factory(cfg)  # type: ignore[operator]
     r = await driver.own("GET", "/readyz")
@@ -708,18 +710,13 @@ async def test_the_store_unavailable_log_line_carries_the_reason(
 ) -> None:
     """A patron's sign-in meets a refused Redis password: the log line says so, and nothing of
     the patron."""
-    vendor = await vendor_factory(VENDOR_HOST)  # type: ignore[operator]
-    write_secret(tmp_path / "secrets" / "redis-password", "not-the-redis-password")
-    cfg = write_config(
+    cfg = await _proxy_config(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor)},
-        session=(
-            'store = "redis"\n'
-            f'redis_url = "redis://127.0.0.1:{password_redis.port}/0"\n'
-            'redis_password_file = "secrets/redis-password"'
-        ),
+        port,
+        running_slapd,
+        vendor_factory,
+        f"redis://127.0.0.1:{password_redis.port}/0",
+        "not-the-redis-password",
     )
     driver = await proxy_factory(cfg)  # type: ignore[operator]
     r = await driver.login(CANARY.uid, CANARY.password, url=f"http://{VENDOR_HOST}/")
