@@ -77,22 +77,22 @@ async def _proxy_config(
     slapd: object,
     vendor_factory: object,
     redis_url: str,
-    password: str,
+    password: str | None = None,
     extra: str = "",
 ) -> Path:
-    """A config with one vendor on VENDOR_HOST and the session store at `redis_url`, its
-    password in `secrets/redis-password` (holding `password`)."""
+    """A config with one vendor on VENDOR_HOST and the session store at `redis_url`; with a
+    `password`, that in `secrets/redis-password` (redis_password_file)."""
     vendor = await vendor_factory(VENDOR_HOST)  # type: ignore[operator]
-    write_secret(tmp_path / "secrets" / "redis-password", password)
+    session = f'store = "redis"\nredis_url = "{redis_url}"'
+    if password is not None:
+        write_secret(tmp_path / "secrets" / "redis-password", password)
+        session += '\nredis_password_file = "secrets/redis-password"'
     return write_config(
         tmp_path,
         port=port,
         directory=ldap_directory(slapd, tmp_path),
         vendors={"one": vendor_toml("one", vendor)},
-        session=(
-            f'store = "redis"\nredis_url = "{redis_url}"\n'
-            'redis_password_file = "secrets/redis-password"'
-        ),
+        session=session,
         extra=extra,
     )
 
@@ -346,13 +346,8 @@ async def test_readyz_reports_a_store_that_refuses_every_write(
             except redis.ConnectionError:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-        vendor = await vendor_factory(VENDOR_HOST)  # type: ignore[operator]
-        cfg = write_config(
-            tmp_path,
-            port=port,
-            directory=ldap_directory(running_slapd, tmp_path),
-            vendors={"one": vendor_toml("one", vendor)},
-            session=f'store = "redis"\nredis_url = "redis://127.0.0.1:{rport}/0"',
+        cfg = await _proxy_config(
+            tmp_path, port, running_slapd, vendor_factory, f"redis://127.0.0.1:{rport}/0"
         )
         driver = await proxy_factory(cfg)  # type: ignore[operator]
         r = await driver.login(CANARY.uid, CANARY.password, url=f"http://{VENDOR_HOST}/")
@@ -603,13 +598,8 @@ async def test_start_and_records_warn_of_a_redis_that_persists_to_disk(
             await store.close()
         reasons = [e["reason"] for e in logs if e["event"] == "store_settings"]
         assert len(reasons) == 2, logs
-        vendor = await vendor_factory(VENDOR_HOST)  # type: ignore[operator]
-        cfg = write_config(
-            tmp_path,
-            port=port,
-            directory=ldap_directory(running_slapd, tmp_path),
-            vendors={"one": vendor_toml("one", vendor)},
-            session=f'store = "redis"\nredis_url = "redis://127.0.0.1:{rport}/0"',
+        cfg = await _proxy_config(
+            tmp_path, port, running_slapd, vendor_factory, f"redis://127.0.0.1:{rport}/0"
         )
         done = _cli("records", "--config", str(cfg))
         assert done.returncode == 0, done.stderr
@@ -637,13 +627,8 @@ async def test_a_redis_without_config_gets_no_warning_and_no_failure(
         finally:
             await store.close()
         assert logs == []
-        vendor = await vendor_factory(VENDOR_HOST)  # type: ignore[operator]
-        cfg = write_config(
-            tmp_path,
-            port=port,
-            directory=ldap_directory(running_slapd, tmp_path),
-            vendors={"one": vendor_toml("one", vendor)},
-            session=f'store = "redis"\nredis_url = "redis://127.0.0.1:{rport}/0"',
+        cfg = await _proxy_config(
+            tmp_path, port, running_slapd, vendor_factory, f"redis://127.0.0.1:{rport}/0"
         )
         done = _cli("records", "--config", str(cfg))
         assert done.returncode == 0, done.stderr
