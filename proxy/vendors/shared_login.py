@@ -179,14 +179,17 @@ class SharedLoginAdapter(VendorAdapter):
         if not ok:
             # Sending the request on without the account would relay the vendor's own sign-in
             # form to the patron.
-            left = math.ceil(self._refused_until - time.monotonic())
-            raise VendorAccountRefused(self.vendor.id, retry_after_s=max(1, left))
+            raise self._refusal()
 
     def _check_hold_off(self) -> None:
         """Raise VendorAccountRefused while the vendor's refusal of the account holds off logins."""
-        left = self._refused_until - time.monotonic()
-        if left > 0:
-            raise VendorAccountRefused(self.vendor.id, retry_after_s=math.ceil(left))
+        if self._refused_until > time.monotonic():
+            raise self._refusal()
+
+    def _refusal(self) -> VendorAccountRefused:
+        """The refusal, with the hold-off's remaining whole seconds (at least 1) to retry after."""
+        left = math.ceil(self._refused_until - time.monotonic())
+        return VendorAccountRefused(self.vendor.id, retry_after_s=max(1, left))
 
     def _drop(self, key: str, login: _Login) -> None:
         if self._logins.get(key) is login:
