@@ -58,7 +58,7 @@ from proxy.privacy import (
     response_headers,
 )
 from proxy.public_suffix import same_site
-from proxy.rewrite import JAVASCRIPT_TYPES, media_type, should_rewrite
+from proxy.rewrite import JAVASCRIPT_TYPES, masks_only, media_type, should_rewrite
 from proxy.secret_mask import mask_text
 from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
@@ -411,7 +411,7 @@ class Upstream:
                     head = b""
             if (
                 resp.status == 206
-                and self._ranges_rewritten(resp)
+                and self._ranges_rewritten(resp, vendor.id)
                 and (request.method in IDEMPOTENT and (data is None or isinstance(data, bytes)))
             ):
                 # A rewritten body is longer or shorter than the vendor's, so a range of the
@@ -573,14 +573,23 @@ class Upstream:
             return SAME
         return CROSS if host is None or not same_site(host, vendor_host) else SAME
 
-    def _ranges_rewritten(self, resp: VendorResponse) -> bool:
+    def _ranges_rewritten(self, resp: VendorResponse, vendor_id: str) -> bool:
         """Whether a 206 answer's body is one the rewriter would change (asked only of a 206)."""
         # An untyped 206 is left alone (a download server's ranges); should the browser sniff it
         # as a page, `_body_decoder` refuses it.
-        return self.rewriter is not None and should_rewrite(resp.content_type)
+        if self.rewriter is None:
+            return False
+        ctype = resp.content_type
+        masked = self.adapters[vendor_id].secret_spellings
+        return should_rewrite(ctype) or bool(masked and masks_only(ctype))
 
     def _body_decoder(
-        self, resp: VendorResponse, ctype: str, headers: CIMultiDict[str], vendor_id: str
+        self,
+        resp: VendorResponse,
+        ctype: str,
+        headers: CIMultiDict[str],
+        vendor_id: str,
+        masked: tuple[str, ...] = (),
     ) -> BodyDecoder | None:
         """The decoder for a body of type `ctype` the rewriter will change, with the headers made
         to match it.
@@ -591,7 +600,7 @@ class Upstream:
         rewritten ones). A body in a coding the proxy cannot undo, or a partial one, is refused
         (a 502 page): passed on, a browser would show it with the vendor's links live (P3).
         """
-        if not should_rewrite(ctype):
+        if not should_rewrite(ctype) and not (masked and masks_only(ctype)):
             return None
         try:
             decoder = decoder_for(resp.headers.get("Content-Encoding"))
@@ -669,9 +678,11 @@ class Upstream:
             _add_vary(headers, "Sec-Fetch-Dest")
             if request.headers.get("Sec-Fetch-Dest") == "script":
                 rtype = _SCRIPT_TYPE
+        # The library's own credential, where a shared-login vendor echoes it (empty otherwise).
+        masked = self.adapters[vendor.id].secret_spellings
         if rewriter is not None:
             rewrite_response_headers(rewriter, headers)
-            decoder = self._body_decoder(resp, rtype, headers, vendor.id)
+            decoder = self._body_decoder(resp, rtype, headers, vendor.id, masked)
             mt = media_type(ctype)
             csp = None
             # A worker runs under the policy of its own script's response, not the page's: a
@@ -693,8 +704,6 @@ class Upstream:
                 if decoder is not None and has_body and mt in HTML_TYPES:
                     third_party = _ThirdPartyCount(rewriter)
 
-        # The library's own credential, where a shared-login vendor echoes it (empty otherwise).
-        masked = self.adapters[vendor.id].secret_spellings
         if masked:
             _mask_headers(headers, masked)
         seal_validators(

@@ -374,6 +374,14 @@ def should_rewrite(content_type: str | None) -> bool:
     return mt in _REWRITABLE_TYPES or mt.endswith(("+json", "+xml"))
 
 
+def masks_only(content_type: str | None) -> bool:
+    """True for the text types whose URLs are left alone (plain text, CSV, Markdown …) but in
+    which a shared-login vendor's page could still show the library's credential: a browser
+    shows them as they are, so they are masked (`proxy.secret_mask`) and nothing else."""
+    mt = media_type(content_type)
+    return mt.startswith("text/") and not should_rewrite(mt)
+
+
 class RegexStage:
     """`pattern.sub(repl, body)` over a stream, giving the same bytes for any chunking.
 
@@ -839,6 +847,8 @@ class Rewriter:
         """
         mt = media_type(content_type)
         if not should_rewrite(mt):
+            if masked and masks_only(mt):
+                return StreamRewriter(partial(self._mask_stages, masked), charset)
             return StreamRewriter()
         return StreamRewriter(
             partial(self._stages, vendor_id, mt, masked=masked), charset, prescan=mt == "text/html"
@@ -861,11 +871,19 @@ class Rewriter:
             edit = partial(self._edit_tag, encoding=encoding, loads=loads)
             stages.append(HtmlTagStage(edit, loads))
         stages.append(self._url_stage())
-        if masked and (parts := self._mask_parts(masked, encoding)) is not None:
-            pattern, longest = parts
-            mask = MASK.encode("ascii")
-            stages.append(RegexStage(pattern, lambda _: mask, window=longest, context=0))
-        return stages
+        return stages + self._mask_stages(masked, codec)
+
+    def _mask_stages(self, masked: tuple[str, ...], codec: str) -> list[Stage]:
+        """The stage masking the library's credential (`masked`) in a body in `codec`, if any."""
+        if not masked:
+            return []
+        encoding = codecs.lookup(codec if codec_is_bytes_safe(codec) else "utf-8").name
+        parts = self._mask_parts(masked, encoding)
+        if parts is None:
+            return []
+        pattern, longest = parts
+        mask = MASK.encode("ascii")
+        return [RegexStage(pattern, lambda _: mask, window=longest, context=0)]
 
     def _edit_tag(self, tag: bytes, encoding: str = "utf-8", loads: bool = False) -> bytes:
         return html_tags.edit_tag(

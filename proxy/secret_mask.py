@@ -3,8 +3,9 @@
 A shared-login vendor's page may show the library-wide account's password (an account page with
 it filled in) or the HTTP Basic token (a page listing the request's headers). The proxy masks
 each spelling listed here in what it sends to the patron's browser: response header values
-(`mask_text`) and the bodies it rewrites (`proxy.rewrite.Rewriter.stream`, `masked=`).
-Bodies it passes through untouched (PDFs, images, downloads) are not masked.
+(`mask_text`), the bodies it rewrites and the text bodies it otherwise leaves alone (plain text,
+CSV: `proxy.rewrite.Rewriter.stream`, `masked=`, and `proxy.rewrite.masks_only`). Bodies it
+passes through untouched (PDFs, images, downloads) are not masked.
 """
 
 from __future__ import annotations

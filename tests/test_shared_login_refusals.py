@@ -415,3 +415,76 @@ def test_only_a_shared_login_adapter_has_a_credential_to_mask() -> None:
     assert VendorAdapter.secret_spellings == ()
     for kind in (IpAdapter, AssertionAdapter, RefererAdapter):
         assert "secret_spellings" not in vars(kind)
+
+
+async def test_a_plain_text_or_csv_page_echoing_the_credential_is_masked_and_the_rest_kept(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """A vendor's plain-text diagnostic page (gzipped, the password cut across two chunks) and
+    a CSV export listing the account: the browser shows both as they are, so the credential is
+    masked there too; their URLs are left alone (text the proxy does not rewrite) and a range
+    asked of such a page gets the whole masked page, not a slice of the vendor's bytes."""
+    import gzip
+
+    text = (
+        f"account={LIBRARY_USER}\npassword={LIBRARY_PASSWORD}\n"
+        f"authorization=Basic {BASIC.decode()}\nsee http://{HOST}/x\n"
+    ).encode()
+
+    async def plain(request: web.Request) -> web.StreamResponse:
+        packed = gzip.compress(text)
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/plain; charset=utf-8", "Content-Encoding": "gzip"}
+        )
+        await resp.prepare(request)
+        await resp.write(packed[:20])
+        await asyncio.sleep(0.02)
+        await resp.write(packed[20:])
+        await resp.write_eof()
+        return resp
+
+    async def csv(request: web.Request) -> web.StreamResponse:
+        whole = f"user,password\r\n{LIBRARY_USER},{LIBRARY_PASSWORD}\r\n".encode()
+        headers = {"Content-Type": "text/csv", "Accept-Ranges": "bytes"}
+        if request.http_range.stop is not None:  # a range server: the slice asked for
+            part = request.http_range
+            headers["Content-Range"] = f"bytes {part.start}-{part.stop - 1}/{len(whole)}"
+            return web.Response(status=206, body=whole[part], headers=headers)
+        return web.Response(body=whole, headers=headers)
+
+    driver, _vendor = await shared_login_proxy(
+        "basic",
+        tmp_path,
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
+        {"/diag.txt": plain, "/export.csv": csv},
+    )
+    r = await driver.get_vendor(HOST, "/diag.txt")
+    body = await r.read()
+    assert r.status == 200
+    assert body == text.replace(LIBRARY_PASSWORD.encode(), MASK.encode()).replace(
+        BASIC, MASK.encode()
+    )
+    assert "Content-Encoding" not in r.headers and r.headers["Accept-Ranges"] == "none"
+    r = await driver.get_vendor(HOST, "/export.csv", headers={"Range": "bytes=0-40"})
+    assert r.status == 200, r.status
+    assert await r.read() == f"user,password\r\n{LIBRARY_USER},{MASK}\r\n".encode()
+
+
+def test_plain_text_is_masked_only_for_a_vendor_with_a_credential() -> None:
+    """The same text from any other vendor (nothing to mask) is passed on untouched, its
+    URLs too."""
+    body = f"{LIBRARY_PASSWORD} http://www.other.test/a".encode()
+    assert masked_body(LIBRARY_PASSWORD, body, [5], "text/plain") == (
+        f"{MASK} http://www.other.test/a".encode()
+    )
+    hosts = HostMap.build(
+        public_scheme="http",
+        public_host="proxy.localhost",
+        public_port=8080,
+        vendor_hosts=[("other", ["www.other.test"])],
+    )
+    stream = Rewriter(hosts).stream("rv", "text/plain", "utf-8")
+    assert stream.feed(body) + stream.finish() == body
