@@ -347,18 +347,23 @@ def _third_party_frame(host_map: HostMap, tag: bytes, name_end: int, encoding: s
     return tag
 
 
-_FRAME_IN_DOCUMENT = re.compile(rb"<(?i:i?frame)(?=[\t\n\f\r />])[^>]*>?")
+_FRAME_IN_DOCUMENT = re.compile(rb"<(?i:i?frame)(?=[\t\n\f\r />])")
 
 
 def _frames_leave(host_map: HostMap, srcdoc: re.Match[bytes]) -> bool:
     """Whether the document in a `srcdoc` value holds a frame `_third_party_frame` would blank
-    (a frame's own srcdoc too, read the same way)."""
+    (a frame's own srcdoc too, read the same way). Each frame tag is read to its end as the
+    tokenizer reads it (`_walk`: a `>` inside a quoted value does not end it); one the
+    document ends inside of is read to the document's end."""
     document = unescape_attribute(_value(srcdoc)).encode("utf-8", "surrogateescape")
-    for m in _FRAME_IN_DOCUMENT.finditer(document):
-        frame = m.group(0)
+    at = 0
+    while (m := _FRAME_IN_DOCUMENT.search(document, at)) is not None:
+        end = _walk(document, m.end(), len(document) + 1)
+        frame = document[m.start() : end + 1 if end >= 0 else len(document)]
         name = _NAME.match(frame.lower())
         if name is not None and _third_party_frame(host_map, frame, name.end(), "utf-8") != frame:
             return True
+        at = m.end()
     return False
 
 

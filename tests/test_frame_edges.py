@@ -5,6 +5,8 @@ a frame tag longer than the tag reading's limit): no page rewriting reaches them
 
 from __future__ import annotations
 
+import html
+
 import re
 from typing import Any
 
@@ -58,6 +60,24 @@ def test_a_srcdoc_holding_a_third_party_iframe_loses_it(compiled: bool) -> None:
     tag = '<iframe srcdoc="<iframe src=https://tracker.example/embed></iframe>">'
     out = _frames(tag, compiled=compiled)
     assert "tracker.example" not in out
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+@pytest.mark.parametrize(
+    "inner",
+    [
+        "<iframe title='a>b' src=https://tracker.example/embed></iframe>",
+        '<iframe data-x="1>2" src="https://tracker.example/embed">',
+        "<frame title='>' src=https://tracker.example/embed",  # the document ends inside it
+    ],
+)
+def test_a_srcdoc_frame_with_a_gt_sign_in_a_quoted_value_is_read_whole(
+    compiled: bool, inner: str
+) -> None:
+    """A `>` inside a quoted attribute value does not end a tag for the browser, so it must not
+    end the srcdoc frame read before its `src`."""
+    out = _frames(f'<iframe srcdoc="{html.escape(inner)}">', compiled=compiled)
+    assert "tracker.example" not in out, out
 
 
 @pytest.mark.browser
