@@ -788,7 +788,8 @@ def tag_spans(bytes data, Py_ssize_t max_len, bint loads=False):
     with `loads`, load tags too (`img`, `source`, `video`, `audio`, `track`, `embed`, `object`)
     and their URL attributes. `pending` is where a tag starts that the data ends inside of
     (nothing after it is looked at), or -1; `resume` where the scan stopped (after the last tag
-    it read or skipped as too long: no tag starts inside those). (spans, pending, resume)."""
+    it read or skipped as too long: no tag starts inside those); a frame too long to read, when
+    not `loads`, is the span of its `<` and name. (spans, pending, resume)."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef Py_ssize_t i = 0, j, k, kind, resume = 0
@@ -813,6 +814,12 @@ def tag_spans(bytes data, Py_ssize_t max_len, bint loads=False):
             # Too long to read (an unclosed quote, say): for the browser, what follows to the
             # limit is inside this tag, so no tag starts there. Looking again at every `<`
             # inside it would read up to max_len bytes for each (a page of `<a x='` took seconds).
+            # A frame's `<` and name alone are a span without `loads` (the shield on): its `src`
+            # was not read, and `html_tags.edit_tag` blanks it.
+            if not loads and (
+                _tag_name(p, n, i + 1, b"iframe", 6) or _tag_name(p, n, i + 1, b"frame", 5)
+            ):
+                spans.append((i, j))
             i = resume = j + max_len + 1
             continue
         if kind > 0 or odd:

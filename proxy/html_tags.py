@@ -105,6 +105,8 @@ def every_tag(
         if end == -2:
             return spans, m.start(), m.start()
         if end == -1:
+            if not loads and m.group(0)[1:].lower() in FRAME_TAGS:
+                spans.append((m.start(), m.end()))  # its name alone (`_third_party_frame`)
             at = m.end() + max_len + 1  # inside this unread tag, for a browser (`_scan.tag_spans`)
             continue
         spans.append((m.start(), end + 1))
@@ -326,7 +328,14 @@ def _third_party_frame(host_map: HostMap, tag: bytes, name_end: int, encoding: s
     nor the proxy's own (a mapped host is a subdomain of the public host); as it is otherwise.
     Relative URLs and other schemes (`data:`, `about:`, `javascript:`) connect nowhere new.
     A `srcdoc` document holding such a frame (at any depth) is emptied: its frames connect as
-    the page's do."""
+    the page's do.
+
+    A frame tag too long to read (over MAX_TAG: `tag_spans` gives its `<` and name alone) is
+    given `src="about:blank"` first: the tokenizer keeps the first of two attributes of one
+    name, so the tag's own `src`, unread, is ignored (P3 over a rare vendor frame: a legitimate
+    one that long shows blank too; its `srcdoc`, if any, still applies)."""
+    if not tag.endswith(b">"):
+        return tag + b' src="' + FRAME_BLANK.encode("ascii") + b'"'
     attrs = _attributes(tag, name_end)
     srcdoc = attrs.get(b"srcdoc")
     if srcdoc is not None and srcdoc.group(2) is not None and _frames_leave(host_map, srcdoc):

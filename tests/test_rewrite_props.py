@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from proxy.hosts import HostMap, is_valid_hostname, map_label, unmap_label
@@ -116,9 +116,11 @@ def test_a_vendor_url_in_every_spelling_is_mapped_and_keeps_it(
 
 
 # Only https, wss and protocol-relative forms round-trip: `http://` comes back as the origin's
-# https, `ws://` as its wss.
+# https, `ws://` as its wss. So no filler may put `http:` or `ws:` before a protocol-relative
+# form either (hypothesis found `http:` + `//host`).
 @given(documents(forms=tuple(f for f in FORMS if not f.startswith(("http:", "ws:")))))
 def test_unmap_undoes_rewrite(doc: str) -> None:
+    assume("http:" not in doc.lower() and "ws:" not in doc.lower())
     rw = _rewriter()
     assert rw.unmap_url(rw.rewrite_text(doc)) == doc
 
