@@ -241,6 +241,11 @@ class VendorConfig:
     third_party: str = doc("block (tracker shield) or allow", "block")
     third_party_reason: str = doc("why the shield is off (required when allow)", "")
     never_proxy: tuple[str, ...] = doc("host patterns never proxied even if under hosts", ())
+    permissions: tuple[str, ...] = doc(
+        "browser features this vendor's pages may ask the patron for (microphone, camera,"
+        " geolocation, …); the proxy turns every other one off (proxy/permissions.py)",
+        (),
+    )
     tls_verify: bool = doc("verify the vendor's TLS certificate", True)
     tls_ca_file: str = doc(
         "CA bundle for the vendor's certificate, relative to this vendor file", ""

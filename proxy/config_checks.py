@@ -22,6 +22,7 @@ from proxy.errors import EnvironmentProblem, Problem
 from proxy.hosts import host_matches, is_valid_hostname, map_label
 from proxy.logs import LOG_FORMATS, LOG_LEVELS
 from proxy.patrons_file import read_patrons_file
+from proxy.permissions import GRANTABLE
 from proxy.public_suffix import suffix_list
 from proxy.secrets_ import readable_by_others, secret_text_problem
 
@@ -590,6 +591,15 @@ def check_vendor(v: VendorConfig, cfg: Config, problems: list[Problem]) -> None:
         problems.append(Problem(f, "assertion_header", "must be a header name"))
     if v.third_party not in ("block", "allow"):
         problems.append(Problem(f, "third_party", "must be block or allow"))
+    for i, feature in enumerate(v.permissions):
+        if feature not in GRANTABLE:
+            problems.append(
+                Problem(
+                    f,
+                    f"permissions[{i}]",
+                    f"{feature!r} cannot be granted; valid choices: {', '.join(sorted(GRANTABLE))}",
+                )
+            )
     if v.auth == "referer" and not v.referer:
         problems.append(Problem(f, "referer", "auth = referer needs the authorised referer URL"))
     if v.auth == "shared-login":

@@ -49,6 +49,7 @@ from proxy.jar import (
 from proxy.limits_http import http_limits
 from proxy.logs import get_logger
 from proxy.patron_reads import PatronReads
+from proxy.permissions import policy as permissions_policy
 from proxy.privacy import (
     FORGET_WHAT,
     Initiator,
@@ -254,6 +255,8 @@ class Upstream:
         # slots are held meanwhile, and the vendor's connection).
         self.patron_reads = PatronReads(http_limits(config).send_timeout_s)
         self.adapters: dict[str, VendorAdapter] = {}
+        # Each vendor's Permissions-Policy, in place of its own on every page (proxy.permissions).
+        self._permissions: dict[str, str] = {}
         self._client: VendorClient | None = None
         self._sockets: VendorSockets | None = None
         self._ssl: dict[str, ssl.SSLContext] = {}
@@ -275,6 +278,7 @@ class Upstream:
                 self._ssl[v.id] = ssl.create_default_context(cafile=v.resolve(v.tls_ca_file))
             # Otherwise none: the client verifies against the system store by default.
             self.adapters[v.id] = make_adapter(v, self)
+            self._permissions[v.id] = permissions_policy(v.permissions)
         # Large bodies arrive in large reads, while a slow patron holds back at most 256 KiB per
         # vendor response before reading from the vendor pauses.
         resolver = VendorResolver(connect_to, self.hosts)
@@ -657,6 +661,12 @@ class Upstream:
             if sniffed is not None:
                 ctype = headers["Content-Type"] = sniffed
                 untyped = False
+        if shielded(media_type(ctype)) or unknown:
+            # A page, or what the browser may take for one: the features it may use are the
+            # proxy's to say, not the vendor's.
+            headers.popall("Permissions-Policy", None)
+            headers.popall("Feature-Policy", None)
+            headers["Permissions-Policy"] = self._permissions[vendor.id]
         if shielded(media_type(ctype)):
             _document_cache(headers)
         else:

@@ -267,4 +267,9 @@ OWN_PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
     "Permissions-Policy": "interest-cohort=(), browsing-topics=()",
+    # The proxy's own pages and every mapped host are one site, so a tab's `window.name` (which
+    # a vendor's script can set) would survive the menu, sign-out and the next patron's sign-in:
+    # an identifier linking sessions (P4). A page with this policy opens in a new browsing
+    # context group, which starts with no name. The proxy's pages use no opener or popup.
+    "Cross-Origin-Opener-Policy": "same-origin",
 }

@@ -357,3 +357,67 @@ async def test_a_cookie_vendor_a_writes_on_the_proxys_domain_is_read_by_vendor_b
         await page.goto(f"http://{driver.mapped(B)}/read", wait_until="load")
         seen = await _text(page)
     assert "vendor-a-shared-id-4242" not in seen, f"vendor B's page reads: {seen!r}"
+
+
+async def test_a_vendor_granted_the_microphone_may_ask_for_it_and_nothing_else(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """`permissions = ["microphone"]` (pronunciation practice): that vendor's pages may ask for
+    the microphone, still not for the position or the camera; another vendor's may not ask for
+    the microphone. An untyped page the browser sniffs gets the policy too."""
+    va = await vendor_factory(A)
+    vb = await vendor_factory(B)
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={
+            "a": vendor_toml("a", va, extra='permissions = ["microphone"]\n'),
+            "b": vendor_toml("b", vb),
+        },
+    )
+    driver = await proxy_factory(cfg)
+    probe = GEO.replace('"clipboard-read"]', '"clipboard-read", "usb", "browsing-topics"]')
+    va.routes["/geo"] = _route(probe)
+    vb.routes["/geo"] = _route(probe)
+
+    async def untyped(request: web.Request) -> web.StreamResponse:
+        # "unknown/unknown": a browser sniffs it (as HTML here), as a body with no type.
+        return web.Response(body=probe.encode(), headers={"Content-Type": "unknown/unknown"})
+
+    vb.routes["/sniffed"] = untyped
+    own = f"http://{driver.public}"
+    async with _browser_page() as page:
+        await sign_in_through_form(page, own)
+        await page.goto(f"http://{driver.mapped(A)}/geo", wait_until="load")
+        at_a = await _text(page)
+        await page.goto(f"http://{driver.mapped(B)}/geo", wait_until="load")
+        at_b = await _text(page)
+    assert at_a == "microphone" and at_b == "", (at_a, at_b)
+    assert (await driver.login(generic_uid(5), generic_password(5))).status == 303
+    r = await driver.get_vendor(B, "/sniffed")
+    assert "geolocation=()" in r.headers.get("Permissions-Policy", ""), dict(r.headers)
+
+
+def test_a_permission_no_database_may_be_granted_is_refused_naming_file_and_key(
+    tmp_path: Path,
+) -> None:
+    """An advertising feature, or a misspelt one, in `permissions` is a config mistake."""
+    from tests.test_check_config_cross import check, vendor
+
+    code, problems = check(
+        tmp_path,
+        {
+            "films": vendor(
+                "films",
+                "www.films.test",
+                ["www.films.test"],
+                'permissions = ["microphone", "browsing-topics", "geolocaton"]\n',
+            )
+        },
+    )
+    out = "\n".join(problems)
+    assert code == 1, out
+    assert "films.toml: permissions[1]: 'browsing-topics' cannot be granted" in out
+    assert "films.toml: permissions[2]: 'geolocaton' cannot be granted" in out
+    assert "permissions[0]" not in out
