@@ -48,6 +48,7 @@ from proxy.jar import (
 )
 from proxy.limits_http import http_limits
 from proxy.logs import get_logger
+from proxy.page_cookies import shared_cookie_deletions
 from proxy.patron_reads import PatronReads
 from proxy.permissions import policy as permissions_policy
 from proxy.privacy import (
@@ -257,6 +258,11 @@ class Upstream:
         self.adapters: dict[str, VendorAdapter] = {}
         # Each vendor's Permissions-Policy, in place of its own on every page (proxy.permissions).
         self._permissions: dict[str, str] = {}
+        from proxy.web.session_cookie import CSRF_COOKIE  # the web package needs this module
+
+        scheme, self._public_host, _ = config.public
+        self._secure = scheme == "https"
+        self._own_cookies = frozenset({config.server.cookie_name, CSRF_COOKIE})
         self._client: VendorClient | None = None
         self._sockets: VendorSockets | None = None
         self._ssl: dict[str, ssl.SSLContext] = {}
@@ -677,6 +683,15 @@ class Upstream:
             # before this page runs, so no session finds another's, and a vendor script cannot
             # link two sessions by what it left behind (P4).
             headers["Clear-Site-Data"] = FORGET_WHAT
+        cookies = request.headers.get("Cookie")
+        if cookies is not None and _navigation(request):
+            # A page load: cookies another vendor's script wrote for the proxy's own domain are
+            # deleted before this page's scripts can read them (proxy.page_cookies).
+            here = request.host.rpartition(":")[0] or request.host
+            for line in shared_cookie_deletions(
+                cookies, here.lower(), self._public_host, self._own_cookies, self._secure
+            ):
+                headers.add("Set-Cookie", line)
         rewriter = self.rewriter
         decoder: BodyDecoder | None = None
         third_party: _ThirdPartyCount | None = None

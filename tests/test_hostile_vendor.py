@@ -1,7 +1,11 @@
-"""Review: a vendor that uses the patron's browser to learn who the patron is (P1, P4, P7).
+"""From a review of a vendor that tries to learn who the patron is, with the patron's browser as
+its tool (P1, P4, P7).
 
 Real Chromium, real slapd, recording vendors serving hostile pages through the proxy, signed in
-through the real form. Each test here failed on the code it was written against.
+through the real form. Each of the review's tests failed on the code it was written against;
+one stays a strict xfail (a script cookie with a path, which sign-out cannot name). Then the
+edges of the fixes: the fixed page for each refused request, a vendor granted the microphone,
+a permission no database may be granted, the host-only cookies a vendor keeps for itself.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from playwright.async_api import Error, Page, async_playwright
 
@@ -118,6 +123,13 @@ READ_DEEP = """<!doctype html><title>r</title><p id="out"></p>
 <script>document.getElementById("out").textContent = document.cookie;</script>"""
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a script cookie with a Path other than / is not sent to the forget address, so "
+    "sign-out cannot name it; Clear-Site-Data 'cookies' would clear the library's other sites "
+    "(the registrable domain) and the next sign-in form's own cookie (known gap, "
+    "docs/records-and-retention.md 'What stays')",
+)
 async def test_a_vendor_scripts_cookie_with_a_path_outlives_sign_out_for_the_next_patron(
     tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
 ) -> None:
@@ -421,3 +433,48 @@ def test_a_permission_no_database_may_be_granted_is_refused_naming_file_and_key(
     assert "films.toml: permissions[1]: 'browsing-topics' cannot be granted" in out
     assert "films.toml: permissions[2]: 'geolocaton' cannot be granted" in out
     assert "permissions[0]" not in out
+
+
+PLANT_OWN = """<!doctype html><title>b</title><p id="out">x</p>
+<script>document.cookie = "prefs=wide-sidebar; path=/";
+document.getElementById("out").textContent = "planted";</script>"""
+
+
+async def test_the_cookies_a_vendors_script_keeps_on_its_own_host_stay(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """What the deletion of shared-domain cookies must not touch: a vendor script's host-only
+    cookie (a preference) is still there on its next page loads; the proxy's own session
+    cookie too (the patron is still signed in)."""
+    driver, _va, vb = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
+    vb.routes["/plant"] = _route(PLANT_OWN)
+    vb.routes["/read"] = _route(READ)
+    own = f"http://{driver.public}"
+    async with _browser_page() as page:
+        await sign_in_through_form(page, own)
+        await page.goto(f"http://{driver.mapped(B)}/plant", wait_until="load")
+        assert await _text(page) == "planted"
+        for _ in range(2):
+            resp = await page.goto(f"http://{driver.mapped(B)}/read", wait_until="load")
+            assert resp is not None and resp.status == 200
+            assert "prefs=wide-sidebar" in await _text(page)
+
+
+def test_shared_cookie_deletions_name_the_parent_domains_only() -> None:
+    """Down to the public host and no further (the library's other sites keep theirs above
+    it); never the mapped host itself; the proxy's own names kept; no value written back."""
+    from proxy.page_cookies import shared_cookie_deletions, shared_domains
+
+    assert shared_domains("www-a-test.proxy.lib.org", "proxy.lib.org") == ("proxy.lib.org",)
+    assert shared_domains("proxy.lib.org", "proxy.lib.org") == ()
+    lines = shared_cookie_deletions(
+        "weston_session=s3cret; xid=tracker-value; a=1",
+        "www-a-test.proxy.lib.org",
+        "proxy.lib.org",
+        frozenset({"weston_session"}),
+        True,
+    )
+    assert lines == [
+        "xid=; Max-Age=0; Path=/; Secure; Domain=proxy.lib.org",
+        "a=; Max-Age=0; Path=/; Secure; Domain=proxy.lib.org",
+    ]

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from proxy.config import Config
+from proxy.page_cookies import page_cookie_names
 from proxy.privacy import FORGET_WHAT
 from proxy.services import SERVICES, Services
 from proxy.web.session_cookie import CSRF_COOKIE, parent_domains
@@ -104,21 +105,6 @@ def forget_here(request: web.Request) -> web.Response:
 def own_cookies(config: Config) -> frozenset[str]:
     """The names of the cookies the proxy sets itself."""
     return frozenset({config.server.cookie_name, CSRF_COOKIE})
-
-
-def page_cookie_names(header: str) -> list[str]:
-    """Each different cookie name in a Cookie header, in order; "" for a nameless cookie (a
-    part without "=", which browsers send for `document.cookie = "text"`: all of it is value)."""
-    names: list[str] = []
-    for piece in header.split(";"):
-        if not piece.strip():
-            continue
-        name, eq, _value = piece.partition("=")
-        name = name.strip() if eq else ""
-        # A name a Set-Cookie header could not carry back intact is left alone.
-        if name.isascii() and name.isprintable() and name not in names:
-            names.append(name)
-    return names
 
 
 def cookie_domains(host: str, public_host: str) -> list[str]:
