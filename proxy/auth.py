@@ -79,6 +79,17 @@ def patron_key(secret: bytes, namespace: str, stable_value: str) -> str:
     ).hexdigest()
 
 
+def group_value(value: str) -> str:
+    """A group value as the directory compares it (caseIgnoreMatch with RFC 4518 string
+    preparation): Unicode-normalised (NFKC, which also makes a no-break space a space), case
+    folded, leading and trailing spaces dropped and runs of inner spaces taken as one. So an
+    ILS export's "resident " or "Senior  Citizen" meets the rule `groups = ["resident"]` or
+    `["senior citizen"]` as the same rule written as an `ldap_filter` does. Cheap: a few
+    values per sign-in. (RFC 4518's other mappings, such as dropping zero-width characters,
+    are left out: no group name is written with them.)"""
+    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+
+
 def databases_for(
     groups: frozenset[str],
     vendors: tuple[VendorConfig, ...],
@@ -93,11 +104,12 @@ def databases_for(
     """
     allowed: set[str] = set()
     # Group values compare as the directory compares them (employeeType, ou and the like match
-    # without regard to case), as an ldap_filter on the same attribute does.
-    folded = {g.casefold() for g in groups}
+    # without regard to case or insignificant spaces), as an ldap_filter on the same attribute
+    # does: `group_value`.
+    folded = {group_value(g) for g in groups}
     for v in vendors:
         e = v.eligibility
-        in_group = not e.groups or any(g.casefold() in folded for g in e.groups)
+        in_group = not e.groups or any(group_value(g) in folded for g in e.groups)
         filter_ok = not e.ldap_filter or v.id in matched_filters
         if in_group and filter_ok:
             allowed.add(v.id)
@@ -111,12 +123,12 @@ def rules_source(directory: DirectoryConfig) -> str:
 
 def decided_under(vendor: VendorConfig, source: str) -> str:
     """The mark a session records for each conditional database it was decided on at sign-in
-    (eligible or not): `id#tag` of the database's rule, groups compared without regard to case
-    as `databases_for` compares them. A reload that changes that rule (or `rules_source`) makes
+    (eligible or not): `id#tag` of the database's rule, groups taken as `databases_for` compares
+    them (`group_value`), so respelling a group in case or spaces alone changes no rule. A reload that changes that rule (or `rules_source`) makes
     a mark the session lacks: that database waits for the patron to sign in again
     (`may_use`); the others are untouched."""
     e = vendor.eligibility
-    rule = repr((source, sorted({g.casefold() for g in e.groups}), e.ldap_filter.strip()))
+    rule = repr((source, sorted({group_value(g) for g in e.groups}), e.ldap_filter.strip()))
     return f"{vendor.id}#{hashlib.sha256(rule.encode()).hexdigest()[:12]}"
 
 
@@ -308,6 +320,7 @@ __all__ = [
     "databases_for",
     "decided_under",
     "eligibility_marks",
+    "group_value",
     "hash_password",
     "library_rule_holds",
     "make_directory",

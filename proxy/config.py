@@ -109,7 +109,9 @@ class DirectoryConfig:
     group_attribute: str = doc(
         "attribute whose values are the patron's groups (per-database eligibility)", ""
     )
-    timeout_s: float = doc("per-server connect and response timeout", 3.0)
+    timeout_s: float = doc(
+        "time one sign-in may take on one server (connect and every request together)", 3.0
+    )
     start_tls: bool = doc("upgrade ldap:// connections with StartTLS", False)
     ca_file: str = doc("CA bundle to verify the directory's certificate", "")
     pool_size: int = doc(

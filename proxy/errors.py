@@ -5,6 +5,8 @@ ProxyError
 ├── AuthError                 a login did not produce a session
 │   ├── BadCredentials        wrong card number or PIN (never says which)
 │   ├── NotEligible           the card is valid but may not use remote access
+│   ├── PinExpired            the PIN was right but the directory says it has expired
+│   ├── PinMustChange         the PIN was right but the directory allows nothing until it is changed
 │   └── DirectoryUnavailable  the library's directory could not be asked
 ├── StoreUnavailable          the session store could not be reached
 ├── SessionConflict           the browser sent two different session cookies (cookie tossing)
@@ -69,6 +71,16 @@ class BadCredentials(AuthError):
 
 class NotEligible(AuthError):
     """The card is known and the PIN right, but the card may not use remote access now."""
+
+
+class PinExpired(AuthError):
+    """The card number and PIN are right, but the directory's password policy says the PIN has
+    expired (no grace logins left): the library must reset it. Said only after a right PIN."""
+
+
+class PinMustChange(AuthError):
+    """The card number and PIN are right, but the directory's password policy allows the entry
+    nothing but a PIN change (a PIN staff reset, `changeAfterReset`): no session until then."""
 
 
 class DirectoryUnavailable(AuthError):

@@ -16,7 +16,8 @@ a library holds twice while reissuing them; left so on purpose.
 
 ldap3 is blocking, so every call runs in one of `pool_size` worker processes (see `LdapDirectory`)
 and never on the event loop; the card number and PIN reach a worker over a local pipe. Socket,
-TLS and timeout errors mean "this server failed": the next URL is tried, the failed one is skipped
+TLS and timeout errors, and a server too slow for the whole sign-in to finish within timeout_s
+(`_Budget`), mean "this server failed": the next URL is tried, the failed one is skipped
 for `retry_after_s` (tried again only when every other server fails too), and when none answers the
 caller gets DirectoryUnavailable — never BadCredentials. The card number, PIN, DN and every
 attribute value stay inside this module (both sides of the pipe): exceptions and logs carry fixed
@@ -70,8 +71,16 @@ from proxy.errors import (
     ConfigError,
     DirectoryUnavailable,
     NotEligible,
+    PinExpired,
+    PinMustChange,
     Problem,
     network_failure,
+)
+from proxy.ldap_policy import (
+    CHANGE_AFTER_RESET,
+    PASSWORD_EXPIRED,
+    REQUEST_CONTROL,
+    policy_answer,
 )
 from proxy.logs import stacks_on_usr1
 
@@ -83,8 +92,10 @@ _SUCCESS, _SIZE_LIMIT_EXCEEDED, _NO_SUCH_OBJECT = 0, 4, 32
 # invalidCredentials, insufficientAccessRights, unwillingToPerform); any other failure is the
 # server's problem, not the patron's.
 _REFUSED_BIND = frozenset({48, 49, 50, 53})
-# Failover may use part of the one second the contract allows past timeout_s; the caller's hard
-# limit sits just under timeout_s + 1 whatever the worker processes are still doing.
+_INVALID_CREDENTIALS = 49
+# A sign-in may spend timeout_s on one server, all its requests together (`_Budget`); failover
+# may use part of the one second the contract allows past timeout_s; the caller's hard limit
+# sits just under timeout_s + 1 whatever the worker processes are still doing.
 _FAILOVER_GRACE_S = 0.75
 _CALLER_GRACE_S = 0.9
 _MIN_CONNECT_S = 0.05
@@ -214,6 +225,47 @@ class _Breaker:
             self._down_until.pop(url, None)
 
 
+class _Budget:
+    """The time one sign-in (or ping) may spend on one server, every request together.
+
+    A server that answers each request a little under timeout_s would otherwise pass each one
+    and still make the sign-in run past the caller's limit, and, having answered, be taken for
+    healthy by the breaker. Each request waits for its answer only as long as the budget has
+    left (the socket's timeout is set to it), and none goes out when what is left cannot cover
+    the slowest request this server has answered in this sign-in: the server then counts as
+    failed (`_ServerFailed`, so the breaker rests it) and the next one is tried."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.slowest = 0.0
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def require(self) -> None:
+        if self.left() < max(_MIN_CONNECT_S, self.slowest):
+            raise _ServerFailed("the sign-in would not finish within timeout_s on this server")
+
+    def arm(self, conn: Any) -> None:
+        """Wait for `conn`'s answers no longer than the budget has left."""
+        sock = getattr(conn, "socket", None)
+        if sock is not None:
+            sock.settimeout(max(_MIN_CONNECT_S, self.left()))
+
+    def timed(self, op: Callable[[Any], T]) -> Callable[[Any], T]:
+        """`op`, with the connection armed first and its time noted."""
+
+        def run(conn: Any) -> T:
+            self.arm(conn)
+            started = time.monotonic()
+            try:
+                return op(conn)
+            finally:
+                self.slowest = max(self.slowest, time.monotonic() - started)
+
+        return run
+
+
 @dataclass(frozen=True)
 class _Settings:
     """What a directory worker process needs; picklable, built once in the proxy process."""
@@ -228,7 +280,9 @@ class _Settings:
 class _Outcome:
     """A worker's answer: fixed words, and which servers failed or answered; no patron text."""
 
-    status: str  # ok | bad_credentials | not_eligible | unavailable | client_error
+    # ok | bad_credentials | not_eligible | pin_expired | pin_must_change | unavailable |
+    # client_error
+    status: str
     key: str = ""  # the entry's key_attribute value; the proxy process turns it into an HMAC
     groups: frozenset[str] = frozenset()
     matched: frozenset[str] = frozenset()  # vendors whose eligibility.ldap_filter matched
@@ -483,6 +537,10 @@ def _raise_for(outcome: _Outcome) -> _Outcome:
         raise BadCredentials
     if outcome.status == "not_eligible":
         raise NotEligible
+    if outcome.status == "pin_expired":
+        raise PinExpired
+    if outcome.status == "pin_must_change":
+        raise PinMustChange
     if outcome.status == "unavailable":
         raise DirectoryUnavailable(outcome.message)
     log.error("ldap_unexpected_error", error=outcome.message)
@@ -529,18 +587,26 @@ class _Worker:
     ) -> _Outcome:
         deadline = time.monotonic() + self._d.timeout_s + _FAILOVER_GRACE_S
         for url in order:
-            if deadline - time.monotonic() < _MIN_CONNECT_S:
+            now = time.monotonic()
+            if deadline - now < _MIN_CONNECT_S:
                 break
+            # The whole sign-in on this server (every request) within timeout_s, and within
+            # what the failover allowance has left.
+            budget = _Budget(min(deadline, now + self._d.timeout_s))
             try:
                 if kind == "ping":
-                    self._as_service(url, deadline, self._read_root_dse)
+                    self._as_service(url, budget, self._read_root_dse)
                     return _Outcome("ok", failed=tuple(failed), answered=(url,))
-                entry, matched = self._login_on(url, deadline, card, password)
+                entry, matched = self._login_on(url, budget, card, password)
             except BadCredentials:
                 # The server answered; the patron is the problem.
                 return _Outcome("bad_credentials", failed=tuple(failed), answered=(url,))
             except NotEligible:
                 return _Outcome("not_eligible", failed=tuple(failed), answered=(url,))
+            except PinExpired:
+                return _Outcome("pin_expired", failed=tuple(failed), answered=(url,))
+            except PinMustChange:
+                return _Outcome("pin_must_change", failed=tuple(failed), answered=(url,))
             except DirectoryUnavailable as exc:
                 return _Outcome("unavailable", failed=tuple(failed), message=str(exc))
             except (_ServerFailed, *_SERVER_ERRORS) as exc:
@@ -572,9 +638,9 @@ class _Worker:
             self._tls[host] = tls
         return tls
 
-    def _connect(self, url: str, deadline: float, user: str, password: str) -> Any:
+    def _connect(self, url: str, budget: _Budget, user: str, password: str) -> Any:
         """An open (not yet bound) connection; StartTLS done when configured."""
-        connect_s = max(_MIN_CONNECT_S, min(self._d.timeout_s, deadline - time.monotonic()))
+        connect_s = max(_MIN_CONNECT_S, min(self._d.timeout_s, budget.left()))
         server = ldap3.Server(
             url,
             use_ssl=url.lower().startswith("ldaps://"),
@@ -596,15 +662,17 @@ class _Worker:
         )
         try:
             conn.open(read_server_info=False)
+            budget.arm(conn)
             if self._d.start_tls and not server.ssl and not conn.start_tls(read_server_info=False):
                 raise _ServerFailed("StartTLS refused")
+            budget.arm(conn)
         except BaseException:
             _close(conn)
             raise
         return conn
 
-    def _open_service(self, url: str, deadline: float) -> Any:
-        conn = self._connect(url, deadline, self._d.bind_dn, self._bind_password)
+    def _open_service(self, url: str, budget: _Budget) -> Any:
+        conn = self._connect(url, budget, self._d.bind_dn, self._bind_password)
         if not conn.bind(read_server_info=False):
             _close(conn)
             raise _ServerFailed("the service account bind was refused")
@@ -614,25 +682,28 @@ class _Worker:
         self,
         kept: dict[str, Any],
         url: str,
-        deadline: float,
+        budget: _Budget,
         open_: Callable[[], Any],
         op: Callable[[Any], T],
     ) -> T:
         """`op` on the connection kept in `kept` for `url`, or on a fresh one from `open_` when
         there is none or the kept one fails as a dropped one would (the server restarted or
         closed it while idle; tried once, and only while time is left). The connection is kept
-        for the next call when `op` returns, and closed when anything goes wrong."""
+        for the next call when `op` returns, and closed when anything goes wrong.
+
+        Each request goes out only while the sign-in's budget on this server can still cover it
+        (`_Budget.require`), and waits for its answer no longer than the budget has left."""
+        budget.require()
         conn = kept.pop(url, None)
         if conn is not None and not self._reusable(conn):
             _close(conn)
             conn = None
         if conn is not None:
             try:
-                return _keep_after(kept, url, conn, op)
+                return _keep_after(kept, url, conn, budget.timed(op))
             except (_ServerFailed, *_SERVER_ERRORS):
-                if time.monotonic() >= deadline:
-                    raise
-        return _keep_after(kept, url, open_(), op)
+                budget.require()
+        return _keep_after(kept, url, open_(), budget.timed(op))
 
     def _reusable(self, conn: Any) -> bool:
         # ldap3 reopens a closed connection by itself, without StartTLS: never let it.
@@ -640,13 +711,13 @@ class _Worker:
             return False
         return not self._d.start_tls or bool(conn.server.ssl) or bool(conn.tls_started)
 
-    def _as_service(self, url: str, deadline: float, op: Callable[[Any], T]) -> T:
+    def _as_service(self, url: str, budget: _Budget, op: Callable[[Any], T]) -> T:
         """`op` on this worker's service-bound connection to `url`."""
         return self._on_kept(
-            self._services, url, deadline, lambda: self._open_service(url, deadline), op
+            self._services, url, budget, lambda: self._open_service(url, budget), op
         )
 
-    def _pin_opens(self, url: str, deadline: float, dn: str, password: str) -> bool:
+    def _pin_opens(self, url: str, budget: _Budget, dn: str, password: str) -> bool:
         """Bind as `dn` with the PIN, on this worker's bind-only connection to `url`.
 
         The connection does nothing but binds, so whoever the last bind left it as never matters:
@@ -658,23 +729,35 @@ class _Worker:
         return self._on_kept(
             self._binders,
             url,
-            deadline,
+            budget,
             # Opened as a simple-bind connection for `dn`: an anonymous one would bind without
             # the PIN.
-            lambda: self._connect(url, deadline, dn, password),
+            lambda: self._connect(url, budget, dn, password),
             lambda conn: self._bind_as(conn, dn, password),
         )
 
     def _bind_as(self, conn: Any, dn: str, password: str) -> bool:
-        """One simple bind on `conn`: True when the PIN opened `dn`, False when it was refused."""
+        """One simple bind on `conn`: True when the PIN opened `dn`, False when it was refused.
+
+        The bind asks for the directory's password policy (`proxy.ldap_policy`): a right PIN
+        that has expired raises PinExpired, and one the directory allows nothing but a change
+        (`changeAfterReset`) raises PinMustChange. slapd says either only after a right PIN, and
+        a refusal without them stays a wrong PIN. A PIN with grace logins left signs in."""
         conn.user, conn.password = dn, password
         try:
-            opened = bool(conn.bind(read_server_info=False))
-            code = conn.result.get("result") if conn.result else None
+            opened = bool(conn.bind(read_server_info=False, controls=[REQUEST_CONTROL]))
+            result = conn.result or {}
+            code = result.get("result")
+            policy = policy_answer(result)
         finally:
             # Neither the PIN nor whose entry it was tried on stays in the kept connection: ldap3
             # also keeps the last request it sent (the bind, PIN and DN) in `conn.request`.
             conn.user, conn.password, conn.request = self._decoy_dn, None, None
+        if opened and policy.error == CHANGE_AFTER_RESET:
+            # Bound as the patron with rights to nothing but a PIN change: not kept.
+            raise PinMustChange
+        if not opened and code == _INVALID_CREDENTIALS and policy.error == PASSWORD_EXPIRED:
+            raise PinExpired
         if not opened and code not in _REFUSED_BIND:
             raise _ServerFailed(f"bind result {code}")
         return opened
@@ -733,7 +816,7 @@ class _Worker:
         return frozenset(vid for vid, f in self._vendor_filters if self._matches(conn, dn, f))
 
     def _login_on(
-        self, url: str, deadline: float, card: str, password: str
+        self, url: str, budget: _Budget, card: str, password: str
     ) -> tuple[_Entry, frozenset[str]]:
         """(the patron's entry, the vendors whose ldap_filter it matches), or an AuthError.
 
@@ -741,11 +824,11 @@ class _Worker:
         search and one bind (an unknown card binds against the decoy entry), so the time of
         an answer does not tell whether a card number exists. Eligibility is asked only
         after the bind: without the PIN, it is nobody's business."""
-        entry = self._as_service(url, deadline, lambda c: self._find(c, card))
+        entry = self._as_service(url, budget, lambda c: self._find(c, card))
         if entry is None:
-            self._pin_opens(url, deadline, self._decoy_dn, password)
+            self._pin_opens(url, budget, self._decoy_dn, password)
             raise BadCredentials
-        if not self._pin_opens(url, deadline, entry.dn, password):
+        if not self._pin_opens(url, budget, entry.dn, password):
             raise BadCredentials
         dn, eligible_filter = entry.dn, self._d.eligible_filter
 
@@ -754,7 +837,7 @@ class _Worker:
                 return False, frozenset()
             return True, self._vendor_filters_met(c, dn) if self._vendor_filters else frozenset()
 
-        eligible, matched = self._as_service(url, deadline, after_bind)
+        eligible, matched = self._as_service(url, budget, after_bind)
         if not eligible:
             raise NotEligible
         return entry, matched

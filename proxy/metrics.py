@@ -18,6 +18,8 @@ LOGIN_OUTCOMES = (
     "success",
     "bad_credentials",
     "not_eligible",
+    "pin_expired",
+    "pin_must_change",
     "directory_unavailable",
     "throttled",
 )

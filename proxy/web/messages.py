@@ -54,6 +54,22 @@ MESSAGES: dict[str, Message] = {
         "example because it has expired or needs attention at the desk.",
         "Please contact the library; staff can check your card and renew it.",
     ),
+    # Said only after the right PIN (the directory's password policy answers so only then).
+    "pin_expired": Message(
+        403,
+        "Your PIN has expired",
+        "Your card number and PIN are right, but the PIN has passed the date the library set for "
+        "changing it, so it can't be used to sign in.",
+        "Ask the library to reset your PIN, then sign in with the new one. {contact}",
+    ),
+    "pin_must_change": Message(
+        403,
+        "Change your PIN before you sign in",
+        "Your card number and PIN are right, but this PIN was set for you to change before it "
+        "can be used, so it can't be used to sign in yet.",
+        "Change your PIN the way the library tells you to, then sign in with the new one. If "
+        "you don't know how, ask the library. {contact}",
+    ),
     "directory_unavailable": Message(
         503,
         "Sign-in is unavailable",

@@ -24,6 +24,8 @@ from proxy.errors import (
     BadCredentials,
     DirectoryUnavailable,
     NotEligible,
+    PinExpired,
+    PinMustChange,
     SessionConflict,
     StoreUnavailable,
 )
@@ -442,6 +444,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return await _login_failed(request, "bad_credentials", username, url)
     except NotEligible:
         return await _login_failed(request, "not_eligible", username, url)
+    except PinExpired:
+        return await _login_failed(request, "pin_expired", username, url)
+    except PinMustChange:
+        return await _login_failed(request, "pin_must_change", username, url)
     except DirectoryUnavailable:
         request[RENEW_TOKEN] = True  # the card and PIN may be right: no replay (`_token`)
         return await _login_failed(request, "directory_unavailable", username, url)
@@ -495,7 +501,7 @@ async def _login_failed(
         await failed(request, username, outcome)
     for note in svc.hooks.login_outcome:
         note(outcome)
-    m = MESSAGES[outcome]
+    m = shown(outcome, {"contact": svc.config.library.contact})
     resp = _login_page(request, url=url, problem=m, username=username, status=m.status)
     if m.status == 503:
         resp.headers["Retry-After"] = "60"
