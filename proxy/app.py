@@ -351,7 +351,8 @@ async def _never_called(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(config: Config) -> web.Application:
-    install_error_page()  # requests the parser refuses: a fixed page, never quoting them
+    # Requests the parser refuses: a fixed page, never quoting them.
+    install_error_page(config.server.public_url)
     app = web.Application(middlewares=[dispatch], client_max_size=1024**2)
     app[CONFIG] = config
 

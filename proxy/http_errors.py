@@ -20,6 +20,7 @@ A request line too long is 414. Every other refusal stays 400, as a fixed page. 
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from aiohttp import web, web_protocol
@@ -48,6 +49,9 @@ _PAGES = {
     ),
 }
 _WHOLE_SITE_COOKIES = '"cookies"'
+# Where the page's sign-in link goes: the proxy's own sign-in page, set by `install` (the page
+# may be answered on a vendor's mapped host, where a bare /login would be the vendor's).
+_sign_in = "/login"
 
 
 def page(status: int) -> tuple[bytes, dict[str, str]]:
@@ -57,7 +61,7 @@ def page(status: int) -> tuple[bytes, dict[str, str]]:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title}</title></head><body><main><h1>{title}</h1><p>{text}</p>"
-        '<p><a href="/login">Sign in</a></p></main></body></html>\n'
+        f'<p><a href="{html.escape(_sign_in)}">Sign in</a></p></main></body></html>\n'
     ).encode()
     headers = dict(OWN_PAGE_HEADERS)
     headers["Content-Type"] = "text/html; charset=utf-8"
@@ -81,8 +85,11 @@ def status_for(status: int, exc: BaseException | None) -> int:
     return 414
 
 
-def install() -> None:
-    """Make every aiohttp server in this process answer refused requests with `page`. Once."""
+def install(public_url: str) -> None:
+    """Make every aiohttp server in this process answer refused requests with `page` (its link
+    to the sign-in page at `public_url`). The method is wrapped once."""
+    global _sign_in
+    _sign_in = public_url.rstrip("/") + "/login"
     handler: Any = web_protocol.RequestHandler
     if getattr(handler.handle_error, "_weston", False):
         return

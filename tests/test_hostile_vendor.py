@@ -238,6 +238,7 @@ async def test_the_answer_to_an_oversized_request_is_the_proxys_fixed_page(
                 b"HTTP/1.0 %d " % want
             ), head[:80]
             assert secret.encode() not in answer and b"<h1>" in body
+            assert b'<a href="http://%s/login">' % driver.public.encode() in body
             assert b"frame-ancestors 'none'" in head and b"no-store" in head
             assert (b'Clear-Site-Data: "cookies"' in head) == (want == 431)
     assert secret not in repr(logs)
