@@ -17,7 +17,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,7 @@ from proxy.rewrite import JAVASCRIPT_TYPES, masks_only, media_type, should_rewri
 from proxy.secret_mask import mask_text
 from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
+from proxy.stats import saved_by_browser
 from proxy.validators import open_validators, seal_validators, session_cache
 from proxy.vendor_http import IDEMPOTENT, VendorClient, VendorResponse
 from proxy.vendors.base import Outbound, VendorAdapter
@@ -108,6 +109,10 @@ def unknown_type(mt: str) -> bool:
 # for one (it refuses only image, audio, video and CSV types, Fetch's "should response to request
 # be blocked due to its MIME type"), so it is rewritten as a script when asked for as one.
 _SCRIPT_SUSPECTS = frozenset({"application/octet-stream", "binary/octet-stream", "text/plain"})
+# An HLS playlist's first line, and the type it is rewritten (and sent) as when a CDN labelled
+# it one of _SCRIPT_SUSPECTS or nothing.
+_PLAYLIST = b"#EXTM3U"
+_PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 # Fetch metadata destinations of scripts that run as workers (their own global, their own policy).
 # A service worker's script never gets here (`proxy.service_workers` refuses it before the
 # session gate); `serviceworker` stays listed so that, if it ever did, it would be shielded.
@@ -212,14 +217,18 @@ class Observation:
     first_at_vendor: bool
     # Distinct unproxied hosts an HTML page referred to while the tracker shield was on.
     third_party_hosts: int = 0
+    # Whether the browser itself fetched it to keep or show (stats.saved_by_browser), not a
+    # page's player or script: a film's segments are not downloads.
+    saved: bool = True
 
 
 Observer = Callable[[Observation], None]
-# Asked once the vendor's response head is in (request, vendor, status, Content-Type,
-# Content-Range): a response goes to the patron instead of the vendor's
+# Asked once the vendor's response head is in (request, vendor, status, Content-Type, the
+# vendor's response headers): a response goes to the patron instead of the vendor's
 # (proxy.services.Hooks.head_gates).
 HeadCheck = Callable[
-    [web.Request, VendorConfig, int, str, str | None], Awaitable[web.StreamResponse | None]
+    [web.Request, VendorConfig, int, str, Mapping[str, str]],
+    Awaitable[web.StreamResponse | None],
 ]
 
 
@@ -642,9 +651,7 @@ class Upstream:
         With `forget`, the browser is asked to drop what it keeps for this host first."""
         ctype = resp.content_type
         if self.check_head is not None:
-            refusal = await self.check_head(
-                request, vendor, resp.status, ctype, resp.headers.get("Content-Range")
-            )
+            refusal = await self.check_head(request, vendor, resp.status, ctype, resp.headers)
             if refusal is not None:
                 return refusal  # the vendor's response is let go unread by forward()
         headers = response_headers(resp.headers.items())
@@ -666,6 +673,16 @@ class Upstream:
             sniffed = sniff_document(_decoded(resp, head, SNIFF_BYTES))
             if sniffed is not None:
                 ctype = headers["Content-Type"] = sniffed
+                untyped = False
+        if has_body and resp.status == 200 and (unknown or media_type(ctype) in _SCRIPT_SUSPECTS):
+            # An HLS playlist a CDN labels plain text or binary (S3's default), which players
+            # read whatever the label: rewritten as one, or its segments and keys stay on the
+            # vendor's hosts (the shield stops them; without it they load from the patron's
+            # address). Told by its first line, as players tell it.
+            with vendor_failures(vendor.id):
+                head = await _read_at_least(resp, head, len(_PLAYLIST))
+            if _decoded(resp, head, 16).removeprefix(b"\xef\xbb\xbf").startswith(_PLAYLIST):
+                ctype = headers["Content-Type"] = _PLAYLIST_TYPE
                 untyped = False
         if shielded(media_type(ctype)) or unknown:
             # A page, or what the browser may take for one: the features it may use are the
@@ -784,14 +801,25 @@ class Upstream:
             status = 502
             if request.transport is not None:
                 request.transport.close()
-            self._observe(vendor, out, status, sent, started, ctype, first_at_vendor)
+            self._observe(
+                vendor,
+                out,
+                status,
+                sent,
+                started,
+                ctype,
+                first_at_vendor,
+                saved=saved(request, resp),
+            )
             return response
         finally:
             patron.done()
         hosts = 0
         if third_party is not None:
             hosts = third_party.finish()
-        self._observe(vendor, out, status, sent, started, ctype, first_at_vendor, hosts)
+        self._observe(
+            vendor, out, status, sent, started, ctype, first_at_vendor, hosts, saved(request, resp)
+        )
         return response
 
     def _observe(
@@ -804,6 +832,7 @@ class Upstream:
         ctype: str,
         first: bool,
         third_party_hosts: int = 0,
+        saved: bool = True,
     ) -> None:
         if self.observe is None:
             return
@@ -820,6 +849,7 @@ class Upstream:
                     out.url.path,
                     first,
                     third_party_hosts=third_party_hosts,
+                    saved=saved,
                 )
             )
         except Exception as exc:
@@ -864,6 +894,13 @@ def _whole_range(value: str | None) -> bool:
     """Whether a 206's Content-Range holds the whole representation (`bytes 0-970/971`)."""
     span = content_range(value)
     return span is not None and span[0] == 0 and span[2] is not None and span[1] + 1 == span[2]
+
+
+def saved(request: web.Request, resp: VendorResponse) -> bool:
+    """`stats.saved_by_browser` for this request and the vendor's answer to it."""
+    return saved_by_browser(
+        request.headers.get("Sec-Fetch-Mode"), resp.headers.get("Content-Disposition")
+    )
 
 
 def _navigation(request: web.Request) -> bool:
@@ -956,6 +993,16 @@ async def _read_whole(content: StreamReader, length: int, idle_s: float) -> byte
     if len(body) < length:
         raise web.HTTPBadRequest(text="The request body ended early.")
     return body
+
+
+async def _read_at_least(resp: VendorResponse, head: bytes, n: int) -> bytes:
+    """`head` and more of the body until it holds `n` bytes, or the body ends."""
+    while len(head) < n:
+        piece = await resp.content.read(n - len(head))
+        if not piece:
+            break
+        head += piece
+    return head
 
 
 async def _sniff_head(resp: VendorResponse, head: bytes) -> bytes:

@@ -123,6 +123,9 @@ _REWRITABLE_TYPES = frozenset(
         "application/x-mpegurl",
         "audio/mpegurl",
         "audio/x-mpegurl",
+        # WebVTT tracks: a player's seek-bar thumbnails are cues naming images on the vendor's
+        # CDN (captions' text is prose; a vendor URL in it is mapped like a page's).
+        "text/vtt",
         # Server-sent events (assistants streaming answers with links): every event ends with an
         # empty line, a cut byte (_CUTS), so an event is written out as soon as it has arrived.
         "text/event-stream",

@@ -4,7 +4,7 @@ reload, and closed here. Resources: directory, session store, signer, upstream c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +44,10 @@ Gate = Callable[[web.Request, Session, VendorConfig], Awaitable[web.StreamRespon
 LoginGate = Callable[[web.Request, str], Awaitable[web.StreamResponse | None]]
 # (request, vendor, response status, response Content-Type)
 # (request, vendor, status, Content-Type, Content-Range)
+# (request, vendor, status, Content-Type, the vendor's response headers)
 HeadGate = Callable[
-    [web.Request, VendorConfig, int, str, str | None], Awaitable[web.StreamResponse | None]
+    [web.Request, VendorConfig, int, str, Mapping[str, str]],
+    Awaitable[web.StreamResponse | None],
 ]
 
 
@@ -162,10 +164,10 @@ def make_upstream(
         vendor: VendorConfig,
         status: int,
         content_type: str,
-        content_range: str | None,
+        head: Mapping[str, str],
     ) -> web.StreamResponse | None:
         for gate in hooks.head_gates:
-            refusal = await gate(request, vendor, status, content_type, content_range)
+            refusal = await gate(request, vendor, status, content_type, head)
             if refusal is not None:
                 return refusal
         return None

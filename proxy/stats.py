@@ -170,12 +170,34 @@ _OTHER_FULL_TEXT = (
 )
 
 
-def download_metric(content_type: str) -> str | None:
-    """The download metric for a response's Content-Type, or None if it is not full text."""
+# Types a page's player or script fetches in pieces as it plays (HLS and DASH segments, each
+# seek in a film or an audiobook, a DRM licence): a download only when the browser itself
+# fetched it to keep or show (`saved_by_browser`).
+STREAMED = ("audio/", "video/", "application/octet-stream")
+
+
+def saved_by_browser(fetch_mode: str | None, disposition: str | None) -> bool:
+    """Whether the browser fetched a response to keep or show it itself (a link followed, a form
+    posted: `Sec-Fetch-Mode: navigate`; `Content-Disposition: attachment`; or a client that
+    sends no fetch metadata at all, as download tools do) rather than for a page's media element
+    or script (`no-cors`, `cors`, `same-origin`), which plays or decrypts it."""
+    return (
+        fetch_mode is None
+        or fetch_mode == "navigate"
+        or (disposition is not None and disposition.lstrip().lower().startswith("attachment"))
+    )
+
+
+def download_metric(content_type: str, saved: bool = True) -> str | None:
+    """The download metric for a response's Content-Type, or None if it is not full text.
+    Audio and video count only when `saved` (`saved_by_browser`): a film streamed in segments
+    or an audiobook sought through is not a download per piece."""
     mime = content_type.split(";", 1)[0].strip().lower()
     if mime in _FULL_TEXT:
         return _FULL_TEXT[mime]
     if mime.startswith(_OTHER_FULL_TEXT):
+        if not saved and mime.startswith(STREAMED):
+            return None
         return DOWNLOADS_OTHER
     return None
 

@@ -37,7 +37,7 @@ import hashlib
 import hmac
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,7 +50,7 @@ from proxy.forward import content_range as parse_content_range
 from proxy.hook_plug import plugged
 from proxy.logs import get_logger
 from proxy.sessions import Session
-from proxy.stats import download_metric
+from proxy.stats import download_metric, saved_by_browser
 from proxy.tasks import stop
 from proxy.throttle import Window
 
@@ -76,20 +76,28 @@ class Tracked:
 
 
 def is_full_text(
-    method: str, status: int, content_type: str, content_range: str | None = None
+    method: str,
+    status: int,
+    content_type: str,
+    content_range: str | None = None,
+    saved: bool = True,
 ) -> bool:
     """A full-text download: a document type in answer to any method but HEAD (a vendor's
     "Download PDF" form posts), as a 200, or as a 206 that `first_range` counts: the whole
     document as one range (`Range: bytes=0-`), the first of the ranges a viewer fetches it in,
     or a range holding more than half of it (`bytes=1-`). A viewer's parts count once, by the
     first; a download resumed before its middle counts again (the price of counting `bytes=1-`
-    without a record of what each session fetched)."""
+    without a record of what each session fetched). Audio, video and untyped binary bodies
+    count only when the browser itself `saved` them (`stats.saved_by_browser`): what a page's
+    player or script fetches (segments, seeks, DRM licences) is left to `bytes_per_hour`."""
     if method == "HEAD" or status not in (200, 206):
         return False
     if status == 206 and not first_range(content_range):
         return False
     mime = content_type.split(";", 1)[0].strip().lower()
-    return mime == "application/octet-stream" or download_metric(content_type) is not None
+    if mime == "application/octet-stream":
+        return saved
+    return download_metric(content_type, saved) is not None
 
 
 def first_range(content_range: str | None) -> bool:
@@ -179,7 +187,7 @@ class UsageLimits:
         vendor: VendorConfig,
         status: int,
         content_type: str,
-        content_range: str | None,
+        head: Mapping[str, str],
     ) -> web.StreamResponse | None:
         """Count a full-text download when the vendor's answer starts, before the patron gets
         any of it: downloads fetched at once are each counted before any is sent, so parallel
@@ -192,7 +200,15 @@ class UsageLimits:
             tracked is None
             or tracked.vendor_id != vendor.id
             or not limit
-            or not is_full_text(request.method, status, content_type, content_range)
+            or not is_full_text(
+                request.method,
+                status,
+                content_type,
+                head.get("Content-Range"),
+                saved_by_browser(
+                    request.headers.get("Sec-Fetch-Mode"), head.get("Content-Disposition")
+                ),
+            )
         ):
             return None
         now = time.time()

@@ -93,9 +93,10 @@ class UsageCounter:
         counts = [(REQUESTS, 1), (BYTES, o.bytes)]
         if o.first_at_vendor:
             counts.append((SESSIONS_STARTED, 1))
-        # A full text is one whole 200 to a GET: 206 ranges of one PDF would count it many times.
+        # A full text is one whole 200 to a GET: 206 ranges of one PDF would count it many times
+        # (and a film's segments, which its player fetches, are not downloads: `o.saved`).
         if o.method == "GET" and o.status == 200:
-            metric = download_metric(o.content_type)
+            metric = download_metric(o.content_type, o.saved)
             if metric is not None:
                 counts.append((metric, 1))
         # The path is matched and forgotten; only the count is kept (it never has a query).
