@@ -345,7 +345,8 @@ async def test_menu_time_out_warning_states_its_own_time(
 async def test_menu_default_idle_time_reads_in_minutes(
     tmp_path: Path, port: int, vendor_factory: Any, proxy_factory: Any
 ) -> None:
-    """The default 1800 s still reads "30 minutes", and its warning "about 2 minutes"."""
+    """The default 1800 s still reads "30 minutes", and its warning "about 2 minutes"; the
+    default lifetime, which no use extends, reads "8 hours"."""
     (tmp_path / "patrons.toml").write_text(
         f'[[patron]]\ncard = "{CANARY.uid}"\nhash = "{hash_password(CANARY.password)}"\n'
     )
@@ -360,7 +361,10 @@ async def test_menu_default_idle_time_reads_in_minutes(
     assert d.config.session.idle_timeout_s == 1800
     assert (await d.login(CANARY.uid, CANARY.password)).status == 303
     menu = html.unescape(await (await d.own("GET", "/menu")).text())
-    assert "this session ends after 30 minutes without use." in menu
+    assert (
+        "this session ends after 30 minutes without use, and in any case 8 hours after you "
+        "signed in, even while you are using a database." in menu
+    )
     assert "your session will end in about 2 minutes because" in menu
 
 

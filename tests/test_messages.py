@@ -39,3 +39,12 @@ def test_the_sign_in_pause_names_its_minutes_in_the_right_number(
 
 def test_the_sign_in_pause_without_a_number_reads_a_few_minutes() -> None:
     assert "in a few minutes," in shown("too_many_attempts", {}).action
+
+
+def test_the_session_ended_notice_names_both_limits_exactly() -> None:
+    """The notice after a session ended names the idle time-out and the fixed lifetime (the
+    proxy does not know which one ended it), worded as durations: never "1 minutes"."""
+    text = shown("session_expired", {"idle_s": 90, "lifetime_s": 28800}).text
+    assert "after 90 seconds without use" in text, text
+    assert "8 hours after signing in" in text, text
+    assert "1 minutes" not in text

@@ -193,7 +193,8 @@ MESSAGES: dict[str, Message] = {
     "session_expired": Message(
         401,
         "Your session has ended",
-        "For your privacy, sessions end after a period without use, and when you sign out.",
+        "For your privacy, a session ends after {idle_for} without use, and {lifetime} after "
+        "signing in even while it is in use, as well as when you sign out.",
         "Sign in again to continue.",
     ),
     "suspended": Message(
@@ -273,12 +274,30 @@ MESSAGES: dict[str, Message] = {
 
 # What a message shows when the page that raised it could not fill a blank in (never a KeyError
 # on an error page).
-FORMAT_DEFAULTS: dict[str, str] = {"database": "The database", "retry_in": "a few minutes"}
+FORMAT_DEFAULTS: dict[str, str] = {
+    "database": "The database",
+    "retry_in": "a few minutes",
+    "idle_for": "a period",
+    "lifetime": "a fixed time",
+}
+
+# How a number of each unit reads, one and many. menu.js words the time left in the same forms
+# (the menu hands them over in data-units), so the wording stays in this file.
+DURATION_WORDS: dict[str, tuple[str, str]] = {
+    "hour": ("1 hour", "{n} hours"),
+    "minute": ("1 minute", "{n} minutes"),
+    "second": ("1 second", "{n} seconds"),
+}
+
+
+def _count(unit: str, n: Any) -> str:
+    one, many = DURATION_WORDS[unit]
+    return one if n == 1 else many.format(n=n)
 
 
 def minutes(n: Any) -> str:
     """A number of minutes as a patron reads it: 1 minute, 5 minutes."""
-    return "1 minute" if n == 1 else f"{n} minutes"
+    return _count("minute", n)
 
 
 def duration(seconds: float) -> str:
@@ -290,15 +309,19 @@ def duration(seconds: float) -> str:
     (under a minute, or not a whole number of minutes) as seconds."""
     s = max(0, math.ceil(seconds))
     if s >= 3600 and s % 3600 == 0:
-        return "1 hour" if s == 3600 else f"{s // 3600} hours"
+        return _count("hour", s // 3600)
     if s >= 60 and s % 60 == 0:
-        return minutes(s // 60)
-    return "1 second" if s == 1 else f"{s} seconds"
+        return _count("minute", s // 60)
+    return _count("second", s)
 
 
 # Blanks worded from a number the caller gives (`retry_minutes=1` fills `{retry_in}` with
 # "1 minute"), so callers pass numbers and the wording, plural included, stays in this file.
-WORDED: dict[str, tuple[str, Callable[[Any], str]]] = {"retry_in": ("retry_minutes", minutes)}
+WORDED: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "retry_in": ("retry_minutes", minutes),
+    "idle_for": ("idle_s", duration),
+    "lifetime": ("lifetime_s", duration),
+}
 
 
 class _Blanks(dict[str, Any]):
@@ -360,7 +383,8 @@ UI: dict[str, str] = {
     # menu
     "menu_title": "Your databases",
     "menu_heading": "Your databases",
-    "menu_intro": "Choose a database to open it. You stay signed in while you use it.",
+    "menu_intro": "Choose a database to open it. You stay signed in while you use it, for up "
+    "to {lifetime} after you sign in.",
     "filter_label": "Find a database",
     "filter_hint": "Type part of a name or subject, for example “news”.",
     "filter_button": "Find",
@@ -369,13 +393,14 @@ UI: dict[str, str] = {
     "count": "{shown} of {total} databases shown.",
     "no_match": "No database matches “{q}”.",
     "no_databases": "No databases are available with your card. Please contact the library.",
-    "expiry_warning": "For your privacy, this session ends after {duration} without use.",
+    "expiry_warning": "For your privacy, this session ends after {duration} without use, and "
+    "in any case {lifetime} after you signed in, even while you are using a database.",
     # time-out warning (WCAG 2.2.1: the patron can extend the session)
     "timeout_heading": "Are you still there?",
     "timeout_text": "For your privacy, your session will end in about {duration} because it "
     "has not been used.",
     "timeout_final": "Your session will end in about {duration} and cannot be extended "
-    "further. You can sign in again afterwards.",
+    "further: every session ends {lifetime} after signing in. You can sign in again afterwards.",
     "timeout_extend": "Stay signed in",
     "timeout_extended": "You are still signed in.",
     "timeout_unchecked": "Your session could not be checked just now, so it may not have been "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hmac
+import json
 import re
 import secrets
 import time
@@ -39,7 +40,16 @@ from proxy.services import SERVICES, Services
 from proxy.sessions import Session, storage_key
 from proxy.web.disclosure import has_direct_parts, vendor_disclosure
 from proxy.web.forget import configured_hosts, forget_urls
-from proxy.web.messages import LANG, MESSAGES, UI, Message, duration, shown
+from proxy.web.messages import (
+    DURATION_WORDS,
+    LANG,
+    MESSAGES,
+    UI,
+    Message,
+    duration,
+    fill,
+    shown,
+)
 from proxy.web.session_cookie import CSRF_COOKIE, clear_copies, session_id, session_ids
 
 WEB_DIR = Path(__file__).parent
@@ -310,8 +320,11 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     # patron was away — logout deletes the cookie. Say so once, then drop the dead cookie. This
     # may be the next person at a shared computer: the page asks the browser to forget what
     # every configured vendor host stored (the session's own list of hosts ended with it).
+    # Which limit ended it is not known here (the store forgot the session, Redis by itself), and
+    # knowing would mean keeping something about the patron after the end: name both limits.
     forget = forget_urls(svc, configured_hosts(svc.config))
-    resp = _login_page(request, url=url, notice=MESSAGES["session_expired"], forget=forget)
+    limits = {"idle_s": svc.sessions.idle_timeout_s, "lifetime_s": svc.sessions.lifetime_s}
+    resp = _login_page(request, url=url, notice=shown("session_expired", limits), forget=forget)
     _forget_page_headers(resp, svc.config, forget)
     _clear_session_cookie(resp, svc.config, request)
     return resp
@@ -684,6 +697,11 @@ async def menu(request: web.Request) -> web.StreamResponse:
         shown_count += show
     idle_s = svc.config.session.idle_timeout_s
     warn_s = min(120, idle_s // 2)  # WCAG 2.2.1 asks for at least 20 s to react
+    lifetime = duration(svc.sessions.lifetime_s)
+    left_s = int(_time_left(svc, session)["left_s"])
+    # What the warning says without JavaScript, or until menu.js words the `left_s` the server
+    # reports when the warning opens: the warning's length, or less if less is left already.
+    said = duration(max(1, min(warn_s, left_s)))
     page = render(
         request,
         "menu.html",
@@ -695,11 +713,19 @@ async def menu(request: web.Request) -> web.StreamResponse:
         total=total,
         csrf=session.csrf,
         signed_in=True,
-        expiry_text=UI["expiry_warning"].format(duration=duration(idle_s)),
+        menu_intro=fill(UI["menu_intro"], {"lifetime": lifetime}),
+        expiry_text=fill(
+            UI["expiry_warning"], {"duration": duration(idle_s), "lifetime": lifetime}
+        ),
         warn_s=warn_s,
-        left_s=int(_time_left(svc, session)["left_s"]),
-        timeout_text=UI["timeout_text"].format(duration=duration(warn_s)),
-        timeout_final=UI["timeout_final"].format(duration=duration(warn_s)),
+        left_s=left_s,
+        units=json.dumps(DURATION_WORDS),
+        timeout_text=fill(UI["timeout_text"], {"duration": said}),
+        timeout_text_template=fill(UI["timeout_text"], {"duration": "{duration}"}),
+        timeout_final=fill(UI["timeout_final"], {"duration": said, "lifetime": lifetime}),
+        timeout_final_template=fill(
+            UI["timeout_final"], {"duration": "{duration}", "lifetime": lifetime}
+        ),
     )
     if asked is not None:
         page.del_cookie(NOTICE_COOKIE, path="/menu")  # said once

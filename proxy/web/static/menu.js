@@ -1,6 +1,7 @@
 // The database menu's two helpers; the page works without them.
 // 1. Filters the list as the patron types (the form filters on the server without JavaScript).
-// 2. Warns before the session's idle time-out and lets the patron extend it (WCAG 2.2.1).
+// 2. Warns before the session ends, with the time the server says is left, and lets the patron
+//    extend it while only the idle time-out is near (WCAG 2.2.1).
 (function () {
   "use strict";
 
@@ -57,6 +58,25 @@
   var ok = document.getElementById("timeout-ok");
   // A branding override of menu.html made before this paragraph existed may lack it.
   var unchecked = document.getElementById("timeout-unchecked") || document.createElement("p");
+  // The time left, worded as the server words a duration (messages.duration, DURATION_WORDS).
+  var units = JSON.parse(box.getAttribute("data-units") || "null");
+  function unitWords(unit, n) {
+    var forms = units[unit];
+    return n === 1 ? forms[0] : fill(forms[1], { n: n });
+  }
+  function duration(seconds) {
+    var s = Math.max(1, Math.ceil(seconds));
+    if (s >= 3600 && s % 3600 === 0) return unitWords("hour", s / 3600);
+    if (s >= 60 && s % 60 === 0) return unitWords("minute", s / 60);
+    return unitWords("second", s);
+  }
+  // Set once when the warning opens, not counted down: the box is a live region, and a changing
+  // text would be read out again every time it changed. The same text is not set twice either.
+  function say(p, template, leftS) {
+    if (!units || !template) return; // a branding override made before these attributes existed
+    var words = fill(template, { duration: duration(leftS) });
+    if (p.textContent !== words) p.textContent = words;
+  }
   var checkTimer = 0;
   var endTimer = 0;
   var retryTimer = 0;
@@ -79,6 +99,8 @@
     ended.hidden = false;
   }
   function warn(state) {
+    say(text, box.getAttribute("data-text-template"), state.left_s);
+    say(finalText, box.getAttribute("data-final-template"), state.left_s);
     text.hidden = !state.extendable;
     finalText.hidden = state.extendable;
     extendButton.hidden = !state.extendable;
@@ -91,7 +113,32 @@
     }
     clearTimeout(endTimer);
     endsAt = Date.now() + state.left_s * 1000;
-    endTimer = setTimeout(showEnded, state.left_s * 1000);
+    // At least a second: the server counts whole seconds down, and may say 0 while still alive.
+    endTimer = setTimeout(expire, Math.max(1, state.left_s) * 1000);
+  }
+  // The warning's time is up, by this page's count: the patron may have used the session in
+  // another tab meanwhile, so only the server's answer says it ended.
+  function expire() {
+    ask("GET").then(function (state) {
+      if (!state.signed_in) showEnded();
+      else if (state.left_s > warnS + 5) { hideWarning(); schedule(state.left_s); }
+      else warn(state);
+    }, function () {
+      // Not known to have ended (the store or the network did not answer): keep the warning as
+      // it is and ask again shortly.
+      clearTimeout(endTimer);
+      endTimer = setTimeout(expire, 5000);
+    });
+  }
+  function hideWarning() {
+    clearTimeout(endTimer);
+    unchecked.hidden = true;
+    box.hidden = true;
+    // Put the patron back where they were before the warning took the focus.
+    if (box.contains(document.activeElement) || document.activeElement === document.body) {
+      var back = before && before !== document.body ? before : document.getElementById("main");
+      if (back) back.focus();
+    }
   }
   function ask(method) {
     var options = { method: method, credentials: "same-origin", cache: "no-store", headers: {} };
@@ -115,13 +162,8 @@
     clearTimeout(retryTimer);
     ask("POST").then(function (state) {
       if (!state.signed_in) { showEnded(); return; }
-      clearTimeout(endTimer);
-      unchecked.hidden = true;
-      box.hidden = true;
       ok.textContent = ok.getAttribute("data-text");
-      // Put the patron back where they were before the warning took the focus.
-      var back = before && before !== document.body ? before : document.getElementById("main");
-      if (back) back.focus();
+      hideWarning();
       schedule(state.left_s);
     }, function () {
       // Not known to have ended (the store or the network did not answer): keep the warning,
