@@ -383,8 +383,10 @@ UI: dict[str, str] = {
     # menu
     "menu_title": "Your databases",
     "menu_heading": "Your databases",
-    "menu_intro": "Choose a database to open it. You stay signed in while you use it, for up "
-    "to {lifetime} after you sign in.",
+    "menu_intro": "Choose a database to open it. You stay signed in while you use it.",
+    # Said after menu_intro (a separate text, so a branding override of menu.html written for
+    # `ui.menu_intro` alone shows no unfilled blank).
+    "menu_lifetime": "Every session ends at the latest {lifetime} after you sign in.",
     "filter_label": "Find a database",
     "filter_hint": "Type part of a name or subject, for example “news”.",
     "filter_button": "Find",

@@ -713,7 +713,7 @@ async def menu(request: web.Request) -> web.StreamResponse:
         total=total,
         csrf=session.csrf,
         signed_in=True,
-        menu_intro=fill(UI["menu_intro"], {"lifetime": lifetime}),
+        menu_intro=UI["menu_intro"] + " " + fill(UI["menu_lifetime"], {"lifetime": lifetime}),
         expiry_text=fill(
             UI["expiry_warning"], {"duration": duration(idle_s), "lifetime": lifetime}
         ),
