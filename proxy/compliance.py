@@ -359,7 +359,26 @@ def check_configuration(v: VendorConfig, config: Config, s: ComplianceSettings) 
         )
     )
     out.append(_never_proxy_check(v))
+    out.append(_permissions_check(v))
     return out
+
+
+def _permissions_check(v: VendorConfig) -> Check:
+    """A warning, not critical, as never_proxy: `permissions` is a recorded choice, but a vendor
+    page may then ask the patron for their microphone, camera or position under the library's
+    name, and the browser keeps a grant past sign-out. Staff weigh it at each review; /privacy
+    tells patrons (proxy/permissions.py)."""
+    granted = ", ".join(v.permissions)
+    return Check(
+        "config.permissions",
+        WARNING,
+        FAIL if v.permissions else PASS,
+        "This vendor's pages may ask patrons for these browser features; a patron who allows one "
+        "gives it to the vendor, and the browser remembers the answer after sign-out."
+        if v.permissions
+        else "This vendor's pages cannot ask for the position, camera, microphone or devices.",
+        f"permissions = [{granted}]",
+    )
 
 
 def _never_proxy_check(v: VendorConfig) -> Check:

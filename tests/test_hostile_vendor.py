@@ -479,3 +479,53 @@ def test_shared_cookie_deletions_name_the_parent_domains_only() -> None:
         "xid=; Max-Age=0; Path=/; Secure; Domain=proxy.lib.org",
         "a=; Max-Age=0; Path=/; Secure; Domain=proxy.lib.org",
     ]
+
+
+async def test_a_granted_permission_is_told_to_patrons_and_to_privacy_staff(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """A vendor granted the microphone: its /privacy row tells patrons in words (not feature
+    names), and the compliance report warns (config.permissions), without failing the vendor;
+    a vendor with none passes the check and its row says nothing of it."""
+    import datetime as dt
+    import html as html_lib
+
+    from proxy.compliance import FAIL, PASS, WARNING, check_vendor, compliance_settings
+    from proxy.config import load_config
+
+    va = await vendor_factory(A)
+    vb = await vendor_factory(B)
+    contract = (
+        '\n[contract]\nprivacy_policy_url = "https://a.example/privacy"\n'
+        "reviewed = 2026-06-01\nexpires = 2099-01-01\nretention_days = 30\n"
+    )
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={
+            "a": vendor_toml(
+                "a", va, title="Speak Easy", extra='permissions = ["microphone"]\n' + contract
+            ),
+            "b": vendor_toml("b", vb, title="Plain Journals", extra=contract),
+        },
+    )
+    driver = await proxy_factory(cfg)
+    page = html_lib.unescape(await (await driver.own("GET", "/privacy")).text())
+    row_a = page[page.index("Speak Easy") :].split("</tr>")[0]
+    row_b = page[page.index("Plain Journals") :].split("</tr>")[0]
+    assert "permission to use your microphone" in row_a, row_a
+    assert "permission" not in row_b, row_b
+    config = load_config(cfg)
+    settings = compliance_settings(config)
+    today = dt.date.today()
+    a = check_vendor(config.vendor("a"), config, settings, today=today)
+    (c,) = [c for c in a.checks if c.id == "config.permissions"]
+    assert (c.severity, c.result) == (WARNING, FAIL) and "microphone" in c.evidence
+    b = check_vendor(config.vendor("b"), config, settings, today=today)
+    (c,) = [c for c in b.checks if c.id == "config.permissions"]
+    assert c.result == PASS
+    # The two vendors differ only in the warning, which changes no verdict.
+    failing = [{c.id for c in r.checks if c.result == FAIL} for r in (a, b)]
+    assert failing[0] - {"config.permissions"} == failing[1]
+    assert a.verdict == b.verdict, (a.verdict, b.verdict)

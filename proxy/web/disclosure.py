@@ -28,6 +28,9 @@ def vendor_disclosure(
     if v.never_proxy:
         hosts = ", ".join(_host_words(p) for p in v.never_proxy)
         parts.append(DISCLOSURES["never_proxy"].format(hosts=hosts))
+    if v.permissions:
+        asked = ", ".join(DISCLOSURES.get(f"feature_{f}", f) for f in v.permissions)
+        parts.append(DISCLOSURES["permissions"].format(features=asked))
     if v.auth == "shared-login":
         # The same judgement as the staff report's shared_account.history check (confirmed off,
         # and not longer ago than the review period): patrons are told what staff are told.

@@ -468,6 +468,17 @@ DISCLOSURES: dict[str, str] = {
     "never_proxy": "But some of its addresses are opened directly from your browser, not through "
     "the library, so the vendor sees your address there: {hosts}.",
     "never_proxy_any": "any address ending in {domain}",
+    # `permissions`: what the vendor's pages may ask the patron for (proxy/permissions.py).
+    "permissions": "Its pages may ask your permission to use your {features}; if you allow it, "
+    "the vendor gets it, and your browser may remember your answer after you sign out.",
+    "feature_geolocation": "location",
+    "feature_camera": "camera",
+    "feature_microphone": "microphone",
+    "feature_display-capture": "screen (to share it)",
+    "feature_clipboard-read": "clipboard (to read what you copied)",
+    "feature_screen-wake-lock": "screen (to keep it on)",
+    "feature_midi": "music devices (MIDI)",
+    "feature_xr-spatial-tracking": "virtual-reality headset",
     # A shared account whose history settings the library has not confirmed off (the compliance
     # check shared_account.history does not pass).
     "shared_history": "The library has not confirmed that this account keeps no history, so "
