@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import quote
 
 from aiohttp import web
@@ -54,6 +54,7 @@ from proxy.services import (
     build_services,
     close_services,
 )
+from proxy.sessions import Session
 from proxy.tasks import stop
 from proxy.web.forget import FORGET_PATH, forget_here
 from proxy.web.messages import FORMAT_DEFAULTS, UI
@@ -117,10 +118,7 @@ async def dispatch(
                 # the session cookie (host-bound) is sent with the next request.
                 location = f"{svc.hosts.public_scheme}://{dotless}{request.raw_path}"
                 raise web.HTTPPermanentRedirect(location, headers=OWN_PAGE_HEADERS)
-            svc.metrics.denials.labels("not_configured").inc()
-            for hook in svc.hooks.denied:
-                hook("", "not_configured")
-            return message_page(request, "not_configured")
+            return _not_configured(request, svc)
         if request.method == "OPTIONS" and is_preflight(request):
             # Without cookies, so before the session gate; nothing reaches the vendor.
             return answer_preflight(request, svc.hosts, vendor_host)
@@ -214,20 +212,31 @@ def _database(svc: Services, vendor_id: str) -> str:
 # --------------------------------------------------------------------------- proxying
 
 
+def _not_configured(request: web.Request, svc: Services) -> web.StreamResponse:
+    """The 404 page for a host no vendor of the configuration in force serves."""
+    svc.metrics.denials.labels("not_configured").inc()
+    for hook in svc.hooks.denied:
+        hook("", "not_configured")
+    return message_page(request, "not_configured")
+
+
 async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamResponse:
     if request.method not in VENDOR_METHODS:
         # Before anything is looked up or sent: the vendor never sees the request.
         raise web.HTTPMethodNotAllowed(request.method, sorted(VENDOR_METHODS))
     svc = request.app[SERVICES]
+    config = svc.config  # what `vendor` was looked up in
     vendor = svc.vendors[svc.hosts.vendor_for_host(vendor_host) or ""]
-    server = svc.config.server
+    server = config.server
     share = vendor_share(server, vendor)
     async with svc.admission.slot(vendor.id, share, server.admission_wait_s):
-        resp = await _proxy_admitted(request, vendor, vendor_host)
+        # The wait for the slot may span a reload: `_proxy_admitted` looks the vendor up again.
+        resp = await _proxy_admitted(request, config, vendor, vendor_host)
     if isinstance(resp, SocketRelay):
         # Open for as long as the patron's page keeps it: outside the admission slot, and
         # counted busy on its forwarder so a reload does not close it with the old one.
         owner = resp.owner
+        vendor_id = resp.vendor.id
         svc.forwarding[owner] = svc.forwarding.get(owner, 0) + 1
         try:
             return await resp.relay(
@@ -237,7 +246,7 @@ async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamRes
                 # The vendor as configured now: a reload that removed it ends its sockets.
                 lambda s: (
                     not s.suspended
-                    and (now := svc.vendors.get(vendor.id)) is not None
+                    and (now := svc.vendors.get(vendor_id)) is not None
                     and library_rule_holds(s.rules, svc.eligibility)
                     and may_use(s.databases, s.rules, now, svc.eligibility.get(now.id, ""))
                 ),
@@ -248,51 +257,89 @@ async def proxy_request(request: web.Request, vendor_host: str) -> web.StreamRes
 
 
 async def _proxy_admitted(
-    request: web.Request, vendor: VendorConfig, vendor_host: str
+    request: web.Request, config: Config, vendor: VendorConfig, vendor_host: str
 ) -> web.StreamResponse:
+    """Session gate, eligibility, feature gates, then the forward. A reload during any await
+    here (the admission wait before it, the store, a gate) installs new vendors, a new forwarder
+    and new rules at once (`swap_services`): whenever the configuration in force is not the one
+    `vendor` came from, the vendor is looked up again by host (gone: the "not configured" page a
+    new request gets) and decided again, so the forward never mixes generations. One identity
+    test per await on the ordinary path."""
     svc = request.app[SERVICES]
     sid = _session_cookie(request)
     session = await svc.sessions.load(sid)
-    if session is None:
-        start = upstream_url(vendor, vendor_host, request.raw_path)
-        to_login = _public(svc.config, "/login?url=" + quote(str(start), safe=""))
-        if sid:
-            # A session that ended without sign-out (idle, too old): the next person on a
-            # shared computer is here. What the vendor's pages kept in the browser on this
-            # host (cache, local storage) is forgotten before the sign-in page; the hosts the
-            # session used are not known any more (they died with it), so each is cleared
-            # when it is next opened.
-            raise web.HTTPFound(to_login, headers={"Clear-Site-Data": FORGET_WHAT})
-        raise web.HTTPFound(to_login)
-    mark = svc.eligibility.get(vendor.id, "")
-    library_ok = library_rule_holds(session.rules, svc.eligibility)
-    if not library_ok or not may_use(session.databases, session.rules, vendor, mark):
-        if not library_ok or rules_changed(session.rules, vendor, mark):
-            # Decided under rules a reload has changed since: the patron signs in again to be
-            # decided under the new ones (the sign-in ends this session, as every sign-in does).
-            start = upstream_url(vendor, vendor_host, request.raw_path)
-            again = _public(svc.config, f"/login?{AGAIN}=1&url=" + quote(str(start), safe=""))
-            return message_page(
-                request,
-                "rules_changed",
-                session=session,
-                links=[{"href": again, "text": UI["sign_in_again"]}],
-            )
-        svc.metrics.denials.labels("not_eligible").inc()
-        for hook in svc.hooks.denied:
-            hook(vendor.id, "not_eligible")
-        return message_page(request, "not_included")
-    for gate in svc.hooks.gates:
-        refused = await gate(request, session, vendor)
+    while True:
+        if svc.config is not config:
+            config = svc.config
+            found = svc.vendors.get(svc.hosts.vendor_for_host(vendor_host) or "")
+            if found is None:
+                return _not_configured(request, svc)
+            vendor = found
+        if session is None:
+            _to_sign_in(svc, vendor, vendor_host, request, sid)
+        refused = _not_for_this_patron(request, svc, session, vendor, vendor_host)
         if refused is not None:
             return refused
-    await svc.sessions.touch(session)
+        for gate in svc.hooks.gates:
+            refused = await gate(request, session, vendor)
+            if refused is not None:
+                return refused
+        await svc.sessions.touch(session)
+        if svc.config is config:
+            break
+        # Reloaded during a gate or the touch: decided again under the new configuration (a gate
+        # that counts may count this request twice; reloads are rare and the error is upward).
     upstream = svc.upstream  # a reload may replace it meanwhile; this request ends on this one
     svc.forwarding[upstream] = svc.forwarding.get(upstream, 0) + 1
     try:
         return await upstream.forward(request, vendor, vendor_host, session)
     finally:
         svc.forwarding[upstream] -= 1
+
+
+def _to_sign_in(
+    svc: Services, vendor: VendorConfig, vendor_host: str, request: web.Request, sid: str | None
+) -> NoReturn:
+    """No session (or one that ended): to the sign-in page, with this address to come back to."""
+    start = upstream_url(vendor, vendor_host, request.raw_path)
+    to_login = _public(svc.config, "/login?url=" + quote(str(start), safe=""))
+    if sid:
+        # A session that ended without sign-out (idle, too old): the next person on a
+        # shared computer is here. What the vendor's pages kept in the browser on this
+        # host (cache, local storage) is forgotten before the sign-in page; the hosts the
+        # session used are not known any more (they died with it), so each is cleared
+        # when it is next opened.
+        raise web.HTTPFound(to_login, headers={"Clear-Site-Data": FORGET_WHAT})
+    raise web.HTTPFound(to_login)
+
+
+def _not_for_this_patron(
+    request: web.Request,
+    svc: Services,
+    session: Session,
+    vendor: VendorConfig,
+    vendor_host: str,
+) -> web.StreamResponse | None:
+    """The page refusing `vendor` to this session's patron under the rules in force, if any."""
+    mark = svc.eligibility.get(vendor.id, "")
+    library_ok = library_rule_holds(session.rules, svc.eligibility)
+    if library_ok and may_use(session.databases, session.rules, vendor, mark):
+        return None
+    if not library_ok or rules_changed(session.rules, vendor, mark):
+        # Decided under rules a reload has changed since: the patron signs in again to be
+        # decided under the new ones (the sign-in ends this session, as every sign-in does).
+        start = upstream_url(vendor, vendor_host, request.raw_path)
+        again = _public(svc.config, f"/login?{AGAIN}=1&url=" + quote(str(start), safe=""))
+        return message_page(
+            request,
+            "rules_changed",
+            session=session,
+            links=[{"href": again, "text": UI["sign_in_again"]}],
+        )
+    svc.metrics.denials.labels("not_eligible").inc()
+    for hook in svc.hooks.denied:
+        hook(vendor.id, "not_eligible")
+    return message_page(request, "not_included")
 
 
 class _NotOwnHost(AbstractResource):

@@ -62,7 +62,7 @@ from proxy.privacy import (
 from proxy.public_suffix import same_site
 from proxy.rewrite import JAVASCRIPT_TYPES, masks_only, media_type, should_rewrite
 from proxy.secret_mask import mask_text
-from proxy.sessions import MAX_NOTED_HOSTS, Session, Sessions
+from proxy.sessions import CLEARED, MAX_NOTED_HOSTS, Session, Sessions
 from proxy.sniff import SNIFF_BYTES, sniff_decided, sniff_document
 from proxy.stats import saved_by_browser
 from proxy.validators import open_validators, seal_validators, session_cache
@@ -404,7 +404,18 @@ class Upstream:
         # A host new to the session is noted with the rest of this request's write, for
         # sign-out to clear from the browser (Sessions.save_vendor).
         new_host = vendor_host not in session.hosts and len(session.hosts) < MAX_NOTED_HOSTS
-        out.session_changed = first_at_vendor or new_host
+        # Every session starts clean on every host: its first *page* there carries
+        # Clear-Site-Data, whatever reached the host before it (an image of another page).
+        cleared = session.state.get(CLEARED)
+        if cleared is None:  # a session begun by an older version: cleared as that code did
+            forget = new_host and _navigation(request)
+        else:
+            forget = (
+                vendor_host not in cleared
+                and len(cleared) < MAX_NOTED_HOSTS
+                and _navigation(request)
+            )
+        out.session_changed = first_at_vendor or new_host or forget
         # The jar as this request found it: what the request changes from it is what it stores.
         before = list(session.jars.get(vendor.id, []))
         try:
@@ -443,10 +454,13 @@ class Upstream:
                 head = b""
             if out.session_changed:
                 added = await self.sessions.save_vendor(
-                    session, vendor.id, before, vendor_host if new_host else None
+                    session,
+                    vendor.id,
+                    before,
+                    vendor_host if new_host else None,
+                    cleared=vendor_host if forget else None,
                 )
                 first_at_vendor = first_at_vendor and "seen" in added
-            forget = new_host and _navigation(request)
             return await self._relay(
                 request, resp, vendor, out, started, first_at_vendor, head, forget=forget
             )
@@ -771,8 +785,15 @@ class Upstream:
         await response.prepare(request)
         sent = 0
         patron = self.patron_reads.watch(response, request.transport, vendor.id)
+        # A download may outlast the idle timeout: the session is in use all along (`in_use`
+        # writes only past `touch_every_s`, so an ordinary response adds no store write).
+        every = self.sessions.touch_every_s
+        touch_at = started + every
         try:
             async for chunk in _body(head, resp):
+                if time.monotonic() >= touch_at:
+                    await self.sessions.in_use(out.session)
+                    touch_at = time.monotonic() + every
                 if stream is None or decoder is None:
                     sent += await patron.write(chunk)
                     continue
@@ -794,6 +815,8 @@ class Upstream:
                     sent += await patron.write(stream.feed(piece))
                 sent += await patron.write(stream.finish())
             await response.write_eof()
+            if time.monotonic() >= touch_at:
+                await self.sessions.in_use(out.session)  # the end of a long one is a use too
         except (aiohttp.ClientError, OSError, TimeoutError, ProxyError) as exc:
             # Headers are gone already; the only honest signal left is a broken connection.
             outcome = "corrupt_body" if isinstance(exc, CorruptBody) else "broken"

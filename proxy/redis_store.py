@@ -257,11 +257,11 @@ class RedisStore:
         now = time.time()
         return [now - float(c) for c in created]
 
-    async def incr(self, key: str, window_s: float) -> int:
+    async def incr(self, key: str, window_s: float, *, by: int = 1) -> int:
         counter = self._prefix + COUNTER_KEYS + key
         with _store_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(counter)
+                pipe.incrby(counter, by)
                 # NX: the window starts at the first hit and is not pushed back by later ones.
                 pipe.pexpire(counter, _ms(window_s), nx=True)
                 value, _ = await pipe.execute()

@@ -64,6 +64,9 @@ class Hooks:
     head_gates: list[HeadGate] = field(default_factory=list)
     login_gates: list[LoginGate] = field(default_factory=list)  # before asking the directory
     login_failed: list[LoginFailed] = field(default_factory=list)
+    # Once a sign-in that passed the login gates is answered, however it ended (the throttle
+    # gives back the try it reserved unless it was a wrong PIN).
+    login_settled: list[Callable[[web.Request], Awaitable[None]]] = field(default_factory=list)
     # After the directory accepted the card and PIN, before the session is made; a response
     # refuses (the throttle's bound on sessions per card).
     login_admits: list[LoginGate] = field(default_factory=list)

@@ -9,6 +9,7 @@ own (TTL = the session's remaining life), so data is destroyed even if no proxy 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -36,6 +37,16 @@ AMEND_BACKOFF_S = 0.002
 # How many vendor hosts a session remembers for signing out (`Session.hosts`); a patron's
 # databases use a few each. Past it, later hosts are not cleared from the browser at sign-out.
 MAX_NOTED_HOSTS = 100
+# `Sessions.touch` writes the time of use at most this often (and at least ten times per idle
+# timeout).
+TOUCH_EVERY_S = 15.0
+# The key under `state` of the vendor hosts whose first page this session was sent with
+# Clear-Site-Data (proxy/forward.py). Not `Session.hosts`, which notes a host on any request
+# (an image, a script) for sign-out: a host first reached by an image must still have its first
+# page cleared. In `state` because an instance of an older version carries `state` over whole
+# (and leaves a list of hosts in it as it is: it only ever adds or drops a vendor id there).
+# A session begun by such an instance has no such list: its hosts are cleared as that code did.
+CLEARED = "cleared"
 
 
 def new_session_id() -> str:
@@ -158,8 +169,9 @@ class SessionStore(Protocol):
         """Seconds since login of every live session (records inventory; no ids)."""
         ...
 
-    async def incr(self, key: str, window_s: float) -> int:
-        """Add one to counter `key` (expiring after `window_s`) and return its value."""
+    async def incr(self, key: str, window_s: float, *, by: int = 1) -> int:
+        """Add `by` (one; -1 gives back what was added) to counter `key` (expiring after
+        `window_s` from its first change) and return its value."""
         ...
 
     async def ping(self) -> None: ...
@@ -240,13 +252,13 @@ class MemoryStore:
         now = time.time()
         return [now - s.created for _, s, _ in self._items.values()]
 
-    async def incr(self, key: str, window_s: float) -> int:
+    async def incr(self, key: str, window_s: float, *, by: int = 1) -> int:
         now = time.monotonic()
         exp, n = self._counters.get(key, (now + window_s, 0))
         if exp <= now:
             exp, n = now + window_s, 0
-        self._counters[key] = (exp, n + 1)
-        return n + 1
+        self._counters[key] = (exp, n + by)
+        return n + by
 
     async def ping(self) -> None:
         return None
@@ -281,6 +293,7 @@ class Sessions:
             created=now,
             last_seen=now,
             csrf=secrets.token_urlsafe(24),
+            state={CLEARED: []},
             rules=rules,
         )
         await self.store.put(session, self._ttl(session, now))
@@ -299,7 +312,20 @@ class Sessions:
             return None
         return session
 
-    async def touch(self, session: Session, *, min_interval_s: float = 15.0) -> None:
+    @property
+    def touch_every_s(self) -> float:
+        """How often `touch` writes at most: the granularity of "in use"."""
+        return min(TOUCH_EVERY_S, self.idle_timeout_s / 10)
+
+    async def in_use(self, session: Session) -> None:
+        """`touch` from inside a long relay (a download longer than `touch_every_s`): the
+        session is in use while its request runs, not only when it starts. The bytes are on
+        their way to the patron: a store that cannot answer now does not break them (the next
+        request meets the store as every request does)."""
+        with contextlib.suppress(StoreUnavailable):
+            await self.touch(session)
+
+    async def touch(self, session: Session, *, min_interval_s: float = TOUCH_EVERY_S) -> None:
         """Record activity; writes at most every `min_interval_s` (and at least ten times per idle
         timeout, so a short `idle_timeout_s` does not end a session in use: a session can end
         at most that interval early), and then only the time of use, onto the session as stored
@@ -320,6 +346,7 @@ class Sessions:
         vendor_id: str,
         jar_before: list[dict[str, Any]],
         host: str | None = None,
+        cleared: str | None = None,
     ) -> frozenset[str]:
         """Store what one proxied request for `vendor_id` changed onto the session as stored now:
         the cookies it changed in that vendor's jar (from `jar_before`, the jar as the request
@@ -332,7 +359,9 @@ class Sessions:
         suspension for usage limits.
 
         `host`, the vendor host the request went to, is added to `Session.hosts` (up to
-        MAX_NOTED_HOSTS) in the same write, for sign-out to clear from the browser.
+        MAX_NOTED_HOSTS) in the same write, for sign-out to clear from the browser; `cleared`,
+        a host whose first page this request answers with Clear-Site-Data, to the state's
+        CLEARED list, so the session's later pages there keep what it stored.
 
         Returns the state lists this write put `vendor_id` into (empty when nothing was
         written): of a page's overlapping requests that each found "seen" without the vendor,
@@ -346,13 +375,17 @@ class Sessions:
             added.clear()  # a retry applies the change again, to what another write stored
             if host and host not in stored.hosts and len(stored.hosts) < MAX_NOTED_HOSTS:
                 stored.hosts.append(host)
+            if cleared:
+                done = stored.state.get(CLEARED)
+                if isinstance(done, list) and cleared not in done:
+                    done.append(cleared)
             if ours != jar_before:
                 jar = dump_jar(merged_jar(stored.jars.get(vendor_id, []), jar_before, ours))
                 if jar:
                     stored.jars[vendor_id] = jar
                 else:
                     stored.jars.pop(vendor_id, None)
-            for key in set(session.state) | set(stored.state):
+            for key in (set(session.state) | set(stored.state)) - {CLEARED}:
                 mine, theirs = session.state.get(key), stored.state.get(key)
                 if not isinstance(mine, list | None) or not isinstance(theirs, list | None):
                     # Not a list of vendor ids: this request's value, as a whole save would store.

@@ -12,10 +12,14 @@ instance agrees on them without talking, a throttled patron is told exactly when
 and a window that divides the day never straddles the daily key change. The price is the usual
 one of fixed windows: up to twice the limit across one boundary.
 
-The store can only add one and answer the total. To *read* the number of failures without adding
-one, each counter has a twin: the gate adds one to both ("all" and "probes"), a failure adds one to
-"all" only, so failures = all - probes. Only `bad_credentials` counts: a directory outage or an
-ineligible card is not a guess.
+Each counter holds the card's (or address's) failures plus the attempts in flight: the gate
+reserves, adding one with the store's atomic add before the directory is asked, and refuses (and
+gives the one back) when that takes the count past the limit. A wrong card number or PIN
+(`bad_credentials`) keeps its reservation: it is the failure. Every other end of an attempt gives
+it back (`settle`): a success, an ineligible card, a directory outage (none is a guess), a refusal
+by another counter or by `admit`, an error. So parallel guesses are held to the limit exactly, on
+one instance or many sharing a Redis, and sequential ones see what they always did: `limit`
+failures, then 429 until the window ends; a success neither counts nor resets the count.
 
 Successful sign-ins are bounded too, per card only (`card_sign_in_limit` per card window): each
 one makes a new session that lives `idle_timeout_s`, so without a bound one card and PIN (a
@@ -28,9 +32,8 @@ the patron's sessions already open go on working; ending the oldest session inst
 a list of each card's sessions in the store (a record of the patron) and would silently sign out
 a patron on the next PC sharing a card.
 
-Known limit: attempts already past the gate when the limit is reached still reach the directory,
-so a burst of parallel guesses can exceed the limit by the number in flight (bounded by the
-directory's worker pool per instance).
+A reservation the store could not give back (it went down mid-sign-in) stays counted until its
+window ends: the limit errs towards refusing, never towards more guesses.
 """
 
 from __future__ import annotations
@@ -177,6 +180,10 @@ class Window:
         return cls(index, (index + 1) * length_s)
 
 
+# The (counter, window) tries the gate reserved for this sign-in and not yet given back.
+HELD = web.RequestKey("throttle_held", list[tuple[str, Window]])
+
+
 class Throttle:
     """The login gate and failure counter; one per app, plugged into `svc.hooks`."""
 
@@ -216,24 +223,28 @@ class Throttle:
         w = Window.at(now, window_s)
         return f"{counter_name(key, kind, value)}:{w.index}", w
 
-    async def _failures(self, name: str, window: Window, now: float) -> int:
-        ttl = window.ends - now + 1
-        total, probes = await asyncio.gather(
-            self.store.incr(name + ":all", ttl), self.store.incr(name + ":probes", ttl)
-        )
-        return max(0, total - probes)
-
     async def gate(self, request: web.Request, username: str) -> web.StreamResponse | None:
-        """Refuse (429) before the directory is asked when the card or address is over its limit;
-        the same answer whether or not the card exists."""
+        """Reserve one try on the card's and the address's counters before the directory is
+        asked; refuse (429) when either is then past its limit, giving both back. The same
+        answer whether or not the card exists."""
         if not self.settings.enabled:
             return None
         now = time.time()
         counters = self._counters(request, username, now)
-        failures = await asyncio.gather(*(self._failures(n, w, now) for n, _, w in counters))
-        over = [w for (_, limit, w), f in zip(counters, failures, strict=True) if f >= limit]
+        held = [(n + ":tries", w) for n, _, w in counters]
+        counts = await asyncio.gather(
+            *(self.store.incr(n, w.ends - now + 1) for n, w in held), return_exceptions=True
+        )
+        taken = [h for h, c in zip(held, counts, strict=True) if isinstance(c, int)]
+        request[HELD] = taken
+        for c in counts:
+            if isinstance(c, BaseException):
+                raise c  # the store is down (a 503); `settle` gives back what was taken
+        values = [c for c in counts if isinstance(c, int)]
+        over = [w for (_, limit, w), c in zip(counters, values, strict=True) if c > limit]
         if not over:
             return None
+        await self.settle(request)
         return _refusal(request, "too_many_attempts", max(w.ends for w in over) - now)
 
     async def admit(self, request: web.Request, username: str) -> web.StreamResponse | None:
@@ -251,14 +262,25 @@ class Throttle:
         return _refusal(request, "too_many_sign_ins", w.ends - now)
 
     async def failed(self, request: web.Request, username: str, outcome: str) -> None:
-        """Count a wrong card number or PIN; outages and ineligible cards are not guesses."""
-        if outcome != "bad_credentials" or not self.settings.enabled:
+        """A wrong card number or PIN keeps the try the gate reserved: it is the failure.
+        Outages and ineligible cards are not guesses; `settle` gives theirs back."""
+        if outcome == "bad_credentials":
+            request.pop(HELD, None)
+
+    async def settle(self, request: web.Request) -> None:
+        """Give back the tries this sign-in reserved and did not spend on a wrong PIN (called
+        once the sign-in is answered, however it ended). A store that fails here leaves them
+        counted to the window's end (refusing more, never fewer)."""
+        held: list[tuple[str, Window]] = request.pop(HELD, [])
+        if not held:
             return
         now = time.time()
-        counters = self._counters(request, username, now)
-        await asyncio.gather(
-            *(self.store.incr(n + ":all", w.ends - now + 1) for n, _, w in counters)
+        results = await asyncio.gather(
+            *(self.store.incr(n, max(1.0, w.ends - now + 1), by=-1) for n, w in held),
+            return_exceptions=True,
         )
+        if any(isinstance(r, BaseException) for r in results):
+            log.warning("throttle_not_given_back", dependency="store")
 
     async def reloaded(self, config: Config) -> None:
         """A reload may change limits, windows or the trusted proxies (already validated)."""
@@ -297,6 +319,7 @@ async def feature(app: web.Application, svc: Services) -> AsyncIterator[None]:
     with plugged(
         (svc.hooks.login_gates, throttle.gate),
         (svc.hooks.login_failed, throttle.failed),
+        (svc.hooks.login_settled, throttle.settle),
         (svc.hooks.login_admits, throttle.admit),
         (svc.hooks.reloaded, throttle.reloaded),
     ):

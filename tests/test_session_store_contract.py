@@ -265,6 +265,14 @@ async def test_incr_counters_are_independent(store: SessionStore) -> None:
     assert await store.incr("k-b", 5) == 1
 
 
+async def test_incr_gives_back_within_the_window(store: SessionStore) -> None:
+    """The throttle's reservation: added at the gate, given back (by=-1) when not a guess."""
+    assert await store.incr("k-hashed-4", 5, by=1) == 1
+    assert await store.incr("k-hashed-4", 5) == 2
+    assert await store.incr("k-hashed-4", 5, by=-1) == 1
+    assert await store.incr("k-hashed-4", 5) == 2
+
+
 async def test_returned_session_is_a_copy(store: SessionStore) -> None:
     session = make_session(state={"n": 1})
     await store.put(session, 30)

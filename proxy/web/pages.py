@@ -445,6 +445,17 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return _login_page(
             request, url=url, problem=missing, username=username, status=missing.status
         )
+    try:
+        return await _sign_in(request, svc, username, password, url)
+    finally:
+        for settle in svc.hooks.login_settled:
+            await settle(request)
+
+
+async def _sign_in(
+    request: web.Request, svc: Services, username: str, password: str, url: str
+) -> web.StreamResponse:
+    """The part of a sign-in the login gates hold a place for (`Hooks.login_settled`)."""
     for gate in svc.hooks.login_gates:
         gated = await gate(request, username)
         if gated is not None:
