@@ -42,6 +42,7 @@ from proxy.errors import (
 )
 from proxy.forward import upstream_url
 from proxy.http_errors import install as install_error_page
+from proxy.limits_http import http_limits
 from proxy.logs import get_logger
 from proxy.ops import healthz, jwks, metrics, readyz
 from proxy.preflight import answer_preflight, is_preflight
@@ -399,7 +400,7 @@ async def _never_called(request: web.Request) -> web.StreamResponse:
 
 def create_app(config: Config) -> web.Application:
     # Requests the parser refuses: a fixed page, never quoting them.
-    install_error_page(config.server.public_url)
+    install_error_page(config.server.public_url, http_limits(config).max_header_size)
     app = web.Application(middlewares=[dispatch], client_max_size=1024**2)
     app[CONFIG] = config
 

@@ -113,6 +113,11 @@ _SCRIPT_SUSPECTS = frozenset({"application/octet-stream", "binary/octet-stream",
 # it one of _SCRIPT_SUSPECTS or nothing.
 _PLAYLIST = b"#EXTM3U"
 _PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+# A PDF's first bytes, and the type its download counts as whatever its label.
+_PDF = b"%PDF-"
+_PDF_TYPE = "application/pdf"
+# At most this much of a body is read to tell what it is (`_read_decoded`).
+MAX_PEEK = 4096
 # Fetch metadata destinations of scripts that run as workers (their own global, their own policy).
 # A service worker's script never gets here (`proxy.service_workers` refuses it before the
 # session gate); `serviceworker` stays listed so that, if it ever did, it would be shielded.
@@ -664,8 +669,22 @@ class Upstream:
         """Streams the vendor's response to the patron; `head` is body already read from `resp`.
         With `forget`, the browser is asked to drop what it keeps for this host first."""
         ctype = resp.content_type
+        has_body = request.method != "HEAD" and resp.status not in (204, 304)
+        untyped = "Content-Type" not in resp.headers
+        unknown = untyped or unknown_type(media_type(ctype))
+        # A body labelled plain text, binary (S3's default) or nothing is told by its first
+        # bytes, as players and viewers tell it: an HLS playlist is rewritten as one (below),
+        # a PDF counted as one by the usage limits, whoever fetches it.
+        first = b""
+        if has_body and resp.status in (200, 206) and (
+            unknown or media_type(ctype) in _SCRIPT_SUSPECTS
+        ):
+            with vendor_failures(vendor.id):
+                head = await _read_decoded(resp, head, len(_PLAYLIST))
+            first = _decoded(resp, head, 16).removeprefix(b"\xef\xbb\xbf")
         if self.check_head is not None:
-            refusal = await self.check_head(request, vendor, resp.status, ctype, resp.headers)
+            counted_as = _PDF_TYPE if first.startswith(_PDF) else ctype
+            refusal = await self.check_head(request, vendor, resp.status, counted_as, resp.headers)
             if refusal is not None:
                 return refusal  # the vendor's response is let go unread by forward()
         headers = response_headers(resp.headers.items())
@@ -675,9 +694,6 @@ class Upstream:
             # The browser is sent the one type the proxy judged the body by.
             headers.popall("Content-Type")
             headers["Content-Type"] = ctype
-        has_body = request.method != "HEAD" and resp.status not in (204, 304)
-        untyped = "Content-Type" not in resp.headers
-        unknown = untyped or unknown_type(media_type(ctype))
         if unknown and has_body:
             # A browser sniffs an untyped body, or one typed "unknown" (WHATWG MIME Sniffing);
             # an HTML or XML document it would render is typed, rewritten and shielded as one.
@@ -688,16 +704,12 @@ class Upstream:
             if sniffed is not None:
                 ctype = headers["Content-Type"] = sniffed
                 untyped = False
-        if has_body and resp.status == 200 and (unknown or media_type(ctype) in _SCRIPT_SUSPECTS):
-            # An HLS playlist a CDN labels plain text or binary (S3's default), which players
-            # read whatever the label: rewritten as one, or its segments and keys stay on the
-            # vendor's hosts (the shield stops them; without it they load from the patron's
-            # address). Told by its first line, as players tell it.
-            with vendor_failures(vendor.id):
-                head = await _read_at_least(resp, head, len(_PLAYLIST))
-            if _decoded(resp, head, 16).removeprefix(b"\xef\xbb\xbf").startswith(_PLAYLIST):
-                ctype = headers["Content-Type"] = _PLAYLIST_TYPE
-                untyped = False
+        if resp.status == 200 and first.startswith(_PLAYLIST):
+            # An HLS playlist a CDN labelled otherwise, which players read whatever the label:
+            # rewritten as one, or its segments and keys stay on the vendor's hosts (the shield
+            # stops them; without it they load from the patron's address).
+            ctype = headers["Content-Type"] = _PLAYLIST_TYPE
+            untyped = False
         if shielded(media_type(ctype)) or unknown:
             # A page, or what the browser may take for one: the features it may use are the
             # proxy's to say, not the vendor's.
@@ -1018,10 +1030,12 @@ async def _read_whole(content: StreamReader, length: int, idle_s: float) -> byte
     return body
 
 
-async def _read_at_least(resp: VendorResponse, head: bytes, n: int) -> bytes:
-    """`head` and more of the body until it holds `n` bytes, or the body ends."""
-    while len(head) < n:
-        piece = await resp.content.read(n - len(head))
+async def _read_decoded(resp: VendorResponse, head: bytes, n: int) -> bytes:
+    """`head` and more of the body until it decodes (its Content-Encoding undone) to `n` bytes,
+    or the body ends, or MAX_PEEK coded bytes have come (a compressed body's first bytes are
+    its coding's header)."""
+    while len(head) < MAX_PEEK and len(_decoded(resp, head, n)) < n:
+        piece = await resp.content.read(MAX_PEEK - len(head))
         if not piece:
             break
         head += piece

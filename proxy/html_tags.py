@@ -331,11 +331,12 @@ def _third_party_frame(host_map: HostMap, tag: bytes, name_end: int, encoding: s
     the page's do.
 
     A frame tag too long to read (over MAX_TAG: `tag_spans` gives its `<` and name alone) is
-    given `src="about:blank"` first: the tokenizer keeps the first of two attributes of one
-    name, so the tag's own `src`, unread, is ignored (P3 over a rare vendor frame: a legitimate
-    one that long shows blank too; its `srcdoc`, if any, still applies)."""
+    given `src="about:blank" srcdoc=""` first: the tokenizer keeps the first of two attributes
+    of one name, so the tag's own `src` and `srcdoc`, unread, are ignored (a `srcdoc` wins over
+    any `src`, and one holding a third-party frame connects as the page's do). P3 over a rare
+    vendor frame: a legitimate one that long shows blank too."""
     if not tag.endswith(b">"):
-        return tag + b' src="' + FRAME_BLANK.encode("ascii") + b'"'
+        return tag + b' src="' + FRAME_BLANK.encode("ascii") + b'" srcdoc=""'
     attrs = _attributes(tag, name_end)
     srcdoc = attrs.get(b"srcdoc")
     if srcdoc is not None and srcdoc.group(2) is not None and _frames_leave(host_map, srcdoc):

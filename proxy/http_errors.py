@@ -11,16 +11,24 @@ computer (P7).
 
 aiohttp offers no setting or hook for this answer (parse errors never reach middlewares or the
 application), so `install` wraps that one method, once, for every server in the process: a
-refused request gets a fixed page naming no byte of the request. A header too large is 431
-with `Clear-Site-Data: "cookies"`: the browser drops the cookies of the proxy's site (the
-session cookie too: the patron signs in again, and can), so the next request gets through.
-A request line too long is 414. Every other refusal stays 400, as a fixed page. A handler's
-500 or 504 is left to aiohttp, which answers it without any message.
+refused request gets a fixed page naming no byte of the request. A line over its limit is 431
+(a header) or 414 (the request line, or any line with aiohttp's Python parser, which cannot tell
+them apart); its page carries a small script that repairs what a browser can repair itself: when
+the cookies a script can see on this host are what is too long (a vendor's cookie bomb), it
+deletes them (on this host and the proxy's own domains above it, for this page's path and its
+parents) and loads the page again. The proxy's HttpOnly session cookie is not among them (the
+patron stays signed in), nor are cookies on the library's other sites' domains; no
+`Clear-Site-Data: "cookies"`, which would clear the whole registrable domain, and would let any
+vendor script that sends one long header sign the patron out. Every other refusal is 400, as a
+fixed page. A handler's 500 or 504 is left to aiohttp, which answers it without any message.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
+import json
 from typing import Any
 
 from aiohttp import web, web_protocol
@@ -31,50 +39,98 @@ from proxy.privacy import OWN_PAGE_HEADERS
 
 log = get_logger("proxy.http")
 
-# Fixed pages: nothing from the request, so nothing of it can be read back.
-_PAGES = {
-    431: (
-        "Your browser sent more than this service accepts",
-        "Your browser was holding too many cookies for this site, so it could not be served. "
-        "They have now been cleared: sign in again to continue.",
-    ),
-    414: (
-        "This address is too long",
-        "The address you followed is longer than this service accepts. Go back and try the "
-        "link again from the library's website.",
-    ),
-    400: (
-        "This request could not be read",
-        "Your browser sent a request this service could not read. Go back and try again.",
-    ),
-}
-_WHOLE_SITE_COOKIES = '"cookies"'
-# Where the page's sign-in link goes: the proxy's own sign-in page, set by `install` (the page
-# may be answered on a vendor's mapped host, where a bare /login would be the vendor's).
-_sign_in = "/login"
+TOO_LONG = (
+    "Your browser sent more than this service accepts",
+    "The address you followed, or what websites have stored in your browser for this service, "
+    "is larger than it accepts. If this page does not go away by itself, go back and try the "
+    "link again, or close the browser and open it again.",
+)
+UNREADABLE = (
+    "This request could not be read",
+    "Your browser sent a request this service could not read. Go back and try again.",
+)
+REPAIRED = "Cookies a website had stored for this service were too large and have been removed."
+
+# The repair (see the module docstring). Hand-written because it runs on a page the proxy could
+# not serve otherwise: nothing else (no file, no library) can be loaded by that browser here
+# while its cookies are too long. Acts only when the cookies it can see are near the limit.
+_REPAIR = """(function () {
+  var limit = LIMIT, pub = PUBLIC;
+  if (document.cookie.length + 256 < limit) return;
+  var domains = [""], d = location.hostname;
+  while (d === pub || d.slice(-pub.length - 1) === "." + pub) {
+    domains.push(d);
+    if (d === pub) break;
+    d = d.slice(d.indexOf(".") + 1);
+  }
+  var paths = ["/"], parts = location.pathname.split("/"), at = "";
+  for (var i = 1; i < parts.length - 1; i++) {
+    at += "/" + parts[i];
+    paths.push(at, at + "/");
+  }
+  document.cookie.split(";").forEach(function (c) {
+    var name = c.split("=")[0].trim();
+    domains.forEach(function (dm) {
+      paths.forEach(function (p) {
+        document.cookie = name + "=; Max-Age=0; Path=" + p + (dm ? "; Domain=" + dm : "");
+      });
+    });
+  });
+  if (document.cookie.length + 256 < limit) {
+    document.getElementById("repaired").hidden = false;
+    location.replace(location.href);
+  }
+})();"""
+
+
+class _Pages:
+    """The two fixed pages with their headers, built once by `install`."""
+
+    def __init__(self, public_url: str = "/", max_header: int = 8190) -> None:
+        sign_in = public_url.rstrip("/") + "/login"
+        public = public_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].lower()
+        script = _REPAIR.replace("LIMIT", str(max_header)).replace("PUBLIC", json.dumps(public))
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        link = f'<p><a href="{html.escape(sign_in)}">Sign in</a></p>'
+        self.too_long = _page(
+            TOO_LONG, f'<p id="repaired" hidden>{REPAIRED}</p>{link}<script>{script}</script>'
+        )
+        self.unreadable = _page(UNREADABLE, link)
+        headers = dict(OWN_PAGE_HEADERS)
+        headers["Content-Type"] = "text/html; charset=utf-8"
+        self.headers = headers
+        csp = OWN_PAGE_HEADERS["Content-Security-Policy"].replace(
+            "script-src 'self'", f"script-src 'sha256-{digest}'"
+        )
+        self.too_long_headers = {**headers, "Content-Security-Policy": csp}
+
+
+def _page(words: tuple[str, str], extra: str) -> bytes:
+    title, text = words
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title></head><body><main><h1>{title}</h1><p>{text}</p>{extra}"
+        "</main></body></html>\n"
+    ).encode()
+
+
+_pages = _Pages()
 
 
 def page(status: int) -> tuple[bytes, dict[str, str]]:
     """The body and headers of the proxy's answer to a refused request of `status`."""
-    title, text = _PAGES.get(status, _PAGES[400])
-    body = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{title}</title></head><body><main><h1>{title}</h1><p>{text}</p>"
-        f'<p><a href="{html.escape(_sign_in)}">Sign in</a></p></main></body></html>\n'
-    ).encode()
-    headers = dict(OWN_PAGE_HEADERS)
-    headers["Content-Type"] = "text/html; charset=utf-8"
-    if status == 431:
-        headers["Clear-Site-Data"] = _WHOLE_SITE_COOKIES
-    return body, headers
+    if status in (414, 431):
+        return _pages.too_long, _pages.too_long_headers
+    return _pages.unreadable, _pages.headers
 
 
 def status_for(status: int, exc: BaseException | None) -> int:
     """aiohttp's status for a refused request, made precise where the parser says why: a line
-    over its limit is 431 when it was a header (the parser's callback or function reading
-    headers is on the traceback: `cb_on_header_value` in llhttp's binding, `parse_headers` in
-    the Python parser), 414 otherwise (the request line)."""
+    over its limit is 431 when llhttp's binding was reading a header (`cb_on_header_field`,
+    `cb_on_header_value` on the traceback), 414 otherwise (the request line; and every line
+    with the Python parser, which measures lines before it knows what they are: the page is
+    the same)."""
     if not isinstance(exc, LineTooLong):
         return status
     tb = exc.__traceback__
@@ -85,11 +141,12 @@ def status_for(status: int, exc: BaseException | None) -> int:
     return 414
 
 
-def install(public_url: str) -> None:
+def install(public_url: str, max_header: int) -> None:
     """Make every aiohttp server in this process answer refused requests with `page` (its link
-    to the sign-in page at `public_url`). The method is wrapped once."""
-    global _sign_in
-    _sign_in = public_url.rstrip("/") + "/login"
+    to the sign-in page at `public_url`; its repair acting near `max_header` bytes of cookies).
+    The method is wrapped once; the pages follow the last call."""
+    global _pages
+    _pages = _Pages(public_url, max_header)
     handler: Any = web_protocol.RequestHandler
     if getattr(handler.handle_error, "_weston", False):
         return
