@@ -13,8 +13,10 @@ and a window that divides the day never straddles the daily key change. The pric
 one of fixed windows: up to twice the limit across one boundary.
 
 Each counter holds the card's (or address's) failures plus the attempts in flight: the gate
-reserves, adding one with the store's atomic add before the directory is asked, and refuses (and
-gives the one back) when that takes the count past the limit. A wrong card number or PIN
+reserves, adding one with the store's atomic add before the directory is asked. When that takes
+the count past the limit it gives the one back and reads the failures alone (a twin counter):
+at the limit, the sign-in is refused; below it, others' attempts in flight fill the counter and
+this one waits for them (`Throttle.gate`). A wrong card number or PIN
 (`bad_credentials`) keeps its reservation: it is the failure. Every other end of an attempt gives
 it back (`settle`): a success, an ineligible card, a directory outage (none is a guess), a refusal
 by another counter or by `admit`, an error. So parallel guesses are held to the limit exactly, on
@@ -182,6 +184,13 @@ class Window:
 
 # The (counter, window) tries the gate reserved for this sign-in and not yet given back.
 HELD = web.RequestKey("throttle_held", list[tuple[str, Window]])
+# Each counter's two numbers in the store: failures plus attempts in flight, and failures.
+TRIES, FAILS = ":tries", ":fails"
+# How long a sign-in waits for others in flight to be answered when they fill its counter, how
+# often it looks again, and when the patron is told to come back if they still have not been.
+WAIT_S = 5.0
+WAIT_STEP_S = 0.05
+WAIT_RETRY_S = 10.0
 
 
 class Throttle:
@@ -225,27 +234,47 @@ class Throttle:
 
     async def gate(self, request: web.Request, username: str) -> web.StreamResponse | None:
         """Reserve one try on the card's and the address's counters before the directory is
-        asked; refuse (429) when either is then past its limit, giving both back. The same
-        answer whether or not the card exists."""
+        asked. When that takes either past its limit, the try is given back and the count of
+        failures alone decides: at the limit, 429 (the same answer whether or not the card
+        exists); below it, the attempts in flight are what fill the counter (a branch library's
+        patrons behind one address signing in at opening time; a patron's two tabs), so this
+        one waits for them to be answered and tries again, for at most WAIT_S (then 503,
+        `sign_in_busy`). No more than `limit` attempts are ever in flight or failed at once, so
+        parallel guesses are held to the limit exactly, and right PINs are never refused for
+        others' attempts."""
         if not self.settings.enabled:
             return None
         now = time.time()
         counters = self._counters(request, username, now)
-        held = [(n + ":tries", w) for n, _, w in counters]
-        counts = await asyncio.gather(
-            *(self.store.incr(n, w.ends - now + 1) for n, w in held), return_exceptions=True
-        )
-        taken = [h for h, c in zip(held, counts, strict=True) if isinstance(c, int)]
-        request[HELD] = taken
-        for c in counts:
-            if isinstance(c, BaseException):
-                raise c  # the store is down (a 503); `settle` gives back what was taken
-        values = [c for c in counts if isinstance(c, int)]
-        over = [w for (_, limit, w), c in zip(counters, values, strict=True) if c > limit]
-        if not over:
-            return None
-        await self.settle(request)
-        return _refusal(request, "too_many_attempts", max(w.ends for w in over) - now)
+        held = [(n, w) for n, _, w in counters]
+        waited_until = time.monotonic() + WAIT_S
+        while True:
+            counts = await asyncio.gather(
+                *(self.store.incr(n + TRIES, w.ends - now + 1) for n, w in held),
+                return_exceptions=True,
+            )
+            request[HELD] = [h for h, c in zip(held, counts, strict=True) if isinstance(c, int)]
+            for c in counts:
+                if isinstance(c, BaseException):
+                    raise c  # the store is down (a 503); `settle` gives back what was taken
+            full = [
+                (n, limit, w)
+                for (n, limit, w), c in zip(counters, counts, strict=True)
+                if isinstance(c, int) and c > limit
+            ]
+            if not full:
+                return None
+            await self.settle(request)
+            failures = await asyncio.gather(
+                *(self.store.incr(n + FAILS, w.ends - now + 1, by=0) for n, _, w in full)
+            )
+            over = [w for (_, limit, w), f in zip(full, failures, strict=True) if f >= limit]
+            if over:
+                return _refusal(request, "too_many_attempts", max(w.ends for w in over) - now)
+            if time.monotonic() >= waited_until:
+                return _refusal(request, "sign_in_busy", WAIT_RETRY_S)
+            await asyncio.sleep(WAIT_STEP_S)
+            now = time.time()
 
     async def admit(self, request: web.Request, username: str) -> web.StreamResponse | None:
         """Refuse (429) a sign-in the directory accepted when its card has already made
@@ -262,10 +291,14 @@ class Throttle:
         return _refusal(request, "too_many_sign_ins", w.ends - now)
 
     async def failed(self, request: web.Request, username: str, outcome: str) -> None:
-        """A wrong card number or PIN keeps the try the gate reserved: it is the failure.
-        Outages and ineligible cards are not guesses; `settle` gives theirs back."""
-        if outcome == "bad_credentials":
-            request.pop(HELD, None)
+        """A wrong card number or PIN keeps the try the gate reserved: it is the failure, and
+        is counted as one too (what the gate reads when the counter is full). Outages and
+        ineligible cards are not guesses; `settle` gives theirs back."""
+        if outcome != "bad_credentials":
+            return
+        held: list[tuple[str, Window]] = request.pop(HELD, [])
+        now = time.time()
+        await asyncio.gather(*(self.store.incr(n + FAILS, w.ends - now + 1) for n, w in held))
 
     async def settle(self, request: web.Request) -> None:
         """Give back the tries this sign-in reserved and did not spend on a wrong PIN (called
@@ -276,7 +309,7 @@ class Throttle:
             return
         now = time.time()
         results = await asyncio.gather(
-            *(self.store.incr(n, max(1.0, w.ends - now + 1), by=-1) for n, w in held),
+            *(self.store.incr(n + TRIES, max(1.0, w.ends - now + 1), by=-1) for n, w in held),
             return_exceptions=True,
         )
         if any(isinstance(r, BaseException) for r in results):

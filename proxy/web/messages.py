@@ -213,6 +213,12 @@ MESSAGES: dict[str, Message] = {
         "paused for a while.",
         "Please try again in {retry_in}, or contact the library for help.",
     ),
+    "sign_in_busy": Message(
+        503,
+        "Sign-in is busy",
+        "Many sign-ins for this card or from your network are being checked at this moment.",
+        "Please try again in a few seconds.",
+    ),
     "too_many_sign_ins": Message(
         429,
         "Too many sign-ins with this card",

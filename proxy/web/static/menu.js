@@ -132,6 +132,7 @@
   }
   function hideWarning() {
     clearTimeout(endTimer);
+    clearTimeout(retryTimer); // a "Stay signed in" still retrying has nothing left to do
     unchecked.hidden = true;
     box.hidden = true;
     // Put the patron back where they were before the warning took the focus.
@@ -170,8 +171,9 @@
       // say the session could not be checked, and try again while there is time left (not
       // after Retry-After: the warning is shorter than that).
       unchecked.hidden = false;
-      var waitMs = Math.max(1000, Math.min(5000, (endsAt - Date.now()) / 2));
-      retryTimer = setTimeout(extend, waitMs);
+      var leftMs = endsAt - Date.now();
+      if (leftMs <= 1000) return; // the time is up: the end check (`expire`) says what happened
+      retryTimer = setTimeout(extend, Math.max(1000, Math.min(5000, leftMs / 2)));
     });
   }
   extendButton.addEventListener("click", extend);
