@@ -676,8 +676,10 @@ class Upstream:
         # bytes, as players and viewers tell it: an HLS playlist is rewritten as one (below),
         # a PDF counted as one by the usage limits, whoever fetches it.
         first = b""
-        if has_body and resp.status in (200, 206) and (
-            unknown or media_type(ctype) in _SCRIPT_SUSPECTS
+        if (
+            has_body
+            and resp.status in (200, 206)
+            and (unknown or media_type(ctype) in _SCRIPT_SUSPECTS)
         ):
             with vendor_failures(vendor.id):
                 head = await _read_decoded(resp, head, len(_PLAYLIST))
