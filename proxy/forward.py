@@ -1035,9 +1035,11 @@ async def _read_whole(content: StreamReader, length: int, idle_s: float) -> byte
 async def _read_decoded(resp: VendorResponse, head: bytes, n: int) -> bytes:
     """`head` and more of the body until it decodes (its Content-Encoding undone) to `n` bytes,
     or the body ends, or MAX_PEEK coded bytes have come (a compressed body's first bytes are
-    its coding's header)."""
+    its coding's header; a piece may take it past MAX_PEEK)."""
     while len(head) < MAX_PEEK and len(_decoded(resp, head, n)) < n:
-        piece = await resp.content.read(MAX_PEEK - len(head))
+        # What has arrived, as `_body` would read it: the body still goes out in as few
+        # writes as before (a short peek split every response's first write in two).
+        piece = await resp.content.read(BODY_READ)
         if not piece:
             break
         head += piece
