@@ -116,8 +116,10 @@ _PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 # A PDF's first bytes, and the type its download counts as whatever its label.
 _PDF = b"%PDF-"
 _PDF_TYPE = "application/pdf"
-# At most this much of a body is read to tell what it is (`_read_decoded`).
+# At most this much of a body is read to tell what it is, waiting at most this long for each
+# more piece of it (`_read_decoded`).
 MAX_PEEK = 4096
+PEEK_WAIT_S = 0.3
 # Fetch metadata destinations of scripts that run as workers (their own global, their own policy).
 # A service worker's script never gets here (`proxy.service_workers` refuses it before the
 # session gate); `serviceworker` stays listed so that, if it ever did, it would be shielded.
@@ -1035,11 +1037,20 @@ async def _read_whole(content: StreamReader, length: int, idle_s: float) -> byte
 async def _read_decoded(resp: VendorResponse, head: bytes, n: int) -> bytes:
     """`head` and more of the body until it decodes (its Content-Encoding undone) to `n` bytes,
     or the body ends, or MAX_PEEK coded bytes have come (a compressed body's first bytes are
-    its coding's header; a piece may take it past MAX_PEEK)."""
+    its coding's header; a piece may take it past MAX_PEEK), or nothing more has come for
+    PEEK_WAIT_S: a stream that sends a short first message and then waits (progress, a
+    long-poll's acknowledgement) is not held back, it is only not taken for a playlist or a
+    PDF. What has arrived is read at once (no timer: the usual case on the hot path)."""
     while len(head) < MAX_PEEK and len(_decoded(resp, head, n)) < n:
         # What has arrived, as `_body` would read it: the body still goes out in as few
         # writes as before (a short peek split every response's first write in two).
-        piece = await resp.content.read(BODY_READ)
+        if resp.content.ready():
+            piece = await resp.content.read(BODY_READ)
+        else:
+            try:
+                piece = await asyncio.wait_for(resp.content.read(BODY_READ), PEEK_WAIT_S)
+            except TimeoutError:
+                break
         if not piece:
             break
         head += piece

@@ -15,8 +15,8 @@ refused request gets a fixed page naming no byte of the request. A line over its
 (a header) or 414 (the request line, or any line with aiohttp's Python parser, which cannot tell
 them apart); its page carries a small script that repairs what a browser can repair itself: when
 the cookies a script can see on this host are what is too long (a vendor's cookie bomb), it
-deletes them (on this host and the proxy's own domains above it, for this page's path and its
-parents) and loads the page again. The proxy's HttpOnly session cookie is not among them (the
+deletes them (on this host and the proxy's own domains above it, for this page's path, its
+parents and itself as a directory) and loads the page again. The proxy's HttpOnly session cookie is not among them (the
 patron stays signed in), nor are cookies on the library's other sites' domains; no
 `Clear-Site-Data: "cookies"`, which would clear the whole registrable domain, and would let any
 vendor script that sends one long header sign the patron out. Every other refusal is 400, as a
@@ -64,7 +64,8 @@ _REPAIR = """(function () {
     d = d.slice(d.indexOf(".") + 1);
   }
   var paths = ["/"], parts = location.pathname.split("/"), at = "";
-  for (var i = 1; i < parts.length - 1; i++) {
+  for (var i = 1; i < parts.length; i++) {
+    if (!parts[i]) continue;
     at += "/" + parts[i];
     paths.push(at, at + "/");
   }

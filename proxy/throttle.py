@@ -249,9 +249,15 @@ class Throttle:
         held = [(n, w) for n, _, w in counters]
         waited_until = time.monotonic() + WAIT_S
         while True:
-            counts = await asyncio.gather(
-                *(self.store.incr(n + TRIES, w.ends - now + 1) for n, w in held),
-                return_exceptions=True,
+            # Held before the store is asked, and the adds shielded: a patron who closes the tab
+            # cancels this handler mid-add, and its `finally` must give back every add the store
+            # makes (an add counted and never given back would fill the counter for the window).
+            request[HELD] = list(held)
+            counts = await asyncio.shield(
+                asyncio.gather(
+                    *(self.store.incr(n + TRIES, w.ends - now + 1) for n, w in held),
+                    return_exceptions=True,
+                )
             )
             request[HELD] = [h for h, c in zip(held, counts, strict=True) if isinstance(c, int)]
             for c in counts:

@@ -142,6 +142,10 @@ class ResponseBody:
     def at_eof(self) -> bool:
         return self._eof and not self._chunks
 
+    def ready(self) -> bool:
+        """Whether `read` would answer at once (bytes, the end, or an error have arrived)."""
+        return bool(self._chunks) or self._eof or self._exc is not None
+
     async def _wait(self) -> None:
         self._conn.resume()
         self._waiter = self._conn.loop.create_future()
