@@ -247,6 +247,23 @@ class ProxyDriver:
         """The session id of the last successful login (the browser's cookie)."""
         return self.sid
 
+    async def logins_at_once(self, attempts: list[tuple[str, str]]) -> list[int]:
+        """POST /login for every (card, PIN) of `attempts` at the same time, with one sign-in
+        form's token (as a page's many tabs, or a script, would): each answer's status."""
+        csrf, _ = await self.login_form()
+
+        async def one(card: str, pin: str) -> int:
+            r = await self.client.post(
+                "/login",
+                data={"username": card, "password": pin, "url": "", "csrf": csrf},
+                headers={"Host": self.public},
+                allow_redirects=False,
+            )
+            await r.read()
+            return r.status
+
+        return list(await asyncio.gather(*(one(c, p) for c, p in attempts)))
+
     async def get_vendor(
         self, vendor_host: str, path: str = "/", *, sid: str | None = None, **kw: Any
     ) -> Any:

@@ -40,19 +40,7 @@ async def test_parallel_wrong_pins_reach_directory_at_most_limit_plus_pool(
         extra=f"\n[throttle]\ncard_limit = {CARD_LIMIT}\naddress_limit = 1000\n",
     )
     d = await proxy_factory(cfg)
-    csrf, _ = await d.login_form()
-
-    async def guess(i: int) -> int:
-        r = await d.client.post(
-            "/login",
-            data={"username": CANARY.uid, "password": f"wrong-pin-{i}", "url": "", "csrf": csrf},
-            headers={"Host": d.public},
-            allow_redirects=False,
-        )
-        await r.read()
-        return r.status
-
-    statuses = await asyncio.gather(*(guess(i) for i in range(GUESSES)))
+    statuses = await d.logins_at_once([(CANARY.uid, f"wrong-pin-{i}") for i in range(GUESSES)])
     tried = [s for s in statuses if s != 429]
     assert 303 not in statuses
     assert len(tried) <= CARD_LIMIT + POOL_SIZE, statuses
@@ -127,24 +115,7 @@ async def test_parallel_wrong_cards_from_one_address_bounded(
         extra="\n[throttle]\naddress_limit = 3\ncard_limit = 1000\n",
     )
     d = await proxy_factory(cfg)
-    csrf, _ = await d.login_form()
-
-    async def guess(i: int) -> int:
-        r = await d.client.post(
-            "/login",
-            data={
-                "username": f"2999900099{i:04d}",
-                "password": "wrong-pin",
-                "url": "",
-                "csrf": csrf,
-            },
-            headers={"Host": d.public},
-            allow_redirects=False,
-        )
-        await r.read()
-        return r.status
-
-    statuses = await asyncio.gather(*(guess(i) for i in range(GUESSES)))
+    statuses = await d.logins_at_once([(f"2999900099{i:04d}", "wrong-pin") for i in range(GUESSES)])
     tried = [s for s in statuses if s != 429]
     assert len(tried) <= 3 + POOL_SIZE, statuses
 
@@ -277,19 +248,7 @@ async def test_parallel_wrong_pins_on_redis_are_held_to_the_limit(
         f"\n[throttle]\ncard_limit = {CARD_LIMIT}\naddress_limit = 1000\n",
         session=f'store = "redis"\nredis_url = "{redis_url}"',
     )
-    csrf, _ = await d.login_form()
-
-    async def guess(i: int) -> int:
-        r = await d.client.post(
-            "/login",
-            data={"username": CANARY.uid, "password": f"wrong-{i}", "url": "", "csrf": csrf},
-            headers={"Host": d.public},
-            allow_redirects=False,
-        )
-        await r.read()
-        return r.status
-
-    statuses = await asyncio.gather(*(guess(i) for i in range(GUESSES)))
+    statuses = await d.logins_at_once([(CANARY.uid, f"wrong-{i}") for i in range(GUESSES)])
     assert len([s for s in statuses if s != 429]) <= CARD_LIMIT, statuses
 
 
@@ -307,19 +266,7 @@ async def test_sign_ins_that_succeeded_in_parallel_leave_nothing_counted(
         proxy_factory,
         f"\n[throttle]\ncard_limit = {CARD_LIMIT}\n",
     )
-    csrf, _ = await d.login_form()
-
-    async def right() -> int:
-        r = await d.client.post(
-            "/login",
-            data={"username": CANARY.uid, "password": CANARY.password, "url": "", "csrf": csrf},
-            headers={"Host": d.public},
-            allow_redirects=False,
-        )
-        await r.read()
-        return r.status
-
-    statuses = await asyncio.gather(*(right() for _ in range(CARD_LIMIT)))
+    statuses = await d.logins_at_once([(CANARY.uid, CANARY.password)] * CARD_LIMIT)
     assert set(statuses) <= {303, 429} and 303 in statuses, statuses
     assert await _wrong(d, CANARY.uid, CARD_LIMIT) == [401] * CARD_LIMIT
     assert (await d.login(CANARY.uid, CANARY.password)).status == 429

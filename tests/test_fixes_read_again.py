@@ -39,19 +39,7 @@ async def _proxy(
 
 
 async def _right_in_parallel(d: Any, n: int) -> list[int]:
-    csrf, _ = await d.login_form()
-
-    async def right() -> int:
-        r = await d.client.post(
-            "/login",
-            data={"username": CANARY.uid, "password": CANARY.password, "url": "", "csrf": csrf},
-            headers={"Host": d.public},
-            allow_redirects=False,
-        )
-        await r.read()
-        return r.status
-
-    return list(await asyncio.gather(*(right() for _ in range(n))))
+    return await d.logins_at_once([(CANARY.uid, CANARY.password)] * n)
 
 
 async def test_correct_sign_ins_from_one_address_are_not_refused_as_failed_attempts(

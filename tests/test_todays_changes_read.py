@@ -18,39 +18,12 @@ import pytest
 from aiohttp import web
 
 from tests import test_browser_egress
-from tests.canary import CANARY
 from tests.harness import ldap_directory, vendor_toml, write_config
 from tests.test_browser_egress import LEFT, TRACKER, _page
 from tests.test_frame_edges import _frames
+from tests.test_media_databases import SCRIPT_FETCH, VENDOR_HOST, _signed_in
 
-VENDOR_HOST = "www.vendor-one.test"
-SCRIPT_FETCH = {
-    "Sec-Fetch-Mode": "cors",
-    "Sec-Fetch-Dest": "empty",
-    "Sec-Fetch-Site": "same-origin",
-}
-
-
-async def _signed_in(
-    tmp_path: Path,
-    port: int,
-    slapd: Any,
-    vendor_factory: Any,
-    proxy_factory: Any,
-    routes: dict[str, Any],
-    limits: str = "",
-) -> tuple[Any, Any]:
-    vendor = await vendor_factory(VENDOR_HOST)
-    vendor.routes.update(routes)
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor, extra=limits)},
-    )
-    driver = await proxy_factory(cfg)
-    await driver.login(CANARY.uid, CANARY.password)
-    return driver, vendor
+# The signed-in stack with one recording vendor (tests/test_media_databases.py).
 
 
 async def _raw(port: int, raw: bytes) -> bytes:
