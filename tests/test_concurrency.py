@@ -31,15 +31,14 @@ async def test_parallel_wrong_pins_reach_directory_at_most_limit_plus_pool(
     directory's worker pool per instance". A burst of 24 parallel wrong PINs for one card on one
     instance: at most card_limit + pool_size of them may be tried against the directory; the
     rest must be refused with 429 before the directory is asked."""
-    vendor = await vendor_factory(HOST)
-    cfg = write_config(
+    d, _vendor = await _race_proxy(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"race": vendor_toml("race", vendor)},
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
         extra=f"\n[throttle]\ncard_limit = {CARD_LIMIT}\naddress_limit = 1000\n",
     )
-    d = await proxy_factory(cfg)
     statuses = await d.logins_at_once([(CANARY.uid, f"wrong-pin-{i}") for i in range(GUESSES)])
     tried = [s for s in statuses if s != 429]
     assert 303 not in statuses
@@ -106,15 +105,14 @@ async def test_parallel_wrong_cards_from_one_address_bounded(
     it by at most the directory's worker pool (proxy/throttle.py, known limit). 24 parallel
     made-up cards from one address with address_limit = 3: at most 3 + pool_size reach the
     directory."""
-    vendor = await vendor_factory(HOST)
-    cfg = write_config(
+    d, _vendor = await _race_proxy(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"race": vendor_toml("race", vendor)},
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
         extra="\n[throttle]\naddress_limit = 3\ncard_limit = 1000\n",
     )
-    d = await proxy_factory(cfg)
     statuses = await d.logins_at_once([(f"2999900099{i:04d}", "wrong-pin") for i in range(GUESSES)])
     tried = [s for s in statuses if s != 429]
     assert len(tried) <= 3 + POOL_SIZE, statuses
@@ -204,15 +202,16 @@ async def test_session_in_use_by_a_long_download_is_not_idle(
 # --------------------------------------------------------------------------- sign-in throttle
 
 
-async def _throttled_proxy(
+async def _race_proxy(
     tmp_path: Path,
     port: int,
     slapd: Any,
     vendor_factory: Any,
     proxy_factory: Any,
-    extra: str,
+    extra: str = "",
     session: str = 'store = "memory"',
-) -> Any:
+) -> tuple[Any, Any]:
+    """The proxy with one recording vendor ("race" at HOST) on the real slapd: (driver, vendor)."""
     vendor = await vendor_factory(HOST)
     cfg = write_config(
         tmp_path,
@@ -222,7 +221,11 @@ async def _throttled_proxy(
         extra=extra,
         session=session,
     )
-    return await proxy_factory(cfg)
+    return await proxy_factory(cfg), vendor
+
+
+async def _throttled_proxy(*args: Any, **kw: Any) -> Any:
+    return (await _race_proxy(*args, **kw))[0]
 
 
 async def _wrong(d: Any, card: str, n: int) -> list[int]:
@@ -497,16 +500,15 @@ async def test_a_long_download_does_not_outlive_the_absolute_limit(
 ) -> None:
     """Use keeps a session from going idle, never past `lifetime_s`: a download that ends
     after it leaves the next click at the sign-in page."""
-    vendor = await vendor_factory(HOST)
-    vendor.routes["/big.pdf"] = _slow_pdf(14)
-    cfg = write_config(
+    d, vendor = await _race_proxy(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"race": vendor_toml("race", vendor)},
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
         session='store = "memory"\nidle_timeout_s = 2\nlifetime_s = 3',
     )
-    d = await proxy_factory(cfg)
+    vendor.routes["/big.pdf"] = _slow_pdf(14)
     assert (await d.login(CANARY.uid, CANARY.password)).status == 303
     r = await d.get_vendor(HOST, "/big.pdf")
     assert len(await r.read()) == 14 * 4100
@@ -525,16 +527,15 @@ async def test_a_session_ended_during_a_download_stays_ended(
     (elsewhere) during the download is not undone by it."""
     from proxy.services import SERVICES
 
-    vendor = await vendor_factory(HOST)
-    vendor.routes["/big.pdf"] = _slow_pdf(10)
-    cfg = write_config(
+    d, vendor = await _race_proxy(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"race": vendor_toml("race", vendor)},
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
         session='store = "memory"\nidle_timeout_s = 2\nlifetime_s = 60',
     )
-    d = await proxy_factory(cfg)
+    vendor.routes["/big.pdf"] = _slow_pdf(10)
     assert (await d.login(CANARY.uid, CANARY.password)).status == 303
     download = asyncio.create_task(d.get_vendor(HOST, "/big.pdf"))
     await asyncio.sleep(0.8)
@@ -564,14 +565,7 @@ async def test_an_ordinary_request_records_no_use_after_it(
         await real(self, session)
 
     monkeypatch.setattr(Sessions, "in_use", counted)
-    vendor = await vendor_factory(HOST)
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"race": vendor_toml("race", vendor)},
-    )
-    d = await proxy_factory(cfg)
+    d, _vendor = await _race_proxy(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
     assert (await d.login(CANARY.uid, CANARY.password)).status == 303
     for path in ("/a", "/b", "/c"):
         assert (await d.get_vendor(HOST, path)).status == 200
