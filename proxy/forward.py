@@ -686,8 +686,9 @@ class Upstream:
             with vendor_failures(vendor.id):
                 head = await _read_decoded(resp, head, len(_PLAYLIST))
             first = _decoded(resp, head, 16).removeprefix(b"\xef\xbb\xbf")
+        pdf = first.startswith(_PDF)  # counted as one, by the limits and the statistics
         if self.check_head is not None:
-            counted_as = _PDF_TYPE if first.startswith(_PDF) else ctype
+            counted_as = _PDF_TYPE if pdf else ctype
             refusal = await self.check_head(request, vendor, resp.status, counted_as, resp.headers)
             if refusal is not None:
                 return refusal  # the vendor's response is let go unread by forward()
@@ -857,7 +858,15 @@ class Upstream:
         if third_party is not None:
             hosts = third_party.finish()
         self._observe(
-            vendor, out, status, sent, started, ctype, first_at_vendor, hosts, saved(request, resp)
+            vendor,
+            out,
+            status,
+            sent,
+            started,
+            _PDF_TYPE if pdf else ctype,
+            first_at_vendor,
+            hosts,
+            saved(request, resp),
         )
         return response
 

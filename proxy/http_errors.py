@@ -70,10 +70,12 @@ _REPAIR = """(function () {
     paths.push(at, at + "/");
   }
   document.cookie.split(";").forEach(function (c) {
-    var name = c.split("=")[0].trim();
+    // A part without "=" is a nameless cookie (all of it is value): one nameless cookie
+    // deletes it, whatever its value.
+    var eq = c.indexOf("="), set = eq < 0 ? "x" : c.slice(0, eq).trim() + "=";
     domains.forEach(function (dm) {
       paths.forEach(function (p) {
-        document.cookie = name + "=; Max-Age=0; Path=" + p + (dm ? "; Domain=" + dm : "");
+        document.cookie = set + "; Max-Age=0; Path=" + p + (dm ? "; Domain=" + dm : "");
       });
     });
   });

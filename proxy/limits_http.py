@@ -7,7 +7,8 @@ a raw socket). What it needs from us are the sizes and the time it may spend on 
 
 - `max_request_line` bounds the URL (request line), `max_header_size` each header line, and
   `max_headers` how many there are; anything over is refused before a handler runs, with the
-  proxy's fixed page (`proxy.http_errors`: 414, 431 clearing the site's cookies, or 400).
+  proxy's fixed page (`proxy.http_errors`: 414 or 431, whose script repairs a cookie bomb, or
+  400).
 - `header_timeout_s` is aiohttp's keep-alive timer, which runs from the moment a connection opens
   (and again after each response) until a request's headers are complete: a client that trickles
   its headers is cut off when it fires, as is an idle keep-alive connection. A request body
