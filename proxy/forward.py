@@ -116,6 +116,7 @@ _PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 # A PDF's first bytes, and the type its download counts as whatever its label.
 _PDF = b"%PDF-"
 _PDF_TYPE = "application/pdf"
+_BINARY_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 # At most this much of a body is read to tell what it is, waiting at most this long for each
 # more piece of it (`_read_decoded`).
 MAX_PEEK = 4096
@@ -684,9 +685,16 @@ class Upstream:
             and (unknown or media_type(ctype) in _SCRIPT_SUSPECTS)
         ):
             with vendor_failures(vendor.id):
-                head = await _read_decoded(resp, head, len(_PLAYLIST))
+                # A binary body is a download, not a stream: its first bytes are waited for as
+                # long as the vendor may take; text (a progress stream, a long poll) not.
+                binary = media_type(ctype) in _BINARY_TYPES
+                head = await _read_decoded(resp, head, len(_PLAYLIST), patient=binary)
             first = _decoded(resp, head, 16).removeprefix(b"\xef\xbb\xbf")
-        pdf = first.startswith(_PDF)  # counted as one, by the limits and the statistics
+        # Counted as a PDF, by the limits and the statistics: a body that starts as one, or a
+        # range of one from its first few bytes (`bytes=1-` leaves out the `%`).
+        pdf = bool(first) and (
+            first.startswith(_PDF) or first.startswith(_PDF[_range_start(resp) :] or b"\0")
+        )
         if self.check_head is not None:
             counted_as = _PDF_TYPE if pdf else ctype
             refusal = await self.check_head(request, vendor, resp.status, counted_as, resp.headers)
@@ -1043,17 +1051,28 @@ async def _read_whole(content: StreamReader, length: int, idle_s: float) -> byte
     return body
 
 
-async def _read_decoded(resp: VendorResponse, head: bytes, n: int) -> bytes:
+def _range_start(resp: VendorResponse) -> int:
+    """The first byte of a 206's range (0 for any other answer, or one that does not say)."""
+    if resp.status != 206:
+        return 0
+    span = content_range(resp.headers.get("Content-Range"))
+    return span[0] if span is not None else 0
+
+
+async def _read_decoded(
+    resp: VendorResponse, head: bytes, n: int, *, patient: bool = False
+) -> bytes:
     """`head` and more of the body until it decodes (its Content-Encoding undone) to `n` bytes,
     or the body ends, or MAX_PEEK coded bytes have come (a compressed body's first bytes are
     its coding's header; a piece may take it past MAX_PEEK), or nothing more has come for
     PEEK_WAIT_S: a stream that sends a short first message and then waits (progress, a
     long-poll's acknowledgement) is not held back, it is only not taken for a playlist or a
-    PDF. What has arrived is read at once (no timer: the usual case on the hot path)."""
+    PDF. What has arrived is read at once (no timer: the usual case on the hot path); with
+    `patient` (a binary body), more is waited for as long as the vendor's own timeout allows."""
     while len(head) < MAX_PEEK and len(_decoded(resp, head, n)) < n:
         # What has arrived, as `_body` would read it: the body still goes out in as few
         # writes as before (a short peek split every response's first write in two).
-        if resp.content.ready():
+        if patient or resp.content.ready():
             piece = await resp.content.read(BODY_READ)
         else:
             try:

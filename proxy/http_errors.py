@@ -75,7 +75,9 @@ _REPAIR = """(function () {
     var eq = c.indexOf("="), set = eq < 0 ? "x" : c.slice(0, eq).trim() + "=";
     domains.forEach(function (dm) {
       paths.forEach(function (p) {
-        document.cookie = set + "; Max-Age=0; Path=" + p + (dm ? "; Domain=" + dm : "");
+        // Secure where it can be: a __Secure- or __Host- cookie is deleted only so.
+        document.cookie = set + "; Max-Age=0; Path=" + p + (dm ? "; Domain=" + dm : "") +
+          (window.isSecureContext ? "; Secure" : "");
       });
     });
   });
