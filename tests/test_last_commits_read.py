@@ -40,7 +40,7 @@ async def test_a_pdf_labelled_binary_whose_first_piece_is_slow_still_counts_agai
     never stops it: a stolen card downloads such a database's PDFs without limit. Should: the
     third of three such PDFs is refused (429) with downloads_per_hour = 2, as the same PDF
     arriving in one piece is."""
-    driver, vendor = await _signed_in(
+    driver, _vendor = await _signed_in(
         tmp_path,
         port,
         running_slapd,
@@ -93,7 +93,7 @@ async def test_a_binary_labelled_pdf_fetched_as_bytes_1_onward_counts_against_th
     database whole but one byte (always `%`), and downloads_per_hour never counts one. Should:
     with downloads_per_hour = 2 the third such fetch is refused (429), as three fetches of
     `bytes=0-` are."""
-    driver, vendor = await _signed_in(
+    driver, _vendor = await _signed_in(
         tmp_path,
         port,
         running_slapd,
