@@ -301,7 +301,8 @@ class Upstream:
                 self._ssl[v.id] = ssl.create_default_context(cafile=v.resolve(v.tls_ca_file))
             # Otherwise none: the client verifies against the system store by default.
             self.adapters[v.id] = make_adapter(v, self)
-            self._permissions[v.id] = permissions_policy(v.permissions)
+            origins = tuple(self.hosts.mapped_origin(h) for h in v.hosts if "*" not in h)
+            self._permissions[v.id] = permissions_policy(v.permissions, origins)
         # Large bodies arrive in large reads, while a slow patron holds back at most 256 KiB per
         # vendor response before reading from the vendor pauses.
         resolver = VendorResolver(connect_to, self.hosts)
@@ -742,10 +743,18 @@ class Upstream:
         cookies = request.headers.get("Cookie")
         if cookies is not None and _navigation(request):
             # A page load: cookies another vendor's script wrote for the proxy's own domain are
-            # deleted before this page's scripts can read them (proxy.page_cookies).
+            # deleted before this page's scripts can read them; on the session's first page here
+            # (`forget`), every script cookie the browser still holds for this host too, as the
+            # forget address deletes them at sign-out (a session that ended without one left
+            # them): a new session starts clean (proxy.page_cookies).
             here = request.host.rpartition(":")[0] or request.host
             for line in shared_cookie_deletions(
-                cookies, here.lower(), self._public_host, self._own_cookies, self._secure
+                cookies,
+                here.lower(),
+                self._public_host,
+                self._own_cookies,
+                self._secure,
+                host_too=forget,
             ):
                 headers.add("Set-Cookie", line)
         rewriter = self.rewriter

@@ -6,7 +6,10 @@ can write `document.cookie = "id=…; domain=proxy.westonlibrary.org"`, and ever
 pages read it back from `document.cookie`: an identifier the two can use to link one patron's
 visits across databases (P4). The proxy never forwards such cookies to a vendor, but it cannot
 stop a script reading them in the browser; what it can do is delete them whenever the browser
-shows one on a vendor's page load, before that page's scripts run.
+shows one on a vendor's page load, before that page's scripts run. On a session's first page on a
+host, the script cookies the browser still holds for that host itself go too (a session that
+ended without sign-out left them; the forget address deletes them at sign-out): a new session
+starts clean there, as its Clear-Site-Data does for storage.
 
 A deletion names the parent domain (`Domain=`) it clears, so the host-only cookies a vendor's
 scripts keep on their own mapped host (preferences, a consent banner's answer) are untouched:
@@ -55,12 +58,19 @@ def shared_domains(host: str, public_host: str) -> tuple[str, ...]:
 
 
 def shared_cookie_deletions(
-    cookie_header: str, host: str, public_host: str, keep: frozenset[str], secure: bool
+    cookie_header: str,
+    host: str,
+    public_host: str,
+    keep: frozenset[str],
+    secure: bool,
+    *,
+    host_too: bool = False,
 ) -> list[str]:
     """`Set-Cookie` values deleting, on each of `shared_domains`, every cookie the header names
-    but those in `keep` (the proxy's own); names only, never a value."""
+    but those in `keep` (the proxy's own); with `host_too` (a session's first page on the host),
+    on the host itself too, host-only and as a domain. Names only, never a value."""
     domains = shared_domains(host, public_host)
-    if not domains:
+    if not domains and not host_too:
         return []
     flag = "; Secure" if secure else ""  # __Secure-/__Host- names need it
     out: list[str] = []
@@ -70,6 +80,8 @@ def shared_cookie_deletions(
             continue
         expired = (f"{name}=" if name else "x") + f"; Max-Age=0; Path=/{flag}"
         lines = [f"{expired}; Domain={d}" for d in domains]
+        if host_too:
+            lines = [expired, f"{expired}; Domain={host}", *lines]
         cost = sum(len(line) + len("Set-Cookie: \r\n") for line in lines)
         if cost > budget:
             break

@@ -74,6 +74,11 @@ GRANTABLE = frozenset(
 )
 
 
-def policy(granted: tuple[str, ...] = ()) -> str:
-    """The `Permissions-Policy` for a vendor's pages: every feature off but `granted` (`self`)."""
-    return ", ".join(f"{f}=(self)" if f in granted else f"{f}=()" for f in FEATURES)
+def policy(granted: tuple[str, ...] = (), origins: tuple[str, ...] = ()) -> str:
+    """The `Permissions-Policy` for a vendor's pages: every feature off but `granted`, which
+    the page itself may use and hand to a frame of the vendor's own `origins` (its other mapped
+    hosts: a lesson page whose recorder is framed from the vendor's media host; a frame gets it
+    only where its `allow` attribute asks, as without the proxy). A wildcard host has no one
+    origin to name: its frames are not given the feature."""
+    allowed = " ".join(["self", *(f'"{o}"' for o in origins)])
+    return ", ".join(f"{f}=({allowed})" if f in granted else f"{f}=()" for f in FEATURES)

@@ -147,7 +147,11 @@
     return fetch("/session", options).then(function (r) {
       // Only 401 says the session has ended. Anything else (503 while the session store does
       // not answer, a CSRF refusal) says nothing about it: the caller tries again.
-      if (!r.ok && r.status !== 401) throw new Error("session check failed");
+      if (!r.ok && r.status !== 401) {
+        var err = new Error("session check failed");
+        err.status = r.status;
+        throw err;
+      }
       return r.json();
     });
   }
@@ -166,7 +170,11 @@
       ok.textContent = ok.getAttribute("data-text");
       hideWarning();
       schedule(state.left_s);
-    }, function () {
+    }, function (err) {
+      // A 403: this page's token is an older session's (the patron signed out and in again in
+      // another tab). The menu loaded again is the session's now, with its token and time;
+      // loading it is a use of the session, as the button asked.
+      if (err && err.status === 403) { location.reload(); return; }
       // Not known to have ended (the store or the network did not answer): keep the warning,
       // say the session could not be checked, and try again while there is time left (not
       // after Retry-After: the warning is shorter than that).
