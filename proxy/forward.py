@@ -1085,7 +1085,8 @@ async def _read_decoded(
             piece = await resp.content.read(BODY_READ)
         else:
             try:
-                piece = await asyncio.wait_for(resp.content.read(BODY_READ), PEEK_WAIT_S)
+                async with asyncio.timeout(PEEK_WAIT_S):  # not wait_for (tests/test_tasks.py)
+                    piece = await resp.content.read(BODY_READ)
             except TimeoutError:
                 break
         if not piece:
