@@ -22,6 +22,7 @@ apart from the header). Domains above the public host are the library's other si
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 # Bytes of such deletions in one answer at most (as the forget address's, with the rest of
 # the answer under a TLS terminator's default 4 KiB header buffer).
@@ -65,10 +66,13 @@ def shared_cookie_deletions(
     secure: bool,
     *,
     host_too: bool = False,
+    wanted: Callable[[str], bool] | None = None,
 ) -> list[str]:
     """`Set-Cookie` values deleting, on each of `shared_domains`, every cookie the header names
-    but those in `keep` (the proxy's own); with `host_too` (a session's first page on the host),
-    on the host itself too, host-only and as a domain. Names only, never a value."""
+        but those in `keep` (the proxy's own); with `host_too` (a session's first page on the host),
+        on the host itself too, host-only and as a domain (what the forget address deletes at
+    sign-out); `wanted` picks the names when the deletions are spread over several answers. Names
+    only, never a value."""
     domains = shared_domains(host, public_host)
     if not domains and not host_too:
         return []
@@ -76,7 +80,7 @@ def shared_cookie_deletions(
     out: list[str] = []
     budget = HEADER_BUDGET
     for name in page_cookie_names(cookie_header):
-        if name in keep:
+        if name in keep or (wanted is not None and not wanted(name)):
             continue
         expired = (f"{name}=" if name else "x") + f"; Max-Age=0; Path=/{flag}"
         lines = [f"{expired}; Domain={d}" for d in domains]

@@ -464,7 +464,7 @@ async def test_the_forget_answer_deletes_each_cookie_sent_but_the_proxys_own(
 
 
 def test_a_cookie_header_gives_each_name_once_and_never_a_value() -> None:
-    from proxy.web.forget import page_cookie_names
+    from proxy.page_cookies import page_cookie_names
 
     header = "a=1; b=x=y;a=2;  ; =orphan; bare-value; c; \x01=z"
     assert page_cookie_names(header) == ["a", "b", ""]

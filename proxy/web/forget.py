@@ -15,7 +15,7 @@ storage in the middle of a session by loading its forget address.
 `FORGET_WHAT` (proxy/privacy.py) leaves cookies out: the cookies vendor scripts wrote are
 deleted one by one instead. The deletions of one host are spread over PARTS requests (by a hash
 of the name, so the split does not depend on which cookies an earlier part deleted), each at
-most HEADER_BUDGET bytes of `Set-Cookie`: a TLS terminator in front refuses an answer whose head outgrows its buffer
+most `page_cookies.HEADER_BUDGET` bytes of `Set-Cookie`: a TLS terminator in front refuses an answer whose head outgrows its buffer
 (nginx's default `proxy_buffer_size` is one 4 KiB page), and then nothing at all is cleared.
 """
 
@@ -30,15 +30,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from proxy.config import Config
-from proxy.page_cookies import page_cookie_names
+from proxy.page_cookies import shared_cookie_deletions
 from proxy.privacy import FORGET_WHAT
 from proxy.services import SERVICES, Services
-from proxy.web.session_cookie import CSRF_COOKIE, parent_domains
+from proxy.web.session_cookie import CSRF_COOKIE
 
 FORGET_PATH = "/.weston-proxy/forget"
 TOKEN_S = 600  # how long a page's forget addresses work after it was made
 PARTS = 2
-HEADER_BUDGET = 2800  # bytes of Set-Cookie in one answer: with the rest, under 4 KiB
 MAX_HOSTS = 200  # forget images on one page
 
 
@@ -107,15 +106,6 @@ def own_cookies(config: Config) -> frozenset[str]:
     return frozenset({config.server.cookie_name, CSRF_COOKIE})
 
 
-def cookie_domains(host: str, public_host: str) -> list[str]:
-    """`host` and each parent domain of it down to the proxy's public host, never above it:
-    the library's other sites keep their cookies on the domains above (lib.org for
-    proxy.lib.org). When the public host is itself a registrable domain, nothing of the
-    library's lives there, and a script's cookie on it (a tracker every vendor page can read)
-    goes too."""
-    return [d for d in parent_domains(host) if d == public_host or d.endswith("." + public_host)]
-
-
 def clear_page_cookies(
     resp: web.StreamResponse,
     request: web.Request,
@@ -126,23 +116,20 @@ def clear_page_cookies(
 ) -> None:
     """Delete the cookies of `part` that the request carried, except those named in `keep`:
     host-only on this host, and for this host and each parent domain down to the proxy's public
-    host (`cookie_domains`), with Path=/ (a cookie with another path is not sent here, so it is
+    host, with Path=/ (a cookie with another path is not sent here, so it is
     not known). Names only: no value is written back, and none is logged."""
     here = request.host.rsplit(":", 1)[0].lower()
     if not here:
         return
-    domains = cookie_domains(here, config.public[1])
-    secure = "; Secure" if config.public[0] == "https" else ""  # __Secure-/__Host- names need it
-    budget = HEADER_BUDGET
-    for name in page_cookie_names(request.headers.get("Cookie", "")):
-        if name in keep or zlib.crc32(name.encode()) % PARTS != part:
-            continue
-        # A nameless cookie is deleted by a nameless one: "x" alone is a value, its name is "".
-        expired = (f"{name}=" if name else "x") + f"; Max-Age=0; Path=/{secure}"
-        lines = [expired] + [f"{expired}; Domain={d}" for d in domains]
-        cost = sum(len(line) + len("Set-Cookie: \r\n") for line in lines)
-        if cost > budget:
-            break  # the rest stay (the docs say so); the answer must reach the browser
-        budget -= cost
-        for line in lines:
-            resp.headers.add("Set-Cookie", line)
+    # The same deletions a session's first page on a host makes (proxy.page_cookies), of this
+    # part's names; the rest stay when the budget is spent (the docs say so).
+    for line in shared_cookie_deletions(
+        request.headers.get("Cookie", ""),
+        here,
+        config.public[1],
+        keep,
+        config.public[0] == "https",
+        host_too=True,
+        wanted=lambda name: zlib.crc32(name.encode()) % PARTS == part,
+    ):
+        resp.headers.add("Set-Cookie", line)
