@@ -81,9 +81,9 @@ from proxy.websocket import (
 if TYPE_CHECKING:
     from proxy.rewrite import Rewriter
 
-CHUNK = 64 * 1024
 # Vendor bodies are relayed in what one socket read brought (asyncio reads up to 256 KiB), not
-# cut to CHUNK: every cut copied the rest of the read (a 256 KiB read was copied ~2.5 times).
+# cut to 64 KiB pieces: every cut copied the rest of the read (a 256 KiB read was copied ~2.5
+# times).
 BODY_READ = 256 * 1024
 MAX_UNMAP_BODY = 1024 * 1024
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
