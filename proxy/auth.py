@@ -59,6 +59,11 @@ class Patron:
     databases: frozenset[str]  # vendor ids this patron may use
     # `decided_under` of every conditional database at sign-in (eligible or not)
     rules: frozenset[str] = frozenset()
+    # What the directory's password policy warned of at this sign-in (proxy.ldap_policy): the
+    # sign-ins an expired PIN has left, or the seconds before the PIN expires. Shown to the
+    # patron once, on the way in; never stored or logged.
+    pin_grace_left: int | None = None
+    pin_expires_in_s: int | None = None
 
 
 class Directory(Protocol):

@@ -80,6 +80,7 @@ from proxy.ldap_policy import (
     CHANGE_AFTER_RESET,
     PASSWORD_EXPIRED,
     REQUEST_CONTROL,
+    PolicyAnswer,
     policy_answer,
 )
 from proxy.logs import stacks_on_usr1
@@ -289,6 +290,9 @@ class _Outcome:
     failed: tuple[tuple[str, str, str], ...] = ()  # (server URL, exception type, _why)
     answered: tuple[str, ...] = ()
     message: str = ""  # for unavailable: a fixed text of this module; for client_error: a type
+    # ok: the password policy's warning at the bind (proxy.ldap_policy), if any
+    grace_left: int | None = None
+    expires_in_s: int | None = None
 
 
 _CONTEXT: multiprocessing.context.ForkServerContext | None = None
@@ -414,6 +418,8 @@ class LdapDirectory:
             key=patron_key(self._secret, "ldap", outcome.key),
             databases=databases_for(outcome.groups, self._vendors, outcome.matched),
             rules=self._rules,
+            pin_grace_left=outcome.grace_left,
+            pin_expires_in_s=outcome.expires_in_s,
         )
 
     async def ping(self) -> None:
@@ -597,7 +603,7 @@ class _Worker:
                 if kind == "ping":
                     self._as_service(url, budget, self._read_root_dse)
                     return _Outcome("ok", failed=tuple(failed), answered=(url,))
-                entry, matched = self._login_on(url, budget, card, password)
+                entry, matched, policy = self._login_on(url, budget, card, password)
             except BadCredentials:
                 # The server answered; the patron is the problem.
                 return _Outcome("bad_credentials", failed=tuple(failed), answered=(url,))
@@ -620,6 +626,8 @@ class _Worker:
                 matched=matched,
                 failed=tuple(failed),
                 answered=(url,),
+                grace_left=policy.grace_left,
+                expires_in_s=policy.expires_in_s,
             )
         return _Outcome("unavailable", failed=tuple(failed), message="no directory server answered")
 
@@ -717,8 +725,9 @@ class _Worker:
             self._services, url, budget, lambda: self._open_service(url, budget), op
         )
 
-    def _pin_opens(self, url: str, budget: _Budget, dn: str, password: str) -> bool:
-        """Bind as `dn` with the PIN, on this worker's bind-only connection to `url`.
+    def _pin_opens(self, url: str, budget: _Budget, dn: str, password: str) -> PolicyAnswer | None:
+        """Bind as `dn` with the PIN, on this worker's bind-only connection to `url`: the
+        password policy's answer when the PIN opened the entry, None when it was refused.
 
         The connection does nothing but binds, so whoever the last bind left it as never matters:
         no search or other operation ever runs on it (the service connection does those), and a
@@ -736,8 +745,9 @@ class _Worker:
             lambda conn: self._bind_as(conn, dn, password),
         )
 
-    def _bind_as(self, conn: Any, dn: str, password: str) -> bool:
-        """One simple bind on `conn`: True when the PIN opened `dn`, False when it was refused.
+    def _bind_as(self, conn: Any, dn: str, password: str) -> PolicyAnswer | None:
+        """One simple bind on `conn`: the password policy's answer (NO_ANSWER when it said
+        nothing) when the PIN opened `dn`, None when it was refused.
 
         The bind asks for the directory's password policy (`proxy.ldap_policy`): a right PIN
         that has expired raises PinExpired, and one the directory allows nothing but a change
@@ -760,7 +770,7 @@ class _Worker:
             raise PinExpired
         if not opened and code not in _REFUSED_BIND:
             raise _ServerFailed(f"bind result {code}")
-        return opened
+        return policy if opened else None
 
     def drop(self, url: str) -> None:
         """Forget every connection to `url` (after it failed)."""
@@ -817,8 +827,9 @@ class _Worker:
 
     def _login_on(
         self, url: str, budget: _Budget, card: str, password: str
-    ) -> tuple[_Entry, frozenset[str]]:
-        """(the patron's entry, the vendors whose ldap_filter it matches), or an AuthError.
+    ) -> tuple[_Entry, frozenset[str], PolicyAnswer]:
+        """(the patron's entry, the vendors whose ldap_filter it matches, the password policy's
+        answer to the PIN's bind), or an AuthError.
 
         Until the PIN has opened the entry, every card costs the same two round trips, one
         search and one bind (an unknown card binds against the decoy entry), so the time of
@@ -828,7 +839,8 @@ class _Worker:
         if entry is None:
             self._pin_opens(url, budget, self._decoy_dn, password)
             raise BadCredentials
-        if not self._pin_opens(url, budget, entry.dn, password):
+        policy = self._pin_opens(url, budget, entry.dn, password)
+        if policy is None:
             raise BadCredentials
         dn, eligible_filter = entry.dn, self._d.eligible_filter
 
@@ -840,7 +852,7 @@ class _Worker:
         eligible, matched = self._as_service(url, budget, after_bind)
         if not eligible:
             raise NotEligible
-        return entry, matched
+        return entry, matched, policy
 
     def _read_root_dse(self, conn: Any) -> None:
         """The cheapest question a server can answer (any answer means it is alive)."""

@@ -3,9 +3,11 @@ controls of draft-behera-ldap-password-policy, as OpenLDAP's ppolicy overlay sen
 
 A bind sends the request control; the bind's answer may carry the response control, whose value
 says that the PIN has expired (`passwordExpired`), that it must be changed before the entry may
-do anything else (`changeAfterReset`), or how many grace logins an expired PIN has left. slapd
-sends `passwordExpired` and `changeAfterReset` only after the PIN typed was the right one, so
-telling the patron about them reveals nothing before a correct PIN.
+do anything else (`changeAfterReset`), how many grace logins an expired PIN has left, or how long
+a PIN has before it expires (`timeBeforeExpiration`, within the policy's `pwdExpireWarning`).
+slapd sends `passwordExpired` and `changeAfterReset` only after the PIN typed was the right one,
+and the two warnings only with a successful bind, so telling the patron about any of them reveals
+nothing before a correct PIN.
 
 ldap3 decodes only the few response controls it knows (paged results, DirSync, pre/post-read)
 and hands every other one over as its raw BER value, so the value is decoded here with pyasn1
@@ -58,11 +60,13 @@ class _ResponseValue(univ.Sequence):  # type: ignore[misc]
 
 @dataclass(frozen=True)
 class PolicyAnswer:
-    """The password-policy response to one bind: `error` (None when there is none) and the
-    grace logins left (None when the directory said nothing about them)."""
+    """The password-policy response to one bind: `error` (None when there is none), the grace
+    logins left and the seconds before the PIN expires (each None when the directory said
+    nothing about it; it says at most one of the two)."""
 
     error: int | None = None
     grace_left: int | None = None
+    expires_in_s: int | None = None
 
 
 NO_ANSWER = PolicyAnswer()
@@ -83,11 +87,13 @@ def policy_answer(result: Any) -> PolicyAnswer:
     if rest:
         return NO_ANSWER
     error = int(decoded["error"]) if decoded["error"].isValue else None
-    grace = None
+    grace = expires = None
     warning = decoded["warning"]
     if warning.isValue and warning.getName() == "graceAuthNsRemaining":
-        grace = int(warning.getComponent())
-    return PolicyAnswer(error=error, grace_left=grace)
+        grace = max(0, int(warning.getComponent()))
+    elif warning.isValue and warning.getName() == "timeBeforeExpiration":
+        expires = max(0, int(warning.getComponent()))
+    return PolicyAnswer(error=error, grace_left=grace, expires_in_s=expires)
 
 
 __all__ = [

@@ -116,7 +116,6 @@ def _patron(card: tuple[str, str], extra: list[str], group: str = "employeeType:
 @pytest.fixture(scope="module")
 def pp_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     """A slapd of its own with the ppolicy overlay and entries in each of its states."""
-    root = tmp_path_factory.mktemp("pp-slapd")
     extra = [
         _policy(POLICY, "default-policy", ["pwdMustChange: TRUE"]),
         _policy(EXPIRING, "expiring-policy", ["pwdMaxAge: 86400", "pwdGraceAuthNLimit: 0"]),
@@ -146,6 +145,16 @@ def pp_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
             ["givenName:: " + base64.b64encode("Zoë Ñandú 名前".encode()).decode()],
         ),
     ]
+    server = start_ppolicy_slapd(tmp_path_factory.mktemp("pp-slapd"), extra)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def start_ppolicy_slapd(root: Path, extra: list[str]) -> Slapd:
+    """A started slapd with the ppolicy overlay (default policy POLICY), the synthetic patrons
+    and the LDIF entries `extra`."""
     ldif = root / "patrons.ldif"
     ldif.write_text(render_patrons_ldif() + "\n" + "\n".join(extra))
     work = root / "data"
@@ -172,10 +181,7 @@ def pp_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
         untrusted_ca_file=tls[3],
     )
     server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return server
 
 
 @pytest.fixture

@@ -62,6 +62,30 @@ MESSAGES: dict[str, Message] = {
         "changing it, so it can't be used to sign in.",
         "Ask the library to reset your PIN, then sign in with the new one. {contact}",
     ),
+    # Told once, on the menu, after a sign-in whose bind the directory's password policy warned
+    # of (proxy.ldap_policy): the patron is signed in; this is about the next sign-ins.
+    "pin_grace": Message(
+        200,
+        "Your PIN has expired",
+        "You are signed in, but your PIN has passed the date the library set for changing it. "
+        "It will let you sign in {grace_times}; after that it stops working until the "
+        "library resets it.",
+        "Ask the library to change your PIN. {contact}",
+    ),
+    "pin_grace_last": Message(
+        200,
+        "Your PIN has expired",
+        "You are signed in, but your PIN has passed the date the library set for changing it, "
+        "and this was the last sign-in it allows: next time it will not work until the library "
+        "resets it.",
+        "Ask the library to change your PIN. {contact}",
+    ),
+    "pin_expiring": Message(
+        200,
+        "Your PIN expires soon",
+        "Your PIN stops working in about {expires_in}, the date the library set for changing it.",
+        "Ask the library to change it before then. {contact}",
+    ),
     "pin_must_change": Message(
         403,
         "Change your PIN before you sign in",
@@ -301,6 +325,17 @@ def _count(unit: str, n: Any) -> str:
     return one if n == 1 else many.format(n=n)
 
 
+def until(seconds: float) -> str:
+    """How long is left before a date, rounded down (never more than is left): 3 days, 1 day,
+    5 hours, less than an hour."""
+    s = max(0, int(seconds))
+    if s >= 86400:
+        return "1 day" if s < 2 * 86400 else f"{s // 86400} days"
+    if s >= 3600:
+        return _count("hour", s // 3600)
+    return "less than an hour"
+
+
 def minutes(n: Any) -> str:
     """A number of minutes as a patron reads it: 1 minute, 5 minutes."""
     return _count("minute", n)
@@ -325,6 +360,8 @@ def duration(seconds: float) -> str:
 # "1 minute"), so callers pass numbers and the wording, plural included, stays in this file.
 WORDED: dict[str, tuple[str, Callable[[Any], str]]] = {
     "retry_in": ("retry_minutes", minutes),
+    "grace_times": ("grace_left", lambda n: "1 more time" if n == 1 else f"{n} more times"),
+    "expires_in": ("expires_in_s", lambda s: until(s)),
     "idle_for": ("idle_s", duration),
     "lifetime": ("lifetime_s", duration),
 }
@@ -389,6 +426,7 @@ UI: dict[str, str] = {
     # menu
     "menu_title": "Your databases",
     "menu_heading": "Your databases",
+    "continue_to_start": "Continue to the page you asked for",
     "menu_intro": "Choose a database to open it. You stay signed in while you use it.",
     # Said after menu_intro (a separate text, so a branding override of menu.html written for
     # `ui.menu_intro` alone shows no unfilled blank).

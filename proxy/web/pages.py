@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import hmac
 import json
 import re
@@ -19,7 +20,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
-from proxy.auth import library_rule_holds, may_use, rules_changed
+from proxy.auth import Patron, library_rule_holds, may_use, rules_changed
 from proxy.config import Config
 from proxy.errors import (
     BadCredentials,
@@ -69,6 +70,8 @@ SIGN_IN_POST = "weston.sign_in_post"
 # the MESSAGES kind, one of NOTICES.
 NOTICE_COOKIE = "weston_notice"
 NOTICES = ("not_configured", "link_too_long")
+# The password policy's warnings (`pin_notice`), which carry a number and a tag.
+PIN_NOTICES = ("pin_grace", "pin_expiring")
 # `GET /login?again=1`: the sign-in form even for a signed-in patron, whose databases were
 # decided under rules a reload has changed since (auth.rules_changed).
 AGAIN = "again"
@@ -179,6 +182,61 @@ def _redirect_to_start(request: web.Request, url: str) -> web.HTTPSeeOther:
             samesite="Lax",
             secure=_cookie_secure(svc.config),
         )
+    return resp
+
+
+def _pin_tag(session_id: str, value: str) -> str:
+    """A tag over a PIN notice keyed by the session id, which no page script can read (the
+    cookie is HttpOnly): a vendor page on a mapped host can write a cookie the menu reads, but
+    cannot make the menu say the patron's PIN has expired."""
+    key = session_id.encode()[:64]
+    return hashlib.blake2b(value.encode(), key=key, digest_size=12).hexdigest()
+
+
+def pin_notice(patron: Patron, session_id: str) -> str | None:
+    """The notice cookie's value for what the directory's password policy warned of at this
+    sign-in (`Patron.pin_grace_left`, `pin_expires_in_s`), or None. The numbers travel in the
+    patron's own browser only: nothing of them is stored or logged."""
+    if patron.pin_grace_left is not None:
+        value = f"pin_grace:{int(patron.pin_grace_left)}"
+    elif patron.pin_expires_in_s is not None:
+        value = f"pin_expiring:{int(patron.pin_expires_in_s)}"
+    else:
+        return None
+    return f"{value}:{_pin_tag(session_id, value)}"
+
+
+def _pin_message(asked: str | None, session: Session, contact: str) -> Message | None:
+    """The menu's notice for a PIN notice cookie this session's sign-in set, or None."""
+    kind, _, rest = (asked or "").partition(":")
+    number, _, tag = rest.partition(":")
+    if kind not in PIN_NOTICES or not number.isdigit() or len(number) > 9:
+        return None
+    if not hmac.compare_digest(tag, _pin_tag(session.id, f"{kind}:{number}")):
+        return None
+    n = int(number)
+    if kind == "pin_expiring":
+        return shown("pin_expiring", {"expires_in_s": n, "contact": contact})
+    return shown("pin_grace_last" if n == 0 else "pin_grace", {"grace_left": n, "contact": contact})
+
+
+def _redirect_to_notice(request: web.Request, url: str, value: str) -> web.HTTPSeeOther:
+    """After a sign-in the password policy warned of: the menu, which says so once and links on
+    to the starting point asked for (a bookmark of a database's page, say)."""
+    svc = request.app[SERVICES]
+    menu = _public(svc.config, "/menu")
+    resp = web.HTTPSeeOther(
+        URL(menu + (f"?url={quote(url, safe='')}" if url else ""), encoded=True)
+    )
+    resp.set_cookie(
+        NOTICE_COOKIE,
+        value,
+        path="/menu",
+        max_age=120,
+        httponly=True,
+        samesite="Lax",
+        secure=_cookie_secure(svc.config),
+    )
     return resp
 
 
@@ -493,7 +551,11 @@ async def _sign_in(
     for hook in svc.hooks.login_outcome:
         hook("success")
     log.info("login", outcome="success")
-    resp = _redirect_to_start(request, url)
+    warned = pin_notice(patron, session.id)
+    if warned is None:
+        resp = _redirect_to_start(request, url)
+    else:
+        resp = _redirect_to_notice(request, url, warned)
     if len(old) > 1:
         clear_copies(resp, request, svc.config)  # before the new cookie, which aiohttp adds last
     _set_session_cookie(resp, svc.config, session.id)
@@ -670,11 +732,18 @@ async def menu(request: web.Request) -> web.StreamResponse:
     # After sign-in from a link to an address that is none of the library's databases.
     asked = request.cookies.get(NOTICE_COOKIE)
     notice = MESSAGES[asked] if asked in NOTICES else None
+    notice_link: dict[str, str] | None = None
+    warned = _pin_message(asked, session, svc.config.library.contact)
+    if warned is not None:
+        notice = warned
+        # The starting point the sign-in was for, as the sign-in itself would have gone there.
+        start = safe_target(request.query.get("url", ""), svc.hosts, max_line=_max_line(svc.config))
+        if start is not None:
+            notice_link = {"href": start, "text": UI["continue_to_start"]}
     # Every database is on the page; the ones the filter leaves out are `hidden`, which works
     # without JavaScript, and menu.js can show them again as the patron edits the filter.
     groups: dict[str, dict[str, Any]] = {}
     shown_count = total = 0
-    notice_link: dict[str, str] | None = None
     library_ok = library_rule_holds(session.rules, svc.eligibility)
     max_line = _max_line(svc.config)
     for v in sorted(svc.config.vendors, key=lambda v: _folded(v.title)):
