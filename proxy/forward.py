@@ -730,10 +730,10 @@ class Upstream:
             headers.popall("Permissions-Policy", None)
             headers.popall("Feature-Policy", None)
             headers["Permissions-Policy"] = self._permissions[vendor.id]
-        if shielded(media_type(ctype)):
-            _document_cache(headers)
-        else:
+        if resp.status == 304 or _kept(media_type(ctype), request):
             session_cache(headers)
+        else:
+            _document_cache(headers)
         if forget:
             # This session's first page on the host: what earlier sessions' pages stored in the
             # browser there (local storage, an ID a script kept, cached responses) is dropped
@@ -1130,17 +1130,55 @@ def _decoded(resp: VendorResponse, head: bytes, limit: int) -> bytes:
         return head
 
 
-def _document_cache(headers: CIMultiDict[str]) -> None:
-    """A vendor page is never kept by the browser (`private, no-store`), whatever the vendor
-    allowed.
+# What the browser may keep (`private, no-cache`, its validators sealed for the session): a
+# site's furniture that its pages load, scripts, styles and fonts. Everything else is the
+# patron's reading or searching (pages; plain text; JSON or XML results a page fetches, with the
+# search in their address; PDFs and e-books; images, which are the scanned pages of a newspaper
+# or the covers in a list of results; audio and video) and is never kept (`_document_cache`).
+_KEPT_TYPES = frozenset(
+    {
+        "text/css",
+        "text/javascript",
+        "application/javascript",
+        "application/x-javascript",
+        "application/ecmascript",
+        "text/ecmascript",
+        "application/wasm",
+        "application/font-woff",
+        "application/font-woff2",
+        "application/font-sfnt",
+        "application/x-font-woff",
+        "application/x-font-ttf",
+        "application/x-font-otf",
+        "application/x-font-opentype",
+        "application/vnd.ms-fontobject",
+    }
+)
+# Request destinations that show an answer as a page of its own, whatever its type.
+_PAGE_DESTS = frozenset({"document", "iframe", "frame", "embed", "object"})
 
-    A page is the patron's own (their search, their results). Once the session has ended
-    (expired, on a shared computer, with no sign-out to clear the browser) the next person must
-    not be shown it from the cache, nor by pressing Back: `no-cache` made the browser ask the
-    proxy for a typed or bookmarked address, but history navigation showed the stored page
-    without asking. A shared cache in front of the proxy must never hand it to another patron
-    either. Images, scripts and styles keep the vendor's caching, made private to the session
-    (`proxy.validators.session_cache`)."""
+
+def _kept(mt: str, request: web.Request) -> bool:
+    """Whether the browser may keep this answer: a script, style or font a page loads."""
+    if request.headers.get("Sec-Fetch-Dest", "").lower() in _PAGE_DESTS:
+        return False
+    return mt in _KEPT_TYPES or mt.startswith("font/")
+
+
+def _document_cache(headers: CIMultiDict[str]) -> None:
+    """What the patron read or searched is never kept by the browser (`private, no-store`),
+    whatever the vendor allowed: every answer but the scripts, styles and fonts of `_kept`.
+
+    A page, the results a page fetches, an article in plain text or PDF are the patron's own
+    (their search, their reading). Once the session has ended (expired, or the browser closed on
+    a shared computer, with no sign-out to clear it) the next person must not be shown them from
+    the cache, nor by pressing Back, nor find them in the browser's disk cache: `no-cache` made
+    the browser ask the proxy for a typed or bookmarked address, but history navigation showed
+    the stored page without asking, and every stored answer stays on disk after the browser is
+    closed (a review of the branch's public computers found an article and a search's results
+    there). A shared cache in front of the proxy must never hand one to another patron either.
+    Scripts, styles and fonts keep the vendor's caching, made private to the session
+    (`proxy.validators.session_cache`); so does a 304, which answers the revalidation of one."""
     headers["Cache-Control"] = "private, no-store"
     headers.popall("Expires", None)
 

@@ -8,7 +8,9 @@ Two facts make a vendor's caching headers wrong behind the proxy:
   school's inspecting proxy) must never keep it for someone else, so `public` and `s-maxage` go
   and `private` is added (`session_cache`).
 - The browser's cache outlives sessions (a shared computer, a closed browser), and so does what
-  it keeps: a body can carry a visitor id, so the browser asks before each use (`no-cache`), and
+  it keeps. What the patron reads or searches is never kept (`private, no-store`:
+  proxy/forward.py `_document_cache`); only a page's scripts, styles and fonts are. Even those
+  can carry a visitor id in their body, so the browser asks before each use (`no-cache`), and
   what it asks with must not carry one either. An `ETag` or a
   `Last-Modified` date a vendor gave one session comes back to it as `If-None-Match` /
   `If-Modified-Since` in the next, on any host the new session has not navigated to (its first
@@ -201,7 +203,7 @@ def session_cache(headers: CIMultiDict[str]) -> None:
     and the vendor sends the body anew. It also covers a vendor's `Vary: Cookie`, which behind
     the proxy no longer varies (its cookies live in the session jar, not the browser)."""
     if "Cache-Control" not in headers:
-        headers["Cache-Control"] = "private, no-cache"  # most images, scripts and styles
+        headers["Cache-Control"] = "private, no-cache"  # most scripts, styles and fonts
         return
     value = ", ".join(headers.popall("Cache-Control", ()))
     kept: list[str] = []

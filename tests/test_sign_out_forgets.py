@@ -293,10 +293,21 @@ async def test_an_expired_sessions_page_is_not_shown_again_from_the_cache(
         ("application/xhtml+xml", "max-age=600", "private, no-store"),
         ("image/svg+xml", "public, max-age=86400, immutable", "private, no-store"),
         ("text/html", "no-store, max-age=0", "private, no-store"),
-        # Kept by the browser, asked about before each use (a body can carry a visitor id), and
-        # never by a shared cache (one session's).
-        ("image/png", "public, max-age=86400", "max-age=86400, private, no-cache"),
+        # What the patron read or searched, never kept: an image (a scanned page, the covers in
+        # a results list), plain text, JSON results, a PDF (a review of public computers).
+        ("image/png", "public, max-age=86400", "private, no-store"),
+        ("text/plain", "max-age=3600", "private, no-store"),
+        ("application/json", "max-age=60", "private, no-store"),
+        ("application/pdf", "public, max-age=86400", "private, no-store"),
+        # A site's scripts, styles and fonts: kept by the browser, asked about before each use
+        # (a body can carry a visitor id), and never by a shared cache (one session's).
         ("text/css", "max-age=3600", "max-age=3600, private, no-cache"),
+        ("text/javascript", "max-age=3600", "max-age=3600, private, no-cache"),
+        (
+            "font/woff2",
+            "public, max-age=31536000, immutable",
+            "max-age=31536000, private, no-cache",
+        ),
     ],
 )
 async def test_vendor_documents_are_kept_only_until_asked_again(
