@@ -179,10 +179,13 @@ class HostMap:
 
     def split_request_host(self, host_header: str) -> tuple[str, int | None] | None:
         """Split a Host header into (host, port); None if malformed."""
+        # Non-ASCII is refused outright, before lower-casing: str.lower() turns look-alikes into
+        # ASCII (the Kelvin sign into "k") and str.isdigit() accepts Arabic-Indic digits, none of
+        # which a DNS name or port can contain.
+        if not host_header.isascii():
+            return None
         host_header = host_header.strip().lower()
-        # Non-ASCII is refused outright: str.lower() and str.isdigit() accept look-alikes
-        # (Kelvin sign, Arabic-Indic digits) that a DNS name or port can never contain.
-        if not host_header or not host_header.isascii():
+        if not host_header:
             return None
         if any(c in host_header for c in "/\\@ \t\r\n\x00[]%?#,;"):
             return None
