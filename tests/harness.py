@@ -287,14 +287,22 @@ class ProxyDriver:
 
 
 async def start_proxy(
-    config_path: Path, log_stream: io.StringIO | None = None
+    config_path: Path,
+    log_stream: io.StringIO | None = None,
+    *,
+    stats_clock: Callable[[], Any] | None = None,
 ) -> tuple[TestClient[Any, Any], ProxyDriver]:
+    """Start a proxy from `config_path`; `stats_clock` (a UTC datetime source) dates its usage
+    counts instead of the wall clock, for tests that read a day's report back."""
     from proxy.cli import config_checks
     from proxy.logs import configure_logging
+    from proxy.usage_stats import CLOCK
 
     config = load_config(config_path, extra_checks=config_checks())
     configure_logging("debug", "json", stream=log_stream or io.StringIO())
     app = create_app(config)
+    if stats_clock is not None:
+        app[CLOCK] = stats_clock
     from proxy.limits_http import server_limits
 
     server = TestServer(app, host="127.0.0.1", port=config.listen_addr[1])

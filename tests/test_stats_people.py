@@ -102,14 +102,18 @@ async def test_the_published_day_report_does_not_give_the_size_of_one_patrons_do
     bytes for that vendor and day: the bytes would be exactly the PDF's size, which names the
     article among the vendor's documents."""
     cfg = await _pdf_vendor_config(tmp_path, port, running_slapd, vendor_factory)
-    client, driver = await start_proxy(cfg)
+    # The counts are dated by a fixed clock: read from the wall clock, a request made just
+    # before midnight (UTC) would be counted on one day and looked for on the next.
+    today = DAY
+    client, driver = await start_proxy(
+        cfg, stats_clock=lambda: dt.datetime.combine(today, dt.time(12, 0), tzinfo=dt.UTC)
+    )
     try:
         assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
         r = await driver.get_vendor(ONE, PDF_PATH)
         assert r.status == 200 and await r.read() == PDF_BODY
     finally:
         await client.close()  # the last flush of the counts
-    today = dt.datetime.now(dt.UTC).date()
     out, err = io.StringIO(), io.StringIO()
     code = run_stats(
         driver.config,
