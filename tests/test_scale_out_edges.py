@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from proxy.stats import REQUESTS, Counters, Recorder
+from proxy.stats import REQUESTS, Counters, Recorder, utcnow
 from proxy.stats_store import BATCH_TTL_S, REDIS_BATCH_PREFIX, RedisStatsStore
 from tests.canary import CANARY
 from tests.harness import RecordingVendor, free_port, ldap_directory, vendor_toml, write_config
@@ -110,7 +110,10 @@ async def test_statistics_count_a_flush_twice_when_redis_stalls_during_it(
     request once. (Seen once through two `serve` instances too, 12 requests counted for 10;
     shown here on the proxies' own Recorder and Redis sink, where it happens every time.)"""
     sink = RedisStatsStore(redis_url, seen_key=b"k" * 32)
-    recorder = Recorder(sink, flush_interval_s=3600, counters=Counters())
+    # One instant for every count: on the wall clock, a count before midnight (UTC) and the
+    # next ones after it fall on two days, and the day read below holds only some of them.
+    start = utcnow()
+    recorder = Recorder(sink, flush_interval_s=3600, counters=Counters(clock=lambda: start))
     recorder.counters.count("shared", REQUESTS, 1)
     await recorder.flush()  # a pooled connection, as a running proxy has
     for _ in range(5):
