@@ -6,6 +6,7 @@ each fix."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,10 @@ async def test_request_waiting_for_a_slot_when_reload_removes_its_vendor(
 
     keep = await vendor_factory(HOST)
     gone = await vendor_factory(GONE)
+    release = asyncio.Event()
 
     async def slow(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(1.0)
+        await release.wait()  # holds the vendor's only slot until the reload is done
         return web.Response(text="<p>slow</p>", content_type="text/html")
 
     gone.routes["/slow"] = slow
@@ -81,16 +83,25 @@ async def test_request_waiting_for_a_slot_when_reload_removes_its_vendor(
     )
     d = await proxy_factory(cfg)
     assert (await d.login(CANARY.uid, CANARY.password)).status == 303
+    admission = d.client.app[SERVICES].admission
+
+    async def until(condition: Callable[[], bool], what: str) -> None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, what
+            await asyncio.sleep(0.01)
+
     first = asyncio.create_task(d.get_vendor(GONE, "/slow"))
-    await asyncio.sleep(0.3)
+    await until(lambda: len(gone.requests) == 1, "the first request reaches the vendor")
     second = asyncio.create_task(d.get_vendor(GONE, "/queued"))
-    await asyncio.sleep(0.2)
+    await until(lambda: admission.waiting.get("gone", 0) == 1, "the second waits for the slot")
     (tmp_path / "vendors" / "gone.toml").unlink()
     outcome = await Reloader(d.client.app[SERVICES]).reload()
     assert outcome.ok, outcome
-    r1 = await first
+    release.set()
+    r1 = await asyncio.wait_for(first, 30)
     await r1.read()
-    r2 = await second
+    r2 = await asyncio.wait_for(second, 30)
     await r2.read()
     errors = [line for line in log_stream.getvalue().splitlines() if "internal_error" in line]
     assert (r2.status, errors) == (404, [])
