@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import time
+import types
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,34 @@ import pytest
 from tests.harness import ProxyDriver, RecordingVendor, free_port, start_proxy
 
 pytest_plugins = ["tests.fixtures_ldap", "tests.fixtures_redis"]
+
+# A test is far shorter than this on any machine; the sign-in throttle's clock keeps at least this
+# much of its window ahead of it.
+THROTTLE_WINDOW_MARGIN_S = 120.0
+
+
+@pytest.fixture(autouse=True)
+def throttle_clock_clear_of_window_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sign-in throttle's windows keep clock time (:00, :15 …, proxy/throttle.py): a test that
+    counts failed sign-ins in the proxy's process and runs across a window's end (once every
+    15 minutes of wall clock) sees the count start again, and its 429 turns into a 401. The
+    throttle reads a clock that runs with the wall clock, moved (only when its first reading is
+    within THROTTLE_WINDOW_MARGIN_S of a window's end) to just after that end."""
+    import proxy.throttle as throttle
+
+    window = throttle.ThrottleSection().card_window_s
+    assert throttle.ThrottleSection().address_window_s == window
+    offset: list[float] = []
+
+    def now() -> float:
+        real = time.time()
+        if not offset:
+            left = window - real % window
+            offset.append(left + 1.0 if left < THROTTLE_WINDOW_MARGIN_S else 0.0)
+        return real + offset[0]
+
+    clock = types.SimpleNamespace(time=now, monotonic=time.monotonic)
+    monkeypatch.setattr(throttle, "time", clock)
 
 
 @pytest.fixture
