@@ -338,23 +338,27 @@ async def test_idle_session_ends(store: SessionStore) -> None:
 
 
 async def test_activity_keeps_a_session_alive_past_the_idle_timeout(store: SessionStore) -> None:
-    sessions = Sessions(store, idle_timeout_s=0.4, lifetime_s=600)
+    """A use every 0.5 s for 3 s keeps a session with a 2 s idle timeout (a loaded machine may
+    stall a step by over a second without the test failing)."""
+    sessions = Sessions(store, idle_timeout_s=2.0, lifetime_s=600)
     started = await sessions.start(patron_key="pk", databases=frozenset())
-    for _ in range(3):
-        await asyncio.sleep(0.2)
+    for _ in range(6):
+        await asyncio.sleep(0.5)
         loaded = await sessions.load(started.id)
         assert loaded is not None
         await sessions.touch(loaded, min_interval_s=0)
 
 
 async def test_lifetime_ends_a_session_despite_activity(store: SessionStore) -> None:
-    sessions = Sessions(store, idle_timeout_s=60, lifetime_s=0.6)
+    """Used early in its 2 s lifetime, a session still ends when the lifetime does."""
+    sessions = Sessions(store, idle_timeout_s=60, lifetime_s=2.0)
+    begun = time.monotonic()
     started = await sessions.start(patron_key="pk", databases=frozenset())
     await asyncio.sleep(0.3)
     loaded = await sessions.load(started.id)
     assert loaded is not None
     await sessions.touch(loaded, min_interval_s=0)
-    await asyncio.sleep(0.45)
+    await asyncio.sleep(max(0.0, begun + 2.3 - time.monotonic()))
     assert await sessions.load(started.id) is None
 
 
