@@ -1154,13 +1154,18 @@ _KEPT_TYPES = frozenset(
         "application/vnd.ms-fontobject",
     }
 )
-# Request destinations that show an answer as a page of its own, whatever its type.
-_PAGE_DESTS = frozenset({"document", "iframe", "frame", "embed", "object"})
+# The request destinations (Sec-Fetch-Dest) of a script, style or font a page loads. Any other
+# is data or a page, whatever the type says: results a page fetch()es that a vendor labels
+# `text/javascript` (as older database APIs do), a stylesheet opened as a page.
+_KEPT_DESTS = frozenset(
+    {"script", "style", "font", "worker", "sharedworker", "audioworklet", "paintworklet"}
+)
 
 
 def _kept(mt: str, request: web.Request) -> bool:
     """Whether the browser may keep this answer: a script, style or font a page loads."""
-    if request.headers.get("Sec-Fetch-Dest", "").lower() in _PAGE_DESTS:
+    dest = request.headers.get("Sec-Fetch-Dest")
+    if dest is not None and dest.lower() not in _KEPT_DESTS:
         return False
     return mt in _KEPT_TYPES or mt.startswith("font/")
 

@@ -83,7 +83,7 @@ MESSAGES: dict[str, Message] = {
     "pin_expiring": Message(
         200,
         "Your PIN expires soon",
-        "Your PIN stops working in about {expires_in}, the date the library set for changing it.",
+        "Your PIN stops working in {expires_in}, the date the library set for changing it.",
         "Ask the library to change it before then. {contact}",
     ),
     "pin_must_change": Message(
@@ -361,7 +361,7 @@ def duration(seconds: float) -> str:
 WORDED: dict[str, tuple[str, Callable[[Any], str]]] = {
     "retry_in": ("retry_minutes", minutes),
     "grace_times": ("grace_left", lambda n: "1 more time" if n == 1 else f"{n} more times"),
-    "expires_in": ("expires_in_s", lambda s: until(s)),
+    "expires_in": ("expires_in_s", lambda s: f"about {until(s)}" if s >= 3600 else until(s)),
     "idle_for": ("idle_s", duration),
     "lifetime": ("lifetime_s", duration),
 }

@@ -206,28 +206,54 @@ def pin_notice(patron: Patron, session_id: str) -> str | None:
     return f"{value}:{_pin_tag(session_id, value)}"
 
 
-def _pin_message(asked: str | None, session: Session, contact: str) -> Message | None:
-    """The menu's notice for a PIN notice cookie this session's sign-in set, or None."""
-    kind, _, rest = (asked or "").partition(":")
-    number, _, tag = rest.partition(":")
+def _pin_message(
+    asked: str | None, session: Session, contact: str
+) -> tuple[Message, Message | None] | None:
+    """The menu's notice for a PIN notice cookie this session's sign-in set, and the notice of
+    NOTICES it carries about the starting point asked for (None if none); None if no such
+    cookie."""
+    kind, number, tag, start = [*(asked or "").split(":", 3), "", "", "", ""][:4]
     if kind not in PIN_NOTICES or not number.isdigit() or len(number) > 9:
         return None
     if not hmac.compare_digest(tag, _pin_tag(session.id, f"{kind}:{number}")):
         return None
+    also = MESSAGES[start] if start in NOTICES else None
     n = int(number)
     if kind == "pin_expiring":
-        return shown("pin_expiring", {"expires_in_s": n, "contact": contact})
-    return shown("pin_grace_last" if n == 0 else "pin_grace", {"grace_left": n, "contact": contact})
+        return shown("pin_expiring", {"expires_in_s": n, "contact": contact}), also
+    kind = "pin_grace_last" if n == 0 else "pin_grace"
+    return shown(kind, {"grace_left": n, "contact": contact}), also
+
+
+# What a starting point keeps unescaped in the menu's `url` query value: URL punctuation that
+# means nothing there (`&`, `+`, `#`, `%` and space are escaped). Escaping all of it made a
+# long deep link three times as long as itself, past the request line the proxy accepts.
+_QUERY_SAFE = ":/?=@!$'()*,;~"
 
 
 def _redirect_to_notice(request: web.Request, url: str, value: str) -> web.HTTPSeeOther:
     """After a sign-in the password policy warned of: the menu, which says so once and links on
-    to the starting point asked for (a bookmark of a database's page, say)."""
+    to the starting point asked for (a bookmark of a database's page, say), or says why that
+    one was not opened (`_start_notice`), as a plain sign-in's menu would.
+
+    A starting point so long that the menu's address with it would not fit a request line
+    (within a few bytes of the limit a database's address may have) goes to the database as a
+    plain sign-in does: the patron reaches the page asked for, and the PIN notice is not
+    shown."""
     svc = request.app[SERVICES]
+    max_line = _max_line(svc.config)
     menu = _public(svc.config, "/menu")
-    resp = web.HTTPSeeOther(
-        URL(menu + (f"?url={quote(url, safe='')}" if url else ""), encoded=True)
-    )
+    target = safe_target(url, svc.hosts, max_line=max_line) if url else None
+    if target is not None:
+        query = f"?url={quote(url, safe=_QUERY_SAFE)}"
+        if len(f"GET /menu{query} HTTP/1.1") > max_line:
+            return _redirect_to_start(request, url)
+        resp = web.HTTPSeeOther(URL(menu + query, encoded=True))
+    else:
+        resp = web.HTTPSeeOther(menu)
+        start = _start_notice(url, svc.hosts, max_line) if url else None
+        if start is not None:
+            value = f"{value}:{start}"
     resp.set_cookie(
         NOTICE_COOKIE,
         value,
@@ -733,9 +759,10 @@ async def menu(request: web.Request) -> web.StreamResponse:
     asked = request.cookies.get(NOTICE_COOKIE)
     notice = MESSAGES[asked] if asked in NOTICES else None
     notice_link: dict[str, str] | None = None
+    notice_also: Message | None = None
     warned = _pin_message(asked, session, svc.config.library.contact)
     if warned is not None:
-        notice = warned
+        notice, notice_also = warned
         # The starting point the sign-in was for, as the sign-in itself would have gone there.
         start = safe_target(request.query.get("url", ""), svc.hosts, max_line=_max_line(svc.config))
         if start is not None:
@@ -786,6 +813,7 @@ async def menu(request: web.Request) -> web.StreamResponse:
         request,
         "menu.html",
         notice=notice,
+        notice_also=notice_also,
         notice_link=notice_link,
         groups=[groups[k] for k in sorted(groups)],
         q=q,
