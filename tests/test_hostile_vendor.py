@@ -261,15 +261,14 @@ document.getElementById("out").textContent = allowed.join(",");
 async def test_a_vendor_page_may_ask_the_patron_for_location_camera_and_microphone(
     tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
 ) -> None:
-    """Proxied vendor pages get no Permissions-Policy from the proxy (only its own pages carry
-    one, with interest-cohort/browsing-topics), and a vendor's own passes through unchanged.
-    A vendor script's `navigator.geolocation.getCurrentPosition()` or `getUserMedia()` then
+    """Found by the review: proxied vendor pages got no Permissions-Policy from the proxy (only
+    its own pages carried one), and a vendor's own passed through unchanged. A vendor script's `navigator.geolocation.getCurrentPosition()` or `getUserMedia()` then
     prompts under the library's mapped host name, which a patron trusting the library grants;
     the grant is kept per origin in the browser, so on a shared computer the next patron's
     session at that vendor gets the position with no prompt at all (sign-out's Clear-Site-Data
-    does not reset permissions). No licensed database needs these: the proxy should stop them,
-    e.g. `Permissions-Policy: geolocation=(), camera=(), microphone=(), …` on proxied
-    responses, overriding a vendor's `geolocation=*`."""
+    does not reset permissions). No licensed database needs these: the proxy now stops them
+    (`proxy/permissions.py`: `geolocation=(), camera=(), microphone=(), …` on every relayed
+    page, in place of a vendor's `geolocation=*`)."""
     driver, va, _vb = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
     va.routes["/geo"] = _route(GEO, {"Permissions-Policy": "geolocation=*, camera=*"})
     own = f"http://{driver.public}"
