@@ -173,16 +173,22 @@ def _redirect_to_start(request: web.Request, url: str) -> web.HTTPSeeOther:
     notice = _start_notice(url, svc.hosts, max_line) if url else None
     if notice is not None:
         # The menu says, once, why the patron is there rather than at the address asked for.
-        resp.set_cookie(
-            NOTICE_COOKIE,
-            notice,
-            path="/menu",
-            max_age=120,
-            httponly=True,
-            samesite="Lax",
-            secure=_cookie_secure(svc.config),
-        )
+        _set_notice(resp, svc.config, notice)
     return resp
+
+
+def _set_notice(resp: web.StreamResponse, config: Config, value: str) -> None:
+    """The cookie that has the menu say something once (NOTICES, or a PIN notice), for the
+    request the redirect `resp` leads to: on /menu only, for two minutes, out of scripts' reach."""
+    resp.set_cookie(
+        NOTICE_COOKIE,
+        value,
+        path="/menu",
+        max_age=120,
+        httponly=True,
+        samesite="Lax",
+        secure=_cookie_secure(config),
+    )
 
 
 def _pin_tag(session_id: str, value: str) -> str:
@@ -254,15 +260,7 @@ def _redirect_to_notice(request: web.Request, url: str, value: str) -> web.HTTPS
         start = _start_notice(url, svc.hosts, max_line) if url else None
         if start is not None:
             value = f"{value}:{start}"
-    resp.set_cookie(
-        NOTICE_COOKIE,
-        value,
-        path="/menu",
-        max_age=120,
-        httponly=True,
-        samesite="Lax",
-        secure=_cookie_secure(svc.config),
-    )
+    _set_notice(resp, svc.config, value)
     return resp
 
 
