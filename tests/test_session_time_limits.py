@@ -294,7 +294,7 @@ async def test_the_warning_words_the_time_the_server_reports_when_it_opens(
         await context.close()
 
 
-def test_a_branding_override_written_for_the_old_menu_shows_no_unfilled_blank() -> None:
+async def test_a_branding_override_written_for_the_old_menu_shows_no_unfilled_blank() -> None:
     """An override of menu.html (conf/web/templates) from before names `ui.menu_intro`, which
     the proxy does not fill: it must read as a whole sentence. The fixed limit is its own
     text, `menu_lifetime`, filled by the menu."""
