@@ -69,10 +69,10 @@ def shared_cookie_deletions(
     wanted: Callable[[str], bool] | None = None,
 ) -> list[str]:
     """`Set-Cookie` values deleting, on each of `shared_domains`, every cookie the header names
-        but those in `keep` (the proxy's own); with `host_too` (a session's first page on the host),
-        on the host itself too, host-only and as a domain (what the forget address deletes at
-    sign-out); `wanted` picks the names when the deletions are spread over several answers. Names
-    only, never a value."""
+    but those in `keep` (the proxy's own); with `host_too` (a session's first page on the host),
+    on the host itself too, host-only and as a domain (what the forget address deletes at
+    sign-out); `wanted` picks the names when the deletions are spread over several answers.
+    Names only, never a value."""
     domains = shared_domains(host, public_host)
     if not domains and not host_too:
         return []

@@ -39,6 +39,7 @@ from proxy.redirects import safe_target
 from proxy.rewrite_headers import is_third_party
 from proxy.services import SERVICES, Services
 from proxy.sessions import Session, storage_key
+from proxy.validators import session_key
 from proxy.web.disclosure import has_direct_parts, vendor_disclosure
 from proxy.web.forget import configured_hosts, forget_urls
 from proxy.web.messages import (
@@ -159,21 +160,42 @@ def _start_notice(url: str, hosts: HostMap, max_line: int) -> str | None:
     return None
 
 
-def _redirect_to_start(request: web.Request, url: str) -> web.HTTPSeeOther:
+# What a starting point keeps unescaped in the menu's `url` query value: URL punctuation that
+# means nothing there (`&`, `+`, `#`, `%` and space are escaped). Escaping all of it made a
+# long deep link three times as long as itself, past the request line the proxy accepts.
+_QUERY_SAFE = ":/?=@!$'()*,;~"
+
+
+def _redirect_to_start(request: web.Request, url: str, pin: str | None = None) -> web.HTTPSeeOther:
     """The 303 to the mapped starting point, or to the menu with a notice saying why not.
+
+    With `pin` (a PIN notice, `pin_notice`) the menu comes first: it says so once and links on
+    to the starting point (its address in the menu's `url`), or says beside it why that one was
+    not opened. A starting point so long that the menu's address with it would not fit a request
+    line (within a few bytes of the limit a database's address may have) goes to the database
+    as without `pin`: the patron reaches the page asked for, and the PIN notice is not shown.
 
     The Location is the target byte for byte: a `str` would go through yarl, which re-quotes
     (`%3B` → `;`, `%7E` → `~`, a lone `%` → `%25`) and so breaks a link signed over its bytes."""
     svc = request.app[SERVICES]
     max_line = _max_line(svc.config)
-    target = safe_target(url, svc.hosts, max_line=max_line)
+    menu = _public(svc.config, "/menu")
+    target = safe_target(url, svc.hosts, max_line=max_line) if url else None
     if target is not None:
-        return web.HTTPSeeOther(URL(target, encoded=True))
-    resp = web.HTTPSeeOther(_public(svc.config, "/menu"))
+        if pin is None:
+            return web.HTTPSeeOther(URL(target, encoded=True))
+        query = f"?url={quote(url, safe=_QUERY_SAFE)}"
+        if len(f"GET /menu{query} HTTP/1.1") > max_line:
+            return web.HTTPSeeOther(URL(target, encoded=True))
+        resp = web.HTTPSeeOther(URL(menu + query, encoded=True))
+        _set_notice(resp, svc.config, pin)
+        return resp
+    resp = web.HTTPSeeOther(menu)
+    # The menu says, once, why the patron is there rather than at the address asked for.
     notice = _start_notice(url, svc.hosts, max_line) if url else None
-    if notice is not None:
-        # The menu says, once, why the patron is there rather than at the address asked for.
-        _set_notice(resp, svc.config, notice)
+    said = ":".join(v for v in (pin, notice) if v is not None)
+    if said:
+        _set_notice(resp, svc.config, said)
     return resp
 
 
@@ -194,9 +216,12 @@ def _set_notice(resp: web.StreamResponse, config: Config, value: str) -> None:
 def _pin_tag(session_id: str, value: str) -> str:
     """A tag over a PIN notice keyed by the session id, which no page script can read (the
     cookie is HttpOnly): a vendor page on a mapped host can write a cookie the menu reads, but
-    cannot make the menu say the patron's PIN has expired."""
-    key = session_id.encode()[:64]
-    return hashlib.blake2b(value.encode(), key=key, digest_size=12).hexdigest()
+    cannot make the menu say the patron's PIN has expired. The key is the one the session's
+    validators are sealed under (`validators.session_key`); the personalisation keeps the two
+    uses apart."""
+    return hashlib.blake2b(
+        value.encode(), key=session_key(session_id), digest_size=12, person=b"weston-pin"
+    ).hexdigest()
 
 
 def pin_notice(patron: Patron, session_id: str) -> str | None:
@@ -229,39 +254,6 @@ def _pin_message(
         return shown("pin_expiring", {"expires_in_s": n, "contact": contact}), also
     kind = "pin_grace_last" if n == 0 else "pin_grace"
     return shown(kind, {"grace_left": n, "contact": contact}), also
-
-
-# What a starting point keeps unescaped in the menu's `url` query value: URL punctuation that
-# means nothing there (`&`, `+`, `#`, `%` and space are escaped). Escaping all of it made a
-# long deep link three times as long as itself, past the request line the proxy accepts.
-_QUERY_SAFE = ":/?=@!$'()*,;~"
-
-
-def _redirect_to_notice(request: web.Request, url: str, value: str) -> web.HTTPSeeOther:
-    """After a sign-in the password policy warned of: the menu, which says so once and links on
-    to the starting point asked for (a bookmark of a database's page, say), or says why that
-    one was not opened (`_start_notice`), as a plain sign-in's menu would.
-
-    A starting point so long that the menu's address with it would not fit a request line
-    (within a few bytes of the limit a database's address may have) goes to the database as a
-    plain sign-in does: the patron reaches the page asked for, and the PIN notice is not
-    shown."""
-    svc = request.app[SERVICES]
-    max_line = _max_line(svc.config)
-    menu = _public(svc.config, "/menu")
-    target = safe_target(url, svc.hosts, max_line=max_line) if url else None
-    if target is not None:
-        query = f"?url={quote(url, safe=_QUERY_SAFE)}"
-        if len(f"GET /menu{query} HTTP/1.1") > max_line:
-            return _redirect_to_start(request, url)
-        resp = web.HTTPSeeOther(URL(menu + query, encoded=True))
-    else:
-        resp = web.HTTPSeeOther(menu)
-        start = _start_notice(url, svc.hosts, max_line) if url else None
-        if start is not None:
-            value = f"{value}:{start}"
-    _set_notice(resp, svc.config, value)
-    return resp
 
 
 def _set_csrf(resp: web.StreamResponse, config: Config, token: str) -> None:
@@ -575,11 +567,7 @@ async def _sign_in(
     for hook in svc.hooks.login_outcome:
         hook("success")
     log.info("login", outcome="success")
-    warned = pin_notice(patron, session.id)
-    if warned is None:
-        resp = _redirect_to_start(request, url)
-    else:
-        resp = _redirect_to_notice(request, url, warned)
+    resp = _redirect_to_start(request, url, pin_notice(patron, session.id))
     if len(old) > 1:
         clear_copies(resp, request, svc.config)  # before the new cookie, which aiohttp adds last
     _set_session_cookie(resp, svc.config, session.id)
@@ -758,11 +746,12 @@ async def menu(request: web.Request) -> web.StreamResponse:
     notice = MESSAGES[asked] if asked in NOTICES else None
     notice_link: dict[str, str] | None = None
     notice_also: Message | None = None
+    max_line = _max_line(svc.config)
     warned = _pin_message(asked, session, svc.config.library.contact)
     if warned is not None:
         notice, notice_also = warned
         # The starting point the sign-in was for, as the sign-in itself would have gone there.
-        start = safe_target(request.query.get("url", ""), svc.hosts, max_line=_max_line(svc.config))
+        start = safe_target(request.query.get("url", ""), svc.hosts, max_line=max_line)
         if start is not None:
             notice_link = {"href": start, "text": UI["continue_to_start"]}
     # Every database is on the page; the ones the filter leaves out are `hidden`, which works
@@ -770,7 +759,6 @@ async def menu(request: web.Request) -> web.StreamResponse:
     groups: dict[str, dict[str, Any]] = {}
     shown_count = total = 0
     library_ok = library_rule_holds(session.rules, svc.eligibility)
-    max_line = _max_line(svc.config)
     for v in sorted(svc.config.vendors, key=lambda v: _folded(v.title)):
         mark = svc.eligibility.get(v.id, "")
         if not library_ok or not may_use(session.databases, session.rules, v, mark):
