@@ -12,13 +12,11 @@ recording vendor, Chromium with a profile on disk."""
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from yarl import URL
 
 from proxy.web.messages import MESSAGES, shown
@@ -143,41 +141,11 @@ async def test_search_results_labelled_as_a_script_are_not_left_on_disk(
     term and the records found stay in the shared computer's cache after the browser is closed,
     which README.md and docs/records-and-retention.md now say cannot happen ("JSON or XML
     results with the search in their address ... private, no-store")."""
-    from tests.test_public_computers import (
-        RESULT_TEXT,
-        RESULTS_PAGE,
-        SEARCH,
-        _files_holding,
-        _patron_reads_then_closes_the_browser,
-    )
-    from tests.test_session_cookie_tossing import GOOD, _mapped, _stack
+    from tests.test_public_computers import SEARCH, search_left_on_disk
+    from tests.test_session_cookie_tossing import GOOD, _stack
 
     driver, _evil, good = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
-
-    async def results(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=RESULTS_PAGE, content_type="text/html")
-
-    async def api(request: web.Request) -> web.StreamResponse:
-        body = json.dumps({"q": request.query.get("q", ""), "hits": [RESULT_TEXT]})
-        return web.Response(text=body, content_type="text/javascript")
-
-    good.routes["/results"] = results
-    good.routes["/api/search"] = api
-    profile = tmp_path / "profile"
-
-    async def visit(page: Any) -> None:
-        await page.goto(_mapped(driver, GOOD) + "/results")
-        await page.wait_for_function(
-            "document.getElementById('out').textContent.includes('CANARY-RESULT-TITLE')"
-        )
-        await page.wait_for_timeout(500)
-
-    await _patron_reads_then_closes_the_browser(driver, profile, visit)
-    cache = profile / "Default" / "Cache"
-    kept = {
-        "results": _files_holding(cache, b"CANARY-RESULT-TITLE"),
-        "search term": _files_holding(cache, SEARCH.encode()),
-    }
+    kept = await search_left_on_disk(driver, good, tmp_path / "profile", "text/javascript")
     assert kept == {"results": [], "search term": []}, (
         f"the last patron's search and its results are kept in the browser's cache: {kept}"
     )

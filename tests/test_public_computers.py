@@ -19,6 +19,7 @@ on that very host.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,37 @@ async def _patron_reads_then_closes_the_browser(driver: Any, profile: Path, visi
             await context.close()
 
 
+async def search_left_on_disk(
+    driver: Any, good: Any, profile: Path, results_type: str
+) -> dict[str, list[str]]:
+    """Patron A opens a results page that fetch()es its results (sent as `results_type`) and
+    closes the browser: the files of the browser's cache holding the results or the search."""
+
+    async def results(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=RESULTS_PAGE, content_type="text/html")
+
+    async def api(request: web.Request) -> web.StreamResponse:
+        body = json.dumps({"q": request.query.get("q", ""), "hits": [RESULT_TEXT]})
+        return web.Response(text=body, content_type=results_type)
+
+    good.routes["/results"] = results
+    good.routes["/api/search"] = api
+
+    async def visit(page: Any) -> None:
+        await page.goto(_mapped(driver, GOOD) + "/results")
+        await page.wait_for_function(
+            "document.getElementById('out').textContent.includes('CANARY-RESULT-TITLE')"
+        )
+        await page.wait_for_timeout(500)
+
+    await _patron_reads_then_closes_the_browser(driver, profile, visit)
+    cache = profile / "Default" / "Cache"
+    return {
+        "results": _files_holding(cache, b"CANARY-RESULT-TITLE"),
+        "search term": _files_holding(cache, SEARCH.encode()),
+    }
+
+
 @pytest.mark.browser
 async def test_an_article_read_as_a_plain_text_page_is_not_left_on_the_computers_disk(
     tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
@@ -115,30 +147,7 @@ async def test_search_results_a_vendor_page_fetched_are_not_left_on_disk_with_th
     disk under its URL: the patron's search term and the records found stay in the shared
     computer's cache after the patron closed the browser."""
     driver, _evil, good = await _stack(tmp_path, port, running_slapd, vendor_factory, proxy_factory)
-
-    async def results(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=RESULTS_PAGE, content_type="text/html")
-
-    async def api(request: web.Request) -> web.StreamResponse:
-        return web.json_response({"q": request.query.get("q", ""), "hits": [RESULT_TEXT]})
-
-    good.routes["/results"] = results
-    good.routes["/api/search"] = api
-    profile = tmp_path / "profile"
-
-    async def visit(page: Any) -> None:
-        await page.goto(_mapped(driver, GOOD) + "/results")
-        await page.wait_for_function(
-            "document.getElementById('out').textContent.includes('CANARY-RESULT-TITLE')"
-        )
-        await page.wait_for_timeout(500)
-
-    await _patron_reads_then_closes_the_browser(driver, profile, visit)
-    cache = profile / "Default" / "Cache"
-    kept = {
-        "results": _files_holding(cache, b"CANARY-RESULT-TITLE"),
-        "search term": _files_holding(cache, SEARCH.encode()),
-    }
+    kept = await search_left_on_disk(driver, good, tmp_path / "profile", "application/json")
     assert kept == {"results": [], "search term": []}, (
         f"the last patron's search and its results are kept in the browser's cache: {kept}"
     )
