@@ -295,7 +295,24 @@ _NOT_A_BUNDLE = {
 }
 
 
+def _crl_only() -> bytes:
+    """A PEM certificate revocation list and nothing else: `ssl` loads it without complaint (it
+    takes CRLs from a CA file too), so only the proxy's own count of certificates refuses it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Weston test CA")]))
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=7))
+        .sign(key, hashes.SHA256())
+    )
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
 def _not_a_bundle(kind: str, tmp_path: Path) -> bytes:
+    if kind == "crl_only":
+        return _crl_only()
     if kind == "der":
         ca_file, _, _ = _pki(tmp_path / "der-pki", ("ldap1.westonlibrary.org",))
         ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
@@ -303,7 +320,7 @@ def _not_a_bundle(kind: str, tmp_path: Path) -> bytes:
     return _NOT_A_BUNDLE[kind]
 
 
-_KINDS = [*_NOT_A_BUNDLE, "der"]
+_KINDS = [*_NOT_A_BUNDLE, "der", "crl_only"]
 
 
 @pytest.mark.parametrize("content", _KINDS, ids=_KINDS)
