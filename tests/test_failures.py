@@ -294,6 +294,35 @@ async def test_sign_out_while_redis_is_down_still_drops_the_cookie_and_says_so(
     assert [k for k in svc.signer._cache if k[0] == key] == []
 
 
+async def test_sign_out_while_redis_is_down_drops_every_copy_of_the_cookie(
+    redis_proxy: ProxyDriver, redis_server: Any
+) -> None:
+    """From a mutation sweep of the patron's pages (the store-outage branch of sign-out with
+    `several=False`). A vendor script on a mapped host wrote a second session cookie for the
+    proxy's domain on the path `/logout`, beside the patron's. The store is down, so sign-out
+    cannot end the sessions; the browser must then drop both cookies, or at a shared computer
+    the one left names a session for the next person once the store is back. The answer
+    deletes the cookie on every path the request could carry it, host-only and for the
+    proxy's domain, not only the one the proxy set."""
+    assert (await redis_proxy.login(CANARY.uid, CANARY.password)).status == 303
+    name = redis_proxy.config.server.cookie_name
+    tossed = "t" * 43
+    redis_server.stop()
+    r = await redis_proxy.own(
+        "POST", "/logout", headers={"Cookie": f"{name}={redis_proxy.sid}; {name}={tossed}"}
+    )
+    assert r.status == 503
+    deletions = set()
+    for header in r.headers.getall("Set-Cookie"):
+        if header.startswith(f"{name}=;"):
+            attrs = [a.strip().lower() for a in header.split(";")[1:]]
+            deletions.add(tuple(sorted(a for a in attrs if a.startswith(("domain=", "path=")))))
+    public = redis_proxy.public.rsplit(":", 1)[0]
+    assert ("path=/",) in deletions, deletions  # host-only, the page's own host
+    assert (f"domain={public}", "path=/logout") in deletions, deletions  # the tossed copy
+    assert (f"domain={public}", "path=/") in deletions, deletions  # the proxy's own
+
+
 async def test_session_time_answers_json_503_while_redis_is_down(
     redis_proxy: ProxyDriver, redis_server: Any
 ) -> None:
