@@ -60,10 +60,12 @@ def safe_target(url: str, hosts: HostMap, *, max_line: int = MAX_TARGET) -> str 
         return None
     # The host ends at the first `/`, `?` or `#` for every parser once `\` is refused.
     end = min((i for i in (after.find(c) for c in "/?#") if i >= 0), default=len(after))
-    netloc, rest = after[:end].lower(), after[end:]
+    netloc, rest = after[:end], after[end:]
     if not netloc or not netloc.isascii() or any(c in netloc for c in "@% "):
-        # Raw non-ASCII here is a homograph or a fullwidth-dot trick.
+        # Raw non-ASCII here is a homograph or a fullwidth-dot trick. Checked before
+        # lower-casing: str.lower() turns the Kelvin sign into an ASCII "k".
         return None
+    netloc = netloc.lower()
     try:
         parts = urlsplit(f"{scheme}://{netloc}/")
         _ = parts.port  # raises on a malformed port

@@ -235,3 +235,21 @@ def test_an_address_a_browser_could_not_ask_for_on_one_request_line_is_refused()
     # Encoding counts: one `é` becomes six characters on the line.
     assert safe_target(fits[:-1] + "\u00e9", HOSTS) is None
     assert safe_target(fits, HOSTS, max_line=1024) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://\u212a.vendor-one.com/",  # KELVIN SIGN, which str.lower() makes an ASCII "k"
+        "https://www.vendor-one.\u212aom/",
+        "https://WWW.VENDOR-ONE.COM\u0130/",  # dotted capital I: lower() gives "i" + U+0307
+        "https://www-vendor-one-com.proxy.lib.org\u212a/",
+    ],
+)
+def test_a_host_that_is_ascii_only_once_lower_cased_is_refused(url: str) -> None:
+    """From a mutation sweep of redirects: the host was lower-cased before its ASCII check, so
+    a starting point spelt with the Kelvin sign (U+212A), which `str.lower()` turns into `k`,
+    was accepted as the ASCII host, against the promise "ASCII only": a raw non-ASCII host is
+    a homograph trick and is refused however it lower-cases (as `HostMap.split_request_host`
+    does for the Host header)."""
+    assert safe_target(url, HOSTS) is None
