@@ -56,6 +56,7 @@ async def _visit(domain: str) -> dict[str, Any]:
     app.router.add_get("/page", refused)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
+    before = http_errors._pages
     http_errors._pages = http_errors._Pages(f"http://{PUBLIC}:{server.port}/", 8190)
     try:
         async with async_playwright() as p:
@@ -74,7 +75,7 @@ async def _visit(domain: str) -> dict[str, Any]:
             finally:
                 await browser.close()
     finally:
-        http_errors._pages = http_errors._Pages()
+        http_errors._pages = before
         await server.close()
     return {"planted": planted, "hits": len(hits), "repaired": repaired_shown, "left": left}
 
