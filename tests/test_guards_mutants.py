@@ -297,17 +297,9 @@ def test_records_calls_a_statistics_file_with_no_rows_empty(tmp_path: Any) -> No
 
 
 def _idn_rewriter() -> Any:
-    from proxy.hosts import HostMap
-    from proxy.rewrite import Rewriter
+    from tests.test_international_scan import _ascii_rewriter
 
-    return Rewriter(
-        HostMap.build(
-            public_scheme="http",
-            public_host="proxy.localhost",
-            public_port=8080,
-            vendor_hosts=[("one", ["www.vendor.test"]), ("idn", ["xn--bcher-kva.test"])],
-        )
-    )
+    return _ascii_rewriter()
 
 
 def test_full_stops_after_an_international_host_stay_the_pages_text() -> None:

@@ -453,6 +453,28 @@ def test_aiohttps_access_log_stays_off() -> None:
 # ------------------------------------------------------------------------- proxy/http_errors.py
 
 
+async def _refused(cookie: str) -> tuple[int, bool, bytes]:
+    """One raw GET /menu with this Cookie header to a server with the proxy's refused-request
+    pages installed (put back as they were afterwards): its status, whether it closed, its bytes."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from proxy import http_errors
+    from tests.test_hostile_inputs import raw_exchange
+
+    pages = http_errors._pages
+    http_errors.install("http://proxy.localhost:8080", 8190)
+    server = TestServer(web.Application())
+    await server.start_server()
+    try:
+        request = f"GET /menu HTTP/1.1\r\nHost: proxy.localhost\r\nCookie: {cookie}\r\n\r\n"
+        status, closed, response = await raw_exchange(server.port or 0, request.encode())
+    finally:
+        await server.close()
+        http_errors._pages = pages
+    return status, closed, response
+
+
 async def test_a_cookie_bomb_is_answered_431_naming_no_cookie_in_the_page_or_the_log() -> None:
     """kills: proxy/http_errors.py:install.handle_error — `error=type(exc).__name__` →
     `error=str(exc)` in the `request_refused` log line.
@@ -464,27 +486,12 @@ async def test_a_cookie_bomb_is_answered_431_naming_no_cookie_in_the_page_or_the
     connection is closed."""
     import io
 
-    from aiohttp import web
-    from aiohttp.test_utils import TestServer
-
-    from proxy import http_errors
     from proxy.logs import configure_logging
-    from tests.test_hostile_inputs import raw_exchange
 
     stream = io.StringIO()
     configure_logging("info", "json", stream=stream)
-    pages = http_errors._pages
-    http_errors.install("http://proxy.localhost:8080", 8190)
-    server = TestServer(web.Application())
-    await server.start_server()
     session = f"S3ss{CANARY.uid}Zq"
-    try:
-        cookie = f"Cookie: weston_session={session}; bomb={'b' * 9000}\r\n"
-        request = f"GET /menu HTTP/1.1\r\nHost: proxy.localhost\r\n{cookie}\r\n".encode()
-        status, closed, response = await raw_exchange(server.port or 0, request)
-    finally:
-        await server.close()
-        http_errors._pages = pages
+    status, closed, response = await _refused(f"weston_session={session}; bomb={'b' * 9000}")
     logged = stream.getvalue()
     assert status == 431 and closed, response[:200]
     assert session.encode() not in response and CANARY.uid.encode() not in response
@@ -524,24 +531,10 @@ async def test_a_request_the_parser_refuses_for_a_bad_character_is_a_fixed_400_p
     gets aiohttp's own answer, which quotes the parser's message and so the start of the line,
     the patron's session cookie in it. A vendor script that can make such a request can read
     that same-origin answer (P1). It must be the fixed "could not be read" page instead."""
-    from aiohttp import web
-    from aiohttp.test_utils import TestServer
-
     from proxy import http_errors
-    from tests.test_hostile_inputs import raw_exchange
 
-    pages = http_errors._pages
-    http_errors.install("http://proxy.localhost:8080", 8190)
-    server = TestServer(web.Application())
-    await server.start_server()
     session = f"S3ss{CANARY.uid}Zq"
-    try:
-        cookie = f"Cookie: weston_session={session}\x01x\r\n"
-        request = f"GET /menu HTTP/1.1\r\nHost: proxy.localhost\r\n{cookie}\r\n".encode()
-        status, _, response = await raw_exchange(server.port or 0, request)
-    finally:
-        await server.close()
-        http_errors._pages = pages
+    status, _, response = await _refused(f"weston_session={session}\x01x")
     assert status == 400, response[:300]
     assert http_errors.UNREADABLE[0].encode() in response, response[:300]
     assert session.encode() not in response and CANARY.uid.encode() not in response
