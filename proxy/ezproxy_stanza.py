@@ -105,7 +105,12 @@ def add_stanza_line(d: Draft, ln: Line) -> None:
         dom = host_of(ln.value)
         d.hosts += [(ln, dom, k == "domainjavascript"), (ln, "*." + dom, k == "domainjavascript")]
     elif k == "find":
-        d.finds.append(ln)
+        # A Find pairs with the Replace directly after it (OCLC: "always appear paired
+        # together, with Find appearing directly before its corresponding Replace"): a Find
+        # followed by another Find has no Replace of its own.
+        for earlier in d.finds:
+            d.warn(earlier, "Find without a Replace after it; left out")
+        d.finds = [ln]
     elif k == "replace":
         if not d.finds:
             d.warn(ln, "Replace without a Find before it; left out")

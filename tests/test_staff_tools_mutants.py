@@ -392,3 +392,27 @@ def test_a_starting_page_answering_404_is_a_problem() -> None:
     assert not Report("wren", "https://www.wrenatlas.example/", status=400).ok
     assert Report("wren", "https://www.wrenatlas.example/", status=200).ok
     assert Report("wren", "https://www.wrenatlas.example/", status=399).ok
+
+
+def test_two_finds_before_their_replaces_pair_only_the_find_directly_before_a_replace() -> None:
+    """From the sweep's open question (`d.finds.pop()` against `pop(0)`): OCLC's documentation
+    says Find and Replace "always appear paired together, with Find appearing directly before
+    its corresponding Replace". Two Finds followed by two Replaces are a mistake in config.txt:
+    the second Find pairs with the first Replace; the first Find and the second Replace have
+    no partner, and each is reported with its line instead of being paired with the other
+    (which wrote a rule EZproxy never applied: `alpha` replaced by `TWO`)."""
+    result = convert(
+        "Title Heron Scripts\n"
+        "URL https://www.heronscripts.example/\n"
+        "Host www.heronscripts.example\n"
+        "Find alpha\n"
+        "Find beta\n"
+        "Replace ONE\n"
+        "Replace TWO\n"
+    )
+    [s] = result.stanzas
+    assert [(r["find"], r["replace"]) for r in s.vendor["rewrite"]] == [("beta", "ONE")]
+    assert [str(m) for m in s.warnings] == [
+        "config.txt:4: Find without a Replace after it; left out",
+        "config.txt:7: Replace without a Find before it; left out",
+    ]
