@@ -69,7 +69,7 @@ class Draft:
     url: Line | None = None
     form: str = ""  # -Form= method, empty for an ordinary URL
     hosts: list[tuple[Line, str, bool]] = field(default_factory=list)  # (line, pattern, js)
-    finds: list[Line] = field(default_factory=list)
+    find: Line | None = None  # the Find waiting for the Replace directly after it
     rewrite: list[tuple[Line, Line]] = field(default_factory=list)
     form_vars: list[Line] = field(default_factory=list)
     warnings: list[Message] = field(default_factory=list)
@@ -108,14 +108,15 @@ def add_stanza_line(d: Draft, ln: Line) -> None:
         # A Find pairs with the Replace directly after it (OCLC: "always appear paired
         # together, with Find appearing directly before its corresponding Replace"): a Find
         # followed by another Find has no Replace of its own.
-        for earlier in d.finds:
-            d.warn(earlier, "Find without a Replace after it; left out")
-        d.finds = [ln]
+        if d.find is not None:
+            d.warn(d.find, "Find without a Replace after it; left out")
+        d.find = ln
     elif k == "replace":
-        if not d.finds:
+        if d.find is None:
             d.warn(ln, "Replace without a Find before it; left out")
         else:
-            d.rewrite.append((d.finds.pop(), ln))
+            d.rewrite.append((d.find, ln))
+            d.find = None
     elif k == "formvariable":
         d.form_vars.append(ln)
     elif k in _IDENTITY_DIRECTIVES:
@@ -360,8 +361,8 @@ def finish_stanza(
             d.warn(rep, "Replace uses an EZproxy substitution (^H, ^P host^ …); left out, review")
         elif find.raw:
             rules.append({"find": find.raw, "replace": rep.raw, "types": list(JS_TYPES)})
-    for find in d.finds:
-        d.warn(find, "Find without a Replace after it; left out")
+    if d.find is not None:
+        d.warn(d.find, "Find without a Replace after it; left out")
     if rules:
         vendor["rewrite"] = rules
     if vendor["auth"] == "shared-login":

@@ -395,7 +395,7 @@ def test_a_starting_page_answering_404_is_a_problem() -> None:
 
 
 def test_two_finds_before_their_replaces_pair_only_the_find_directly_before_a_replace() -> None:
-    """From the sweep's open question (`d.finds.pop()` against `pop(0)`): OCLC's documentation
+    """From the sweep's open question (which pending Find a Replace takes): OCLC's documentation
     says Find and Replace "always appear paired together, with Find appearing directly before
     its corresponding Replace". Two Finds followed by two Replaces are a mistake in config.txt:
     the second Find pairs with the first Replace; the first Find and the second Replace have
