@@ -180,7 +180,7 @@ def _redirect_to_start(request: web.Request, url: str, pin: str | None = None) -
     svc = request.app[SERVICES]
     max_line = _max_line(svc.config)
     menu = _public(svc.config, "/menu")
-    target = safe_target(url, svc.hosts, max_line=max_line) if url else None
+    target = safe_target(url, svc.hosts, max_line=max_line)  # None for no address
     if target is not None:
         if pin is None:
             return web.HTTPSeeOther(URL(target, encoded=True))
