@@ -297,9 +297,22 @@ def test_records_calls_a_statistics_file_with_no_rows_empty(tmp_path: Any) -> No
 
 
 def _idn_rewriter() -> Any:
-    from tests.test_international_scan import _ascii_rewriter
+    return _rewriter(("one", "www.vendor.test"), ("idn", "xn--bcher-kva.test"))
 
-    return _ascii_rewriter()
+
+def _rewriter(*vendor_hosts: tuple[str, str]) -> Any:
+    """A rewriter for one host per vendor, on the public host the other rewriter tests use."""
+    from proxy.hosts import HostMap
+    from proxy.rewrite import Rewriter
+
+    return Rewriter(
+        HostMap.build(
+            public_scheme="http",
+            public_host="proxy.localhost",
+            public_port=8080,
+            vendor_hosts=[(vendor, [host]) for vendor, host in vendor_hosts],
+        )
+    )
 
 
 def test_full_stops_after_an_international_host_stay_the_pages_text() -> None:
@@ -325,17 +338,7 @@ def test_a_windows_1252_page_spells_an_international_host_with_its_own_letters()
     (xn--port-f6a.test) with the byte 0x9A for `š`, as the browser reads it: the host is
     mapped, so the patron's browser does not go to the vendor's real host. (Latin-1 reads 0x9A
     as a control character, and the host would be left as written.)"""
-    from proxy.hosts import HostMap
-    from proxy.rewrite import Rewriter
-
-    rw = Rewriter(
-        HostMap.build(
-            public_scheme="http",
-            public_host="proxy.localhost",
-            public_port=8080,
-            vendor_hosts=[("idn", ["xn--port-f6a.test"])],
-        )
-    )
+    rw = _rewriter(("idn", "xn--port-f6a.test"))
     mapped = b"http://xn----port--f6a-test.proxy.localhost:8080/x"
     assert rw.rewrite_bytes(b"https://\x9aport.test/x") == mapped
     assert rw.rewrite_bytes(b'<a href="https://\x9aport.test/x">') == b'<a href="' + mapped + b'">'
@@ -413,17 +416,7 @@ def test_a_link_in_windows_1252_bytes_to_a_vendor_host_is_mapped() -> None:
     falls back to windows-1252, reads `vendºr`, which IDNA folds to `vendor`: a click would take
     the patron's browser to the vendor's real host (P3). The link is mapped, with the shield on
     and with it off."""
-    from proxy.hosts import HostMap
-    from proxy.rewrite import Rewriter
-
-    rw = Rewriter(
-        HostMap.build(
-            public_scheme="http",
-            public_host="proxy.localhost",
-            public_port=8080,
-            vendor_hosts=[("one", ["www.vendor.test"])],
-        )
-    )
+    rw = _rewriter(("one", "www.vendor.test"))
     want = b'<a href="http://www-vendor-test.proxy.localhost:8080/x">'
     for loads in (False, True):
         assert rw._edit_tag(b'<a href="http://www.vend\xbar.test/x">', loads=loads) == want
@@ -462,17 +455,7 @@ def test_speculation_rules_typed_in_capitals_are_made_inert() -> None:
     Browsers match a script's type `speculationrules` ASCII case-insensitively, so
     `<script type="SpeculationRules">` prefetches whatever hosts it lists, from the patron's
     address, before any click (P3): it is made inert like the lower-case spelling."""
-    from proxy.hosts import HostMap
-    from proxy.rewrite import Rewriter
-
-    rw = Rewriter(
-        HostMap.build(
-            public_scheme="http",
-            public_host="proxy.localhost",
-            public_port=8080,
-            vendor_hosts=[("one", ["www.vendor.test"])],
-        )
-    )
+    rw = _rewriter(("one", "www.vendor.test"))
     for kind in (b"speculationrules", b"SpeculationRules", b" SPECULATIONRULES "):
         tag = b'<script type="' + kind + b'">'
         assert rw._edit_tag(tag, loads=False) == b'<script type="text/plain">', kind
