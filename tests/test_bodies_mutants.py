@@ -7,6 +7,9 @@ through, and the behaviour it would have broken for a patron, a vendor or the li
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import brotli
 import pytest
 
@@ -17,7 +20,7 @@ from proxy.request_bodies import boundary, unmap_multipart
 from proxy.sniff import sniff_document
 
 
-def _drain(decoder, data: bytes) -> bytes:  # type: ignore[no-untyped-def]
+def _drain(decoder: Any, data: bytes) -> bytes:
     return b"".join(decoder.feed(data)) + b"".join(decoder.finish())
 
 
@@ -114,11 +117,11 @@ def test_an_untyped_body_starting_with_an_iframe_is_sniffed_as_html(tag: bytes) 
 
 
 async def test_a_cookie_set_on_one_patrons_socket_never_reaches_another_patrons_socket(
-    tmp_path,
-    port,
-    running_slapd,
-    vendor_factory,
-    proxy_factory,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
 ) -> None:
     """kills: proxy/websocket.py:VendorSockets.client — `aiohttp.DummyCookieJar()` →
     `aiohttp.CookieJar()`.
@@ -178,11 +181,11 @@ async def test_a_cookie_set_on_one_patrons_socket_never_reaches_another_patrons_
 
 
 async def test_one_session_gets_exactly_its_share_of_sockets_and_then_429(
-    tmp_path,
-    port,
-    running_slapd,
-    vendor_factory,
-    proxy_factory,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
 ) -> None:
     """kills: proxy/websocket.py:OpenSockets.reserve — `held >= min(...)` → `held > min(...)`.
 
@@ -232,11 +235,11 @@ def test_an_upgrade_header_without_connection_upgrade_is_no_websocket_handshake(
 
 
 async def test_a_vendor_socket_that_vanishes_is_told_to_the_patron_as_1011(
-    tmp_path,
-    port,
-    running_slapd,
-    vendor_factory,
-    proxy_factory,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    port: int,
+    running_slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
 ) -> None:
     """kills: proxy/websocket.py:SocketRelay._pump — `INTERNAL_ERROR if side == "vendor"` →
     `if side == "patron"`.
