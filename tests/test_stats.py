@@ -11,6 +11,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -151,7 +152,10 @@ async def test_recorder_flushes_periodically_while_running(tmp_path: Path) -> No
     rec = Recorder(StatsStore(path), flush_interval_s=0.02, counters=Counters(Clock()))
     await rec.start()
     rec.counters.count("gale", SEARCHES, 3)
-    for _ in range(100):
+    # Up to 20 s for a flush due every 0.02 s: on a loaded machine the flush's thread can wait
+    # long for a core, and only a flush that never comes should fail this.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
         await asyncio.sleep(0.02)
         if sqlite_rows(path, None, None):
             break
