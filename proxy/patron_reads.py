@@ -62,13 +62,17 @@ class PatronReads:
 
     def _sweep(self) -> None:
         now = asyncio.get_running_loop().time()
-        try:
-            for sending in list(self._sending):
+        for sending in list(self._sending):
+            # One response's failure must not stop the watch for the others, so each is tried
+            # on its own. One that fails cannot be measured: it is no longer watched (never cut
+            # on a guess), and it is logged once, not at every sweep.
+            try:
                 if sending.stalled(now, self.idle_s):
                     self._sending.discard(sending)
                     sending.cut()
-        except Exception as exc:  # one response's failure must not stop the watch for all
-            log.error("patron_reads_failed", error=type(exc).__name__)
+            except Exception as exc:
+                self._sending.discard(sending)
+                log.error("patron_reads_failed", error=type(exc).__name__)
         self._timer = None
         if self._sending:
             self._timer = asyncio.get_running_loop().call_later(self.idle_s / 2, self._sweep)
