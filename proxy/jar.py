@@ -106,8 +106,8 @@ class _Policy(http.cookiejar.DefaultCookiePolicy):
     """cookiejar's rules with RFC 6265's domain-match: a Domain naming the very host that sets
     it is kept (RFC 2965's match, which cookiejar can apply, refuses it, and with it the session
     of a vendor served from its bare domain), and a Domain that is a public suffix (`com`,
-    `co.uk`, `github.io`, by the Public Suffix List) is refused unless it is that host
-    (RFC 6265 5.3 step 5)."""
+    `co.uk`, `github.io`, by the Public Suffix List) is refused unless it is that host, and then
+    the cookie is host-only (RFC 6265 5.3 step 5)."""
 
     def set_ok_domain(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
         if not super().set_ok_domain(cookie, request):
@@ -116,7 +116,15 @@ class _Policy(http.cookiejar.DefaultCookiePolicy):
             return True
         domain = cookie.domain.lstrip(".").lower()
         host = (urllib.parse.urlsplit(request.get_full_url()).hostname or "").lower()
-        return domain == host or not suffix_list().is_public(domain)
+        if not suffix_list().is_public(domain):
+            return True
+        if domain != host:
+            return False
+        # RFC 6265 5.3 step 5: a public suffix named by the very host that sets it makes the
+        # cookie host-only, sent back to that host and never to the sites under the suffix.
+        # cookiejar has no hook for it but this one, so the cookie is made host-only here.
+        cookie.domain, cookie.domain_specified, cookie.domain_initial_dot = host, False, False
+        return True
 
 
 def _policy() -> http.cookiejar.DefaultCookiePolicy:
