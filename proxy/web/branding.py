@@ -27,13 +27,26 @@ def check_templates(config: Config, problems: list[Problem]) -> None:
         except UnicodeDecodeError as exc:
             # A branding template saved by an editor in Windows-1252 or Latin-1 ("Bibliothèque").
             problems.append(Problem(_template_file(config, name), "(file)", not_utf8(exc)))
-        except OSError as exc:
+        except jinja2.TemplateNotFound:
+            # Listed but not there to read: a link whose target has gone (an OSError with no
+            # strerror, which would read "cannot be read: None").
             problems.append(
-                Problem(_template_file(config, name), "(file)", f"cannot be read: {exc.strerror}")
+                Problem(
+                    _template_file(config, name),
+                    "(file)",
+                    "cannot be read: the file is not there (a link to a file that was moved or "
+                    "deleted?)",
+                )
+            )
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            problems.append(
+                Problem(_template_file(config, name), "(file)", f"cannot be read: {why}")
             )
 
 
 def _template_file(config: Config, name: str) -> str:
-    """Where a template comes from: the branding override folder if it has one by that name."""
+    """Where a template comes from: the branding override folder if it has one by that name
+    (a link there counts, even one whose target has gone)."""
     override = config.resolve("web/templates") / name
-    return str(override) if override.is_file() else name
+    return str(override) if override.is_file() or override.is_symlink() else name
