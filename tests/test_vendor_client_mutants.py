@@ -418,10 +418,6 @@ async def test_a_patron_whose_reading_cannot_be_measured_is_never_cut() -> None:
         def abort(self) -> None:
             self.aborted = True
 
-    class _NoWrite:
-        async def write(self, data: bytes) -> None:
-            return None
-
     watch = PatronReads(0.1)
     transport = _Unmeasurable()
     writer = watch.watch(_NoWrite(), transport, "one")  # type: ignore[arg-type]
@@ -430,6 +426,30 @@ async def test_a_patron_whose_reading_cannot_be_measured_is_never_cut() -> None:
     assert not transport.aborted
     writer.done()
     watch.close()
+
+
+class _Stalled:
+    """A patron's transport with 50,000 bytes waiting that never drain: a patron not reading."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def get_write_buffer_size(self) -> int:
+        return 50_000  # nothing read
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class _NoWrite:
+    async def write(self, data: bytes) -> None:
+        return None
 
 
 async def test_one_broken_response_does_not_stop_the_watch_for_the_others() -> None:
@@ -443,22 +463,6 @@ async def test_one_broken_response_does_not_stop_the_watch_for_the_others() -> N
     the watch visits responses in.)"""
     from proxy.patron_reads import PatronReads
 
-    class _Stalled:
-        def __init__(self) -> None:
-            self.aborted = False
-
-        def get_write_buffer_size(self) -> int:
-            return 50_000  # nothing read
-
-        def get_extra_info(self, name: str) -> None:
-            return None
-
-        def is_closing(self) -> bool:
-            return self.aborted
-
-        def abort(self) -> None:
-            self.aborted = True
-
     class _Broken(_Stalled):
         failed = False
 
@@ -467,10 +471,6 @@ async def test_one_broken_response_does_not_stop_the_watch_for_the_others() -> N
                 self.failed = True
                 raise RuntimeError("transport in a bad state")
             return 0
-
-    class _NoWrite:
-        async def write(self, data: bytes) -> None:
-            return None
 
     watch = PatronReads(0.1)
     broken, stalled = _Broken(), _Stalled()
@@ -504,32 +504,12 @@ async def test_a_response_that_always_fails_to_be_measured_stops_the_watch_for_n
     watch (a response that cannot be measured is never cut on a guess) and are logged once."""
     from proxy.patron_reads import PatronReads
 
-    class _Stalled:
-        def __init__(self) -> None:
-            self.aborted = False
-
-        def get_write_buffer_size(self) -> int:
-            return 50_000  # nothing read
-
-        def get_extra_info(self, name: str) -> None:
-            return None
-
-        def is_closing(self) -> bool:
-            return self.aborted
-
-        def abort(self) -> None:
-            self.aborted = True
-
     class _Broken(_Stalled):
         asked = 0
 
         def get_write_buffer_size(self) -> int:
             self.asked += 1
             raise RuntimeError("transport in a bad state")
-
-    class _NoWrite:
-        async def write(self, data: bytes) -> None:
-            return None
 
     watch = PatronReads(0.1)
     broken = [_Broken() for _ in range(30)]
