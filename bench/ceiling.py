@@ -59,6 +59,7 @@ from proxy.stats import UNIQUE_SESSIONS
 from proxy.web.session_cookie import cookie_values
 
 KINDS = ("aiohttp", "aiohttp+raw", "raw+aiohttp", "raw", "raw+work", "raw+rewrite")
+GRANIAN = ("granian", "granian+work")  # bench/ceiling_granian.py: Rust HTTP server, Python work
 BENCH_SESSION = "ceiling-session"
 DROP = {b"connection", b"keep-alive"}
 
@@ -376,6 +377,31 @@ def serve(kind: str, port: int, origin_port: int) -> None:
     asyncio.run(main())
 
 
+def granian(kind: str, port: int, origin_port: int) -> subprocess.Popen[bytes]:
+    """Granian, one worker, asyncio's own loop (as the proxy), serving bench/ceiling_granian.py."""
+    import os
+
+    env = dict(os.environ, CEILING_KIND=kind, CEILING_PORT=str(port))
+    env["CEILING_ORIGIN_PORT"] = str(origin_port)
+    cmd = [sys.executable, "-m", "granian", "--interface", "rsgi", "--workers", "1"]
+    cmd += ["--loop", "asyncio", "--http", "1", "--no-ws", "--no-access-log"]
+    cmd += ["--log-level", "warning", "--host", "127.0.0.1", "--port", str(port)]
+    # Granian forks its worker: a session of its own lets `stop` end the worker with the parent
+    return subprocess.Popen([*cmd, "bench.ceiling_granian:app"], env=env, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a relay and, for Granian, the worker it forked (its own process group)."""
+    import os
+    import signal
+
+    if proc.poll() is None and os.getpgid(proc.pid) == proc.pid:
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.kill()
+    proc.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=int, default=5)
@@ -383,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--path", default="/pass/page30k.dat")
     ap.add_argument(
-        "--kinds", default=",".join(KINDS), help="comma-separated, of " + " ".join(KINDS)
+        "--kinds",
+        default=",".join(KINDS),
+        help="comma-separated, of " + " ".join(KINDS + GRANIAN),
     )
     ap.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "ORIGIN_PORT"), help="internal")
     args = ap.parse_args(argv)
@@ -411,8 +439,11 @@ def main(argv: list[str] | None = None) -> int:
         wait_port(pass_port)
         for kind in args.kinds.split(","):
             port = free_port()
-            cmd = [sys.executable, "-m", "bench.ceiling", "--serve", kind, str(port)]
-            procs.append(subprocess.Popen([*cmd, str(origin_port)]))
+            if kind in GRANIAN:
+                procs.append(granian(kind, port, origin_port))
+            else:
+                cmd = [sys.executable, "-m", "bench.ceiling", "--serve", kind, str(port)]
+                procs.append(subprocess.Popen([*cmd, str(origin_port)]))
             wait_port(port)
             ports[kind] = port
         rps: dict[str, list[float]] = {name: [] for name in ports}
@@ -420,10 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, port in ports.items():
                 url = f"http://127.0.0.1:{port}{args.path}"
                 headers = {}
-                if name in (
-                    "raw+work",
-                    "raw+rewrite",
-                ):  # a mapped vendor host and the relay's one session
+                if name in ("raw+work", "raw+rewrite", "granian+work"):
+                    # a mapped vendor host and the relay's one session
                     host = f"{map_label(VENDOR)}.proxy.localhost:{port}"
                     headers = {"Host": host, "Cookie": f"weston_session={BENCH_SESSION}"}
                 run = wrk(name, url, seconds=args.seconds, conns=args.conns, headers=headers)
@@ -439,8 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:18} {med:9,.0f}   {med / nginx:5.2f} x {base}")
     finally:
         for p in procs:
-            p.kill()
-            p.wait()
+            stop(p)
         front.stop()
         origin.stop()
     return 0
