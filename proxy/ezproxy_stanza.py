@@ -164,10 +164,14 @@ def _parse_url(d: Draft) -> tuple[str, str] | str:
         )
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return f"URL {_shown(url)!r} is not an http(s) URL"
-    if parts.username is None and "@" in url and "." not in parts.hostname.strip("[]"):
+    after_host = "@" in parts.path + parts.query + parts.fragment
+    if after_host and (parts.username is not None or "." not in parts.hostname.strip("[]")):
         # `acct:12/34@host`: a password holding / ? or # ends the host early (browsers read
         # `acct` as the host, port 12), and the rest of it would be read as the path or query.
-        # A database is never on a dotless host; an @ in an ordinary URL's path is left be.
+        # `acct:pw@rd/x@host` is the same with an @ in the password: a userinfo is found, but
+        # the host is the middle of the password. A database is never on a dotless host, and
+        # a URL with an account in it has no @ in its path; an @ in an ordinary URL's path is
+        # left be.
         return (
             f"URL {_shown(url)!r} cannot be used: an @ outside its host (an account or password "
             "holding /, ? or #?); write those characters percent-encoded"
