@@ -34,7 +34,7 @@ from proxy.config_checks import (
     url_parts,
     vendor_path,
 )
-from proxy.config_read import doc, read_table
+from proxy.config_read import doc, read_table, toml_problem
 from proxy.errors import ConfigError, EnvironmentProblem, Problem
 from proxy.hosts import HostMap
 
@@ -399,8 +399,8 @@ def load_vendor(path: Path, problems: list[Problem]) -> VendorConfig | None:
     except UnicodeDecodeError as exc:
         problems.append(Problem(name, "(file)", f"cannot be read: {not_utf8(exc)}"))
         return None
-    except tomllib.TOMLDecodeError as exc:
-        problems.append(Problem(name, "(syntax)", str(exc)))
+    except ValueError as exc:  # TOMLDecodeError, or an integer of over 4,300 digits
+        problems.append(Problem(name, "(syntax)", toml_problem(exc)))
         return None
     data.pop("file", None)  # set from where the file is, below
     before = len(problems)
@@ -474,8 +474,8 @@ def load_config(
         raise ConfigError([Problem(name, "(file)", f"cannot be read: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(name, "(file)", f"cannot be read: {not_utf8(exc)}")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([Problem(name, "(syntax)", str(exc))]) from None
+    except ValueError as exc:  # TOMLDecodeError, or an integer of over 4,300 digits
+        raise ConfigError([Problem(name, "(syntax)", toml_problem(exc))]) from None
     kwargs: dict[str, Any] = {"path": path}
     extra: dict[str, dict[str, Any]] = {}
     for key, value in data.items():

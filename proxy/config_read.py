@@ -13,6 +13,7 @@ import datetime as dt
 import difflib
 import math
 import re
+import tomllib
 import types
 import typing
 from dataclasses import field
@@ -34,6 +35,20 @@ def doc(text: str, default: Any = dataclasses.MISSING) -> Any:
     return field(default=default, metadata={"doc": text})
 
 
+# TOML's integers are 64-bit and a reader must refuse larger ones; Python's tomllib reads any
+# size, and `float()` of a 400-digit one raises OverflowError (a traceback, not a Problem).
+_INT64 = range(-(2**63), 2**63)
+
+
+def toml_problem(exc: ValueError) -> str:
+    """What a TOML file that `tomllib.loads` refused is told. Besides TOMLDecodeError (a
+    ValueError), tomllib lets through the ValueError of Python's 4,300-digit limit on reading
+    an integer, whose text advises `sys.set_int_max_str_digits()`: not for IT staff."""
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        return str(exc)
+    return "a number too long to read (TOML integers are 64-bit: at most 9223372036854775807)"
+
+
 def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
     """Check and convert one TOML value against a field type; returns (ok, converted)."""
     origin = typing.get_origin(tp)
@@ -47,12 +62,12 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is bool:
         return isinstance(value, bool), value
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
+        return isinstance(value, int) and not isinstance(value, bool) and value in _INT64, value
     if tp is float:
         # TOML's nan and inf are floats, but no setting means them: a range check such as
         # `timeout_s <= 0` is never true for nan, and an infinite wait never ends.
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        ok = ok and (isinstance(value, int) or math.isfinite(value))
+        ok = ok and (value in _INT64 if isinstance(value, int) else math.isfinite(value))
         return ok, float(value) if ok else None
     if tp is str:
         return isinstance(value, str), value
@@ -96,6 +111,9 @@ def _mismatch(value: Any, tp: Any) -> str:
     """What a value of the wrong type is told."""
     if isinstance(value, float) and not math.isfinite(value) and _type_ok(1.0, tp)[0]:
         return f"must be a finite number, not {value!r}"
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        # Not its repr: an integer of more than 4,300 digits has none (ValueError).
+        return "is too large: TOML integers are 64-bit (at most 9223372036854775807)"
     return f"must be {_type_name(tp)}, not {value!r}"
 
 
@@ -117,7 +135,9 @@ def read_table(
                     Problem(file, where, f"secrets must not be inline; use {key}_file or {key}_env")
                 )
             else:
-                close = difflib.get_close_matches(key, list(known), n=1)
+                # Not `file`: the loader sets it, so a table that names it is refused above.
+                settable = [name for name in known if name != "file"]
+                close = difflib.get_close_matches(key, settable, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(Problem(file, where, f"unknown key{hint}"))
             continue

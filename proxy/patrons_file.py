@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from proxy.config_read import toml_problem
 from proxy.errors import Problem
 
 
@@ -28,8 +29,10 @@ def read_patrons_file(path: Path) -> tuple[dict[str, FilePatron], list[Problem]]
     out: dict[str, FilePatron] = {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         return out, [Problem(str(path), "(file)", f"cannot be read: {exc}")]
+    except ValueError as exc:  # TOMLDecodeError, or an integer of over 4,300 digits
+        return out, [Problem(str(path), "(file)", f"cannot be read: {toml_problem(exc)}")]
     entries = data.get("patron", [])
     if not isinstance(entries, list):
         return out, [Problem(str(path), "patron", "must be [[patron]] tables")]
