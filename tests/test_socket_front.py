@@ -1,13 +1,16 @@
-"""WebSockets and the library's rules: two survivors of the further mutation sweep of the
-application front (2 December 2026), each with its test here."""
+"""Three survivors of the further mutation sweep of the application front (2 December 2026),
+each with its test here: a suspended session's socket, a cookie set on a socket's handshake,
+and a session kept alive by vendor pages alone."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.canary import CANARY
 from tests.test_websocket import _connect
 from tests.test_websocket_edges import HOST, _stack
 
@@ -85,3 +88,36 @@ async def test_a_cookie_set_on_the_socket_handshake_goes_to_the_jar_not_the_brow
     assert all("set-on-the-handshake" not in c for c in page.headers.getall("Set-Cookie", []))
     (sent,) = [r for r in vendor.requests if r.path_qs == "/page"]
     assert "wsid=set-on-the-handshake" in dict(sent.headers).get("Cookie", "")
+
+
+async def test_reading_vendor_pages_alone_keeps_the_session_alive(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """kills: proxy/app.py `_proxy_admitted` — `await svc.sessions.touch(session)` dropped
+    (survived the front sweep). A patron who reads a database for longer than the idle
+    timeout, one page after another and never back at the menu, is using the session: it must
+    not end under them. Idle timeout 4 s here, a page a second for 9 s; then 5 s idle ends it."""
+    from tests.harness import ldap_directory, vendor_toml, write_config
+
+    vendor = await vendor_factory(HOST)
+    cfg = write_config(
+        tmp_path,
+        port=port,
+        directory=ldap_directory(running_slapd, tmp_path),
+        vendors={"one": vendor_toml("one", vendor)},
+        session='store = "memory"\nidle_timeout_s = 4\nlifetime_s = 3600',
+    )
+    driver = await proxy_factory(cfg)
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 9
+    pages = 0
+    while loop.time() < end:
+        r = await driver.get_vendor(HOST, f"/article/{pages}")
+        assert r.status == 200, f"signed out after {pages} pages ({r.status})"
+        pages += 1
+        await asyncio.sleep(1)
+    assert pages >= 8
+    await asyncio.sleep(5.5)  # longer than the idle timeout: the check itself can fail
+    r = await driver.get_vendor(HOST, "/article/after-idle")
+    assert r.status in (302, 303), r.status
