@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from proxy.ezproxy import convert, render, summary
+
+
+def _one(text: str) -> Any:
+    """The one stanza of an EZproxy config text."""
+    (s,) = convert(text).stanzas
+    return s
 
 
 def test_a_ctrl_z_followed_only_by_a_line_end_gives_no_warning() -> None:
@@ -59,7 +66,7 @@ def test_a_windows_curly_apostrophe_in_a_title_is_read_as_cp1252(tmp_path: Path)
         b"Title Heron\x92s Guide\r\nURL https://www.heronguide.example/\r\n"
         b"Host www.heronguide.example\r\n"
     )
-    (s,) = convert(cfg).stanzas
+    s = _one(cfg)
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["title"] == "Heron\N{RIGHT SINGLE QUOTATION MARK}s Guide"
 
@@ -70,12 +77,12 @@ def test_every_review_comment_stays_on_one_line_in_any_editor() -> None:
     of spaces. Quoted in a review comment, U+2028 would start a new line in most editors with no
     `#` in front of it, so the staff member reads half a warning as if it were TOML; the comment
     must stay one `#` line with single spaces."""
-    (s,) = convert(
+    s = _one(
         "Title Wren Atlas\n"
         "URL https://www.wrenatlas.example/\n"
         "Host www.wrenatlas.example\n"
         "Option Metered\u2028Access   Mode\n"
-    ).stanzas
+    )
     text = render(s, today=dt.date(2026, 12, 2))
     head = text.split("\n\n", 1)[0]
     assert all(line.startswith("# ") for line in head.splitlines()), head
@@ -122,7 +129,7 @@ def test_a_stanza_continued_in_an_included_file_keeps_its_own_line_range(tmp_pat
         encoding="utf-8",
     )
     (tmp_path / "wren-hosts.txt").write_text("Host www.wrenatlas.example\n", encoding="utf-8")
-    (s,) = convert(cfg).stanzas
+    s = _one(cfg)
     assert s.vendor is not None, s.skip_reason
     assert (s.source, s.first_line, s.last_line) == ("config.txt", 5, 6)
 
@@ -133,9 +140,9 @@ def test_a_host_written_with_an_upper_case_scheme_is_still_proxied() -> None:
     EZproxy reads `Host HTTPS://cdn.wrenatlas.example` (scheme case does not matter in a URL);
     without ignoring case the import took `https` for the host, so the vendor's real CDN host
     was not proxied and its pages broke behind the proxy."""
-    (s,) = convert(
+    s = _one(
         "Title Wren Atlas\nURL https://www.wrenatlas.example/\nHost HTTPS://cdn.wrenatlas.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["hosts"] == ["www.wrenatlas.example", "cdn.wrenatlas.example"]
 
@@ -146,9 +153,9 @@ def test_a_host_with_a_trailing_dot_and_a_port_is_proxied_without_the_dot() -> N
     `Host cdn.wrenatlas.example.:8443` (a fully-qualified name with its root dot, and a port) is
     the host cdn.wrenatlas.example; keeping the dot made it "not a hostname", so it was left out
     and the vendor's pages served from it broke."""
-    (s,) = convert(
+    s = _one(
         "Title Wren Atlas\nURL https://www.wrenatlas.example/\nHost cdn.wrenatlas.example.:8443\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["hosts"] == ["www.wrenatlas.example", "cdn.wrenatlas.example"]
     assert s.warnings == ()
@@ -160,13 +167,13 @@ def test_a_form_login_with_a_form_name_is_not_reported_as_a_url_label() -> None:
     `URL -Form=post name url` is EZproxy's form login, the word before the URL being the form's
     name. Only an ordinary URL with a label sent patrons past EZproxy unproxied; telling the
     staff member a form login did so is false and hides the real review points."""
-    (s,) = convert(
+    s = _one(
         "Title Heron Archive\n"
         "URL -Form=post heronlogin https://login.heron.example/signin\n"
         "FormVariable username=westonlib-heron\n"
         "FormVariable password=Wr3n-D0nt-Leak\n"
         "Host login.heron.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["auth"] == "shared-login"
     assert not any("label" in m.text for m in s.warnings), s.warnings
@@ -178,11 +185,11 @@ def test_a_url_with_only_a_password_in_it_is_reported_as_carrying_credentials() 
     `https://:Pl4in-Pass@…` (a password with an empty account name) is a credential in
     config.txt all the same: the staff member must be told it was removed, so they put it in the
     secret file rather than wonder why the vendor refuses the proxy; it is never written."""
-    (s,) = convert(
+    s = _one(
         "Title Wren Atlas\n"
         "URL https://:Pl4in-Pass@www.wrenatlas.example/start\n"
         "Host www.wrenatlas.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["start_url"] == "https://www.wrenatlas.example/start"
     assert [m.text for m in s.warnings] == [
@@ -195,11 +202,11 @@ def test_the_port_of_the_starting_url_is_kept_in_the_origin() -> None:
     A database served on a non-standard port (https://…:8443/) must be reached on that port:
     dropping it sent every patron to port 443, where the vendor answers nothing or another
     site."""
-    (s,) = convert(
+    s = _one(
         "Title Wren Atlas\n"
         "URL https://www.wrenatlas.example:8443/start?db=1\n"
         "Host www.wrenatlas.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["origin"] == "https://www.wrenatlas.example:8443"
     assert s.vendor["start_url"] == "https://www.wrenatlas.example:8443/start?db=1"
@@ -211,11 +218,11 @@ def test_a_skipped_url_with_an_at_in_its_password_prints_none_of_the_password() 
     A password may itself hold an `@`. The skip reason quotes the URL; cutting at the first `@`
     printed the rest of the password ("Heron@files…") into the summary, which is pasted into
     tickets and mails. Everything up to the last `@` must go."""
-    (s,) = convert(
+    s = _one(
         "Title Heron Files\n"
         "URL ftp://westonlib:Bl00m@Heron@files.heron.example/start\n"
         "Host files.heron.example\n"
-    ).stanzas
+    )
     assert s.status == "skipped"
     assert s.skip_reason == "URL 'ftp://files.heron.example/start' is not an http(s) URL"
 
@@ -225,11 +232,11 @@ def test_a_skipped_url_is_printed_without_its_fragment() -> None:
     …)`.
     A fragment can carry an access token (`#token=…`) just as a query can; the skip reason in
     the summary quotes the URL only up to the path."""
-    (s,) = convert(
+    s = _one(
         "Title Heron Files\n"
         "URL ftp://files.heron.example/start#token=shhh-frag-key\n"
         "Host files.heron.example\n"
-    ).stanzas
+    )
     assert s.status == "skipped"
     assert "shhh-frag-key" not in s.skip_reason
     assert s.skip_reason == "URL 'ftp://files.heron.example/start' is not an http(s) URL"
@@ -241,13 +248,13 @@ def test_form_variables_without_form_get_no_warning_about_a_form_method() -> Non
     FormVariable lines under an ordinary URL get one warning (treated as a form login). A second
     one about "-Form= login converted as a POSTed form" names a directive that is not there
     and sends the staff member looking for it."""
-    (s,) = convert(
+    s = _one(
         "Title Heron Archive\n"
         "URL https://login.heron.example/signin\n"
         "FormVariable username=westonlib-heron\n"
         "FormVariable password=Wr3n-D0nt-Leak\n"
         "Host login.heron.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     texts = [m.text for m in s.warnings]
     assert "FormVariable without URL -Form=; treated as a form login" in texts
@@ -260,14 +267,14 @@ def test_the_first_password_like_field_is_the_password_and_a_second_is_reported(
     A form with `password` and then `pin`: the secret file holds one password, sent under
     password_field. Letting the later field take over silently sent it as `pin` and dropped
     `password`, so the shared login failed with no warning naming the second field."""
-    (s,) = convert(
+    s = _one(
         "Title Heron Archive\n"
         "URL -Form=post https://login.heron.example/signin\n"
         "FormVariable username=westonlib-heron\n"
         "FormVariable password=Wr3n-D0nt-Leak\n"
         "FormVariable pin=4471\n"
         "Host login.heron.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["shared_login"]["password_field"] == "password"
     assert "config.txt:5: FormVariable pin looks like a credential; its value was not copied" in [
@@ -280,14 +287,14 @@ def test_a_form_variable_without_a_value_is_left_out_and_reported() -> None:
     `FormVariable lang` (no `=`) made EZproxy take the value from the starting URL; nothing here
     can, so the field is left out with a warning naming the line. Written as `lang = ""` it
     would post an empty value the vendor never saw from EZproxy, and no one is told."""
-    (s,) = convert(
+    s = _one(
         "Title Heron Archive\n"
         "URL -Form=post https://login.heron.example/signin\n"
         "FormVariable username=westonlib-heron\n"
         "FormVariable password=Wr3n-D0nt-Leak\n"
         "FormVariable lang\n"
         "Host login.heron.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert "extra_fields" not in s.vendor["shared_login"]
     assert "config.txt:5: FormVariable lang took its value from the starting URL; left out" in [
@@ -301,13 +308,13 @@ def test_a_referer_given_as_a_full_https_url_is_written_as_it_is() -> None:
     A Referer that is already the whole registered URL (an https one, as most are now) is what
     the vendor compares exactly; wrapping it in `http://name:2048/referer/…` wrote a URL the
     vendor never registered, and every patron was refused."""
-    (s,) = convert(
+    s = _one(
         "Name ezproxy.weston.example\n"
         "Referer https://www.westonlibrary.example/databases\n"
         "Title Wren Atlas\n"
         "URL https://www.wrenatlas.example/\n"
         "Host www.wrenatlas.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["auth"] == "referer"
     assert s.vendor["referer"] == "https://www.westonlibrary.example/databases"
@@ -319,13 +326,13 @@ def test_a_referer_vendor_without_loginport_gets_ezproxys_default_port_2048() ->
     Without a LoginPort line EZproxy listened on 2048, so the referring URL the vendor registered
     is `http://name:2048/referer/code`; writing it without the port would not match the vendor's
     exact comparison and every patron would be refused."""
-    (s,) = convert(
+    s = _one(
         "Name ezproxy.weston.example\n"
         "Referer wren-7731\n"
         "Title Wren Atlas\n"
         "URL https://www.wrenatlas.example/\n"
         "Host www.wrenatlas.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["referer"] == "http://ezproxy.weston.example:2048/referer/wren-7731"
 
@@ -336,14 +343,14 @@ def test_a_referer_over_a_form_login_stanza_is_reported_as_ignored() -> None:
     A Referer scope runs on over every later stanza; one that logs in with FormVariable lines is
     converted as a shared login, and the staff member must be told the Referer was not used (the
     vendor may have relied on both)."""
-    (s,) = convert(
+    s = _one(
         "Referer wren-7731\n"
         "Title Heron Archive\n"
         "URL -Form=post https://login.heron.example/signin\n"
         "FormVariable username=westonlib-heron\n"
         "FormVariable password=Wr3n-D0nt-Leak\n"
         "Host login.heron.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["auth"] == "shared-login"
     assert "referer" not in s.vendor
@@ -357,26 +364,26 @@ def test_a_find_with_nothing_to_find_writes_no_rewrite_rule() -> None:
     A bare `Find` line (its text deleted by an edit) has nothing to look for; written as a rule
     with an empty find, the proxy would insert the Replace text between every two characters of
     every page of the vendor."""
-    (s,) = convert(
+    s = _one(
         "Title Wren Atlas\n"
         "URL https://www.wrenatlas.example/\n"
         "Host www.wrenatlas.example\n"
         "Find\n"
         "Replace wren\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert "rewrite" not in s.vendor
 
 
 def _extra_fields(field: str) -> dict[str, str]:
-    (s,) = convert(
+    s = _one(
         "Title Heron Archive\n"
         "URL -Form=post https://login.heron.example/signin\n"
         "FormVariable username=westonlib-heron\n"
         "FormVariable password=Wr3n-D0nt-Leak\n"
         f"FormVariable {field}\n"
         "Host login.heron.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     return s.vendor["shared_login"].get("extra_fields", {})
 
@@ -401,11 +408,11 @@ def test_a_form_login_without_form_variables_is_reported() -> None:
     `URL -Form=post …` with no FormVariable lines (they were in an IncludeFile not copied along,
     or deleted) becomes a shared login with no fields: the staff member must be told to review
     the login, on the URL line."""
-    (s,) = convert(
+    s = _one(
         "Title Heron Archive\n"
         "URL -Form=post https://login.heron.example/signin\n"
         "Host login.heron.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["auth"] == "shared-login"
     assert "config.txt:2: URL -Form= without FormVariable lines; review the login" in [
@@ -418,9 +425,9 @@ def test_a_long_title_cut_at_a_word_gap_gives_an_id_without_a_trailing_hyphen() 
     The vendor id (and file name) of a long title is cut to 56 characters; cut just after a word
     it must not end in a hyphen ("…-marshes-.toml"), which is no valid vendor id and looks like
     a typing slip in every report."""
-    (s,) = convert(
+    s = _one(
         "Title " + "Marshes " * 8 + "\nURL https://www.marshes.example/\nHost www.marshes.example\n"
-    ).stanzas
+    )
     assert s.vendor_id == "-".join(["marshes"] * 7)
     assert s.vendor is not None and s.vendor["id"] == s.vendor_id
 
@@ -455,13 +462,13 @@ def test_an_option_inside_a_stanza_does_not_repeat_the_adduserheader_refusal() -
     An Option inside a stanza re-applies the running scope to it; the AddUserHeader refusal
     already given must not be given again, or the summary lists the same line twice and the
     staff member thinks there are two headers to remove."""
-    (s,) = convert(
+    s = _one(
         "AddUserHeader X-Patron-Name\n"
         "Title Wren Atlas\n"
         "URL https://www.wrenatlas.example/\n"
         "Option DomainCookieOnly\n"
         "Host www.wrenatlas.example\n"
-    ).stanzas
+    )
     assert [m.where for m in s.warnings].count("config.txt:1") == 1
     assert [m.where for m in s.notes] == ["config.txt:4"]
 
@@ -490,9 +497,9 @@ def test_title_options_are_noted_and_left_out_of_the_title() -> None:
     """kills: proxy/ezproxy.py:175 (convert) — the "Title options" note → `pass`.
     `Title -Hide Wren Atlas` hid the database from EZproxy's menu; here it will be listed, so
     the staff member must be told the option was not carried over."""
-    (s,) = convert(
+    s = _one(
         "Title -Hide Wren Atlas\nURL https://www.wrenatlas.example/\nHost www.wrenatlas.example\n"
-    ).stanzas
+    )
     assert s.title == "Wren Atlas"
     assert [str(m) for m in s.notes] == [
         "config.txt:1: Title options (e.g. -Hide) have no equivalent; the title is kept"
@@ -505,14 +512,14 @@ def test_only_the_first_word_of_loginport_goes_into_the_referring_url() -> None:
     Anything after the port on a LoginPort line (an option, a stray word) is not part of the
     port; taking the whole value wrote a referring URL with a space in it, which is not the URL
     EZproxy sent and the vendor registered."""
-    (s,) = convert(
+    s = _one(
         "Name ezproxy.weston.example\n"
         "LoginPort 8080 -Virtual\n"
         "Referer wren-7731\n"
         "Title Wren Atlas\n"
         "URL https://www.wrenatlas.example/\n"
         "Host www.wrenatlas.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["referer"] == "http://ezproxy.weston.example:8080/referer/wren-7731"
 
@@ -523,13 +530,13 @@ def test_the_same_neverproxy_twice_is_written_once() -> None:
     `NeverProxy static.heron.example` and a later `NeverProxy *.static.heron.example` (or the same
     line in two included files) both stand for `*.static.heron.example`: the vendor file lists
     each entry once, not a doubled list the staff member has to tidy by hand."""
-    (s,) = convert(
+    s = _one(
         "NeverProxy static.heronarchive.example\n"
         "Title Heron Archive\n"
         "URL https://www.heronarchive.example/\n"
         "Domain heronarchive.example\n"
         "NeverProxy *.static.heronarchive.example\n"
-    ).stanzas
+    )
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["never_proxy"] == [
         "static.heronarchive.example",
@@ -568,11 +575,11 @@ def test_a_password_holding_an_at_and_a_slash_is_refused_not_written() -> None:
     `zz` and a start_url holding `w8`, while the warning says the credentials were "never copied
     into the vendor file". The stanza must be refused as the same URL without `westonlib:` is.
     Fixed the same day: an @ after the host, with a userinfo or on a dotless host, is refused."""
-    (s,) = convert(
+    s = _one(
         "Title Heron Archive\n"
         "URL https://westonlib:Bl00m@zz/w8@www.heron.example/start\n"
         "Host www.heron.example\n"
-    ).stanzas
+    )
     assert s.status == "skipped", s.vendor
     assert s.vendor is None
     assert "Bl00m" not in s.skip_reason and "w8" not in s.skip_reason
@@ -583,11 +590,11 @@ def test_a_password_holding_an_at_and_a_slash_is_refused_also_on_a_dotted_fake_h
     finds, `zz.x`, looks like a real one, so the dotless-host test alone would let it through.
     A userinfo together with an @ after the host is the sign: the stanza is refused, and the
     summary prints none of the password."""
-    (s,) = convert(
+    s = _one(
         "Title Heron Archive\n"
         "URL https://westonlib:Bl00m@zz.x/w8@www.heron.example/start\n"
         "Host www.heron.example\n"
-    ).stanzas
+    )
     assert s.status == "skipped", s.vendor
     assert s.vendor is None
     assert "an @ outside its host" in s.skip_reason
@@ -597,9 +604,7 @@ def test_a_password_holding_an_at_and_a_slash_is_refused_also_on_a_dotted_fake_h
 def test_an_account_in_an_ordinary_url_is_still_removed_and_the_stanza_converted() -> None:
     """The fix above must not refuse an ordinary `https://acct:pw@www.heron.example/start`:
     there the @ is the userinfo's own, nothing follows the host but the path."""
-    (s,) = convert(
-        "Title Heron Archive\nURL https://westonlib:Bl00m@www.heron.example/start\n"
-    ).stanzas
+    s = _one("Title Heron Archive\nURL https://westonlib:Bl00m@www.heron.example/start\n")
     assert s.vendor is not None, s.skip_reason
     assert s.vendor["origin"] == "https://www.heron.example"
     assert "Bl00m" not in repr(s.vendor) and "westonlib" not in repr(s.vendor)

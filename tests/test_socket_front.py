@@ -10,7 +10,6 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.canary import CANARY
 from tests.test_websocket import _connect
 from tests.test_websocket_edges import HOST, _stack
 
@@ -97,18 +96,14 @@ async def test_reading_vendor_pages_alone_keeps_the_session_alive(
     (survived the front sweep). A patron who reads a database for longer than the idle
     timeout, one page after another and never back at the menu, is using the session: it must
     not end under them. Idle timeout 4 s here, a page a second for 9 s; then 5 s idle ends it."""
-    from tests.harness import ldap_directory, vendor_toml, write_config
-
-    vendor = await vendor_factory(HOST)
-    cfg = write_config(
+    driver, _, _, _, _ = await _stack(
         tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"one": vendor_toml("one", vendor)},
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
         session='store = "memory"\nidle_timeout_s = 4\nlifetime_s = 3600',
     )
-    driver = await proxy_factory(cfg)
-    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
     loop = asyncio.get_running_loop()
     end = loop.time() + 9
     pages = 0
