@@ -38,6 +38,7 @@ def doc(text: str, default: Any = dataclasses.MISSING) -> Any:
 # TOML's integers are 64-bit and a reader must refuse larger ones; Python's tomllib reads any
 # size, and `float()` of a 400-digit one raises OverflowError (a traceback, not a Problem).
 _INT64 = range(-(2**63), 2**63)
+_INT64_LIMIT = f"TOML integers are 64-bit (at most {_INT64[-1]})"
 
 
 def toml_problem(exc: ValueError) -> str:
@@ -46,7 +47,7 @@ def toml_problem(exc: ValueError) -> str:
     an integer, whose text advises `sys.set_int_max_str_digits()`: not for IT staff."""
     if isinstance(exc, tomllib.TOMLDecodeError):
         return str(exc)
-    return "a number too long to read (TOML integers are 64-bit: at most 9223372036854775807)"
+    return f"a number too long to read: {_INT64_LIMIT}"
 
 
 def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
@@ -113,7 +114,7 @@ def _mismatch(value: Any, tp: Any) -> str:
         return f"must be a finite number, not {value!r}"
     if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
         # Not its repr: an integer of more than 4,300 digits has none (ValueError).
-        return "is too large: TOML integers are 64-bit (at most 9223372036854775807)"
+        return f"is too large: {_INT64_LIMIT}"
     return f"must be {_type_name(tp)}, not {value!r}"
 
 

@@ -164,8 +164,8 @@ def _parse_url(d: Draft) -> tuple[str, str] | str:
         )
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return f"URL {_shown(url)!r} is not an http(s) URL"
-    after_host = "@" in parts.path + parts.query + parts.fragment
-    if after_host and (parts.username is not None or "." not in parts.hostname.strip("[]")):
+    at_after_host = "@" in parts.path + parts.query + parts.fragment
+    if at_after_host and (parts.username is not None or "." not in parts.hostname.strip("[]")):
         # `acct:12/34@host`: a password holding / ? or # ends the host early (browsers read
         # `acct` as the host, port 12), and the rest of it would be read as the path or query.
         # `acct:pw@rd/x@host` is the same with an @ in the password: a userinfo is found, but

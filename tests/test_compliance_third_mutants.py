@@ -24,21 +24,14 @@ from proxy.compliance import (
     Report,
     VendorReport,
 )
-from proxy.config import Config, VendorConfig, load_config
+from proxy.config import Config, load_config
 from proxy.vendors.assertion import AssertionAdapter
 from proxy.vendors.base import Outbound
+from tests import test_compliance_mutants
 from tests.test_compliance import materialise
 
-
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return load_config(materialise(tmp_path / "conf"), extra_checks=config_checks())
-
-
-def _good(config: Config) -> VendorConfig:
-    good = config.vendor("good")
-    assert good is not None
-    return good
+config = test_compliance_mutants.config  # the same fixture: the example conf, checks on
+_good = test_compliance_mutants._good
 
 
 def _report(*checks: Check) -> Report:

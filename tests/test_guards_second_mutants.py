@@ -305,3 +305,26 @@ def test_an_integer_too_long_for_python_to_read_is_a_syntax_problem_of_the_file(
         load_config(toml)
     assert [(Path(p.file).name, p.key) for p in exc.value.problems] == [("proxy.toml", "(syntax)")]
     assert "64-bit" in str(exc.value) and "set_int_max_str_digits" not in str(exc.value)
+
+
+def test_a_vendor_file_and_the_patrons_file_with_an_overlong_integer_say_so_plainly(
+    tmp_path: Path,
+) -> None:
+    """The same 5,000-digit integer in a vendor file and in the patrons file: each is that
+    file's problem in plain words, never the traceback of Python's digit limit (both read
+    TOML through their own `tomllib.loads` and catch its ValueError)."""
+    from proxy.config import load_vendor
+    from proxy.patrons_file import read_patrons_file
+
+    long_number = "9" * 5000
+    vendor = tmp_path / "wren.toml"
+    vendor.write_text(f'id = "wren"\ntimeout_s = {long_number}\n', encoding="utf-8")
+    problems: list[Problem] = []
+    assert load_vendor(vendor, problems) is None
+    assert [(p.key, "64-bit" in p.message) for p in problems] == [("(syntax)", True)]
+    patrons = tmp_path / "patrons.toml"
+    patrons.write_text(f"[[patron]]\ncard = {long_number}\n", encoding="utf-8")
+    found, problems = read_patrons_file(patrons)
+    assert found == {}
+    assert [(p.key, "64-bit" in p.message) for p in problems] == [("(file)", True)]
+    assert "set_int_max_str_digits" not in " ".join(p.message for p in problems)
