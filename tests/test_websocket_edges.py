@@ -274,6 +274,92 @@ async def test_a_reload_that_removes_the_database_ends_its_sockets(
     assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
 
 
+async def test_a_reload_that_narrows_remote_access_ends_the_sockets_of_earlier_sessions(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """The library narrows who may use remote access at all (`directory.eligible_filter`) and
+    reloads: every session signed in before it waits for a new sign-in (`library_rule_holds`),
+    so its pages stop. An open socket must stop too: its periodic session check asks the same
+    question (proxy/app.py `proxy_request`). Without the library-wide rule in that check, the
+    patron's page keeps talking to the vendor through the library after the rule that let them
+    in was withdrawn (P5)."""
+    from proxy.reload import Reloader
+    from proxy.services import SERVICES
+
+    driver, vendor, _, _, cfg = await _stack(
+        tmp_path,
+        port,
+        running_slapd,
+        vendor_factory,
+        proxy_factory,
+        server_extra="websocket_check_s = 0.2",
+    )
+    ws = await _connect(driver)
+    await ws.send_str("before")
+    assert (await ws.receive(timeout=5)).data == "echo:before"
+    old = 'eligible_filter = "(!(description=expired))"'
+    assert old in cfg.read_text()
+    cfg.write_text(cfg.read_text().replace(old, 'eligible_filter = "(employeeType=resident)"'))
+    outcome = await Reloader(driver.client.app[SERVICES]).reload()
+    assert outcome.ok, outcome.problems
+    seen = len(vendor.requests)
+    page = await driver.get_vendor(HOST, "/page")
+    assert page.status != 200 and len(vendor.requests) == seen  # pages: sign in again
+    try:
+        msg = await ws.receive(timeout=3)
+        if msg.type == WSMsgType.TEXT:
+            raise AssertionError("the socket still answers: " + repr(msg.data))
+    except TimeoutError:
+        await ws.send_str("after")
+        msg = await ws.receive(timeout=3)
+        raise AssertionError(
+            "the socket is still open 3 s after the reload narrowed remote access; "
+            f"it relayed {msg.data!r}"
+        ) from None
+    finally:
+        await ws.close()
+    assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+
+
+async def test_a_relay_cancelled_mid_socket_closes_the_vendors_side(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """The handler relaying a socket is cancelled with nobody having closed it (aiohttp cancels
+    handlers still running when its shutdown grace period ends, and a deployment may turn on
+    handler cancellation for dropped connections). The vendor's side must still be closed,
+    "going away" (1001): otherwise the proxy keeps a connection to the vendor open, pinged by
+    its heartbeat, with no patron page behind it, until the whole client is closed."""
+    driver, _, sockets, _, _ = await _stack(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory
+    )
+    ws = await _connect(driver)
+    await ws.send_str("before")
+    assert (await ws.receive(timeout=5)).data == "echo:before"
+
+    def relaying(task: asyncio.Task[Any]) -> bool:
+        """Whether `task` is awaiting SocketRelay.relay, somewhere down its await chain
+        (`Task.get_stack` shows a suspended coroutine's own frame only)."""
+        step: Any = task.get_coro()
+        while step is not None:
+            code = getattr(step, "cr_code", None)
+            if code is not None and code.co_name == "relay" and "websocket" in code.co_filename:
+                return True
+            step = getattr(step, "cr_await", None)
+        return False
+
+    handlers = [t for t in asyncio.all_tasks() if relaying(t)]
+    assert len(handlers) == 1, handlers
+    handlers[0].cancel()
+    try:
+        for _ in range(50):
+            if sockets.closed:
+                break
+            await asyncio.sleep(0.1)
+        assert sockets.closed == [1001], sockets.closed  # the vendor was told: going away
+    finally:
+        await ws.close()
+
+
 async def test_a_non_socket_answer_to_the_handshake_is_logged_as_a_vendor_failure(
     tmp_path: Path,
     port: int,
@@ -377,3 +463,8 @@ async def test_one_session_cannot_take_every_socket_of_the_process(
 # - Upgrade on the proxy's own host, on an unconfigured mapped host, on a foreign host: 404,
 #   nothing fetched. POST with Upgrade headers: forwarded as a plain POST, no Upgrade sent.
 # - HTTP/1.0 Upgrade without a live session: 302 to sign-in, nothing sent to the vendor.
+# - From the front sweep's survivors (2 December 2026): dropping `await self._ending` before
+#   the relay's final close, or `self.prepared and` in `_close_both`, changes nothing a side
+#   can see. The first only lets the final `_close_both` start while `end` is still closing
+#   (aiohttp sends no second close frame on a socket already closing); the second makes
+#   `close()` run on a response never prepared, which raises and is suppressed.
