@@ -283,6 +283,62 @@ def test_a_tracker_entry_does_not_cover_a_host_that_merely_ends_like_it() -> Non
     assert tracker_for("notgoogle-analytics.com", listed) is None
 
 
+def test_linked_data_naming_a_tracker_domain_is_not_reported(config: Config) -> None:
+    """kills: proxy/compliance_pages.py:164 (_PageReader.handle_starttag) — `elif kind not in
+    _LINKED_DATA:` → `else:`.
+
+    A vendor's schema.org block (`application/ld+json`) names its social profiles as
+    identifiers (`sameAs`); the browser never fetches them and no script does in practice. A
+    JSON data block a script reads is still searched for listed trackers."""
+    from proxy.compliance_pages import page_third_parties
+
+    listed = ("pixel.facebook.com",)
+    ld = (
+        '<script type="application/ld+json">{"@type": "Library", '
+        '"sameAs": "https://pixel.facebook.com/westonresearch"}</script>'
+    )
+    assert page_third_parties(config, ld.encode(), listed) == []
+    data = ld.replace("application/ld+json", "application/json")
+    assert page_third_parties(config, data.encode(), listed) == ["pixel.facebook.com"]
+
+
+def test_prose_after_a_script_is_not_read_as_script(config: Config) -> None:
+    """kills: proxy/compliance_pages.py:171 (_PageReader.handle_endtag) — `self._into = None`
+    → `pass`.
+
+    Text after `</script>` is page text, not code: a help page quoting an address in prose
+    ("we never load 'https://ads.example.net'") loads nothing from it, and reporting it as a
+    third party the page refers to sends staff after a host the browser never contacts."""
+    from proxy.compliance_pages import page_third_parties
+
+    html = (
+        "<p><script>var ready = true;</script> Our privacy notice: this database never "
+        "loads 'https://ads.example.net/' or any other advertising host.</p>"
+    )
+    assert page_third_parties(config, html.encode()) == []
+    as_code = "<script>var ad = 'https://ads.example.net/';</script>"
+    assert page_third_parties(config, as_code.encode()) == ["ads.example.net"]
+
+
+def test_third_party_hosts_on_a_shielded_vendor_pass_the_page_check(config: Config) -> None:
+    """kills: proxy/compliance_pages.py:257 (check_page) — `FAIL if hosts and not shield` →
+    `FAIL if hosts`.
+
+    With the tracker shield on, a third-party font or image on the vendor's page never reaches
+    the patron's browser: the check passes and says the shield blocks it. Failing it would
+    make every shielded vendor with a web font fail its compliance report."""
+    from proxy.compliance_pages import PageSource, check_page
+
+    good = _good(config)
+    assert good.third_party != "allow"
+    html = b'<link rel="stylesheet" href="https://fonts.example-cdn.net/css?family=Serif">'
+    checks = {c.id: c for c in check_page(good, config, PageSource("p.html", html, ()), ())}
+    third = checks["page.third_party"]
+    assert (third.result, third.severity) == (PASS, WARNING)
+    assert "fonts.example-cdn.net: blocked by the tracker shield" in third.evidence
+    assert "the shield blocks them" in third.message
+
+
 # --------------------------------------------------------------------------- the live run
 
 
