@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from proxy.config_checks import (
     url_parts,
     vendor_path,
 )
-from proxy.config_read import doc, read_table, toml_problem
+from proxy.config_read import doc, read_table, read_toml
 from proxy.errors import ConfigError, EnvironmentProblem, Problem
 from proxy.hosts import HostMap
 
@@ -355,14 +354,6 @@ _NOT_A_SECTION = {
 }
 
 
-def not_utf8(exc: UnicodeDecodeError) -> str:
-    """What a config or template file that is not UTF-8 is told."""
-    return (
-        f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-        "save it as UTF-8"
-    )
-
-
 def _key_root(key: str) -> str:
     """`hosts` for `hosts[2]`, `shared_login` for `shared_login.method`."""
     return key.split(".", 1)[0].split("[", 1)[0]
@@ -391,16 +382,9 @@ def load_vendor(path: Path, problems: list[Problem]) -> VendorConfig | None:
     read, so `check-config` reports every problem of the file at once; None only when the file
     cannot be read or parsed at all. Check it with `check_loaded_vendor`."""
     name = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        problems.append(Problem(name, "(file)", f"cannot be read: {exc}"))
-        return None
-    except UnicodeDecodeError as exc:
-        problems.append(Problem(name, "(file)", f"cannot be read: {not_utf8(exc)}"))
-        return None
-    except ValueError as exc:  # TOMLDecodeError, or an integer of over 4,300 digits
-        problems.append(Problem(name, "(syntax)", toml_problem(exc)))
+    data = read_toml(path)
+    if isinstance(data, Problem):
+        problems.append(data)
         return None
     data.pop("file", None)  # set from where the file is, below
     before = len(problems)
@@ -468,14 +452,9 @@ def load_config(
     path = Path(path).resolve()
     name = str(path)
     problems: list[Problem] = []
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError([Problem(name, "(file)", f"cannot be read: {exc.strerror}")]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(name, "(file)", f"cannot be read: {not_utf8(exc)}")]) from None
-    except ValueError as exc:  # TOMLDecodeError, or an integer of over 4,300 digits
-        raise ConfigError([Problem(name, "(syntax)", toml_problem(exc))]) from None
+    data = read_toml(path)
+    if isinstance(data, Problem):
+        raise ConfigError([data])
     kwargs: dict[str, Any] = {"path": path}
     extra: dict[str, dict[str, Any]] = {}
     for key, value in data.items():

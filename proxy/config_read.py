@@ -17,6 +17,7 @@ import tomllib
 import types
 import typing
 from dataclasses import field
+from pathlib import Path
 from typing import Any, TypeVar, Union
 
 from proxy.errors import Problem
@@ -48,6 +49,30 @@ def toml_problem(exc: ValueError) -> str:
     if isinstance(exc, tomllib.TOMLDecodeError):
         return str(exc)
     return f"a number too long to read: {_INT64_LIMIT}"
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """What a config or template file that is not UTF-8 is told."""
+    return (
+        f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+        "save it as UTF-8"
+    )
+
+
+def read_toml(path: Path) -> dict[str, Any] | Problem:
+    """A TOML file's top-level table, or the one Problem that says why it cannot be read:
+    `(file)` when the file cannot be opened or is not UTF-8, `(syntax)` when tomllib refuses
+    it. The one reader of the main config, the vendor files and the patrons file, so the three
+    say the same thing for the same mistake."""
+    name = str(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:  # the reason alone: the file is named beside it
+        return Problem(name, "(file)", f"cannot be read: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:  # before ValueError, which it is
+        return Problem(name, "(file)", f"cannot be read: {not_utf8(exc)}")
+    except ValueError as exc:  # TOMLDecodeError, or an integer of over 4,300 digits
+        return Problem(name, "(syntax)", toml_problem(exc))
 
 
 def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:

@@ -4,11 +4,10 @@ check-config): card, PIN hash, expiry, groups, blocked, with every mistake named
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy.config_read import toml_problem
+from proxy.config_read import read_toml
 from proxy.errors import Problem
 
 
@@ -27,12 +26,9 @@ def read_patrons_file(path: Path) -> tuple[dict[str, FilePatron], list[Problem]]
     as one string) silently become groups of single letters."""
     problems: list[Problem] = []
     out: dict[str, FilePatron] = {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        return out, [Problem(str(path), "(file)", f"cannot be read: {exc}")]
-    except ValueError as exc:  # TOMLDecodeError, or an integer of over 4,300 digits
-        return out, [Problem(str(path), "(file)", f"cannot be read: {toml_problem(exc)}")]
+    data = read_toml(path)
+    if isinstance(data, Problem):
+        return out, [data]
     entries = data.get("patron", [])
     if not isinstance(entries, list):
         return out, [Problem(str(path), "patron", "must be [[patron]] tables")]

@@ -326,5 +326,34 @@ def test_a_vendor_file_and_the_patrons_file_with_an_overlong_integer_say_so_plai
     patrons.write_text(f"[[patron]]\ncard = {long_number}\n", encoding="utf-8")
     found, problems = read_patrons_file(patrons)
     assert found == {}
-    assert [(p.key, "64-bit" in p.message) for p in problems] == [("(file)", True)]
+    assert [(p.key, "64-bit" in p.message) for p in problems] == [("(syntax)", True)]
     assert "set_int_max_str_digits" not in " ".join(p.message for p in problems)
+
+
+def test_the_three_toml_files_say_the_same_for_the_same_mistake(tmp_path: Path) -> None:
+    """The main config, a vendor file and the patrons file are read by one reader
+    (`config_read.read_toml`): a file saved in Latin-1 is "not UTF-8 text … save it as UTF-8"
+    with the byte and its offset in each (the patrons file used to print Python's codec
+    message), and a missing file gives the reason once, not Python's `[Errno 2]` repeating the
+    path the problem already names."""
+    from proxy.config import load_config, load_vendor
+    from proxy.patrons_file import read_patrons_file
+
+    latin1 = b'id = "caf\xe9"\n'
+    said: list[Problem] = []
+    for name in ("proxy.toml", "vendor.toml", "patrons.toml"):
+        (tmp_path / name).write_bytes(latin1)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "proxy.toml")
+    said += err.value.problems
+    assert load_vendor(tmp_path / "vendor.toml", said) is None
+    said += read_patrons_file(tmp_path / "patrons.toml")[1]
+    assert [(p.key, p.message) for p in said] == [
+        ("(file)", "cannot be read: not UTF-8 text (byte 0xe9 at offset 9); save it as UTF-8")
+    ] * 3
+    missing: list[Problem] = []
+    assert load_vendor(tmp_path / "gone.toml", missing) is None
+    missing += read_patrons_file(tmp_path / "gone.toml")[1]
+    assert [(p.key, p.message) for p in missing] == [
+        ("(file)", "cannot be read: No such file or directory")
+    ] * 2

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import jinja2
 
-from proxy.config import Config, not_utf8
+from proxy.config import Config
+from proxy.config_read import not_utf8
 from proxy.errors import Problem
 from proxy.services import template_env
 
