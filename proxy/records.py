@@ -299,11 +299,13 @@ def _ages_text(ages: dict[str, int] | None) -> str:
 
 def render_text(inv: dict[str, Any]) -> str:
     s, st, k, lg = inv["sessions"], inv["statistics"], inv["signing_keys"], inv["logs"]
-    active = "unknown" if s["active"] is None else str(s["active"])
     r = s["retention"]
-    count = f"{active} active"
     if s["unknown"]:
         count = "number unknown, sessions may exist (see counted from)"
+    elif s["active"] is None:  # not counted because nothing holds any: no proxy process runs
+        count = "none held (no proxy runs)"
+    else:
+        count = f"{s['active']} active"
     lines = [
         f"Records held by the Weston patron proxy at {inv['taken_at']} ({inv['config']})",
         inv["statement"],

@@ -227,14 +227,15 @@ def test_records_text_shows_redis_key_kinds_warnings_and_statistics_days(tmp_pat
 
 
 def test_records_text_says_unknown_not_none_for_a_count_it_has_not(tmp_path: Path) -> None:
-    """kills: proxy/records.py:302 — `"unknown" if s["active"] is None else` dropped.
+    """kills: proxy/records.py:render_text — the `s["active"] is None` branch dropped.
 
-    No proxy listens (memory store): the count line reads "unknown active", never
-    "None active", a Python word staff cannot hand to anyone."""
+    No proxy listens (memory store): the count line says no session is held, as the "counted
+    from" line explains, never "None active", a Python word staff cannot hand to anyone (the
+    first wording, "unknown active", contradicted the line under it)."""
     inv = inventory(_config(tmp_path), timeout_s=0.5)
     assert inv["sessions"]["active"] is None
     line = next(ln for ln in render_text(inv).splitlines() if ln.startswith("Sessions:"))
-    assert line.startswith("Sessions: unknown active;") and "None" not in line
+    assert line.startswith("Sessions: none held (no proxy runs);") and "None" not in line
 
 
 # --------------------------------------------------------------------------- feature hooks
