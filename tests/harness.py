@@ -314,9 +314,17 @@ async def start_proxy(
 
 
 async def one_vendor_proxy(
-    tmp_path: Path, port: int, slapd: Any, vendor_factory: Any, proxy_factory: Any, host: str
+    tmp_path: Path,
+    port: int,
+    slapd: Any,
+    vendor_factory: Any,
+    proxy_factory: Any,
+    host: str,
+    *,
+    edit: Callable[[str], str] | None = None,
 ) -> tuple[ProxyDriver, RecordingVendor]:
-    """The common end-to-end set-up: real slapd, one recording assertion vendor, a running proxy."""
+    """The common end-to-end set-up: real slapd, one recording assertion vendor (id "one"), a
+    running proxy; `edit` rewrites the main config's text before the proxy reads it."""
     vendor: RecordingVendor = await vendor_factory(host)
     cfg = write_config(
         tmp_path,
@@ -324,6 +332,8 @@ async def one_vendor_proxy(
         directory=ldap_directory(slapd, tmp_path),
         vendors={"one": vendor_toml("one", vendor)},
     )
+    if edit is not None:
+        cfg.write_text(edit(cfg.read_text()))
     driver: ProxyDriver = await proxy_factory(cfg)
     return driver, vendor
 

@@ -21,34 +21,36 @@ from proxy.app import SERVICES
 from proxy.errors import StoreUnavailable
 from proxy.web.messages import MESSAGES, UI
 from tests.canary import CANARY
-from tests.harness import ProxyDriver, RecordingVendor, ldap_directory, vendor_toml, write_config
+from tests.harness import ProxyDriver, RecordingVendor, one_vendor_proxy
 
 VENDOR_HOST = "www.slash-db.test"
 
 
 @pytest.fixture
-async def vendor(vendor_factory: Any) -> RecordingVendor:
-    v: RecordingVendor = await vendor_factory(VENDOR_HOST)
-    return v
+async def stack(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> tuple[ProxyDriver, RecordingVendor]:
+    plain = f'public_url = "http://proxy.localhost:{port}"'
+
+    def with_slash(text: str) -> str:
+        assert plain in text
+        return text.replace(plain, f'public_url = "http://proxy.localhost:{port}/"')
+
+    driver, vendor = await one_vendor_proxy(
+        tmp_path, port, running_slapd, vendor_factory, proxy_factory, VENDOR_HOST, edit=with_slash
+    )
+    assert driver.config.server.public_url.endswith(f":{port}/")
+    return driver, vendor
 
 
 @pytest.fixture
-async def proxy(
-    tmp_path: Path, port: int, running_slapd: Any, vendor: RecordingVendor, proxy_factory: Any
-) -> ProxyDriver:
-    cfg = write_config(
-        tmp_path,
-        port=port,
-        directory=ldap_directory(running_slapd, tmp_path),
-        vendors={"slash": vendor_toml("slash", vendor)},
-    )
-    text = cfg.read_text()
-    plain = f'public_url = "http://proxy.localhost:{port}"'
-    assert plain in text
-    cfg.write_text(text.replace(plain, f'public_url = "http://proxy.localhost:{port}/"'))
-    driver: ProxyDriver = await proxy_factory(cfg)
-    assert driver.config.server.public_url.endswith(f":{port}/")
-    return driver
+def proxy(stack: tuple[ProxyDriver, RecordingVendor]) -> ProxyDriver:
+    return stack[0]
+
+
+@pytest.fixture
+def vendor(stack: tuple[ProxyDriver, RecordingVendor]) -> RecordingVendor:
+    return stack[1]
 
 
 def _origin(proxy: ProxyDriver) -> str:
@@ -80,7 +82,7 @@ async def test_the_assertion_issuer_is_the_origin_without_the_slash(
     kid = jwt.get_unverified_header(token)["kid"]
     key = next(k for k in jwks["keys"] if k["kid"] == kid)
     claims = jwt.decode(
-        token, jwt.PyJWK(key).key, algorithms=["EdDSA"], audience="slash", issuer=_origin(proxy)
+        token, jwt.PyJWK(key).key, algorithms=["EdDSA"], audience="one", issuer=_origin(proxy)
     )
     assert claims["iss"] == _origin(proxy)
 
