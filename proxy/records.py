@@ -300,10 +300,11 @@ def _ages_text(ages: dict[str, int] | None) -> str:
 def render_text(inv: dict[str, Any]) -> str:
     s, st, k, lg = inv["sessions"], inv["statistics"], inv["signing_keys"], inv["logs"]
     r = s["retention"]
+    ages = _ages_text(s["ages"])
     if s["unknown"]:
         count = "number unknown, sessions may exist (see counted from)"
     elif s["active"] is None:  # not counted because nothing holds any: no proxy process runs
-        count = "none held (no proxy runs)"
+        count, ages = "none held (no proxy runs)", "no session"
     else:
         count = f"{s['active']} active"
     lines = [
@@ -311,7 +312,7 @@ def render_text(inv: dict[str, Any]) -> str:
         inv["statement"],
         "",
         f"Sessions: {count}; store {s['store']}: {s['where']}",
-        f"  age since login: {_ages_text(s['ages'])}",
+        f"  age since login: {ages}",
         f"  counted from: {s['source']}",
         f"  retention: idle timeout {r['idle_timeout_s']} s, lifetime at most {r['lifetime_s']} s",
     ]

@@ -236,6 +236,7 @@ def test_records_text_says_unknown_not_none_for_a_count_it_has_not(tmp_path: Pat
     assert inv["sessions"]["active"] is None
     line = next(ln for ln in render_text(inv).splitlines() if ln.startswith("Sessions:"))
     assert line.startswith("Sessions: none held (no proxy runs);") and "None" not in line
+    assert "  age since login: no session" in render_text(inv).splitlines()
 
 
 # --------------------------------------------------------------------------- feature hooks
