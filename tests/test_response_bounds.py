@@ -399,13 +399,20 @@ async def test_a_compressed_vendor_page_does_not_freeze_the_proxy_for_everyone(
 
     one.routes["/bomb"] = bomb
     reader = FastReader(driver.port, _raw_get(driver, WWW, "/bomb"))
+    started = time.monotonic()
     with LoopLag() as lag:
         reader.start()
         while reader.is_alive():
             await asyncio.sleep(0.05)
+    took = time.monotonic() - started
     reader.join(20)
     assert reader.head.startswith(b"HTTP/1.1 200"), reader.head
-    assert lag.worst < 1.0, f"the event loop stood still {lag.worst:.1f} s for one patron's page"
+    # Frozen, the loop stands still for about the whole page; turns given, for a small part of
+    # it. Compared with the page's own time, so that a machine slowed by other work (which
+    # stretches both) does not fail it.
+    assert lag.worst < max(1.0, took / 4), (
+        f"the event loop stood still {lag.worst:.1f} s of {took:.1f} s for one patron's page"
+    )
 
 
 # --------------------------------------------------------------- a brotli bomb on a sniffed body
