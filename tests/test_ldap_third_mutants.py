@@ -1,5 +1,5 @@
 """From a further mutation sweep (2 December 2026) of ldap: each test kills one mutant that the
-rest of the suite let through (10 of 18 survived the narrow runs, 5 of them equivalent; each test
+rest of the suite let through (12 of 23 survived the narrow runs, 6 of them equivalent; each test
 here failed with its mutant and passes without). Its docstring names the mutant and the
 behaviour it proves."""
 
@@ -114,6 +114,45 @@ def test_a_group_compares_under_full_case_folding() -> None:
     assert databases_for(frozenset({"STRASSE"}), (vendor,)) == {"g"}
 
 
+async def test_a_session_decided_under_a_later_rule_waits_when_the_first_rule_comes_back(
+    tmp_path: Path, port: int, running_slapd: Any, vendor_factory: Any, proxy_factory: Any
+) -> None:
+    """kills: proxy/auth.py:library_rule_holds — the `return False` for a session that recorded
+    a library-wide mark other than the one in force dropped.
+
+    The proxy starts under rule A (`eligible_filter`), a reload narrows it to B and a patron
+    signs in under B, then a reload puts A back. The session was never checked against A, so it
+    waits for a new sign-in like every other session decided under another rule (P5). Without
+    the guard it fell through to the rolling-upgrade allowance (a session with no mark at all
+    keeps the rule the process started with) and was let in because A is that rule."""
+    from proxy.reload import Reloader
+    from proxy.services import SERVICES
+    from tests import harness
+
+    vendor = await vendor_factory("www.rulemark.test")
+    cfg = harness.write_config(
+        tmp_path,
+        port=port,
+        directory=harness.ldap_directory(running_slapd, tmp_path),
+        vendors={"one": harness.vendor_toml("one", vendor)},
+    )
+    driver = await proxy_factory(cfg)
+    svc = driver.client.app[SERVICES]
+    first = 'eligible_filter = "(!(description=expired))"'
+    later = 'eligible_filter = "(&(!(description=expired))(employeeType=resident))"'
+    assert first in cfg.read_text()
+    cfg.write_text(cfg.read_text().replace(first, later))
+    assert (await Reloader(svc).reload()).ok
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    assert (await driver.get_vendor("www.rulemark.test", "/under-b")).status == 200
+    cfg.write_text(cfg.read_text().replace(later, first))
+    assert (await Reloader(svc).reload()).ok
+    back = await driver.get_vendor("www.rulemark.test", "/under-a-again")
+    assert back.status != 200, back.status
+    assert "Sign in again" in await back.text()
+    assert [r.path_qs for r in vendor.requests] == ["/under-b"]
+
+
 # Checked and found fine (no test kept):
 # - proxy/ldap_directory.py:_Worker._bind_as — `if opened and policy.error == CHANGE_AFTER_RESET`
 #   → `if policy.error == CHANGE_AFTER_RESET`: slapd's ppolicy never sends changeAfterReset with a
@@ -127,3 +166,5 @@ def test_a_group_compares_under_full_case_folding() -> None:
 # - proxy/ldap_directory.py:_Worker._connect — `url.lower().startswith("ldaps://")` →
 #   `url.startswith("ldaps://")`: ldap3.Server sets use_ssl from the URL's scheme itself, without
 #   regard to case.
+# - proxy/auth.py:rules_changed — `not open_to_all(vendor) and` dropped: it is asked only after
+#   `may_use` refused the vendor, which it never does for a vendor open to all.
