@@ -547,8 +547,25 @@ def _kid_as_operand(argv: list[str]) -> list[str]:
     return ["keys", "retire", *rest, "--", *kids] if kids else argv
 
 
+# Commands whose --config belongs to the action after them (`vendors list`, `keys rotate`).
+_GROUPS = ("keys", "vendors")
+
+
+def _config_after_action(argv: list[str]) -> list[str]:
+    """`vendors --config X list`, the option before the action as many tools allow: the group's
+    parser knows no --config, so argparse read X as the action ("invalid choice: 'X'"), which
+    tells IT staff nothing about the option. The option is moved behind the action, where it is
+    read; any other command line is returned as it is."""
+    if len(argv) >= 4 and argv[0] in _GROUPS and argv[1] == "--config":
+        return [argv[0], argv[3], *argv[1:3], *argv[4:]]
+    if len(argv) >= 3 and argv[0] in _GROUPS and argv[1].startswith("--config="):
+        return [argv[0], argv[2], argv[1], *argv[3:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(_kid_as_operand(list(sys.argv[1:] if argv is None else argv)))
+    line = _config_after_action(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(_kid_as_operand(line))
     code: int = args.func(args)
     return code
 

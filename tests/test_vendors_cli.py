@@ -145,6 +145,19 @@ def test_vendors_list_text(cfg: Path) -> None:
     assert lines[2].split()[-3:] == ["ip", "anonymous", "2027-06-30"]
 
 
+def test_config_given_before_the_action_is_read(cfg: Path) -> None:
+    """`vendors --config PATH list` (and `keys --config=PATH list`): the option written before
+    the action, as many tools allow, works as it does after it. argparse alone said
+    "invalid choice: '<the path>'", naming the config file as if it were the action."""
+    after = run_cli("vendors", "list", "--config", str(cfg))
+    before = run_cli("vendors", "--config", str(cfg), "list")
+    assert (before.returncode, before.stdout) == (0, after.stdout), before.stderr
+    keys = run_cli("keys", f"--config={cfg}", "list")
+    assert keys.returncode == 0 and keys.stdout == run_cli("keys", "list", f"--config={cfg}").stdout
+    wrong = run_cli("vendors", "--config", str(cfg), "lsit")
+    assert wrong.returncode == 2 and "invalid choice: 'lsit'" in wrong.stderr
+
+
 def test_vendors_list_json(cfg: Path) -> None:
     r = run_cli("vendors", "list", "--config", str(cfg), "--format", "json")
     rows = json.loads(r.stdout)
