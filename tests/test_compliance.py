@@ -128,6 +128,34 @@ def test_each_broken_rule_is_reported_by_its_id(
     assert failing(report, vendor_id) == expected
 
 
+@pytest.mark.parametrize(
+    ("connect_to", "result"),
+    [
+        ("127.0.0.1:8081", PASS),
+        ("[::1]:8081", PASS),
+        ("localhost:8081", PASS),
+        ("192.0.2.10:80", FAIL),
+        ("", FAIL),
+    ],
+)
+def test_a_plain_http_vendor_reached_on_this_machine_passes_the_https_check(
+    config: Config, connect_to: str, result: str
+) -> None:
+    """The bundled demo vendor is `http://` at `connect_to = "127.0.0.1:8081"`: its traffic
+    never leaves the machine, so the compliance run on the embedded defaults does not report
+    a critical "would travel unencrypted" that is not true. The same vendor at a network
+    address, or resolved by name, still fails; the evidence keeps the plain URLs either way."""
+    plain = config.vendor("plain")
+    assert plain is not None and plain.origin.startswith("http://")
+    vendor = dataclasses.replace(plain, connect_to=connect_to)
+    report = check_all(config, [vendor])
+    check = check_of(report, "plain", "transport.https")
+    assert check.result == result
+    assert "origin = 'http://search.plain-db.test'" in check.evidence
+    if result == PASS:
+        assert f"connect_to = {connect_to!r} (loopback" in check.evidence
+
+
 @pytest.mark.parametrize(("vendor_id", "expected"), sorted(BROKEN.items()))
 def test_exit_status_follows_the_severity_of_the_broken_rule(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], vendor_id: str, expected: set[str]
