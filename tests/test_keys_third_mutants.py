@@ -16,22 +16,7 @@ from yarl import URL
 import proxy.assertion as assertion
 from proxy.secrets_ import SecretError, read_secret_file
 from proxy.vendors.referer import _same_page
-
-MAKE = dict(issuer="https://proxy.lib.org", scope="lib.org", pairwise_secret=b"s" * 32)
-
-
-def _signer(key_dir: Path, previous: assertion.Signer | None = None) -> assertion.Signer:
-    return assertion.Signer(assertion.load_keys(key_dir), previous=previous, **MAKE)  # type: ignore[arg-type]
-
-
-def _sign(s: assertion.Signer, session: str = "s") -> str:
-    return s.assertion(
-        cache_key=session, audience="v", patron_key="p", vendor_id="v", pseudonymous=False
-    )
-
-
-def _kid(token: str) -> str:
-    return str(jwt.get_unverified_header(token)["kid"])
+from tests.test_keys_mutants import _kid, _sign, _signer
 
 
 def _retire(key: assertion.SigningKey) -> None:

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from proxy.stats import (
-    LOGINS_SUCCESS,
     REQUESTS,
-    SESSIONS_STARTED,
     UNIQUE_SESSIONS,
     Counters,
     Recorder,
@@ -22,17 +20,7 @@ from proxy.stats_report import ALL_VENDORS, TOTAL, Report, build_report
 from proxy.stats_store import REDIS_SEEN_PREFIX, RedisStatsStore, Row, StatsStore
 from proxy.stats_suppression import protect_line
 from tests.fixtures_redis import RedisServer
-
-MIN = 10
-JUNE = dt.date(2026, 6, 10)
-
-
-def _rows(day: dt.date, **per_vendor: tuple[int, int]) -> list[Row]:
-    """vendor=(requests, sessions started) on `day`, and as many sign-ins as sessions."""
-    out = [Row(day, "", LOGINS_SUCCESS, sum(s for _, s in per_vendor.values()))]
-    for vendor, (requests, sessions) in per_vendor.items():
-        out += [Row(day, vendor, REQUESTS, requests), Row(day, vendor, SESSIONS_STARTED, sessions)]
-    return out
+from tests.test_reports_mutants import JUNE, MIN, _rows
 
 
 def _month_report(rows: list[Row]) -> Report:
