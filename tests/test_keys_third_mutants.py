@@ -6,7 +6,6 @@ docstring names the mutant and the behaviour it proves."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import jwt
@@ -16,20 +15,10 @@ from yarl import URL
 import proxy.assertion as assertion
 from proxy.secrets_ import SecretError, read_secret_file
 from proxy.vendors.referer import _same_page
-from tests.test_keys_mutants import _kid, _sign, _signer
+from tests import test_keys_mutants
+from tests.test_keys_mutants import _kid, _retire, _sign, _signer
 
-
-def _retire(key: assertion.SigningKey) -> None:
-    """What `keys retire` does on disk."""
-    key.path.unlink()
-    key.path.with_suffix(".json").unlink()
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    now = [time.time()]
-    monkeypatch.setattr(time, "time", lambda: now[0])
-    return now
+clock = test_keys_mutants.clock  # the same fixture: time.time held still, moved by hand
 
 
 def _verifies(token: str, jwks: dict[str, list[dict[str, str]]]) -> bool:

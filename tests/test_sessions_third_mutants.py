@@ -12,17 +12,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
-from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from proxy import usage_limits
-from proxy.config import Limits, VendorConfig
-from proxy.metrics import Metrics
 from proxy.redis_store import RedisStore
-from proxy.services import Hooks
 from proxy.sessions import Session, Sessions, new_session_id
-from proxy.usage_limits import Tracked, UsageLimits
+from proxy.usage_limits import Tracked
 from tests.fixtures_redis import RedisServer
+from tests.test_usage_mutants import REFUSED, _limits, _vendor
 
 SECRET = b"review-sessions3 sealing secret, synthetic"
 PREFIX = "sessions3:"
@@ -111,32 +108,15 @@ async def test_requests_per_minute_starts_again_each_clock_minute(
     assert minute % 120 == 0
     now = [minute + 5.0]
     monkeypatch.setattr(usage_limits, "time", types.SimpleNamespace(time=lambda: now[0]))
-    sessions = Sessions(store, idle_timeout_s=3600, lifetime_s=36000)
-    vendor = VendorConfig(
-        id="one",
-        title="One",
-        origin="https://www.vendor-one.test",
-        hosts=("www.vendor-one.test",),
-        limits=Limits(requests_per_minute=2),
-    )
-    svc = types.SimpleNamespace(
-        secret=b"synthetic-secret-sessions3-0123456789",
-        sessions=sessions,
-        metrics=Metrics(),
-        hooks=Hooks(),
-        vendors={"one": vendor},
-    )
-    ul = UsageLimits(svc)  # type: ignore[arg-type]
-    refused = web.Response(status=429)
-    ul.refusal = lambda request: refused  # type: ignore[method-assign]
-    session = await sessions.start(patron_key="pk-sessions3-synthetic", databases=frozenset())
+    ul, session, vendor = await _limits(store, requests_per_minute=2)
+    sessions = ul.svc.sessions
     for at in (5.0, 30.0, 65.0, 90.0):
         now[0] = minute + at
         assert await ul.gate(make_mocked_request("GET", "/doc"), session, vendor) is None, at
     stored = await sessions.load(session.id)
     assert stored is not None and not stored.suspended
     now[0] = minute + 100.0
-    assert await ul.gate(make_mocked_request("GET", "/doc"), session, vendor) is refused
+    assert await ul.gate(make_mocked_request("GET", "/doc"), session, vendor) is REFUSED
 
 
 @pytest.mark.redis
@@ -147,23 +127,9 @@ async def test_a_download_from_another_vendor_is_not_counted_against_the_tracked
     dropped. A full-text download is counted only for the vendor whose gate tracked this
     request: an answer from another vendor never spends (or suspends on) the first one's
     `downloads_per_hour`."""
-    sessions = Sessions(store, idle_timeout_s=3600, lifetime_s=36000)
-    two = VendorConfig(
-        id="two",
-        title="Two",
-        origin="https://www.vendor-two.test",
-        hosts=("www.vendor-two.test",),
-        limits=Limits(downloads_per_hour=1),
-    )
-    svc = types.SimpleNamespace(
-        secret=b"synthetic-secret-sessions3-0123456789",
-        sessions=sessions,
-        metrics=Metrics(),
-        hooks=Hooks(),
-        vendors={"two": two},
-    )
-    ul = UsageLimits(svc)  # type: ignore[arg-type]
-    session = await sessions.start(patron_key="pk-sessions3-synthetic", databases=frozenset())
+    ul, session, _ = await _limits(store)
+    sessions = ul.svc.sessions
+    two = _vendor("two", downloads_per_hour=1)
     ul._current.set(Tracked(session, "one", ul.counter(session, "one")))
     request = make_mocked_request("GET", "/article.pdf")
     assert await ul.check_head(request, two, 200, "application/pdf", {}) is None
