@@ -13,6 +13,7 @@ A critical check that fails makes a vendor (and the run) FAILED; a critical chec
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 import stat
 from collections.abc import Iterable
@@ -50,7 +51,6 @@ from proxy.compliance_settings import (
     compliance_settings,
 )
 from proxy.config import Config, VendorConfig
-from proxy.config_checks import is_loopback
 from proxy.secrets_ import readable_by_others
 
 __all__ = [
@@ -294,6 +294,16 @@ def _vendor_settings_text(v: VendorConfig) -> list[tuple[str, str]]:
     return [(k, val) for k, val in values if val]
 
 
+def _loopback_address(host: str) -> bool:
+    """An address on the loopback network, written as one. A name (`localhost` too) goes where
+    the hosts file or a resolver sends it, which the config cannot show: a critical check that
+    passes must not rest on it."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_configuration(v: VendorConfig, config: Config, s: ComplianceSettings) -> list[Check]:
     out: list[Check] = []
     urls = [("origin", v.origin), ("start_url", v.start)]
@@ -301,7 +311,7 @@ def check_configuration(v: VendorConfig, config: Config, s: ComplianceSettings) 
         urls.append(("shared_login.login_url", v.shared_login.login_url))
     plain = [f"{k} = {u!r}" for k, u in urls if urlsplit(u).scheme != "https"]
     passed, evidence = "The vendor is reached over https.", f"origin = {v.origin!r}"
-    if plain and is_loopback(v.connect_to.rpartition(":")[0].strip("[]")):
+    if plain and (addr := v.connect_addr) is not None and _loopback_address(addr[0]):
         # Every host of the vendor is reached at `connect_to` (forward.VendorResolver): on this
         # machine, nothing travels a network (the bundled demo vendor). What a forwarder
         # listening there does with it is outside what a config can show, and said so.

@@ -286,6 +286,14 @@ class VendorConfig:
     def aud(self) -> str:
         return self.audience or self.id
 
+    @property
+    def connect_addr(self) -> tuple[str, int] | None:
+        """`connect_to` as (host, port), an IPv6 address without its brackets; None without one."""
+        if not self.connect_to:
+            return None
+        host, _, port = self.connect_to.rpartition(":")
+        return host.strip("[]"), int(port)
+
     def releases_pseudonym(self, today: dt.date) -> bool:
         """Pseudonymous release under a contract that permits it and is still running on
         `today`: once it has ended (`contract.expires` past, or never recorded) the vendor gets

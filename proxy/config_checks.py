@@ -48,8 +48,7 @@ _SHARED_HOSTING = frozenset({"amazonaws.com", "cloudfront.net", "azurewebsites.n
 NAMESPACE_HOSTS = ("www.w3.org", "w3.org", "www.w3c.org")
 
 
-def is_loopback(host: str) -> bool:
-    """`localhost`, a name under `.localhost`, or a loopback address (127/8, ::1)."""
+def _is_loopback(host: str) -> bool:
     if host in ("localhost",) or host.endswith(".localhost"):
         return True
     try:
@@ -258,7 +257,7 @@ def check_server(cfg: Config, file: str, problems: list[Problem]) -> None:
         problems.append(Problem(file, "server.public_url", "must not have a path or query"))
     elif host_problem := _public_host_problem(parts.hostname):
         problems.append(Problem(file, "server.public_url", host_problem))
-    elif parts.scheme == "http" and not is_loopback(parts.hostname):
+    elif parts.scheme == "http" and not _is_loopback(parts.hostname):
         problems.append(
             Problem(
                 file,
@@ -350,7 +349,7 @@ def check_directory(cfg: Config, file: str, problems: list[Problem]) -> None:
             problems.append(
                 Problem(file, f"directory.urls[{i}]", f"must be ldap:// or ldaps://, not {url!r}")
             )
-        elif u.scheme == "ldap" and not d.start_tls and not is_loopback(u.hostname):
+        elif u.scheme == "ldap" and not d.start_tls and not _is_loopback(u.hostname):
             problems.append(
                 Problem(
                     file,

@@ -289,9 +289,8 @@ class Upstream:
 
         connect_to: dict[str, tuple[str, int]] = {}
         for v in self.config.vendors:
-            if v.connect_to:
-                host, _, port = v.connect_to.rpartition(":")
-                connect_to[v.id] = (host.strip("[]"), int(port))
+            if (addr := v.connect_addr) is not None:
+                connect_to[v.id] = addr
             if not v.tls_verify:
                 unverified = ssl.create_default_context()
                 unverified.check_hostname = False

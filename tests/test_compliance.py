@@ -133,7 +133,7 @@ def test_each_broken_rule_is_reported_by_its_id(
     [
         ("127.0.0.1:8081", PASS),
         ("[::1]:8081", PASS),
-        ("localhost:8081", PASS),
+        ("localhost:8081", FAIL),  # a name: the hosts file may send it anywhere
         ("192.0.2.10:80", FAIL),
         ("", FAIL),
     ],
@@ -144,7 +144,8 @@ def test_a_plain_http_vendor_reached_on_this_machine_passes_the_https_check(
     """The bundled demo vendor is `http://` at `connect_to = "127.0.0.1:8081"`: its traffic
     never leaves the machine, so the compliance run on the embedded defaults does not report
     a critical "would travel unencrypted" that is not true. The same vendor at a network
-    address, or resolved by name, still fails; the evidence keeps the plain URLs either way."""
+    address, at a name (even `localhost`), or resolved by its host still fails; the evidence
+    keeps the plain URLs either way."""
     plain = config.vendor("plain")
     assert plain is not None and plain.origin.startswith("http://")
     vendor = dataclasses.replace(plain, connect_to=connect_to)

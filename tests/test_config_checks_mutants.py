@@ -106,7 +106,7 @@ def test_the_baseline_config_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("lines", "key"),
     [
-        # kills: is_loopback `.is_loopback` → `.is_private`
+        # kills: _is_loopback `.is_loopback` → `.is_private`
         ('public_url = "http://10.0.0.5:8080"', "server.public_url"),
         # kills: check_server `"@" in parts.netloc` → False
         ('public_url = "https://staff:pw@proxy.westonlibrary.org"', "server.public_url"),
@@ -125,7 +125,7 @@ def test_the_baseline_config_loads(tmp_path: Path) -> None:
 def test_server_values_that_weaken_privacy_or_cannot_work_are_refused(
     tmp_path: Path, lines: str, key: str
 ) -> None:
-    """kills: proxy/config_checks.py:is_loopback — `ipaddress.ip_address(host).is_loopback` →
+    """kills: proxy/config_checks.py:_is_loopback — `ipaddress.ip_address(host).is_loopback` →
     `.is_private`; check_server — `"@" in parts.netloc` → False, `"#" in s.public_url` → False,
     `not 0 <= max_in_flight_per_vendor <= max_in_flight` → without `0 <=`; check_host_port —
     `0 < int(port)` → `0 <= int(port)`; proxy/config_read.py:_type_ok — float without
@@ -196,7 +196,7 @@ def test_directory_settings_that_leak_pins_or_sign_in_everyone_as_one_are_refuse
     tmp_path: Path, extra: str, key: str
 ) -> None:
     """kills: proxy/config_checks.py:check_directory — `u.scheme == "ldap" and not
-    d.start_tls and not is_loopback(...)` → False; `"{username}" not in d.user_filter` →
+    d.start_tls and not _is_loopback(...)` → False; `"{username}" not in d.user_filter` →
     False. Plain ldap:// to another machine sends every patron's card number and PIN in clear;
     a user filter without {username} finds the same entry whoever signs in."""
     assert ("proxy.toml", key) in problems(tmp_path, proxy=LDAP.format(extra=extra))

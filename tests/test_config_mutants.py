@@ -137,7 +137,7 @@ def test_server_values_that_cannot_work_are_refused_on_their_key(
 
 
 def test_a_proxy_on_a_dot_localhost_name_may_use_http(tmp_path: Path) -> None:
-    """kills: proxy/config_checks.py:is_loopback — `host.endswith(".localhost")` dropped.
+    """kills: proxy/config_checks.py:_is_loopback — `host.endswith(".localhost")` dropped.
     `http://proxy.localhost:8080` (the built-in default, a first try on one machine) never
     leaves the machine, so plain http is allowed there; it must not be refused as "must be https"."""
     text = PROXY.replace("https://proxy.westonlibrary.org", "http://proxy.localhost:8080")

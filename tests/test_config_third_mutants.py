@@ -67,7 +67,7 @@ def test_a_cookie_name_of_64_characters_loads_and_65_is_refused(tmp_path: Path) 
 
 def test_plain_ldap_to_another_machine_loads_with_start_tls(tmp_path: Path) -> None:
     """kills: proxy/config_checks.py:check_directory — `u.scheme == "ldap" and not d.start_tls
-    and not is_loopback(…)` → without `not d.start_tls`. `ldap://` to the library's directory
+    and not _is_loopback(…)` → without `not d.start_tls`. `ldap://` to the library's directory
     server with `start_tls = true` encrypts the PINs and loads; without StartTLS it is refused."""
     ldap = 'kind = "ldap"\nurls = ["ldap://ldap.westonlibrary.org"]\nbase_dn = "dc=weston"\n'
     assert problems(tmp_path, directory=ldap + "start_tls = true\n") == set()
