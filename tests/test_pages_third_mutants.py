@@ -52,10 +52,15 @@ def test_a_pin_notice_with_a_ten_digit_number_is_not_shown() -> None:
 
 
 # Checked and found fine (no test kept): none proved equivalent in this sweep's 30 minutes.
-# Survived the narrow run only, not rerun against the wider suite, no test yet (see the report):
-# pages.py renew_sign_in_token `if request.get(SIGN_IN_POST)` → `if True`; _sign_in
-# `request[RENEW_TOKEN] = True` (directory unavailable) removed; logout `foreign and ids` →
-# `foreign`; menu `not library_ok or` dropped; _time_left `min(idle_left, life_left)` → `max`;
-# session_time POST `touch(..., min_interval_s=0)` removed; _login_page Referrer-Policy
-# `same-origin` → `no-referrer`; messages.py duration `s >= 3600 and` dropped; branding.py
-# `extensions=("html", "txt", "xml")` → `("html",)`, `exc.filename or name` → `name`.
+# Its narrow-run survivors, rerun against the wider suite on 2 December 2026 (evening):
+# killed by existing tests: _sign_in `request[RENEW_TOKEN] = True` removed
+# (test_patron_journey's replayed post), both menu `not library_ok or` drops
+# (test_eligibility_changes and neighbours), _time_left `min` → `max` and the session_time POST
+# touch removed (test_core_e2e), branding `exc.filename or name` → `name` (test_config).
+# A test added: renew_sign_in_token `if True` (test_sign_in_store_outage). Equivalent:
+# logout `foreign and ids` → `foreign` (with no ids, `live` is empty and the code falls
+# through to the same answer); _login_page's Referrer-Policy header `same-origin` →
+# `no-referrer` (login.html's own `<meta name="referrer" content="same-origin">` sets the
+# document's policy over the header, HTML standard); branding `extensions` narrowed to html
+# (every template the proxy renders is .html); messages.py duration `s >= 3600 and` dropped
+# (only 0 s reads differently, and every caller passes at least 1 s).

@@ -14,6 +14,7 @@ import pytest
 
 from proxy.app import SERVICES
 from proxy.web.messages import MESSAGES
+from proxy.web.pages import CSRF_COOKIE
 from tests.canary import CANARY
 from tests.harness import ProxyDriver, ldap_directory, vendor_toml, write_config
 
@@ -117,3 +118,26 @@ async def test_a_store_failure_after_the_directory_accepted_the_pin_leaves_no_re
     assert r.status == 503 and "Retry-After" in r.headers
     assert r.cookies.get(driver.config.server.cookie_name) is None
     await _assert_post_not_replayable(driver, redis_server, data)
+
+
+async def test_a_store_outage_on_another_page_leaves_an_open_sign_in_form_working(
+    redis_driver: ProxyDriver, redis_server: Any
+) -> None:
+    """kills: proxy/web/pages.py:renew_sign_in_token — `if request.get(SIGN_IN_POST)` → `if True`.
+
+    Only a sign-in post answered with the store page renews the sign-in token. The store page
+    on any other request (the menu, a database page) is answered by the same `dispatch`
+    handler; renewing the token there too would make every sign-in form the browser has open
+    (a second tab, the page the patron left to come back to) stale, so the patron's next
+    sign-in after a brief Redis outage would be refused as an old form for no reason."""
+    driver = redis_driver
+    assert (await driver.login(CANARY.uid, CANARY.password)).status == 303
+    csrf, _ = await driver.login_form()  # a sign-in form open in another tab
+    redis_server.stop()
+    r = await driver.own("GET", "/menu")
+    assert r.status == 503 and "Retry-After" in r.headers
+    assert CSRF_COOKIE not in r.cookies, "the store page on the menu renewed the sign-in token"
+    redis_server.start()
+    data = {"username": CANARY.uid, "password": CANARY.password, "url": "", "csrf": csrf}
+    again = await _post_sign_in(driver, data)
+    assert again.status == 303, f"the form opened before the outage was refused ({again.status})"
