@@ -457,6 +457,11 @@ class LdapDirectory:
             except TimeoutError:
                 raise DirectoryUnavailable("the directory did not answer in time") from None
             except BrokenProcessPool:
+                if self._closed:
+                    # `close` stopped the pool under this call (a reload's replaced directory
+                    # past its grace, or shutdown): a fresh pool here would outlive the client,
+                    # its workers never stopped.
+                    raise DirectoryUnavailable("the directory client is closed") from None
                 # A worker died (killed, out of memory): start a fresh pool and try once more.
                 # Calls in flight on the broken pool all land here; only the first replaces it.
                 if self._procs is pool:

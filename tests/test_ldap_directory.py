@@ -635,3 +635,33 @@ def test_every_card_costs_the_same_operations_until_the_pin_opens_it(
     assert all(r == ("bad_credentials", ["search", "bind"]) for r in refusals.values()), refusals
     status, ops = _operations(worker, order, EXPIRED.uid, EXPIRED.password)
     assert status == "not_eligible" and ops[:2] == ["search", "bind"], ops
+
+
+async def test_closing_the_directory_under_a_sign_in_starts_no_new_workers(
+    build: Build, slapd: Slapd
+) -> None:
+    """A directory client closed while a sign-in waits on it (a reload's replaced client past its
+    grace; shutdown) stops its workers, and the waiting sign-in is told the directory is
+    unavailable. Taking the stopped pool for a crashed one and starting a fresh pool to retry
+    on would leave worker processes behind that nothing ever stops: one more per reload with
+    a slow sign-in, and a process that hangs at exit joining them."""
+    import multiprocessing
+
+    directory = await build(timeout_s=20)
+    with pytest.raises(BadCredentials):  # the workers are up
+        await directory.authenticate(CANARY.uid, "not-the-pin")
+    before = {p.pid for p in multiprocessing.active_children()}
+    pid = slapd._proc.pid if slapd._proc is not None else 0
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        waiting = asyncio.create_task(directory.authenticate(CANARY.uid, CANARY.password))
+        await asyncio.sleep(0.5)  # the bind is with slapd, which does not answer
+        assert not waiting.done()
+        await directory.close()
+        with pytest.raises(DirectoryUnavailable):
+            await asyncio.wait_for(waiting, 20)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await asyncio.sleep(0.5)
+    started = [p for p in multiprocessing.active_children() if p.pid not in before and p.is_alive()]
+    assert started == [], f"a closed directory started workers: {started}"
