@@ -63,7 +63,8 @@ RESTART_ONLY = (
 # went to the old file lost them from the monthly report. min_cell is not here: each report
 # reads it.
 STATS_RESTART_ONLY = ("path", "flush_interval_s", "refresh_interval_s")
-# A replaced directory may still be answering a login; it closes after this long at least.
+# A replaced directory may still be answering a login; it closes after this long at least
+# (longer when its `directory.timeout_s` lets a sign-in take longer: `Reloader._retire`).
 DIRECTORY_GRACE_S = 30.0
 # A replaced upstream is closed after this long even if a download is still streaming.
 MAX_DRAIN_S = 3600.0
@@ -193,7 +194,11 @@ class Reloader:
             finally:
                 self.svc.forwarding.pop(old.upstream, None)
                 await old.upstream.close()
-            await asyncio.sleep(max(0.0, DIRECTORY_GRACE_S - (time.monotonic() - started)))
+            # A sign-in may wait on the directory for its whole `timeout_s` (which a library
+            # whose directory is slow to answer may set past the grace), and once more after a
+            # worker is lost.
+            grace = max(DIRECTORY_GRACE_S, 2 * (old.config.directory.timeout_s + 1.0))
+            await asyncio.sleep(max(0.0, grace - (time.monotonic() - started)))
         finally:
             await old.directory.close()
 

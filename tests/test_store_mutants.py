@@ -302,7 +302,11 @@ async def test_a_replaced_directory_keeps_answering_logins_for_its_grace(
         def __init__(self, close: Any) -> None:
             self.close = close
 
-    old = SimpleNamespace(upstream=Part(close_upstream), directory=Part(close_directory))
+    old = SimpleNamespace(
+        upstream=Part(close_upstream),
+        directory=Part(close_directory),
+        config=SimpleNamespace(directory=SimpleNamespace(timeout_s=0.1)),  # grace is 1.5 s
+    )
     reloader = Reloader(SimpleNamespace(forwarding={}))  # type: ignore[arg-type]
     task = asyncio.create_task(reloader._retire(old))  # type: ignore[arg-type]
     await asyncio.sleep(0.2)
