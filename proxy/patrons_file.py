@@ -4,6 +4,7 @@ check-config): card, PIN hash, expiry, groups, blocked, with every mistake named
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,17 @@ class FilePatron:
     blocked: bool
 
 
+# The keys of one `[[patron]]` table. Any other is a mistake named with its key: a `block = true`
+# that is not `blocked` would leave the card working with no word anywhere.
+KEYS = ("card", "hash", "expires", "groups", "blocked")
+
+
+def _unknown(path: Path, where: str, key: str, known: tuple[str, ...]) -> Problem:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return Problem(str(path), where, f"unknown key{hint}")
+
+
 def read_patrons_file(path: Path) -> tuple[dict[str, FilePatron], list[Problem]]:
     """The patrons of a `kind = "file"` directory, and every mistake in the file (with its key):
     a value of another type would otherwise fail each sign-in of that card, or (groups written
@@ -29,11 +41,20 @@ def read_patrons_file(path: Path) -> tuple[dict[str, FilePatron], list[Problem]]
     data = read_toml(path)
     if isinstance(data, Problem):
         return out, [data]
+    # A `[[patrons]]` typo would otherwise load as a directory with no patrons in it.
+    problems += [_unknown(path, k, k, ("patron",)) for k in data if k != "patron"]
     entries = data.get("patron", [])
     if not isinstance(entries, list):
-        return out, [Problem(str(path), "patron", "must be [[patron]] tables")]
+        return out, [*problems, Problem(str(path), "patron", "must be [[patron]] tables")]
     for i, entry in enumerate(entries):
         key = f"patron[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(Problem(str(path), key, "must be a [[patron]] table (card, hash)"))
+            continue
+        strays = [k for k in entry if k not in KEYS]
+        if strays:
+            problems += [_unknown(path, f"{key}.{k}", k, KEYS) for k in strays]
+            continue
         card, hashed = entry.get("card"), entry.get("hash")
         expires, groups = entry.get("expires"), entry.get("groups", [])
         blocked = entry.get("blocked", False)

@@ -154,6 +154,47 @@ def test_a_patrons_file_value_of_the_wrong_kind_is_refused_naming_its_key(
     assert checked.returncode != 0 and key in checked.stdout + checked.stderr, checked
 
 
+@pytest.mark.parametrize(
+    ("text", "key", "hint"),
+    [
+        # IT staff block a card with `block = true`: the card went on working, no word anywhere.
+        (
+            '[[patron]]\ncard = "{card}"\nhash = "{hash}"\nblock = true\n',
+            "patron[0].block",
+            "did you mean 'blocked'?",
+        ),
+        # `[[patrons]]`: a directory with no patrons in it, every sign-in refused as a wrong PIN.
+        ('[[patrons]]\ncard = "{card}"\nhash = "{hash}"\n', "patrons", "did you mean 'patron'?"),
+        # Cards listed as a plain array: a traceback (AttributeError) from check-config and serve.
+        ('patron = ["{card}"]\n', "patron[0]", "must be a [[patron]] table"),
+    ],
+)
+def test_a_patrons_file_key_that_is_not_one_is_refused_naming_it(
+    tmp_path: Path, text: str, key: str, hint: str
+) -> None:
+    """The patrons file is checked as the main configuration is: an unknown key, at the top or
+    in a `[[patron]]` table, is refused with its key and the likely intended one, and an entry
+    that is not a table is named, not a traceback."""
+    path = tmp_path / "patrons.toml"
+    path.write_text(text.format(card=CANARY.uid, hash=hash_password(CANARY.password)))
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        FileDirectory(path, secret=b"s" * 32, vendors=())
+    (tmp_path / "proxy.toml").write_text(
+        '[directory]\nkind = "file"\npatrons_file = "patrons.toml"\n[vendors]\ndir = "vendors"\n'
+    )
+    (tmp_path / "vendors").mkdir()
+    checked = subprocess.run(
+        [sys.executable, "-m", "proxy", "check-config", "--config", str(tmp_path / "proxy.toml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = checked.stdout + checked.stderr
+    assert checked.returncode == 1, said
+    assert f"{path}: {key}: " in said and hint in said, said
+    assert "Traceback" not in said
+
+
 @pytest.fixture
 def slapd_with_capitalised_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A slapd whose WREN entry spells its patron type `Resident` (employeeType is a
