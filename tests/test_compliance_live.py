@@ -347,3 +347,90 @@ def test_cli_live_json_on_stdout_and_progress_on_stderr(tmp_path: Path) -> None:
     assert all(ids[i] == "pass" for i in LIVE_IDS | {"live.logs"})
     assert ids["page.third_party"] == "unknown"
     assert "[1/1] anon:" in r.stderr and "done" in r.stderr
+
+
+# --------------------------------------------------------------------------- a leaky proxy
+# The live checks judge what the stand-in vendor received and what the stub browser saw; a
+# check passes vacuously if the stub browser never offers the proxy the thing to leak. Each
+# test below breaks one of the proxy's own filters (not an adapter) and expects the check to
+# catch it: so the stub must really send the library's cookie and a Referer with a path, and
+# must really record the Set-Cookie headers it is shown.
+
+
+def _leaky_outbound(names: tuple[str, ...]) -> Any:
+    """`outbound_headers` that also passes the browser's `names` headers on as they came."""
+    import proxy.forward
+
+    real = proxy.forward.outbound_headers
+
+    def leaky(incoming: Any, **kw: Any) -> Any:
+        out = real(incoming, **kw)
+        for name in names:
+            if name in incoming:
+                out[name] = incoming[name]
+        return out
+
+    return leaky
+
+
+async def test_a_proxy_that_forwards_the_browsers_cookies_fails_the_cookie_check(
+    live_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser's own cookies on a mapped host (the proxy's session cookie, the library
+    site's preferences) passed on to the vendor: `live.cookie_isolation` fails naming them."""
+    import proxy.forward
+
+    monkeypatch.setattr(proxy.forward, "outbound_headers", _leaky_outbound(("Cookie",)))
+    real = proxy.forward.Upstream.authorized
+
+    async def authorized(self: Any, out: Outbound) -> str | None:
+        browsers = out.headers.get("Cookie")  # `authorized` drops it before adding the jar's
+        site = await real(self, out)
+        if browsers:
+            jars = out.headers.get("Cookie")
+            out.headers["Cookie"] = browsers + (f"; {jars}" if jars else "")
+        return site
+
+    monkeypatch.setattr(proxy.forward.Upstream, "authorized", authorized)
+    checks = await checks_with(live_config, "ipdb", "ip", IpAdapter)
+    isolation = checks["live.cookie_isolation"]
+    assert isolation.result == FAIL, isolation
+    assert "browser cookie 'weston_pref' reached the vendor" in isolation.evidence
+
+
+async def test_a_proxy_that_forwards_the_browsers_referer_fails_the_header_check(
+    live_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patron's last page as the browser's Referer names it (path and query: the search)
+    passed on to the vendor: `live.header_allowlist` fails, saying it carries a path."""
+    import proxy.forward
+
+    monkeypatch.setattr(proxy.forward, "outbound_headers", _leaky_outbound(("Referer",)))
+    checks = await checks_with(live_config, "ipdb", "ip", IpAdapter)
+    allowlist = checks["live.header_allowlist"]
+    assert allowlist.result == FAIL, allowlist
+    assert "Referer carries a path" in allowlist.evidence
+
+
+async def test_a_proxy_that_shows_the_vendors_set_cookie_fails_the_cookie_check(
+    live_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vendor's Set-Cookie handed to the browser (it would then hold the vendor's tracking
+    cookie under the library's name): `live.cookie_isolation` fails saying so."""
+    import proxy.forward
+
+    real = proxy.forward.response_headers
+
+    def leaky(upstream: Any) -> Any:
+        pairs = list(upstream)
+        out = real(pairs)
+        for name, value in pairs:
+            if name.lower() == "set-cookie":
+                out.add(name, value)
+        return out
+
+    monkeypatch.setattr(proxy.forward, "response_headers", leaky)
+    checks = await checks_with(live_config, "ipdb", "ip", IpAdapter)
+    isolation = checks["live.cookie_isolation"]
+    assert isolation.result == FAIL, isolation
+    assert "the vendor's Set-Cookie reached the browser" in isolation.evidence
