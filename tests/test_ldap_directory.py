@@ -665,3 +665,29 @@ async def test_closing_the_directory_under_a_sign_in_starts_no_new_workers(
     await asyncio.sleep(0.5)
     started = [p for p in multiprocessing.active_children() if p.pid not in before and p.is_alive()]
     assert started == [], f"a closed directory started workers: {started}"
+
+
+async def test_a_sign_in_waiting_for_a_worker_when_the_directory_closes_is_no_error(
+    build: Build, slapd: Slapd
+) -> None:
+    """Shutdown (or a replaced directory's end) while one sign-in holds the only worker and a
+    second waits for it: both are told the directory is unavailable, and the log records no
+    `ldap_unexpected_error` (an error line IT staff would chase) for what is an ordinary stop."""
+    directory = await build(timeout_s=20, pool_size=1)
+    with pytest.raises(BadCredentials):  # the worker is up
+        await directory.authenticate(CANARY.uid, "not-the-pin")
+    pid = slapd._proc.pid if slapd._proc is not None else 0
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            held = asyncio.create_task(directory.authenticate(CANARY.uid, CANARY.password))
+            waiting = asyncio.create_task(directory.authenticate(WREN.uid, WREN.password))
+            await asyncio.sleep(0.5)
+            assert not held.done() and not waiting.done()
+            await directory.close()
+            for call in (held, waiting):
+                with pytest.raises(DirectoryUnavailable):
+                    await asyncio.wait_for(call, 20)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert [e for e in logs if e.get("log_level") == "error"] == []
