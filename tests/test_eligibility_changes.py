@@ -119,6 +119,26 @@ async def test_reload_that_changes_a_condition_applies_to_sessions_signed_in_bef
     assert [q.path_qs for q in archive.requests] == ["/before"]
 
 
+def _refused_by_directory_and_check_config(
+    path: Path, key: str
+) -> subprocess.CompletedProcess[str]:
+    """The patrons file at `path` refused naming `key` by the file directory; then check-config
+    run on a configuration that uses it (its outcome, for the caller to read)."""
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        FileDirectory(path, secret=b"s" * 32, vendors=())
+    root = path.parent
+    (root / "proxy.toml").write_text(
+        f'[directory]\nkind = "file"\npatrons_file = "{path.name}"\n[vendors]\ndir = "vendors"\n'
+    )
+    (root / "vendors").mkdir()
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", "check-config", "--config", str(root / "proxy.toml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 @pytest.mark.parametrize(
     ("line", "key"),
     [
@@ -139,18 +159,7 @@ def test_a_patrons_file_value_of_the_wrong_kind_is_refused_naming_its_key(
     path.write_text(
         f'[[patron]]\ncard = "{CANARY.uid}"\nhash = "{hash_password(CANARY.password)}"\n{line}\n'
     )
-    with pytest.raises(ConfigError, match=re.escape(key)):
-        FileDirectory(path, secret=b"s" * 32, vendors=())
-    (tmp_path / "proxy.toml").write_text(
-        '[directory]\nkind = "file"\npatrons_file = "patrons.toml"\n[vendors]\ndir = "vendors"\n'
-    )
-    (tmp_path / "vendors").mkdir()
-    checked = subprocess.run(
-        [sys.executable, "-m", "proxy", "check-config", "--config", str(tmp_path / "proxy.toml")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    checked = _refused_by_directory_and_check_config(path, key)
     assert checked.returncode != 0 and key in checked.stdout + checked.stderr, checked
 
 
@@ -177,18 +186,7 @@ def test_a_patrons_file_key_that_is_not_one_is_refused_naming_it(
     that is not a table is named, not a traceback."""
     path = tmp_path / "patrons.toml"
     path.write_text(text.format(card=CANARY.uid, hash=hash_password(CANARY.password)))
-    with pytest.raises(ConfigError, match=re.escape(key)):
-        FileDirectory(path, secret=b"s" * 32, vendors=())
-    (tmp_path / "proxy.toml").write_text(
-        '[directory]\nkind = "file"\npatrons_file = "patrons.toml"\n[vendors]\ndir = "vendors"\n'
-    )
-    (tmp_path / "vendors").mkdir()
-    checked = subprocess.run(
-        [sys.executable, "-m", "proxy", "check-config", "--config", str(tmp_path / "proxy.toml")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    checked = _refused_by_directory_and_check_config(path, key)
     said = checked.stdout + checked.stderr
     assert checked.returncode == 1, said
     assert f"{path}: {key}: " in said and hint in said, said
